@@ -1,0 +1,40 @@
+# Civitas: `make run` starts the platform, `make test` sets up and runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck check unit postgres-up bench-eventstore clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/civitas up
+
+postgres-up:
+	bash scripts/postgres-up.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check services tests benchmarks
+	$(BIN)/ruff format --check services tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test: $(STAMP) postgres-up check
+	$(BIN)/pytest -q -ra
+
+bench-eventstore: $(STAMP) postgres-up
+	$(BIN)/python -m benchmarks.eventstore
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,19 @@
+"""Deterministic ids for natural keys.
+
+A message delivered twice that creates "the volunteer profile of member M" must
+not create two profiles: the id is derived from the key, not drawn at random.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+CIVITAS_NAMESPACE = uuid.UUID("5b0f2c1e-8f0a-4d8e-9c57-2a4c1d6e0b39")
+
+
+def natural_id(kind: str, *key: object) -> uuid.UUID:
+    """A uuid5 derived from a kind of thing and its natural key parts."""
+    if not kind or not key:
+        raise ValueError("natural_id needs a kind and at least one key part")
+    text = "\x1f".join([kind, *(str(part) for part in key)])
+    return uuid.uuid5(CIVITAS_NAMESPACE, text)

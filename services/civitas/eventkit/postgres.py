@@ -1,0 +1,299 @@
+"""The PostgreSQL event store (asyncpg).
+
+Global positions come from a sequence, and a row becomes visible when its
+transaction commits, so a naive reader that resumes "after the last position it
+saw" skips events of a slower transaction that took a lower position. The cure
+here: an append first takes a short advisory lock under which it gets its
+transaction id (``xid8``) and reserves its positions, so transaction ids and
+positions are ordered alike; readers return only rows of transactions older than
+the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``). What a
+reader sees is then always a gap-free prefix of the log, while commits (and their
+fsyncs) still run concurrently and PostgreSQL groups them.
+
+A long-running transaction anywhere on the server holds the reader's horizon
+back until it ends: subscribers wait, they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import asyncpg
+
+from .errors import ConcurrencyError, EventIdConflict
+from .hashing import GENESIS
+from .records import AppendResult, EventFilter, ExpectedVersion, RecordedEvent, StreamState
+from .store import EventStore, PreparedEvent
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_EXPECTED_CODES = {StreamState.NO_STREAM: -1, StreamState.ANY: -2, StreamState.EXISTS: -3}
+_LOCK_KEY = 0x63697669  # "civi": serializes only the reservation of positions
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE SEQUENCE IF NOT EXISTS {s}.event_position;
+CREATE TABLE IF NOT EXISTS {s}.events (
+    position       bigint      PRIMARY KEY,
+    tx_id          xid8        NOT NULL,
+    event_id       uuid        NOT NULL UNIQUE,
+    stream_id      text        NOT NULL,
+    category       text        NOT NULL,
+    stream_version bigint      NOT NULL,
+    type           text        NOT NULL,
+    schema_version integer     NOT NULL,
+    occurred_at    timestamptz NOT NULL,
+    actor          text,
+    correlation_id text,
+    causation_id   text,
+    data           text        NOT NULL,
+    hash           bytea       NOT NULL,
+    UNIQUE (stream_id, stream_version)
+);
+CREATE INDEX IF NOT EXISTS events_by_category ON {s}.events (category, position);
+CREATE INDEX IF NOT EXISTS events_by_type ON {s}.events (type, position);
+CREATE TABLE IF NOT EXISTS {s}.streams (
+    stream_id text   PRIMARY KEY,
+    version   bigint NOT NULL,
+    hash      bytea  NOT NULL
+);
+
+CREATE OR REPLACE FUNCTION {s}.append_events(
+    p_stream text, p_category text, p_expected bigint,
+    p_ids uuid[], p_types text[], p_schema_versions integer[], p_occurred timestamptz[],
+    p_actors text[], p_correlations text[], p_causations text[], p_data text[], p_digests bytea[]
+) RETURNS TABLE (last_version bigint, last_position bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer := coalesce(array_length(p_ids, 1), 0);
+    v_positions bigint[];
+    v_version bigint;
+    v_hash bytea;
+    v_hashes bytea[] := '{{}}';
+    v_found record;
+    v_found_count integer;
+    v_inserted integer;
+BEGIN
+    -- 1. Transaction id and positions, taken together under a short lock.
+    IF n > 0 THEN
+        PERFORM pg_advisory_lock({lock});
+        PERFORM pg_current_xact_id();
+        SELECT array_agg(nextval('{s}.event_position') ORDER BY g) INTO v_positions
+            FROM generate_series(1, n) AS g;
+        PERFORM pg_advisory_unlock({lock});
+    END IF;
+
+    -- 2. Lock the stream's head (a new stream's row is made first, so that a
+    --    concurrent first append waits for it); check the expected version.
+    IF n > 0 THEN
+        INSERT INTO {s}.streams (stream_id, version, hash)
+            VALUES (p_stream, -1, '\\x{genesis}'::bytea) ON CONFLICT (stream_id) DO NOTHING;
+    END IF;
+    SELECT s.version, s.hash INTO v_version, v_hash
+        FROM {s}.streams s WHERE s.stream_id = p_stream FOR UPDATE;
+    v_version := nullif(v_version, -1);
+
+    -- 3. An exact retry of an append that is stored already returns its result.
+    IF n > 0 THEN
+        SELECT count(*) AS c,
+               bool_and(e.stream_id = p_stream) AS same_stream,
+               array_agg(e.event_id ORDER BY e.stream_version) AS ids,
+               max(e.stream_version) AS last_version,
+               min(e.stream_version) AS first_version,
+               max(e.position) AS last_position
+          INTO v_found FROM {s}.events e WHERE e.event_id = ANY(p_ids);
+        v_found_count := v_found.c;
+        IF v_found_count > 0 THEN
+            IF v_found_count = n AND v_found.same_stream AND v_found.ids = p_ids
+               AND v_found.last_version - v_found.first_version = n - 1 THEN
+                RETURN QUERY SELECT v_found.last_version, v_found.last_position;
+                RETURN;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = 'CV002',
+                MESSAGE = 'event ids are stored already by another append';
+        END IF;
+    END IF;
+
+    IF (p_expected = -1 AND v_version IS NOT NULL)
+       OR (p_expected = -3 AND v_version IS NULL)
+       OR (p_expected >= 0 AND v_version IS DISTINCT FROM p_expected) THEN
+        RAISE EXCEPTION USING ERRCODE = 'CV001',
+            MESSAGE = coalesce(v_version::text, 'none');
+    END IF;
+    IF n = 0 THEN
+        RETURN QUERY SELECT coalesce(v_version, -1), NULL::bigint;
+        RETURN;
+    END IF;
+
+    -- 4. Chain the hashes and insert.
+    v_version := coalesce(v_version, -1);
+    FOR i IN 1..n LOOP
+        v_hash := sha256(v_hash || p_digests[i]);
+        v_hashes := v_hashes || v_hash;
+    END LOOP;
+    INSERT INTO {s}.events (position, tx_id, event_id, stream_id, category, stream_version,
+                            type, schema_version, occurred_at, actor, correlation_id,
+                            causation_id, data, hash)
+    SELECT v_positions[i], pg_current_xact_id(), p_ids[i], p_stream, p_category,
+           v_version + i, p_types[i], p_schema_versions[i], p_occurred[i], p_actors[i],
+           p_correlations[i], p_causations[i], p_data[i], v_hashes[i]
+      FROM generate_series(1, n) AS i;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    INSERT INTO {s}.streams (stream_id, version, hash) VALUES (p_stream, v_version + n, v_hash)
+        ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, hash = excluded.hash;
+    RETURN QUERY SELECT v_version + n, v_positions[n];
+END
+$fn$;
+"""
+
+_COLUMNS = (
+    "event_id, stream_id, stream_version, position, type, schema_version, occurred_at, "
+    "actor, correlation_id, causation_id, data, hash"
+)
+_VISIBLE = "tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+
+
+class PostgresEventStore(EventStore):
+    """Event store in a PostgreSQL schema (default ``civitas``), through asyncpg."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str, **options: Any) -> None:
+        super().__init__(**options)
+        self._pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        schema: str = "civitas",
+        min_size: int = 2,
+        max_size: int = 20,
+        **options: Any,
+    ) -> PostgresEventStore:
+        """Connect, create the schema and the append function if missing, and return the store."""
+        if not _IDENT.match(schema):
+            raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        ddl = _SCHEMA.format(s=schema, lock=_LOCK_KEY, genesis=GENESIS.hex())
+        async with pool.acquire() as conn, conn.transaction():
+            # DDL from several processes at once would race; one at a time.
+            await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY + 1})")
+            await conn.execute(ddl)
+        return cls(pool, schema, **options)
+
+    async def _append(
+        self,
+        stream_id: str,
+        category: str,
+        expected: ExpectedVersion,
+        events: list[PreparedEvent],
+    ) -> AppendResult:
+        code = _EXPECTED_CODES[expected] if isinstance(expected, StreamState) else expected
+        args = _columns(events)
+        async with self._pool.acquire() as conn:
+            try:
+                row = await conn.fetchrow(
+                    f"SELECT * FROM {self.schema}.append_events("
+                    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    stream_id,
+                    category,
+                    code,
+                    *args,
+                )
+            except asyncpg.PostgresError as exc:
+                # A failure between lock and unlock would leave the session lock held.
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+                raise _as_store_error(exc, stream_id, expected) from None
+        assert row is not None
+        return AppendResult(row["last_version"], row["last_position"])
+
+    async def _read_stream(
+        self, stream_id: str, from_version: int | None, backwards: bool, limit: int | None
+    ) -> list[RecordedEvent]:
+        if backwards:
+            start = from_version if from_version is not None else 2**62
+            order = "stream_version <= $2 ORDER BY stream_version DESC"
+        else:
+            start = from_version or 0
+            order = "stream_version >= $2 ORDER BY stream_version"
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self.schema}.events WHERE stream_id = $1 AND {order} "
+            "LIMIT $3",
+            stream_id,
+            start,
+            limit,
+        )
+        return [_row_to_event(row) for row in rows]
+
+    async def _read_all(
+        self, after: int, limit: int, filter: EventFilter | None
+    ) -> list[RecordedEvent]:
+        where, params = "", []
+        if filter is not None and filter.categories:
+            params.append(list(filter.categories))
+            where += f" AND category = ANY(${len(params) + 2})"
+        if filter is not None and filter.event_types:
+            params.append(list(filter.event_types))
+            where += f" AND type = ANY(${len(params) + 2})"
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self.schema}.events WHERE position > $1 AND {_VISIBLE}"
+            f"{where} ORDER BY position LIMIT $2",
+            after,
+            limit,
+            *params,
+        )
+        return [_row_to_event(row) for row in rows]
+
+    async def _head_position(self) -> int:
+        value = await self._pool.fetchval(
+            f"SELECT coalesce(max(position), 0) FROM {self.schema}.events WHERE {_VISIBLE}"
+        )
+        return int(value)
+
+    async def _close(self) -> None:
+        await self._pool.close()
+
+
+def _columns(events: list[PreparedEvent]) -> list[list[Any]]:
+    return [
+        [p.event.event_id for p in events],
+        [p.event.type for p in events],
+        [p.event.schema_version for p in events],
+        [p.occurred_at for p in events],
+        [p.event.actor for p in events],
+        [p.event.correlation_id for p in events],
+        [p.event.causation_id for p in events],
+        [p.data_json for p in events],
+        [p.digest for p in events],
+    ]
+
+
+def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        json.loads(row[10]),
+        row[11],
+    )
+
+
+def _as_store_error(
+    exc: asyncpg.PostgresError, stream_id: str, expected: ExpectedVersion
+) -> Exception:
+    state = getattr(exc, "sqlstate", None)
+    if state == "CV001":
+        message = str(getattr(exc, "message", "none"))
+        return ConcurrencyError(stream_id, expected, None if message == "none" else int(message))
+    if state in ("CV002", "23505"):
+        return EventIdConflict(stream_id, "event ids are stored already by another append")
+    return exc

@@ -1,0 +1,347 @@
+"""The embedded event store: SQLite in WAL mode with group commit.
+
+One writer thread owns the only write connection. Appends from any number of
+tasks queue up; the writer takes every append that is waiting, applies each in a
+savepoint (so one failed append does not undo the others), and commits them all
+with one fsync. Readers use their own connections on a small thread pool, and
+because SQLite has one writer at a time, global positions become visible in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ConcurrencyError, EventIdConflict, EventStoreError
+from .hashing import GENESIS, chain, utc_iso
+from .records import (
+    AppendResult,
+    EventFilter,
+    ExpectedVersion,
+    RecordedEvent,
+    StreamState,
+)
+from .store import EventStore, PreparedEvent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY,
+    event_id       TEXT    NOT NULL UNIQUE,
+    stream_id      TEXT    NOT NULL,
+    category       TEXT    NOT NULL,
+    stream_version INTEGER NOT NULL,
+    type           TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    occurred_at    TEXT    NOT NULL,
+    actor          TEXT,
+    correlation_id TEXT,
+    causation_id   TEXT,
+    data           TEXT    NOT NULL,
+    hash           BLOB    NOT NULL,
+    UNIQUE (stream_id, stream_version)
+);
+CREATE INDEX IF NOT EXISTS events_by_category ON events (category, position);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, position);
+CREATE TABLE IF NOT EXISTS streams (
+    stream_id TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    hash      BLOB    NOT NULL
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = (
+    "event_id, stream_id, stream_version, position, type, schema_version, occurred_at, "
+    "actor, correlation_id, causation_id, data, hash"
+)
+
+_STOP = object()
+
+
+@dataclass(slots=True)
+class _AppendRequest:
+    stream_id: str
+    category: str
+    expected: ExpectedVersion
+    events: list[PreparedEvent]
+    future: Future[AppendResult] = field(default_factory=Future)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def row_to_event(row: tuple[Any, ...]) -> RecordedEvent:
+    """Decode one row selected with the store's column list."""
+    return RecordedEvent(
+        uuid.UUID(row[0]),
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        datetime.fromisoformat(row[6]),
+        row[7],
+        row[8],
+        row[9],
+        json.loads(row[10]),
+        row[11],
+    )
+
+
+class SqliteEventStore(EventStore):
+    """Event store in one SQLite file (WAL, ``synchronous=FULL``, group commit)."""
+
+    def __init__(self, path: str | Path, *, max_group: int = 512, **options: Any) -> None:
+        super().__init__(**options)
+        self.path = str(path)
+        self._max_group = max_group
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            raise ValueError("SqliteEventStore needs a file: WAL and readers need a path")
+        self._writer = _connect(self.path)
+        self._writer.executescript(_SCHEMA)
+        self._queue: queue.SimpleQueue[_AppendRequest | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._thread.start()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-reader")
+
+    # -- writes -----------------------------------------------------------
+
+    async def _append(
+        self,
+        stream_id: str,
+        category: str,
+        expected: ExpectedVersion,
+        events: list[PreparedEvent],
+    ) -> AppendResult:
+        request = _AppendRequest(stream_id, category, expected, events)
+        self._queue.put(request)
+        return await asyncio.wrap_future(request.future)
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            group = [first]
+            while len(group) < self._max_group:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in group
+            self._commit_group([r for r in group if isinstance(r, _AppendRequest)])
+            if stop:
+                break
+        self._writer.close()
+
+    def _commit_group(self, group: list[_AppendRequest]) -> None:
+        outcomes: list[tuple[_AppendRequest, AppendResult | BaseException]] = []
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for request in group:
+                conn.execute("SAVEPOINT one_append")
+                try:
+                    outcomes.append((request, self._apply(request)))
+                    conn.execute("RELEASE one_append")
+                except (EventStoreError, sqlite3.IntegrityError) as exc:
+                    conn.execute("ROLLBACK TO one_append")
+                    conn.execute("RELEASE one_append")
+                    outcomes.append((request, _as_store_error(request, exc)))
+            conn.execute("COMMIT")
+        except BaseException as exc:  # the whole group failed to commit: nothing is stored
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(request, exc) for request in group]
+        for request, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+
+    def _apply(self, request: _AppendRequest) -> AppendResult:
+        conn = self._writer
+        duplicate = self._find_duplicate(request)
+        if duplicate is not None:
+            return duplicate
+        row = conn.execute(
+            "SELECT version, hash FROM streams WHERE stream_id = ?", (request.stream_id,)
+        ).fetchone()
+        current, last_hash = (row[0], row[1]) if row else (None, GENESIS)
+        _check_version(request.stream_id, request.expected, current)
+        if not request.events:
+            return AppendResult(-1 if current is None else current, None)
+        version = -1 if current is None else current
+        rows = []
+        for prepared in request.events:
+            version += 1
+            last_hash = chain(last_hash, prepared.digest)
+            event = prepared.event
+            rows.append(
+                (
+                    str(event.event_id),
+                    request.stream_id,
+                    request.category,
+                    version,
+                    event.type,
+                    event.schema_version,
+                    utc_iso(prepared.occurred_at),
+                    event.actor,
+                    event.correlation_id,
+                    event.causation_id,
+                    prepared.data_json,
+                    last_hash,
+                )
+            )
+        conn.executemany(
+            "INSERT INTO events (event_id, stream_id, category, stream_version, type, "
+            "schema_version, occurred_at, actor, correlation_id, causation_id, data, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute(
+            "INSERT INTO streams (stream_id, version, hash) VALUES (?, ?, ?) "
+            "ON CONFLICT (stream_id) DO UPDATE "
+            "SET version = excluded.version, hash = excluded.hash",
+            (request.stream_id, version, last_hash),
+        )
+        position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return AppendResult(version, position)
+
+    def _find_duplicate(self, request: _AppendRequest) -> AppendResult | None:
+        if not request.events:
+            return None
+        ids = [str(p.event.event_id) for p in request.events]
+        marks = ",".join("?" * len(ids))
+        found = self._writer.execute(
+            f"SELECT event_id, stream_id, stream_version, position FROM events "
+            f"WHERE event_id IN ({marks}) ORDER BY position",
+            ids,
+        ).fetchall()
+        return _idempotent_result(request.stream_id, ids, found)
+
+    # -- reads ------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            return self._reader().execute(sql, params).fetchall()
+
+        return await asyncio.wrap_future(self._pool.submit(run))
+
+    async def _read_stream(
+        self, stream_id: str, from_version: int | None, backwards: bool, limit: int | None
+    ) -> list[RecordedEvent]:
+        if backwards:
+            start = from_version if from_version is not None else 2**62
+            sql = "stream_version <= ? ORDER BY stream_version DESC"
+        else:
+            start = from_version or 0
+            sql = "stream_version >= ? ORDER BY stream_version"
+        rows = await self._query(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND {sql} LIMIT ?",
+            (stream_id, start, limit if limit is not None else -1),
+        )
+        return [row_to_event(row) for row in rows]
+
+    async def _read_all(
+        self, after: int, limit: int, filter: EventFilter | None
+    ) -> list[RecordedEvent]:
+        where, params = _filter_sql(filter)
+        rows = await self._query(
+            f"SELECT {_COLUMNS} FROM events WHERE position > ?{where} ORDER BY position LIMIT ?",
+            (after, *params, limit),
+        )
+        return [row_to_event(row) for row in rows]
+
+    async def _head_position(self) -> int:
+        rows = await self._query("SELECT coalesce(max(position), 0) FROM events", ())
+        return int(rows[0][0])
+
+    async def _close(self) -> None:
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        self._pool.shutdown(wait=True)
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+
+def _filter_sql(filter: EventFilter | None) -> tuple[str, tuple[str, ...]]:
+    if filter is None:
+        return "", ()
+    where = ""
+    params: tuple[str, ...] = ()
+    if filter.categories:
+        where += f" AND category IN ({','.join('?' * len(filter.categories))})"
+        params += filter.categories
+    if filter.event_types:
+        where += f" AND type IN ({','.join('?' * len(filter.event_types))})"
+        params += filter.event_types
+    return where, params
+
+
+def _check_version(stream_id: str, expected: ExpectedVersion, current: int | None) -> None:
+    """Raise :class:`ConcurrencyError` unless ``current`` satisfies ``expected``."""
+    if expected is StreamState.ANY:
+        return
+    if expected is StreamState.NO_STREAM:
+        ok = current is None
+    elif expected is StreamState.EXISTS:
+        ok = current is not None
+    else:
+        ok = current == expected
+    if not ok:
+        raise ConcurrencyError(stream_id, expected, current)
+
+
+def _idempotent_result(
+    stream_id: str, ids: list[str], found: list[tuple[Any, ...]]
+) -> AppendResult | None:
+    """None when no id is stored yet; the earlier result when all are, as this append."""
+    if not found:
+        return None
+    found_ids = [str(row[0]) for row in found]
+    same_append = (
+        found_ids == ids
+        and all(row[1] == stream_id for row in found)
+        and [row[2] for row in found] == list(range(found[0][2], found[0][2] + len(found)))
+    )
+    if not same_append:
+        raise EventIdConflict(
+            stream_id, f"event ids {sorted(set(found_ids))} are stored already by another append"
+        )
+    return AppendResult(found[-1][2], found[-1][3])
+
+
+def _as_store_error(request: _AppendRequest, exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return EventIdConflict(request.stream_id, f"write refused: {exc}")
+    return exc

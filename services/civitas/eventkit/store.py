@@ -1,0 +1,252 @@
+"""The event store port: one interface with KurrentDB's meaning, several backends."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from .clock import Clock, SystemClock
+from .errors import EventTooLarge, InvalidEvent, StoreClosed
+from .hashing import canonical_json, content_digest
+from .records import (
+    AppendResult,
+    EventFilter,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    check_event_type,
+    check_expected_version,
+    split_stream_id,
+)
+
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """A validated :class:`NewEvent` with its canonical data and content digest."""
+
+    event: NewEvent
+    occurred_at: datetime
+    data_json: str
+    digest: bytes
+
+
+class EventStore(abc.ABC):
+    """An append-only store of streams of events.
+
+    - ``append`` checks the expected version (``StreamState`` or an exact revision,
+      revisions counting from 0); a mismatch raises :class:`ConcurrencyError` and
+      stores nothing. Appending the same event ids again returns the first result.
+    - ``read_stream`` reads one stream forwards or backwards from a revision.
+    - ``read_all`` reads every event in global order after a position.
+    - ``subscribe`` catches up from a checkpoint, then follows new events.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.max_event_bytes = max_event_bytes
+        self.poll_interval = poll_interval
+        self._closed = False
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    # -- public interface -------------------------------------------------
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        """Append ``events`` to ``stream_id`` atomically if it is at ``expected_version``."""
+        self._check_open()
+        category, _ = split_stream_id(stream_id)
+        expected = check_expected_version(expected_version)
+        prepared = self._prepare(stream_id, events)
+        result = await self._append(stream_id, category, expected, prepared)
+        self._wake_subscribers()
+        return result
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of one stream from ``from_version`` (inclusive), forwards or backwards.
+
+        ``from_version=None`` means the start (forwards) or the end (backwards).
+        A stream that does not exist reads as empty.
+        """
+        self._check_open()
+        split_stream_id(stream_id)
+        if from_version is not None and (not isinstance(from_version, int) or from_version < 0):
+            raise ValueError(f"from_version must be a revision >= 0, not {from_version!r}")
+        _check_limit(limit)
+        return await self._read_stream(stream_id, from_version, backwards, limit)
+
+    async def stream_version(self, stream_id: str) -> int | None:
+        """The revision of the last event in a stream, or None when it has none."""
+        last = await self.read_stream(stream_id, backwards=True, limit=1)
+        return last[0].stream_version if last else None
+
+    async def read_all(
+        self, *, after: int = 0, limit: int = 1000, filter: EventFilter | None = None
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events with a global position greater than ``after``, in order.
+
+        Only events that can no longer be preceded by a slower writer are returned,
+        so a reader that resumes from the last position it saw never skips one.
+        """
+        self._check_open()
+        if not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be a position >= 0, not {after!r}")
+        _check_limit(limit)
+        return await self._read_all(after, limit, filter)
+
+    async def subscribe(
+        self,
+        *,
+        after: int = 0,
+        filter: EventFilter | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Batches of events after a checkpoint: catch up, then follow live writes.
+
+        The iterator never ends by itself; the consumer breaks out of it. Events come
+        in global order, each once. Positions filtered out are skipped silently.
+        """
+        position = after
+        while True:
+            batch = await self.read_all(after=position, limit=batch_size, filter=filter)
+            if batch:
+                position = batch[-1].position
+                yield batch
+                continue
+            await self._wait_for_new_events()
+
+    async def head_position(self) -> int:
+        """The global position of the last event a reader may see (0 when empty)."""
+        self._check_open()
+        return await self._head_position()
+
+    async def close(self) -> None:
+        """Release connections; later calls raise :class:`StoreClosed`."""
+        if not self._closed:
+            self._closed = True
+            await self._close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- for backends -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def _append(
+        self,
+        stream_id: str,
+        category: str,
+        expected: ExpectedVersion,
+        events: list[PreparedEvent],
+    ) -> AppendResult: ...
+
+    @abc.abstractmethod
+    async def _read_stream(
+        self, stream_id: str, from_version: int | None, backwards: bool, limit: int | None
+    ) -> list[RecordedEvent]: ...
+
+    @abc.abstractmethod
+    async def _read_all(
+        self, after: int, limit: int, filter: EventFilter | None
+    ) -> list[RecordedEvent]: ...
+
+    @abc.abstractmethod
+    async def _head_position(self) -> int: ...
+
+    @abc.abstractmethod
+    async def _close(self) -> None: ...
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the event store is closed")
+
+    def _prepare(self, stream_id: str, events: Sequence[NewEvent]) -> list[PreparedEvent]:
+        if isinstance(events, NewEvent) or not isinstance(events, Sequence):
+            raise InvalidEvent("events must be a sequence of NewEvent")
+        seen: set[object] = set()
+        prepared = []
+        for event in events:
+            prepared.append(self._prepare_one(stream_id, event))
+            if event.event_id in seen:
+                raise InvalidEvent(f"event id {event.event_id} appears twice in one append")
+            seen.add(event.event_id)
+        return prepared
+
+    def _prepare_one(self, stream_id: str, event: NewEvent) -> PreparedEvent:
+        if not isinstance(event, NewEvent):
+            raise InvalidEvent(f"expected a NewEvent, got {type(event).__name__}")
+        check_event_type(event.type)
+        if not isinstance(event.schema_version, int) or event.schema_version < 1:
+            raise InvalidEvent(f"schema_version must be an int >= 1, not {event.schema_version!r}")
+        if not isinstance(event.data, dict):
+            raise InvalidEvent(
+                f"event data must be a JSON object (dict), not {type(event.data).__name__}"
+            )
+        data_json = canonical_json(event.data)
+        size = len(data_json.encode())
+        if size > self.max_event_bytes:
+            raise EventTooLarge(
+                f"event {event.type} is {size} bytes, over the limit of {self.max_event_bytes}"
+            )
+        occurred_at = event.occurred_at or self.clock.now()
+        digest = content_digest(
+            stream_id=stream_id,
+            event_id=event.event_id,
+            type=event.type,
+            schema_version=event.schema_version,
+            occurred_at=occurred_at,
+            actor=event.actor,
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id,
+            data_json=data_json,
+        )
+        return PreparedEvent(event, occurred_at, data_json, digest)
+
+    async def _wait_for_new_events(self) -> None:
+        """Sleep until this process appends or ``poll_interval`` passes (other writers)."""
+        self._check_open()
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), self.poll_interval)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(waiter)
+
+    def _wake_subscribers(self) -> None:
+        for loop, event in list(self._waiters):
+            loop.call_soon_threadsafe(event.set)
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive int, not {limit!r}")
