@@ -6,6 +6,8 @@ concurrency and snapshots, and a projection runner with tracked positions.
 """
 
 from .clock import Clock, ManualClock, SystemClock
+from .config import create_read_model_engine, open_event_store, setting
+from .domain import Aggregate, DomainEvent, EventRegistry, registry
 from .errors import (
     AggregateNotFound,
     ConcurrencyError,
@@ -21,6 +23,7 @@ from .errors import (
 from .hashing import GENESIS, canonical_json, chain, content_digest, first_broken_link
 from .ids import natural_id
 from .postgres import PostgresEventStore
+from .projection import Feed, Projection, ProjectionRunner, StoreFeed, handles
 from .records import (
     AppendResult,
     EventFilter,
@@ -31,30 +34,40 @@ from .records import (
     category_of,
     split_stream_id,
 )
+from .repository import Metadata, Repository
 from .sqlite import SqliteEventStore
 from .store import EventStore
 
 __all__ = [
     "GENESIS",
+    "Aggregate",
     "AggregateNotFound",
     "AppendResult",
     "Clock",
     "ConcurrencyError",
+    "DomainEvent",
     "EventFilter",
     "EventIdConflict",
+    "EventRegistry",
     "EventStore",
     "EventStoreError",
     "EventTooLarge",
     "ExpectedVersion",
+    "Feed",
     "InvalidEvent",
     "InvalidExpectedVersion",
     "InvalidStreamName",
     "ManualClock",
+    "Metadata",
     "NewEvent",
     "PostgresEventStore",
+    "Projection",
+    "ProjectionRunner",
     "RecordedEvent",
+    "Repository",
     "SqliteEventStore",
     "StoreClosed",
+    "StoreFeed",
     "StreamState",
     "SystemClock",
     "UnknownEventType",
@@ -62,7 +75,12 @@ __all__ = [
     "category_of",
     "chain",
     "content_digest",
+    "create_read_model_engine",
     "first_broken_link",
+    "handles",
     "natural_id",
+    "open_event_store",
+    "registry",
+    "setting",
     "split_stream_id",
 ]

@@ -1,0 +1,96 @@
+"""Infrastructure chosen by settings: store and read-model URLs from the environment.
+
+A service-specific variable (``CIVITAS_CASES_EVENTSTORE_URL``) overrides the shared
+one (``CIVITAS_EVENTSTORE_URL``). URLs: ``sqlite:///path``, ``postgresql://…``
+(``?schema=name`` picks the PostgreSQL schema; the default is ``civitas``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, event, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .clock import Clock
+from .postgres import PostgresEventStore
+from .sqlite import SqliteEventStore
+from .store import EventStore
+
+DEFAULT_EVENTSTORE_URL = "sqlite:///var/eventstore.db"
+
+
+def setting(
+    name: str,
+    service: str | None = None,
+    default: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """``CIVITAS_<SERVICE>_<NAME>`` if set, else ``CIVITAS_<NAME>``, else ``default``."""
+    env = os.environ if environ is None else environ
+    if service:
+        specific = env.get(f"CIVITAS_{service.upper()}_{name.upper()}")
+        if specific:
+            return specific
+    return env.get(f"CIVITAS_{name.upper()}") or default
+
+
+async def open_event_store(url: str, *, clock: Clock | None = None, **options: Any) -> EventStore:
+    """Open the event store a URL names."""
+    parsed = _parse(url)
+    if clock is not None:
+        options["clock"] = clock
+    if parsed.drivername == "sqlite":
+        return SqliteEventStore(_sqlite_path(parsed, url), **options)
+    schema = parsed.query.get("schema", "civitas")
+    dsn = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    return await PostgresEventStore.open(dsn, schema=str(schema), **options)
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(
+            f"{url!r} is not a database URL (sqlite:///path, postgresql://...)"
+        ) from None
+    if parsed.drivername == "postgres":
+        parsed = parsed.set(drivername="postgresql")
+    if parsed.drivername not in ("sqlite", "postgresql"):
+        raise ValueError(f"unknown database URL scheme {parsed.drivername!r} in {url!r}")
+    return parsed
+
+
+def _sqlite_path(parsed: URL, url: str) -> str:
+    if not parsed.database or parsed.database == ":memory:":
+        raise ValueError(f"sqlite URL {url!r} names no file (sqlite:///path/to/file.db)")
+    return parsed.database
+
+
+def create_read_model_engine(url: str) -> AsyncEngine:
+    """An async SQLAlchemy engine for a read-model database (SQLite or PostgreSQL)."""
+    parsed = _parse(url)
+    if parsed.drivername == "sqlite":
+        Path(_sqlite_path(parsed, url)).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _durable(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    schema = str(parsed.query.get("schema", "public"))
+    return create_async_engine(
+        parsed.set(drivername="postgresql+asyncpg", query={}),
+        pool_size=5,
+        connect_args={"server_settings": {"search_path": schema}},
+    )

@@ -1,0 +1,166 @@
+"""The projection runner on every read-model database: tracking, crash, rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from civitas.eventkit import (
+    NewEvent,
+    ProjectionRunner,
+    SqliteEventStore,
+    StoreFeed,
+    StreamState,
+    create_read_model_engine,
+)
+from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
+from tests.support.accounts import BalancesProjection, read_balances
+
+ROOT = Path(__file__).resolve().parents[2]
+EngineFactory = Callable[[], AsyncEngine]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def read_model_urls(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[[str], str]]:
+    """Makes URLs of fresh, separate read-model databases of one backend."""
+    schemas: list[str] = []
+    if request.param == "postgres" and not await postgres_reachable():
+        missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
+
+    def make(label: str) -> str:
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / label}.db"
+        schemas.append(f"rm_{uuid.uuid4().hex[:12]}")
+        return f"{POSTGRES_URL}?schema={schemas[-1]}"
+
+    conn = await asyncpg.connect(POSTGRES_URL) if request.param == "postgres" else None
+    yield make
+    if conn is not None:
+        for schema in schemas:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
+
+
+async def ensure_schema(url: str) -> None:
+    if "?schema=" in url:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {url.rsplit('=', 1)[1]}")
+        await conn.close()
+
+
+async def engine_for(url: str) -> AsyncEngine:
+    await ensure_schema(url)
+    return create_read_model_engine(url)
+
+
+async def fill(store: SqliteEventStore, accounts: int, movements: int) -> int:
+    for a in range(accounts):
+        events = [NewEvent("AccountOpened", {"owner": f"o{a}", "community": f"QH-0{a % 9}"})]
+        events += [
+            NewEvent("MoneyDeposited" if m % 3 else "MoneyWithdrawn", {"amount_fen": m})
+            for m in range(1, movements + 1)
+        ]
+        await store.append(f"account-{a}", events, StreamState.NO_STREAM)
+    return await store.head_position()
+
+
+async def snapshot_of(engine: AsyncEngine) -> list[tuple[object, ...]]:
+    async with engine.connect() as conn:
+        return await read_balances(conn)
+
+
+async def test_the_runner_applies_events_and_saves_its_position_with_them(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    head = await fill(store, accounts=3, movements=4)
+    engine = await engine_for(read_model_urls("live"))
+    runner = ProjectionRunner(BalancesProjection(), StoreFeed(store, batch_size=4), engine)
+
+    reached = await runner.catch_up()
+
+    assert reached == head == await runner.position()
+    balances = await snapshot_of(engine)
+    assert [row[0] for row in balances] == ["0", "1", "2"]
+    assert all(row[2] == 1 + 2 - 3 + 4 and row[3] == 4 for row in balances)
+    await engine.dispose()
+    await store.close()
+
+
+async def test_the_runner_follows_live_events_until_cancelled(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill(store, accounts=1, movements=1)
+    engine = await engine_for(read_model_urls("live"))
+    runner = ProjectionRunner(BalancesProjection(), StoreFeed(store), engine)
+    await runner.setup()
+    task = asyncio.create_task(runner.run())
+
+    await store.append("account-0", [NewEvent("MoneyDeposited", {"amount_fen": 41})], 1)
+    head = await store.head_position()
+    for _ in range(100):
+        if await runner.position() == head:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+
+    assert (await snapshot_of(engine))[0][2] == 42
+    await engine.dispose()
+    await store.close()
+
+
+@pytest.mark.slow
+async def test_a_runner_killed_mid_way_resumes_to_the_same_read_model_as_a_rebuild(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    head = await fill(store, accounts=60, movements=100)
+    live_url = read_model_urls("live")
+    live = await engine_for(live_url)
+    runner = ProjectionRunner(BalancesProjection(), StoreFeed(store, batch_size=50), live)
+    await runner.setup()
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.support.run_balances",
+        str(tmp_path / "events.db"),
+        live_url,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    while (position := await runner.position()) < head // 3:
+        assert child.returncode is None, "the projection process ended before it was killed"
+        await asyncio.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    killed_at = await runner.position()
+    resumed_to = await runner.catch_up()
+
+    rebuilt = await engine_for(read_model_urls("rebuilt"))
+    fresh = ProjectionRunner(BalancesProjection(), StoreFeed(store), rebuilt)
+    await fresh.catch_up()
+    await fresh.rebuild()  # a rebuild over a full read model ends the same
+
+    assert 0 < position <= killed_at < head, "the kill did not land mid-way"
+    assert resumed_to == head
+    assert await snapshot_of(live) == await snapshot_of(rebuilt)
+    async with live.connect() as conn:
+        applied = await conn.scalar(sa.text("SELECT count(*) FROM account_applied_events"))
+    assert applied == 60 * 101
+    await live.dispose()
+    await rebuilt.dispose()
+    await store.close()

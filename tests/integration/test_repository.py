@@ -1,0 +1,126 @@
+"""The repository on every event-store backend: concurrency, snapshots, history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from civitas.eventkit import (
+    AggregateNotFound,
+    ConcurrencyError,
+    EventStore,
+    ManualClock,
+    Metadata,
+    NewEvent,
+    Repository,
+    StreamState,
+)
+from tests.support.accounts import Account
+
+
+async def test_a_saved_aggregate_loads_with_the_same_state_and_metadata(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+    account = Account.open("a1", owner="王", community="QH-03-07")
+    account.deposit(300)
+
+    await repository.save(account, Metadata(actor="staff-1", correlation_id="c-1"))
+    loaded = await repository.get("a1")
+
+    assert loaded.snapshot_state() == account.snapshot_state()
+    assert loaded.version == 1
+    assert {(e.actor, e.correlation_id) for e in await store.read_stream("account-a1")} == {
+        ("staff-1", "c-1")
+    }
+
+
+async def test_a_concurrent_change_makes_the_second_save_fail_and_store_nothing(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+    await repository.save(Account.open("a1", owner="王", community="QH-03-07"))
+    first, second = await repository.get("a1"), await repository.get("a1")
+    first.deposit(100)
+    second.deposit(999)
+
+    await repository.save(first)
+    with pytest.raises(ConcurrencyError):
+        await repository.save(second)
+
+    assert (await repository.get("a1")).balance_fen == 100
+
+
+async def test_opening_the_same_account_twice_is_a_conflict(store: EventStore) -> None:
+    repository = Repository(store, Account)
+    await repository.save(Account.open("a1", owner="王", community="QH-03-07"))
+
+    with pytest.raises(ConcurrencyError):
+        await repository.save(Account.open("a1", owner="李", community="QH-01-01"))
+
+    assert (await repository.get("a1")).owner == "王"
+
+
+async def test_loading_an_unknown_aggregate_raises_not_found(store: EventStore) -> None:
+    with pytest.raises(AggregateNotFound, match="account-nobody"):
+        await Repository(store, Account).get("nobody")
+
+
+async def test_a_long_stream_loads_from_its_snapshot_with_the_same_state(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+    account = Account.open("a1", owner="王", community="QH-03-07")
+    await repository.save(account)
+    for amount in range(1, 130):
+        account = await repository.get("a1")
+        account.deposit(amount)
+        await repository.save(account)
+
+    with_snapshot = await repository.get("a1")
+    without = await Repository(store, Account, use_snapshots=False).get("a1")
+    snapshots = await store.read_stream("account_snapshot-a1")
+
+    assert with_snapshot.snapshot_state() == without.snapshot_state()
+    assert with_snapshot.version == without.version == 129
+    assert [s.data["version"] for s in snapshots] == [49, 99]
+
+
+async def test_a_snapshot_of_an_older_shape_is_ignored(store: EventStore) -> None:
+    repository = Repository(store, Account)
+    account = Account.open("a1", owner="王", community="QH-03-07")
+    account.deposit(7)
+    await repository.save(account)
+    stale = {"version": 1, "snapshot_version": 0, "state": {"balance_fen": 10**9}}
+    await store.append("account_snapshot-a1", [NewEvent("Snapshot", stale)], StreamState.ANY)
+
+    assert (await repository.get("a1")).balance_fen == 7
+
+
+async def test_an_old_event_shape_in_the_store_loads_through_its_upcaster(
+    store: EventStore,
+) -> None:
+    old = NewEvent("AccountOpened", {"owner": "李"}, schema_version=1)
+    await store.append("account-old", [old], StreamState.NO_STREAM)
+
+    account = await Repository(store, Account).get("old")
+
+    assert (account.owner, account.community) == ("李", "unknown")
+
+
+async def test_history_gives_the_state_as_of_a_version_or_a_moment(
+    store: EventStore, clock: ManualClock
+) -> None:
+    repository = Repository(store, Account)
+    account = Account.open("a1", owner="王", community="QH-03-07")
+    account.deposit(100)
+    await repository.save(account)
+    before_withdrawal = clock.now()
+    clock.advance(timedelta(days=1))
+    account.withdraw(40)
+    await repository.save(account)
+
+    assert (await repository.get_as_of("a1", version=1)).balance_fen == 100
+    assert (await repository.get_as_of("a1", moment=before_withdrawal)).balance_fen == 100
+    assert (await repository.get_as_of("a1")).balance_fen == 60

@@ -1,0 +1,45 @@
+"""Settings from CIVITAS_ variables, and infrastructure chosen by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from civitas.eventkit import SqliteEventStore, create_read_model_engine, open_event_store, setting
+
+
+def test_a_service_specific_setting_overrides_the_shared_one() -> None:
+    environ = {
+        "CIVITAS_EVENTSTORE_URL": "sqlite:///shared.db",
+        "CIVITAS_CASES_EVENTSTORE_URL": "sqlite:///cases.db",
+    }
+
+    assert setting("eventstore_url", "cases", environ=environ) == "sqlite:///cases.db"
+    assert setting("eventstore_url", "funds", environ=environ) == "sqlite:///shared.db"
+    assert setting("kafka_url", "funds", default="none", environ=environ) == "none"
+
+
+async def test_a_sqlite_url_opens_a_store_in_that_file(tmp_path: Path) -> None:
+    store = await open_event_store(f"sqlite:///{tmp_path}/sub/events.db")
+
+    assert isinstance(store, SqliteEventStore)
+    assert Path(store.path) == tmp_path / "sub" / "events.db"
+    assert (tmp_path / "sub" / "events.db").exists()
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://x/y", "unknown database URL scheme"),
+        ("not a url", "not a database URL"),
+        ("sqlite://", "names no file"),
+        ("sqlite:///:memory:", "names no file"),
+    ],
+)
+async def test_a_bad_store_url_is_refused_with_the_reason(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await open_event_store(url)
+    with pytest.raises(ValueError, match=message):
+        create_read_model_engine(url)
