@@ -13,7 +13,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from civitas.eventkit import (
     NewEvent,
@@ -27,7 +26,7 @@ from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
 from tests.support.accounts import BalancesProjection, read_balances
 
 ROOT = Path(__file__).resolve().parents[2]
-EngineFactory = Callable[[], AsyncEngine]
+EngineFactory = Callable[[], sa.Engine]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -60,7 +59,7 @@ async def ensure_schema(url: str) -> None:
         await conn.close()
 
 
-async def engine_for(url: str) -> AsyncEngine:
+async def engine_for(url: str) -> sa.Engine:
     await ensure_schema(url)
     return create_read_model_engine(url)
 
@@ -76,9 +75,9 @@ async def fill(store: SqliteEventStore, accounts: int, movements: int) -> int:
     return await store.head_position()
 
 
-async def snapshot_of(engine: AsyncEngine) -> list[tuple[object, ...]]:
-    async with engine.connect() as conn:
-        return await read_balances(conn)
+async def snapshot_of(engine: sa.Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return read_balances(conn)
 
 
 async def test_the_runner_applies_events_and_saves_its_position_with_them(
@@ -95,7 +94,7 @@ async def test_the_runner_applies_events_and_saves_its_position_with_them(
     balances = await snapshot_of(engine)
     assert [row[0] for row in balances] == ["0", "1", "2"]
     assert all(row[2] == 1 + 2 - 3 + 4 and row[3] == 4 for row in balances)
-    await engine.dispose()
+    engine.dispose()
     await store.close()
 
 
@@ -118,7 +117,7 @@ async def test_the_runner_follows_live_events_until_cancelled(
     task.cancel()
 
     assert (await snapshot_of(engine))[0][2] == 42
-    await engine.dispose()
+    engine.dispose()
     await store.close()
 
 
@@ -158,9 +157,9 @@ async def test_a_runner_killed_mid_way_resumes_to_the_same_read_model_as_a_rebui
     assert 0 < position <= killed_at < head, "the kill did not land mid-way"
     assert resumed_to == head
     assert await snapshot_of(live) == await snapshot_of(rebuilt)
-    async with live.connect() as conn:
-        applied = await conn.scalar(sa.text("SELECT count(*) FROM account_applied_events"))
+    with live.connect() as conn:
+        applied = conn.scalar(sa.text("SELECT count(*) FROM account_applied_events"))
     assert applied == 60 * 101
-    await live.dispose()
-    await rebuilt.dispose()
+    live.dispose()
+    rebuilt.dispose()
     await store.close()

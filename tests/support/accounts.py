@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from civitas.eventkit import (
     Aggregate,
@@ -142,29 +141,29 @@ applied = sa.Table(  # one row per applied event: a second apply would violate t
 class BalancesProjection(Projection):
     name = "account_balances"
 
-    async def create(self, conn: AsyncConnection) -> None:
-        await conn.run_sync(metadata.create_all)
+    def create(self, conn: sa.Connection) -> None:
+        metadata.create_all(conn)
 
-    async def clear(self, conn: AsyncConnection) -> None:
-        await conn.execute(balances.delete())
-        await conn.execute(applied.delete())
+    def clear(self, conn: sa.Connection) -> None:
+        conn.execute(balances.delete())
+        conn.execute(applied.delete())
 
     @handles("AccountOpened")
-    async def on_opened(self, event: RecordedEvent, conn: AsyncConnection) -> None:
+    def on_opened(self, event: RecordedEvent, conn: sa.Connection) -> None:
         account = event.stream_id.partition("-")[2]
         community = event.data.get("community", "unknown")
-        await conn.execute(
+        conn.execute(
             balances.insert().values(
                 account=account, community=community, balance_fen=0, movements=0
             )
         )
-        await conn.execute(applied.insert().values(position=event.position))
+        conn.execute(applied.insert().values(position=event.position))
 
     @handles("MoneyDeposited", "MoneyWithdrawn")
-    async def on_movement(self, event: RecordedEvent, conn: AsyncConnection) -> None:
+    def on_movement(self, event: RecordedEvent, conn: sa.Connection) -> None:
         sign = 1 if event.type == "MoneyDeposited" else -1
         account = event.stream_id.partition("-")[2]
-        await conn.execute(
+        conn.execute(
             balances.update()
             .where(balances.c.account == account)
             .values(
@@ -172,9 +171,9 @@ class BalancesProjection(Projection):
                 movements=balances.c.movements + 1,
             )
         )
-        await conn.execute(applied.insert().values(position=event.position))
+        conn.execute(applied.insert().values(position=event.position))
 
 
-async def read_balances(conn: AsyncConnection) -> list[tuple[Any, ...]]:
-    rows = await conn.execute(sa.select(balances).order_by(balances.c.account))
+def read_balances(conn: sa.Connection) -> list[tuple[Any, ...]]:
+    rows = conn.execute(sa.select(balances).order_by(balances.c.account))
     return [tuple(row) for row in rows]

@@ -13,9 +13,9 @@ async def main(store_path: str, read_model_url: str) -> None:
     store = SqliteEventStore(store_path)
     engine = create_read_model_engine(read_model_url)
     try:
-        await ProjectionRunner(BalancesProjection(), StoreFeed(store, 50), engine).catch_up()
+        await ProjectionRunner(BalancesProjection(), StoreFeed(store, 10), engine).catch_up()
     finally:
-        await engine.dispose()
+        engine.dispose()
         await store.close()
 
 

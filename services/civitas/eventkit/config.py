@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .clock import Clock
 from .postgres import PostgresEventStore
@@ -72,14 +71,19 @@ def _sqlite_path(parsed: URL, url: str) -> str:
     return parsed.database
 
 
-def create_read_model_engine(url: str) -> AsyncEngine:
-    """An async SQLAlchemy engine for a read-model database (SQLite or PostgreSQL)."""
+def create_read_model_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a read-model database (SQLite or PostgreSQL).
+
+    Read models are written by synchronous projection code, a whole batch per call
+    on a worker thread (see :class:`ProjectionRunner`), so the engine is a sync one:
+    sqlite3, or psycopg for PostgreSQL (``?schema=name`` sets the search path).
+    """
     parsed = _parse(url)
     if parsed.drivername == "sqlite":
         Path(_sqlite_path(parsed, url)).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
+        engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
 
-        @event.listens_for(engine.sync_engine, "connect")
+        @event.listens_for(engine, "connect")
         def _durable(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -89,8 +93,8 @@ def create_read_model_engine(url: str) -> AsyncEngine:
 
         return engine
     schema = str(parsed.query.get("schema", "public"))
-    return create_async_engine(
-        parsed.set(drivername="postgresql+asyncpg", query={}),
+    return create_engine(
+        parsed.set(drivername="postgresql+psycopg", query={}),
         pool_size=5,
-        connect_args={"server_settings": {"search_path": schema}},
+        connect_args={"options": f"-csearch_path={schema}"},
     )
