@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check unit postgres-up bench-eventstore clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down bench-eventstore clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ run: $(STAMP)
 
 postgres-up:
 	bash scripts/postgres-up.sh
+
+kafka-up: $(STAMP)
+	bash scripts/kafka-up.sh
+
+kafka-down:
+	bash scripts/kafka-down.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check services tests benchmarks
