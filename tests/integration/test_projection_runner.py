@@ -15,8 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from civitas.eventkit import (
+    EventFilter,
     NewEvent,
     ProjectionRunner,
+    RecordedEvent,
     SqliteEventStore,
     StoreFeed,
     StreamState,
@@ -162,4 +164,31 @@ async def test_a_runner_killed_mid_way_resumes_to_the_same_read_model_as_a_rebui
     assert applied == 60 * 101
     live.dispose()
     rebuilt.dispose()
+    await store.close()
+
+
+class DeliversEverythingTwice(StoreFeed):
+    """A feed at the transport edge that redelivers, as Kafka does after a relay restart."""
+
+    async def read(self, *, after: int, filter: EventFilter | None) -> list[RecordedEvent]:
+        batch = await super().read(after=after, filter=filter)
+        return batch + list(reversed(batch[: len(batch) // 2]))
+
+
+async def test_events_delivered_again_change_nothing_twice(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill(store, accounts=4, movements=30)
+    twice = await engine_for(read_model_urls("twice"))
+    once = await engine_for(read_model_urls("once"))
+
+    await ProjectionRunner(
+        BalancesProjection(), DeliversEverythingTwice(store, 7), twice
+    ).catch_up()
+    await ProjectionRunner(BalancesProjection(), StoreFeed(store), once).catch_up()
+
+    assert await snapshot_of(twice) == await snapshot_of(once)
+    twice.dispose()
+    once.dispose()
     await store.close()

@@ -23,7 +23,7 @@ from .errors import (
 from .hashing import GENESIS, canonical_json, chain, content_digest, first_broken_link
 from .ids import natural_id
 from .postgres import PostgresEventStore
-from .projection import Feed, Projection, ProjectionRunner, StoreFeed, handles
+from .projection import CatchUpFeed, Feed, Projection, ProjectionRunner, StoreFeed, handles
 from .records import (
     AppendResult,
     EventFilter,
@@ -43,6 +43,7 @@ __all__ = [
     "Aggregate",
     "AggregateNotFound",
     "AppendResult",
+    "CatchUpFeed",
     "Clock",
     "ConcurrencyError",
     "DomainEvent",

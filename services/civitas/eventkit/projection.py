@@ -12,10 +12,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .records import EventFilter, RecordedEvent
 from .store import EventStore
@@ -26,12 +27,27 @@ Handler = Callable[[Any, RecordedEvent, sa.Connection], None]
 H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
 
+tracking = sa.MetaData()
 positions_table = sa.Table(
     "projection_positions",
-    sa.MetaData(),
+    tracking,
     sa.Column("projection", sa.String(200), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
 )
+streams_table = sa.Table(  # the last version applied per stream: what makes redelivery harmless
+    "projection_streams",
+    tracking,
+    sa.Column("projection", sa.String(200), primary_key=True),
+    sa.Column("stream_id", sa.String(255), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    """``INSERT … ON CONFLICT`` exists in both SQLite and PostgreSQL, under each dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def handles(*event_types: str) -> Callable[[H], H]:
@@ -85,14 +101,25 @@ class Projection(abc.ABC):
             handler(self, event, conn)
 
 
-class Feed(Protocol):
-    """Where a consumer reads events from: a service's event store, or Kafka."""
+BatchHandler = Callable[[list[RecordedEvent]], Awaitable[None]]
 
-    def follow(
-        self, *, after: int, filter: EventFilter | None
-    ) -> AsyncIterator[list[RecordedEvent]]:
-        """Batches after a position: catch up, then follow live events (never ends)."""
+
+class Feed(Protocol):
+    """Where a consumer reads events from: a service's event store, or Kafka.
+
+    A feed delivers batches in order per stream (Kafka keeps no order across
+    partitions) and may deliver an event again after a restart; consumers skip
+    what they have applied by stream version.
+    """
+
+    async def run(self, handle: BatchHandler, *, after: int, filter: EventFilter | None) -> None:
+        """Call ``handle`` with each batch; a batch counts as consumed only once
+        ``handle`` has returned. Runs until cancelled."""
         ...
+
+
+class CatchUpFeed(Feed, Protocol):
+    """A feed that can also say when there is nothing more to read right now."""
 
     async def read(self, *, after: int, filter: EventFilter | None) -> list[RecordedEvent]:
         """One batch after a position; empty when the consumer has caught up."""
@@ -106,11 +133,12 @@ class StoreFeed:
         self.store = store
         self.batch_size = batch_size
 
-    def follow(
-        self, *, after: int, filter: EventFilter | None
-    ) -> AsyncIterator[list[RecordedEvent]]:
-        """Batches after a position: catch up, then follow live events (never ends)."""
-        return self.store.subscribe(after=after, filter=filter, batch_size=self.batch_size)
+    async def run(self, handle: BatchHandler, *, after: int, filter: EventFilter | None) -> None:
+        """Call ``handle`` with each batch after ``after``: catch up, then follow."""
+        async for batch in self.store.subscribe(
+            after=after, filter=filter, batch_size=self.batch_size
+        ):
+            await handle(batch)
 
     async def read(self, *, after: int, filter: EventFilter | None) -> list[RecordedEvent]:
         """One batch after a position; empty when the consumer has caught up."""
@@ -142,15 +170,18 @@ class ProjectionRunner:
         """Apply events as they come, until cancelled."""
         await self.setup()
         after = await self.position()
-        async for batch in self.feed.follow(after=after, filter=self.projection.filter):
-            await self._apply(batch)
+        await self.feed.run(self._apply, after=after, filter=self.projection.filter)
 
     async def catch_up(self) -> int:
         """Apply every event available now; returns the position reached."""
+        if not hasattr(self.feed, "read"):
+            raise TypeError(f"{type(self.feed).__name__} cannot tell when it has caught up")
+        feed: CatchUpFeed = self.feed  # type: ignore[assignment]
         await self.setup()
         after = await self.position()
-        while batch := await self.feed.read(after=after, filter=self.projection.filter):
-            after = await self._apply(batch)
+        while batch := await feed.read(after=after, filter=self.projection.filter):
+            await self._apply(batch)
+            after = batch[-1].position
         return after
 
     async def rebuild(self) -> int:
@@ -159,18 +190,46 @@ class ProjectionRunner:
         await asyncio.to_thread(self._in_transaction, self._clear)
         return await self.catch_up()
 
-    async def _apply(self, batch: list[RecordedEvent]) -> int:
+    async def _apply(self, batch: list[RecordedEvent]) -> None:
         await asyncio.to_thread(self._in_transaction, self._apply_batch, batch)
-        return batch[-1].position
 
     def _in_transaction(self, work: Callable[..., T], *args: Any) -> T:
         with self.engine.begin() as conn:
             return work(conn, *args)
 
     def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> None:
+        applied = self._applied_versions(conn, {event.stream_id for event in batch})
+        changed: dict[str, int] = {}
         for event in batch:
+            if event.stream_version <= applied.get(event.stream_id, -1):
+                continue  # delivered again (a relay restart, a Kafka redelivery)
             self.projection.apply(event, conn)
-        self._save_position(conn, batch[-1].position)
+            applied[event.stream_id] = changed[event.stream_id] = event.stream_version
+        self._save_versions(conn, changed)
+        self._save_position(conn, max(event.position for event in batch))
+
+    def _applied_versions(self, conn: sa.Connection, stream_ids: set[str]) -> dict[str, int]:
+        rows = conn.execute(
+            sa.select(streams_table.c.stream_id, streams_table.c.version).where(
+                streams_table.c.projection == self.projection.name,
+                streams_table.c.stream_id.in_(stream_ids),
+            )
+        )
+        return {row.stream_id: row.version for row in rows}
+
+    def _save_versions(self, conn: sa.Connection, versions: dict[str, int]) -> None:
+        if not versions:
+            return
+        name = self.projection.name
+        rows = [{"projection": name, "stream_id": s, "version": v} for s, v in versions.items()]
+        insert = _dialect_insert(conn)(streams_table)
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["projection", "stream_id"],
+                set_={"version": insert.excluded.version},
+            ),
+            rows,
+        )
 
     def _read_position(self, conn: sa.Connection) -> int:
         value = conn.scalar(
@@ -182,9 +241,8 @@ class ProjectionRunner:
 
     def _clear(self, conn: sa.Connection) -> None:
         self.projection.clear(conn)
-        conn.execute(
-            positions_table.delete().where(positions_table.c.projection == self.projection.name)
-        )
+        for table in (positions_table, streams_table):
+            conn.execute(table.delete().where(table.c.projection == self.projection.name))
 
     def _save_position(self, conn: sa.Connection, position: int) -> None:
         updated = conn.execute(
