@@ -36,7 +36,7 @@ check: lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) postgres-up check
+test: $(STAMP) postgres-up kafka-up check
 	$(BIN)/pytest -q -ra
 
 bench-eventstore: $(STAMP) postgres-up

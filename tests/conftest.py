@@ -18,6 +18,8 @@ POSTGRES_URL = os.environ.get(
     "CIVITAS_TEST_POSTGRES_URL", "postgresql://civitas:civitas@127.0.0.1:5432/civitas_test"
 )
 
+KAFKA_BOOTSTRAP = os.environ.get("CIVITAS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
 StoreFactory = Callable[..., Awaitable[EventStore]]
 
 
@@ -82,3 +84,28 @@ async def store_factory(
 @pytest.fixture
 async def store(store_factory: StoreFactory, clock: ManualClock) -> EventStore:
     return await store_factory(clock=clock)
+
+
+def kafka_reachable(bootstrap: str) -> bool:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The broker started by `make kafka-up` (`make test` starts it)."""
+    if not kafka_reachable(KAFKA_BOOTSTRAP):
+        missing_dependency(f"Kafka at {KAFKA_BOOTSTRAP} (run `make kafka-up`)")
+    return KAFKA_BOOTSTRAP

@@ -28,6 +28,18 @@ async def _up(url: str) -> None:
         await store.close()
 
 
+async def _relay(url: str, bootstrap: str, service: str, partitions: int, batch_size: int) -> None:
+    from civitas.eventkit.kafka import Relay, TopicSpec, events_topic
+
+    store = await open_event_store(url)
+    topic = TopicSpec(events_topic(service), partitions=partitions)
+    print(f"civitas: relaying {url} to {topic.name} on {bootstrap}", flush=True)
+    try:
+        await Relay(store, bootstrap, topic, batch_size=batch_size).run()
+    finally:
+        await store.close()
+
+
 async def _events(url: str, stream: str | None, limit: int) -> None:
     store = await open_event_store(url)
     try:
@@ -57,11 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     events = commands.add_parser("events", help="print stored events")
     events.add_argument("--stream", help="one stream id, e.g. case-42")
     events.add_argument("--limit", type=int, default=100)
+    relay = commands.add_parser("relay", help="publish a service's events to its Kafka topic")
+    relay.add_argument("--service", required=True, help="service name, e.g. cases")
+    relay.add_argument(
+        "--kafka",
+        default=setting("kafka_bootstrap", default="127.0.0.1:9092"),
+        help="bootstrap servers (default: $CIVITAS_KAFKA_BOOTSTRAP or %(default)s)",
+    )
+    relay.add_argument("--partitions", type=int, default=6)
+    relay.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args(argv)
 
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "up":
             asyncio.run(_up(args.store))
+        elif args.command == "relay":
+            asyncio.run(
+                _relay(args.store, args.kafka, args.service, args.partitions, args.batch_size)
+            )
         elif args.command == "events":
             asyncio.run(_events(args.store, args.stream, args.limit))
     return 0

@@ -404,3 +404,21 @@ async def test_a_closed_store_refuses_reads_and_writes(store_factory) -> None:
 
     reopened = await store_factory()
     assert len(await all_events(reopened)) == 1
+
+
+async def test_a_saved_checkpoint_survives_reopening_the_store(store_factory) -> None:
+    store = await store_factory()
+    assert await store.load_checkpoint("relay:cases") == 0
+
+    await store.save_checkpoint("relay:cases", 41)
+    await store.save_checkpoint("relay:cases", 42)
+    await store.save_checkpoint("relay:funds", 7)
+    await store.close()
+    reopened = await store_factory()
+
+    assert await reopened.load_checkpoint("relay:cases") == 42
+    assert await reopened.load_checkpoint("relay:funds") == 7
+    with pytest.raises(ValueError, match="checkpoint"):
+        await reopened.save_checkpoint("relay:cases", -1)
+    with pytest.raises(ValueError, match="checkpoint name"):
+        await reopened.save_checkpoint("", 1)

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS {s}.events (
 );
 CREATE INDEX IF NOT EXISTS events_by_category ON {s}.events (category, position);
 CREATE INDEX IF NOT EXISTS events_by_type ON {s}.events (type, position);
+CREATE TABLE IF NOT EXISTS {s}.checkpoints (
+    name     text   PRIMARY KEY,
+    position bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS {s}.streams (
     stream_id text   PRIMARY KEY,
     version   bigint NOT NULL,
@@ -251,6 +255,20 @@ class PostgresEventStore(EventStore):
             f"SELECT coalesce(max(position), 0) FROM {self.schema}.events WHERE {_VISIBLE}"
         )
         return int(value)
+
+    async def _load_checkpoint(self, name: str) -> int:
+        value = await self._pool.fetchval(
+            f"SELECT position FROM {self.schema}.checkpoints WHERE name = $1", name
+        )
+        return int(value or 0)
+
+    async def _save_checkpoint(self, name: str, position: int) -> None:
+        await self._pool.execute(
+            f"INSERT INTO {self.schema}.checkpoints (name, position) VALUES ($1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            name,
+            position,
+        )
 
     async def _close(self) -> None:
         await self._pool.close()

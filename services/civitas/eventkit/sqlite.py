@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_category ON events (category, position);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, position);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name     TEXT    PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS streams (
     stream_id TEXT PRIMARY KEY,
     version   INTEGER NOT NULL,
@@ -283,6 +287,17 @@ class SqliteEventStore(EventStore):
     async def _head_position(self) -> int:
         rows = await self._query("SELECT coalesce(max(position), 0) FROM events", ())
         return int(rows[0][0])
+
+    async def _load_checkpoint(self, name: str) -> int:
+        rows = await self._query("SELECT position FROM checkpoints WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    async def _save_checkpoint(self, name: str, position: int) -> None:
+        await self._query(
+            "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (name, position),
+        )
 
     async def _close(self) -> None:
         self._queue.put(_STOP)

@@ -135,6 +135,18 @@ class EventStore(abc.ABC):
                 continue
             await self._wait_for_new_events()
 
+    async def load_checkpoint(self, name: str) -> int:
+        """The position a named reader (a relay) stored last; 0 when it has none."""
+        self._check_open()
+        return await self._load_checkpoint(_check_name(name))
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        """Durably store a named reader's position, beside the events it read."""
+        self._check_open()
+        if not isinstance(position, int) or position < 0:
+            raise ValueError(f"a checkpoint is a position >= 0, not {position!r}")
+        await self._save_checkpoint(_check_name(name), position)
+
     async def head_position(self) -> int:
         """The global position of the last event a reader may see (0 when empty)."""
         self._check_open()
@@ -180,6 +192,12 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def _head_position(self) -> int: ...
+
+    @abc.abstractmethod
+    async def _load_checkpoint(self, name: str) -> int: ...
+
+    @abc.abstractmethod
+    async def _save_checkpoint(self, name: str, position: int) -> None: ...
 
     @abc.abstractmethod
     async def _close(self) -> None: ...
@@ -250,3 +268,9 @@ class EventStore(abc.ABC):
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"limit must be a positive int, not {limit!r}")
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise ValueError(f"a checkpoint name is a string of 1 to 200 characters, not {name!r}")
+    return name

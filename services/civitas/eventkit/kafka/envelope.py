@@ -1,0 +1,94 @@
+"""The message contract: every event goes to Kafka as one JSON envelope.
+
+Key: the stream id (so one stream's events keep their order in one partition).
+Headers: event id, type, correlation id, causation id (for routing and tracing
+without parsing the value).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..records import RecordedEvent
+
+
+class EventEnvelope(BaseModel):
+    """One stored event as published on a service's events topic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID
+    stream_id: str = Field(description="category-id; also the message key")
+    stream_version: int = Field(ge=0, description="revision of the event in its stream")
+    position: int = Field(ge=1, description="global position in the service's event store")
+    type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: datetime
+    actor: str | None
+    correlation_id: str | None
+    causation_id: str | None
+    data: dict[str, Any]
+    hash: str = Field(description="hex SHA-256, chained to the stream's previous event")
+
+
+class UndecodableMessage(ValueError):
+    """A message on an events topic that is not a valid envelope."""
+
+
+def encode_event(event: RecordedEvent) -> tuple[bytes, bytes, dict[str, str]]:
+    """Key, value and headers of the message that carries ``event``."""
+    value = json.dumps(
+        {
+            "event_id": str(event.event_id),
+            "stream_id": event.stream_id,
+            "stream_version": event.stream_version,
+            "position": event.position,
+            "type": event.type,
+            "schema_version": event.schema_version,
+            "occurred_at": event.occurred_at.isoformat(),
+            "actor": event.actor,
+            "correlation_id": event.correlation_id,
+            "causation_id": event.causation_id,
+            "data": event.data,
+            "hash": event.hash.hex(),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    headers = {"event_id": str(event.event_id), "type": event.type}
+    if event.correlation_id:
+        headers["correlation_id"] = event.correlation_id
+    if event.causation_id:
+        headers["causation_id"] = event.causation_id
+    return event.stream_id.encode(), value, headers
+
+
+def decode_message(value: bytes | None) -> RecordedEvent:
+    """The event a message carries; raises :class:`UndecodableMessage` with the reason."""
+    if value is None:
+        raise UndecodableMessage("the message has no value")
+    try:
+        envelope = EventEnvelope.model_validate_json(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        raise UndecodableMessage(f"not an event envelope: {where}: {first['msg']}") from None
+    return RecordedEvent(
+        envelope.event_id,
+        envelope.stream_id,
+        envelope.stream_version,
+        envelope.position,
+        envelope.type,
+        envelope.schema_version,
+        envelope.occurred_at,
+        envelope.actor,
+        envelope.correlation_id,
+        envelope.causation_id,
+        envelope.data,
+        bytes.fromhex(envelope.hash),
+    )

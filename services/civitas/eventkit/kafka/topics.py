@@ -1,0 +1,58 @@
+"""Topics are created explicitly, with their partitions and retention."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+FOREVER = -1
+
+
+def events_topic(service: str) -> str:
+    """The topic a service publishes its events on: ``civitas.<service>.events.v1``."""
+    return f"civitas.{service}.events.v1"
+
+
+def dead_letter_topic(group: str) -> str:
+    """Where a consumer group sets aside the messages it cannot decode."""
+    return f"civitas.dlq.{group}"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic to create: events topics keep everything by default (they can be replayed)."""
+
+    name: str
+    partitions: int = 6
+    retention_ms: int = FOREVER
+    replication_factor: int = 1
+
+
+def _create(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="civitas-admin")
+    try:
+        existing = set(admin.list_topics())
+        for spec in specs:
+            if spec.name in existing:
+                continue
+            topic = NewTopic(
+                spec.name,
+                spec.partitions,
+                spec.replication_factor,
+                topic_configs={"retention.ms": str(spec.retention_ms)},
+            )
+            with contextlib.suppress(TopicAlreadyExistsError):  # made by another meanwhile
+                admin.create_topics([topic])
+    finally:
+        admin.close()
+
+
+async def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
+    """Create the topics that do not exist yet (kafka-python's admin, on a thread)."""
+    await asyncio.to_thread(_create, bootstrap, specs)

@@ -1,0 +1,376 @@
+"""The relay and the Kafka feed against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import REGISTRY
+
+from civitas.eventkit import (
+    NewEvent,
+    ProjectionRunner,
+    RecordedEvent,
+    SqliteEventStore,
+    StoreFeed,
+    StreamState,
+    create_read_model_engine,
+)
+from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, events_topic
+from civitas.eventkit.kafka.topics import dead_letter_topic
+from tests.support.accounts import BalancesProjection, read_balances
+
+pytestmark = pytest.mark.kafka
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+async def fill_accounts(store: SqliteEventStore, accounts: int, movements: int) -> None:
+    """Appends movements round-robin across accounts, so streams interleave in the log."""
+    for a in range(accounts):
+        opened = NewEvent("AccountOpened", {"owner": f"o{a}", "community": "QH-01"})
+        await store.append(f"account-{a}", [opened], StreamState.NO_STREAM)
+    for m in range(1, movements + 1):
+        for a in range(accounts):
+            kind = "MoneyDeposited" if m % 4 else "MoneyWithdrawn"
+            await store.append(f"account-{a}", [NewEvent(kind, {"amount_fen": m})], m - 1)
+
+
+def rows(engine: sa.Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return read_balances(conn)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def rebuilt_from_store(store: SqliteEventStore, tmp_path: Path) -> list[tuple[object, ...]]:
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/rebuilt.db")
+    await ProjectionRunner(BalancesProjection(), StoreFeed(store), engine).rebuild()
+    result = rows(engine)
+    engine.dispose()
+    return result
+
+
+@contextlib.asynccontextmanager
+async def kafka_projection(
+    bootstrap: str, topic: str, tmp_path: Path, label: str = "live"
+) -> AsyncIterator[sa.Engine]:
+    """The balances projection fed from Kafka, running in the background."""
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/{label}.db")
+    feed = KafkaFeed(bootstrap, [topic], unique("balances-"), batch_size=200)
+    runner = ProjectionRunner(BalancesProjection(), feed, engine)
+    await runner.setup()
+    task = asyncio.create_task(runner.run())
+    try:
+        yield engine
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        engine.dispose()
+
+
+Message = tuple[bytes | None, bytes | None, dict[str, bytes], int]
+
+
+async def messages_on(bootstrap: str, topic: str) -> list[Message]:
+    """Every message on a topic: key, value, headers, partition."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.assignment() or {
+            TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+        }
+        ends = await consumer.end_offsets(list(partitions))
+        found = []
+        while sum(ends.values()) > len(found):
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                found += [(r.key, r.value, dict(r.headers), r.partition) for r in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_each_stream_keeps_its_order_across_partitions(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    for m in range(30):
+        for s in range(40):
+            await store.append(f"case-{s}", [NewEvent("Noted", {"m": m})], StreamState.ANY)
+    topic = TopicSpec(unique("civitas.order."), partitions=6)
+    relay = Relay(store, kafka_bootstrap, topic, batch_size=250)
+    await relay.start()
+    await relay.drain()
+    await relay.stop()
+    seen: list[RecordedEvent] = []
+
+    async def handle(batch: list[RecordedEvent]) -> None:
+        seen.extend(batch)
+
+    feed = KafkaFeed(kafka_bootstrap, [topic.name], unique("order-"))
+    task = asyncio.create_task(feed.run(handle))
+
+    async def all_seen() -> bool:
+        return len(seen) >= 1200
+
+    await eventually(all_seen, 60, "1200 events")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    by_stream: dict[str, list[int]] = {}
+    for event in seen:
+        by_stream.setdefault(event.stream_id, []).append(event.stream_version)
+    assert len(seen) == 1200
+    assert by_stream == {f"case-{s}": list(range(30)) for s in range(40)}
+    messages = await messages_on(kafka_bootstrap, topic.name)
+    assert len({partition for *_, partition in messages}) > 1, "all streams in one partition"
+    assert all(len({p for k, *_, p in messages if k == key}) == 1 for key, *_ in messages)
+    await store.close()
+
+
+async def test_messages_carry_the_stream_key_and_the_event_headers(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    event = NewEvent(
+        "CaseRegistered", {"title": "路灯"}, correlation_id="corr-7", causation_id="cmd-7"
+    )
+    await store.append("case-7", [event], StreamState.NO_STREAM)
+    topic = TopicSpec(unique("civitas.headers."), partitions=2)
+    relay = Relay(store, kafka_bootstrap, topic)
+    await relay.start()
+    await relay.drain()
+    await relay.stop()
+
+    ((key, value, headers, _),) = await messages_on(kafka_bootstrap, topic.name)
+
+    assert key == b"case-7"
+    assert headers["event_id"] == str(event.event_id).encode()
+    assert headers["type"] == b"CaseRegistered"
+    assert headers["correlation_id"] == b"corr-7"
+    assert headers["causation_id"] == b"cmd-7"
+    assert "路灯".encode() in (value or b"")
+    assert REGISTRY.get_sample_value("civitas_events_published_total", {"topic": topic.name}) == 1
+    assert REGISTRY.get_sample_value("civitas_relay_lag_events", {"topic": topic.name}) == 0
+    await store.close()
+
+
+async def test_events_published_twice_after_a_lost_checkpoint_are_absorbed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill_accounts(store, accounts=10, movements=20)
+    topic = TopicSpec(unique("civitas.twice."), partitions=3)
+    relay = Relay(store, kafka_bootstrap, topic, batch_size=70)
+    await relay.start()
+    await relay.drain()
+    await store.save_checkpoint(relay.checkpoint_name, 0)  # as if it crashed before saving
+    await relay.drain()
+    await relay.stop()
+    expected = await rebuilt_from_store(store, tmp_path)
+
+    async with kafka_projection(kafka_bootstrap, topic.name, tmp_path) as live:
+
+        async def caught_up() -> bool:
+            return rows(live) == expected
+
+        await eventually(caught_up, 60, "the Kafka-fed read model to equal a rebuild")
+
+    assert len(await messages_on(kafka_bootstrap, topic.name)) == 2 * 210
+    await store.close()
+
+
+@pytest.mark.slow
+async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill_accounts(store, accounts=50, movements=80)
+    head = await store.head_position()
+    service = unique("k")
+    relay_cmd = [
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        "--store",
+        f"sqlite:///{tmp_path}/events.db",
+        "relay",
+        "--service",
+        service,
+        "--kafka",
+        kafka_bootstrap,
+        "--batch-size",
+        "50",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    checkpoint = f"relay:{events_topic(service)}"
+
+    first = await asyncio.create_subprocess_exec(*relay_cmd, cwd=ROOT, env=env)
+    try:
+
+        async def part_relayed() -> bool:
+            return await store.load_checkpoint(checkpoint) > head // 4
+
+        await eventually(part_relayed, 60, "the relay to publish a part")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    killed_at = await store.load_checkpoint(checkpoint)
+    second = await asyncio.create_subprocess_exec(*relay_cmd, cwd=ROOT, env=env)
+    try:
+
+        async def all_relayed() -> bool:
+            return await store.load_checkpoint(checkpoint) == head
+
+        await eventually(all_relayed, 120, "the restarted relay to publish everything")
+    finally:
+        second.terminate()
+        await second.wait()
+    expected = await rebuilt_from_store(store, tmp_path)
+
+    async with kafka_projection(kafka_bootstrap, events_topic(service), tmp_path) as live:
+
+        async def caught_up() -> bool:
+            return rows(live) == expected
+
+        await eventually(caught_up, 90, "the Kafka-fed read model to equal a rebuild")
+
+    assert 0 < killed_at < head
+    messages = await messages_on(kafka_bootstrap, events_topic(service))
+    assert {h["event_id"] for _, _, h, _ in messages} == {
+        str(e.event_id).encode() for e in await store.read_all(limit=100_000)
+    }
+    await store.close()
+
+
+async def test_an_undecodable_message_is_set_aside_and_the_consumer_goes_on(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill_accounts(store, accounts=2, movements=3)
+    topic = TopicSpec(unique("civitas.dlq."), partitions=1)
+    relay = Relay(store, kafka_bootstrap, topic)
+    await relay.start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    await producer.send_and_wait(topic.name, b"\xff not json", key=b"account-0")
+    await producer.send_and_wait(topic.name, b'{"type": "half an envelope"}', key=b"account-1")
+    await producer.stop()
+    await relay.drain()
+    await relay.stop()
+    expected = await rebuilt_from_store(store, tmp_path)
+
+    async with kafka_projection(kafka_bootstrap, topic.name, tmp_path) as live:
+
+        async def caught_up() -> bool:
+            return rows(live) == expected
+
+        await eventually(caught_up, 60, "the valid events to be applied")
+        group = next(
+            labels["group"]
+            for metric in REGISTRY.collect()
+            if metric.name == "civitas_dead_letters"
+            for labels in (s.labels for s in metric.samples)
+            if labels.get("topic") == topic.name
+        )
+
+    dead = await messages_on(kafka_bootstrap, dead_letter_topic(group))
+    reasons = sorted(h["reason"].decode() for _, _, h, _ in dead)
+    assert len(dead) == 2
+    assert all(r.startswith("not an event envelope") for r in reasons)
+    assert {h["source_topic"] for _, _, h, _ in dead} == {topic.name.encode()}
+    assert (
+        REGISTRY.get_sample_value(
+            "civitas_dead_letters_total", {"group": group, "topic": topic.name}
+        )
+        == 2
+    )
+    await store.close()
+
+
+@pytest.mark.slow
+async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    home = tmp_path / "kafka"
+    broker_env = {
+        **os.environ,
+        "KAFKA_PORT": "19092",
+        "KAFKA_CONTROLLER_PORT": "19093",
+        "KAFKA_HOME": str(home),
+        "PYTHON": sys.executable,
+    }
+    bootstrap = "127.0.0.1:19092"
+
+    def broker(action: str) -> None:
+        subprocess.run(
+            ["bash", f"scripts/kafka-{action}.sh"],
+            cwd=ROOT,
+            env=broker_env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+
+    broker("up")
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill_accounts(store, accounts=20, movements=1)
+    topic = TopicSpec(unique("civitas.restart."), partitions=3)
+    relay_task = asyncio.create_task(Relay(store, bootstrap, topic, retry_delay=0.5).run())
+    writing = True
+
+    async def write() -> int:
+        m = 2
+        while writing:
+            for a in range(20):
+                await store.append(
+                    f"account-{a}", [NewEvent("MoneyDeposited", {"amount_fen": m})], StreamState.ANY
+                )
+            m += 1
+            await asyncio.sleep(0.05)
+        return m
+
+    try:
+        async with kafka_projection(bootstrap, topic.name, tmp_path) as live:
+            writer = asyncio.create_task(write())
+            await asyncio.sleep(3)
+            await asyncio.to_thread(broker, "down")
+            await asyncio.sleep(3)
+            await asyncio.to_thread(broker, "up")
+            await asyncio.sleep(3)
+            writing = False
+            await writer
+            expected = await rebuilt_from_store(store, tmp_path)
+
+            async def caught_up() -> bool:
+                return rows(live) == expected
+
+            await eventually(caught_up, 120, "the read model to catch up after the restart")
+    finally:
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+        await asyncio.to_thread(broker, "down")
+        await store.close()
+    assert sum(row[3] for row in expected) > 20 * 50  # writes went on through the restart
