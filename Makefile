@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down bench-eventstore clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi bench-eventstore clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck
+
+asyncapi: $(STAMP)
+	$(BIN)/python -m civitas.eventkit.kafka.contracts > docs/asyncapi.json
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

@@ -1,0 +1,75 @@
+"""The published event contracts stay in step with the code."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from civitas.eventkit import RecordedEvent
+from civitas.eventkit.kafka import decode_message, encode_event
+from civitas.eventkit.kafka.contracts import asyncapi_document
+from civitas.eventkit.kafka.envelope import UndecodableMessage
+
+DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
+
+
+def test_the_committed_asyncapi_document_is_current() -> None:
+    assert DOCUMENT.read_text() == asyncapi_document(), "stale: run `make asyncapi` and commit"
+
+
+def test_every_service_topic_is_documented_with_the_envelope() -> None:
+    document = json.loads(DOCUMENT.read_text())
+    addresses = {channel["address"] for channel in document["channels"].values()}
+
+    assert addresses == {
+        f"civitas.{s}.events.v1" for s in ("party_orgs", "cases", "volunteers", "funds")
+    }
+    assert "EventEnvelope" in json.dumps(document["components"]["schemas"])
+
+
+def test_an_event_survives_the_trip_through_a_message() -> None:
+    event = RecordedEvent(
+        uuid4(),
+        "case-9",
+        3,
+        120,
+        "CaseDispatched",
+        2,
+        datetime(2026, 5, 1, 9, tzinfo=UTC),
+        "staff-2",
+        "corr-9",
+        "cmd-9",
+        {"unit": "QH-03-07", "note": "转街道"},
+        bytes(range(32)),
+    )
+
+    key, value, headers = encode_event(event)
+
+    assert key == b"case-9"
+    assert headers == {
+        "event_id": str(event.event_id),
+        "type": "CaseDispatched",
+        "correlation_id": "corr-9",
+        "causation_id": "cmd-9",
+    }
+    assert decode_message(value) == event
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "no value"),
+        (b"\xff\xfe", "not an event envelope"),
+        (b"[1, 2]", "not an event envelope"),
+        (b'{"event_id": "x"}', "event_id"),
+    ],
+)
+def test_a_message_that_is_no_envelope_is_refused_with_the_reason(
+    value: bytes | None, reason: str
+) -> None:
+    with pytest.raises(UndecodableMessage, match=reason):
+        decode_message(value)
