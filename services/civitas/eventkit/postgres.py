@@ -16,11 +16,11 @@ back until it ends: subscribers wait, they never skip.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import asyncpg
+import orjson
 
 from .errors import ConcurrencyError, EventIdConflict
 from .hashing import GENESIS
@@ -300,7 +300,7 @@ def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
         row[7],
         row[8],
         row[9],
-        json.loads(row[10]),
+        orjson.loads(row[10]),
         row[11],
     )
 

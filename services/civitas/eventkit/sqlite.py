@@ -10,7 +10,6 @@ because SQLite has one writer at a time, global positions become visible in orde
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import sqlite3
 import threading
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .errors import ConcurrencyError, EventIdConflict, EventStoreError
 from .hashing import GENESIS, chain, utc_iso
@@ -100,7 +101,7 @@ def row_to_event(row: tuple[Any, ...]) -> RecordedEvent:
         row[7],
         row[8],
         row[9],
-        json.loads(row[10]),
+        orjson.loads(row[10]),
         row[11],
     )
 

@@ -7,11 +7,11 @@ without parsing the value).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..records import RecordedEvent
@@ -42,7 +42,7 @@ class UndecodableMessage(ValueError):
 
 def encode_event(event: RecordedEvent) -> tuple[bytes, bytes, dict[str, str]]:
     """Key, value and headers of the message that carries ``event``."""
-    value = json.dumps(
+    value = orjson.dumps(  # transport only: the hashed canonical form is the store's
         {
             "event_id": str(event.event_id),
             "stream_id": event.stream_id,
@@ -56,10 +56,8 @@ def encode_event(event: RecordedEvent) -> tuple[bytes, bytes, dict[str, str]]:
             "causation_id": event.causation_id,
             "data": event.data,
             "hash": event.hash.hex(),
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+        }
+    )
     headers = {"event_id": str(event.event_id), "type": event.type}
     if event.correlation_id:
         headers["correlation_id"] = event.correlation_id

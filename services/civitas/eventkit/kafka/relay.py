@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from faststream.kafka import KafkaBroker
+from aiokafka.partitioner import DefaultPartitioner
 from kafka.errors import KafkaError as AdminError
 
 from ..metrics import EVENTS_PUBLISHED, RELAY_LAG, RELAY_POSITION
@@ -25,17 +29,19 @@ from .topics import TopicSpec, ensure_topics
 log = logging.getLogger(__name__)
 
 
-def producer_broker(bootstrap: str, **options: object) -> KafkaBroker:
-    """A FastStream broker whose producer is idempotent and waits for all replicas."""
-    return KafkaBroker(
-        bootstrap,
+def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:
+    """The relay's producer: idempotent, waits for all in-sync replicas, batches briefly.
+
+    The relay is the hot path, so it drives aiokafka (the producer FastStream wraps)
+    directly; consumers use FastStream's subscribers.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
         max_batch_size=512 * 1024,
         client_id="civitas-relay",
-        logger=None,
-        **options,  # type: ignore[arg-type]
     )
 
 
@@ -49,24 +55,27 @@ class Relay:
         topic: TopicSpec,
         *,
         batch_size: int = 1000,
+        window: int = 4,
         retry_delay: float = 1.0,
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
-        self.broker = producer_broker(bootstrap)
+        self.producer = idempotent_producer(bootstrap)
+        self._partitioner = DefaultPartitioner()
         self.topic = topic
         self.batch_size = batch_size
+        self.window = window
         self.retry_delay = retry_delay
         self.checkpoint_name = f"relay:{topic.name}"
 
     async def start(self) -> None:
         """Create the topic if it is missing and connect the producer."""
         await ensure_topics(self.bootstrap, [self.topic])
-        await self.broker.start()
+        await self.producer.start()
 
     async def stop(self) -> None:
         """Flush and disconnect the producer."""
-        await self.broker.stop()
+        await self.producer.stop()
 
     async def run(self) -> None:
         """Relay until cancelled; a broker failure makes it start over from the checkpoint."""
@@ -74,16 +83,12 @@ class Relay:
         try:
             while True:
                 try:
-                    after = await self.store.load_checkpoint(self.checkpoint_name)
-                    async for batch in self.store.subscribe(
-                        after=after, batch_size=self.batch_size
-                    ):
-                        await self._publish(batch)
-                except (OSError, KafkaError, AdminError) as exc:
+                    await self._relay(follow=True)
+                except* (OSError, KafkaError, AdminError) as failures:
                     log.warning(
                         "relay to %s failed (%r); retrying from the checkpoint",
                         self.topic.name,
-                        exc,
+                        failures.exceptions[0],
                     )
                     await asyncio.sleep(self.retry_delay)
         finally:
@@ -91,31 +96,79 @@ class Relay:
 
     async def drain(self) -> int:
         """Publish everything stored now (after :meth:`start`); returns the position reached."""
-        after = await self.store.load_checkpoint(self.checkpoint_name)
-        while batch := await self.store.read_all(after=after, limit=self.batch_size):
-            await self._publish(batch)
-            after = batch[-1].position
-        return after
+        await self._relay(follow=False)
+        return await self.store.load_checkpoint(self.checkpoint_name)
 
-    async def _publish(self, batch: list[RecordedEvent]) -> None:
-        pending = []
+    async def _relay(self, *, follow: bool) -> None:
+        """Send batches while earlier ones wait for their acks (at most ``window`` in flight);
+        the checkpoint follows the acks, in order."""
+        after = await self.store.load_checkpoint(self.checkpoint_name)
+        in_flight: asyncio.Queue[_Sent | None] = asyncio.Queue(maxsize=self.window)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._confirm_in_order(in_flight))
+            async for batch in self._batches(after, follow):
+                await in_flight.put(await self._send(batch))
+            await in_flight.put(None)
+
+    async def _batches(self, after: int, follow: bool) -> AsyncIterator[list[RecordedEvent]]:
+        if follow:
+            async for batch in self.store.subscribe(after=after, batch_size=self.batch_size):
+                yield batch
+            return
+        while batch := await self.store.read_all(after=after, limit=self.batch_size):
+            yield batch
+            after = batch[-1].position
+
+    async def _send(self, batch: list[RecordedEvent]) -> _Sent:
+        """Queue a batch's messages, one record batch per partition; return their acks.
+
+        The partition is the default partitioner's choice for the key (murmur2 of the
+        stream id), so a stream always lands where a per-message send would put it.
+        """
+        partitions = sorted(await self.producer.partitions_for(self.topic.name))
+        builders: dict[int, Any] = {}
+        acks: list[asyncio.Future[Any]] = []
+        count = 0
         for event in batch:
             if event.category.endswith("_snapshot"):
                 continue  # snapshots only speed up loading; they are no contract
             key, value, headers = encode_event(event)
-            pending.append(
-                await self.broker.publish(
-                    value,
-                    self.topic.name,
-                    key=key,
-                    headers=headers,
-                    correlation_id=event.correlation_id or str(event.event_id),
-                    no_confirm=True,
-                )
-            )
-        await asyncio.gather(*pending)  # every message acknowledged ...
-        position = batch[-1].position
-        await self.store.save_checkpoint(self.checkpoint_name, position)  # ... then move on
-        EVENTS_PUBLISHED.labels(self.topic.name).inc(len(pending))
-        RELAY_POSITION.labels(self.topic.name).set(position)
-        RELAY_LAG.labels(self.topic.name).set(max(0, await self.store.head_position() - position))
+            record = {
+                "key": key,
+                "value": value,
+                "timestamp": None,
+                "headers": [(name, text.encode()) for name, text in headers.items()],
+            }
+            partition = self._partitioner(key, partitions, partitions)
+            builder = builders.get(partition)
+            if builder is None or builder.append(**record) is None:
+                if builder is not None:  # full: send it, start the next
+                    acks.append(await self._send_batch(builder, partition))
+                builder = builders[partition] = self.producer.create_batch()
+                builder.append(**record)
+            count += 1
+        for partition, builder in builders.items():
+            acks.append(await self._send_batch(builder, partition))
+        return _Sent(acks, count, batch[-1].position)
+
+    async def _send_batch(self, builder: Any, partition: int) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self.producer.send_batch(
+            builder, self.topic.name, partition=partition
+        )
+        return future
+
+    async def _confirm_in_order(self, in_flight: asyncio.Queue[_Sent | None]) -> None:
+        while (sent := await in_flight.get()) is not None:
+            await asyncio.gather(*sent.acks)  # every message acknowledged ...
+            await self.store.save_checkpoint(self.checkpoint_name, sent.position)  # ... then on
+            EVENTS_PUBLISHED.labels(self.topic.name).inc(sent.count)
+            RELAY_POSITION.labels(self.topic.name).set(sent.position)
+            head = await self.store.head_position()
+            RELAY_LAG.labels(self.topic.name).set(max(0, head - sent.position))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    acks: list[asyncio.Future[Any]]
+    count: int
+    position: int
