@@ -11,6 +11,7 @@ from civitas.eventkit import (
     DomainEvent,
     Projection,
     RecordedEvent,
+    applies,
     handles,
     registry,
 )
@@ -91,20 +92,20 @@ class Account(Aggregate):
         if amount_fen > self.balance_fen:
             raise InsufficientFunds(f"{amount_fen} > balance {self.balance_fen}")
 
-    @Aggregate.apply.register
-    def _(self, event: AccountOpened) -> None:
+    @applies
+    def _on_account_opened(self, event: AccountOpened) -> None:
         self.owner, self.community, self.is_open = event.owner, event.community, True
 
-    @Aggregate.apply.register
-    def _(self, event: MoneyDeposited) -> None:
+    @applies
+    def _on_money_deposited(self, event: MoneyDeposited) -> None:
         self.balance_fen += event.amount_fen
 
-    @Aggregate.apply.register
-    def _(self, event: MoneyWithdrawn) -> None:
+    @applies
+    def _on_money_withdrawn(self, event: MoneyWithdrawn) -> None:
         self.balance_fen -= event.amount_fen
 
-    @Aggregate.apply.register
-    def _(self, event: AccountWasClosed) -> None:
+    @applies
+    def _on_account_was_closed(self, event: AccountWasClosed) -> None:
         self.is_open = False
 
     def snapshot_state(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ cannot drift from the command path.
 
 from __future__ import annotations
 
-import functools
+import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
@@ -65,6 +65,16 @@ class EventRegistry:
         return cls.model_validate(data)
 
 
+A = typing.TypeVar("A", bound="Aggregate")
+E = typing.TypeVar("E", bound="DomainEvent")
+
+
+def applies(function: Callable[[A, E], None]) -> Callable[[A, E], None]:
+    """Mark an aggregate method as the state change for the event class it is annotated with."""
+    function.__applies__ = True  # type: ignore[attr-defined]
+    return function
+
+
 registry = EventRegistry()
 """The registry every :class:`DomainEvent` subclass joins when it is defined."""
 
@@ -97,12 +107,13 @@ class Aggregate:
     """Base of every aggregate: a stream of events and the state they build.
 
     Subclasses set ``category`` (the stream category), write command methods that
-    check guards and call :meth:`_record`, and register one ``apply`` handler per
-    event type with ``@Aggregate.apply.register``. Set ``snapshot_every`` and
+    check guards and call :meth:`_record`, and write one handler per event type,
+    marked ``@applies`` and annotated with its event class. Set ``snapshot_every`` and
     implement :meth:`snapshot_state` / :meth:`restore_state` to snapshot long streams.
     """
 
     category: ClassVar[str]
+    _appliers: ClassVar[dict[type[DomainEvent], Callable[[Any, Any], None]]]
     snapshot_every: ClassVar[int | None] = None
     snapshot_version: ClassVar[int] = 1
 
@@ -121,10 +132,21 @@ class Aggregate:
         """The stream id of the aggregate with this id."""
         return f"{cls.category}-{aggregate_id}"
 
-    @functools.singledispatchmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._appliers = {}
+        for klass in reversed(cls.__mro__):
+            for attribute in vars(klass).values():
+                if getattr(attribute, "__applies__", False):
+                    event_class = typing.get_type_hints(attribute)["event"]
+                    cls._appliers[event_class] = attribute
+
     def apply(self, event: DomainEvent) -> None:
-        """Change state for one event; one handler per event type."""
-        raise TypeError(f"{type(self).__name__} has no handler for {type(event).__name__}")
+        """Change state for one event, through the ``@applies`` handler of its class."""
+        applier = self._appliers.get(type(event))
+        if applier is None:
+            raise TypeError(f"{type(self).__name__} has no handler for {type(event).__name__}")
+        applier(self, event)
 
     def _record(self, event: DomainEvent) -> None:
         """Apply a new event and keep it to be saved."""
