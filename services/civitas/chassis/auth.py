@@ -1,0 +1,111 @@
+"""Signed bearer tokens: who calls, in which roles, for which part of the district.
+
+Tokens are JWTs (HS256) carrying the subject, the roles and the scope: the codes of
+the administrative units the person works for (``QH`` for the whole district,
+``QH-03`` for a street, ``QH-03-07`` for a community). Unit codes are hierarchical,
+so a unit is in scope when its code is a scope code or lies below one.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jwt
+
+from civitas.errors import NotAllowed, Unauthenticated
+
+ISSUER = "civitas"
+AUDIENCE = "civitas"
+
+
+class Role(enum.StrEnum):
+    """The roles of DESIGN.md."""
+
+    DISTRICT_ADMIN = "district_admin"
+    STREET_STAFF = "street_staff"
+    COMMUNITY_STAFF = "community_staff"
+    GRID_WORKER = "grid_worker"
+    PARTY_SECRETARY = "party_secretary"
+    VOLUNTEER_COORDINATOR = "volunteer_coordinator"
+    FINANCE_OFFICER = "finance_officer"
+    AUDITOR = "auditor"
+    SERVICE = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller a verified token names."""
+
+    subject: str
+    roles: frozenset[Role]
+    scope: tuple[str, ...]
+
+    def covers(self, unit_code: str) -> bool:
+        """True when ``unit_code`` is one of the scope's units or lies below one."""
+        return any(unit_code == s or unit_code.startswith(s + "-") for s in self.scope)
+
+
+def authorize(principal: Principal, allowed: Iterable[Role], unit_code: str | None) -> None:
+    """Raise :class:`NotAllowed` unless one of the caller's roles is allowed and, when
+    the command concerns a unit, that unit is in the caller's scope."""
+    allowed = frozenset(allowed)
+    if not principal.roles & allowed:
+        names = ", ".join(sorted(r.value for r in allowed)) or "no role"
+        raise NotAllowed(f"{principal.subject} may not do this (needs one of: {names})")
+    if unit_code is not None and not principal.covers(unit_code):
+        raise NotAllowed(
+            f"{principal.subject} works for {', '.join(principal.scope) or 'no unit'}, "
+            f"not for {unit_code}"
+        )
+
+
+class TokenAuthority:
+    """Mints and verifies tokens with one shared secret."""
+
+    def __init__(self, secret: str, *, ttl_seconds: int = 12 * 3600) -> None:
+        if len(secret) < 32:
+            raise ValueError("the token secret must be at least 32 characters")
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+
+    def mint(
+        self,
+        subject: str,
+        roles: Iterable[Role | str],
+        scope: Iterable[str],
+        *,
+        ttl_seconds: int | None = None,
+    ) -> str:
+        """A signed token for ``subject`` with these roles and scope."""
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "iat": now,
+            "exp": now + (ttl_seconds or self.ttl_seconds),
+            "roles": sorted(Role(r).value for r in roles),
+            "scope": sorted(scope),
+        }
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid token; :class:`Unauthenticated` otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+            roles = frozenset(Role(r) for r in claims.get("roles", []))
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except (jwt.InvalidTokenError, ValueError) as exc:
+            raise Unauthenticated(f"the token is not valid: {exc}") from None
+        return Principal(str(claims["sub"]), roles, tuple(claims.get("scope", [])))

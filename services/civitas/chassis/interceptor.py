@@ -1,0 +1,145 @@
+"""The server interceptor: authentication, correlation id, error mapping, RED metrics.
+
+Every unary call passes through here. The token in ``authorization: Bearer …`` is
+verified (health and reflection need none); the correlation id comes from
+``x-correlation-id`` or is made up, and is bound to the logs and to the request's
+context so that events record it; known domain errors become their status codes;
+anything else is a bug: logged with its traceback and answered INTERNAL.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+from prometheus_client import Counter, Histogram
+
+from civitas import errors
+from civitas.eventkit import AggregateNotFound, ConcurrencyError, EventStoreError
+
+from .auth import Principal, TokenAuthority
+
+log = structlog.get_logger("civitas.grpc")
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+CORRELATION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id")
+
+STARTED = Counter(
+    "grpc_server_started_total",
+    "RPCs started on the server",
+    ["grpc_type", "grpc_service", "grpc_method"],
+)
+HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by status code",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+)
+LATENCY = Histogram(
+    "grpc_server_handling_seconds",
+    "Time to handle an RPC on the server",
+    ["grpc_type", "grpc_service", "grpc_method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (errors.InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (AggregateNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.Conflict, grpc.StatusCode.ABORTED),
+    (ConcurrencyError, grpc.StatusCode.ABORTED),
+    (errors.RuleViolation, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.NotAllowed, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (EventStoreError, grpc.StatusCode.INVALID_ARGUMENT),  # bad input the store refused
+]
+
+OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
+
+
+def status_of(error: Exception) -> grpc.StatusCode | None:
+    """The status code for a known domain error; None for anything else (a bug)."""
+    for kind, code in STATUS_OF:
+        if isinstance(error, kind):
+            return code
+    return None
+
+
+def current_principal() -> Principal:
+    """The verified caller of the request being handled."""
+    return PRINCIPAL.get()
+
+
+def current_correlation_id() -> str:
+    """The correlation id of the request being handled."""
+    return CORRELATION_ID.get()
+
+
+class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Wraps every unary-unary handler with auth, correlation, error mapping and metrics."""
+
+    def __init__(self, authority: TokenAuthority) -> None:
+        self.authority = authority
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        service, _, method = details.method.lstrip("/").partition("/")
+        open_call = service.startswith(OPEN_SERVICES)
+        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        inner: Any = handler.unary_unary
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            labels = ("unary", service, method)
+            STARTED.labels(*labels).inc()
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            correlation = metadata.get("x-correlation-id") or uuid.uuid4().hex
+            CORRELATION_ID.set(correlation)
+            structlog.contextvars.bind_contextvars(correlation_id=correlation, rpc=method)
+            try:
+                if not open_call:
+                    PRINCIPAL.set(self._authenticate(metadata))
+                return await inner(request, context)
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # the servicer aborted
+                raise
+            except Exception as exc:
+                known = status_of(exc)
+                if known is None:  # a bug: keep its traceback, tell the caller little
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("unexpected error", method=method)
+                    await context.abort(code, f"internal error (correlation id {correlation})")
+                code = known
+                await context.abort(known, str(exc))
+            finally:
+                HANDLED.labels(*labels, code.name).inc()
+                LATENCY.labels(*labels).observe(time.perf_counter() - started)
+                structlog.contextvars.unbind_contextvars("correlation_id", "rpc")
+
+        return grpc.unary_unary_rpc_method_handler(
+            handle,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _authenticate(self, metadata: dict[str, str]) -> Principal:
+        header = metadata.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise errors.Unauthenticated("no bearer token in the 'authorization' metadata")
+        return self.authority.verify(token)

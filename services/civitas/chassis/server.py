@@ -1,0 +1,80 @@
+"""The gRPC server every service runs: health, reflection, graceful shutdown, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # stubs lag
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from .auth import TokenAuthority
+from .interceptor import RequestInterceptor
+
+log = structlog.get_logger("civitas.server")
+
+AddServicer = Callable[[Any, grpc.aio.Server], None]
+
+
+@dataclass
+class GrpcServer:
+    """A started server, the port it bound, and its health service."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health_aio.HealthServicer
+    service_names: tuple[str, ...]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Say NOT_SERVING, let calls in flight finish (up to ``grace`` seconds), stop."""
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+
+
+async def start_grpc_server(
+    servicers: Sequence[tuple[AddServicer, Any]],
+    service_names: Sequence[str],
+    *,
+    authority: TokenAuthority,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> GrpcServer:
+    """Build and start a grpc.aio server; ``port=0`` binds a free port."""
+    server = grpc.aio.server(interceptors=[RequestInterceptor(authority)])
+    for add, servicer in servicers:
+        add(servicer, server)
+    health_service = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    for name in ("", *service_names):
+        await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return GrpcServer(server, bound, health_service, tuple(service_names))
+
+
+def start_metrics_server(host: str, port: int) -> int:
+    """Serve Prometheus metrics on http://host:port/metrics; returns the port bound."""
+    http_server, _ = start_http_server(port, addr=host)
+    return int(http_server.server_port)
+
+
+async def serve_until_stopped(server: GrpcServer) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping", port=server.port)
+    await server.stop()

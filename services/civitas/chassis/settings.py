@@ -1,0 +1,91 @@
+"""A service's settings, from ``CIVITAS_`` variables (service-specific ones win)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from civitas.eventkit import setting
+
+# DESIGN.md's default ports: gRPC, metrics.
+PORTS = {
+    "party_orgs": (50051, 9101),
+    "cases": (50052, 9102),
+    "volunteers": (50053, 9103),
+    "funds": (50054, 9104),
+    "insights": (50055, 9105),
+}
+SECRET_FILE = Path("var/auth-secret")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """Everything a service's composition root needs to build it."""
+
+    service: str
+    eventstore_url: str
+    read_model_url: str
+    host: str
+    grpc_port: int
+    metrics_port: int
+    auth_secret: str
+    kafka_bootstrap: str | None
+    var_dir: Path
+
+    @classmethod
+    def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        """Read the settings of ``service``; unset ones take the embedded defaults."""
+        env = os.environ if environ is None else environ
+        var = Path(setting("var_dir", service, "var", env) or "var")
+        grpc_port, metrics_port = PORTS.get(service, (0, 0))
+        secret = setting("auth_secret", service, None, env) or read_secret(var)
+        if not secret:
+            raise ValueError(
+                "no token secret: set CIVITAS_AUTH_SECRET (civitas up writes var/auth-secret)"
+            )
+        return cls(
+            service=service,
+            eventstore_url=_get(
+                env, "eventstore_url", service, f"sqlite:///{var}/{service}/events.db"
+            ),
+            read_model_url=_get(
+                env, "read_model_url", service, f"sqlite:///{var}/{service}/read.db"
+            ),
+            host=_get(env, "host", service, "127.0.0.1"),
+            grpc_port=int(_get(env, "grpc_port", service, str(grpc_port))),
+            metrics_port=int(_get(env, "metrics_port", service, str(metrics_port))),
+            auth_secret=secret,
+            kafka_bootstrap=setting("kafka_bootstrap", service, None, env),
+            var_dir=var,
+        )
+
+    def peer_address(self, service: str, environ: Mapping[str, str] | None = None) -> str:
+        """Where another service listens: ``CIVITAS_<SERVICE>_ADDRESS`` or its default port."""
+        env = os.environ if environ is None else environ
+        default = f"127.0.0.1:{PORTS[service][0]}"
+        return env.get(f"CIVITAS_{service.upper()}_ADDRESS") or default
+
+
+def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:
+    return setting(name, service, default, env) or default
+
+
+def read_secret(var: Path) -> str | None:
+    """The local secret ``civitas up`` keeps under var/, if there is one."""
+    path = var / "auth-secret"
+    return path.read_text().strip() if path.exists() else None
+
+
+def ensure_secret(var: Path) -> str:
+    """The local secret, created (readable by the owner only) when missing."""
+    existing = read_secret(var)
+    if existing:
+        return existing
+    var.mkdir(parents=True, exist_ok=True)
+    path = var / "auth-secret"
+    path.write_text(secrets.token_urlsafe(48))
+    path.chmod(0o600)
+    return path.read_text().strip()
