@@ -14,6 +14,7 @@ import os
 import platform
 import sqlite3
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -220,6 +221,26 @@ def machine_info(**extra: Any) -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
         **extra,
+    }
+
+
+def code_state(*paths: str) -> dict[str, Any]:
+    """The git commit measured, and which of ``paths`` had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, check=True
+            )
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+        return done.stdout.strip()
+
+    status = git("status", "--porcelain", "--", *paths)
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "uncommitted": [line.split(maxsplit=1)[1] for line in status.splitlines()],
     }
 
 

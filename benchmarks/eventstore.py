@@ -4,7 +4,7 @@ Run with ``make bench-eventstore`` (starts PostgreSQL) or ``python -m benchmarks
 Writes ``benchmarks/results/eventstore.json`` and prints a table.
 
 For each backend, in one run and interleaved (A, B, C, A, B, C …), median of
-``BENCH_REPEATS`` (default 3) runs of ``BENCH_SECONDS`` (default 2) each:
+``BENCH_REPEATS`` (default 5) runs of ``BENCH_SECONDS`` (default 1.5) each:
 
 1. one writer appending single events to one stream, expected version exact,
    against the raw driver (one INSERT + COMMIT per event into the same events
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -56,6 +57,7 @@ from ._common import (
     Result,
     Target,
     Variant,
+    code_state,
     concurrent_rate,
     env_float,
     env_int,
@@ -69,9 +71,11 @@ from ._common import (
     write_results,
 )
 
-DSN = "postgresql://civitas:civitas@127.0.0.1:5432/civitas_bench"
-SECONDS = env_float("BENCH_SECONDS", 2.0)
-REPEATS = env_int("BENCH_REPEATS", 3)
+DSN = os.environ.get(
+    "CIVITAS_BENCH_POSTGRES_URL", "postgresql://civitas:civitas@127.0.0.1:5432/civitas_bench"
+)
+SECONDS = env_float("BENCH_SECONDS", 1.5)
+REPEATS = env_int("BENCH_REPEATS", 5)
 READ_EVENTS = env_int("BENCH_READ_EVENTS", 100_000)
 WRITERS = 50
 BATCH = 100
@@ -234,10 +238,14 @@ class RawSqliteWriter:
 
 
 class RawPgWriter:
-    """asyncpg: one INSERT per event in autocommit, or executemany in one transaction."""
+    """asyncpg: one INSERT per event in autocommit, or executemany in one transaction.
 
-    def __init__(self, pool: asyncpg.Pool, schema: str, batch: int = 1) -> None:
-        self.pool = pool
+    Given a connection, it keeps it (the driver's limit for one writer); given a
+    pool, it acquires a connection per call, as concurrent writers must.
+    """
+
+    def __init__(self, db: asyncpg.Connection | asyncpg.Pool, schema: str, batch: int = 1) -> None:
+        self.db = db
         self.sql = _PG_INSERT.format(s=schema)
         self.batch = batch
         self.stream = new_stream()
@@ -268,13 +276,19 @@ class RawPgWriter:
 
     async def step(self) -> int:
         rows = self.rows()
-        async with self.pool.acquire() as conn:
-            if self.batch == 1:
-                await conn.execute(self.sql, *rows[0])
-            else:
-                async with conn.transaction():
-                    await conn.executemany(self.sql, rows)
+        if isinstance(self.db, asyncpg.Pool):
+            async with self.db.acquire() as conn:
+                await self._write(conn, rows)
+        else:
+            await self._write(self.db, rows)
         return self.batch
+
+    async def _write(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        if self.batch == 1:
+            await conn.execute(self.sql, *rows[0])
+        else:
+            async with conn.transaction():
+                await conn.executemany(self.sql, rows)
 
 
 class EsWriter:
@@ -337,9 +351,7 @@ def read_raw_sqlite(conn: sqlite3.Connection, seconds: float) -> float:
 
 
 async def read_raw_pg(pool: asyncpg.Pool, schema: str, seconds: float) -> float:
-    sql = (
-        f"SELECT {_COLUMNS} FROM {schema}.events WHERE position > $1 ORDER BY position LIMIT $2"
-    )
+    sql = f"SELECT {_COLUMNS} FROM {schema}.events WHERE position > $1 ORDER BY position LIMIT $2"
     count, after = 0, 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -385,11 +397,12 @@ def fill_es(recorder: ApplicationRecorder, total: int) -> None:
 # -- the cases, shared by both backends ----------------------------------------
 
 
-def write_results_for(
+def writer_results(
     backend: str,
     samples: dict[str, list[float]],
     texts: dict[str, str],
     targets: dict[str, Target],
+    extra: dict[str, Any] | None = None,
 ) -> list[Result]:
     """Results of the one-writer and 50-writer group (cases 1 and 2)."""
     results = [
@@ -400,6 +413,7 @@ def write_results_for(
             texts["raw"],
             samples["raw"],
             targets.get("one_writer"),
+            extra=extra or {},
         ),
         Result(
             f"{backend}.one_writer.single_events.vs_eventsourcing",
@@ -455,10 +469,13 @@ def pair(
     texts: dict[str, str],
     target: Target | None = None,
     es_target: Target | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[Result]:
     """``case`` against the raw driver, and ``case.vs_eventsourcing``."""
     return [
-        Result(case, samples["ours"], UNIT, texts["raw"], samples["raw"], target),
+        Result(
+            case, samples["ours"], UNIT, texts["raw"], samples["raw"], target, extra=extra or {}
+        ),
         Result(
             f"{case}.vs_eventsourcing",
             samples["ours"],
@@ -508,9 +525,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
             {
                 "ours": lambda s: rate_for(s, StoreWriter(store).step),
                 "raw": sync_variant(lambda s: rate_for_sync(s, RawSqliteWriter(conn).step)),
-                "eventsourcing": sync_variant(
-                    lambda s: rate_for_sync(s, EsWriter(recorder).step)
-                ),
+                "eventsourcing": sync_variant(lambda s: rate_for_sync(s, EsWriter(recorder).step)),
                 "ours_50": lambda s: concurrent_rate(
                     s, [StoreWriter(store).step for _ in range(WRITERS)]
                 ),
@@ -526,7 +541,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
         await store.close()
         conn.close()
         datastore.close()
-    results += write_results_for(
+    results += writer_results(
         "sqlite",
         samples,
         {
@@ -550,9 +565,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
         samples = await interleaved(
             {
                 "ours": lambda s: rate_for(s, StoreWriter(store, BATCH).step),
-                "raw": sync_variant(
-                    lambda s: rate_for_sync(s, RawSqliteWriter(conn, BATCH).step)
-                ),
+                "raw": sync_variant(lambda s: rate_for_sync(s, RawSqliteWriter(conn, BATCH).step)),
                 "eventsourcing": sync_variant(
                     lambda s: rate_for_sync(s, EsWriter(recorder, BATCH).step)
                 ),
@@ -636,12 +649,21 @@ class Schemas:
         for schema in self.made:
             await self.admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
+    async def raw_table(self, what: str) -> str:
+        """A fresh schema holding the raw baselines' events table."""
+        schema = await self.create(what)
+        await self.admin.execute(_PG_RAW_DDL.format(s=schema))
+        return schema
 
-async def raw_pg(schemas: Schemas, what: str) -> tuple[asyncpg.Pool, str]:
-    schema = await schemas.create(what)
-    pool = await asyncpg.create_pool(DSN, min_size=1, max_size=PG_POOL)
-    await pool.execute(_PG_RAW_DDL.format(s=schema))
-    return pool, schema
+    async def scans(self, schema: str) -> dict[str, int]:
+        """Sequential and index scans of ``schema.events`` so far (a diagnostic)."""
+        await asyncio.sleep(1)  # closed sessions flush their statistics on exit
+        row = await self.admin.fetchrow(
+            "SELECT seq_scan, idx_scan, n_live_tup FROM pg_stat_user_tables "
+            "WHERE schemaname = $1 AND relname = 'events'",
+            schema,
+        )
+        return dict(row) if row else {}
 
 
 async def es_pg(
@@ -673,17 +695,18 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
     es_text = f"eventsourcing {ES_VERSION} PostgresApplicationRecorder.insert_events"
 
     log("postgres: one writer and 50 concurrent writers")
-    store = await PostgresEventStore.open(DSN, schema=schemas.name("ours_single"))
-    pool, raw_schema = await raw_pg(schemas, "raw_single")
+    ours_schema = schemas.name("ours_single")
+    store = await PostgresEventStore.open(DSN, schema=ours_schema)
+    raw_schema = await schemas.raw_table("raw_single")
+    pool = await asyncpg.create_pool(DSN, min_size=1, max_size=PG_POOL)
+    conn = await asyncpg.connect(DSN)
     datastore, recorder, es_durability = await es_pg(schemas, "es_single", pool_size=PG_POOL)
     try:
         samples = await interleaved(
             {
                 "ours": lambda s: rate_for(s, StoreWriter(store).step),
-                "raw": lambda s: rate_for(s, RawPgWriter(pool, raw_schema).step),
-                "eventsourcing": sync_variant(
-                    lambda s: rate_for_sync(s, EsWriter(recorder).step)
-                ),
+                "raw": lambda s: rate_for(s, RawPgWriter(conn, raw_schema).step),
+                "eventsourcing": sync_variant(lambda s: rate_for_sync(s, EsWriter(recorder).step)),
                 "ours_50": lambda s: concurrent_rate(
                     s, [StoreWriter(store).step for _ in range(WRITERS)]
                 ),
@@ -700,13 +723,16 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
         )
     finally:
         await store.close()
+        await conn.close()
         await pool.close()
         datastore.close()
-    results += write_results_for(
+    scans = await schemas.scans(ours_schema)
+    results += writer_results(
         "postgres",
         samples,
         {
-            "raw": f"{raw_text}: one INSERT per event, autocommit ({es_durability})",
+            "raw": f"{raw_text}: one INSERT per event, autocommit, one held connection "
+            f"({es_durability})",
             "raw_50": f"{raw_text}: 50 asyncio tasks, one INSERT per event, autocommit, "
             f"pool of {PG_POOL} connections (as this store's default)",
             "eventsourcing": f"{es_text}, one StoredEvent per call ({es_durability}, "
@@ -715,17 +741,20 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
             f"connections ({es_durability})",
         },
         {"one_writer.vs_eventsourcing": Target("ratio", ">=", 3)},
+        extra={"diagnostic_events_table_scans": scans},
     )
 
     log("postgres: batches of 100")
-    store = await PostgresEventStore.open(DSN, schema=schemas.name("ours_batch"))
-    pool, raw_schema = await raw_pg(schemas, "raw_batch")
+    ours_schema = schemas.name("ours_batch")
+    store = await PostgresEventStore.open(DSN, schema=ours_schema)
+    raw_schema = await schemas.raw_table("raw_batch")
+    conn = await asyncpg.connect(DSN)
     datastore, recorder, es_durability = await es_pg(schemas, "es_batch")
     try:
         samples = await interleaved(
             {
                 "ours": lambda s: rate_for(s, StoreWriter(store, BATCH).step),
-                "raw": lambda s: rate_for(s, RawPgWriter(pool, raw_schema, BATCH).step),
+                "raw": lambda s: rate_for(s, RawPgWriter(conn, raw_schema, BATCH).step),
                 "eventsourcing": sync_variant(
                     lambda s: rate_for_sync(s, EsWriter(recorder, BATCH).step)
                 ),
@@ -736,15 +765,18 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
         )
     finally:
         await store.close()
-        await pool.close()
+        await conn.close()
         datastore.close()
+    scans = await schemas.scans(ours_schema)
     results += pair(
         "postgres.batches_of_100",
         samples,
         {
-            "raw": f"{raw_text}: executemany of 100 rows in one transaction ({es_durability})",
+            "raw": f"{raw_text}: executemany of 100 rows in one transaction, one held "
+            f"connection ({es_durability})",
             "eventsourcing": f"{es_text}, 100 StoredEvents per call ({es_durability})",
         },
+        extra={"diagnostic_events_table_scans": scans},
     )
 
     log(f"postgres: read_all over {READ_EVENTS:,} events")
@@ -814,11 +846,13 @@ async def run() -> tuple[dict[str, Any], list[Result]]:
 
 def main() -> None:
     started = time.perf_counter()
+    code = code_state("services/civitas/eventkit", "benchmarks")
     machine, results = asyncio.run(run())
     path = write_results(
         "eventstore",
         machine,
         results,
+        code=code,
         method={
             "seconds_per_measurement": SECONDS,
             "repeats": REPEATS,
