@@ -21,11 +21,12 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from .errors import ConcurrencyError, EventIdConflict
 from .hashing import GENESIS
 from .records import AppendResult, EventFilter, ExpectedVersion, RecordedEvent, StreamState
-from .store import EventStore, PreparedEvent
+from .store import EventStore, PreparedEvent, idempotent_result
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _EXPECTED_CODES = {StreamState.NO_STREAM: -1, StreamState.ANY: -2, StreamState.EXISTS: -3}
@@ -75,9 +76,6 @@ DECLARE
     v_version bigint;
     v_hash bytea;
     v_hashes bytea[] := '{{}}';
-    v_found record;
-    v_found_count integer;
-    v_inserted integer;
 BEGIN
     -- 1. Transaction id and positions, taken together under a short lock.
     IF n > 0 THEN
@@ -98,27 +96,8 @@ BEGIN
         FROM {s}.streams s WHERE s.stream_id = p_stream FOR UPDATE;
     v_version := nullif(v_version, -1);
 
-    -- 3. An exact retry of an append that is stored already returns its result.
-    IF n > 0 THEN
-        SELECT count(*) AS c,
-               bool_and(e.stream_id = p_stream) AS same_stream,
-               array_agg(e.event_id ORDER BY e.stream_version) AS ids,
-               max(e.stream_version) AS last_version,
-               min(e.stream_version) AS first_version,
-               max(e.position) AS last_position
-          INTO v_found FROM {s}.events e WHERE e.event_id = ANY(p_ids);
-        v_found_count := v_found.c;
-        IF v_found_count > 0 THEN
-            IF v_found_count = n AND v_found.same_stream AND v_found.ids = p_ids
-               AND v_found.last_version - v_found.first_version = n - 1 THEN
-                RETURN QUERY SELECT v_found.last_version, v_found.last_position;
-                RETURN;
-            END IF;
-            RAISE EXCEPTION USING ERRCODE = 'CV002',
-                MESSAGE = 'event ids are stored already by another append';
-        END IF;
-    END IF;
-
+    -- 3. Expected version. (An exact retry of a stored append fails here or on the
+    --    unique event id; the caller then returns the stored result.)
     IF (p_expected = -1 AND v_version IS NOT NULL)
        OR (p_expected = -3 AND v_version IS NULL)
        OR (p_expected >= 0 AND v_version IS DISTINCT FROM p_expected) THEN
@@ -143,7 +122,6 @@ BEGIN
            v_version + i, p_types[i], p_schema_versions[i], p_occurred[i], p_actors[i],
            p_correlations[i], p_causations[i], p_data[i], v_hashes[i]
       FROM generate_series(1, n) AS i;
-    GET DIAGNOSTICS v_inserted = ROW_COUNT;
     INSERT INTO {s}.streams (stream_id, version, hash) VALUES (p_stream, v_version + n, v_hash)
         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, hash = excluded.hash;
     RETURN QUERY SELECT v_version + n, v_positions[n];
@@ -179,7 +157,9 @@ class PostgresEventStore(EventStore):
         """Connect, create the schema and the append function if missing, and return the store."""
         if not _IDENT.match(schema):
             raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, reset=_keep_session
+        )
         ddl = _SCHEMA.format(s=schema, lock=_LOCK_KEY, genesis=GENESIS.hex())
         async with pool.acquire() as conn, conn.transaction():
             # DDL from several processes at once would race; one at a time.
@@ -207,11 +187,29 @@ class PostgresEventStore(EventStore):
                     *args,
                 )
             except asyncpg.PostgresError as exc:
-                # A failure between lock and unlock would leave the session lock held.
-                await conn.execute("SELECT pg_advisory_unlock_all()")
+                if exc.sqlstate not in ("CV001", "23505"):
+                    conn.terminate()  # the session lock may be held: let the server drop it
+                    raise
+                stored = await self._stored_append(conn, stream_id, events)
+                if stored is not None:
+                    return stored  # an exact retry of an append that is stored already
                 raise _as_store_error(exc, stream_id, expected) from None
+            except BaseException:
+                conn.terminate()  # cancelled mid-call: the session lock may be held
+                raise
         assert row is not None
         return AppendResult(row["last_version"], row["last_position"])
+
+    async def _stored_append(
+        self, conn: PoolConnectionProxy[Any], stream_id: str, events: list[PreparedEvent]
+    ) -> AppendResult | None:
+        ids = [p.event.event_id for p in events]
+        found = await conn.fetch(
+            f"SELECT event_id, stream_id, stream_version, position FROM {self.schema}.events "
+            "WHERE event_id = ANY($1::uuid[]) ORDER BY position",
+            ids,
+        )
+        return idempotent_result(stream_id, [str(i) for i in ids], [tuple(r) for r in found])
 
     async def _read_stream(
         self, stream_id: str, from_version: int | None, backwards: bool, limit: int | None
@@ -274,6 +272,11 @@ class PostgresEventStore(EventStore):
         await self._pool.close()
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Connections go back to the pool as they are: appends leave no session state
+    (a failed one terminates its connection), so asyncpg's reset round trip is saved."""
+
+
 def _columns(events: list[PreparedEvent]) -> list[list[Any]]:
     return [
         [p.event.event_id for p in events],
@@ -312,6 +315,6 @@ def _as_store_error(
     if state == "CV001":
         message = str(getattr(exc, "message", "none"))
         return ConcurrencyError(stream_id, expected, None if message == "none" else int(message))
-    if state in ("CV002", "23505"):
+    if state == "23505":
         return EventIdConflict(stream_id, "event ids are stored already by another append")
     return exc

@@ -14,8 +14,8 @@ import queue
 import sqlite3
 import threading
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from .records import (
     RecordedEvent,
     StreamState,
 )
-from .store import EventStore, PreparedEvent
+from .store import EventStore, PreparedEvent, idempotent_result
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -68,6 +68,16 @@ _COLUMNS = (
     "actor, correlation_id, causation_id, data, hash"
 )
 
+_INSERT_COLUMNS = (
+    "event_id, stream_id, category, stream_version, type, schema_version, occurred_at, "
+    "actor, correlation_id, causation_id, data, hash"
+)
+_INSERT_MARKS = ", ".join("?" * 12)
+_UPSERT_STREAM = (
+    "INSERT INTO streams (stream_id, version, hash) VALUES (?, ?, ?) "
+    "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, hash = excluded.hash"
+)
+
 _STOP = object()
 
 
@@ -77,7 +87,12 @@ class _AppendRequest:
     category: str
     expected: ExpectedVersion
     events: list[PreparedEvent]
-    future: Future[AppendResult] = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[AppendResult]
+
+
+Outcome = tuple[_AppendRequest, AppendResult | BaseException]
+_CHUNK = 5000  # SQL parameters per IN (...) list
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -136,9 +151,10 @@ class SqliteEventStore(EventStore):
         expected: ExpectedVersion,
         events: list[PreparedEvent],
     ) -> AppendResult:
-        request = _AppendRequest(stream_id, category, expected, events)
+        loop = asyncio.get_running_loop()
+        request = _AppendRequest(stream_id, category, expected, events, loop, loop.create_future())
         self._queue.put(request)
-        return await asyncio.wrap_future(request.future)
+        return await request.future
 
     def _write_loop(self) -> None:
         while True:
@@ -158,29 +174,72 @@ class SqliteEventStore(EventStore):
         self._writer.close()
 
     def _commit_group(self, group: list[_AppendRequest]) -> None:
-        outcomes: list[tuple[_AppendRequest, AppendResult | BaseException]] = []
+        """Apply every waiting append in one transaction (one fsync), then settle them."""
         conn = self._writer
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for request in group:
-                conn.execute("SAVEPOINT one_append")
-                try:
-                    outcomes.append((request, self._apply(request)))
-                    conn.execute("RELEASE one_append")
-                except (EventStoreError, sqlite3.IntegrityError) as exc:
-                    conn.execute("ROLLBACK TO one_append")
-                    conn.execute("RELEASE one_append")
-                    outcomes.append((request, _as_store_error(request, exc)))
+            try:
+                outcomes = self._apply_group(group)
+            except sqlite3.IntegrityError:  # a retry racing itself: go one by one
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = [self._apply_in_savepoint(request) for request in group]
             conn.execute("COMMIT")
-        except BaseException as exc:  # the whole group failed to commit: nothing is stored
+        except BaseException as exc:  # the group failed to commit: nothing is stored
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(request, exc) for request in group]
-        for request, outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                request.future.set_exception(outcome)
-            else:
-                request.future.set_result(outcome)
+        _settle(outcomes)
+
+    def _apply_group(self, group: list[_AppendRequest]) -> list[Outcome]:
+        """The common case, set-based: no event id stored yet, checks done in memory."""
+        conn = self._writer
+        ids = [str(p.event.event_id) for request in group for p in request.events]
+        if any(_chunked(conn, "SELECT 1 FROM events WHERE event_id IN ({})", ids)):
+            return [self._apply_in_savepoint(request) for request in group]
+        heads: dict[str, tuple[int, bytes]] = {
+            row[0]: (row[1], row[2])
+            for row in _chunked(
+                conn,
+                "SELECT stream_id, version, hash FROM streams WHERE stream_id IN ({})",
+                list({r.stream_id for r in group}),
+            )
+        }
+        position = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        rows: list[tuple[Any, ...]] = []
+        outcomes: list[Outcome] = []
+        for request in group:
+            head = heads.get(request.stream_id)
+            try:
+                _check_version(request.stream_id, request.expected, head[0] if head else None)
+            except ConcurrencyError as exc:
+                outcomes.append((request, exc))
+                continue
+            version, last_hash = head if head else (-1, GENESIS)
+            for prepared in request.events:
+                version, position = version + 1, position + 1
+                last_hash = chain(last_hash, prepared.digest)
+                rows.append((position, *_row(request, prepared, version, last_hash)))
+            if request.events:
+                heads[request.stream_id] = (version, last_hash)
+            outcomes.append((request, AppendResult(version, position if request.events else None)))
+        conn.executemany(
+            f"INSERT INTO events (position, {_INSERT_COLUMNS}) VALUES (?, {_INSERT_MARKS})", rows
+        )
+        conn.executemany(_UPSERT_STREAM, [(s, v, h) for s, (v, h) in heads.items()])
+        return outcomes
+
+    def _apply_in_savepoint(self, request: _AppendRequest) -> Outcome:
+        conn = self._writer
+        conn.execute("SAVEPOINT one_append")
+        try:
+            result = self._apply(request)
+            conn.execute("RELEASE one_append")
+            return request, result
+        except (EventStoreError, sqlite3.IntegrityError) as exc:
+            conn.execute("ROLLBACK TO one_append")
+            conn.execute("RELEASE one_append")
+            return request, _as_store_error(request, exc)
 
     def _apply(self, request: _AppendRequest) -> AppendResult:
         conn = self._writer
@@ -199,35 +258,9 @@ class SqliteEventStore(EventStore):
         for prepared in request.events:
             version += 1
             last_hash = chain(last_hash, prepared.digest)
-            event = prepared.event
-            rows.append(
-                (
-                    str(event.event_id),
-                    request.stream_id,
-                    request.category,
-                    version,
-                    event.type,
-                    event.schema_version,
-                    utc_iso(prepared.occurred_at),
-                    event.actor,
-                    event.correlation_id,
-                    event.causation_id,
-                    prepared.data_json,
-                    last_hash,
-                )
-            )
-        conn.executemany(
-            "INSERT INTO events (event_id, stream_id, category, stream_version, type, "
-            "schema_version, occurred_at, actor, correlation_id, causation_id, data, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        conn.execute(
-            "INSERT INTO streams (stream_id, version, hash) VALUES (?, ?, ?) "
-            "ON CONFLICT (stream_id) DO UPDATE "
-            "SET version = excluded.version, hash = excluded.hash",
-            (request.stream_id, version, last_hash),
-        )
+            rows.append(_row(request, prepared, version, last_hash))
+        conn.executemany(f"INSERT INTO events ({_INSERT_COLUMNS}) VALUES ({_INSERT_MARKS})", rows)
+        conn.execute(_UPSERT_STREAM, (request.stream_id, version, last_hash))
         position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         return AppendResult(version, position)
 
@@ -241,7 +274,7 @@ class SqliteEventStore(EventStore):
             f"WHERE event_id IN ({marks}) ORDER BY position",
             ids,
         ).fetchall()
-        return _idempotent_result(request.stream_id, ids, found)
+        return idempotent_result(request.stream_id, ids, found)
 
     # -- reads ------------------------------------------------------------
 
@@ -310,6 +343,54 @@ class SqliteEventStore(EventStore):
             self._readers.clear()
 
 
+def _row(
+    request: _AppendRequest, prepared: PreparedEvent, version: int, digest_chain: bytes
+) -> tuple[Any, ...]:
+    event = prepared.event
+    return (
+        str(event.event_id),
+        request.stream_id,
+        request.category,
+        version,
+        event.type,
+        event.schema_version,
+        utc_iso(prepared.occurred_at),
+        event.actor,
+        event.correlation_id,
+        event.causation_id,
+        prepared.data_json,
+        digest_chain,
+    )
+
+
+def _chunked(conn: sqlite3.Connection, sql: str, values: list[str]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` with its ``IN ({})`` list filled in chunks; all rows found."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        rows += conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return rows
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """Hand the results back: one wake-up per event loop, not one per append."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, mine in by_loop.items():
+        loop.call_soon_threadsafe(_settle_in_loop, mine)
+
+
+def _settle_in_loop(outcomes: list[Outcome]) -> None:
+    for request, outcome in outcomes:
+        if request.future.done():
+            continue  # the caller gave up (cancelled); the append stands
+        if isinstance(outcome, BaseException):
+            request.future.set_exception(outcome)
+        else:
+            request.future.set_result(outcome)
+
+
 def _filter_sql(filter: EventFilter | None) -> tuple[str, tuple[str, ...]]:
     if filter is None:
         return "", ()
@@ -336,25 +417,6 @@ def _check_version(stream_id: str, expected: ExpectedVersion, current: int | Non
         ok = current == expected
     if not ok:
         raise ConcurrencyError(stream_id, expected, current)
-
-
-def _idempotent_result(
-    stream_id: str, ids: list[str], found: list[tuple[Any, ...]]
-) -> AppendResult | None:
-    """None when no id is stored yet; the earlier result when all are, as this append."""
-    if not found:
-        return None
-    found_ids = [str(row[0]) for row in found]
-    same_append = (
-        found_ids == ids
-        and all(row[1] == stream_id for row in found)
-        and [row[2] for row in found] == list(range(found[0][2], found[0][2] + len(found)))
-    )
-    if not same_append:
-        raise EventIdConflict(
-            stream_id, f"event ids {sorted(set(found_ids))} are stored already by another append"
-        )
-    return AppendResult(found[-1][2], found[-1][3])
 
 
 def _as_store_error(request: _AppendRequest, exc: BaseException) -> BaseException:

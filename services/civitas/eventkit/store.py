@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from .clock import Clock, SystemClock
-from .errors import EventTooLarge, InvalidEvent, StoreClosed
+from .errors import EventIdConflict, EventTooLarge, InvalidEvent, StoreClosed
 from .hashing import canonical_json, content_digest
 from .records import (
     AppendResult,
@@ -274,3 +274,22 @@ def _check_name(name: object) -> str:
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise ValueError(f"a checkpoint name is a string of 1 to 200 characters, not {name!r}")
     return name
+
+
+def idempotent_result(
+    stream_id: str, ids: list[str], found: list[tuple[Any, ...]]
+) -> AppendResult | None:
+    """None when no id is stored yet; the earlier result when all are, as this append."""
+    if not found:
+        return None
+    found_ids = [str(row[0]) for row in found]
+    same_append = (
+        found_ids == ids
+        and all(row[1] == stream_id for row in found)
+        and [row[2] for row in found] == list(range(found[0][2], found[0][2] + len(found)))
+    )
+    if not same_append:
+        raise EventIdConflict(
+            stream_id, f"event ids {sorted(set(found_ids))} are stored already by another append"
+        )
+    return AppendResult(found[-1][2], found[-1][3])
