@@ -1,6 +1,6 @@
 """Shared helpers for the benchmarks: timing, interleaving, medians, results files.
 
-See /work/shared/BENCHMARKS.md: baselines run in the same process as the thing
+See the shared BENCHMARKS.md: baselines run in the same process as the thing
 measured, interleaved (A, B, A, B …), and each figure is the median of several
 repetitions. Every measurement here is a rate over a fixed duration.
 """

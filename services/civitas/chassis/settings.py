@@ -28,6 +28,7 @@ class ServiceSettings:
     service: str
     eventstore_url: str
     read_model_url: str
+    vault_url: str
     host: str
     grpc_port: int
     metrics_port: int
@@ -54,6 +55,7 @@ class ServiceSettings:
             read_model_url=_get(
                 env, "read_model_url", service, f"sqlite:///{var}/{service}/read.db"
             ),
+            vault_url=_get(env, "vault_url", service, f"sqlite:///{var}/{service}/vault.db"),
             host=_get(env, "host", service, "127.0.0.1"),
             grpc_port=int(_get(env, "grpc_port", service, str(grpc_port))),
             metrics_port=int(_get(env, "metrics_port", service, str(metrics_port))),

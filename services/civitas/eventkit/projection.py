@@ -174,15 +174,23 @@ class ProjectionRunner:
 
     async def catch_up(self) -> int:
         """Apply every event available now; returns the position reached."""
-        if not hasattr(self.feed, "read"):
-            raise TypeError(f"{type(self.feed).__name__} cannot tell when it has caught up")
-        feed: CatchUpFeed = self.feed  # type: ignore[assignment]
+        feed = self._catch_up_feed()
         await self.setup()
         after = await self.position()
         while batch := await feed.read(after=after, filter=self.projection.filter):
             await self._apply(batch)
             after = batch[-1].position
         return after
+
+    async def wait_until_caught_up(self, within: float = 5.0, poll: float = 0.01) -> None:
+        """Wait until nothing this projection handles is left unapplied (read-your-writes
+        for queries served from the read model); raises TimeoutError."""
+        feed = self._catch_up_feed()
+        async with asyncio.timeout(within):
+            while True:  # the runner commits in its own transactions: poll its position
+                if not await feed.read(after=await self.position(), filter=self.projection.filter):
+                    return
+                await asyncio.sleep(poll)
 
     async def rebuild(self) -> int:
         """Clear the read model and its position, then replay everything."""
@@ -192,6 +200,11 @@ class ProjectionRunner:
 
     async def _apply(self, batch: list[RecordedEvent]) -> None:
         await asyncio.to_thread(self._in_transaction, self._apply_batch, batch)
+
+    def _catch_up_feed(self) -> CatchUpFeed:
+        if not hasattr(self.feed, "read"):
+            raise TypeError(f"{type(self.feed).__name__} cannot tell when it has caught up")
+        return self.feed  # type: ignore[return-value]
 
     def _in_transaction(self, work: Callable[..., T], *args: Any) -> T:
         with self.engine.begin() as conn:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from .domain import Aggregate, DomainEvent, EventRegistry, registry
-from .errors import AggregateNotFound, EventStoreError
+from .errors import AggregateNotFound, ConcurrencyError, EventStoreError
 from .records import AppendResult, NewEvent, RecordedEvent, StreamState
 from .store import EventStore
 
@@ -73,6 +74,28 @@ class Repository(Generic[A]):
         if not recorded:
             raise AggregateNotFound(stream_id)
         return self.aggregate_class.replay(aggregate_id, self._decode(recorded))
+
+    async def update(
+        self,
+        aggregate_id: str,
+        change: Callable[[A], None],
+        metadata: Metadata | None = None,
+        *,
+        attempts: int = 3,
+    ) -> A:
+        """Load, apply ``change`` (a command method call), save; on a version conflict
+        load again and retry, up to ``attempts`` times. The command's guards run again
+        on the fresh state, so a retry never acts on stale data."""
+        for attempt in range(1, attempts + 1):
+            aggregate = await self.get(aggregate_id)
+            change(aggregate)
+            try:
+                await self.save(aggregate, metadata)
+                return aggregate
+            except ConcurrencyError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     async def save(self, aggregate: A, metadata: Metadata | None = None) -> AppendResult | None:
         """Append the aggregate's pending events; returns None when there were none."""

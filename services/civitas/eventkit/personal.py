@@ -1,0 +1,96 @@
+"""Personal data, encrypted with one key per person (crypto-shredding).
+
+Events and read models hold only ciphertext of a person's name, phone and the
+like, sealed with AES-GCM under that person's own key, the person id bound in as
+associated data. Forgetting a person deletes their key: every copy of the
+ciphertext, in any store, read model or Kafka topic, becomes noise, while the
+events' hashes (which cover the ciphertext) still verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PREFIX = "pd1"
+ERASED = "[erased]"
+
+_keys = sa.Table(
+    "personal_keys",
+    sa.MetaData(),
+    sa.Column("person_id", sa.String(200), primary_key=True),
+    sa.Column("key", sa.LargeBinary, nullable=False),
+)
+
+
+class PersonalDataVault:
+    """Keeps one data key per person in a small table of its own database."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._cache: dict[str, bytes] = {}
+
+    async def setup(self) -> None:
+        """Create the key table if it is missing."""
+        await asyncio.to_thread(_keys.metadata.create_all, self.engine)
+
+    async def seal(self, person_id: str, plaintext: str) -> str:
+        """Ciphertext of ``plaintext`` under the person's key (made on first use)."""
+        key = await self._key(person_id, create=True)
+        assert key is not None
+        nonce = os.urandom(12)
+        sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), person_id.encode())
+        return f"{PREFIX}:{_b64(nonce)}:{_b64(sealed)}"
+
+    async def open(self, person_id: str, ciphertext: str) -> str | None:
+        """The plaintext, or None when the person has been forgotten."""
+        key = await self._key(person_id, create=False)
+        if key is None:
+            return None
+        prefix, nonce, sealed = ciphertext.split(":")
+        if prefix != PREFIX:
+            raise ValueError(f"unknown personal data format {prefix!r}")
+        return AESGCM(key).decrypt(_unb64(nonce), _unb64(sealed), person_id.encode()).decode()
+
+    async def show(self, person_id: str, ciphertext: str) -> str:
+        """The plaintext for display: ``[erased]`` once the person is forgotten."""
+        return await self.open(person_id, ciphertext) or ERASED
+
+    async def forget(self, person_id: str) -> bool:
+        """Delete the person's key; True when there was one."""
+        self._cache.pop(person_id, None)
+
+        def delete() -> int:
+            with self.engine.begin() as conn:
+                return conn.execute(_keys.delete().where(_keys.c.person_id == person_id)).rowcount
+
+        return await asyncio.to_thread(delete) > 0
+
+    async def _key(self, person_id: str, *, create: bool) -> bytes | None:
+        if person_id in self._cache:
+            return self._cache[person_id]
+        key = await asyncio.to_thread(self._load_or_create, person_id, create)
+        if key is not None:
+            self._cache[person_id] = key
+        return key
+
+    def _load_or_create(self, person_id: str, create: bool) -> bytes | None:
+        with self.engine.begin() as conn:
+            found = conn.scalar(sa.select(_keys.c.key).where(_keys.c.person_id == person_id))
+            if found is not None or not create:
+                return found
+            key = AESGCM.generate_key(bit_length=256)
+            conn.execute(_keys.insert().values(person_id=person_id, key=key))
+            return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

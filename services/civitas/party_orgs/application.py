@@ -1,0 +1,387 @@
+"""party_orgs commands: authorize, load, call one domain method, save.
+
+Some commands change more than one aggregate (founding an org attaches it to its
+parent; admitting a member enrolls them in the org's roster first, for the
+capacity rule). Each step is idempotent and the steps run in an order that a
+retried command completes what a crash left half done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from civitas.chassis.auth import Principal, Role, authorize
+from civitas.errors import InvalidInput, NotFound, RuleViolation
+from civitas.eventkit import (
+    AggregateNotFound,
+    Clock,
+    ConcurrencyError,
+    EventStore,
+    Metadata,
+    Repository,
+)
+from civitas.eventkit.personal import PersonalDataVault
+
+from .domain.members import AppraisalRating, CardActivityKind, Member, member_id_for
+from .domain.orgs import OrgKind, PartyOrg, SeatRole, org_id_for
+from .domain.pairings import Pairing, pairing_id_for
+from .domain.units import AdminUnit, UnitKind, parse_unit_code
+
+A = TypeVar("A", AdminUnit, PartyOrg, Member, Pairing)
+R = Role
+UNIT_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
+ORG_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.PARTY_SECRETARY}
+MEMBER_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.PARTY_SECRETARY}
+CARD_WRITERS = {
+    R.DISTRICT_ADMIN,
+    R.COMMUNITY_STAFF,
+    R.PARTY_SECRETARY,
+    R.VOLUNTEER_COORDINATOR,
+    R.SERVICE,
+}
+PAIRING_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks, and the correlation id their request carries."""
+
+    principal: Principal
+    correlation_id: str | None = None
+
+    @property
+    def metadata(self) -> Metadata:
+        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
+
+
+class PartyOrgs:
+    """The party_orgs application service."""
+
+    def __init__(self, store: EventStore, vault: PersonalDataVault, clock: Clock) -> None:
+        self.units = Repository(store, AdminUnit)
+        self.orgs = Repository(store, PartyOrg)
+        self.members = Repository(store, Member)
+        self.pairings = Repository(store, Pairing)
+        self.vault = vault
+        self.clock = clock
+
+    # -- administrative units ---------------------------------------------
+
+    async def register_unit(
+        self, caller: Caller, code: str, name: str, population: int, addresses: list[str]
+    ) -> AdminUnit:
+        kind, parent_code = parse_unit_code(code)
+        authorize(
+            caller.principal,
+            {R.DISTRICT_ADMIN} if kind is UnitKind.DISTRICT else UNIT_ADMINS,
+            parent_code or code,
+        )
+        if parent_code is not None:
+            await self._get(
+                self.units, parent_code, f"parent unit {parent_code}", missing=RuleViolation
+            )
+        unit = AdminUnit.register(code, name, population, addresses)
+        try:
+            await self.units.save(unit, caller.metadata)
+        except ConcurrencyError:
+            raise RuleViolation(f"unit {code} is registered already") from None
+        return unit
+
+    async def rename_unit(self, caller: Caller, code: str, name: str) -> AdminUnit:
+        authorize(caller.principal, UNIT_ADMINS, _parent_or_self(code))
+        return await self._update(self.units, code, lambda u: u.rename(name), caller)
+
+    async def open_service_centre(self, caller: Caller, street_code: str, name: str) -> AdminUnit:
+        authorize(caller.principal, UNIT_ADMINS, street_code)
+        return await self._update(
+            self.units, street_code, lambda u: u.open_service_centre(name), caller
+        )
+
+    async def assign_post(
+        self,
+        caller: Caller,
+        grid_code: str,
+        post: str,
+        holder: str,
+        member_id: str | None,
+        duty: str,
+    ) -> AdminUnit:
+        authorize(caller.principal, UNIT_ADMINS, grid_code)
+        return await self._update(
+            self.units, grid_code, lambda u: u.assign_post(post, holder, member_id, duty), caller
+        )
+
+    async def vacate_post(self, caller: Caller, grid_code: str, post: str) -> AdminUnit:
+        authorize(caller.principal, UNIT_ADMINS, grid_code)
+        return await self._update(self.units, grid_code, lambda u: u.vacate_post(post), caller)
+
+    # -- party organizations ------------------------------------------------
+
+    async def found_org(
+        self, caller: Caller, kind: OrgKind, name: str, parent_id: str | None, unit_code: str
+    ) -> PartyOrg:
+        parse_unit_code(unit_code)
+        authorize(caller.principal, ORG_ADMINS, unit_code)
+        unit = await self._get(self.units, unit_code, f"unit {unit_code}", missing=RuleViolation)
+        parent = (
+            await self._get(
+                self.orgs, parent_id, f"parent organization {parent_id}", missing=RuleViolation
+            )
+            if parent_id
+            else None
+        )
+        org_id = org_id_for(kind, unit_code) or str(uuid.uuid4())
+        org = PartyOrg.found(org_id, kind, name, parent, unit_code, unit.kind)
+        try:
+            await self.orgs.save(org, caller.metadata)
+        except ConcurrencyError:
+            org = await self.orgs.get(org_id)  # one per unit: a retry, or a second one?
+            if org.parent_id != parent_id or org.dissolved:
+                raise RuleViolation(f"{unit_code} has a {kind} already") from None
+        if parent is not None:
+            await self._update(self.orgs, parent.id, lambda p: p.attach_child(org.id), caller)
+        return org
+
+    async def move_org(self, caller: Caller, org_id: str, new_parent_id: str) -> PartyOrg:
+        org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        authorize(caller.principal, ORG_ADMINS, org.unit_code)
+        new_parent = await self._get(
+            self.orgs, new_parent_id, f"organization {new_parent_id}", missing=RuleViolation
+        )
+        ancestors = await self.ancestors(new_parent)
+        old_parent_id = org.parent_id
+        org = await self._update(
+            self.orgs, org_id, lambda o: o.move_under(new_parent, ancestors), caller
+        )
+        await self._update(self.orgs, new_parent_id, lambda p: p.attach_child(org_id), caller)
+        if old_parent_id and old_parent_id != new_parent_id:
+            await self._update(self.orgs, old_parent_id, lambda p: p.detach_child(org_id), caller)
+        return org
+
+    async def seat(
+        self,
+        caller: Caller,
+        org_id: str,
+        role: SeatRole,
+        holder: str,
+        member_id: str | None,
+        stationed_unit: str | None,
+    ) -> PartyOrg:
+        await self._authorize_for_org(caller, ORG_ADMINS, org_id)
+        return await self._update(
+            self.orgs, org_id, lambda o: o.seat(role, holder, member_id, stationed_unit), caller
+        )
+
+    async def unseat(self, caller: Caller, org_id: str, role: SeatRole, holder: str) -> PartyOrg:
+        await self._authorize_for_org(caller, ORG_ADMINS, org_id)
+        return await self._update(self.orgs, org_id, lambda o: o.unseat(role, holder), caller)
+
+    async def dissolve_org(self, caller: Caller, org_id: str, reason: str) -> PartyOrg:
+        await self._authorize_for_org(caller, ORG_ADMINS, org_id)
+        org = await self._update(self.orgs, org_id, lambda o: o.dissolve(reason), caller)
+        if org.parent_id:
+            await self._update(self.orgs, org.parent_id, lambda p: p.detach_child(org_id), caller)
+        return org
+
+    async def ancestors(self, org: PartyOrg) -> list[str]:
+        """The ids above an org, nearest first."""
+        found: list[str] = []
+        while org.parent_id and org.parent_id not in found:
+            found.append(org.parent_id)
+            org = await self.orgs.get(org.parent_id)
+        return found
+
+    # -- members ------------------------------------------------------------
+
+    async def admit_member(
+        self,
+        caller: Caller,
+        member_number: str,
+        name: str,
+        org_id: str,
+        working: bool,
+        employer: str | None,
+    ) -> Member:
+        if not (name or "").strip():
+            raise InvalidInput("name is required")
+        await self._authorize_for_org(caller, MEMBER_ADMINS, org_id)
+        member_id = member_id_for((member_number or "").strip() or "-")
+        existing = await self._find(self.members, member_id)
+        if existing is not None:
+            if existing.org_id == org_id:
+                return existing  # a retry
+            raise RuleViolation(f"member number {member_number} is admitted already")
+        await self._update(self.orgs, org_id, lambda o: o.enroll(member_id), caller)
+        member = Member.admit(
+            member_number, await self.vault.seal(member_id, name.strip()), org_id, working, employer
+        )
+        await self.members.save(member, caller.metadata)
+        return member
+
+    async def start_transfer(self, caller: Caller, member_id: str, to_org_id: str) -> Member:
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
+        target = await self._get(
+            self.orgs, to_org_id, f"organization {to_org_id}", missing=RuleViolation
+        )
+        if target.dissolved:
+            raise RuleViolation(f"{target.name} is dissolved")
+        now = self.clock.now()
+        return await self._update(
+            self.members, member_id, lambda m: m.start_transfer(to_org_id, now), caller
+        )
+
+    async def receive_transfer(self, caller: Caller, member_id: str) -> Member:
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        if member.transfer is None:
+            raise RuleViolation("no transfer is under way")
+        transfer = member.transfer
+        await self._authorize_for_org(caller, MEMBER_ADMINS, transfer.to_org_id)
+        now = self.clock.now()
+        if now > transfer.letter_expires_at:
+            member.receive_transfer(now)  # raises: the letter expired
+        await self._update(self.orgs, transfer.to_org_id, lambda o: o.enroll(member_id), caller)
+        member = await self._update(
+            self.members, member_id, lambda m: m.receive_transfer(now), caller
+        )
+        await self._update(self.orgs, transfer.from_org_id, lambda o: o.release(member_id), caller)
+        return member
+
+    async def cancel_transfer(self, caller: Caller, member_id: str, reason: str) -> Member:
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
+        return await self._update(
+            self.members, member_id, lambda m: m.cancel_transfer(reason), caller
+        )
+
+    async def report_to_community(
+        self, caller: Caller, member_id: str, community_code: str
+    ) -> Member:
+        kind, _ = parse_unit_code(community_code)
+        if kind is not UnitKind.COMMUNITY:
+            raise InvalidInput(f"{community_code} is a {kind}, not a community")
+        authorize(caller.principal, MEMBER_ADMINS, community_code)
+        await self._get(
+            self.units, community_code, f"community {community_code}", missing=RuleViolation
+        )
+        return await self._update(
+            self.members,
+            member_id,
+            lambda m: m.report_to_community(community_code),
+            caller,
+            what=f"member {member_id}",
+        )
+
+    async def record_activity(
+        self,
+        caller: Caller,
+        member_id: str,
+        activity_id: str,
+        kind: CardActivityKind,
+        description: str,
+        tenths_of_hours: int,
+        occurred_at: datetime,
+    ) -> Member:
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        await self._authorize_for_org(caller, CARD_WRITERS, member.org_id)
+        now = self.clock.now()
+        return await self._update(
+            self.members,
+            member_id,
+            lambda m: m.record_activity(
+                activity_id, kind, description, tenths_of_hours, occurred_at, now
+            ),
+            caller,
+        )
+
+    async def record_feedback(
+        self, caller: Caller, member_id: str, feedback_id: str, rating: int, comment: str
+    ) -> Member:
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        await self._authorize_for_org(caller, CARD_WRITERS, member.org_id)
+        now = self.clock.now()
+        return await self._update(
+            self.members,
+            member_id,
+            lambda m: m.record_feedback(feedback_id, rating, comment, now),
+            caller,
+        )
+
+    async def rate_appraisal(
+        self, caller: Caller, member_id: str, year: int, rating: AppraisalRating
+    ) -> Member:
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
+        now = self.clock.now()
+        return await self._update(
+            self.members, member_id, lambda m: m.rate_appraisal(year, rating, now), caller
+        )
+
+    # -- pairings -------------------------------------------------------------
+
+    async def form_pairing(
+        self, caller: Caller, organ_org_id: str, community_org_id: str
+    ) -> Pairing:
+        organ = await self._get(
+            self.orgs, organ_org_id, f"organization {organ_org_id}", missing=RuleViolation
+        )
+        community = await self._get(
+            self.orgs, community_org_id, f"organization {community_org_id}", missing=RuleViolation
+        )
+        authorize(caller.principal, PAIRING_ADMINS, community.unit_code)
+        pairing_id = pairing_id_for(organ_org_id, community_org_id)
+        pairing = await self._find(self.pairings, pairing_id) or Pairing(pairing_id)
+        pairing.form(organ, community, self.clock.now())
+        await self.pairings.save(pairing, caller.metadata)
+        return pairing
+
+    async def end_pairing(self, caller: Caller, pairing_id: str, reason: str) -> Pairing:
+        pairing = await self._get(self.pairings, pairing_id, f"pairing {pairing_id}")
+        community = await self.orgs.get(pairing.community_org_id)
+        authorize(caller.principal, PAIRING_ADMINS, community.unit_code)
+        return await self._update(self.pairings, pairing_id, lambda p: p.end(reason), caller)
+
+    # -- helpers --------------------------------------------------------------
+
+    async def _authorize_for_org(self, caller: Caller, roles: set[Role], org_id: str) -> None:
+        org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        authorize(caller.principal, roles, org.unit_code)
+
+    async def _get(
+        self,
+        repository: Repository[A],
+        aggregate_id: str,
+        what: str,
+        missing: type[Exception] = NotFound,
+    ) -> A:
+        found = await self._find(repository, aggregate_id)
+        if found is None:
+            raise missing(f"{what} does not exist")
+        return found
+
+    async def _find(self, repository: Repository[A], aggregate_id: str) -> A | None:
+        try:
+            return await repository.get(aggregate_id)
+        except AggregateNotFound:
+            return None
+
+    async def _update(
+        self,
+        repository: Repository[A],
+        aggregate_id: str,
+        change: Callable[[A], None],
+        caller: Caller,
+        what: str | None = None,
+    ) -> A:
+        try:
+            return await repository.update(aggregate_id, change, caller.metadata)
+        except AggregateNotFound:
+            raise NotFound(f"{what or aggregate_id} does not exist") from None
+
+
+def _parent_or_self(code: str) -> str:
+    return parse_unit_code(code)[1] or code

@@ -1,0 +1,476 @@
+"""The gRPC edge of party_orgs: protobuf in, commands and queries, protobuf out."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import Any, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from civitas.chassis.interceptor import current_correlation_id, current_principal
+from civitas.errors import InvalidInput, NotFound
+
+from .application import Caller, PartyOrgs
+from .directory import DirectoryQueries
+from .domain.members import AppraisalRating, CardActivityKind, Member
+from .domain.orgs import OrgKind, PartyOrg, SeatRole, org_id_for
+from .domain.pairings import Pairing
+from .domain.units import AdminUnit, UnitKind, parse_unit_code
+from .v1 import party_orgs_pb2 as pb
+from .v1 import party_orgs_pb2_grpc as pb_grpc
+
+E = TypeVar("E", OrgKind, SeatRole, CardActivityKind, AppraisalRating)
+
+
+def _enum_in(value: int, proto_enum: Any, prefix: str, domain: type[E], field: str) -> E:
+    """A proto enum value as the domain's enum; UNSPECIFIED or unknown is bad input."""
+    name = proto_enum.Name(value) if value in proto_enum.values() else ""
+    if not name or name.endswith("_UNSPECIFIED"):
+        raise InvalidInput(f"{field} is required")
+    return domain(name.removeprefix(prefix).lower())
+
+
+def _enum_out(value: Any, proto_enum: Any, prefix: str) -> Any:
+    return proto_enum.Value(prefix + value.value.upper())
+
+
+def _uuid(value: str, field: str) -> str:
+    if not value:
+        raise InvalidInput(f"{field} is required")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)") from None
+
+
+def _timestamp(moment: Any) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def unit_to_proto(unit: AdminUnit) -> pb.AdminUnit:
+    return pb.AdminUnit(
+        code=unit.id,
+        kind=_enum_out(unit.kind, pb.AdminUnitKind, "ADMIN_UNIT_KIND_"),
+        name=unit.name,
+        parent_code=unit.parent_code or "",
+        population=unit.population,
+        addresses=unit.addresses,
+        service_centres=unit.service_centres,
+        posts=[
+            pb.GridPost(post=p.post, holder=p.holder, member_id=p.member_id or "", duty=p.duty)
+            for p in unit.posts.values()
+        ],
+    )
+
+
+def org_to_proto(org: PartyOrg) -> pb.PartyOrg:
+    return pb.PartyOrg(
+        org_id=org.id,
+        kind=_enum_out(org.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_"),
+        name=org.name,
+        parent_id=org.parent_id or "",
+        unit_code=org.unit_code,
+        seats=[
+            pb.CommitteeSeat(
+                role=_enum_out(s.role, pb.SeatRole, "SEAT_ROLE_"),
+                holder=s.holder,
+                member_id=s.member_id or "",
+                stationed_unit=s.stationed_unit or "",
+            )
+            for s in org.seats
+        ],
+        member_count=len(org.members),
+        child_ids=sorted(org.children),
+        dissolved=org.dissolved,
+    )
+
+
+def pairing_to_proto(pairing: Pairing) -> pb.Pairing:
+    return pb.Pairing(
+        pairing_id=pairing.id,
+        organ_org_id=pairing.organ_org_id,
+        community_org_id=pairing.community_org_id,
+        formed_at=_timestamp(pairing.formed_at) if pairing.formed_at else None,
+        ended=not pairing.active,
+        end_reason=pairing.end_reason or "",
+    )
+
+
+class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
+    """Converts between protobuf and the application; nothing else."""
+
+    def __init__(
+        self,
+        app: PartyOrgs,
+        directory: DirectoryQueries,
+        directory_ready: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self.directory = directory
+        self.directory_ready = directory_ready
+
+    async def _member_to_proto(self, member: Member) -> pb.Member:
+        transfer = member.transfer
+        return pb.Member(
+            member_id=member.id,
+            member_number=member.member_number,
+            name=await self.app.vault.show(member.id, member.name_ciphertext),
+            org_id=member.org_id,
+            working=member.working,
+            employer=member.employer or "",
+            residence_community_code=member.residence_community or "",
+            pending_transfer=pb.PendingTransfer(
+                to_org_id=transfer.to_org_id,
+                letter_expires_at=_timestamp(transfer.letter_expires_at),
+            )
+            if transfer
+            else None,
+            activities=[
+                pb.CardActivity(
+                    activity_id=a.activity_id,
+                    kind=_enum_out(a.kind, pb.CardActivityKind, "CARD_ACTIVITY_KIND_"),
+                    description=a.description,
+                    tenths_of_hours=a.tenths_of_hours,
+                    occurred_at=_timestamp(a.occurred_at),
+                )
+                for a in member.activities.values()
+            ],
+            feedback=[
+                pb.ResidentFeedback(
+                    feedback_id=f.feedback_id,
+                    rating=f.rating,
+                    comment=f.comment,
+                    recorded_at=_timestamp(f.recorded_at),
+                )
+                for f in member.feedback.values()
+            ],
+            appraisals=[
+                pb.Appraisal(year=y, rating=_enum_out(r, pb.AppraisalRating, "APPRAISAL_RATING_"))
+                for y, r in sorted(member.appraisals.items())
+            ],
+        )
+
+    @staticmethod
+    def _caller() -> Caller:
+        return Caller(current_principal(), current_correlation_id())
+
+    # -- units ------------------------------------------------------------------
+
+    async def RegisterAdminUnit(
+        self, request: pb.RegisterAdminUnitRequest, context: Any
+    ) -> pb.RegisterAdminUnitResponse:
+        unit = await self.app.register_unit(
+            self._caller(), request.code, request.name, request.population, list(request.addresses)
+        )
+        return pb.RegisterAdminUnitResponse(unit=unit_to_proto(unit))
+
+    async def RenameAdminUnit(
+        self, request: pb.RenameAdminUnitRequest, context: Any
+    ) -> pb.RenameAdminUnitResponse:
+        parse_unit_code(request.code)
+        unit = await self.app.rename_unit(self._caller(), request.code, request.name)
+        return pb.RenameAdminUnitResponse(unit=unit_to_proto(unit))
+
+    async def OpenServiceCentre(
+        self, request: pb.OpenServiceCentreRequest, context: Any
+    ) -> pb.OpenServiceCentreResponse:
+        parse_unit_code(request.street_code)
+        unit = await self.app.open_service_centre(self._caller(), request.street_code, request.name)
+        return pb.OpenServiceCentreResponse(unit=unit_to_proto(unit))
+
+    async def AssignGridPost(
+        self, request: pb.AssignGridPostRequest, context: Any
+    ) -> pb.AssignGridPostResponse:
+        parse_unit_code(request.grid_code)
+        member_id = _uuid(request.member_id, "member_id") if request.member_id else None
+        unit = await self.app.assign_post(
+            self._caller(), request.grid_code, request.post, request.holder, member_id, request.duty
+        )
+        return pb.AssignGridPostResponse(unit=unit_to_proto(unit))
+
+    async def VacateGridPost(
+        self, request: pb.VacateGridPostRequest, context: Any
+    ) -> pb.VacateGridPostResponse:
+        parse_unit_code(request.grid_code)
+        unit = await self.app.vacate_post(self._caller(), request.grid_code, request.post)
+        return pb.VacateGridPostResponse(unit=unit_to_proto(unit))
+
+    async def GetAdminUnit(
+        self, request: pb.GetAdminUnitRequest, context: Any
+    ) -> pb.GetAdminUnitResponse:
+        parse_unit_code(request.code)
+        unit = await self.app._get(self.app.units, request.code, f"unit {request.code}")
+        return pb.GetAdminUnitResponse(unit=unit_to_proto(unit))
+
+    async def ListAdminUnits(
+        self, request: pb.ListAdminUnitsRequest, context: Any
+    ) -> pb.ListAdminUnitsResponse:
+        if request.parent_code:
+            parse_unit_code(request.parent_code)
+        await self.directory_ready()
+        codes = await asyncio.to_thread(self.directory.children, request.parent_code or None)
+        found = [await self.app.units.get(code) for code in codes]
+        return pb.ListAdminUnitsResponse(units=[unit_to_proto(u) for u in found])
+
+    async def ResolveGrid(
+        self, request: pb.ResolveGridRequest, context: Any
+    ) -> pb.ResolveGridResponse:
+        community = request.community_code
+        if parse_unit_code(community)[0] is not UnitKind.COMMUNITY:
+            raise InvalidInput(f"community_code {community!r} is not a community's code")
+        target = request.WhichOneof("target")
+        if target == "grid_code":
+            kind, parent = parse_unit_code(request.grid_code)
+            if kind is not UnitKind.GRID or parent != community:
+                raise InvalidInput(f"{request.grid_code} is not a grid of {community}")
+            grid_code = request.grid_code
+        elif target == "address" and request.address.strip():
+            await self.directory_ready()
+            found = await asyncio.to_thread(
+                self.directory.grid_covering, community, request.address.strip()
+            )
+            if found is None:
+                raise NotFound(f"no grid of {community} covers {request.address!r}")
+            grid_code = found
+        else:
+            raise InvalidInput("give an address or a grid_code")
+        grid = await self.app._get(self.app.units, grid_code, f"grid {grid_code}")
+        branch_id = org_id_for(OrgKind.GRID_BRANCH, grid_code)
+        branch = await self.app._find(self.app.orgs, branch_id) if branch_id else None
+        return pb.ResolveGridResponse(
+            grid=unit_to_proto(grid),
+            grid_branch=org_to_proto(branch) if branch and not branch.dissolved else None,
+            post_holders=unit_to_proto(grid).posts,
+        )
+
+    # -- orgs -----------------------------------------------------------------------
+
+    async def FoundPartyOrg(
+        self, request: pb.FoundPartyOrgRequest, context: Any
+    ) -> pb.FoundPartyOrgResponse:
+        kind = _enum_in(request.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_", OrgKind, "kind")
+        parent = _uuid(request.parent_id, "parent_id") if request.parent_id else None
+        if not request.unit_code:
+            raise InvalidInput("unit_code is required")
+        org = await self.app.found_org(
+            self._caller(), kind, request.name, parent, request.unit_code
+        )
+        return pb.FoundPartyOrgResponse(org=org_to_proto(org))
+
+    async def MovePartyOrg(
+        self, request: pb.MovePartyOrgRequest, context: Any
+    ) -> pb.MovePartyOrgResponse:
+        org = await self.app.move_org(
+            self._caller(),
+            _uuid(request.org_id, "org_id"),
+            _uuid(request.new_parent_id, "new_parent_id"),
+        )
+        return pb.MovePartyOrgResponse(org=org_to_proto(org))
+
+    async def SeatCommitteeMember(
+        self, request: pb.SeatCommitteeMemberRequest, context: Any
+    ) -> pb.SeatCommitteeMemberResponse:
+        seat = request.seat
+        role = _enum_in(seat.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "seat.role")
+        member_id = _uuid(seat.member_id, "seat.member_id") if seat.member_id else None
+        org = await self.app.seat(
+            self._caller(),
+            _uuid(request.org_id, "org_id"),
+            role,
+            seat.holder,
+            member_id,
+            seat.stationed_unit or None,
+        )
+        return pb.SeatCommitteeMemberResponse(org=org_to_proto(org))
+
+    async def UnseatCommitteeMember(
+        self, request: pb.UnseatCommitteeMemberRequest, context: Any
+    ) -> pb.UnseatCommitteeMemberResponse:
+        role = _enum_in(request.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "role")
+        if not request.holder:
+            raise InvalidInput("holder is required")
+        org = await self.app.unseat(
+            self._caller(), _uuid(request.org_id, "org_id"), role, request.holder
+        )
+        return pb.UnseatCommitteeMemberResponse(org=org_to_proto(org))
+
+    async def DissolvePartyOrg(
+        self, request: pb.DissolvePartyOrgRequest, context: Any
+    ) -> pb.DissolvePartyOrgResponse:
+        org = await self.app.dissolve_org(
+            self._caller(), _uuid(request.org_id, "org_id"), request.reason
+        )
+        return pb.DissolvePartyOrgResponse(org=org_to_proto(org))
+
+    async def GetPartyOrg(
+        self, request: pb.GetPartyOrgRequest, context: Any
+    ) -> pb.GetPartyOrgResponse:
+        org_id = _uuid(request.org_id, "org_id")
+        org = await self.app._get(self.app.orgs, org_id, f"organization {org_id}")
+        return pb.GetPartyOrgResponse(org=org_to_proto(org))
+
+    async def WalkOrgTree(
+        self, request: pb.WalkOrgTreeRequest, context: Any
+    ) -> pb.WalkOrgTreeResponse:
+        root = _uuid(request.root_id, "root_id") if request.root_id else None
+        if request.max_depth < 0:
+            raise InvalidInput("max_depth must be >= 0")
+        if root is not None:
+            await self.app._get(self.app.orgs, root, f"organization {root}")
+        await self.directory_ready()
+        nodes = await asyncio.to_thread(self.directory.walk, root, request.max_depth)
+        return pb.WalkOrgTreeResponse(
+            nodes=[
+                pb.OrgTreeNode(org=org_to_proto(await self.app.orgs.get(n.org_id)), depth=n.depth)
+                for n in nodes
+            ]
+        )
+
+    # -- members --------------------------------------------------------------------
+
+    async def AdmitMember(
+        self, request: pb.AdmitMemberRequest, context: Any
+    ) -> pb.AdmitMemberResponse:
+        if not request.member_number.strip():
+            raise InvalidInput("member_number is required")
+        member = await self.app.admit_member(
+            self._caller(),
+            request.member_number,
+            request.name,
+            _uuid(request.org_id, "org_id"),
+            request.working,
+            request.employer or None,
+        )
+        return pb.AdmitMemberResponse(member=await self._member_to_proto(member))
+
+    async def StartMemberTransfer(
+        self, request: pb.StartMemberTransferRequest, context: Any
+    ) -> pb.StartMemberTransferResponse:
+        member = await self.app.start_transfer(
+            self._caller(),
+            _uuid(request.member_id, "member_id"),
+            _uuid(request.to_org_id, "to_org_id"),
+        )
+        return pb.StartMemberTransferResponse(member=await self._member_to_proto(member))
+
+    async def ReceiveMemberTransfer(
+        self, request: pb.ReceiveMemberTransferRequest, context: Any
+    ) -> pb.ReceiveMemberTransferResponse:
+        member = await self.app.receive_transfer(
+            self._caller(), _uuid(request.member_id, "member_id")
+        )
+        return pb.ReceiveMemberTransferResponse(member=await self._member_to_proto(member))
+
+    async def CancelMemberTransfer(
+        self, request: pb.CancelMemberTransferRequest, context: Any
+    ) -> pb.CancelMemberTransferResponse:
+        member = await self.app.cancel_transfer(
+            self._caller(), _uuid(request.member_id, "member_id"), request.reason
+        )
+        return pb.CancelMemberTransferResponse(member=await self._member_to_proto(member))
+
+    async def ReportToCommunity(
+        self, request: pb.ReportToCommunityRequest, context: Any
+    ) -> pb.ReportToCommunityResponse:
+        member = await self.app.report_to_community(
+            self._caller(), _uuid(request.member_id, "member_id"), request.community_code
+        )
+        return pb.ReportToCommunityResponse(member=await self._member_to_proto(member))
+
+    async def RecordCardActivity(
+        self, request: pb.RecordCardActivityRequest, context: Any
+    ) -> pb.RecordCardActivityResponse:
+        activity = request.activity
+        if not request.HasField("activity"):
+            raise InvalidInput("activity is required")
+        kind = _enum_in(
+            activity.kind,
+            pb.CardActivityKind,
+            "CARD_ACTIVITY_KIND_",
+            CardActivityKind,
+            "activity.kind",
+        )
+        if not activity.HasField("occurred_at"):
+            raise InvalidInput("activity.occurred_at is required")
+        member = await self.app.record_activity(
+            self._caller(),
+            _uuid(request.member_id, "member_id"),
+            activity.activity_id,
+            kind,
+            activity.description,
+            activity.tenths_of_hours,
+            activity.occurred_at.ToDatetime(tzinfo=UTC),
+        )
+        return pb.RecordCardActivityResponse(member=await self._member_to_proto(member))
+
+    async def RecordResidentFeedback(
+        self, request: pb.RecordResidentFeedbackRequest, context: Any
+    ) -> pb.RecordResidentFeedbackResponse:
+        if not request.HasField("feedback"):
+            raise InvalidInput("feedback is required")
+        feedback = request.feedback
+        member = await self.app.record_feedback(
+            self._caller(),
+            _uuid(request.member_id, "member_id"),
+            feedback.feedback_id,
+            feedback.rating,
+            feedback.comment,
+        )
+        return pb.RecordResidentFeedbackResponse(member=await self._member_to_proto(member))
+
+    async def RateAppraisal(
+        self, request: pb.RateAppraisalRequest, context: Any
+    ) -> pb.RateAppraisalResponse:
+        if not request.HasField("appraisal"):
+            raise InvalidInput("appraisal is required")
+        rating = _enum_in(
+            request.appraisal.rating,
+            pb.AppraisalRating,
+            "APPRAISAL_RATING_",
+            AppraisalRating,
+            "appraisal.rating",
+        )
+        member = await self.app.rate_appraisal(
+            self._caller(), _uuid(request.member_id, "member_id"), request.appraisal.year, rating
+        )
+        return pb.RateAppraisalResponse(member=await self._member_to_proto(member))
+
+    async def GetMember(self, request: pb.GetMemberRequest, context: Any) -> pb.GetMemberResponse:
+        member_id = _uuid(request.member_id, "member_id")
+        member = await self.app._get(self.app.members, member_id, f"member {member_id}")
+        return pb.GetMemberResponse(member=await self._member_to_proto(member))
+
+    # -- pairings -------------------------------------------------------------------
+
+    async def FormPairing(
+        self, request: pb.FormPairingRequest, context: Any
+    ) -> pb.FormPairingResponse:
+        pairing = await self.app.form_pairing(
+            self._caller(),
+            _uuid(request.organ_org_id, "organ_org_id"),
+            _uuid(request.community_org_id, "community_org_id"),
+        )
+        return pb.FormPairingResponse(pairing=pairing_to_proto(pairing))
+
+    async def EndPairing(
+        self, request: pb.EndPairingRequest, context: Any
+    ) -> pb.EndPairingResponse:
+        pairing = await self.app.end_pairing(
+            self._caller(), _uuid(request.pairing_id, "pairing_id"), request.reason
+        )
+        return pb.EndPairingResponse(pairing=pairing_to_proto(pairing))
+
+    async def ListPairings(
+        self, request: pb.ListPairingsRequest, context: Any
+    ) -> pb.ListPairingsResponse:
+        org_id = _uuid(request.org_id, "org_id") if request.org_id else None
+        await self.directory_ready()
+        ids = await asyncio.to_thread(self.directory.pairings_of, org_id)
+        return pb.ListPairingsResponse(
+            pairings=[pairing_to_proto(await self.app.pairings.get(i)) for i in ids]
+        )

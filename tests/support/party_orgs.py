@@ -1,0 +1,70 @@
+"""A small district for party_orgs tests: two streets, a community, a grid, orgs, members."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from civitas.chassis.auth import Principal, Role
+from civitas.eventkit import ManualClock, SqliteEventStore, create_read_model_engine
+from civitas.eventkit.personal import PersonalDataVault
+from civitas.party_orgs.application import Caller, PartyOrgs
+from civitas.party_orgs.domain.orgs import OrgKind, SeatRole
+
+ADMIN = Caller(Principal("admin", frozenset({Role.DISTRICT_ADMIN}), ("QH",)), "setup")
+
+
+def caller(*roles: Role, scope: tuple[str, ...] = ("QH",), subject: str = "tester") -> Caller:
+    return Caller(Principal(subject, frozenset(roles), scope), "test")
+
+
+@dataclass
+class World:
+    app: PartyOrgs
+    store: SqliteEventStore
+    street_committee: str
+    community_committee: str
+    grid_branch: str
+    organ: str
+    organ_branch: str
+    member: str
+    transferring: str
+    pairing: str
+    empty: str
+
+
+async def build_world(tmp_path: Path, clock: ManualClock) -> World:
+    store = SqliteEventStore(tmp_path / "events.db")
+    vault = PersonalDataVault(create_read_model_engine(f"sqlite:///{tmp_path}/vault.db"))
+    await vault.setup()
+    app = PartyOrgs(store, vault, clock)
+    for code, name in [
+        ("QH", "秦淮区"),
+        ("QH-01", "大光路街道"),
+        ("QH-02", "双塘街道"),
+        ("QH-01-01", "大光路社区"),
+    ]:
+        await app.register_unit(ADMIN, code, name, 1000, [])
+    await app.register_unit(ADMIN, "QH-01-01-G01", "第一网格", 800, ["大光路1号", "大光路3号"])
+    await app.assign_post(ADMIN, "QH-01-01-G01", "网格长", "王芳", None, "巡查、收集诉求")
+    street = await app.found_org(
+        ADMIN, OrgKind.STREET_WORKING_COMMITTEE, "大光路街道大工委", None, "QH-01"
+    )
+    community = await app.found_org(
+        ADMIN, OrgKind.COMMUNITY_COMMITTEE, "大光路社区大党委", street.id, "QH-01-01"
+    )
+    grid = await app.found_org(
+        ADMIN, OrgKind.GRID_BRANCH, "第一网格支部", community.id, "QH-01-01-G01"
+    )
+    organ = await app.found_org(
+        ADMIN, OrgKind.ORGAN_GENERAL_BRANCH, "区财政局机关总支", None, "QH-01"
+    )
+    branch = await app.found_org(ADMIN, OrgKind.BRANCH, "财政局第一支部", organ.id, "QH-01")
+    member = await app.admit_member(ADMIN, "M-001", "李明", grid.id, True, "区财政局")
+    moving = await app.admit_member(ADMIN, "M-002", "赵丽", grid.id, False, None)
+    await app.start_transfer(ADMIN, moving.id, branch.id)
+    pairing = await app.form_pairing(ADMIN, organ.id, community.id)
+    await app.seat(ADMIN, community.id, SeatRole.SECRETARY, "张书记", None, None)
+    empty = await app.found_org(ADMIN, OrgKind.BRANCH, "空支部", organ.id, "QH-01")
+    ids = (street, community, grid, organ, branch, member, moving, pairing, empty)
+    return World(app, store, *(entity.id for entity in ids))
