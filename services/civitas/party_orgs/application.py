@@ -140,7 +140,7 @@ class PartyOrgs:
             await self.orgs.save(org, caller.metadata)
         except ConcurrencyError:
             org = await self.orgs.get(org_id)  # one per unit: a retry, or a second one?
-            if org.parent_id != parent_id or org.dissolved:
+            if (org.parent_id, org.name, org.dissolved) != (parent_id, name.strip(), False):
                 raise RuleViolation(f"{unit_code} has a {kind} already") from None
         if parent is not None:
             await self._update(self.orgs, parent.id, lambda p: p.attach_child(org.id), caller)
