@@ -6,26 +6,42 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import time
+from pathlib import Path
 
+from civitas import runner
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.settings import read_secret
 from civitas.eventkit import open_event_store, setting
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
 
-async def _up(url: str) -> None:
-    store = await open_event_store(url)
-    try:
-        head = await store.head_position()
-        print(f"civitas: event store {url} holds {head} events", flush=True)
-        print(
-            "civitas: no services are built yet (they arrive with the service issues); "
-            "following the event store. Ctrl-C stops.",
-            flush=True,
-        )
-        async for batch in store.subscribe(after=head):
-            for event in batch:
-                print(f"{event.position:>8} {event.stream_id} {event.type}", flush=True)
-    finally:
-        await store.close()
+def _token(args: argparse.Namespace) -> str:
+    secret = setting("auth_secret") or read_secret(Path(args.var))
+    if not secret:
+        raise SystemExit("no token secret: set CIVITAS_AUTH_SECRET or run `civitas up` first")
+    authority = TokenAuthority(secret)
+    return authority.mint(args.subject, args.role, args.scope, ttl_seconds=args.ttl)
+
+
+async def _call(args: argparse.Namespace) -> str:
+    from civitas.call import call
+
+    if not args.token:
+        args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "cli", 600
+    return await call(args.method, args.request, args.token or _token(args), args.address)
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    from civitas.demo import load_party_orgs
+
+    args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "demo", 3600
+    started = time.perf_counter()
+    print(f"civitas demo: loading the district into party_orgs at {args.party_orgs}")
+    if not await load_party_orgs(args.party_orgs, _token(args), args.members):
+        print("civitas demo: the district is loaded already; nothing changed")
+        return
+    print(f"civitas demo: done in {time.perf_counter() - started:.0f}s")
 
 
 async def _relay(url: str, bootstrap: str, service: str, partitions: int, batch_size: int) -> None:
@@ -64,29 +80,74 @@ def main(argv: list[str] | None = None) -> int:
         default=setting("eventstore_url", default=DEFAULT_EVENTSTORE_URL),
         help="event store URL (default: $CIVITAS_EVENTSTORE_URL or %(default)s)",
     )
+    var_default = setting("var_dir", default="var")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run the platform on this machine until Ctrl-C")
-    events = commands.add_parser("events", help="print stored events")
-    events.add_argument("--stream", help="one stream id, e.g. case-42")
-    events.add_argument("--limit", type=int, default=100)
-    relay = commands.add_parser("relay", help="publish a service's events to its Kafka topic")
-    relay.add_argument("--service", required=True, help="service name, e.g. cases")
-    relay.add_argument(
+
+    up_cmd = commands.add_parser("up", help="run every service on this machine until Ctrl-C")
+    up_cmd.add_argument("--var", default=var_default, help="embedded stores (default: %(default)s)")
+
+    token_cmd = commands.add_parser("token", help="mint a bearer token for local use")
+    token_cmd.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=[r.value for r in Role],
+        help="repeat for several roles",
+    )
+    token_cmd.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="unit code the person works for (QH, QH-03, ...); repeatable",
+    )
+    token_cmd.add_argument("--subject", default="local-user")
+    token_cmd.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
+    token_cmd.add_argument("--var", default=var_default)
+
+    relay_cmd = commands.add_parser("relay", help="publish a service's events to its topic")
+    relay_cmd.add_argument("--service", required=True, help="service name, e.g. cases")
+    relay_cmd.add_argument(
         "--kafka",
         default=setting("kafka_bootstrap", default="127.0.0.1:9092"),
         help="bootstrap servers (default: $CIVITAS_KAFKA_BOOTSTRAP or %(default)s)",
     )
-    relay.add_argument("--partitions", type=int, default=6)
-    relay.add_argument("--batch-size", type=int, default=1000)
+    relay_cmd.add_argument("--partitions", type=int, default=6)
+    relay_cmd.add_argument("--batch-size", type=int, default=1000)
+
+    demo_cmd = commands.add_parser("demo", help="load the seed's district into running services")
+    demo_cmd.add_argument(
+        "--party-orgs", default=setting("party_orgs_address", default="127.0.0.1:50051")
+    )
+    demo_cmd.add_argument("--members", type=int, default=3000)
+    demo_cmd.add_argument("--var", default=var_default)
+
+    call_cmd = commands.add_parser(
+        "call", help='call an RPC: civitas call party_orgs.GetAdminUnit \'{"code":"QH"}\''
+    )
+    call_cmd.add_argument("method", help="SERVICE.Method, e.g. party_orgs.ResolveGrid")
+    call_cmd.add_argument("request", nargs="?", default="{}", help="the request as JSON")
+    call_cmd.add_argument("--address", help="host:port (default: the service's local port)")
+    call_cmd.add_argument("--token", help="bearer token (default: a district admin's)")
+    call_cmd.add_argument("--var", default=var_default)
+
+    events_cmd = commands.add_parser("events", help="print stored events")
+    events_cmd.add_argument("--stream", help="one stream id, e.g. case-42")
+    events_cmd.add_argument("--limit", type=int, default=100)
     args = parser.parse_args(argv)
 
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "up":
-            asyncio.run(_up(args.store))
+            return asyncio.run(runner.up(Path(args.var)))
+        if args.command == "token":
+            print(_token(args))
         elif args.command == "relay":
             asyncio.run(
                 _relay(args.store, args.kafka, args.service, args.partitions, args.batch_size)
             )
+        elif args.command == "call":
+            print(asyncio.run(_call(args)))
+        elif args.command == "demo":
+            asyncio.run(_demo(args))
         elif args.command == "events":
             asyncio.run(_events(args.store, args.stream, args.limit))
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,11 +83,12 @@ class Repository(Generic[A]):
         change: Callable[[A], None],
         metadata: Metadata | None = None,
         *,
-        attempts: int = 3,
+        attempts: int = 8,
     ) -> A:
         """Load, apply ``change`` (a command method call), save; on a version conflict
-        load again and retry, up to ``attempts`` times. The command's guards run again
-        on the fresh state, so a retry never acts on stale data."""
+        wait a little (jittered, growing), load again and retry, up to ``attempts``
+        times. The command's guards run again on the fresh state, so a retry never acts
+        on stale data."""
         for attempt in range(1, attempts + 1):
             aggregate = await self.get(aggregate_id)
             change(aggregate)
@@ -95,6 +98,7 @@ class Repository(Generic[A]):
             except ConcurrencyError:
                 if attempt == attempts:
                     raise
+                await asyncio.sleep(random.uniform(0, 0.005 * attempt))
         raise AssertionError("unreachable")
 
     async def save(self, aggregate: A, metadata: Metadata | None = None) -> AppendResult | None:

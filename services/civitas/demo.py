@@ -1,0 +1,300 @@
+"""``civitas demo``: the seed's district, loaded through the services' public APIs.
+
+Figures from the survey of Qinhuai district (2015): 12 streets (大光路, 双塘, 红花
+and 光华路 among them) with 15 street-level citizen service centres, 111
+communities, 686 community grid party branches, a few thousand party members,
+organs' party organizations paired with communities (双结对). Names of people
+are made up from a seeded generator, so every run loads the same district.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from civitas.chassis.client import open_channel
+from civitas.party_orgs.v1 import party_orgs_pb2 as pb
+from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
+
+DISTRICT = ("QH", "秦淮区")
+STREETS = [
+    "大光路",
+    "双塘",
+    "红花",
+    "光华路",
+    "夫子庙",
+    "秦虹",
+    "中华门",
+    "五老村",
+    "洪武路",
+    "瑞金路",
+    "月牙湖",
+    "朝天宫",
+]
+COMMUNITIES, GRIDS, SERVICE_CENTRES = 111, 686, 15
+ORGANS = [
+    "区委办",
+    "区政府办",
+    "区财政局",
+    "区民政局",
+    "区教育局",
+    "区卫健委",
+    "区住建局",
+    "区城管局",
+    "区司法局",
+    "区人社局",
+    "区文旅局",
+    "区市场监管局",
+    "区应急管理局",
+    "区生态环境局",
+    "区商务局",
+    "区发改委",
+    "区统计局",
+    "区审计局",
+    "区退役军人事务局",
+    "区医保局",
+]
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋余于杜叶程"
+)
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国文斌宁海燕鹏飞志慧"
+PLACES = ["东", "西", "南", "北", "中", "新村", "花园", "苑", "里", "坊"]
+K = pb.PartyOrgKind
+
+
+def spread(total: int, buckets: int) -> list[int]:
+    """``total`` split over ``buckets`` as evenly as whole numbers allow."""
+    return [total // buckets + (1 if i < total % buckets else 0) for i in range(buckets)]
+
+
+@dataclass
+class Plan:
+    """Everything the demo creates, decided up front from one seed."""
+
+    rng: random.Random
+    streets: list[tuple[str, str, int]] = field(default_factory=list)  # code, name, centres
+    communities: list[tuple[str, str]] = field(default_factory=list)
+    grids: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+    def person(self) -> str:
+        return self.rng.choice(SURNAMES) + "".join(
+            self.rng.choices(GIVEN, k=self.rng.randint(1, 2))
+        )
+
+
+def plan_district(seed: int = 2015) -> Plan:
+    plan = Plan(random.Random(seed))
+    centres = spread(SERVICE_CENTRES, len(STREETS))
+    per_street = spread(COMMUNITIES, len(STREETS))
+    per_community = spread(GRIDS, COMMUNITIES)
+    community_index = 0
+    for s, (name, n_communities) in enumerate(zip(STREETS, per_street, strict=True), start=1):
+        street_code = f"QH-{s:02d}"
+        plan.streets.append((street_code, f"{name}街道", centres[s - 1]))
+        for c in range(1, n_communities + 1):
+            code = f"{street_code}-{c:02d}"
+            plan.communities.append((code, f"{name}{PLACES[c - 1]}社区"))
+            for g in range(1, per_community[community_index] + 1):
+                addresses = [f"{name}{PLACES[c - 1]}{g}区", f"{name}{c}{g:02d}号"]
+                plan.grids.append((f"{code}-G{g:02d}", f"第{g}网格", addresses))
+            community_index += 1
+    return plan
+
+
+class Loader:
+    """Calls the APIs with bounded concurrency and counts what it made."""
+
+    def __init__(self, stub: pb_grpc.PartyOrgsServiceAsyncStub, concurrency: int = 24) -> None:
+        self.stub = stub
+        self.limit = asyncio.Semaphore(concurrency)
+        self.done = 0
+
+    async def each(
+        self, label: str, items: Iterable[Any], call: Callable[[Any], Awaitable[Any]]
+    ) -> list[Any]:
+        async def one(item: Any) -> Any:
+            async with self.limit:
+                result = await call(item)
+                self.done += 1
+                return result
+
+        results = await asyncio.gather(*(one(i) for i in items))
+        print(f"  {label:<34} {len(results):>6}", flush=True)
+        return list(results)
+
+
+async def load_party_orgs(address: str, token: str, members: int = 3000) -> bool:
+    """Load the district; False (and nothing changed) when it is loaded already."""
+    channel = open_channel(address, lambda: token, timeout_seconds=30)
+    stub = pb_grpc.PartyOrgsServiceStub(channel)
+    try:
+        await stub.GetAdminUnit(pb.GetAdminUnitRequest(code=DISTRICT[0]))
+        return False
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is not grpc.StatusCode.NOT_FOUND:
+            raise
+    try:
+        await _load(Loader(stub), plan_district(), members)
+    finally:
+        await channel.close(None)
+    return True
+
+
+async def _load(load: Loader, plan: Plan, member_count: int) -> None:
+    s, rng = load.stub, plan.rng
+    population = spread(880_000, COMMUNITIES)  # 1,218 social organizations at 13.7 per 10,000
+    await s.RegisterAdminUnit(
+        pb.RegisterAdminUnitRequest(code=DISTRICT[0], name=DISTRICT[1], population=sum(population))
+    )
+    await load.each(
+        "streets",
+        plan.streets,
+        lambda st: s.RegisterAdminUnit(pb.RegisterAdminUnitRequest(code=st[0], name=st[1])),
+    )
+    centres = [
+        (code, f"{name}为民服务中心{'' if i == 0 else '(二)'}")
+        for code, name, n in plan.streets
+        for i in range(n)
+    ]
+    await load.each(
+        "citizen service centres",
+        centres,
+        lambda c: s.OpenServiceCentre(pb.OpenServiceCentreRequest(street_code=c[0], name=c[1])),
+    )
+    await load.each(
+        "communities",
+        zip(plan.communities, population, strict=True),
+        lambda cp: s.RegisterAdminUnit(
+            pb.RegisterAdminUnitRequest(code=cp[0][0], name=cp[0][1], population=cp[1])
+        ),
+    )
+    await load.each(
+        "grids",
+        plan.grids,
+        lambda g: s.RegisterAdminUnit(
+            pb.RegisterAdminUnitRequest(
+                code=g[0], name=g[1], addresses=g[2], population=rng.randint(900, 1600)
+            )
+        ),
+    )
+    posts = [
+        (g[0], post, duty, plan.person())
+        for g in plan.grids
+        for post, duty in [("网格长", "统筹网格内巡查与诉求收集"), ("网格员", "入户走访、信息采集")]
+    ]
+    await load.each(
+        "grid posts",
+        posts,
+        lambda p: s.AssignGridPost(
+            pb.AssignGridPostRequest(grid_code=p[0], post=p[1], duty=p[2], holder=p[3])
+        ),
+    )
+    street_orgs = await load.each(
+        "street working committees",
+        plan.streets,
+        lambda st: s.FoundPartyOrg(
+            pb.FoundPartyOrgRequest(
+                kind=K.PARTY_ORG_KIND_STREET_WORKING_COMMITTEE,
+                name=f"{st[1]}大工委",
+                unit_code=st[0],
+            )
+        ),
+    )
+    street_of = {st[0]: r.org.org_id for st, r in zip(plan.streets, street_orgs, strict=True)}
+    community_orgs = await load.each(
+        "community party committees",
+        plan.communities,
+        lambda c: s.FoundPartyOrg(
+            pb.FoundPartyOrgRequest(
+                kind=K.PARTY_ORG_KIND_COMMUNITY_COMMITTEE,
+                name=f"{c[1]}大党委",
+                unit_code=c[0],
+                parent_id=street_of[c[0][:5]],
+            )
+        ),
+    )
+    community_of = {
+        c[0]: r.org.org_id for c, r in zip(plan.communities, community_orgs, strict=True)
+    }
+    await load.each(
+        "committee secretaries",
+        community_of.values(),
+        lambda org_id: s.SeatCommitteeMember(
+            pb.SeatCommitteeMemberRequest(
+                org_id=org_id,
+                seat=pb.CommitteeSeat(role=pb.SEAT_ROLE_SECRETARY, holder=plan.person()),
+            )
+        ),
+    )
+    grid_orgs = await load.each(
+        "grid party branches",
+        plan.grids,
+        lambda g: s.FoundPartyOrg(
+            pb.FoundPartyOrgRequest(
+                kind=K.PARTY_ORG_KIND_GRID_BRANCH,
+                name=f"{g[1]}党支部",
+                unit_code=g[0],
+                parent_id=community_of[g[0][:8]],
+            )
+        ),
+    )
+    organs = await load.each(
+        "organs' general branches",
+        ORGANS,
+        lambda o: s.FoundPartyOrg(
+            pb.FoundPartyOrgRequest(
+                kind=K.PARTY_ORG_KIND_ORGAN_GENERAL_BRANCH,
+                name=f"{o}机关总支",
+                unit_code=DISTRICT[0],
+            )
+        ),
+    )
+    branches = [r.org.org_id for r in grid_orgs]
+    people = [
+        (
+            f"QH{n:06d}",
+            plan.person(),
+            branches[n % len(branches)],
+            rng.random() < 0.4,
+            rng.choice(ORGANS),
+        )
+        for n in range(member_count)
+    ]
+    admitted = await load.each(
+        "party members",
+        people,
+        lambda p: s.AdmitMember(
+            pb.AdmitMemberRequest(
+                member_number=p[0],
+                name=p[1],
+                org_id=p[2],
+                working=p[3],
+                employer=p[4] if p[3] else "",
+            )
+        ),
+    )
+    community_of_grid = {r.org.org_id: g[0][:8] for g, r in zip(plan.grids, grid_orgs, strict=True)}
+    reporting = [
+        (r.member.member_id, community_of_grid[r.member.org_id])
+        for r in admitted
+        if r.member.working and rng.random() < 0.6
+    ]
+    await load.each(
+        "working members reported (在职党员报到)",
+        reporting,
+        lambda m: s.ReportToCommunity(
+            pb.ReportToCommunityRequest(member_id=m[0], community_code=m[1])
+        ),
+    )
+    communities = list(community_of.values())
+    pairs = [(organs[i % len(organs)].org.org_id, org_id) for i, org_id in enumerate(communities)]
+    await load.each(
+        "organ-community pairings (双结对)",
+        pairs,
+        lambda p: s.FormPairing(pb.FormPairingRequest(organ_org_id=p[0], community_org_id=p[1])),
+    )

@@ -1,0 +1,96 @@
+"""``civitas up``: every service as its own process on this machine, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.settings import PORTS, ensure_secret
+
+# The services that exist so far, in start order (later issues add theirs).
+SERVICES = ["party_orgs"]
+
+
+@dataclass
+class Child:
+    service: str
+    process: asyncio.subprocess.Process
+    address: str
+
+
+async def wait_healthy(address: str, within: float = 30.0) -> None:
+    """Wait until the gRPC health service at ``address`` says SERVING."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"nothing healthy at {address} after {within}s")
+            await asyncio.sleep(0.2)
+
+
+async def start(service: str, env: dict[str, str], host: str) -> Child:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", f"civitas.{service}", env=env
+    )
+    port = env.get(f"CIVITAS_{service.upper()}_GRPC_PORT") or str(PORTS[service][0])
+    return Child(service, process, f"{host}:{port}")
+
+
+async def up(var_dir: Path, host: str = "127.0.0.1") -> int:
+    """Start every service, print how to reach them, stop them all on Ctrl-C or SIGTERM."""
+    secret = os.environ.get("CIVITAS_AUTH_SECRET") or ensure_secret(var_dir)
+    env = {**os.environ, "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
+    children: list[Child] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for service in SERVICES:
+            children.append(await start(service, env, host))
+        await asyncio.gather(*(wait_healthy(c.address) for c in children))
+        token = TokenAuthority(secret).mint("admin", [Role.DISTRICT_ADMIN], ["QH"])
+        for child in children:
+            metrics = PORTS[child.service][1]
+            print(
+                f"  {child.service:<12} grpc {child.address}  metrics http://{host}:{metrics}/metrics"
+            )
+        print(f"\nadmin token (district_admin, scope QH, 12 h):\n{token}\n")
+        print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)
+        exited = [asyncio.create_task(c.process.wait()) for c in children]
+        waiting = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiting, *exited], return_when=asyncio.FIRST_COMPLETED)
+        if waiting not in done:
+            print("civitas: a service exited on its own; stopping the others", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await stop_all(children)
+
+
+async def stop_all(children: list[Child], grace: float = 10.0) -> None:
+    """SIGTERM each child, wait for a graceful exit, SIGKILL what remains."""
+    for child in children:
+        if child.process.returncode is None:
+            child.process.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            await asyncio.wait_for(child.process.wait(), grace)
+        except TimeoutError:
+            child.process.kill()
+            await child.process.wait()
+    print("civitas: all services stopped", flush=True)
