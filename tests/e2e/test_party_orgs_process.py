@@ -1,0 +1,161 @@
+"""party_orgs as real processes: the service alone, and the platform as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.party_orgs.v1 import party_orgs_pb2 as pb
+from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
+from civitas.runner import wait_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "e2e-secret-" + "z" * 40
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CIVITAS_VAR_DIR": str(tmp_path / "var"),
+        "CIVITAS_AUTH_SECRET": SECRET,
+        "CIVITAS_PARTY_ORGS_GRPC_PORT": str(grpc_port),
+        "CIVITAS_PARTY_ORGS_METRICS_PORT": str(metrics_port),
+    }
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[tuple[str, int, asyncio.subprocess.Process]]:
+    grpc_port, metrics_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.party_orgs",
+        cwd=tmp_path,
+        env=service_env(tmp_path, grpc_port, metrics_port),
+    )
+    address = f"127.0.0.1:{grpc_port}"
+    try:
+        await wait_healthy(address)
+        yield address, metrics_port, process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_the_service_process_answers_over_grpc_serves_metrics_and_stops_gracefully(
+    service: tuple[str, int, asyncio.subprocess.Process],
+) -> None:
+    address, metrics_port, process = service
+    token = TokenAuthority(SECRET).mint("admin", [Role.DISTRICT_ADMIN], ["QH"])
+    auth = [("authorization", f"Bearer {token}")]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.PartyOrgsServiceStub(channel)
+        for code in ["QH", "QH-01", "QH-01-01"]:
+            await stub.RegisterAdminUnit(
+                pb.RegisterAdminUnitRequest(code=code, name=code), metadata=auth, timeout=5
+            )
+        await stub.RegisterAdminUnit(
+            pb.RegisterAdminUnitRequest(
+                code="QH-01-01-G01", name="一网格", addresses=["光华路5号"]
+            ),
+            metadata=auth,
+            timeout=5,
+        )
+        resolved = await stub.ResolveGrid(
+            pb.ResolveGridRequest(community_code="QH-01-01", address="光华路5号2栋"),
+            metadata=auth,
+            timeout=5,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetAdminUnit(pb.GetAdminUnitRequest(code="QH"), timeout=5)
+
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    process.send_signal(signal.SIGTERM)
+    exit_code = await asyncio.wait_for(process.wait(), 20)
+
+    assert resolved.grid.code == "QH-01-01-G01"
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="ResolveGrid"' in text
+    assert exit_code == 0
+
+
+async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
+    tmp_path: Path,
+) -> None:
+    grpc_port, metrics_port = free_port(), free_port()
+    env = service_env(tmp_path, grpc_port, metrics_port)
+    up = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        "up",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        printed = b""
+        while b"Ctrl-C stops" not in printed:
+            line = await asyncio.wait_for(up.stdout.readline(), 60)  # type: ignore[union-attr]
+            assert line, f"civitas up ended early: {printed.decode()}"
+            printed += line
+        address = f"127.0.0.1:{grpc_port}"
+        demo = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "civitas.cli",
+            "demo",
+            "--members",
+            "300",
+            "--party-orgs",
+            address,
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        demo_out, _ = await asyncio.wait_for(demo.communicate(), 240)
+        call = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "civitas.cli",
+            "call",
+            "party_orgs.ListAdminUnits",
+            '{"parentCode": "QH"}',
+            "--address",
+            address,
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        call_out, _ = await asyncio.wait_for(call.communicate(), 60)
+    finally:
+        up.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(up.communicate(), 30)
+
+    assert f"party_orgs   grpc {address}" in printed.decode()
+    assert "admin token" in printed.decode()
+    assert (demo.returncode, call.returncode) == (0, 0)
+    assert "grids                                 686" in demo_out.decode()
+    assert call_out.decode().count('"kind": "ADMIN_UNIT_KIND_STREET"') == 12
+    assert "大光路街道" in call_out.decode()
+    assert "all services stopped" in rest.decode()
