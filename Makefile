@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi bench-eventstore clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
+
+$(BUF): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --silent
+	touch $(BUF)
 
 run: $(STAMP)
 	$(BIN)/civitas up
@@ -31,7 +36,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck
+check: lint typecheck proto-lint proto-breaking
+
+proto: $(STAMP)
+	bash scripts/gen-proto.sh
+
+proto-lint: $(BUF)
+	cd proto && ../$(BUF) lint
+
+# Breaking changes are checked against proto/baseline.json, the protos as last
+# released; `make proto-baseline` moves it forward on purpose.
+proto-breaking: $(BUF)
+	cd proto && ../$(BUF) breaking --against baseline.json
+
+proto-baseline: $(BUF)
+	cd proto && ../$(BUF) build -o baseline.json
 
 asyncapi: $(STAMP)
 	$(BIN)/python -m civitas.eventkit.kafka.contracts > docs/asyncapi.json
