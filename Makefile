@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ test: $(STAMP) postgres-up kafka-up check
 
 bench-eventstore: $(STAMP) postgres-up
 	$(BIN)/python -m benchmarks.eventstore
+
+bench-relay: $(STAMP) kafka-up
+	$(BIN)/python -m benchmarks.relay
+
+bench-grpc: $(STAMP)
+	$(BIN)/python -m benchmarks.grpc_commands
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
