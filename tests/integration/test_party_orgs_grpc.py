@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -553,3 +554,46 @@ async def test_a_command_out_of_scope_is_permission_denied(client: Client) -> No
 
     assert caught.value.code() is C.PERMISSION_DENIED
     assert "works for QH-02, not for QH-01-01-G01" in caught.value.details()
+
+
+@pytest.mark.postgres
+async def test_party_orgs_runs_with_every_store_on_postgres(clock: ManualClock) -> None:
+    from tests.conftest import POSTGRES_URL, drop_schema, missing_dependency, postgres_reachable
+
+    if not await postgres_reachable():
+        missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
+    schema = f"po_{uuid.uuid4().hex[:10]}"
+    settings = ServiceSettings.from_env(
+        "party_orgs",
+        {
+            "CIVITAS_AUTH_SECRET": SECRET,
+            "CIVITAS_EVENTSTORE_URL": f"{POSTGRES_URL}?schema={schema}",
+            "CIVITAS_READ_MODEL_URL": f"{POSTGRES_URL}?schema={schema}_read",
+            "CIVITAS_VAULT_URL": f"{POSTGRES_URL}?schema={schema}_vault",
+        },
+    )
+    try:
+        async with (
+            run_party_orgs(settings, clock=clock, port=0) as running,
+            grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}") as channel,
+        ):
+            client = Client(
+                pb_grpc.PartyOrgsServiceStub(channel),
+                channel,
+                TokenAuthority(SECRET),
+                running.store,
+            )
+            ids = await seed(client)
+            resolved = await client.stub.ResolveGrid(
+                pb.ResolveGridRequest(community_code="QH-01-01", address="大光路12号"),
+                metadata=client.token(Role.SERVICE, scope=()),
+            )
+            member = await client.stub.GetMember(
+                pb.GetMemberRequest(member_id=ids["member"]),
+                metadata=client.token(Role.AUDITOR),
+            )
+        assert resolved.grid_branch.org_id == ids["grid"]
+        assert member.member.name == "李明"
+    finally:
+        for suffix in ("", "_read", "_vault"):
+            await drop_schema(schema + suffix)

@@ -47,15 +47,17 @@ class ServiceSettings:
             raise ValueError(
                 "no token secret: set CIVITAS_AUTH_SECRET (civitas up writes var/auth-secret)"
             )
+        urls = {
+            name: _own_schema(
+                _get(env, f"{name}_url", service, f"sqlite:///{var}/{service}/{file}.db"), service
+            )
+            for name, file in (("eventstore", "events"), ("read_model", "read"), ("vault", "vault"))
+        }
         return cls(
             service=service,
-            eventstore_url=_get(
-                env, "eventstore_url", service, f"sqlite:///{var}/{service}/events.db"
-            ),
-            read_model_url=_get(
-                env, "read_model_url", service, f"sqlite:///{var}/{service}/read.db"
-            ),
-            vault_url=_get(env, "vault_url", service, f"sqlite:///{var}/{service}/vault.db"),
+            eventstore_url=urls["eventstore"],
+            read_model_url=urls["read_model"],
+            vault_url=urls["vault"],
             host=_get(env, "host", service, "127.0.0.1"),
             grpc_port=int(_get(env, "grpc_port", service, str(grpc_port))),
             metrics_port=int(_get(env, "metrics_port", service, str(metrics_port))),
@@ -73,6 +75,14 @@ class ServiceSettings:
 
 def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:
     return setting(name, service, default, env) or default
+
+
+def _own_schema(url: str, service: str) -> str:
+    """A PostgreSQL URL without ``?schema=`` gets the service's own schema: services that
+    share a database server still never share tables."""
+    if url.startswith(("postgresql", "postgres")) and "schema=" not in url:
+        return f"{url}{'&' if '?' in url else '?'}schema={service}"
+    return url
 
 
 def read_secret(var: Path) -> str | None:

@@ -8,6 +8,7 @@ one (``CIVITAS_EVENTSTORE_URL``). URLs: ``sqlite:///path``, ``postgresql://…``
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -93,8 +94,18 @@ def create_read_model_engine(url: str) -> Engine:
 
         return engine
     schema = str(parsed.query.get("schema", "public"))
-    return create_engine(
+    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", schema):
+        raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
+    engine = create_engine(
         parsed.set(drivername="postgresql+psycopg", query={}),
         pool_size=5,
         connect_args={"options": f"-csearch_path={schema}"},
     )
+
+    @event.listens_for(engine, "connect")
+    def _own_schema(dbapi_conn: Any, _record: object) -> None:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        dbapi_conn.commit()
+
+    return engine

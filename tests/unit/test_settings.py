@@ -1,0 +1,45 @@
+"""Service settings from CIVITAS_ variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from civitas.chassis.settings import ServiceSettings
+
+SECRET = {"CIVITAS_AUTH_SECRET": "s" * 40}
+
+
+def test_embedded_defaults_put_each_service_under_var() -> None:
+    settings = ServiceSettings.from_env("cases", {**SECRET, "CIVITAS_VAR_DIR": "data"})
+
+    assert settings.eventstore_url == "sqlite:///data/cases/events.db"
+    assert settings.read_model_url == "sqlite:///data/cases/read.db"
+    assert (settings.grpc_port, settings.metrics_port) == (50052, 9102)
+    assert settings.kafka_bootstrap is None
+
+
+def test_a_shared_postgres_url_gives_each_service_its_own_schema() -> None:
+    env = {
+        **SECRET,
+        "CIVITAS_EVENTSTORE_URL": "postgresql://u:p@db/civitas",
+        "CIVITAS_FUNDS_READ_MODEL_URL": "postgresql://u:p@db/civitas?schema=ledger",
+    }
+
+    cases = ServiceSettings.from_env("cases", env)
+    funds = ServiceSettings.from_env("funds", env)
+
+    assert cases.eventstore_url == "postgresql://u:p@db/civitas?schema=cases"
+    assert funds.eventstore_url == "postgresql://u:p@db/civitas?schema=funds"
+    assert funds.read_model_url == "postgresql://u:p@db/civitas?schema=ledger"
+
+
+def test_a_service_specific_port_overrides_the_default() -> None:
+    env = {**SECRET, "CIVITAS_PARTY_ORGS_GRPC_PORT": "6001", "CIVITAS_GRPC_PORT": "7001"}
+
+    assert ServiceSettings.from_env("party_orgs", env).grpc_port == 6001
+    assert ServiceSettings.from_env("cases", env).grpc_port == 7001
+
+
+def test_no_token_secret_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match="CIVITAS_AUTH_SECRET"):
+        ServiceSettings.from_env("cases", {"CIVITAS_VAR_DIR": str(tmp_path)})
