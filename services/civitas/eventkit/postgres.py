@@ -212,14 +212,13 @@ class PostgresEventStore(EventStore):
         return idempotent_result(stream_id, [str(i) for i in ids], [tuple(r) for r in found])
 
     async def _read_stream(
-        self, stream_id: str, from_version: int | None, backwards: bool, limit: int | None
+        self, stream_id: str, start: int, backwards: bool, limit: int | None
     ) -> list[RecordedEvent]:
-        if backwards:
-            start = from_version if from_version is not None else 2**62
-            order = "stream_version <= $2 ORDER BY stream_version DESC"
-        else:
-            start = from_version or 0
-            order = "stream_version >= $2 ORDER BY stream_version"
+        order = (
+            "stream_version <= $2 ORDER BY stream_version DESC"
+            if backwards
+            else "stream_version >= $2 ORDER BY stream_version"
+        )
         rows = await self._pool.fetch(
             f"SELECT {_COLUMNS} FROM {self.schema}.events WHERE stream_id = $1 AND {order} "
             "LIMIT $3",

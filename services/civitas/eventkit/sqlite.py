@@ -294,14 +294,13 @@ class SqliteEventStore(EventStore):
         return await asyncio.wrap_future(self._pool.submit(run))
 
     async def _read_stream(
-        self, stream_id: str, from_version: int | None, backwards: bool, limit: int | None
+        self, stream_id: str, start: int, backwards: bool, limit: int | None
     ) -> list[RecordedEvent]:
-        if backwards:
-            start = from_version if from_version is not None else 2**62
-            sql = "stream_version <= ? ORDER BY stream_version DESC"
-        else:
-            start = from_version or 0
-            sql = "stream_version >= ? ORDER BY stream_version"
+        sql = (
+            "stream_version <= ? ORDER BY stream_version DESC"
+            if backwards
+            else "stream_version >= ? ORDER BY stream_version"
+        )
         rows = await self._query(
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND {sql} LIMIT ?",
             (stream_id, start, limit if limit is not None else -1),

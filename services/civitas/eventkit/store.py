@@ -93,7 +93,8 @@ class EventStore(abc.ABC):
         if from_version is not None and (not isinstance(from_version, int) or from_version < 0):
             raise ValueError(f"from_version must be a revision >= 0, not {from_version!r}")
         _check_limit(limit)
-        return await self._read_stream(stream_id, from_version, backwards, limit)
+        start = from_version if from_version is not None else (2**62 if backwards else 0)
+        return await self._read_stream(stream_id, start, backwards, limit)
 
     async def stream_version(self, stream_id: str) -> int | None:
         """The revision of the last event in a stream, or None when it has none."""
@@ -182,8 +183,9 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def _read_stream(
-        self, stream_id: str, from_version: int | None, backwards: bool, limit: int | None
-    ) -> list[RecordedEvent]: ...
+        self, stream_id: str, start: int, backwards: bool, limit: int | None
+    ) -> list[RecordedEvent]:
+        """Events from revision ``start`` (inclusive) in the direction asked for."""
 
     @abc.abstractmethod
     async def _read_all(
