@@ -192,11 +192,10 @@ class SqliteEventStore(EventStore):
         _settle(outcomes)
 
     def _apply_group(self, group: list[_AppendRequest]) -> list[Outcome]:
-        """The common case, set-based: no event id stored yet, checks done in memory."""
+        """The common case, set-based, checks done in memory. A retried append fails the
+        version check (then its ids are looked up) or the insert on the unique event id
+        (then the caller goes one append at a time): either way it gets its stored result."""
         conn = self._writer
-        ids = [str(p.event.event_id) for request in group for p in request.events]
-        if any(_chunked(conn, "SELECT 1 FROM events WHERE event_id IN ({})", ids)):
-            return [self._apply_in_savepoint(request) for request in group]
         heads: dict[str, tuple[int, bytes]] = {
             row[0]: (row[1], row[2])
             for row in _chunked(
@@ -212,8 +211,8 @@ class SqliteEventStore(EventStore):
             head = heads.get(request.stream_id)
             try:
                 _check_version(request.stream_id, request.expected, head[0] if head else None)
-            except ConcurrencyError as exc:
-                outcomes.append((request, exc))
+            except ConcurrencyError as exc:  # a conflict, or an exact retry of a stored append
+                outcomes.append((request, self._stored_or(exc, request)))
                 continue
             version, last_hash = head if head else (-1, GENESIS)
             for prepared in request.events:
@@ -228,6 +227,14 @@ class SqliteEventStore(EventStore):
         )
         conn.executemany(_UPSERT_STREAM, [(s, v, h) for s, (v, h) in heads.items()])
         return outcomes
+
+    def _stored_or(
+        self, error: ConcurrencyError, request: _AppendRequest
+    ) -> AppendResult | BaseException:
+        try:
+            return self._find_duplicate(request) or error
+        except EventIdConflict as conflict:
+            return conflict
 
     def _apply_in_savepoint(self, request: _AppendRequest) -> Outcome:
         conn = self._writer
