@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -597,3 +598,47 @@ async def test_party_orgs_runs_with_every_store_on_postgres(clock: ManualClock) 
     finally:
         for suffix in ("", "_read", "_vault"):
             await drop_schema(schema + suffix)
+
+
+@pytest.mark.kafka
+async def test_with_kafka_configured_the_service_relays_its_events(
+    tmp_path: Path, clock: ManualClock, kafka_bootstrap: str
+) -> None:
+    from tests.integration.test_kafka import messages_on
+
+    settings = ServiceSettings.from_env(
+        "party_orgs",
+        {
+            "CIVITAS_VAR_DIR": str(tmp_path),
+            "CIVITAS_AUTH_SECRET": SECRET,
+            "CIVITAS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        },
+    )
+    async with run_party_orgs(settings, clock=clock, port=0) as running:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}") as channel:
+            client = Client(
+                pb_grpc.PartyOrgsServiceStub(channel),
+                channel,
+                TokenAuthority(SECRET),
+                running.store,
+            )
+            await seed(client)
+        stored = {
+            str(e.event_id).encode()
+            for e in await running.store.read_all(limit=10_000)
+            if not e.category.endswith("_snapshot")
+        }
+        checkpoint = "relay:civitas.party_orgs.events.v1"
+        for _ in range(100):
+            if (
+                await running.store.load_checkpoint(checkpoint)
+                == await running.store.head_position()
+            ):
+                break
+            await asyncio.sleep(0.1)
+
+    published = {
+        h["event_id"]
+        for *_, h, _ in await messages_on(kafka_bootstrap, "civitas.party_orgs.events.v1")
+    }
+    assert stored <= published

@@ -34,6 +34,7 @@ class ServiceSettings:
     metrics_port: int
     auth_secret: str
     kafka_bootstrap: str | None
+    kafka_partitions: int
     var_dir: Path
 
     @classmethod
@@ -63,6 +64,7 @@ class ServiceSettings:
             metrics_port=int(_get(env, "metrics_port", service, str(metrics_port))),
             auth_secret=secret,
             kafka_bootstrap=setting("kafka_bootstrap", service, None, env),
+            kafka_partitions=int(_get(env, "kafka_partitions", service, "6")),
             var_dir=var,
         )
 

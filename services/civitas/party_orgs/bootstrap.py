@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from civitas.chassis.auth import TokenAuthority
+from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import (
@@ -66,7 +67,8 @@ async def run_party_orgs(
     )
     log.info("party_orgs listening", port=server.port, store=settings.eventstore_url)
     try:
-        yield RunningPartyOrgs(app, store, server, directory)
+        async with relaying(store, settings):
+            yield RunningPartyOrgs(app, store, server, directory)
     finally:
         await server.stop()
         projecting.cancel()

@@ -1,0 +1,35 @@
+"""The relay each service runs beside its store when Kafka is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+
+from civitas.eventkit import EventStore
+from civitas.eventkit.kafka import Relay, TopicSpec, events_topic
+
+from .settings import ServiceSettings
+
+log = structlog.get_logger("civitas.relay")
+
+
+@contextlib.asynccontextmanager
+async def relaying(store: EventStore, settings: ServiceSettings) -> AsyncIterator[Relay | None]:
+    """Run the service's relay to ``civitas.<service>.events.v1`` while inside; without
+    ``CIVITAS_KAFKA_BOOTSTRAP`` there is none and consumers read the store directly."""
+    if not settings.kafka_bootstrap:
+        yield None
+        return
+    topic = TopicSpec(events_topic(settings.service), partitions=settings.kafka_partitions)
+    relay = Relay(store, settings.kafka_bootstrap, topic)
+    task = asyncio.create_task(relay.run(), name=f"relay-{settings.service}")
+    log.info("relaying", topic=topic.name, bootstrap=settings.kafka_bootstrap)
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
