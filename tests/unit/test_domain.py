@@ -98,3 +98,13 @@ def test_the_manual_clock_moves_only_when_told_and_stays_in_utc() -> None:
     assert clock.now().tzinfo is UTC
     with pytest.raises(ValueError, match="timezone-aware"):
         ManualClock(datetime(2026, 1, 1))
+
+
+def test_new_uuids_are_version_4_and_do_not_repeat() -> None:
+    from civitas.eventkit.ids import new_uuid
+
+    drawn = {new_uuid() for _ in range(10_000)}
+
+    assert len(drawn) == 10_000
+    assert {u.version for u in drawn} == {4}
+    assert {u.variant for u in drawn} == {uuid.RFC_4122}

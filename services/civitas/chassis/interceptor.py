@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from prometheus_client import Counter, Histogram
 
 from civitas import errors
 from civitas.eventkit import AggregateNotFound, ConcurrencyError, EventStoreError
+from civitas.eventkit.ids import new_uuid
 
 from .auth import Principal, TokenAuthority
 
@@ -108,7 +108,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             STARTED.labels(*labels).inc()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
-            correlation = metadata.get("x-correlation-id") or uuid.uuid4().hex
+            correlation = metadata.get("x-correlation-id") or new_uuid().hex
             CORRELATION_ID.set(correlation)
             structlog.contextvars.bind_contextvars(correlation_id=correlation, rpc=method)
             try:

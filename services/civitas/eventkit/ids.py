@@ -6,6 +6,8 @@ not create two profiles: the id is derived from the key, not drawn at random.
 
 from __future__ import annotations
 
+import os
+import random
 import uuid
 
 CIVITAS_NAMESPACE = uuid.UUID("5b0f2c1e-8f0a-4d8e-9c57-2a4c1d6e0b39")
@@ -17,3 +19,17 @@ def natural_id(kind: str, *key: object) -> uuid.UUID:
         raise ValueError("natural_id needs a kind and at least one key part")
     text = "\x1f".join([kind, *(str(part) for part in key)])
     return uuid.uuid5(CIVITAS_NAMESPACE, text)
+
+
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
+def new_uuid() -> uuid.UUID:
+    """A random (version 4) uuid for ids that must be unique but need not be secret.
+
+    ``uuid.uuid4()`` reads ``os.urandom`` on every call, which under a busy event
+    loop waits for the interpreter lock each time; this draws from a generator
+    seeded once from the OS (and again in a forked child, so processes differ).
+    """
+    return uuid.UUID(bytes=_ids.randbytes(16), version=4)

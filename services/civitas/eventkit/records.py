@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import InvalidEvent, InvalidExpectedVersion, InvalidStreamName
+from .ids import new_uuid
 
 
 class StreamState(enum.Enum):
@@ -79,7 +80,7 @@ class NewEvent:
 
     type: str
     data: Mapping[str, Any]
-    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = field(default_factory=new_uuid)
     schema_version: int = 1
     actor: str | None = None
     correlation_id: str | None = None

@@ -83,14 +83,18 @@ class Repository(Generic[A]):
         change: Callable[[A], None],
         metadata: Metadata | None = None,
         *,
+        loaded: A | None = None,
         attempts: int = 8,
     ) -> A:
-        """Load, apply ``change`` (a command method call), save; on a version conflict
-        wait a little (jittered, growing), load again and retry, up to ``attempts``
-        times. The command's guards run again on the fresh state, so a retry never acts
-        on stale data."""
+        """Load (or take the ``loaded`` aggregate, unchanged since it was read), apply
+        ``change`` (a command method call), save; on a version conflict wait a little
+        (jittered, growing), load again and retry, up to ``attempts`` times. The
+        command's guards run again on the fresh state, so a retry never acts on stale
+        data."""
         for attempt in range(1, attempts + 1):
-            aggregate = await self.get(aggregate_id)
+            aggregate = (
+                loaded if attempt == 1 and loaded is not None else await self.get(aggregate_id)
+            )
             change(aggregate)
             try:
                 await self.save(aggregate, metadata)

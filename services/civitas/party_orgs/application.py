@@ -68,6 +68,7 @@ class PartyOrgs:
         self.pairings = Repository(store, Pairing)
         self.vault = vault
         self.clock = clock
+        self._org_units: dict[str, str] = {}
 
     # -- administrative units ---------------------------------------------
 
@@ -232,7 +233,11 @@ class PartyOrgs:
             raise RuleViolation(f"{target.name} is dissolved")
         now = self.clock.now()
         return await self._update(
-            self.members, member_id, lambda m: m.start_transfer(to_org_id, now), caller
+            self.members,
+            member_id,
+            lambda m: m.start_transfer(to_org_id, now),
+            caller,
+            loaded=member,
         )
 
     async def receive_transfer(self, caller: Caller, member_id: str) -> Member:
@@ -246,7 +251,7 @@ class PartyOrgs:
             member.receive_transfer(now)  # raises: the letter expired
         await self._update(self.orgs, transfer.to_org_id, lambda o: o.enroll(member_id), caller)
         member = await self._update(
-            self.members, member_id, lambda m: m.receive_transfer(now), caller
+            self.members, member_id, lambda m: m.receive_transfer(now), caller, loaded=member
         )
         await self._update(self.orgs, transfer.from_org_id, lambda o: o.release(member_id), caller)
         return member
@@ -255,7 +260,7 @@ class PartyOrgs:
         member = await self._get(self.members, member_id, f"member {member_id}")
         await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
         return await self._update(
-            self.members, member_id, lambda m: m.cancel_transfer(reason), caller
+            self.members, member_id, lambda m: m.cancel_transfer(reason), caller, loaded=member
         )
 
     async def report_to_community(
@@ -296,6 +301,7 @@ class PartyOrgs:
                 activity_id, kind, description, tenths_of_hours, occurred_at, now
             ),
             caller,
+            loaded=member,
         )
 
     async def record_feedback(
@@ -309,6 +315,7 @@ class PartyOrgs:
             member_id,
             lambda m: m.record_feedback(feedback_id, rating, comment, now),
             caller,
+            loaded=member,
         )
 
     async def rate_appraisal(
@@ -318,7 +325,11 @@ class PartyOrgs:
         await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
         now = self.clock.now()
         return await self._update(
-            self.members, member_id, lambda m: m.rate_appraisal(year, rating, now), caller
+            self.members,
+            member_id,
+            lambda m: m.rate_appraisal(year, rating, now),
+            caller,
+            loaded=member,
         )
 
     # -- pairings -------------------------------------------------------------
@@ -348,8 +359,15 @@ class PartyOrgs:
     # -- helpers --------------------------------------------------------------
 
     async def _authorize_for_org(self, caller: Caller, roles: set[Role], org_id: str) -> None:
-        org = await self._get(self.orgs, org_id, f"organization {org_id}")
-        authorize(caller.principal, roles, org.unit_code)
+        authorize(caller.principal, roles, await self._unit_of(org_id))
+
+    async def _unit_of(self, org_id: str) -> str:
+        """The unit an org is bound to: fixed when it is founded, so kept once read."""
+        unit = self._org_units.get(org_id)
+        if unit is None:
+            unit = (await self._get(self.orgs, org_id, f"organization {org_id}")).unit_code
+            self._org_units[org_id] = unit
+        return unit
 
     async def _get(
         self,
@@ -376,9 +394,10 @@ class PartyOrgs:
         change: Callable[[A], None],
         caller: Caller,
         what: str | None = None,
+        loaded: A | None = None,
     ) -> A:
         try:
-            return await repository.update(aggregate_id, change, caller.metadata)
+            return await repository.update(aggregate_id, change, caller.metadata, loaded=loaded)
         except AggregateNotFound:
             raise NotFound(f"{what or aggregate_id} does not exist") from None
 
