@@ -54,12 +54,14 @@ def rows(engine: sa.Engine) -> list[tuple[object, ...]]:
         return read_balances(conn)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, poll: float = 0.1
+) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(poll)
 
 
 async def rebuilt_from_store(store: SqliteEventStore, tmp_path: Path) -> list[tuple[object, ...]]:
@@ -206,7 +208,10 @@ async def test_events_published_twice_after_a_lost_checkpoint_are_absorbed(
 @pytest.mark.slow
 async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
     store = SqliteEventStore(tmp_path / "events.db")
-    await fill_accounts(store, accounts=50, movements=80)
+    for a in range(100):  # long enough that a kill lands mid-way, quick to store
+        events = [NewEvent("AccountOpened", {"owner": f"o{a}", "community": "QH-01"})]
+        events += [NewEvent("MoneyDeposited", {"amount_fen": m}) for m in range(1, 201)]
+        await store.append(f"account-{a}", events, StreamState.NO_STREAM)
     head = await store.head_position()
     service = unique("k")
     relay_cmd = [
@@ -221,7 +226,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         "--kafka",
         kafka_bootstrap,
         "--batch-size",
-        "50",
+        "20",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     checkpoint = f"relay:{events_topic(service)}"
@@ -230,9 +235,9 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
     try:
 
         async def part_relayed() -> bool:
-            return await store.load_checkpoint(checkpoint) > head // 4
+            return await store.load_checkpoint(checkpoint) > head // 10
 
-        await eventually(part_relayed, 60, "the relay to publish a part")
+        await eventually(part_relayed, 60, "the relay to publish a part", poll=0.005)
     finally:
         first.send_signal(signal.SIGKILL)
         await first.wait()

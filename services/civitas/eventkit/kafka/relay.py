@@ -62,6 +62,8 @@ class Relay:
         self.bootstrap = bootstrap
         self.producer = idempotent_producer(bootstrap)
         self._partitioner = DefaultPartitioner()
+        self._partitions: dict[bytes, int] = {}
+        self._partition_count = 0
         self.topic = topic
         self.batch_size = batch_size
         self.window = window
@@ -139,7 +141,7 @@ class Relay:
                 "timestamp": None,
                 "headers": [(name, text.encode()) for name, text in headers.items()],
             }
-            partition = self._partitioner(key, partitions, partitions)
+            partition = self._partition_of(key, partitions)
             builder = builders.get(partition)
             if builder is None or builder.append(**record) is None:
                 if builder is not None:  # full: send it, start the next
@@ -150,6 +152,18 @@ class Relay:
         for partition, builder in builders.items():
             acks.append(await self._send_batch(builder, partition))
         return _Sent(acks, count, batch[-1].position)
+
+    def _partition_of(self, key: bytes, partitions: list[int]) -> int:
+        """The default partitioner's choice, remembered per stream (murmur2 is pure Python)."""
+        if len(partitions) != self._partition_count:
+            self._partitions.clear()
+            self._partition_count = len(partitions)
+        partition = self._partitions.get(key)
+        if partition is None:
+            if len(self._partitions) >= 100_000:
+                self._partitions.clear()
+            partition = self._partitions[key] = self._partitioner(key, partitions, partitions)
+        return partition
 
     async def _send_batch(self, builder: Any, partition: int) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await self.producer.send_batch(
