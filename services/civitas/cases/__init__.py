@@ -1,0 +1,1 @@
+"""cases: residents' requests from intake to follow-up (一门受理、全程代办)."""

@@ -1,0 +1,1 @@
+"""The cases domain: the Case aggregate, its state machine, deadlines. No transport."""

@@ -1,0 +1,503 @@
+"""A resident's request, from registration to follow-up.
+
+registered → classified → (answered on the spot → resolved) or (filed → dispatched
+to a handling unit → accepted, or returned with a reason → in progress, with
+notes; disputes go through mediation → agreement or failure) → resolved →
+follow-up with the resident's satisfaction → closed, or reopened when the
+resident is not satisfied. Also: reassign, merge a duplicate into an original,
+reject as out of scope, withdrawal by the resident, and supervision notices (督办)
+when a deadline passes, one per breached deadline.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from civitas.errors import InvalidInput, RuleViolation
+from civitas.eventkit import Aggregate, DomainEvent, applies
+
+
+class Channel(enum.StrEnum):
+    HOTLINE_12345 = "hotline_12345"
+    LIVELIHOOD_STATION = "livelihood_station"  # 民生工作站
+    SERVICE_CENTRE_WINDOW = "service_centre_window"
+    GRID_PATROL = "grid_patrol"
+    ONLINE = "online"
+
+
+class Urgency(enum.StrEnum):
+    URGENT = "urgent"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Status(enum.StrEnum):
+    REGISTERED = "registered"
+    CLASSIFIED = "classified"
+    FILED = "filed"
+    DISPATCHED = "dispatched"
+    IN_PROGRESS = "in_progress"
+    IN_MEDIATION = "in_mediation"
+    RESOLVED = "resolved"
+    FOLLOWED_UP = "followed_up"
+    CLOSED = "closed"
+    MERGED = "merged"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+FINAL = {Status.CLOSED, Status.MERGED, Status.REJECTED, Status.WITHDRAWN}
+OPEN = set(Status) - FINAL - {Status.RESOLVED, Status.FOLLOWED_UP}
+
+
+class Deadline(enum.StrEnum):
+    DISPATCH = "dispatch"
+    RESOLUTION = "resolution"
+
+
+@dataclass(frozen=True)
+class DeadlinePolicy:
+    """How long dispatch and resolution may take, by urgency (configurable)."""
+
+    dispatch: dict[Urgency, timedelta]
+    resolution: dict[Urgency, timedelta]
+
+    @classmethod
+    def default(cls) -> DeadlinePolicy:
+        return cls(
+            dispatch={
+                Urgency.URGENT: timedelta(hours=1),
+                Urgency.NORMAL: timedelta(hours=2),
+                Urgency.LOW: timedelta(hours=24),
+            },
+            resolution={
+                Urgency.URGENT: timedelta(hours=24),
+                Urgency.NORMAL: timedelta(days=7),
+                Urgency.LOW: timedelta(days=15),
+            },
+        )
+
+    def due(self, registered_at: datetime, urgency: Urgency) -> tuple[datetime, datetime]:
+        return registered_at + self.dispatch[urgency], registered_at + self.resolution[urgency]
+
+
+class CaseRegistered(DomainEvent):
+    channel: Channel
+    community_code: str
+    address: str
+    description: str
+    urgency: Urgency
+    resident_id: str
+    resident_name_ciphertext: str
+    resident_phone_ciphertext: str
+    registered_at: datetime
+    dispatch_due: datetime
+    resolution_due: datetime
+
+
+class CaseClassified(DomainEvent):
+    category: str
+    urgency: Urgency
+    dispatch_due: datetime
+    resolution_due: datetime
+
+
+class CaseAnsweredOnSpot(DomainEvent):
+    answer: str
+
+
+class CaseFiled(DomainEvent):
+    pass
+
+
+class CaseDispatched(DomainEvent):
+    grid_code: str
+    grid_branch_id: str | None
+    handler: str
+    dispatched_at: datetime
+
+
+class CaseAccepted(DomainEvent):
+    by: str
+
+
+class CaseReturned(DomainEvent):
+    reason: str
+
+
+class CaseReassigned(DomainEvent):
+    grid_code: str
+    grid_branch_id: str | None
+    handler: str
+    reason: str
+
+
+class ProgressNoted(DomainEvent):
+    note: str
+
+
+class MediationOpened(DomainEvent):
+    mediator: str
+
+
+class MediationSessionHeld(DomainEvent):
+    summary: str
+
+
+class MediationConcluded(DomainEvent):
+    agreed: bool
+    terms: str
+
+
+class CaseResolved(DomainEvent):
+    resolution: str
+    resolved_at: datetime
+
+
+class CaseFollowedUp(DomainEvent):
+    satisfaction: int
+    comment: str
+
+
+class CaseClosed(DomainEvent):
+    closed_at: datetime
+
+
+class CaseReopened(DomainEvent):
+    reason: str
+
+
+class CaseMerged(DomainEvent):
+    into_case_id: str
+
+
+class CaseRejected(DomainEvent):
+    reason: str
+
+
+class CaseWithdrawn(DomainEvent):
+    reason: str
+
+
+class SupervisionNoticeIssued(DomainEvent):
+    deadline: Deadline
+    due: datetime
+    issued_at: datetime
+
+
+def _text(label: str, value: str, limit: int = 2000) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise InvalidInput(f"{label} is required")
+    if len(value) > limit:
+        raise InvalidInput(f"{label} is longer than {limit} characters")
+    return value
+
+
+class Case(Aggregate):
+    """One resident's request."""
+
+    category = "case"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.status = Status.REGISTERED
+        self.channel = Channel.ONLINE
+        self.community_code = ""
+        self.address = ""
+        self.description = ""
+        self.urgency = Urgency.NORMAL
+        self.kind: str | None = None
+        self.resident_id = ""
+        self.registered_at: datetime | None = None
+        self.dispatch_due: datetime | None = None
+        self.resolution_due: datetime | None = None
+        self.dispatched_at: datetime | None = None
+        self.resolved_at: datetime | None = None
+        self.grid_code: str | None = None
+        self.handler: str | None = None
+        self.mediator: str | None = None
+        self.satisfaction: int | None = None
+        self.notices: set[Deadline] = set()
+        self.merged_into: str | None = None
+
+    # -- commands ----------------------------------------------------------------
+
+    @classmethod
+    def register(
+        cls,
+        case_id: str,
+        channel: Channel,
+        community_code: str,
+        address: str,
+        description: str,
+        urgency: Urgency,
+        resident_id: str,
+        name_ciphertext: str,
+        phone_ciphertext: str,
+        now: datetime,
+        policy: DeadlinePolicy,
+    ) -> Case:
+        dispatch_due, resolution_due = policy.due(now, urgency)
+        case = cls(case_id)
+        case._record(
+            CaseRegistered(
+                channel=channel,
+                community_code=community_code,
+                address=_text("address", address, 300),
+                description=_text("description", description),
+                urgency=urgency,
+                resident_id=resident_id,
+                resident_name_ciphertext=name_ciphertext,
+                resident_phone_ciphertext=phone_ciphertext,
+                registered_at=now,
+                dispatch_due=dispatch_due,
+                resolution_due=resolution_due,
+            )
+        )
+        return case
+
+    def classify(self, kind: str, urgency: Urgency, policy: DeadlinePolicy) -> None:
+        self._check_status(Status.REGISTERED, Status.CLASSIFIED, doing="classify")
+        assert self.registered_at is not None
+        dispatch_due, resolution_due = policy.due(self.registered_at, urgency)
+        self._record(
+            CaseClassified(
+                category=_text("category", kind, 100),
+                urgency=urgency,
+                dispatch_due=dispatch_due,
+                resolution_due=resolution_due,
+            )
+        )
+
+    def answer_on_spot(self, answer: str, now: datetime) -> None:
+        self._check_status(Status.CLASSIFIED, doing="answer on the spot")
+        self._record(CaseAnsweredOnSpot(answer=_text("answer", answer)))
+        self._record(CaseResolved(resolution=answer.strip(), resolved_at=now))
+
+    def file(self) -> None:
+        self._check_status(Status.CLASSIFIED, doing="file")
+        self._record(CaseFiled())
+
+    def dispatch(
+        self, grid_code: str, grid_branch_id: str | None, handler: str, now: datetime
+    ) -> None:
+        self._check_status(Status.FILED, doing="dispatch")
+        self._record(
+            CaseDispatched(
+                grid_code=grid_code,
+                grid_branch_id=grid_branch_id,
+                handler=_text("handler", handler, 100),
+                dispatched_at=now,
+            )
+        )
+
+    def accept(self, by: str) -> None:
+        self._check_status(Status.DISPATCHED, doing="accept")
+        self._record(CaseAccepted(by=_text("accepted by", by, 100)))
+
+    def return_to_sender(self, reason: str) -> None:
+        self._check_status(Status.DISPATCHED, doing="return")
+        self._record(CaseReturned(reason=_text("reason", reason)))
+
+    def reassign(
+        self, grid_code: str, grid_branch_id: str | None, handler: str, reason: str
+    ) -> None:
+        self._check_status(Status.DISPATCHED, Status.IN_PROGRESS, doing="reassign")
+        if grid_code == self.grid_code and handler == self.handler:
+            raise RuleViolation(f"the case is with {handler} of {grid_code} already")
+        self._record(
+            CaseReassigned(
+                grid_code=grid_code,
+                grid_branch_id=grid_branch_id,
+                handler=_text("handler", handler, 100),
+                reason=_text("reason", reason),
+            )
+        )
+
+    def note_progress(self, note: str) -> None:
+        self._check_status(Status.IN_PROGRESS, Status.IN_MEDIATION, doing="note progress on")
+        self._record(ProgressNoted(note=_text("note", note)))
+
+    def open_mediation(self, mediator: str) -> None:
+        self._check_status(Status.IN_PROGRESS, doing="open mediation on")
+        self._record(MediationOpened(mediator=_text("mediator", mediator, 100)))
+
+    def hold_mediation_session(self, summary: str) -> None:
+        self._check_status(Status.IN_MEDIATION, doing="hold a mediation session on")
+        self._record(MediationSessionHeld(summary=_text("summary", summary)))
+
+    def conclude_mediation(self, agreed: bool, terms: str) -> None:
+        self._check_status(Status.IN_MEDIATION, doing="conclude mediation on")
+        self._record(MediationConcluded(agreed=agreed, terms=_text("terms", terms)))
+
+    def resolve(self, resolution: str, now: datetime) -> None:
+        self._check_status(Status.IN_PROGRESS, doing="resolve")
+        self._record(CaseResolved(resolution=_text("resolution", resolution), resolved_at=now))
+
+    def follow_up(self, satisfaction: int, comment: str) -> None:
+        self._check_status(Status.RESOLVED, doing="follow up")
+        if not 1 <= satisfaction <= 5:
+            raise InvalidInput(f"satisfaction is from 1 to 5, not {satisfaction}")
+        self._record(CaseFollowedUp(satisfaction=satisfaction, comment=(comment or "").strip()))
+
+    def close(self, now: datetime) -> None:
+        self._check_status(Status.FOLLOWED_UP, doing="close")
+        if self.satisfaction is not None and self.satisfaction <= 2:
+            raise RuleViolation(f"the resident rated {self.satisfaction} of 5: reopen the case")
+        self._record(CaseClosed(closed_at=now))
+
+    def reopen(self, reason: str) -> None:
+        self._check_status(Status.FOLLOWED_UP, doing="reopen")
+        self._record(CaseReopened(reason=_text("reason", reason)))
+
+    def merge_into(self, original: Case) -> None:
+        self._check_not_final(doing="merge")
+        if original.id == self.id:
+            raise RuleViolation("a case cannot be merged into itself")
+        if original.status in FINAL:
+            raise RuleViolation(f"the original case is {original.status}")
+        self._record(CaseMerged(into_case_id=original.id))
+
+    def reject(self, reason: str) -> None:
+        self._check_status(Status.REGISTERED, Status.CLASSIFIED, doing="reject")
+        self._record(CaseRejected(reason=_text("reason", reason)))
+
+    def withdraw(self, reason: str) -> None:
+        self._check_not_final(doing="withdraw")
+        if self.status in (Status.RESOLVED, Status.FOLLOWED_UP):
+            raise RuleViolation("a resolved case is closed or reopened, not withdrawn")
+        self._record(CaseWithdrawn(reason=(reason or "").strip() or "resident withdrew"))
+
+    def supervise(self, now: datetime) -> list[Deadline]:
+        """Issue a notice for each deadline breached now and not noticed yet."""
+        issued = []
+        for deadline in self.breached(now):
+            if deadline not in self.notices:
+                due = self.dispatch_due if deadline is Deadline.DISPATCH else self.resolution_due
+                assert due is not None
+                self._record(SupervisionNoticeIssued(deadline=deadline, due=due, issued_at=now))
+                issued.append(deadline)
+        return issued
+
+    # -- queries ------------------------------------------------------------------
+
+    def breached(self, now: datetime) -> list[Deadline]:
+        """The deadlines this case has passed, by its state now."""
+        late = []
+        undispatched = self.status in (Status.REGISTERED, Status.CLASSIFIED, Status.FILED)
+        if undispatched and self.dispatch_due and now > self.dispatch_due:
+            late.append(Deadline.DISPATCH)
+        if self.status in OPEN and self.resolution_due and now > self.resolution_due:
+            late.append(Deadline.RESOLUTION)
+        return late
+
+    # -- guards -----------------------------------------------------------------------
+
+    def _check_status(self, *allowed: Status, doing: str) -> None:
+        if self.status not in allowed:
+            raise RuleViolation(
+                f"cannot {doing} a case that is {self.status.value.replace('_', ' ')}"
+            )
+
+    def _check_not_final(self, doing: str) -> None:
+        if self.status in FINAL:
+            raise RuleViolation(f"cannot {doing} a case that is {self.status}")
+
+    # -- state changes ------------------------------------------------------------------
+
+    @applies
+    def _on_registered(self, event: CaseRegistered) -> None:
+        self.status, self.channel = Status.REGISTERED, event.channel
+        self.community_code, self.address = event.community_code, event.address
+        self.description, self.urgency = event.description, event.urgency
+        self.resident_id, self.registered_at = event.resident_id, event.registered_at
+        self.dispatch_due, self.resolution_due = event.dispatch_due, event.resolution_due
+
+    @applies
+    def _on_classified(self, event: CaseClassified) -> None:
+        self.status, self.kind, self.urgency = Status.CLASSIFIED, event.category, event.urgency
+        self.dispatch_due, self.resolution_due = event.dispatch_due, event.resolution_due
+
+    @applies
+    def _on_answered(self, event: CaseAnsweredOnSpot) -> None:
+        pass  # the CaseResolved that follows changes the state
+
+    @applies
+    def _on_filed(self, event: CaseFiled) -> None:
+        self.status = Status.FILED
+
+    @applies
+    def _on_dispatched(self, event: CaseDispatched) -> None:
+        self.status, self.grid_code, self.handler = (
+            Status.DISPATCHED,
+            event.grid_code,
+            event.handler,
+        )
+        self.dispatched_at = event.dispatched_at
+
+    @applies
+    def _on_accepted(self, event: CaseAccepted) -> None:
+        self.status = Status.IN_PROGRESS
+
+    @applies
+    def _on_returned(self, event: CaseReturned) -> None:
+        self.status, self.grid_code, self.handler = Status.FILED, None, None
+
+    @applies
+    def _on_reassigned(self, event: CaseReassigned) -> None:
+        self.status, self.grid_code, self.handler = (
+            Status.DISPATCHED,
+            event.grid_code,
+            event.handler,
+        )
+
+    @applies
+    def _on_noted(self, event: ProgressNoted) -> None:
+        pass
+
+    @applies
+    def _on_mediation_opened(self, event: MediationOpened) -> None:
+        self.status, self.mediator = Status.IN_MEDIATION, event.mediator
+
+    @applies
+    def _on_mediation_session(self, event: MediationSessionHeld) -> None:
+        pass
+
+    @applies
+    def _on_mediation_concluded(self, event: MediationConcluded) -> None:
+        self.status = Status.IN_PROGRESS
+
+    @applies
+    def _on_resolved(self, event: CaseResolved) -> None:
+        self.status, self.resolved_at = Status.RESOLVED, event.resolved_at
+
+    @applies
+    def _on_followed_up(self, event: CaseFollowedUp) -> None:
+        self.status, self.satisfaction = Status.FOLLOWED_UP, event.satisfaction
+
+    @applies
+    def _on_closed(self, event: CaseClosed) -> None:
+        self.status = Status.CLOSED
+
+    @applies
+    def _on_reopened(self, event: CaseReopened) -> None:
+        self.status, self.satisfaction, self.resolved_at = Status.IN_PROGRESS, None, None
+
+    @applies
+    def _on_merged(self, event: CaseMerged) -> None:
+        self.status, self.merged_into = Status.MERGED, event.into_case_id
+
+    @applies
+    def _on_rejected(self, event: CaseRejected) -> None:
+        self.status = Status.REJECTED
+
+    @applies
+    def _on_withdrawn(self, event: CaseWithdrawn) -> None:
+        self.status = Status.WITHDRAWN
+
+    @applies
+    def _on_notice(self, event: SupervisionNoticeIssued) -> None:
+        self.notices.add(event.deadline)

@@ -1,0 +1,242 @@
+"""The Case state machine: transitions, refusals, deadlines, and random sequences."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from civitas.cases.domain.case import (
+    FINAL,
+    Case,
+    Channel,
+    Deadline,
+    DeadlinePolicy,
+    Status,
+    Urgency,
+)
+from civitas.errors import InvalidInput, RuleViolation
+
+T0 = datetime(2026, 4, 1, 9, tzinfo=UTC)
+POLICY = DeadlinePolicy.default()
+
+
+def new_case(urgency: Urgency = Urgency.NORMAL, case_id: str = "c1") -> Case:
+    return Case.register(
+        case_id,
+        Channel.HOTLINE_12345,
+        "QH-01-01",
+        "大光路12号",
+        "楼道灯坏了",
+        urgency,
+        "r1",
+        "pd1:a:b",
+        "pd1:c:d",
+        T0,
+        POLICY,
+    )
+
+
+def dispatched(case: Case | None = None) -> Case:
+    case = case or new_case()
+    case.classify("公共设施", Urgency.NORMAL, POLICY)
+    case.file()
+    case.dispatch("QH-01-01-G01", "branch-1", "王芳", T0 + timedelta(minutes=30))
+    return case
+
+
+def test_a_request_answered_on_the_spot_is_resolved_at_once() -> None:
+    case = new_case()
+    case.classify("政策咨询", Urgency.LOW, POLICY)
+    case.answer_on_spot("医保报销在街道服务中心窗口办理", T0)
+
+    assert case.status is Status.RESOLVED
+    assert [type(e).__name__ for e in case.collect_pending()][-2:] == [
+        "CaseAnsweredOnSpot",
+        "CaseResolved",
+    ]
+
+
+def test_the_long_path_through_mediation_to_closing() -> None:
+    case = dispatched()
+    case.accept("王芳")
+    case.note_progress("已联系物业")
+    case.open_mediation("老党员调解员 陈")
+    case.hold_mediation_session("双方到场")
+    case.conclude_mediation(True, "物业三日内修复")
+    case.resolve("已修复", T0 + timedelta(days=2))
+    case.follow_up(5, "满意")
+    case.close(T0 + timedelta(days=3))
+
+    assert case.status is Status.CLOSED
+    assert Case.replay("c1", case.collect_pending()).status is Status.CLOSED
+
+
+def test_a_returned_case_goes_back_to_be_dispatched_again() -> None:
+    case = dispatched()
+    case.return_to_sender("不属于本网格")
+
+    assert (case.status, case.grid_code) == (Status.FILED, None)
+    case.dispatch("QH-01-01-G02", None, "李强", T0 + timedelta(hours=1))
+    assert case.grid_code == "QH-01-01-G02"
+
+
+def test_an_unsatisfied_resident_gets_the_case_reopened_not_closed() -> None:
+    case = dispatched()
+    case.accept("王芳")
+    case.resolve("已处理", T0 + timedelta(days=1))
+    case.follow_up(2, "没修好")
+
+    with pytest.raises(RuleViolation, match="rated 2 of 5"):
+        case.close(T0 + timedelta(days=2))
+    case.reopen("居民不满意")
+    assert case.status is Status.IN_PROGRESS
+
+
+def test_deadlines_follow_urgency_and_classification_recomputes_them() -> None:
+    urgent = new_case(Urgency.URGENT)
+    low = new_case(Urgency.LOW)
+
+    assert (urgent.dispatch_due, urgent.resolution_due) == (
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=24),
+    )
+    assert (low.dispatch_due, low.resolution_due) == (
+        T0 + timedelta(hours=24),
+        T0 + timedelta(days=15),
+    )
+    low.classify("安全隐患", Urgency.URGENT, POLICY)
+    assert low.dispatch_due == T0 + timedelta(hours=1)
+
+
+def test_a_breached_deadline_gets_one_notice_however_often_it_is_checked() -> None:
+    case = new_case(Urgency.URGENT)
+    assert case.supervise(T0 + timedelta(minutes=59)) == []
+
+    first = case.supervise(T0 + timedelta(hours=2))
+    again = case.supervise(T0 + timedelta(hours=3))
+    later = case.supervise(T0 + timedelta(hours=25))
+
+    assert (first, again, later) == ([Deadline.DISPATCH], [], [Deadline.RESOLUTION])
+
+
+def test_a_dispatched_case_is_no_longer_late_for_dispatch() -> None:
+    case = dispatched(new_case(Urgency.URGENT))
+    assert case.breached(T0 + timedelta(hours=2)) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (lambda c: c.file(), "cannot file a case that is registered"),
+        (lambda c: c.accept("x"), "cannot accept"),
+        (lambda c: c.resolve("x", T0), "cannot resolve"),
+        (lambda c: c.follow_up(5, ""), "cannot follow up"),
+        (lambda c: c.close(T0), "cannot close"),
+        (lambda c: c.open_mediation("x"), "cannot open mediation"),
+    ],
+)
+def test_a_command_out_of_turn_is_refused_and_records_nothing(command: Any, message: str) -> None:
+    case = new_case()
+    with pytest.raises(RuleViolation, match=message):
+        command(case)
+    assert len(case.collect_pending()) == 1
+
+
+def test_merge_reject_and_withdraw_end_a_case_for_good() -> None:
+    original, duplicate, rejected, withdrawn = (new_case(case_id=i) for i in "abcd")
+    duplicate.merge_into(original)
+    rejected.reject("属于法院受理范围")
+    withdrawn.withdraw("已自行解决")
+
+    assert (duplicate.status, duplicate.merged_into) == (Status.MERGED, "a")
+    for case in (duplicate, rejected, withdrawn):
+        with pytest.raises(RuleViolation, match="cannot"):
+            case.withdraw("again")
+    with pytest.raises(RuleViolation, match="into itself"):
+        original.merge_into(original)
+    with pytest.raises(RuleViolation, match="original case is merged"):
+        new_case(case_id="e").merge_into(duplicate)
+
+
+def test_bad_values_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="description is required"):
+        Case.register(
+            "x", Channel.ONLINE, "QH-01-01", "a", " ", Urgency.LOW, "r", "", "", T0, POLICY
+        )
+    case = dispatched()
+    case.accept("王芳")
+    case.resolve("好了", T0)
+    with pytest.raises(InvalidInput, match="from 1 to 5"):
+        case.follow_up(0, "")
+
+
+# -- random sequences --------------------------------------------------------------------
+
+COMMANDS = {
+    "classify": lambda c, t: c.classify("类别", Urgency.URGENT, POLICY),
+    "answer": lambda c, t: c.answer_on_spot("答复", t),
+    "file": lambda c, t: c.file(),
+    "dispatch": lambda c, t: c.dispatch("QH-01-01-G01", None, "王芳", t),
+    "accept": lambda c, t: c.accept("王芳"),
+    "return": lambda c, t: c.return_to_sender("不属于"),
+    "reassign": lambda c, t: c.reassign("QH-01-01-G02", None, "李强", "转交"),
+    "note": lambda c, t: c.note_progress("进展"),
+    "mediate": lambda c, t: c.open_mediation("陈"),
+    "session": lambda c, t: c.hold_mediation_session("会谈"),
+    "conclude": lambda c, t: c.conclude_mediation(False, "未达成"),
+    "resolve": lambda c, t: c.resolve("解决", t),
+    "follow_up_happy": lambda c, t: c.follow_up(5, ""),
+    "follow_up_unhappy": lambda c, t: c.follow_up(1, ""),
+    "close": lambda c, t: c.close(t),
+    "reopen": lambda c, t: c.reopen("不满意"),
+    "reject": lambda c, t: c.reject("不受理"),
+    "withdraw": lambda c, t: c.withdraw(""),
+    "supervise": lambda c, t: c.supervise(t),
+}
+
+
+def state_of(case: Case) -> dict[str, Any]:
+    return {k: v for k, v in vars(case).items() if k != "_pending"}
+
+
+def check_invariants(case: Case) -> None:
+    assert case.status in Status
+    if case.status in (Status.DISPATCHED, Status.IN_PROGRESS, Status.IN_MEDIATION):
+        assert case.grid_code
+        assert case.handler
+    if case.status in (Status.RESOLVED, Status.FOLLOWED_UP, Status.CLOSED):
+        assert case.resolved_at is not None
+    if case.status in (Status.FOLLOWED_UP, Status.CLOSED):
+        assert case.satisfaction is not None
+    if case.status is Status.CLOSED:
+        assert (case.satisfaction or 0) > 2
+    if case.status is Status.IN_MEDIATION:
+        assert case.mediator
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(sorted(COMMANDS)), st.integers(0, 60 * 24 * 20)), max_size=40
+    )
+)
+def test_random_command_sequences_keep_the_case_valid_and_replayable(steps: list) -> None:
+    case = new_case(Urgency.URGENT)
+    for name, minutes in steps:
+        before, recorded = state_of(case), len(case.collect_pending())
+        was_final = case.status in FINAL
+        try:
+            COMMANDS[name](case, T0 + timedelta(minutes=minutes))
+        except (RuleViolation, InvalidInput):
+            assert state_of(case) == before, f"a refused {name} changed the case"
+            assert len(case.collect_pending()) == recorded
+        else:
+            assert not was_final or name == "supervise", f"{name} changed a final case"
+        check_invariants(case)
+
+    replayed = Case.replay(case.id, case.collect_pending())
+    assert state_of(replayed) == state_of(case)
