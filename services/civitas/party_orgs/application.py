@@ -25,11 +25,12 @@ from civitas.eventkit import (
     Repository,
 )
 from civitas.eventkit.personal import PersonalDataVault
+from civitas.geography import UnitKind, parse_unit_code
 
 from .domain.members import AppraisalRating, CardActivityKind, Member, member_id_for
 from .domain.orgs import OrgKind, PartyOrg, SeatRole, org_id_for
 from .domain.pairings import Pairing, pairing_id_for
-from .domain.units import AdminUnit, UnitKind, parse_unit_code
+from .domain.units import AdminUnit
 
 A = TypeVar("A", AdminUnit, PartyOrg, Member, Pairing)
 R = Role

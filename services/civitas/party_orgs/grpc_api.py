@@ -12,13 +12,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from civitas.chassis.interceptor import current_correlation_id, current_principal
 from civitas.errors import InvalidInput, NotFound
+from civitas.geography import UnitKind, parse_unit_code
 
 from .application import Caller, PartyOrgs
 from .directory import DirectoryQueries
 from .domain.members import AppraisalRating, CardActivityKind, Member
 from .domain.orgs import OrgKind, PartyOrg, SeatRole, org_id_for
 from .domain.pairings import Pairing
-from .domain.units import AdminUnit, UnitKind, parse_unit_code
+from .domain.units import AdminUnit
 from .v1 import party_orgs_pb2 as pb
 from .v1 import party_orgs_pb2_grpc as pb_grpc
 

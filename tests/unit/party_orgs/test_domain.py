@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from civitas.errors import InvalidInput, RuleViolation
+from civitas.geography import UnitKind, parse_unit_code
 from civitas.party_orgs.domain.members import (
     AppraisalRating,
     CardActivityKind,
@@ -23,7 +24,7 @@ from civitas.party_orgs.domain.orgs import (
     org_id_for,
 )
 from civitas.party_orgs.domain.pairings import Pairing
-from civitas.party_orgs.domain.units import AdminUnit, UnitKind, parse_unit_code
+from civitas.party_orgs.domain.units import AdminUnit
 
 NOW = datetime(2026, 3, 10, 9, tzinfo=UTC)
 

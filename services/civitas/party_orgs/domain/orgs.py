@@ -6,8 +6,9 @@ import enum
 
 from civitas.errors import InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
+from civitas.geography import UnitKind
 
-from .units import UnitKind, check_text
+from .units import check_text
 
 BRANCH_CAPACITY = 50
 

@@ -2,38 +2,9 @@
 
 from __future__ import annotations
 
-import enum
-import re
-
 from civitas.errors import InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies
-
-
-class UnitKind(enum.StrEnum):
-    DISTRICT = "district"
-    STREET = "street"
-    COMMUNITY = "community"
-    GRID = "grid"
-
-
-_CODE_SHAPES = [
-    (UnitKind.GRID, re.compile(r"^(?P<parent>[A-Z]{2,4}-\d{2}-\d{2})-G\d{2,3}$")),
-    (UnitKind.COMMUNITY, re.compile(r"^(?P<parent>[A-Z]{2,4}-\d{2})-\d{2}$")),
-    (UnitKind.STREET, re.compile(r"^(?P<parent>[A-Z]{2,4})-\d{2}$")),
-    (UnitKind.DISTRICT, re.compile(r"^[A-Z]{2,4}$")),
-]
-
-
-def parse_unit_code(code: str) -> tuple[UnitKind, str | None]:
-    """The kind of unit a code names, and its parent's code."""
-    for kind, shape in _CODE_SHAPES:
-        match = shape.match(code or "")
-        if match:
-            return kind, match.groupdict().get("parent")
-    raise InvalidInput(
-        f"unit code {code!r} is not QH (district), QH-03 (street), QH-03-07 (community) "
-        "or QH-03-07-G02 (grid)"
-    )
+from civitas.geography import UnitKind, parse_unit_code
 
 
 def check_text(label: str, value: str, limit: int = 100) -> str:

@@ -1,0 +1,46 @@
+"""The administrative geography's codes, shared by every service.
+
+District → street → community → grid: ``QH``, ``QH-03``, ``QH-03-07``,
+``QH-03-07-G02``. A code names its kind and its parent, and a scope over a code
+covers every code below it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from civitas.errors import InvalidInput
+
+
+class UnitKind(enum.StrEnum):
+    DISTRICT = "district"
+    STREET = "street"
+    COMMUNITY = "community"
+    GRID = "grid"
+
+
+_CODE_SHAPES = [
+    (UnitKind.GRID, re.compile(r"^(?P<parent>[A-Z]{2,4}-\d{2}-\d{2})-G\d{2,3}$")),
+    (UnitKind.COMMUNITY, re.compile(r"^(?P<parent>[A-Z]{2,4}-\d{2})-\d{2}$")),
+    (UnitKind.STREET, re.compile(r"^(?P<parent>[A-Z]{2,4})-\d{2}$")),
+    (UnitKind.DISTRICT, re.compile(r"^[A-Z]{2,4}$")),
+]
+
+
+def parse_unit_code(code: str) -> tuple[UnitKind, str | None]:
+    """The kind of unit a code names, and its parent's code."""
+    for kind, shape in _CODE_SHAPES:
+        match = shape.match(code or "")
+        if match:
+            return kind, match.groupdict().get("parent")
+    raise InvalidInput(
+        f"unit code {code!r} is not QH (district), QH-03 (street), QH-03-07 (community) "
+        "or QH-03-07-G02 (grid)"
+    )
+
+
+def street_of(code: str) -> str | None:
+    """The street a community or grid code lies in (None for the district)."""
+    kind, _ = parse_unit_code(code)
+    return None if kind is UnitKind.DISTRICT else "-".join(code.split("-")[:2])
