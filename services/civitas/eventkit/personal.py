@@ -11,20 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import os
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .ids import new_uuid
+
 PREFIX = "pd1"
 ERASED = "[erased]"
 
+_tables = sa.MetaData()
 _keys = sa.Table(
     "personal_keys",
-    sa.MetaData(),
+    _tables,
     sa.Column("person_id", sa.String(200), primary_key=True),
     sa.Column("key", sa.LargeBinary, nullable=False),
 )
+# Natural key (a phone number) → person id, through a keyed hash: a plain hash of a
+# phone number could be reversed by trying every number, which would undo erasure.
+_index = sa.Table(
+    "personal_index",
+    _tables,
+    sa.Column("lookup", sa.LargeBinary, primary_key=True),
+    sa.Column("person_id", sa.String(200), nullable=False, index=True),
+)
+_INDEX_KEY_ID = "__index_key__"
 
 
 class PersonalDataVault:
@@ -33,10 +47,30 @@ class PersonalDataVault:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._cache: dict[str, bytes] = {}
+        self._index_key: bytes | None = None
 
     async def setup(self) -> None:
-        """Create the key table if it is missing."""
-        await asyncio.to_thread(_keys.metadata.create_all, self.engine)
+        """Create the tables if they are missing, and the secret of the lookup index."""
+        await asyncio.to_thread(_tables.create_all, self.engine)
+        self._index_key = await self._key(_INDEX_KEY_ID, create=True)
+
+    async def person_for(self, kind: str, natural_key: str) -> str:
+        """The id of the person a natural key names (made on first use; random, so it
+        says nothing about the key)."""
+        lookup = hmac.new(
+            self._index_key or b"", f"{kind}:{natural_key}".encode(), hashlib.sha256
+        ).digest()
+
+        def find_or_make() -> str:
+            with self.engine.begin() as conn:
+                found = conn.scalar(sa.select(_index.c.person_id).where(_index.c.lookup == lookup))
+                if found is not None:
+                    return str(found)
+                person_id = f"{kind}-{new_uuid()}"
+                conn.execute(_index.insert().values(lookup=lookup, person_id=person_id))
+                return person_id
+
+        return await asyncio.to_thread(find_or_make)
 
     async def seal(self, person_id: str, plaintext: str) -> str:
         """Ciphertext of ``plaintext`` under the person's key (made on first use)."""
@@ -66,6 +100,7 @@ class PersonalDataVault:
 
         def delete() -> int:
             with self.engine.begin() as conn:
+                conn.execute(_index.delete().where(_index.c.person_id == person_id))
                 return conn.execute(_keys.delete().where(_keys.c.person_id == person_id)).rowcount
 
         return await asyncio.to_thread(delete) > 0

@@ -1,0 +1,42 @@
+"""Personal data sealed per person; forgetting deletes the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from civitas.eventkit import create_read_model_engine
+from civitas.eventkit.personal import ERASED, PersonalDataVault
+
+
+@pytest.fixture
+async def vault(tmp_path: Path) -> PersonalDataVault:
+    vault = PersonalDataVault(create_read_model_engine(f"sqlite:///{tmp_path}/vault.db"))
+    await vault.setup()
+    return vault
+
+
+async def test_sealed_text_opens_only_for_its_person(vault: PersonalDataVault) -> None:
+    sealed = await vault.seal("p1", "王芳 13800001111")
+
+    assert "王芳" not in sealed
+    assert await vault.open("p1", sealed) == "王芳 13800001111"
+    await vault.seal("p2", "x")
+    with pytest.raises(InvalidTag):  # another person's key does not open it
+        await vault.open("p2", sealed)
+
+
+async def test_a_forgotten_person_reads_as_erased_and_gets_a_new_id(
+    vault: PersonalDataVault,
+) -> None:
+    person = await vault.person_for("resident", "13800001111")
+    assert person == await vault.person_for("resident", "13800001111")
+    sealed = await vault.seal(person, "王芳")
+
+    assert await vault.forget(person)
+
+    assert await vault.show(person, sealed) == ERASED
+    assert await vault.person_for("resident", "13800001111") != person
+    assert not await vault.forget(person)
