@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC
-from typing import Any, TypeVar
+from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_correlation_id, current_principal
 from civitas.errors import InvalidInput, NotFound
 from civitas.geography import UnitKind, parse_unit_code
@@ -23,40 +20,11 @@ from .domain.units import AdminUnit
 from .v1 import party_orgs_pb2 as pb
 from .v1 import party_orgs_pb2_grpc as pb_grpc
 
-E = TypeVar("E", OrgKind, SeatRole, CardActivityKind, AppraisalRating)
-
-
-def _enum_in(value: int, proto_enum: Any, prefix: str, domain: type[E], field: str) -> E:
-    """A proto enum value as the domain's enum; UNSPECIFIED or unknown is bad input."""
-    name = proto_enum.Name(value) if value in proto_enum.values() else ""
-    if not name or name.endswith("_UNSPECIFIED"):
-        raise InvalidInput(f"{field} is required")
-    return domain(name.removeprefix(prefix).lower())
-
-
-def _enum_out(value: Any, proto_enum: Any, prefix: str) -> Any:
-    return proto_enum.Value(prefix + value.value.upper())
-
-
-def _uuid(value: str, field: str) -> str:
-    if not value:
-        raise InvalidInput(f"{field} is required")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)") from None
-
-
-def _timestamp(moment: Any) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
 
 def unit_to_proto(unit: AdminUnit) -> pb.AdminUnit:
     return pb.AdminUnit(
         code=unit.id,
-        kind=_enum_out(unit.kind, pb.AdminUnitKind, "ADMIN_UNIT_KIND_"),
+        kind=enum_out(unit.kind, pb.AdminUnitKind, "ADMIN_UNIT_KIND_"),
         name=unit.name,
         parent_code=unit.parent_code or "",
         population=unit.population,
@@ -72,13 +40,13 @@ def unit_to_proto(unit: AdminUnit) -> pb.AdminUnit:
 def org_to_proto(org: PartyOrg) -> pb.PartyOrg:
     return pb.PartyOrg(
         org_id=org.id,
-        kind=_enum_out(org.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_"),
+        kind=enum_out(org.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_"),
         name=org.name,
         parent_id=org.parent_id or "",
         unit_code=org.unit_code,
         seats=[
             pb.CommitteeSeat(
-                role=_enum_out(s.role, pb.SeatRole, "SEAT_ROLE_"),
+                role=enum_out(s.role, pb.SeatRole, "SEAT_ROLE_"),
                 holder=s.holder,
                 member_id=s.member_id or "",
                 stationed_unit=s.stationed_unit or "",
@@ -96,7 +64,7 @@ def pairing_to_proto(pairing: Pairing) -> pb.Pairing:
         pairing_id=pairing.id,
         organ_org_id=pairing.organ_org_id,
         community_org_id=pairing.community_org_id,
-        formed_at=_timestamp(pairing.formed_at) if pairing.formed_at else None,
+        formed_at=timestamp_out(pairing.formed_at) if pairing.formed_at else None,
         ended=not pairing.active,
         end_reason=pairing.end_reason or "",
     )
@@ -127,17 +95,17 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             residence_community_code=member.residence_community or "",
             pending_transfer=pb.PendingTransfer(
                 to_org_id=transfer.to_org_id,
-                letter_expires_at=_timestamp(transfer.letter_expires_at),
+                letter_expires_at=timestamp_out(transfer.letter_expires_at),
             )
             if transfer
             else None,
             activities=[
                 pb.CardActivity(
                     activity_id=a.activity_id,
-                    kind=_enum_out(a.kind, pb.CardActivityKind, "CARD_ACTIVITY_KIND_"),
+                    kind=enum_out(a.kind, pb.CardActivityKind, "CARD_ACTIVITY_KIND_"),
                     description=a.description,
                     tenths_of_hours=a.tenths_of_hours,
-                    occurred_at=_timestamp(a.occurred_at),
+                    occurred_at=timestamp_out(a.occurred_at),
                 )
                 for a in member.activities.values()
             ],
@@ -146,12 +114,12 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
                     feedback_id=f.feedback_id,
                     rating=f.rating,
                     comment=f.comment,
-                    recorded_at=_timestamp(f.recorded_at),
+                    recorded_at=timestamp_out(f.recorded_at),
                 )
                 for f in member.feedback.values()
             ],
             appraisals=[
-                pb.Appraisal(year=y, rating=_enum_out(r, pb.AppraisalRating, "APPRAISAL_RATING_"))
+                pb.Appraisal(year=y, rating=enum_out(r, pb.AppraisalRating, "APPRAISAL_RATING_"))
                 for y, r in sorted(member.appraisals.items())
             ],
         )
@@ -188,7 +156,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.AssignGridPostRequest, context: Any
     ) -> pb.AssignGridPostResponse:
         parse_unit_code(request.grid_code)
-        member_id = _uuid(request.member_id, "member_id") if request.member_id else None
+        member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
         unit = await self.app.assign_post(
             self._caller(), request.grid_code, request.post, request.holder, member_id, request.duty
         )
@@ -254,8 +222,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     async def FoundPartyOrg(
         self, request: pb.FoundPartyOrgRequest, context: Any
     ) -> pb.FoundPartyOrgResponse:
-        kind = _enum_in(request.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_", OrgKind, "kind")
-        parent = _uuid(request.parent_id, "parent_id") if request.parent_id else None
+        kind = enum_in(request.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_", OrgKind, "kind")
+        parent = uuid_in(request.parent_id, "parent_id") if request.parent_id else None
         if not request.unit_code:
             raise InvalidInput("unit_code is required")
         org = await self.app.found_org(
@@ -268,8 +236,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.MovePartyOrgResponse:
         org = await self.app.move_org(
             self._caller(),
-            _uuid(request.org_id, "org_id"),
-            _uuid(request.new_parent_id, "new_parent_id"),
+            uuid_in(request.org_id, "org_id"),
+            uuid_in(request.new_parent_id, "new_parent_id"),
         )
         return pb.MovePartyOrgResponse(org=org_to_proto(org))
 
@@ -277,11 +245,11 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.SeatCommitteeMemberRequest, context: Any
     ) -> pb.SeatCommitteeMemberResponse:
         seat = request.seat
-        role = _enum_in(seat.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "seat.role")
-        member_id = _uuid(seat.member_id, "seat.member_id") if seat.member_id else None
+        role = enum_in(seat.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "seat.role")
+        member_id = uuid_in(seat.member_id, "seat.member_id") if seat.member_id else None
         org = await self.app.seat(
             self._caller(),
-            _uuid(request.org_id, "org_id"),
+            uuid_in(request.org_id, "org_id"),
             role,
             seat.holder,
             member_id,
@@ -292,11 +260,11 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     async def UnseatCommitteeMember(
         self, request: pb.UnseatCommitteeMemberRequest, context: Any
     ) -> pb.UnseatCommitteeMemberResponse:
-        role = _enum_in(request.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "role")
+        role = enum_in(request.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "role")
         if not request.holder:
             raise InvalidInput("holder is required")
         org = await self.app.unseat(
-            self._caller(), _uuid(request.org_id, "org_id"), role, request.holder
+            self._caller(), uuid_in(request.org_id, "org_id"), role, request.holder
         )
         return pb.UnseatCommitteeMemberResponse(org=org_to_proto(org))
 
@@ -304,21 +272,21 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.DissolvePartyOrgRequest, context: Any
     ) -> pb.DissolvePartyOrgResponse:
         org = await self.app.dissolve_org(
-            self._caller(), _uuid(request.org_id, "org_id"), request.reason
+            self._caller(), uuid_in(request.org_id, "org_id"), request.reason
         )
         return pb.DissolvePartyOrgResponse(org=org_to_proto(org))
 
     async def GetPartyOrg(
         self, request: pb.GetPartyOrgRequest, context: Any
     ) -> pb.GetPartyOrgResponse:
-        org_id = _uuid(request.org_id, "org_id")
+        org_id = uuid_in(request.org_id, "org_id")
         org = await self.app._get(self.app.orgs, org_id, f"organization {org_id}")
         return pb.GetPartyOrgResponse(org=org_to_proto(org))
 
     async def WalkOrgTree(
         self, request: pb.WalkOrgTreeRequest, context: Any
     ) -> pb.WalkOrgTreeResponse:
-        root = _uuid(request.root_id, "root_id") if request.root_id else None
+        root = uuid_in(request.root_id, "root_id") if request.root_id else None
         if request.max_depth < 0:
             raise InvalidInput("max_depth must be >= 0")
         if root is not None:
@@ -343,7 +311,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             self._caller(),
             request.member_number,
             request.name,
-            _uuid(request.org_id, "org_id"),
+            uuid_in(request.org_id, "org_id"),
             request.working,
             request.employer or None,
         )
@@ -354,8 +322,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.StartMemberTransferResponse:
         member = await self.app.start_transfer(
             self._caller(),
-            _uuid(request.member_id, "member_id"),
-            _uuid(request.to_org_id, "to_org_id"),
+            uuid_in(request.member_id, "member_id"),
+            uuid_in(request.to_org_id, "to_org_id"),
         )
         return pb.StartMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -363,7 +331,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ReceiveMemberTransferRequest, context: Any
     ) -> pb.ReceiveMemberTransferResponse:
         member = await self.app.receive_transfer(
-            self._caller(), _uuid(request.member_id, "member_id")
+            self._caller(), uuid_in(request.member_id, "member_id")
         )
         return pb.ReceiveMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -371,7 +339,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.CancelMemberTransferRequest, context: Any
     ) -> pb.CancelMemberTransferResponse:
         member = await self.app.cancel_transfer(
-            self._caller(), _uuid(request.member_id, "member_id"), request.reason
+            self._caller(), uuid_in(request.member_id, "member_id"), request.reason
         )
         return pb.CancelMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -379,7 +347,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ReportToCommunityRequest, context: Any
     ) -> pb.ReportToCommunityResponse:
         member = await self.app.report_to_community(
-            self._caller(), _uuid(request.member_id, "member_id"), request.community_code
+            self._caller(), uuid_in(request.member_id, "member_id"), request.community_code
         )
         return pb.ReportToCommunityResponse(member=await self._member_to_proto(member))
 
@@ -389,7 +357,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         activity = request.activity
         if not request.HasField("activity"):
             raise InvalidInput("activity is required")
-        kind = _enum_in(
+        kind = enum_in(
             activity.kind,
             pb.CardActivityKind,
             "CARD_ACTIVITY_KIND_",
@@ -400,12 +368,12 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             raise InvalidInput("activity.occurred_at is required")
         member = await self.app.record_activity(
             self._caller(),
-            _uuid(request.member_id, "member_id"),
+            uuid_in(request.member_id, "member_id"),
             activity.activity_id,
             kind,
             activity.description,
             activity.tenths_of_hours,
-            activity.occurred_at.ToDatetime(tzinfo=UTC),
+            timestamp_in(activity.occurred_at),
         )
         return pb.RecordCardActivityResponse(member=await self._member_to_proto(member))
 
@@ -417,7 +385,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         feedback = request.feedback
         member = await self.app.record_feedback(
             self._caller(),
-            _uuid(request.member_id, "member_id"),
+            uuid_in(request.member_id, "member_id"),
             feedback.feedback_id,
             feedback.rating,
             feedback.comment,
@@ -429,7 +397,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.RateAppraisalResponse:
         if not request.HasField("appraisal"):
             raise InvalidInput("appraisal is required")
-        rating = _enum_in(
+        rating = enum_in(
             request.appraisal.rating,
             pb.AppraisalRating,
             "APPRAISAL_RATING_",
@@ -437,12 +405,12 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             "appraisal.rating",
         )
         member = await self.app.rate_appraisal(
-            self._caller(), _uuid(request.member_id, "member_id"), request.appraisal.year, rating
+            self._caller(), uuid_in(request.member_id, "member_id"), request.appraisal.year, rating
         )
         return pb.RateAppraisalResponse(member=await self._member_to_proto(member))
 
     async def GetMember(self, request: pb.GetMemberRequest, context: Any) -> pb.GetMemberResponse:
-        member_id = _uuid(request.member_id, "member_id")
+        member_id = uuid_in(request.member_id, "member_id")
         member = await self.app._get(self.app.members, member_id, f"member {member_id}")
         return pb.GetMemberResponse(member=await self._member_to_proto(member))
 
@@ -453,8 +421,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.FormPairingResponse:
         pairing = await self.app.form_pairing(
             self._caller(),
-            _uuid(request.organ_org_id, "organ_org_id"),
-            _uuid(request.community_org_id, "community_org_id"),
+            uuid_in(request.organ_org_id, "organ_org_id"),
+            uuid_in(request.community_org_id, "community_org_id"),
         )
         return pb.FormPairingResponse(pairing=pairing_to_proto(pairing))
 
@@ -462,14 +430,14 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.EndPairingRequest, context: Any
     ) -> pb.EndPairingResponse:
         pairing = await self.app.end_pairing(
-            self._caller(), _uuid(request.pairing_id, "pairing_id"), request.reason
+            self._caller(), uuid_in(request.pairing_id, "pairing_id"), request.reason
         )
         return pb.EndPairingResponse(pairing=pairing_to_proto(pairing))
 
     async def ListPairings(
         self, request: pb.ListPairingsRequest, context: Any
     ) -> pb.ListPairingsResponse:
-        org_id = _uuid(request.org_id, "org_id") if request.org_id else None
+        org_id = uuid_in(request.org_id, "org_id") if request.org_id else None
         await self.directory_ready()
         ids = await asyncio.to_thread(self.directory.pairings_of, org_id)
         return pb.ListPairingsResponse(

@@ -281,10 +281,14 @@ class Case(Aggregate):
         self._check_status(Status.CLASSIFIED, doing="file")
         self._record(CaseFiled())
 
+    def check_can_dispatch(self) -> None:
+        """Raise unless the case is filed and waiting for a handling unit."""
+        self._check_status(Status.FILED, doing="dispatch")
+
     def dispatch(
         self, grid_code: str, grid_branch_id: str | None, handler: str, now: datetime
     ) -> None:
-        self._check_status(Status.FILED, doing="dispatch")
+        self.check_can_dispatch()
         self._record(
             CaseDispatched(
                 grid_code=grid_code,

@@ -1,0 +1,217 @@
+"""cases commands: authorize against the case's community, load, one domain call, save."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from civitas.chassis.auth import Principal, Role, authorize
+from civitas.errors import InvalidInput, NotFound
+from civitas.eventkit import AggregateNotFound, Clock, EventStore, Metadata, Repository
+from civitas.eventkit.ids import new_uuid
+from civitas.eventkit.personal import PersonalDataVault
+from civitas.geography import UnitKind, parse_unit_code
+
+from .domain.case import Case, Channel, DeadlinePolicy, Urgency
+from .grids import GridResolver
+
+R = Role
+INTAKE = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, R.SERVICE}
+DISPATCHERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
+HANDLERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, R.PARTY_SECRETARY}
+FOLLOW_UP = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
+SUPERVISOR = Principal("supervisor", frozenset({R.SERVICE}), ("QH",))
+_PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    correlation_id: str | None = None
+
+    @property
+    def metadata(self) -> Metadata:
+        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
+
+
+class Cases:
+    """The cases application service."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        vault: PersonalDataVault,
+        clock: Clock,
+        grids: GridResolver,
+        policy: DeadlinePolicy | None = None,
+    ) -> None:
+        self.cases = Repository(store, Case)
+        self.store = store
+        self.vault = vault
+        self.clock = clock
+        self.grids = grids
+        self.policy = policy or DeadlinePolicy.default()
+
+    async def register(
+        self,
+        caller: Caller,
+        channel: Channel,
+        community_code: str,
+        address: str,
+        description: str,
+        urgency: Urgency,
+        resident_name: str,
+        resident_phone: str,
+    ) -> Case:
+        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
+            raise InvalidInput(f"community_code {community_code!r} is not a community's code")
+        authorize(caller.principal, INTAKE, community_code)
+        name, phone = (resident_name or "").strip(), re.sub(r"[ -]", "", resident_phone or "")
+        if not name:
+            raise InvalidInput("resident_name is required")
+        if not _PHONE.match(resident_phone or ""):
+            raise InvalidInput(f"resident_phone {resident_phone!r} is not a phone number")
+        resident = await self.vault.person_for("resident", phone)
+        case = Case.register(
+            str(new_uuid()),
+            channel,
+            community_code,
+            address,
+            description,
+            urgency,
+            resident,
+            await self.vault.seal(resident, name),
+            await self.vault.seal(resident, phone),
+            self.clock.now(),
+            self.policy,
+        )
+        await self.cases.save(case, caller.metadata)
+        return case
+
+    async def classify(self, caller: Caller, case_id: str, category: str, urgency: Urgency) -> Case:
+        return await self._command(
+            caller, case_id, INTAKE, lambda c: c.classify(category, urgency, self.policy)
+        )
+
+    async def answer_on_spot(self, caller: Caller, case_id: str, answer: str) -> Case:
+        now = self.clock.now()
+        return await self._command(caller, case_id, INTAKE, lambda c: c.answer_on_spot(answer, now))
+
+    async def file(self, caller: Caller, case_id: str) -> Case:
+        return await self._command(caller, case_id, INTAKE, lambda c: c.file())
+
+    async def dispatch(self, caller: Caller, case_id: str, grid_code: str | None) -> Case:
+        case = await self._authorized(caller, case_id, DISPATCHERS)
+        case.check_can_dispatch()  # refuse before asking party_orgs anything
+        assignment = await self.grids.resolve(case.community_code, case.address, grid_code)
+        now = self.clock.now()
+        return await self._update(
+            caller,
+            case,
+            lambda c: c.dispatch(
+                assignment.grid_code, assignment.grid_branch_id, assignment.handler, now
+            ),
+        )
+
+    async def reassign(self, caller: Caller, case_id: str, grid_code: str, reason: str) -> Case:
+        case = await self._authorized(caller, case_id, DISPATCHERS)
+        if not grid_code:
+            raise InvalidInput("grid_code is required")
+        assignment = await self.grids.resolve(case.community_code, None, grid_code)
+        return await self._update(
+            caller,
+            case,
+            lambda c: c.reassign(
+                assignment.grid_code, assignment.grid_branch_id, assignment.handler, reason
+            ),
+        )
+
+    async def accept(self, caller: Caller, case_id: str, by: str) -> Case:
+        return await self._command(caller, case_id, HANDLERS, lambda c: c.accept(by))
+
+    async def return_to_sender(self, caller: Caller, case_id: str, reason: str) -> Case:
+        return await self._command(caller, case_id, HANDLERS, lambda c: c.return_to_sender(reason))
+
+    async def note_progress(self, caller: Caller, case_id: str, note: str) -> Case:
+        return await self._command(caller, case_id, HANDLERS, lambda c: c.note_progress(note))
+
+    async def open_mediation(self, caller: Caller, case_id: str, mediator: str) -> Case:
+        return await self._command(caller, case_id, HANDLERS, lambda c: c.open_mediation(mediator))
+
+    async def hold_mediation_session(self, caller: Caller, case_id: str, summary: str) -> Case:
+        return await self._command(
+            caller, case_id, HANDLERS, lambda c: c.hold_mediation_session(summary)
+        )
+
+    async def conclude_mediation(
+        self, caller: Caller, case_id: str, agreed: bool, terms: str
+    ) -> Case:
+        return await self._command(
+            caller, case_id, HANDLERS, lambda c: c.conclude_mediation(agreed, terms)
+        )
+
+    async def resolve(self, caller: Caller, case_id: str, resolution: str) -> Case:
+        now = self.clock.now()
+        return await self._command(caller, case_id, HANDLERS, lambda c: c.resolve(resolution, now))
+
+    async def follow_up(
+        self, caller: Caller, case_id: str, satisfaction: int, comment: str
+    ) -> Case:
+        return await self._command(
+            caller, case_id, FOLLOW_UP, lambda c: c.follow_up(satisfaction, comment)
+        )
+
+    async def close(self, caller: Caller, case_id: str) -> Case:
+        now = self.clock.now()
+        return await self._command(caller, case_id, FOLLOW_UP, lambda c: c.close(now))
+
+    async def reopen(self, caller: Caller, case_id: str, reason: str) -> Case:
+        return await self._command(caller, case_id, FOLLOW_UP, lambda c: c.reopen(reason))
+
+    async def merge(self, caller: Caller, duplicate_id: str, original_id: str) -> Case:
+        original = await self._authorized(caller, original_id, INTAKE)
+        return await self._command(caller, duplicate_id, INTAKE, lambda c: c.merge_into(original))
+
+    async def reject(self, caller: Caller, case_id: str, reason: str) -> Case:
+        return await self._command(caller, case_id, INTAKE, lambda c: c.reject(reason))
+
+    async def withdraw(self, caller: Caller, case_id: str, reason: str) -> Case:
+        return await self._command(caller, case_id, INTAKE, lambda c: c.withdraw(reason))
+
+    async def supervise(self, case_id: str) -> int:
+        """Issue the notices a case's breached deadlines call for; how many were issued."""
+        now = self.clock.now()
+        issued: list[object] = []
+        caller = Caller(SUPERVISOR, f"supervision-{case_id}")
+        await self._command(caller, case_id, {R.SERVICE}, lambda c: issued.extend(c.supervise(now)))
+        return len(issued)
+
+    async def get(self, caller: Caller, case_id: str) -> Case:
+        """A case, for anyone signed in (auditors included)."""
+        return await self._load(case_id)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _command(
+        self, caller: Caller, case_id: str, roles: set[Role], change: Callable[[Case], object]
+    ) -> Case:
+        case = await self._authorized(caller, case_id, roles)
+        return await self._update(caller, case, change)
+
+    async def _authorized(self, caller: Caller, case_id: str, roles: set[Role]) -> Case:
+        case = await self._load(case_id)
+        authorize(caller.principal, roles, case.community_code)
+        return case
+
+    async def _update(self, caller: Caller, case: Case, change: Callable[[Case], object]) -> Case:
+        def apply(fresh: Case) -> None:
+            change(fresh)
+
+        return await self.cases.update(case.id, apply, caller.metadata, loaded=case)
+
+    async def _load(self, case_id: str) -> Case:
+        try:
+            return await self.cases.get(case_id)
+        except AggregateNotFound:
+            raise NotFound(f"case {case_id} does not exist") from None

@@ -1,0 +1,263 @@
+"""The case index: cases' own read model for lists, overdue counts and supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+import structlog
+from prometheus_client import Gauge
+
+from civitas.eventkit import Clock, Projection, RecordedEvent, handles
+from civitas.geography import street_of
+
+from .domain.case import OPEN, Status
+
+log = structlog.get_logger("civitas.cases")
+OPEN_CASES = Gauge("civitas_cases_open", "Cases registered and not yet resolved or ended")
+OVERDUE_CASES = Gauge("civitas_cases_overdue", "Open cases past a dispatch or resolution deadline")
+UNDISPATCHED = [Status.REGISTERED.value, Status.CLASSIFIED.value, Status.FILED.value]
+OPEN_VALUES = sorted(s.value for s in OPEN)
+
+metadata = sa.MetaData()
+cases = sa.Table(
+    "case_index",
+    metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("channel", sa.String(30), nullable=False),
+    sa.Column("community_code", sa.String(20), nullable=False, index=True),
+    sa.Column("street_code", sa.String(20), nullable=False, index=True),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("dispatch_due", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolution_due", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("dispatch_noticed", sa.Boolean, nullable=False, default=False),
+    sa.Column("resolution_noticed", sa.Boolean, nullable=False, default=False),
+)
+
+STATUS_AFTER = {
+    "CaseFiled": Status.FILED,
+    "CaseDispatched": Status.DISPATCHED,
+    "CaseAccepted": Status.IN_PROGRESS,
+    "CaseReturned": Status.FILED,
+    "CaseReassigned": Status.DISPATCHED,
+    "MediationOpened": Status.IN_MEDIATION,
+    "MediationConcluded": Status.IN_PROGRESS,
+    "CaseResolved": Status.RESOLVED,
+    "CaseFollowedUp": Status.FOLLOWED_UP,
+    "CaseClosed": Status.CLOSED,
+    "CaseReopened": Status.IN_PROGRESS,
+    "CaseMerged": Status.MERGED,
+    "CaseRejected": Status.REJECTED,
+    "CaseWithdrawn": Status.WITHDRAWN,
+}
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class CaseIndex(Projection):
+    """One row per case with what lists and supervision filter on."""
+
+    name = "cases_index"
+
+    def create(self, conn: sa.Connection) -> None:
+        metadata.create_all(conn)
+
+    def clear(self, conn: sa.Connection) -> None:
+        conn.execute(cases.delete())
+
+    @handles("CaseRegistered")
+    def on_registered(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            cases.insert().values(
+                case_id=event.stream_id.partition("-")[2],
+                status=Status.REGISTERED.value,
+                channel=data["channel"],
+                community_code=data["community_code"],
+                street_code=street_of(data["community_code"]) or "",
+                registered_at=_when(data["registered_at"]),
+                dispatch_due=_when(data["dispatch_due"]),
+                resolution_due=_when(data["resolution_due"]),
+            )
+        )
+
+    @handles("CaseClassified")
+    def on_classified(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        conn.execute(
+            cases.update()
+            .where(cases.c.case_id == event.stream_id.partition("-")[2])
+            .values(
+                status=Status.CLASSIFIED.value,
+                dispatch_due=_when(event.data["dispatch_due"]),
+                resolution_due=_when(event.data["resolution_due"]),
+            )
+        )
+
+    @handles("SupervisionNoticeIssued")
+    def on_notice(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        column = f"{event.data['deadline']}_noticed"
+        conn.execute(
+            cases.update()
+            .where(cases.c.case_id == event.stream_id.partition("-")[2])
+            .values({column: True})
+        )
+
+    @handles(*STATUS_AFTER)
+    def on_status(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        conn.execute(
+            cases.update()
+            .where(cases.c.case_id == event.stream_id.partition("-")[2])
+            .values(status=STATUS_AFTER[event.type].value)
+        )
+
+
+def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
+    """Open and past the dispatch deadline (while undispatched) or the resolution one."""
+    return sa.and_(
+        cases.c.status.in_(OPEN_VALUES),
+        sa.or_(
+            sa.and_(cases.c.status.in_(UNDISPATCHED), cases.c.dispatch_due < now),
+            cases.c.resolution_due < now,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFilter:
+    community_code: str | None = None
+    street_code: str | None = None
+    status: Status | None = None
+    overdue_only: bool = False
+    channel: str | None = None
+    registered_from: datetime | None = None
+    registered_to: datetime | None = None
+
+
+class CaseQueries:
+    """Reads of the case index (run on a worker thread by the caller)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def page(
+        self, where: CaseFilter, now: datetime, size: int, token: str | None
+    ) -> tuple[list[str], str | None]:
+        """Case ids, newest first, and the token of the next page (None at the end)."""
+        query = (
+            sa.select(cases.c.case_id, cases.c.registered_at)
+            .order_by(cases.c.registered_at.desc(), cases.c.case_id.desc())
+            .limit(size + 1)
+        )
+        for clause in self._clauses(where, now):
+            query = query.where(clause)
+        if token:
+            at, case_id = decode_token(token)
+            query = query.where(
+                sa.or_(
+                    cases.c.registered_at < at,
+                    sa.and_(cases.c.registered_at == at, cases.c.case_id < case_id),
+                )
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        more = len(rows) > size
+        rows = rows[:size]
+        next_token = encode_token(rows[-1].registered_at, rows[-1].case_id) if more else None
+        return [row.case_id for row in rows], next_token
+
+    def needing_notice(self, now: datetime, limit: int = 1000) -> list[str]:
+        """Overdue cases with a breached deadline that has no notice yet."""
+        late_dispatch = sa.and_(
+            cases.c.status.in_(UNDISPATCHED),
+            cases.c.dispatch_due < now,
+            cases.c.dispatch_noticed.is_(False),
+        )
+        late_resolution = sa.and_(
+            cases.c.status.in_(OPEN_VALUES),
+            cases.c.resolution_due < now,
+            cases.c.resolution_noticed.is_(False),
+        )
+        query = sa.select(cases.c.case_id).where(sa.or_(late_dispatch, late_resolution))
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query.limit(limit))]
+
+    def counts(self, now: datetime) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            open_count = conn.scalar(
+                sa.select(sa.func.count()).where(cases.c.status.in_(OPEN_VALUES))
+            )
+            overdue = conn.scalar(sa.select(sa.func.count()).where(overdue_clause(now)))
+        return int(open_count or 0), int(overdue or 0)
+
+    @staticmethod
+    def _clauses(where: CaseFilter, now: datetime) -> list[sa.ColumnElement[bool]]:
+        clauses: list[sa.ColumnElement[bool]] = []
+        if where.community_code:
+            clauses.append(cases.c.community_code == where.community_code)
+        if where.street_code:
+            clauses.append(cases.c.street_code == where.street_code)
+        if where.status:
+            clauses.append(cases.c.status == where.status.value)
+        if where.channel:
+            clauses.append(cases.c.channel == where.channel)
+        if where.registered_from:
+            clauses.append(cases.c.registered_at >= where.registered_from)
+        if where.registered_to:
+            clauses.append(cases.c.registered_at < where.registered_to)
+        if where.overdue_only:
+            clauses.append(overdue_clause(now))
+        return clauses
+
+
+def encode_token(at: datetime, case_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), case_id]).encode()).decode()
+
+
+def decode_token(token: str) -> tuple[datetime, str]:
+    from civitas.errors import InvalidInput
+
+    try:
+        at, case_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(at), str(case_id)
+    except (ValueError, TypeError):
+        raise InvalidInput("page_token is not one this service gave out") from None
+
+
+@contextlib.asynccontextmanager
+async def supervising(
+    supervise: Callable[[str], Awaitable[int]],
+    queries: CaseQueries,
+    clock: Clock,
+    every_seconds: float,
+) -> AsyncIterator[None]:
+    """Run the supervisor while inside: notices for breached deadlines, and the gauges."""
+
+    async def loop() -> None:
+        while True:
+            now = clock.now()
+            for case_id in await asyncio.to_thread(queries.needing_notice, now):
+                try:
+                    await supervise(case_id)
+                except Exception:  # one bad case must not stop supervision of the others
+                    log.exception("supervision failed", case_id=case_id)
+            open_count, overdue = await asyncio.to_thread(queries.counts, now)
+            OPEN_CASES.set(open_count)
+            OVERDUE_CASES.set(overdue)
+            await asyncio.sleep(every_seconds)
+
+    task = asyncio.create_task(loop(), name="supervisor")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

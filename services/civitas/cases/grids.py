@@ -1,0 +1,69 @@
+"""Where cases learns which grid handles a request: party_orgs' ResolveGrid, over gRPC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.client import open_channel
+from civitas.errors import InvalidInput, RuleViolation, Unavailable
+from civitas.party_orgs.v1 import party_orgs_pb2 as po
+from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
+
+LEAD_POSTS = ("网格长", "网格员")
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The grid a request goes to, its party branch, and the person who takes it."""
+
+    grid_code: str
+    grid_branch_id: str | None
+    handler: str
+
+
+class GridResolver(Protocol):
+    async def resolve(
+        self, community_code: str, address: str | None, grid_code: str | None
+    ) -> Assignment: ...
+
+
+class PartyOrgsGrids:
+    """ResolveGrid on party_orgs, with a deadline and retries on UNAVAILABLE (chassis)."""
+
+    def __init__(self, address: str, authority: TokenAuthority, timeout_seconds: float = 3.0):
+        token = authority.mint("cases", [Role.SERVICE], [], ttl_seconds=24 * 3600)
+        self._channel = open_channel(address, lambda: token, timeout_seconds=timeout_seconds)
+        self._stub = po_grpc.PartyOrgsServiceStub(self._channel)
+
+    async def resolve(
+        self, community_code: str, address: str | None, grid_code: str | None
+    ) -> Assignment:
+        request = (
+            po.ResolveGridRequest(community_code=community_code, grid_code=grid_code)
+            if grid_code
+            else po.ResolveGridRequest(community_code=community_code, address=address or "")
+        )
+        try:
+            reply = await self._stub.ResolveGrid(request)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    f"party_orgs cannot be reached ({code.name}); nothing was changed, try again"
+                ) from None
+            if code is grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidInput(exc.details() or "bad grid request") from None
+            raise RuleViolation(f"no handling unit: {exc.details()}") from None
+        holders = {p.post: p.holder for p in reply.post_holders}
+        secretary = next((s.holder for s in reply.grid_branch.seats), None)
+        handler = next((holders[p] for p in LEAD_POSTS if p in holders), None) or secretary
+        if handler is None:
+            raise RuleViolation(f"grid {reply.grid.code} has nobody on its posts to take the case")
+        return Assignment(reply.grid.code, reply.grid_branch.org_id or None, handler)
+
+    async def close(self) -> None:
+        await self._channel.close(None)

@@ -1,0 +1,49 @@
+"""Conversions every gRPC edge needs: enums, ids, timestamps, with clear errors."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from civitas.errors import InvalidInput
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def enum_in(value: int, proto_enum: Any, prefix: str, domain: type[E], field: str) -> E:
+    """A proto enum value as the domain's enum; UNSPECIFIED or unknown is bad input."""
+    name = proto_enum.Name(value) if value in proto_enum.values() else ""
+    if not name or name.endswith("_UNSPECIFIED"):
+        raise InvalidInput(f"{field} is required")
+    return domain(name.removeprefix(prefix).lower())
+
+
+def enum_out(value: enum.StrEnum, proto_enum: Any, prefix: str) -> Any:
+    """The domain's enum as the proto enum value of the same name."""
+    return proto_enum.Value(prefix + value.value.upper())
+
+
+def uuid_in(value: str, field: str) -> str:
+    """A required id field holding a UUID, normalized."""
+    if not value:
+        raise InvalidInput(f"{field} is required")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)") from None
+
+
+def timestamp_out(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def timestamp_in(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
