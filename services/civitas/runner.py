@@ -17,7 +17,7 @@ from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.settings import PORTS, ensure_secret
 
 # The services that exist so far, in start order (later issues add theirs).
-SERVICES = ["party_orgs"]
+SERVICES = ["party_orgs", "cases"]
 
 
 @dataclass
@@ -42,18 +42,25 @@ async def wait_healthy(address: str, within: float = 30.0) -> None:
             await asyncio.sleep(0.2)
 
 
+def address_of(service: str, env: dict[str, str], host: str) -> str:
+    """Where a service will listen: its port setting in ``env``, or its default port."""
+    port = env.get(f"CIVITAS_{service.upper()}_GRPC_PORT") or str(PORTS[service][0])
+    return f"{host}:{port}"
+
+
 async def start(service: str, env: dict[str, str], host: str) -> Child:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", f"civitas.{service}", env=env
     )
-    port = env.get(f"CIVITAS_{service.upper()}_GRPC_PORT") or str(PORTS[service][0])
-    return Child(service, process, f"{host}:{port}")
+    return Child(service, process, address_of(service, env, host))
 
 
 async def up(var_dir: Path, host: str = "127.0.0.1") -> int:
     """Start every service, print how to reach them, stop them all on Ctrl-C or SIGTERM."""
     secret = os.environ.get("CIVITAS_AUTH_SECRET") or ensure_secret(var_dir)
     env = {**os.environ, "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
+    for service in SERVICES:  # every service finds the others where they listen
+        env.setdefault(f"CIVITAS_{service.upper()}_ADDRESS", address_of(service, env, host))
     children: list[Child] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

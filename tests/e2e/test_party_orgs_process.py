@@ -38,6 +38,8 @@ def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, 
         "CIVITAS_AUTH_SECRET": SECRET,
         "CIVITAS_PARTY_ORGS_GRPC_PORT": str(grpc_port),
         "CIVITAS_PARTY_ORGS_METRICS_PORT": str(metrics_port),
+        "CIVITAS_CASES_GRPC_PORT": str(free_port()),
+        "CIVITAS_CASES_METRICS_PORT": str(free_port()),
     }
 
 
@@ -153,6 +155,7 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
         rest, _ = await asyncio.wait_for(up.communicate(), 30)
 
     assert f"party_orgs   grpc {address}" in printed.decode()
+    assert f"cases        grpc 127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}" in printed.decode()
     assert "admin token" in printed.decode()
     assert (demo.returncode, call.returncode) == (0, 0)
     assert "grids                                 686" in demo_out.decode()

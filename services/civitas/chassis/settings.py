@@ -36,6 +36,7 @@ class ServiceSettings:
     kafka_bootstrap: str | None
     kafka_partitions: int
     var_dir: Path
+    peers: dict[str, str]
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -66,13 +67,15 @@ class ServiceSettings:
             kafka_bootstrap=setting("kafka_bootstrap", service, None, env),
             kafka_partitions=int(_get(env, "kafka_partitions", service, "6")),
             var_dir=var,
+            peers={
+                peer: env.get(f"CIVITAS_{peer.upper()}_ADDRESS") or f"127.0.0.1:{ports[0]}"
+                for peer, ports in PORTS.items()
+            },
         )
 
-    def peer_address(self, service: str, environ: Mapping[str, str] | None = None) -> str:
+    def peer_address(self, service: str) -> str:
         """Where another service listens: ``CIVITAS_<SERVICE>_ADDRESS`` or its default port."""
-        env = os.environ if environ is None else environ
-        default = f"127.0.0.1:{PORTS[service][0]}"
-        return env.get(f"CIVITAS_{service.upper()}_ADDRESS") or default
+        return self.peers[service]
 
 
 def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:

@@ -1,0 +1,266 @@
+"""The gRPC edge of cases: protobuf in, commands and queries, protobuf out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
+from civitas.chassis.interceptor import current_correlation_id, current_principal
+from civitas.errors import InvalidInput
+from civitas.geography import UnitKind, parse_unit_code
+
+from .application import Caller, Cases
+from .case_index import CaseFilter, CaseQueries
+from .domain.case import Case, Channel, Status, Urgency
+from .v1 import cases_pb2 as pb
+from .v1 import cases_pb2_grpc as pb_grpc
+
+PERSONAL = {"resident_name_ciphertext", "resident_phone_ciphertext"}
+
+
+class CasesServicer(pb_grpc.CasesServiceServicer):
+    """Converts between protobuf and the application; nothing else."""
+
+    def __init__(self, app: Cases, queries: CaseQueries, index_ready: Any) -> None:
+        self.app = app
+        self.queries = queries
+        self.index_ready = index_ready
+
+    @staticmethod
+    def _caller() -> Caller:
+        return Caller(current_principal(), current_correlation_id())
+
+    async def _case_out(self, case: Case, timeline: bool = False) -> pb.Case:
+        registered = await self.app.store.read_stream(case.stream_id, limit=1)
+        data = registered[0].data
+        vault = self.app.vault
+        entries = []
+        if timeline:
+            for event in await self.app.store.read_stream(case.stream_id):
+                details = {k: v for k, v in event.data.items() if k not in PERSONAL}
+                entries.append(
+                    pb.TimelineEntry(
+                        version=event.stream_version,
+                        type=event.type,
+                        occurred_at=timestamp_out(event.occurred_at),
+                        actor=event.actor or "",
+                        correlation_id=event.correlation_id or "",
+                        details_json=json.dumps(details, ensure_ascii=False, sort_keys=True),
+                    )
+                )
+        now = self.app.clock.now()
+        return pb.Case(
+            case_id=case.id,
+            status=enum_out(case.status, pb.Status, "STATUS_"),
+            channel=enum_out(case.channel, pb.Channel, "CHANNEL_"),
+            community_code=case.community_code,
+            address=case.address,
+            description=case.description,
+            urgency=enum_out(case.urgency, pb.Urgency, "URGENCY_"),
+            category=case.kind or "",
+            resident_id=case.resident_id,
+            resident_name=await vault.show(case.resident_id, data["resident_name_ciphertext"]),
+            resident_phone=await vault.show(case.resident_id, data["resident_phone_ciphertext"]),
+            registered_at=timestamp_out(case.registered_at),
+            dispatch_due=timestamp_out(case.dispatch_due),
+            resolution_due=timestamp_out(case.resolution_due),
+            grid_code=case.grid_code or "",
+            handler=case.handler or "",
+            satisfaction=case.satisfaction or 0,
+            merged_into_case_id=case.merged_into or "",
+            overdue=bool(case.breached(now)),
+            supervision_notices=[
+                enum_out(n, pb.Deadline, "DEADLINE_") for n in sorted(case.notices)
+            ],
+            timeline=entries,
+        )
+
+    def _id(self, request: Any) -> str:
+        return uuid_in(request.case_id, "case_id")
+
+    async def RegisterCase(
+        self, request: pb.RegisterCaseRequest, context: Any
+    ) -> pb.RegisterCaseResponse:
+        case = await self.app.register(
+            self._caller(),
+            enum_in(request.channel, pb.Channel, "CHANNEL_", Channel, "channel"),
+            request.community_code,
+            request.address,
+            request.description,
+            enum_in(request.urgency, pb.Urgency, "URGENCY_", Urgency, "urgency"),
+            request.resident_name,
+            request.resident_phone,
+        )
+        return pb.RegisterCaseResponse(case=await self._case_out(case))
+
+    async def ClassifyCase(
+        self, request: pb.ClassifyCaseRequest, context: Any
+    ) -> pb.ClassifyCaseResponse:
+        urgency = enum_in(request.urgency, pb.Urgency, "URGENCY_", Urgency, "urgency")
+        case = await self.app.classify(self._caller(), self._id(request), request.category, urgency)
+        return pb.ClassifyCaseResponse(case=await self._case_out(case))
+
+    async def AnswerOnSpot(
+        self, request: pb.AnswerOnSpotRequest, context: Any
+    ) -> pb.AnswerOnSpotResponse:
+        case = await self.app.answer_on_spot(self._caller(), self._id(request), request.answer)
+        return pb.AnswerOnSpotResponse(case=await self._case_out(case))
+
+    async def FileCase(self, request: pb.FileCaseRequest, context: Any) -> pb.FileCaseResponse:
+        case = await self.app.file(self._caller(), self._id(request))
+        return pb.FileCaseResponse(case=await self._case_out(case))
+
+    async def DispatchCase(
+        self, request: pb.DispatchCaseRequest, context: Any
+    ) -> pb.DispatchCaseResponse:
+        if request.grid_code and parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
+            raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
+        case = await self.app.dispatch(self._caller(), self._id(request), request.grid_code or None)
+        return pb.DispatchCaseResponse(case=await self._case_out(case))
+
+    async def AcceptCase(
+        self, request: pb.AcceptCaseRequest, context: Any
+    ) -> pb.AcceptCaseResponse:
+        case = await self.app.accept(self._caller(), self._id(request), request.accepted_by)
+        return pb.AcceptCaseResponse(case=await self._case_out(case))
+
+    async def ReturnCase(
+        self, request: pb.ReturnCaseRequest, context: Any
+    ) -> pb.ReturnCaseResponse:
+        case = await self.app.return_to_sender(self._caller(), self._id(request), request.reason)
+        return pb.ReturnCaseResponse(case=await self._case_out(case))
+
+    async def ReassignCase(
+        self, request: pb.ReassignCaseRequest, context: Any
+    ) -> pb.ReassignCaseResponse:
+        if parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
+            raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
+        case = await self.app.reassign(
+            self._caller(), self._id(request), request.grid_code, request.reason
+        )
+        return pb.ReassignCaseResponse(case=await self._case_out(case))
+
+    async def AddProgressNote(
+        self, request: pb.AddProgressNoteRequest, context: Any
+    ) -> pb.AddProgressNoteResponse:
+        case = await self.app.note_progress(self._caller(), self._id(request), request.note)
+        return pb.AddProgressNoteResponse(case=await self._case_out(case))
+
+    async def OpenMediation(
+        self, request: pb.OpenMediationRequest, context: Any
+    ) -> pb.OpenMediationResponse:
+        case = await self.app.open_mediation(self._caller(), self._id(request), request.mediator)
+        return pb.OpenMediationResponse(case=await self._case_out(case))
+
+    async def RecordMediationSession(
+        self, request: pb.RecordMediationSessionRequest, context: Any
+    ) -> pb.RecordMediationSessionResponse:
+        case = await self.app.hold_mediation_session(
+            self._caller(), self._id(request), request.summary
+        )
+        return pb.RecordMediationSessionResponse(case=await self._case_out(case))
+
+    async def ConcludeMediation(
+        self, request: pb.ConcludeMediationRequest, context: Any
+    ) -> pb.ConcludeMediationResponse:
+        case = await self.app.conclude_mediation(
+            self._caller(), self._id(request), request.agreed, request.terms
+        )
+        return pb.ConcludeMediationResponse(case=await self._case_out(case))
+
+    async def ResolveCase(
+        self, request: pb.ResolveCaseRequest, context: Any
+    ) -> pb.ResolveCaseResponse:
+        case = await self.app.resolve(self._caller(), self._id(request), request.resolution)
+        return pb.ResolveCaseResponse(case=await self._case_out(case))
+
+    async def FollowUpCase(
+        self, request: pb.FollowUpCaseRequest, context: Any
+    ) -> pb.FollowUpCaseResponse:
+        case = await self.app.follow_up(
+            self._caller(), self._id(request), request.satisfaction, request.comment
+        )
+        return pb.FollowUpCaseResponse(case=await self._case_out(case))
+
+    async def CloseCase(self, request: pb.CloseCaseRequest, context: Any) -> pb.CloseCaseResponse:
+        case = await self.app.close(self._caller(), self._id(request))
+        return pb.CloseCaseResponse(case=await self._case_out(case))
+
+    async def ReopenCase(
+        self, request: pb.ReopenCaseRequest, context: Any
+    ) -> pb.ReopenCaseResponse:
+        case = await self.app.reopen(self._caller(), self._id(request), request.reason)
+        return pb.ReopenCaseResponse(case=await self._case_out(case))
+
+    async def MergeCase(self, request: pb.MergeCaseRequest, context: Any) -> pb.MergeCaseResponse:
+        case = await self.app.merge(
+            self._caller(),
+            uuid_in(request.duplicate_case_id, "duplicate_case_id"),
+            uuid_in(request.original_case_id, "original_case_id"),
+        )
+        return pb.MergeCaseResponse(case=await self._case_out(case))
+
+    async def RejectCase(
+        self, request: pb.RejectCaseRequest, context: Any
+    ) -> pb.RejectCaseResponse:
+        case = await self.app.reject(self._caller(), self._id(request), request.reason)
+        return pb.RejectCaseResponse(case=await self._case_out(case))
+
+    async def WithdrawCase(
+        self, request: pb.WithdrawCaseRequest, context: Any
+    ) -> pb.WithdrawCaseResponse:
+        case = await self.app.withdraw(self._caller(), self._id(request), request.reason)
+        return pb.WithdrawCaseResponse(case=await self._case_out(case))
+
+    async def GetCase(self, request: pb.GetCaseRequest, context: Any) -> pb.GetCaseResponse:
+        case = await self.app.get(self._caller(), self._id(request))
+        return pb.GetCaseResponse(case=await self._case_out(case, timeline=True))
+
+    async def ListCases(self, request: pb.ListCasesRequest, context: Any) -> pb.ListCasesResponse:
+        where = self._filter(request)
+        size = request.page_size or 50
+        if not 1 <= size <= 500:
+            raise InvalidInput(f"page_size is from 1 to 500, not {size}")
+        await self.index_ready()
+        ids, token = await asyncio.to_thread(
+            self.queries.page, where, self.app.clock.now(), size, request.page_token or None
+        )
+        found = [await self._case_out(await self.app.get(self._caller(), i)) for i in ids]
+        return pb.ListCasesResponse(cases=found, next_page_token=token or "")
+
+    @staticmethod
+    def _filter(request: pb.ListCasesRequest) -> CaseFilter:
+        for field, kind in (
+            ("community_code", UnitKind.COMMUNITY),
+            ("street_code", UnitKind.STREET),
+        ):
+            value = getattr(request, field)
+            if value and parse_unit_code(value)[0] is not kind:
+                raise InvalidInput(f"{field} {value!r} is not a {kind}'s code")
+        status = (
+            enum_in(request.status, pb.Status, "STATUS_", Status, "status")
+            if request.status
+            else None
+        )
+        channel = (
+            enum_in(request.channel, pb.Channel, "CHANNEL_", Channel, "channel")
+            if request.channel
+            else None
+        )
+        return CaseFilter(
+            community_code=request.community_code or None,
+            street_code=request.street_code or None,
+            status=status,
+            overdue_only=request.overdue_only,
+            channel=channel.value if channel else None,
+            registered_from=(
+                timestamp_in(request.registered_from)
+                if request.HasField("registered_from")
+                else None
+            ),
+            registered_to=(
+                timestamp_in(request.registered_to) if request.HasField("registered_to") else None
+            ),
+        )

@@ -1,0 +1,387 @@
+"""cases over real gRPC, with party_orgs as a real server: the whole path of a request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+
+from civitas.cases.bootstrap import RunningCases, run_cases
+from civitas.cases.v1 import cases_pb2 as pb
+from civitas.cases.v1 import cases_pb2_grpc as pb_grpc
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.settings import ServiceSettings
+from civitas.eventkit import ManualClock
+from civitas.party_orgs.bootstrap import run_party_orgs
+from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
+from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
+from tests.integration.test_party_orgs_grpc import seed
+
+SECRET = "cases-secret-" + "q" * 40
+C = grpc.StatusCode
+
+
+@dataclass
+class World:
+    stub: pb_grpc.CasesServiceStub
+    running: RunningCases
+    clock: ManualClock
+    authority: TokenAuthority
+
+    def token(self, *roles: Role, scope: tuple[str, ...] = ("QH",)) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.authority.mint('staff', roles, scope)}")]
+
+    async def head(self) -> int:
+        return await self.running.store.head_position()
+
+
+def settings_for(service: str, tmp_path: Path, **extra: str) -> ServiceSettings:
+    return ServiceSettings.from_env(
+        service, {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET, **extra}
+    )
+
+
+@contextlib.asynccontextmanager
+async def platform(
+    tmp_path: Path,
+    clock: ManualClock,
+    party_orgs_up: bool = True,
+) -> AsyncIterator[World]:
+    async with contextlib.AsyncExitStack() as stack:
+        address = "127.0.0.1:1"  # nothing listens there
+        if party_orgs_up:
+            po = await stack.enter_async_context(
+                run_party_orgs(settings_for("party_orgs", tmp_path), clock=clock, port=0)
+            )
+            address = f"127.0.0.1:{po.server.port}"
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
+            await seed(
+                PartyOrgsClient(
+                    po_grpc.PartyOrgsServiceStub(channel), channel, TokenAuthority(SECRET), po.store
+                )
+            )
+        cases = await stack.enter_async_context(
+            run_cases(
+                settings_for("cases", tmp_path, CIVITAS_PARTY_ORGS_ADDRESS=address),
+                clock=clock,
+                port=0,
+                supervise_every=0.05,
+            )
+        )
+        channel = await stack.enter_async_context(
+            grpc.aio.insecure_channel(f"127.0.0.1:{cases.server.port}")
+        )
+        yield World(pb_grpc.CasesServiceStub(channel), cases, clock, TokenAuthority(SECRET))
+
+
+@pytest.fixture
+async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
+    async with platform(tmp_path, clock) as built:
+        yield built
+
+
+def registration(**overrides: object) -> pb.RegisterCaseRequest:
+    fields = {
+        "channel": pb.CHANNEL_HOTLINE_12345,
+        "community_code": "QH-01-01",
+        "address": "大光路12号3栋",
+        "description": "楼道灯坏了一周",
+        "urgency": pb.URGENCY_NORMAL,
+        "resident_name": "周敏",
+        "resident_phone": "138 0000 1111",
+        **overrides,
+    }
+    return pb.RegisterCaseRequest(**fields)  # type: ignore[arg-type]
+
+
+async def register(world: World, **overrides: object) -> str:
+    reply = await world.stub.RegisterCase(
+        registration(**overrides), metadata=world.token(Role.COMMUNITY_STAFF)
+    )
+    return reply.case.case_id
+
+
+async def test_a_request_goes_from_the_hotline_to_a_closed_case(world: World) -> None:
+    staff = world.token(Role.COMMUNITY_STAFF)
+    s = world.stub
+    case_id = await register(world)
+    await s.ClassifyCase(
+        pb.ClassifyCaseRequest(case_id=case_id, category="公共设施", urgency=pb.URGENCY_NORMAL),
+        metadata=staff,
+    )
+    await s.FileCase(pb.FileCaseRequest(case_id=case_id), metadata=staff)
+    dispatched = await s.DispatchCase(pb.DispatchCaseRequest(case_id=case_id), metadata=staff)
+    for call, request in [
+        (s.AcceptCase, pb.AcceptCaseRequest(case_id=case_id, accepted_by="王芳")),
+        (s.AddProgressNote, pb.AddProgressNoteRequest(case_id=case_id, note="已联系物业")),
+        (s.ResolveCase, pb.ResolveCaseRequest(case_id=case_id, resolution="已更换灯泡")),
+        (s.FollowUpCase, pb.FollowUpCaseRequest(case_id=case_id, satisfaction=5, comment="满意")),
+        (s.CloseCase, pb.CloseCaseRequest(case_id=case_id)),
+    ]:
+        await call(request, metadata=staff)
+    got = (
+        await s.GetCase(pb.GetCaseRequest(case_id=case_id), metadata=world.token(Role.AUDITOR))
+    ).case
+
+    assert (dispatched.case.grid_code, dispatched.case.handler) == ("QH-01-01-G01", "王芳")
+    assert got.status == pb.STATUS_CLOSED
+    assert (got.resident_name, got.resident_phone) == ("周敏", "13800001111")
+    assert [e.type for e in got.timeline] == [
+        "CaseRegistered",
+        "CaseClassified",
+        "CaseFiled",
+        "CaseDispatched",
+        "CaseAccepted",
+        "ProgressNoted",
+        "CaseResolved",
+        "CaseFollowedUp",
+        "CaseClosed",
+    ]
+    assert all(
+        "周敏" not in e.details_json and "ciphertext" not in e.details_json for e in got.timeline
+    )
+    stored = await world.running.store.read_all(limit=1000)
+    assert not any(
+        "周敏" in json.dumps(e.data, ensure_ascii=False) or "13800001111" in json.dumps(e.data)
+        for e in stored
+    ), "plaintext personal data in an event"
+
+
+async def test_dispatch_fails_unavailable_and_changes_nothing_when_party_orgs_is_down(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with platform(tmp_path, clock, party_orgs_up=False) as world:
+        staff = world.token(Role.COMMUNITY_STAFF)
+        case_id = await register(world)
+        await world.stub.ClassifyCase(
+            pb.ClassifyCaseRequest(case_id=case_id, category="x", urgency=pb.URGENCY_LOW),
+            metadata=staff,
+        )
+        await world.stub.FileCase(pb.FileCaseRequest(case_id=case_id), metadata=staff)
+        before = await world.head()
+
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await world.stub.DispatchCase(pb.DispatchCaseRequest(case_id=case_id), metadata=staff)
+
+        assert caught.value.code() is C.UNAVAILABLE
+        assert "nothing was changed" in caught.value.details()
+        assert await world.head() == before
+
+
+async def test_a_breached_deadline_gets_one_notice_even_after_a_restart(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with platform(tmp_path, clock) as world:
+        case_id = await register(world, urgency=pb.URGENCY_URGENT)
+        clock.advance(timedelta(hours=2))
+
+        async def noticed() -> list[int]:
+            case = await world.stub.GetCase(
+                pb.GetCaseRequest(case_id=case_id), metadata=world.token(Role.AUDITOR)
+            )
+            return list(case.case.supervision_notices)
+
+        for _ in range(100):
+            if await noticed():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # several more supervisor rounds
+        assert await noticed() == [pb.DEADLINE_DISPATCH]
+        assert REGISTRY.get_sample_value("civitas_cases_overdue") == 1
+    async with platform(tmp_path, clock, party_orgs_up=False) as restarted:
+        await asyncio.sleep(0.3)
+        events = await restarted.running.store.read_stream(f"case-{case_id}")
+        assert [e.type for e in events].count("SupervisionNoticeIssued") == 1
+
+
+async def test_list_filters_and_pages_newest_first(world: World) -> None:
+    ids = []
+    for n in range(5):
+        ids.append(
+            await register(world, channel=pb.CHANNEL_ONLINE if n % 2 else pb.CHANNEL_GRID_PATROL)
+        )
+        world.clock.advance(timedelta(minutes=1))
+    auditor = world.token(Role.AUDITOR)
+
+    first = await world.stub.ListCases(pb.ListCasesRequest(page_size=2), metadata=auditor)
+    second = await world.stub.ListCases(
+        pb.ListCasesRequest(page_size=2, page_token=first.next_page_token), metadata=auditor
+    )
+    online = await world.stub.ListCases(
+        pb.ListCasesRequest(channel=pb.CHANNEL_ONLINE, street_code="QH-01"), metadata=auditor
+    )
+    elsewhere = await world.stub.ListCases(
+        pb.ListCasesRequest(community_code="QH-01-02"), metadata=auditor
+    )
+
+    assert [c.case_id for c in [*first.cases, *second.cases]] == ids[::-1][:4]
+    assert sorted(c.case_id for c in online.cases) == sorted([ids[1], ids[3]])
+    assert list(elsewhere.cases) == []
+
+
+def bad_requests(case_id: str) -> list[tuple[str, object, C, str]]:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    return [
+        ("RegisterCase", registration(channel=0), C.INVALID_ARGUMENT, "channel is required"),
+        (
+            "RegisterCase",
+            registration(community_code="QH-01"),
+            C.INVALID_ARGUMENT,
+            "not a community",
+        ),
+        (
+            "RegisterCase",
+            registration(resident_phone="call me"),
+            C.INVALID_ARGUMENT,
+            "not a phone number",
+        ),
+        ("RegisterCase", registration(description=""), C.INVALID_ARGUMENT, "description"),
+        (
+            "RegisterCase",
+            registration(community_code="QH-02-01"),
+            C.PERMISSION_DENIED,
+            "not for QH-02-01",
+        ),
+        (
+            "ClassifyCase",
+            pb.ClassifyCaseRequest(case_id=case_id, category="x"),
+            C.INVALID_ARGUMENT,
+            "urgency is required",
+        ),
+        (
+            "AnswerOnSpot",
+            pb.AnswerOnSpotRequest(case_id=case_id, answer="x"),
+            C.FAILED_PRECONDITION,
+            "cannot answer on the spot",
+        ),
+        ("FileCase", pb.FileCaseRequest(case_id="nope"), C.INVALID_ARGUMENT, "case_id"),
+        (
+            "DispatchCase",
+            pb.DispatchCaseRequest(case_id=case_id),
+            C.FAILED_PRECONDITION,
+            "cannot dispatch",
+        ),
+        (
+            "DispatchCase",
+            pb.DispatchCaseRequest(case_id=case_id, grid_code="QH-01-01"),
+            C.INVALID_ARGUMENT,
+            "not a grid",
+        ),
+        (
+            "AcceptCase",
+            pb.AcceptCaseRequest(case_id=unknown, accepted_by="x"),
+            C.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "ReturnCase",
+            pb.ReturnCaseRequest(case_id=case_id, reason="x"),
+            C.FAILED_PRECONDITION,
+            "cannot return",
+        ),
+        (
+            "ReassignCase",
+            pb.ReassignCaseRequest(case_id=case_id, grid_code="x", reason="y"),
+            C.INVALID_ARGUMENT,
+            "unit code",
+        ),
+        (
+            "AddProgressNote",
+            pb.AddProgressNoteRequest(case_id=case_id, note="x"),
+            C.FAILED_PRECONDITION,
+            "cannot note progress",
+        ),
+        (
+            "OpenMediation",
+            pb.OpenMediationRequest(case_id=case_id, mediator="x"),
+            C.FAILED_PRECONDITION,
+            "cannot open mediation",
+        ),
+        (
+            "RecordMediationSession",
+            pb.RecordMediationSessionRequest(case_id=case_id, summary="x"),
+            C.FAILED_PRECONDITION,
+            "cannot hold",
+        ),
+        (
+            "ConcludeMediation",
+            pb.ConcludeMediationRequest(case_id=case_id, terms="x"),
+            C.FAILED_PRECONDITION,
+            "cannot conclude",
+        ),
+        (
+            "ResolveCase",
+            pb.ResolveCaseRequest(case_id=case_id, resolution="x"),
+            C.FAILED_PRECONDITION,
+            "cannot resolve",
+        ),
+        (
+            "FollowUpCase",
+            pb.FollowUpCaseRequest(case_id=case_id, satisfaction=9),
+            C.FAILED_PRECONDITION,
+            "cannot follow up",
+        ),
+        ("CloseCase", pb.CloseCaseRequest(case_id=case_id), C.FAILED_PRECONDITION, "cannot close"),
+        (
+            "ReopenCase",
+            pb.ReopenCaseRequest(case_id=case_id, reason="x"),
+            C.FAILED_PRECONDITION,
+            "cannot reopen",
+        ),
+        (
+            "MergeCase",
+            pb.MergeCaseRequest(duplicate_case_id=case_id, original_case_id=case_id),
+            C.FAILED_PRECONDITION,
+            "into itself",
+        ),
+        (
+            "RejectCase",
+            pb.RejectCaseRequest(case_id=case_id, reason=""),
+            C.INVALID_ARGUMENT,
+            "reason is required",
+        ),
+        (
+            "WithdrawCase",
+            pb.WithdrawCaseRequest(case_id=""),
+            C.INVALID_ARGUMENT,
+            "case_id is required",
+        ),
+        ("GetCase", pb.GetCaseRequest(case_id=unknown), C.NOT_FOUND, "does not exist"),
+        ("ListCases", pb.ListCasesRequest(page_size=501), C.INVALID_ARGUMENT, "page_size"),
+        ("ListCases", pb.ListCasesRequest(page_token="garbage"), C.INVALID_ARGUMENT, "page_token"),
+    ]
+
+
+async def test_bad_input_gets_its_code_and_a_clear_message_and_stores_nothing(
+    world: World,
+) -> None:
+    case_id = await register(world)
+    staff = world.token(Role.COMMUNITY_STAFF, scope=("QH-01",))
+    cases = bad_requests(case_id)
+    every_rpc = set(pb.DESCRIPTOR.services_by_name["CasesService"].methods_by_name)
+    assert {rpc for rpc, *_ in cases} == every_rpc
+
+    for rpc, request, code, words in cases:
+        before = await world.head()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await getattr(world.stub, rpc)(request, metadata=staff)
+        assert (rpc, caught.value.code()) == (rpc, code), caught.value.details()
+        assert words in caught.value.details(), (rpc, caught.value.details())
+        assert await world.head() == before, f"{rpc} stored events though it was refused"
+
+
+async def test_auditors_read_but_change_nothing(world: World) -> None:
+    case_id = await register(world)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.stub.FileCase(
+            pb.FileCaseRequest(case_id=case_id), metadata=world.token(Role.AUDITOR)
+        )
+    assert caught.value.code() is C.PERMISSION_DENIED
