@@ -7,11 +7,12 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
 from civitas.cases.bootstrap import RunningCases, run_cases
@@ -354,6 +355,12 @@ def bad_requests(case_id: str) -> list[tuple[str, object, C, str]]:
             C.INVALID_ARGUMENT,
             "case_id is required",
         ),
+        (
+            "ImportCase",
+            pb.ImportCaseRequest(intake=registration()),
+            C.INVALID_ARGUMENT,
+            "received_at is required",
+        ),
         ("GetCase", pb.GetCaseRequest(case_id=unknown), C.NOT_FOUND, "does not exist"),
         ("ListCases", pb.ListCasesRequest(page_size=501), C.INVALID_ARGUMENT, "page_size"),
         ("ListCases", pb.ListCasesRequest(page_token="garbage"), C.INVALID_ARGUMENT, "page_token"),
@@ -383,5 +390,81 @@ async def test_auditors_read_but_change_nothing(world: World) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await world.stub.FileCase(
             pb.FileCaseRequest(case_id=case_id), metadata=world.token(Role.AUDITOR)
+        )
+    assert caught.value.code() is C.PERMISSION_DENIED
+
+
+def stamp(moment: datetime) -> Timestamp:
+    value = Timestamp()
+    value.FromDatetime(moment)
+    return value
+
+
+async def test_an_imported_case_keeps_its_own_times_and_steps(world: World) -> None:
+    received = world.clock.now() - timedelta(days=200)
+    request = pb.ImportCaseRequest(
+        intake=registration(),
+        received_at=stamp(received),
+        category="噪音扰民",
+        grid_code="QH-01-01-G01",
+        dispatched_at=stamp(received + timedelta(minutes=40)),
+        resolution="已协调商户调整营业时间",
+        resolved_at=stamp(received + timedelta(days=3)),
+        satisfaction=4,
+        closed_at=stamp(received + timedelta(days=4)),
+    )
+
+    case = (await world.stub.ImportCase(request, metadata=world.token(Role.DISTRICT_ADMIN))).case
+
+    assert case.status == pb.STATUS_CLOSED
+    assert case.registered_at.ToDatetime(tzinfo=UTC) == received
+    assert (case.grid_code, case.handler, case.satisfaction) == ("QH-01-01-G01", "王芳", 4)
+    assert not case.overdue
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "code"),
+    [
+        ({"resolved_at": -1}, "resolved_at is before dispatched_at", C.INVALID_ARGUMENT),
+        ({"closed_at": 400}, "closed_at is in the future", C.INVALID_ARGUMENT),
+        ({"grid_code": "QH-01-02-G01"}, "not a grid of QH-01-01", C.INVALID_ARGUMENT),
+    ],
+)
+async def test_an_import_with_impossible_times_or_places_is_refused(
+    world: World, change: dict[str, object], message: str, code: C
+) -> None:
+    received = world.clock.now() - timedelta(days=200)
+    times = {"dispatched_at": 1, "resolved_at": 3, "closed_at": 4}
+    fields: dict[str, object] = {"grid_code": "QH-01-01-G01", "satisfaction": 4}
+    for name, days in times.items():
+        fields[name] = stamp(received + timedelta(days=days))
+    for name, value in change.items():
+        fields[name] = stamp(received + timedelta(days=value)) if isinstance(value, int) else value
+    before = await world.head()
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.stub.ImportCase(
+            pb.ImportCaseRequest(
+                intake=registration(),
+                received_at=stamp(received),
+                category="x",
+                resolution="done",
+                **fields,
+            ),
+            metadata=world.token(Role.DISTRICT_ADMIN),
+        )
+
+    assert caught.value.code() is code
+    assert message in caught.value.details()
+    assert await world.head() == before
+
+
+async def test_only_admins_and_services_import_history(world: World) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.stub.ImportCase(
+            pb.ImportCaseRequest(
+                intake=registration(), received_at=stamp(world.clock.now()), category="x"
+            ),
+            metadata=world.token(Role.COMMUNITY_STAFF),
         )
     assert caught.value.code() is C.PERMISSION_DENIED

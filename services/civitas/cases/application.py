@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from civitas.chassis.auth import Principal, Role, authorize
 from civitas.errors import InvalidInput, NotFound
@@ -14,13 +16,14 @@ from civitas.eventkit.personal import PersonalDataVault
 from civitas.geography import UnitKind, parse_unit_code
 
 from .domain.case import Case, Channel, DeadlinePolicy, Urgency
-from .grids import GridResolver
+from .grids import Assignment, GridResolver
 
 R = Role
 INTAKE = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, R.SERVICE}
 DISPATCHERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
 HANDLERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, R.PARTY_SECRETARY}
 FOLLOW_UP = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
+IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
 SUPERVISOR = Principal("supervisor", frozenset({R.SERVICE}), ("QH",))
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 
@@ -33,6 +36,66 @@ class Caller:
     @property
     def metadata(self) -> Metadata:
         return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
+
+
+@dataclass(frozen=True)
+class HistoricalCase:
+    """A case as an earlier system recorded it, to be imported with its own times."""
+
+    channel: Channel
+    community_code: str
+    address: str
+    description: str
+    urgency: Urgency
+    resident_name: str
+    resident_phone: str
+    received_at: datetime
+    category: str
+    grid_code: str | None = None
+    dispatched_at: datetime | None = None
+    resolution: str | None = None
+    resolved_at: datetime | None = None
+    satisfaction: int | None = None
+    closed_at: datetime | None = None
+
+    def check_times(self, now: datetime) -> None:
+        """The steps' times must be given for the steps taken, in order, and past."""
+        steps = [
+            ("received_at", self.received_at),
+            ("dispatched_at", self.dispatched_at),
+            ("resolved_at", self.resolved_at),
+            ("closed_at", self.closed_at),
+        ]
+        if self.grid_code and self.dispatched_at is None:
+            raise InvalidInput("dispatched_at is required with a grid_code")
+        if self.resolution and (self.resolved_at is None or not self.grid_code):
+            raise InvalidInput("a resolution needs resolved_at and the grid it was handled by")
+        if self.closed_at and not self.satisfaction:
+            raise InvalidInput("closed_at needs the resident's satisfaction")
+        given = [(name, at) for name, at in steps if at is not None]
+        for (name, at), (later_name, later) in itertools.pairwise(given):
+            if later < at:
+                raise InvalidInput(f"{later_name} is before {name}")
+        if given[-1][1] > now:
+            raise InvalidInput(f"{given[-1][0]} is in the future")
+
+    def replay_onto(
+        self, case: Case, assignment: Assignment | None, policy: DeadlinePolicy
+    ) -> None:
+        case.classify(self.category, self.urgency, policy)
+        if assignment is None or self.dispatched_at is None:
+            return
+        case.file()
+        case.dispatch(
+            assignment.grid_code, assignment.grid_branch_id, assignment.handler, self.dispatched_at
+        )
+        case.accept(assignment.handler)
+        if self.resolution and self.resolved_at:
+            case.resolve(self.resolution, self.resolved_at)
+            if self.satisfaction:
+                case.follow_up(self.satisfaction, "")
+                if self.closed_at:
+                    case.close(self.closed_at)
 
 
 class Cases:
@@ -178,6 +241,40 @@ class Cases:
 
     async def withdraw(self, caller: Caller, case_id: str, reason: str) -> Case:
         return await self._command(caller, case_id, INTAKE, lambda c: c.withdraw(reason))
+
+    async def import_case(self, caller: Caller, record: HistoricalCase) -> Case:
+        """Record a case from the past: the same domain steps, with the record's times."""
+        if parse_unit_code(record.community_code)[0] is not UnitKind.COMMUNITY:
+            raise InvalidInput(
+                f"community_code {record.community_code!r} is not a community's code"
+            )
+        authorize(caller.principal, IMPORTERS, record.community_code)
+        record.check_times(self.clock.now())
+        assignment = (
+            await self.grids.resolve(record.community_code, None, record.grid_code)
+            if record.grid_code
+            else None
+        )
+        phone = re.sub(r"[ -]", "", record.resident_phone or "")
+        if not _PHONE.match(record.resident_phone or "") or not record.resident_name.strip():
+            raise InvalidInput("a resident_name and a resident_phone are required")
+        resident = await self.vault.person_for("resident", phone)
+        case = Case.register(
+            str(new_uuid()),
+            record.channel,
+            record.community_code,
+            record.address,
+            record.description,
+            record.urgency,
+            resident,
+            await self.vault.seal(resident, record.resident_name.strip()),
+            await self.vault.seal(resident, phone),
+            record.received_at,
+            self.policy,
+        )
+        record.replay_onto(case, assignment, self.policy)
+        await self.cases.save(case, caller.metadata)
+        return case
 
     async def supervise(self, case_id: str) -> int:
         """Issue the notices a case's breached deadlines call for; how many were issued."""

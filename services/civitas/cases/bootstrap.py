@@ -27,6 +27,7 @@ from civitas.eventkit.personal import PersonalDataVault
 
 from .application import Cases
 from .case_index import CaseIndex, CaseQueries, supervising
+from .domain.case import DeadlinePolicy
 from .grids import GridResolver, PartyOrgsGrids
 from .grpc_api import CasesServicer
 from .v1 import cases_pb2, cases_pb2_grpc
@@ -61,7 +62,8 @@ async def run_cases(
     vault = PersonalDataVault(vault_engine)
     await vault.setup()
     party_orgs = grids or PartyOrgsGrids(settings.peer_address("party_orgs"), authority)
-    app = Cases(store, vault, clock, party_orgs)
+    policy = DeadlinePolicy.parse(os.environ.get("CIVITAS_CASES_DEADLINES", ""))
+    app = Cases(store, vault, clock, party_orgs, policy)
     index = ProjectionRunner(CaseIndex(), StoreFeed(store), read_models)
     await index.setup()
     indexing = asyncio.create_task(index.run(), name="case-index")

@@ -11,7 +11,7 @@ from civitas.chassis.interceptor import current_correlation_id, current_principa
 from civitas.errors import InvalidInput
 from civitas.geography import UnitKind, parse_unit_code
 
-from .application import Caller, Cases
+from .application import Caller, Cases, HistoricalCase
 from .case_index import CaseFilter, CaseQueries
 from .domain.case import Case, Channel, Status, Urgency
 from .v1 import cases_pb2 as pb
@@ -213,6 +213,38 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     ) -> pb.WithdrawCaseResponse:
         case = await self.app.withdraw(self._caller(), self._id(request), request.reason)
         return pb.WithdrawCaseResponse(case=await self._case_out(case))
+
+    async def ImportCase(
+        self, request: pb.ImportCaseRequest, context: Any
+    ) -> pb.ImportCaseResponse:
+        intake = request.intake
+        if not request.HasField("received_at"):
+            raise InvalidInput("received_at is required")
+        if request.grid_code and parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
+            raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
+
+        def when(field: Any) -> Any:
+            return timestamp_in(getattr(request, field)) if request.HasField(field) else None
+
+        record = HistoricalCase(
+            channel=enum_in(intake.channel, pb.Channel, "CHANNEL_", Channel, "intake.channel"),
+            community_code=intake.community_code,
+            address=intake.address,
+            description=intake.description,
+            urgency=enum_in(intake.urgency, pb.Urgency, "URGENCY_", Urgency, "intake.urgency"),
+            resident_name=intake.resident_name,
+            resident_phone=intake.resident_phone,
+            received_at=timestamp_in(request.received_at),
+            category=request.category,
+            grid_code=request.grid_code or None,
+            dispatched_at=when("dispatched_at"),
+            resolution=request.resolution or None,
+            resolved_at=when("resolved_at"),
+            satisfaction=request.satisfaction or None,
+            closed_at=when("closed_at"),
+        )
+        case = await self.app.import_case(self._caller(), record)
+        return pb.ImportCaseResponse(case=await self._case_out(case))
 
     async def GetCase(self, request: pb.GetCaseRequest, context: Any) -> pb.GetCaseResponse:
         case = await self.app.get(self._caller(), self._id(request))

@@ -240,3 +240,16 @@ def test_random_command_sequences_keep_the_case_valid_and_replayable(steps: list
 
     replayed = Case.replay(case.id, case.collect_pending())
     assert state_of(replayed) == state_of(case)
+
+
+def test_deadlines_are_configurable_and_bad_settings_are_refused() -> None:
+    policy = DeadlinePolicy.parse("urgent=30m/12h, low=2d/30d")
+
+    assert (policy.dispatch[Urgency.URGENT], policy.resolution[Urgency.URGENT]) == (
+        timedelta(minutes=30),
+        timedelta(hours=12),
+    )
+    assert policy.resolution[Urgency.LOW] == timedelta(days=30)
+    assert policy.dispatch[Urgency.NORMAL] == timedelta(hours=2)  # left at its default
+    with pytest.raises(ValueError, match="not like"):
+        DeadlinePolicy.parse("urgent=soon")

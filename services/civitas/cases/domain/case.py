@@ -79,6 +79,27 @@ class DeadlinePolicy:
             },
         )
 
+    @classmethod
+    def parse(cls, text: str) -> DeadlinePolicy:
+        """``urgent=1h/24h,normal=2h/7d,low=24h/15d``: dispatch/resolution per urgency
+        (units m, h, d); urgencies left out keep their defaults."""
+        policy = cls.default()
+        units = {"m": "minutes", "h": "hours", "d": "days"}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            try:
+                name, spans = part.split("=")
+                urgency = Urgency(name.strip())
+                dispatch, resolution = (
+                    timedelta(**{units[span.strip()[-1]]: float(span.strip()[:-1])})
+                    for span in spans.split("/")
+                )
+            except (ValueError, KeyError):
+                raise ValueError(
+                    f"deadline {part!r} is not like 'normal=2h/7d' (units m, h, d)"
+                ) from None
+            policy.dispatch[urgency], policy.resolution[urgency] = dispatch, resolution
+        return policy
+
     def due(self, registered_at: datetime, urgency: Urgency) -> tuple[datetime, datetime]:
         return registered_at + self.dispatch[urgency], registered_at + self.resolution[urgency]
 

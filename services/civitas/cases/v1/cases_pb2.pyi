@@ -1059,6 +1059,77 @@ class WithdrawCaseResponse(_message.Message):
 Global___WithdrawCaseResponse: _TypeAlias = WithdrawCaseResponse  # noqa: Y015
 
 @_typing.final
+class ImportCaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTAKE_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    GRID_CODE_FIELD_NUMBER: _builtins.int
+    DISPATCHED_AT_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    SATISFACTION_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    category: _builtins.str
+    grid_code: _builtins.str
+    """Empty: never dispatched. Otherwise a grid of the case's community."""
+    resolution: _builtins.str
+    """Empty: not resolved yet."""
+    satisfaction: _builtins.int
+    """0: no follow-up yet."""
+    @_builtins.property
+    def intake(self) -> Global___RegisterCaseRequest: ...
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def dispatched_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        intake: Global___RegisterCaseRequest | None = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+        category: _builtins.str = ...,
+        grid_code: _builtins.str = ...,
+        dispatched_at: _timestamp_pb2.Timestamp | None = ...,
+        resolution: _builtins.str = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        satisfaction: _builtins.int = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "intake", b"intake", "received_at", b"received_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "grid_code", b"grid_code", "intake", b"intake", "received_at", b"received_at", "resolution", b"resolution", "resolved_at", b"resolved_at", "satisfaction", b"satisfaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCaseRequest: _TypeAlias = ImportCaseRequest  # noqa: Y015
+
+@_typing.final
+class ImportCaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def case(self) -> Global___Case: ...
+    def __init__(
+        self,
+        *,
+        case: Global___Case | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCaseResponse: _TypeAlias = ImportCaseResponse  # noqa: Y015
+
+@_typing.final
 class GetCaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -130,6 +130,11 @@ class CasesServiceStub:
                 request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseRequest.SerializeToString,
                 response_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseResponse.FromString,
                 _registered_method=True)
+        self.ImportCase = channel.unary_unary(
+                '/civitas.cases.v1.CasesService/ImportCase',
+                request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.ImportCaseRequest.SerializeToString,
+                response_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.ImportCaseResponse.FromString,
+                _registered_method=True)
         self.GetCase = channel.unary_unary(
                 '/civitas.cases.v1.CasesService/GetCase',
                 request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseRequest.SerializeToString,
@@ -263,6 +268,14 @@ class CasesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportCase(self, request, context):
+        """Historical import (12345 hotline records, earlier systems): the same steps, run
+        with the record's own times, stored as one append. District admins and services.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCase(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -372,6 +385,11 @@ def add_CasesServiceServicer_to_server(servicer, server):
                     servicer.WithdrawCase,
                     request_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseRequest.FromString,
                     response_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseResponse.SerializeToString,
+            ),
+            'ImportCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCase,
+                    request_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.ImportCaseRequest.FromString,
+                    response_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.ImportCaseResponse.SerializeToString,
             ),
             'GetCase': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCase,
@@ -898,6 +916,33 @@ class CasesService:
             '/civitas.cases.v1.CasesService/WithdrawCase',
             civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseRequest.SerializeToString,
             civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/civitas.cases.v1.CasesService/ImportCase',
+            civitas_dot_cases_dot_v1_dot_cases__pb2.ImportCaseRequest.SerializeToString,
+            civitas_dot_cases_dot_v1_dot_cases__pb2.ImportCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

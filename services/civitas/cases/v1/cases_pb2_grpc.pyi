@@ -56,6 +56,10 @@ class CasesServiceStub:
     MergeCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.MergeCaseRequest, _cases_pb2.MergeCaseResponse]
     RejectCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.RejectCaseRequest, _cases_pb2.RejectCaseResponse]
     WithdrawCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.WithdrawCaseRequest, _cases_pb2.WithdrawCaseResponse]
+    ImportCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.ImportCaseRequest, _cases_pb2.ImportCaseResponse]
+    """Historical import (12345 hotline records, earlier systems): the same steps, run
+    with the record's own times, stored as one append. District admins and services.
+    """
     GetCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.GetCaseRequest, _cases_pb2.GetCaseResponse]
     ListCases: _grpc.UnaryUnaryMultiCallable[_cases_pb2.ListCasesRequest, _cases_pb2.ListCasesResponse]
 
@@ -87,6 +91,10 @@ class CasesServiceAsyncStub(CasesServiceStub):
     MergeCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.MergeCaseRequest, _cases_pb2.MergeCaseResponse]  # type: ignore[assignment]
     RejectCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.RejectCaseRequest, _cases_pb2.RejectCaseResponse]  # type: ignore[assignment]
     WithdrawCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.WithdrawCaseRequest, _cases_pb2.WithdrawCaseResponse]  # type: ignore[assignment]
+    ImportCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.ImportCaseRequest, _cases_pb2.ImportCaseResponse]  # type: ignore[assignment]
+    """Historical import (12345 hotline records, earlier systems): the same steps, run
+    with the record's own times, stored as one append. District admins and services.
+    """
     GetCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.GetCaseRequest, _cases_pb2.GetCaseResponse]  # type: ignore[assignment]
     ListCases: _aio.UnaryUnaryMultiCallable[_cases_pb2.ListCasesRequest, _cases_pb2.ListCasesResponse]  # type: ignore[assignment]
 
@@ -229,6 +237,16 @@ class CasesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cases_pb2.WithdrawCaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cases_pb2.WithdrawCaseResponse, _abc.Awaitable[_cases_pb2.WithdrawCaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ImportCase(
+        self,
+        request: _cases_pb2.ImportCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cases_pb2.ImportCaseResponse, _abc.Awaitable[_cases_pb2.ImportCaseResponse]]:
+        """Historical import (12345 hotline records, earlier systems): the same steps, run
+        with the record's own times, stored as one append. District admins and services.
+        """
 
     @_abc_1.abstractmethod
     def GetCase(
