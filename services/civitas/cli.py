@@ -33,14 +33,17 @@ async def _call(args: argparse.Namespace) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    from civitas.demo import load_party_orgs
+    from civitas.demo import load_cases, load_party_orgs
 
     args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "demo", 3600
+    token = _token(args)
     started = time.perf_counter()
-    print(f"civitas demo: loading the district into party_orgs at {args.party_orgs}")
-    if not await load_party_orgs(args.party_orgs, _token(args), args.members):
-        print("civitas demo: the district is loaded already; nothing changed")
-        return
+    print(f"civitas demo: the district into party_orgs at {args.party_orgs}")
+    if not await load_party_orgs(args.party_orgs, token, args.members):
+        print("  loaded already; left as it is")
+    print(f"civitas demo: a year of requests into cases at {args.cases_address}")
+    if not await load_cases(args.cases_address, token, args.requests):
+        print("  loaded already; left as it is")
     print(f"civitas demo: done in {time.perf_counter() - started:.0f}s")
 
 
@@ -119,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         "--party-orgs", default=setting("party_orgs_address", default="127.0.0.1:50051")
     )
     demo_cmd.add_argument("--members", type=int, default=3000)
+    demo_cmd.add_argument(
+        "--cases-address", default=setting("cases_address", default="127.0.0.1:50052")
+    )
+    demo_cmd.add_argument("--requests", type=int, default=6029)
     demo_cmd.add_argument("--var", default=var_default)
 
     call_cmd = commands.add_parser(

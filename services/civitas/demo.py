@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -298,3 +299,100 @@ async def _load(load: Loader, plan: Plan, member_count: int) -> None:
         pairs,
         lambda p: s.FormPairing(pb.FormPairingRequest(organ_org_id=p[0], community_org_id=p[1])),
     )
+
+
+CHANNELS = [
+    ("CHANNEL_HOTLINE_12345", 40),
+    ("CHANNEL_LIVELIHOOD_STATION", 25),
+    ("CHANNEL_SERVICE_CENTRE_WINDOW", 15),
+    ("CHANNEL_GRID_PATROL", 15),
+    ("CHANNEL_ONLINE", 5),
+]
+CATEGORIES = [
+    ("环境卫生", "楼道堆放杂物、垃圾清运不及时"),
+    ("物业管理", "小区电梯故障、物业不作为"),
+    ("邻里纠纷", "楼上漏水、噪音引发的邻里矛盾"),
+    ("公共设施", "路灯不亮、井盖破损"),
+    ("养老服务", "独居老人需要助餐、上门照护"),
+    ("违章搭建", "楼顶违建、占用公共通道"),
+    ("停车管理", "小区停车位紧张、乱停车"),
+    ("噪音扰民", "夜间商户噪音扰民"),
+    ("政策咨询", "医保、低保、居住证办理咨询"),
+    ("治安隐患", "单元门禁损坏、可疑人员"),
+]
+URGENCIES = [("URGENCY_URGENT", 5), ("URGENCY_NORMAL", 70), ("URGENCY_LOW", 25)]
+SATISFACTION = [(5, 55), (4, 30), (3, 9), (2, 4), (1, 2)]
+REQUESTS, RESOLVED_SHARE = 6029, 5760 / 6029  # the seed's livelihood stations
+
+
+def pick(rng: random.Random, weighted: list[tuple[Any, int]]) -> Any:
+    return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
+
+
+def plan_requests(plan: Plan, count: int, now: datetime) -> list[Any]:
+    """A year of residents' requests over the district's grids, about 95% resolved."""
+    from civitas.cases.v1 import cases_pb2 as cpb
+
+    rng = random.Random(6029)
+    requests = []
+    for _ in range(count):
+        grid, _, addresses = rng.choice(plan.grids)
+        received = now - timedelta(days=rng.uniform(0, 365))
+        category, description = rng.choice(CATEGORIES)
+        resolved = rng.random() < RESOLVED_SHARE
+        dispatched = received + timedelta(minutes=rng.uniform(10, 150))
+        handled = dispatched + timedelta(hours=rng.lognormvariate(3.3, 1.0))
+        intake = cpb.RegisterCaseRequest(
+            channel=cpb.Channel.Value(pick(rng, CHANNELS)),
+            community_code=grid[:8],
+            address=f"{rng.choice(addresses)}{rng.randint(1, 30)}栋",
+            description=description,
+            urgency=cpb.Urgency.Value(pick(rng, URGENCIES)),
+            resident_name=plan.person(),
+            resident_phone=f"13{rng.randint(0, 9)}{rng.randint(10_000_000, 99_999_999)}",
+        )
+        request = cpb.ImportCaseRequest(intake=intake, category=category)
+        request.received_at.FromDatetime(received)
+        if dispatched < now and (resolved or rng.random() < 0.7):
+            request.grid_code = grid
+            request.dispatched_at.FromDatetime(dispatched)
+        if resolved and request.grid_code and handled < now:
+            request.resolution = f"已处理：{description.split('、')[0]}问题已解决"
+            request.resolved_at.FromDatetime(handled)
+            followed = handled + timedelta(days=rng.uniform(0.5, 3))
+            if followed < now:
+                request.satisfaction = pick(rng, SATISFACTION)
+                if request.satisfaction >= 3:
+                    request.closed_at.FromDatetime(followed)
+        requests.append(request)
+    return requests
+
+
+async def load_cases(address: str, token: str, count: int = REQUESTS) -> bool:
+    """Import a year of requests; False (and nothing changed) when there are cases already."""
+    from civitas.cases.v1 import cases_pb2 as cpb
+    from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
+
+    channel = open_channel(address, lambda: token, timeout_seconds=30)
+    stub = cpb_grpc.CasesServiceStub(channel)
+    try:
+        existing = await stub.ListCases(cpb.ListCasesRequest(page_size=1))
+        if existing.cases:
+            return False
+        requests = plan_requests(plan_district(), count, datetime.now(UTC))
+        limit = asyncio.Semaphore(16)
+
+        async def one(request: Any) -> Any:
+            async with limit:
+                return await stub.ImportCase(request)
+
+        replies = await asyncio.gather(*(one(r) for r in requests))
+        resolved = sum(
+            r.case.status in (cpb.STATUS_RESOLVED, cpb.STATUS_FOLLOWED_UP, cpb.STATUS_CLOSED)
+            for r in replies
+        )
+        print(f"  {'residents requests (a year)':<34} {len(replies):>6}")
+        print(f"  {'of them resolved':<34} {resolved:>6}", flush=True)
+    finally:
+        await channel.close(None)
+    return True
