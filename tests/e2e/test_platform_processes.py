@@ -1,8 +1,9 @@
-"""party_orgs as real processes: the service alone, and the platform as a user runs it."""
+"""Services as real processes: party_orgs alone, and the platform as a user runs it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -101,6 +103,28 @@ async def test_the_service_process_answers_over_grpc_serves_metrics_and_stops_gr
     assert exit_code == 0
 
 
+async def cli(
+    env: dict[str, str], cwd: Path, method: str, request: dict[str, str], address: str
+) -> dict[str, Any]:
+    """``civitas call`` as a user types it; the JSON reply."""
+    call = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        "call",
+        method,
+        json.dumps(request, ensure_ascii=False),
+        "--address",
+        address,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(call.communicate(), 60)
+    assert call.returncode == 0, f"{method} failed"
+    return json.loads(out)
+
+
 async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     tmp_path: Path,
 ) -> None:
@@ -122,6 +146,7 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
             assert line, f"civitas up ended early: {printed.decode()}"
             printed += line
         address = f"127.0.0.1:{grpc_port}"
+        cases_address = f"127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}"
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -129,8 +154,12 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
             "demo",
             "--members",
             "300",
+            "--requests",
+            "200",
             "--party-orgs",
             address,
+            "--cases-address",
+            cases_address,
             cwd=tmp_path,
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -150,6 +179,33 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
             stdout=asyncio.subprocess.PIPE,
         )
         call_out, _ = await asyncio.wait_for(call.communicate(), 60)
+        case = await cli(
+            env,
+            tmp_path,
+            "cases.RegisterCase",
+            {
+                "channel": "CHANNEL_HOTLINE_12345",
+                "communityCode": "QH-01-01",
+                "address": "大光路东1区3栋",
+                "description": "楼道灯坏了",
+                "urgency": "URGENCY_NORMAL",
+                "residentName": "周敏",
+                "residentPhone": "13800001111",
+            },
+            cases_address,
+        )
+        case_id = case["case"]["caseId"]
+        await cli(
+            env,
+            tmp_path,
+            "cases.ClassifyCase",
+            {"caseId": case_id, "category": "公共设施", "urgency": "URGENCY_NORMAL"},
+            cases_address,
+        )
+        await cli(env, tmp_path, "cases.FileCase", {"caseId": case_id}, cases_address)
+        dispatched = await cli(
+            env, tmp_path, "cases.DispatchCase", {"caseId": case_id}, cases_address
+        )
     finally:
         up.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(up.communicate(), 30)
@@ -162,3 +218,6 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert call_out.decode().count('"kind": "ADMIN_UNIT_KIND_STREET"') == 12
     assert "大光路街道" in call_out.decode()
     assert "all services stopped" in rest.decode()
+    assert "residents requests (a year)           200" in demo_out.decode()
+    assert dispatched["case"]["gridCode"] == "QH-01-01-G01"  # resolved by party_orgs
+    assert dispatched["case"]["handler"]
