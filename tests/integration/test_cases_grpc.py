@@ -468,3 +468,19 @@ async def test_only_admins_and_services_import_history(world: World) -> None:
             metadata=world.token(Role.COMMUNITY_STAFF),
         )
     assert caught.value.code() is C.PERMISSION_DENIED
+
+
+async def test_list_finds_overdue_cases_and_cases_in_a_date_range(world: World) -> None:
+    auditor = world.token(Role.AUDITOR)
+    early = await register(world, urgency=pb.URGENCY_URGENT)
+    world.clock.advance(timedelta(hours=3))
+    late = await register(world, urgency=pb.URGENCY_LOW)
+    world.clock.advance(timedelta(hours=1))
+
+    overdue = await world.stub.ListCases(pb.ListCasesRequest(overdue_only=True), metadata=auditor)
+    window = pb.ListCasesRequest(status=pb.STATUS_REGISTERED)
+    window.registered_from.FromDatetime(world.clock.now() - timedelta(hours=2))
+    recent = await world.stub.ListCases(window, metadata=auditor)
+
+    assert [c.case_id for c in overdue.cases] == [early]
+    assert [c.case_id for c in recent.cases] == [late]
