@@ -484,3 +484,29 @@ async def test_list_finds_overdue_cases_and_cases_in_a_date_range(world: World) 
 
     assert [c.case_id for c in overdue.cases] == [early]
     assert [c.case_id for c in recent.cases] == [late]
+
+
+async def test_reassign_needs_someone_on_the_new_grid_and_return_sends_the_case_back(
+    world: World,
+) -> None:
+    staff = world.token(Role.COMMUNITY_STAFF)
+    case_id = await register(world)
+    await world.stub.ClassifyCase(
+        pb.ClassifyCaseRequest(case_id=case_id, category="x", urgency=pb.URGENCY_NORMAL),
+        metadata=staff,
+    )
+    await world.stub.FileCase(pb.FileCaseRequest(case_id=case_id), metadata=staff)
+    await world.stub.DispatchCase(pb.DispatchCaseRequest(case_id=case_id), metadata=staff)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # the seed's second grid has no posts
+        await world.stub.ReassignCase(
+            pb.ReassignCaseRequest(case_id=case_id, grid_code="QH-01-01-G02", reason="跨网格"),
+            metadata=staff,
+        )
+    returned = await world.stub.ReturnCase(
+        pb.ReturnCaseRequest(case_id=case_id, reason="不属于本网格"), metadata=staff
+    )
+
+    assert caught.value.code() is C.FAILED_PRECONDITION
+    assert "nobody on its posts" in caught.value.details()
+    assert (returned.case.status, returned.case.grid_code) == (pb.STATUS_FILED, "")
