@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -10,20 +9,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
+from civitas.chassis.service import infrastructure, projecting
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import (
-    Clock,
-    EventStore,
-    ProjectionRunner,
-    StoreFeed,
-    SystemClock,
-    create_read_model_engine,
-    open_event_store,
-)
-from civitas.eventkit.personal import PersonalDataVault
+from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
 
 from .application import Cases
 from .case_index import CaseIndex, CaseQueries, supervising
@@ -55,43 +45,33 @@ async def run_cases(
 ) -> AsyncIterator[RunningCases]:
     """Build cases, start its index, supervisor and gRPC server; stop them on exit."""
     clock = clock or SystemClock()
-    authority = TokenAuthority(settings.auth_secret)
-    store = await open_event_store(settings.eventstore_url)
-    read_models = create_read_model_engine(settings.read_model_url)
-    vault_engine = create_read_model_engine(settings.vault_url)
-    vault = PersonalDataVault(vault_engine)
-    await vault.setup()
-    party_orgs = grids or PartyOrgsGrids(settings.peer_address("party_orgs"), authority)
-    policy = DeadlinePolicy.parse(os.environ.get("CIVITAS_CASES_DEADLINES", ""))
-    app = Cases(store, vault, clock, party_orgs, policy)
-    index = ProjectionRunner(CaseIndex(), StoreFeed(store), read_models)
-    await index.setup()
-    indexing = asyncio.create_task(index.run(), name="case-index")
-    queries = CaseQueries(read_models)
-    every = supervise_every or float(os.environ.get("CIVITAS_CASES_SUPERVISE_SECONDS", "30"))
-    server = await start_grpc_server(
-        [
-            (
-                cases_pb2_grpc.add_CasesServiceServicer_to_server,
-                CasesServicer(app, queries, index.wait_until_caught_up),
-            )
-        ],
-        [SERVICE_NAME],
-        authority=authority,
-        host=settings.host,
-        port=settings.grpc_port if port is None else port,
-    )
-    log.info("cases listening", port=server.port, store=settings.eventstore_url)
-    try:
-        async with relaying(store, settings), supervising(app.supervise, queries, clock, every):
-            yield RunningCases(app, store, server, index)
-    finally:
-        await server.stop()
-        indexing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await indexing
-        if isinstance(party_orgs, PartyOrgsGrids):
-            await party_orgs.close()
-        await store.close()
-        read_models.dispose()
-        vault_engine.dispose()
+    async with contextlib.AsyncExitStack() as stack:
+        infra = await stack.enter_async_context(infrastructure(settings))
+        if grids is None:
+            resolver = PartyOrgsGrids(settings.peer_address("party_orgs"), infra.authority)
+            stack.push_async_callback(resolver.close)
+            grids = resolver
+        policy = DeadlinePolicy.parse(os.environ.get("CIVITAS_CASES_DEADLINES", ""))
+        app = Cases(infra.store, infra.vault, clock, grids, policy)
+        index = await stack.enter_async_context(
+            projecting(ProjectionRunner(CaseIndex(), StoreFeed(infra.store), infra.read_models))
+        )
+        queries = CaseQueries(infra.read_models)
+        server = await start_grpc_server(
+            [
+                (
+                    cases_pb2_grpc.add_CasesServiceServicer_to_server,
+                    CasesServicer(app, queries, index.wait_until_caught_up),
+                )
+            ],
+            [SERVICE_NAME],
+            authority=infra.authority,
+            host=settings.host,
+            port=settings.grpc_port if port is None else port,
+        )
+        stack.push_async_callback(server.stop)
+        every = supervise_every or float(os.environ.get("CIVITAS_CASES_SUPERVISE_SECONDS", "30"))
+        await stack.enter_async_context(relaying(infra.store, settings))
+        await stack.enter_async_context(supervising(app.supervise, queries, clock, every))
+        log.info("cases listening", port=server.port, store=settings.eventstore_url)
+        yield RunningCases(app, infra.store, server, index)

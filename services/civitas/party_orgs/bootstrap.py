@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
 
-from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
+from civitas.chassis.service import infrastructure, projecting
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import (
-    Clock,
-    EventStore,
-    ProjectionRunner,
-    StoreFeed,
-    SystemClock,
-    create_read_model_engine,
-    open_event_store,
-)
-from civitas.eventkit.personal import PersonalDataVault
+from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
 
 from .application import PartyOrgs
 from .directory import Directory, DirectoryQueries
@@ -48,32 +38,23 @@ async def run_party_orgs(
     settings: ServiceSettings, *, clock: Clock | None = None, port: int | None = None
 ) -> AsyncIterator[RunningPartyOrgs]:
     """Build party_orgs, start its directory projection and its gRPC server; stop on exit."""
-    store = await open_event_store(settings.eventstore_url)
-    read_models = create_read_model_engine(settings.read_model_url)
-    vault_engine = create_read_model_engine(settings.vault_url)
-    vault = PersonalDataVault(vault_engine)
-    await vault.setup()
-    app = PartyOrgs(store, vault, clock or SystemClock())
-    directory = ProjectionRunner(Directory(), StoreFeed(store), read_models)
-    await directory.setup()
-    projecting = asyncio.create_task(directory.run(), name="directory")
-    servicer = PartyOrgsServicer(app, DirectoryQueries(read_models), directory.wait_until_caught_up)
-    server = await start_grpc_server(
-        [(party_orgs_pb2_grpc.add_PartyOrgsServiceServicer_to_server, servicer)],
-        [SERVICE_NAME],
-        authority=TokenAuthority(settings.auth_secret),
-        host=settings.host,
-        port=settings.grpc_port if port is None else port,
-    )
-    log.info("party_orgs listening", port=server.port, store=settings.eventstore_url)
-    try:
-        async with relaying(store, settings):
-            yield RunningPartyOrgs(app, store, server, directory)
-    finally:
-        await server.stop()
-        projecting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await projecting
-        await store.close()
-        read_models.dispose()
-        vault_engine.dispose()
+    async with contextlib.AsyncExitStack() as stack:
+        infra = await stack.enter_async_context(infrastructure(settings))
+        app = PartyOrgs(infra.store, infra.vault, clock or SystemClock())
+        directory = await stack.enter_async_context(
+            projecting(ProjectionRunner(Directory(), StoreFeed(infra.store), infra.read_models))
+        )
+        servicer = PartyOrgsServicer(
+            app, DirectoryQueries(infra.read_models), directory.wait_until_caught_up
+        )
+        server = await start_grpc_server(
+            [(party_orgs_pb2_grpc.add_PartyOrgsServiceServicer_to_server, servicer)],
+            [SERVICE_NAME],
+            authority=infra.authority,
+            host=settings.host,
+            port=settings.grpc_port if port is None else port,
+        )
+        stack.push_async_callback(server.stop)
+        await stack.enter_async_context(relaying(infra.store, settings))
+        log.info("party_orgs listening", port=server.port, store=settings.eventstore_url)
+        yield RunningPartyOrgs(app, infra.store, server, directory)

@@ -253,3 +253,13 @@ def test_deadlines_are_configurable_and_bad_settings_are_refused() -> None:
     assert policy.dispatch[Urgency.NORMAL] == timedelta(hours=2)  # left at its default
     with pytest.raises(ValueError, match="not like"):
         DeadlinePolicy.parse("urgent=soon")
+
+
+def test_long_descriptions_and_notes_are_accepted_up_to_two_thousand_characters() -> None:
+    case = Case.register(
+        "x", Channel.ONLINE, "QH-01-01", "a", "长" * 2000, Urgency.LOW, "r", "", "", T0, POLICY
+    )
+    case.classify("类别", Urgency.LOW, POLICY)
+    with pytest.raises(InvalidInput, match="longer than 2000"):
+        case.answer_on_spot("长" * 2001, T0)
+    assert len(case.description) == 2000

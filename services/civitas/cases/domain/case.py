@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from civitas.errors import InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies
+from civitas.validation import required_text
 
 
 class Channel(enum.StrEnum):
@@ -47,6 +48,8 @@ class Status(enum.StrEnum):
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
 
+
+LONG_TEXT = 2000  # descriptions, notes, reasons
 
 FINAL = {Status.CLOSED, Status.MERGED, Status.REJECTED, Status.WITHDRAWN}
 OPEN = set(Status) - FINAL - {Status.RESOLVED, Status.FOLLOWED_UP}
@@ -208,15 +211,6 @@ class SupervisionNoticeIssued(DomainEvent):
     issued_at: datetime
 
 
-def _text(label: str, value: str, limit: int = 2000) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise InvalidInput(f"{label} is required")
-    if len(value) > limit:
-        raise InvalidInput(f"{label} is longer than {limit} characters")
-    return value
-
-
 class Case(Aggregate):
     """One resident's request."""
 
@@ -267,8 +261,8 @@ class Case(Aggregate):
             CaseRegistered(
                 channel=channel,
                 community_code=community_code,
-                address=_text("address", address, 300),
-                description=_text("description", description),
+                address=required_text("address", address, 300),
+                description=required_text("description", description, LONG_TEXT),
                 urgency=urgency,
                 resident_id=resident_id,
                 resident_name_ciphertext=name_ciphertext,
@@ -286,7 +280,7 @@ class Case(Aggregate):
         dispatch_due, resolution_due = policy.due(self.registered_at, urgency)
         self._record(
             CaseClassified(
-                category=_text("category", kind, 100),
+                category=required_text("category", kind, 100),
                 urgency=urgency,
                 dispatch_due=dispatch_due,
                 resolution_due=resolution_due,
@@ -295,7 +289,7 @@ class Case(Aggregate):
 
     def answer_on_spot(self, answer: str, now: datetime) -> None:
         self._check_status(Status.CLASSIFIED, doing="answer on the spot")
-        self._record(CaseAnsweredOnSpot(answer=_text("answer", answer)))
+        self._record(CaseAnsweredOnSpot(answer=required_text("answer", answer, LONG_TEXT)))
         self._record(CaseResolved(resolution=answer.strip(), resolved_at=now))
 
     def file(self) -> None:
@@ -314,18 +308,18 @@ class Case(Aggregate):
             CaseDispatched(
                 grid_code=grid_code,
                 grid_branch_id=grid_branch_id,
-                handler=_text("handler", handler, 100),
+                handler=required_text("handler", handler, 100),
                 dispatched_at=now,
             )
         )
 
     def accept(self, by: str) -> None:
         self._check_status(Status.DISPATCHED, doing="accept")
-        self._record(CaseAccepted(by=_text("accepted by", by, 100)))
+        self._record(CaseAccepted(by=required_text("accepted by", by, 100)))
 
     def return_to_sender(self, reason: str) -> None:
         self._check_status(Status.DISPATCHED, doing="return")
-        self._record(CaseReturned(reason=_text("reason", reason)))
+        self._record(CaseReturned(reason=required_text("reason", reason, LONG_TEXT)))
 
     def reassign(
         self, grid_code: str, grid_branch_id: str | None, handler: str, reason: str
@@ -337,30 +331,36 @@ class Case(Aggregate):
             CaseReassigned(
                 grid_code=grid_code,
                 grid_branch_id=grid_branch_id,
-                handler=_text("handler", handler, 100),
-                reason=_text("reason", reason),
+                handler=required_text("handler", handler, 100),
+                reason=required_text("reason", reason, LONG_TEXT),
             )
         )
 
     def note_progress(self, note: str) -> None:
         self._check_status(Status.IN_PROGRESS, Status.IN_MEDIATION, doing="note progress on")
-        self._record(ProgressNoted(note=_text("note", note)))
+        self._record(ProgressNoted(note=required_text("note", note, LONG_TEXT)))
 
     def open_mediation(self, mediator: str) -> None:
         self._check_status(Status.IN_PROGRESS, doing="open mediation on")
-        self._record(MediationOpened(mediator=_text("mediator", mediator, 100)))
+        self._record(MediationOpened(mediator=required_text("mediator", mediator, 100)))
 
     def hold_mediation_session(self, summary: str) -> None:
         self._check_status(Status.IN_MEDIATION, doing="hold a mediation session on")
-        self._record(MediationSessionHeld(summary=_text("summary", summary)))
+        self._record(MediationSessionHeld(summary=required_text("summary", summary, LONG_TEXT)))
 
     def conclude_mediation(self, agreed: bool, terms: str) -> None:
         self._check_status(Status.IN_MEDIATION, doing="conclude mediation on")
-        self._record(MediationConcluded(agreed=agreed, terms=_text("terms", terms)))
+        self._record(
+            MediationConcluded(agreed=agreed, terms=required_text("terms", terms, LONG_TEXT))
+        )
 
     def resolve(self, resolution: str, now: datetime) -> None:
         self._check_status(Status.IN_PROGRESS, doing="resolve")
-        self._record(CaseResolved(resolution=_text("resolution", resolution), resolved_at=now))
+        self._record(
+            CaseResolved(
+                resolution=required_text("resolution", resolution, LONG_TEXT), resolved_at=now
+            )
+        )
 
     def follow_up(self, satisfaction: int, comment: str) -> None:
         self._check_status(Status.RESOLVED, doing="follow up")
@@ -376,7 +376,7 @@ class Case(Aggregate):
 
     def reopen(self, reason: str) -> None:
         self._check_status(Status.FOLLOWED_UP, doing="reopen")
-        self._record(CaseReopened(reason=_text("reason", reason)))
+        self._record(CaseReopened(reason=required_text("reason", reason, LONG_TEXT)))
 
     def merge_into(self, original: Case) -> None:
         self._check_not_final(doing="merge")
@@ -388,7 +388,7 @@ class Case(Aggregate):
 
     def reject(self, reason: str) -> None:
         self._check_status(Status.REGISTERED, Status.CLASSIFIED, doing="reject")
-        self._record(CaseRejected(reason=_text("reason", reason)))
+        self._record(CaseRejected(reason=required_text("reason", reason, LONG_TEXT)))
 
     def withdraw(self, reason: str) -> None:
         self._check_not_final(doing="withdraw")

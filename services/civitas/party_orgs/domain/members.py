@@ -13,8 +13,7 @@ from typing import Any
 
 from civitas.errors import InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
-
-from .units import check_text
+from civitas.validation import required_text as check_text
 
 TRANSFER_LETTER_MONTHS = 3
 

@@ -7,8 +7,7 @@ import enum
 from civitas.errors import InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
 from civitas.geography import UnitKind
-
-from .units import check_text
+from civitas.validation import required_text as check_text
 
 BRANCH_CAPACITY = 50
 

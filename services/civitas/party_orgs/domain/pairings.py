@@ -6,9 +6,9 @@ from datetime import datetime
 
 from civitas.errors import RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
+from civitas.validation import required_text as check_text
 
 from .orgs import OrgKind, PartyOrg
-from .units import check_text
 
 
 def pairing_id_for(organ_org_id: str, community_org_id: str) -> str:

@@ -5,16 +5,7 @@ from __future__ import annotations
 from civitas.errors import InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies
 from civitas.geography import UnitKind, parse_unit_code
-
-
-def check_text(label: str, value: str, limit: int = 100) -> str:
-    """A required, trimmed piece of text of at most ``limit`` characters."""
-    value = (value or "").strip()
-    if not value:
-        raise InvalidInput(f"{label} is required")
-    if len(value) > limit:
-        raise InvalidInput(f"{label} is longer than {limit} characters")
-    return value
+from civitas.validation import required_text as check_text
 
 
 class UnitRegistered(DomainEvent):

@@ -1,0 +1,84 @@
+"""What every service's composition root and process entry share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from civitas.eventkit import (
+    EventStore,
+    ProjectionRunner,
+    create_read_model_engine,
+    open_event_store,
+)
+from civitas.eventkit.personal import PersonalDataVault
+
+from .auth import TokenAuthority
+from .logs import configure_logging
+from .server import GrpcServer, serve_until_stopped, start_metrics_server
+from .settings import ServiceSettings
+
+
+@dataclass
+class Infrastructure:
+    """A service's own store, read-model database, personal-data vault and token authority."""
+
+    store: EventStore
+    read_models: sa.Engine
+    vault: PersonalDataVault
+    authority: TokenAuthority
+
+
+@contextlib.asynccontextmanager
+async def infrastructure(settings: ServiceSettings) -> AsyncIterator[Infrastructure]:
+    """Open what the settings name; close it all on the way out."""
+    store = await open_event_store(settings.eventstore_url)
+    read_models = create_read_model_engine(settings.read_model_url)
+    vault_engine = create_read_model_engine(settings.vault_url)
+    try:
+        vault = PersonalDataVault(vault_engine)
+        await vault.setup()
+        yield Infrastructure(store, read_models, vault, TokenAuthority(settings.auth_secret))
+    finally:
+        await store.close()
+        read_models.dispose()
+        vault_engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner]:
+    """Keep a projection following its feed while inside."""
+    await runner.setup()
+    task = asyncio.create_task(runner.run(), name=f"projection-{runner.projection.name}")
+    try:
+        yield runner
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Running(Protocol):
+    server: GrpcServer
+
+
+def serve(
+    service: str, run: Callable[[ServiceSettings], AbstractAsyncContextManager[Running]]
+) -> None:
+    """A service's process: settings, logs, /metrics, then serve until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        settings = ServiceSettings.from_env(service)
+        configure_logging(service)
+        start_metrics_server(settings.host, settings.metrics_port)
+        async with run(settings) as running:
+            print(f"{service} ready on {settings.host}:{running.server.port}", flush=True)
+            await serve_until_stopped(running.server)
+
+    asyncio.run(main())
