@@ -1,0 +1,1 @@
+"""volunteers: volunteers, service activities, attendance, verified hours, certificates."""

@@ -1,0 +1,1 @@
+"""The volunteers domain: volunteers, activities, the certificate book. No transport."""

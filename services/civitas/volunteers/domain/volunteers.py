@@ -1,0 +1,161 @@
+"""Volunteers, their hours ledger and certificates.
+
+A working party member who reports to a community gets a volunteer profile; its id
+derives from the member's, so a replayed or duplicated event never makes two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from civitas.errors import InvalidInput, RuleViolation
+from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
+from civitas.validation import required_text
+
+
+def volunteer_id_for_member(member_id: str) -> str:
+    """The volunteer profile of a party member."""
+    return str(natural_id("volunteer-of-member", member_id))
+
+
+class VolunteerRegistered(DomainEvent):
+    community_code: str
+    skills: list[str]
+    member_id: str | None
+    name_ciphertext: str
+    phone_ciphertext: str
+
+
+class VolunteerSuspended(DomainEvent):
+    reason: str
+
+
+class VolunteerReinstated(DomainEvent):
+    pass
+
+
+class HoursCredited(DomainEvent):
+    activity_id: str
+    tenths_of_hours: int
+
+
+class CertificateIssued(DomainEvent):
+    number: str
+    total_tenths_of_hours: int
+    issued_at: datetime
+
+
+class Volunteer(Aggregate):
+    category = "volunteer"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.community_code = ""
+        self.skills: list[str] = []
+        self.member_id: str | None = None
+        self.name_ciphertext = ""
+        self.suspended = False
+        self.hours: dict[str, int] = {}
+        self.certificates: list[CertificateIssued] = []
+
+    @classmethod
+    def register(
+        cls,
+        volunteer_id: str,
+        community_code: str,
+        skills: list[str],
+        member_id: str | None,
+        name_ciphertext: str,
+        phone_ciphertext: str,
+    ) -> Volunteer:
+        volunteer = cls(volunteer_id)
+        volunteer._record(
+            VolunteerRegistered(
+                community_code=community_code,
+                skills=sorted({required_text("skill", s, 50) for s in skills}),
+                member_id=member_id,
+                name_ciphertext=name_ciphertext,
+                phone_ciphertext=phone_ciphertext,
+            )
+        )
+        return volunteer
+
+    @property
+    def total_tenths(self) -> int:
+        """Verified hours, in tenths, over every activity."""
+        return sum(self.hours.values())
+
+    def suspend(self, reason: str) -> None:
+        if self.suspended:
+            raise RuleViolation("the volunteer is suspended already")
+        self._record(VolunteerSuspended(reason=required_text("reason", reason, 500)))
+
+    def reinstate(self) -> None:
+        if not self.suspended:
+            raise RuleViolation("the volunteer is not suspended")
+        self._record(VolunteerReinstated())
+
+    def credit_hours(self, activity_id: str, tenths_of_hours: int) -> None:
+        """Add an activity's verified hours to the ledger (once per activity)."""
+        if activity_id in self.hours:
+            return
+        if tenths_of_hours <= 0:
+            raise InvalidInput("credited hours must be positive")
+        self._record(HoursCredited(activity_id=activity_id, tenths_of_hours=tenths_of_hours))
+
+    def issue_certificate(self, number: str, now: datetime) -> None:
+        """A numbered certificate stating the verified total."""
+        if not self.hours:
+            raise RuleViolation("no verified hours to certify yet")
+        if self.certificates and self.certificates[-1].total_tenths_of_hours == self.total_tenths:
+            raise RuleViolation(
+                f"certificate {self.certificates[-1].number} states this total already"
+            )
+        self._record(
+            CertificateIssued(number=number, total_tenths_of_hours=self.total_tenths, issued_at=now)
+        )
+
+    @applies
+    def _on_registered(self, event: VolunteerRegistered) -> None:
+        self.community_code, self.skills = event.community_code, list(event.skills)
+        self.member_id, self.name_ciphertext = event.member_id, event.name_ciphertext
+
+    @applies
+    def _on_suspended(self, event: VolunteerSuspended) -> None:
+        self.suspended = True
+
+    @applies
+    def _on_reinstated(self, event: VolunteerReinstated) -> None:
+        self.suspended = False
+
+    @applies
+    def _on_credited(self, event: HoursCredited) -> None:
+        self.hours[event.activity_id] = event.tenths_of_hours
+
+    @applies
+    def _on_certificate(self, event: CertificateIssued) -> None:
+        self.certificates.append(event)
+
+
+class CertificateNumbered(DomainEvent):
+    number: str
+    volunteer_id: str
+
+
+class CertificateBook(Aggregate):
+    """Hands out certificate numbers of one year, in order (its id is the year)."""
+
+    category = "certificate_book"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.issued = 0
+
+    def next_number(self, volunteer_id: str) -> str:
+        number = f"QH-VOL-{self.id}-{self.issued + 1:06d}"
+        self._record(CertificateNumbered(number=number, volunteer_id=volunteer_id))
+        return number
+
+    @applies
+    def _on_numbered(self, event: CertificateNumbered) -> None:
+        self.issued += 1
