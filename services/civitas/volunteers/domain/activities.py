@@ -173,6 +173,9 @@ class Activity(Aggregate):
     def verify_hours(
         self, volunteer_id: str, member_id: str | None, tenths_of_hours: int, verifier: str
     ) -> None:
+        current = self.roster.get(volunteer_id)
+        if current is not None and current.verified_tenths == tenths_of_hours:
+            return  # verified so already: a retry goes on to credit the ledger
         attendance = self._claimable(volunteer_id)
         if not 0 < tenths_of_hours <= attendance.attended_tenths:
             raise RuleViolation(

@@ -1,0 +1,289 @@
+"""volunteers commands: authorize against the community, load, one domain call, save."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from civitas.chassis.auth import Principal, Role, authorize
+from civitas.errors import InvalidInput, NotFound, RuleViolation
+from civitas.eventkit import (
+    AggregateNotFound,
+    Clock,
+    ConcurrencyError,
+    EventStore,
+    Metadata,
+    Repository,
+)
+from civitas.eventkit.ids import new_uuid
+from civitas.eventkit.personal import PersonalDataVault
+from civitas.geography import UnitKind, parse_unit_code
+
+from .domain.activities import Activity, Brand
+from .domain.volunteers import CertificateBook, Volunteer, volunteer_id_for_member
+from .members import PartyMembers
+
+T = TypeVar("T", Volunteer, Activity, CertificateBook)
+R = Role
+COORDINATORS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.VOLUNTEER_COORDINATOR}
+ATTENDANCE = COORDINATORS | {R.GRID_WORKER, R.SERVICE}
+PROCESS = Principal("volunteers-process", frozenset({R.SERVICE}), ("QH",))
+_PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    correlation_id: str | None = None
+
+    @property
+    def metadata(self) -> Metadata:
+        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
+
+
+def _community(code: str) -> str:
+    if parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
+        raise InvalidInput(f"community_code {code!r} is not a community's code")
+    return code
+
+
+class Volunteers:
+    """The volunteers application service."""
+
+    def __init__(
+        self, store: EventStore, vault: PersonalDataVault, clock: Clock, members: PartyMembers
+    ) -> None:
+        self.volunteers = Repository(store, Volunteer)
+        self.activities = Repository(store, Activity)
+        self.books = Repository(store, CertificateBook)
+        self.store = store
+        self.vault = vault
+        self.clock = clock
+        self.members = members
+
+    async def register(
+        self,
+        caller: Caller,
+        name: str,
+        phone: str,
+        community_code: str,
+        skills: list[str],
+        member_id: str | None,
+    ) -> Volunteer:
+        authorize(caller.principal, COORDINATORS, _community(community_code))
+        if not (name or "").strip():
+            raise InvalidInput("name is required")
+        if not _PHONE.match(phone or ""):
+            raise InvalidInput(f"phone {phone!r} is not a phone number")
+        if member_id is not None:
+            if await self.members.member(member_id) is None:
+                raise RuleViolation(f"party_orgs has no member {member_id}")
+            person = member_id  # one key per person, shared with the member record
+            volunteer_id = volunteer_id_for_member(member_id)
+        else:
+            person = await self.vault.person_for("volunteer", re.sub(r"[ -]", "", phone))
+            volunteer_id = str(new_uuid())
+        volunteer = Volunteer.register(
+            volunteer_id,
+            community_code,
+            skills,
+            member_id,
+            await self.vault.seal(person, name.strip()),
+            await self.vault.seal(person, phone),
+        )
+        return await self._create(volunteer, caller)
+
+    async def profile_for_member(
+        self, member_id: str, community_code: str, correlation_id: str | None
+    ) -> Volunteer:
+        """The volunteer profile of a working member who reported to a community; made
+        once (the id derives from the member's), so redelivered events change nothing."""
+        existing = await self._find(self.volunteers, volunteer_id_for_member(member_id))
+        if existing is not None:
+            return existing
+        member = await self.members.member(member_id)
+        if member is None:
+            raise RuleViolation(f"party_orgs has no member {member_id}")
+        volunteer = Volunteer.register(
+            volunteer_id_for_member(member_id),
+            community_code,
+            [],
+            member_id,
+            await self.vault.seal(member_id, member.name),
+            "",
+        )
+        return await self._create(volunteer, Caller(PROCESS, correlation_id))
+
+    async def suspend(self, caller: Caller, volunteer_id: str, reason: str) -> Volunteer:
+        volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
+        return await self._update(self.volunteers, volunteer, lambda v: v.suspend(reason), caller)
+
+    async def reinstate(self, caller: Caller, volunteer_id: str) -> Volunteer:
+        volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
+        return await self._update(self.volunteers, volunteer, lambda v: v.reinstate(), caller)
+
+    async def create_activity(
+        self,
+        caller: Caller,
+        brand: Brand,
+        title: str,
+        organizer: str,
+        community_code: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        capacity: int,
+        skills: list[str],
+    ) -> Activity:
+        authorize(caller.principal, COORDINATORS, _community(community_code))
+        activity = Activity.create(
+            str(new_uuid()),
+            brand,
+            title,
+            organizer,
+            community_code,
+            starts_at,
+            ends_at,
+            capacity,
+            skills,
+        )
+        await self.activities.save(activity, caller.metadata)
+        return activity
+
+    async def sign_up(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
+        activity = await self._activity(caller, activity_id, ATTENDANCE)
+        volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", RuleViolation)
+        now = self.clock.now()
+        return await self._update(
+            self.activities,
+            activity,
+            lambda a: a.sign_up(volunteer.id, volunteer.suspended, now),
+            caller,
+        )
+
+    async def cancel(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
+        activity = await self._activity(caller, activity_id, ATTENDANCE)
+        return await self._update(
+            self.activities, activity, lambda a: a.cancel(volunteer_id), caller
+        )
+
+    async def check_in(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
+        activity = await self._activity(caller, activity_id, ATTENDANCE)
+        now = self.clock.now()
+        return await self._update(
+            self.activities, activity, lambda a: a.check_in(volunteer_id, now), caller
+        )
+
+    async def check_out(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
+        activity = await self._activity(caller, activity_id, ATTENDANCE)
+        now = self.clock.now()
+        return await self._update(
+            self.activities, activity, lambda a: a.check_out(volunteer_id, now), caller
+        )
+
+    async def verify_hours(
+        self, caller: Caller, activity_id: str, volunteer_id: str, tenths_of_hours: int
+    ) -> Activity:
+        """Verify on the activity, then credit the volunteer's ledger; a retry after a
+        crash between the two finds the activity verified and completes the credit."""
+        activity = await self._activity(caller, activity_id, COORDINATORS)
+        volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", RuleViolation)
+        activity = await self._update(
+            self.activities,
+            activity,
+            lambda a: a.verify_hours(
+                volunteer_id, volunteer.member_id, tenths_of_hours, caller.principal.subject
+            ),
+            caller,
+        )
+        await self._update(
+            self.volunteers,
+            volunteer,
+            lambda v: v.credit_hours(activity_id, tenths_of_hours),
+            caller,
+        )
+        return activity
+
+    async def decline_hours(
+        self, caller: Caller, activity_id: str, volunteer_id: str, reason: str
+    ) -> Activity:
+        activity = await self._activity(caller, activity_id, COORDINATORS)
+        return await self._update(
+            self.activities, activity, lambda a: a.decline_hours(volunteer_id, reason), caller
+        )
+
+    async def issue_certificate(self, caller: Caller, volunteer_id: str) -> Volunteer:
+        volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
+        now = self.clock.now()
+        if not volunteer.hours:
+            raise RuleViolation("no verified hours to certify yet")
+        number = await self._next_certificate_number(str(now.year), volunteer_id, caller)
+        return await self._update(
+            self.volunteers, volunteer, lambda v: v.issue_certificate(number, now), caller
+        )
+
+    async def get_volunteer(self, volunteer_id: str) -> Volunteer:
+        return await self._get(self.volunteers, volunteer_id, "volunteer", NotFound)
+
+    async def get_activity(self, activity_id: str) -> Activity:
+        return await self._get(self.activities, activity_id, "activity", NotFound)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _next_certificate_number(self, year: str, volunteer_id: str, caller: Caller) -> str:
+        numbers: list[str] = []
+        book = await self._find(self.books, year)
+        if book is None:
+            book = CertificateBook(year)
+            numbers.append(book.next_number(volunteer_id))
+            try:
+                await self.books.save(book, caller.metadata)
+                return numbers[-1]
+            except ConcurrencyError:
+                numbers.clear()  # someone opened this year's book first
+        await self.books.update(
+            year, lambda b: numbers.append(b.next_number(volunteer_id)), caller.metadata
+        )
+        return numbers[-1]
+
+    async def _create(self, volunteer: Volunteer, caller: Caller) -> Volunteer:
+        try:
+            await self.volunteers.save(volunteer, caller.metadata)
+        except ConcurrencyError:
+            existing = await self.volunteers.get(volunteer.id)  # made meanwhile: the same one
+            return existing
+        return volunteer
+
+    async def _volunteer(self, caller: Caller, volunteer_id: str, roles: set[Role]) -> Volunteer:
+        volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", NotFound)
+        authorize(caller.principal, roles, volunteer.community_code)
+        return volunteer
+
+    async def _activity(self, caller: Caller, activity_id: str, roles: set[Role]) -> Activity:
+        activity = await self._get(self.activities, activity_id, "activity", NotFound)
+        authorize(caller.principal, roles, activity.community_code)
+        return activity
+
+    async def _get(
+        self, repository: Repository[T], aggregate_id: str, what: str, missing: type[Exception]
+    ) -> T:
+        found = await self._find(repository, aggregate_id)
+        if found is None:
+            raise missing(f"{what} {aggregate_id} does not exist")
+        return found
+
+    async def _find(self, repository: Repository[T], aggregate_id: str) -> T | None:
+        try:
+            return await repository.get(aggregate_id)
+        except AggregateNotFound:
+            return None
+
+    async def _update(
+        self, repository: Repository[T], aggregate: T, change: Callable[[T], object], caller: Caller
+    ) -> T:
+        def apply(fresh: T) -> None:
+            change(fresh)
+
+        return await repository.update(aggregate.id, apply, caller.metadata, loaded=aggregate)

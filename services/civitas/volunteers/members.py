@@ -1,0 +1,91 @@
+"""What volunteers asks party_orgs: is this a member, and record hours on their card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import grpc
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.client import open_channel
+from civitas.errors import RuleViolation, Unavailable
+from civitas.party_orgs.v1 import party_orgs_pb2 as po
+from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
+
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    member_id: str
+    name: str
+    residence_community: str | None
+
+
+class PartyMembers(Protocol):
+    async def member(self, member_id: str) -> MemberInfo | None: ...
+
+    async def record_hours(
+        self,
+        member_id: str,
+        activity_id: str,
+        tenths_of_hours: int,
+        description: str,
+        occurred_at: datetime,
+    ) -> None: ...
+
+
+class PartyOrgsMembers:
+    """party_orgs over gRPC (deadline, retries on UNAVAILABLE through the chassis)."""
+
+    def __init__(self, address: str, authority: TokenAuthority) -> None:
+        token = authority.mint("volunteers", [Role.SERVICE], ["QH"], ttl_seconds=24 * 3600)
+        self._channel = open_channel(address, lambda: token)
+        self._stub = po_grpc.PartyOrgsServiceStub(self._channel)
+
+    async def member(self, member_id: str) -> MemberInfo | None:
+        try:
+            reply = await self._stub.GetMember(po.GetMemberRequest(member_id=member_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise (
+                _unavailable(exc)
+                if exc.code() in UNREACHABLE
+                else RuleViolation(f"party_orgs refused: {exc.details()}")
+            ) from None
+        member = reply.member
+        return MemberInfo(member.member_id, member.name, member.residence_community_code or None)
+
+    async def record_hours(
+        self,
+        member_id: str,
+        activity_id: str,
+        tenths_of_hours: int,
+        description: str,
+        occurred_at: datetime,
+    ) -> None:
+        activity = po.CardActivity(
+            activity_id=activity_id,
+            description=description,
+            kind=po.CARD_ACTIVITY_KIND_VOLUNTEER_SERVICE,
+            tenths_of_hours=tenths_of_hours,
+        )
+        activity.occurred_at.FromDatetime(occurred_at)
+        try:
+            await self._stub.RecordCardActivity(
+                po.RecordCardActivityRequest(member_id=member_id, activity=activity)
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in UNREACHABLE:
+                raise _unavailable(exc) from None
+            raise RuleViolation(f"party_orgs refused the card activity: {exc.details()}") from None
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+
+def _unavailable(exc: grpc.aio.AioRpcError) -> Unavailable:
+    return Unavailable(f"party_orgs cannot be reached ({exc.code().name}); nothing was changed")
