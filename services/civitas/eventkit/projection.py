@@ -43,6 +43,45 @@ streams_table = sa.Table(  # the last version applied per stream: what makes red
 )
 
 
+def tracked_position(conn: sa.Connection, name: str) -> int:
+    """The position a projection or process manager has reached."""
+    value = conn.scalar(
+        sa.select(positions_table.c.position).where(positions_table.c.projection == name)
+    )
+    return int(value or 0)
+
+
+def applied_versions(conn: sa.Connection, name: str, stream_ids: set[str]) -> dict[str, int]:
+    """The last version applied per stream, for the streams asked about."""
+    rows = conn.execute(
+        sa.select(streams_table.c.stream_id, streams_table.c.version).where(
+            streams_table.c.projection == name, streams_table.c.stream_id.in_(stream_ids)
+        )
+    )
+    return {row.stream_id: row.version for row in rows}
+
+
+def save_tracking(conn: sa.Connection, name: str, versions: dict[str, int], position: int) -> None:
+    """Record the last versions applied and the position reached, in ``conn``'s transaction."""
+    if versions:
+        rows = [{"projection": name, "stream_id": s, "version": v} for s, v in versions.items()]
+        insert = _dialect_insert(conn)(streams_table)
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["projection", "stream_id"],
+                set_={"version": insert.excluded.version},
+            ),
+            rows,
+        )
+    updated = conn.execute(
+        positions_table.update()
+        .where(positions_table.c.projection == name)
+        .values(position=position)
+    )
+    if updated.rowcount == 0:
+        conn.execute(positions_table.insert().values(projection=name, position=position))
+
+
 def _dialect_insert(conn: sa.Connection) -> Any:
     """``INSERT … ON CONFLICT`` exists in both SQLite and PostgreSQL, under each dialect."""
     if conn.dialect.name == "postgresql":
@@ -211,59 +250,20 @@ class ProjectionRunner:
             return work(conn, *args)
 
     def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> None:
-        applied = self._applied_versions(conn, {event.stream_id for event in batch})
+        name = self.projection.name
+        applied = applied_versions(conn, name, {event.stream_id for event in batch})
         changed: dict[str, int] = {}
         for event in batch:
             if event.stream_version <= applied.get(event.stream_id, -1):
                 continue  # delivered again (a relay restart, a Kafka redelivery)
             self.projection.apply(event, conn)
             applied[event.stream_id] = changed[event.stream_id] = event.stream_version
-        self._save_versions(conn, changed)
-        self._save_position(conn, max(event.position for event in batch))
-
-    def _applied_versions(self, conn: sa.Connection, stream_ids: set[str]) -> dict[str, int]:
-        rows = conn.execute(
-            sa.select(streams_table.c.stream_id, streams_table.c.version).where(
-                streams_table.c.projection == self.projection.name,
-                streams_table.c.stream_id.in_(stream_ids),
-            )
-        )
-        return {row.stream_id: row.version for row in rows}
-
-    def _save_versions(self, conn: sa.Connection, versions: dict[str, int]) -> None:
-        if not versions:
-            return
-        name = self.projection.name
-        rows = [{"projection": name, "stream_id": s, "version": v} for s, v in versions.items()]
-        insert = _dialect_insert(conn)(streams_table)
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["projection", "stream_id"],
-                set_={"version": insert.excluded.version},
-            ),
-            rows,
-        )
+        save_tracking(conn, name, changed, max(event.position for event in batch))
 
     def _read_position(self, conn: sa.Connection) -> int:
-        value = conn.scalar(
-            sa.select(positions_table.c.position).where(
-                positions_table.c.projection == self.projection.name
-            )
-        )
-        return int(value or 0)
+        return tracked_position(conn, self.projection.name)
 
     def _clear(self, conn: sa.Connection) -> None:
         self.projection.clear(conn)
         for table in (positions_table, streams_table):
             conn.execute(table.delete().where(table.c.projection == self.projection.name))
-
-    def _save_position(self, conn: sa.Connection, position: int) -> None:
-        updated = conn.execute(
-            positions_table.update()
-            .where(positions_table.c.projection == self.projection.name)
-            .values(position=position)
-        )
-        if updated.rowcount == 0:
-            conn.execute(
-                positions_table.insert().values(projection=self.projection.name, position=position)
-            )

@@ -91,6 +91,7 @@ class Volunteers:
             community_code,
             skills,
             member_id,
+            person,
             await self.vault.seal(person, name.strip()),
             await self.vault.seal(person, phone),
         )
@@ -111,6 +112,7 @@ class Volunteers:
             volunteer_id_for_member(member_id),
             community_code,
             [],
+            member_id,
             member_id,
             await self.vault.seal(member_id, member.name),
             "",

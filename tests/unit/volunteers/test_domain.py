@@ -118,7 +118,9 @@ def test_bad_activities_are_refused() -> None:
 
 
 def volunteer() -> Volunteer:
-    return Volunteer.register("v1", "QH-01-01", ["烹饪", "烹饪", "法律"], "m-1", "pd1:a", "pd1:b")
+    return Volunteer.register(
+        "v1", "QH-01-01", ["烹饪", "烹饪", "法律"], "m-1", "m-1", "pd1:a", "pd1:b"
+    )
 
 
 def test_the_ledger_credits_an_activity_once_and_certificates_state_the_total() -> None:

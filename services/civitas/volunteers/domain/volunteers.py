@@ -22,6 +22,7 @@ class VolunteerRegistered(DomainEvent):
     community_code: str
     skills: list[str]
     member_id: str | None
+    person_id: str  # whose key seals the name and phone (the member id for members)
     name_ciphertext: str
     phone_ciphertext: str
 
@@ -53,6 +54,7 @@ class Volunteer(Aggregate):
         self.community_code = ""
         self.skills: list[str] = []
         self.member_id: str | None = None
+        self.person_id = ""
         self.name_ciphertext = ""
         self.suspended = False
         self.hours: dict[str, int] = {}
@@ -65,6 +67,7 @@ class Volunteer(Aggregate):
         community_code: str,
         skills: list[str],
         member_id: str | None,
+        person_id: str,
         name_ciphertext: str,
         phone_ciphertext: str,
     ) -> Volunteer:
@@ -74,6 +77,7 @@ class Volunteer(Aggregate):
                 community_code=community_code,
                 skills=sorted({required_text("skill", s, 50) for s in skills}),
                 member_id=member_id,
+                person_id=person_id,
                 name_ciphertext=name_ciphertext,
                 phone_ciphertext=phone_ciphertext,
             )
@@ -119,6 +123,7 @@ class Volunteer(Aggregate):
     def _on_registered(self, event: VolunteerRegistered) -> None:
         self.community_code, self.skills = event.community_code, list(event.skills)
         self.member_id, self.name_ciphertext = event.member_id, event.name_ciphertext
+        self.person_id = event.person_id
 
     @applies
     def _on_suspended(self, event: VolunteerSuspended) -> None:

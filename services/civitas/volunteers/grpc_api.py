@@ -1,0 +1,179 @@
+"""The gRPC edge of volunteers: protobuf in, commands and queries, protobuf out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
+from civitas.chassis.interceptor import current_correlation_id, current_principal
+from civitas.errors import InvalidInput
+
+from .application import Caller, Volunteers
+from .domain.activities import Activity, Brand
+from .domain.volunteers import Volunteer
+from .v1 import volunteers_pb2 as pb
+from .v1 import volunteers_pb2_grpc as pb_grpc
+
+
+class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
+    """Converts between protobuf and the application; nothing else."""
+
+    def __init__(self, app: Volunteers) -> None:
+        self.app = app
+
+    @staticmethod
+    def _caller() -> Caller:
+        return Caller(current_principal(), current_correlation_id())
+
+    async def _volunteer_out(self, volunteer: Volunteer) -> pb.Volunteer:
+        name = await self.app.vault.show(volunteer.person_id, volunteer.name_ciphertext)
+        return pb.Volunteer(
+            volunteer_id=volunteer.id,
+            name=name,
+            community_code=volunteer.community_code,
+            skills=volunteer.skills,
+            member_id=volunteer.member_id or "",
+            suspended=volunteer.suspended,
+            tenths_by_activity=volunteer.hours,
+            total_tenths_of_hours=volunteer.total_tenths,
+            certificates=[
+                pb.Certificate(
+                    number=c.number,
+                    total_tenths_of_hours=c.total_tenths_of_hours,
+                    issued_at=timestamp_out(c.issued_at),
+                )
+                for c in volunteer.certificates
+            ],
+        )
+
+    @staticmethod
+    def _activity_out(activity: Activity) -> pb.Activity:
+        return pb.Activity(
+            activity_id=activity.id,
+            brand=enum_out(activity.brand, pb.Brand, "BRAND_"),
+            title=activity.title,
+            community_code=activity.community_code,
+            starts_at=timestamp_out(activity.starts_at),
+            ends_at=timestamp_out(activity.ends_at),
+            capacity=activity.capacity,
+            signed_up=activity.signed_up,
+            roster=[
+                pb.RosterEntry(
+                    volunteer_id=volunteer_id,
+                    cancelled=a.cancelled,
+                    checked_in=timestamp_out(a.checked_in),
+                    checked_out=timestamp_out(a.checked_out),
+                    verified_tenths_of_hours=a.verified_tenths or 0,
+                    declined_reason=a.declined or "",
+                )
+                for volunteer_id, a in sorted(activity.roster.items())
+            ],
+        )
+
+    async def RegisterVolunteer(
+        self, request: pb.RegisterVolunteerRequest, context: Any
+    ) -> pb.RegisterVolunteerResponse:
+        member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
+        volunteer = await self.app.register(
+            self._caller(),
+            request.name,
+            request.phone,
+            request.community_code,
+            list(request.skills),
+            member_id,
+        )
+        return pb.RegisterVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
+
+    async def SuspendVolunteer(
+        self, request: pb.SuspendVolunteerRequest, context: Any
+    ) -> pb.SuspendVolunteerResponse:
+        volunteer = await self.app.suspend(
+            self._caller(), uuid_in(request.volunteer_id, "volunteer_id"), request.reason
+        )
+        return pb.SuspendVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
+
+    async def ReinstateVolunteer(
+        self, request: pb.ReinstateVolunteerRequest, context: Any
+    ) -> pb.ReinstateVolunteerResponse:
+        volunteer = await self.app.reinstate(
+            self._caller(), uuid_in(request.volunteer_id, "volunteer_id")
+        )
+        return pb.ReinstateVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
+
+    async def CreateActivity(
+        self, request: pb.CreateActivityRequest, context: Any
+    ) -> pb.CreateActivityResponse:
+        for field in ("starts_at", "ends_at"):
+            if not request.HasField(field):
+                raise InvalidInput(f"{field} is required")
+        activity = await self.app.create_activity(
+            self._caller(),
+            enum_in(request.brand, pb.Brand, "BRAND_", Brand, "brand"),
+            request.title,
+            request.organizer,
+            request.community_code,
+            timestamp_in(request.starts_at),
+            timestamp_in(request.ends_at),
+            request.capacity,
+            list(request.skills),
+        )
+        return pb.CreateActivityResponse(activity=self._activity_out(activity))
+
+    def _ids(self, request: Any) -> tuple[str, str]:
+        return (
+            uuid_in(request.activity_id, "activity_id"),
+            uuid_in(request.volunteer_id, "volunteer_id"),
+        )
+
+    async def SignUp(self, request: pb.SignUpRequest, context: Any) -> pb.SignUpResponse:
+        activity = await self.app.sign_up(self._caller(), *self._ids(request))
+        return pb.SignUpResponse(activity=self._activity_out(activity))
+
+    async def CancelSignUp(
+        self, request: pb.CancelSignUpRequest, context: Any
+    ) -> pb.CancelSignUpResponse:
+        activity = await self.app.cancel(self._caller(), *self._ids(request))
+        return pb.CancelSignUpResponse(activity=self._activity_out(activity))
+
+    async def CheckIn(self, request: pb.CheckInRequest, context: Any) -> pb.CheckInResponse:
+        activity = await self.app.check_in(self._caller(), *self._ids(request))
+        return pb.CheckInResponse(activity=self._activity_out(activity))
+
+    async def CheckOut(self, request: pb.CheckOutRequest, context: Any) -> pb.CheckOutResponse:
+        activity = await self.app.check_out(self._caller(), *self._ids(request))
+        return pb.CheckOutResponse(activity=self._activity_out(activity))
+
+    async def VerifyHours(
+        self, request: pb.VerifyHoursRequest, context: Any
+    ) -> pb.VerifyHoursResponse:
+        activity = await self.app.verify_hours(
+            self._caller(), *self._ids(request), request.tenths_of_hours
+        )
+        return pb.VerifyHoursResponse(activity=self._activity_out(activity))
+
+    async def DeclineHours(
+        self, request: pb.DeclineHoursRequest, context: Any
+    ) -> pb.DeclineHoursResponse:
+        activity = await self.app.decline_hours(self._caller(), *self._ids(request), request.reason)
+        return pb.DeclineHoursResponse(activity=self._activity_out(activity))
+
+    async def IssueCertificate(
+        self, request: pb.IssueCertificateRequest, context: Any
+    ) -> pb.IssueCertificateResponse:
+        volunteer = await self.app.issue_certificate(
+            self._caller(), uuid_in(request.volunteer_id, "volunteer_id")
+        )
+        out = await self._volunteer_out(volunteer)
+        return pb.IssueCertificateResponse(volunteer=out, certificate=out.certificates[-1])
+
+    async def GetVolunteer(
+        self, request: pb.GetVolunteerRequest, context: Any
+    ) -> pb.GetVolunteerResponse:
+        volunteer = await self.app.get_volunteer(uuid_in(request.volunteer_id, "volunteer_id"))
+        return pb.GetVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
+
+    async def GetActivity(
+        self, request: pb.GetActivityRequest, context: Any
+    ) -> pb.GetActivityResponse:
+        activity = await self.app.get_activity(uuid_in(request.activity_id, "activity_id"))
+        return pb.GetActivityResponse(activity=self._activity_out(activity))

@@ -1,0 +1,368 @@
+"""volunteers over real gRPC with party_orgs as a real server; process managers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.settings import ServiceSettings
+from civitas.eventkit import ManualClock
+from civitas.party_orgs.bootstrap import RunningPartyOrgs, run_party_orgs
+from civitas.party_orgs.v1 import party_orgs_pb2 as po
+from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
+from civitas.volunteers.bootstrap import RunningVolunteers, run_volunteers
+from civitas.volunteers.domain.volunteers import volunteer_id_for_member
+from civitas.volunteers.v1 import volunteers_pb2 as pb
+from civitas.volunteers.v1 import volunteers_pb2_grpc as pb_grpc
+from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
+from tests.integration.test_party_orgs_grpc import seed
+
+SECRET = "volunteers-secret-" + "v" * 40
+C = grpc.StatusCode
+
+
+@dataclass
+class World:
+    stub: pb_grpc.VolunteersServiceStub
+    party_orgs: po_grpc.PartyOrgsServiceStub
+    volunteers: RunningVolunteers
+    party: RunningPartyOrgs
+    clock: ManualClock
+    ids: dict[str, str]
+    authority: TokenAuthority
+
+    def token(self, *roles: Role, scope: tuple[str, ...] = ("QH",)) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.authority.mint('staff', roles, scope)}")]
+
+
+def settings_for(service: str, tmp_path: Path) -> ServiceSettings:
+    return ServiceSettings.from_env(
+        service, {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET}
+    )
+
+
+@contextlib.asynccontextmanager
+async def platform(tmp_path: Path, clock: ManualClock, seeded: bool = True) -> AsyncIterator[World]:
+    async with contextlib.AsyncExitStack() as stack:
+        party = await stack.enter_async_context(
+            run_party_orgs(settings_for("party_orgs", tmp_path), clock=clock, port=0)
+        )
+        po_channel = await stack.enter_async_context(
+            grpc.aio.insecure_channel(f"127.0.0.1:{party.server.port}")
+        )
+        po_stub = po_grpc.PartyOrgsServiceStub(po_channel)
+        ids = (
+            await seed(PartyOrgsClient(po_stub, po_channel, TokenAuthority(SECRET), party.store))
+            if seeded
+            else {}
+        )
+        settings = settings_for("volunteers", tmp_path)
+        settings.peers["party_orgs"] = f"127.0.0.1:{party.server.port}"
+        volunteers = await stack.enter_async_context(run_volunteers(settings, clock=clock, port=0))
+        channel = await stack.enter_async_context(
+            grpc.aio.insecure_channel(f"127.0.0.1:{volunteers.server.port}")
+        )
+        yield World(
+            pb_grpc.VolunteersServiceStub(channel),
+            po_stub,
+            volunteers,
+            party,
+            clock,
+            ids,
+            TokenAuthority(SECRET),
+        )
+
+
+@pytest.fixture
+async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
+    async with platform(tmp_path, clock) as built:
+        yield built
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(200):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stamp(moment: object) -> Timestamp:
+    value = Timestamp()
+    value.FromDatetime(moment)  # type: ignore[arg-type]
+    return value
+
+
+async def report(world: World) -> str:
+    member = world.ids["member"]  # a working member of the seed
+    await world.party_orgs.ReportToCommunity(
+        po.ReportToCommunityRequest(member_id=member, community_code="QH-01-01"),
+        metadata=world.token(Role.DISTRICT_ADMIN),
+    )
+    return member
+
+
+async def profile_events(world: World, member_id: str) -> list[str]:
+    stream = f"volunteer-{volunteer_id_for_member(member_id)}"
+    return [e.type for e in await world.volunteers.store.read_stream(stream)]
+
+
+def forget_progress(world: World, name: str) -> None:
+    """Make a process manager see everything again, as after a lost checkpoint."""
+    with world.volunteers.processes[0].engine.begin() as conn:
+        for table in ("projection_positions", "projection_streams"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE projection = :n"), {"n": name})
+
+
+async def test_a_member_reporting_to_a_community_gets_one_volunteer_profile(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with platform(tmp_path, clock) as world:
+        member = await report(world)
+
+        async def profiled() -> bool:
+            return await profile_events(world, member) == ["VolunteerRegistered"]
+
+        await eventually(profiled, "the volunteer profile")
+        forget_progress(world, "volunteers.member_profiles")
+        await world.volunteers.processes[0].catch_up()  # every event delivered again
+        got = await world.stub.GetVolunteer(
+            pb.GetVolunteerRequest(volunteer_id=volunteer_id_for_member(member)),
+            metadata=world.token(Role.AUDITOR),
+        )
+        after_redelivery = await profile_events(world, member)
+    async with platform(tmp_path, clock, seeded=False) as restarted:
+        await asyncio.sleep(0.3)
+        after_restart = await profile_events(restarted, member)
+
+    assert got.volunteer.name == "李明"  # the member's name, sealed with the member's key
+    assert (got.volunteer.member_id, got.volunteer.community_code) == (member, "QH-01-01")
+    assert after_redelivery == ["VolunteerRegistered"]
+    assert after_restart == ["VolunteerRegistered"]
+
+
+async def attended_activity(world: World, volunteer_id: str) -> str:
+    staff = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-01-01",))
+    start = world.clock.now() + timedelta(hours=1)
+    activity = (
+        await world.stub.CreateActivity(
+            pb.CreateActivityRequest(
+                brand=pb.BRAND_ELDERLY_DINING,
+                title="银发餐桌",
+                organizer="大光路社区",
+                community_code="QH-01-01",
+                starts_at=stamp(start),
+                ends_at=stamp(start + timedelta(hours=3)),
+                capacity=10,
+            ),
+            metadata=staff,
+        )
+    ).activity
+    ids = {"activity_id": activity.activity_id, "volunteer_id": volunteer_id}
+    await world.stub.SignUp(pb.SignUpRequest(**ids), metadata=staff)
+    world.clock.advance(timedelta(hours=1))
+    await world.stub.CheckIn(pb.CheckInRequest(**ids), metadata=staff)
+    world.clock.advance(timedelta(hours=2, minutes=30))
+    await world.stub.CheckOut(pb.CheckOutRequest(**ids), metadata=staff)
+    await world.stub.VerifyHours(pb.VerifyHoursRequest(**ids, tenths_of_hours=25), metadata=staff)
+    return activity.activity_id
+
+
+async def test_a_members_verified_hours_reach_the_card_once(world: World) -> None:
+    member = await report(world)
+    volunteer_id = volunteer_id_for_member(member)
+
+    async def profiled() -> bool:
+        return bool(await profile_events(world, member))
+
+    await eventually(profiled, "the volunteer profile")
+    activity_id = await attended_activity(world, volunteer_id)
+
+    async def on_card() -> bool:
+        card = await world.party_orgs.GetMember(
+            po.GetMemberRequest(member_id=member), metadata=world.token(Role.AUDITOR)
+        )
+        return len(card.member.activities) == 1
+
+    await eventually(on_card, "the hours on the member's card")
+    forget_progress(world, "volunteers.hours_to_cards")
+    await world.volunteers.processes[1].catch_up()
+    card = await world.party_orgs.GetMember(
+        po.GetMemberRequest(member_id=member), metadata=world.token(Role.AUDITOR)
+    )
+    volunteer = await world.stub.GetVolunteer(
+        pb.GetVolunteerRequest(volunteer_id=volunteer_id), metadata=world.token(Role.AUDITOR)
+    )
+
+    assert [(a.tenths_of_hours, a.kind) for a in card.member.activities] == [
+        (25, po.CARD_ACTIVITY_KIND_VOLUNTEER_SERVICE)
+    ]
+    assert dict(volunteer.volunteer.tenths_by_activity) == {activity_id: 25}
+
+
+async def test_certificates_are_numbered_and_state_the_verified_total(world: World) -> None:
+    staff = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-01-01",))
+    volunteer = (
+        await world.stub.RegisterVolunteer(
+            pb.RegisterVolunteerRequest(
+                name="陈静", phone="139 1234 5678", community_code="QH-01-01", skills=["法律"]
+            ),
+            metadata=staff,
+        )
+    ).volunteer
+    await attended_activity(world, volunteer.volunteer_id)
+
+    first = await world.stub.IssueCertificate(
+        pb.IssueCertificateRequest(volunteer_id=volunteer.volunteer_id), metadata=staff
+    )
+
+    year = world.clock.now().year
+    assert (first.certificate.number, first.certificate.total_tenths_of_hours) == (
+        f"QH-VOL-{year}-000001",
+        25,
+    )
+    assert first.volunteer.name == "陈静"
+
+
+def bad_requests(
+    world: World, activity_id: str, volunteer_id: str
+) -> list[tuple[str, object, C, str]]:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    start = world.clock.now() + timedelta(days=1)
+    ids = {"activity_id": activity_id, "volunteer_id": volunteer_id}
+    return [
+        (
+            "RegisterVolunteer",
+            pb.RegisterVolunteerRequest(name="x", phone="no", community_code="QH-01-01"),
+            C.INVALID_ARGUMENT,
+            "not a phone number",
+        ),
+        (
+            "RegisterVolunteer",
+            pb.RegisterVolunteerRequest(
+                name="x", phone="13900000000", community_code="QH-01-01", member_id=unknown
+            ),
+            C.FAILED_PRECONDITION,
+            "no member",
+        ),
+        (
+            "SuspendVolunteer",
+            pb.SuspendVolunteerRequest(volunteer_id=unknown, reason="x"),
+            C.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "ReinstateVolunteer",
+            pb.ReinstateVolunteerRequest(volunteer_id=volunteer_id),
+            C.FAILED_PRECONDITION,
+            "not suspended",
+        ),
+        (
+            "CreateActivity",
+            pb.CreateActivityRequest(
+                brand=pb.BRAND_LEGAL_AID,
+                title="t",
+                organizer="o",
+                community_code="QH-01-01",
+                starts_at=stamp(start),
+                ends_at=stamp(start),
+                capacity=5,
+            ),
+            C.INVALID_ARGUMENT,
+            "ends after it starts",
+        ),
+        (
+            "CreateActivity",
+            pb.CreateActivityRequest(title="t"),
+            C.INVALID_ARGUMENT,
+            "starts_at is required",
+        ),
+        ("SignUp", pb.SignUpRequest(**ids), C.FAILED_PRECONDITION, "signed up already"),
+        (
+            "CancelSignUp",
+            pb.CancelSignUpRequest(activity_id=activity_id, volunteer_id=unknown),
+            C.FAILED_PRECONDITION,
+            "not signed up",
+        ),
+        ("CheckIn", pb.CheckInRequest(**ids), C.FAILED_PRECONDITION, "an hour before"),
+        ("CheckOut", pb.CheckOutRequest(**ids), C.FAILED_PRECONDITION, "not checked in"),
+        (
+            "VerifyHours",
+            pb.VerifyHoursRequest(**ids, tenths_of_hours=10),
+            C.FAILED_PRECONDITION,
+            "after the volunteer checks out",
+        ),
+        (
+            "DeclineHours",
+            pb.DeclineHoursRequest(activity_id="x", volunteer_id=volunteer_id),
+            C.INVALID_ARGUMENT,
+            "activity_id",
+        ),
+        (
+            "IssueCertificate",
+            pb.IssueCertificateRequest(volunteer_id=volunteer_id),
+            C.FAILED_PRECONDITION,
+            "no verified hours",
+        ),
+        (
+            "GetVolunteer",
+            pb.GetVolunteerRequest(volunteer_id=""),
+            C.INVALID_ARGUMENT,
+            "volunteer_id is required",
+        ),
+        ("GetActivity", pb.GetActivityRequest(activity_id=unknown), C.NOT_FOUND, "does not exist"),
+    ]
+
+
+async def test_bad_input_gets_its_code_and_a_clear_message_and_stores_nothing(
+    world: World,
+) -> None:
+    staff = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-01-01",))
+    volunteer = (
+        await world.stub.RegisterVolunteer(
+            pb.RegisterVolunteerRequest(
+                name="陈静", phone="13912345678", community_code="QH-01-01"
+            ),
+            metadata=staff,
+        )
+    ).volunteer
+    start = world.clock.now() + timedelta(days=1)
+    activity = (
+        await world.stub.CreateActivity(
+            pb.CreateActivityRequest(
+                brand=pb.BRAND_AFTER_SCHOOL,
+                title="放学来吧",
+                organizer="o",
+                community_code="QH-01-01",
+                starts_at=stamp(start),
+                ends_at=stamp(start + timedelta(hours=2)),
+                capacity=5,
+            ),
+            metadata=staff,
+        )
+    ).activity
+    await world.stub.SignUp(
+        pb.SignUpRequest(activity_id=activity.activity_id, volunteer_id=volunteer.volunteer_id),
+        metadata=staff,
+    )
+    cases = bad_requests(world, activity.activity_id, volunteer.volunteer_id)
+    every_rpc = set(pb.DESCRIPTOR.services_by_name["VolunteersService"].methods_by_name)
+    assert {rpc for rpc, *_ in cases} == every_rpc
+
+    for rpc, request, code, words in cases:
+        before = await world.volunteers.store.head_position()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await getattr(world.stub, rpc)(request, metadata=staff)
+        assert (rpc, caught.value.code()) == (rpc, code), caught.value.details()
+        assert words in caught.value.details(), (rpc, caught.value.details())
+        assert await world.volunteers.store.head_position() == before, rpc
