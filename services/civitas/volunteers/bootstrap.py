@@ -75,7 +75,7 @@ async def run_volunteers(
             party_orgs_store = await open_event_store(url)
             stack.push_async_callback(party_orgs_store.close)
 
-        def runner(manager: ProcessManager, feed: Feed) -> ProcessManagerRunner:
+        def runner_for(manager: ProcessManager, feed: Feed) -> ProcessManagerRunner:
             return ProcessManagerRunner(
                 manager,
                 feed,
@@ -85,11 +85,11 @@ async def run_volunteers(
             )
 
         runners = [
-            runner(
+            runner_for(
                 MemberVolunteerProfiles(app),
                 feed_of("party_orgs", settings, party_orgs_store, MemberVolunteerProfiles.name),
             ),
-            runner(
+            runner_for(
                 HoursToMemberCards(members, app),
                 feed_of("volunteers", settings, infra.store, HoursToMemberCards.name),
             ),
