@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,17 +46,20 @@ class World:
         return [("authorization", f"Bearer {self.authority.mint('staff', roles, scope)}")]
 
 
-def settings_for(service: str, tmp_path: Path) -> ServiceSettings:
-    return ServiceSettings.from_env(
-        service, {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET}
-    )
+def settings_for(
+    service: str, tmp_path: Path, extra: dict[str, str] | None = None
+) -> ServiceSettings:
+    env = {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET, **(extra or {})}
+    return ServiceSettings.from_env(service, env)
 
 
 @contextlib.asynccontextmanager
-async def platform(tmp_path: Path, clock: ManualClock, seeded: bool = True) -> AsyncIterator[World]:
+async def platform(
+    tmp_path: Path, clock: ManualClock, seeded: bool = True, extra: dict[str, str] | None = None
+) -> AsyncIterator[World]:
     async with contextlib.AsyncExitStack() as stack:
         party = await stack.enter_async_context(
-            run_party_orgs(settings_for("party_orgs", tmp_path), clock=clock, port=0)
+            run_party_orgs(settings_for("party_orgs", tmp_path, extra), clock=clock, port=0)
         )
         po_channel = await stack.enter_async_context(
             grpc.aio.insecure_channel(f"127.0.0.1:{party.server.port}")
@@ -66,7 +70,7 @@ async def platform(tmp_path: Path, clock: ManualClock, seeded: bool = True) -> A
             if seeded
             else {}
         )
-        settings = settings_for("volunteers", tmp_path)
+        settings = settings_for("volunteers", tmp_path, extra)
         settings.peers["party_orgs"] = f"127.0.0.1:{party.server.port}"
         volunteers = await stack.enter_async_context(run_volunteers(settings, clock=clock, port=0))
         channel = await stack.enter_async_context(
@@ -89,8 +93,8 @@ async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
         yield built
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(200):
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.05)):
         if await check():
             return
         await asyncio.sleep(0.05)
@@ -366,3 +370,47 @@ async def test_bad_input_gets_its_code_and_a_clear_message_and_stores_nothing(
         assert (rpc, caught.value.code()) == (rpc, code), caught.value.details()
         assert words in caught.value.details(), (rpc, caught.value.details())
         assert await world.volunteers.store.head_position() == before, rpc
+
+
+@pytest.mark.kafka
+async def test_on_kafka_duplicates_and_restarts_still_make_one_profile_and_one_card_entry(
+    tmp_path: Path, clock: ManualClock, kafka_bootstrap: str
+) -> None:
+    from civitas.eventkit.kafka import Relay, TopicSpec, events_topic
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    extra = {"CIVITAS_KAFKA_BOOTSTRAP": kafka_bootstrap, "CIVITAS_KAFKA_NAMESPACE": namespace}
+    async with platform(tmp_path, clock, extra=extra) as world:
+        member = await report(world)
+
+        async def profiled() -> bool:
+            return bool(await profile_events(world, member))
+
+        await eventually(profiled, "the profile, over Kafka", seconds=60)
+        again = Relay(
+            world.party.store,
+            kafka_bootstrap,
+            TopicSpec(events_topic("party_orgs", namespace), partitions=6),
+        )
+        await again.start()
+        await world.party.store.save_checkpoint(again.checkpoint_name, 0)
+        await again.drain()  # every party_orgs event published a second time
+        await again.stop()
+        await attended_activity(world, volunteer_id_for_member(member))
+
+        async def on_card() -> bool:
+            card = await world.party_orgs.GetMember(
+                po.GetMemberRequest(member_id=member), metadata=world.token(Role.AUDITOR)
+            )
+            return len(card.member.activities) == 1
+
+        await eventually(on_card, "the hours on the card, over Kafka", seconds=60)
+    async with platform(tmp_path, clock, seeded=False, extra=extra) as restarted:
+        await asyncio.sleep(3)
+        profile = await profile_events(restarted, member)
+        card = await restarted.party_orgs.GetMember(
+            po.GetMemberRequest(member_id=member), metadata=restarted.token(Role.AUDITOR)
+        )
+
+    assert profile == ["VolunteerRegistered", "HoursCredited"]
+    assert len(card.member.activities) == 1

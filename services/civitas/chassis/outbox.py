@@ -23,7 +23,10 @@ async def relaying(store: EventStore, settings: ServiceSettings) -> AsyncIterato
     if not settings.kafka_bootstrap:
         yield None
         return
-    topic = TopicSpec(events_topic(settings.service), partitions=settings.kafka_partitions)
+    topic = TopicSpec(
+        events_topic(settings.service, settings.kafka_namespace),
+        partitions=settings.kafka_partitions,
+    )
     relay = Relay(store, settings.kafka_bootstrap, topic)
     task = asyncio.create_task(relay.run(), name=f"relay-{settings.service}")
     log.info("relaying", topic=topic.name, bootstrap=settings.kafka_bootstrap)

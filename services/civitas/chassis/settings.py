@@ -35,6 +35,7 @@ class ServiceSettings:
     auth_secret: str
     kafka_bootstrap: str | None
     kafka_partitions: int
+    kafka_namespace: str
     var_dir: Path
     peers: dict[str, str]
 
@@ -66,6 +67,7 @@ class ServiceSettings:
             auth_secret=secret,
             kafka_bootstrap=setting("kafka_bootstrap", service, None, env),
             kafka_partitions=int(_get(env, "kafka_partitions", service, "6")),
+            kafka_namespace=_get(env, "kafka_namespace", service, "civitas"),
             var_dir=var,
             peers={
                 peer: env.get(f"CIVITAS_{peer.upper()}_ADDRESS") or f"127.0.0.1:{ports[0]}"

@@ -39,7 +39,10 @@ class RunningVolunteers:
 def feed_of(service: str, settings: ServiceSettings, store: EventStore, group: str) -> Feed:
     """Kafka when it is configured, else the service's event store (the embedded default)."""
     if settings.kafka_bootstrap:
-        return KafkaFeed(settings.kafka_bootstrap, [events_topic(service)], group)
+        namespace = settings.kafka_namespace
+        return KafkaFeed(
+            settings.kafka_bootstrap, [events_topic(service, namespace)], f"{namespace}.{group}"
+        )
     return StoreFeed(store)
 
 

@@ -14,9 +14,10 @@ from kafka.errors import TopicAlreadyExistsError
 FOREVER = -1
 
 
-def events_topic(service: str) -> str:
-    """The topic a service publishes its events on: ``civitas.<service>.events.v1``."""
-    return f"civitas.{service}.events.v1"
+def events_topic(service: str, namespace: str = "civitas") -> str:
+    """The topic a service publishes its events on: ``civitas.<service>.events.v1``
+    (another namespace lets deployments, or test runs, share a cluster)."""
+    return f"{namespace}.{service}.events.v1"
 
 
 def dead_letter_topic(group: str) -> str:
