@@ -319,6 +319,12 @@ def bad_requests(
             "no verified hours",
         ),
         (
+            "ImportActivity",
+            pb.ImportActivityRequest(activity=pb.CreateActivityRequest(title="t")),
+            C.INVALID_ARGUMENT,
+            "activity.starts_at is required",
+        ),
+        (
             "GetVolunteer",
             pb.GetVolunteerRequest(volunteer_id=""),
             C.INVALID_ARGUMENT,
@@ -414,3 +420,75 @@ async def test_on_kafka_duplicates_and_restarts_still_make_one_profile_and_one_c
 
     assert profile == ["VolunteerRegistered", "HoursCredited"]
     assert len(card.member.activities) == 1
+
+
+async def test_a_past_activity_is_imported_with_its_roster_and_credits_the_ledger(
+    world: World,
+) -> None:
+    member = await report(world)
+    member_volunteer = volunteer_id_for_member(member)
+
+    async def profiled() -> bool:
+        return bool(await profile_events(world, member))
+
+    await eventually(profiled, "the profile")
+    other = (
+        await world.stub.RegisterVolunteer(
+            pb.RegisterVolunteerRequest(
+                name="吴娟", phone="13700000000", community_code="QH-01-01"
+            ),
+            metadata=world.token(Role.VOLUNTEER_COORDINATOR),
+        )
+    ).volunteer.volunteer_id
+    start = world.clock.now() - timedelta(days=30)
+    spec = pb.CreateActivityRequest(
+        brand=pb.BRAND_LEGAL_AID,
+        title="春风驿站·法律咨询",
+        organizer="司法所",
+        community_code="QH-01-01",
+        starts_at=stamp(start),
+        ends_at=stamp(start + timedelta(hours=3)),
+        capacity=5,
+    )
+    attendance = [
+        pb.AttendanceRecord(
+            volunteer_id=member_volunteer,
+            checked_in_at=stamp(start),
+            checked_out_at=stamp(start + timedelta(hours=3)),
+            verified_tenths_of_hours=30,
+        ),
+        pb.AttendanceRecord(
+            volunteer_id=other,
+            checked_in_at=stamp(start),
+            checked_out_at=stamp(start + timedelta(minutes=20)),
+            declined_reason="中途离开，未提供服务",
+        ),
+    ]
+
+    imported = (
+        await world.stub.ImportActivity(
+            pb.ImportActivityRequest(activity=spec, attendance=attendance),
+            metadata=world.token(Role.DISTRICT_ADMIN),
+        )
+    ).activity
+
+    async def on_card() -> bool:
+        card = await world.party_orgs.GetMember(
+            po.GetMemberRequest(member_id=member), metadata=world.token(Role.AUDITOR)
+        )
+        return len(card.member.activities) == 1
+
+    await eventually(on_card, "the imported hours on the member's card")
+    ledger = await world.stub.GetVolunteer(
+        pb.GetVolunteerRequest(volunteer_id=member_volunteer), metadata=world.token(Role.AUDITOR)
+    )
+    assert {
+        e.volunteer_id: (e.verified_tenths_of_hours, e.declined_reason) for e in imported.roster
+    } == {member_volunteer: (30, ""), other: (0, "中途离开，未提供服务")}
+    assert ledger.volunteer.total_tenths_of_hours == 30
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await world.stub.ImportActivity(
+            pb.ImportActivityRequest(activity=spec),
+            metadata=world.token(Role.VOLUNTEER_COORDINATOR),
+        )
+    assert refused.value.code() is C.PERMISSION_DENIED

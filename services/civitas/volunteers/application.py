@@ -30,6 +30,7 @@ T = TypeVar("T", Volunteer, Activity, CertificateBook)
 R = Role
 COORDINATORS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.VOLUNTEER_COORDINATOR}
 ATTENDANCE = COORDINATORS | {R.GRID_WORKER, R.SERVICE}
+IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
 PROCESS = Principal("volunteers-process", frozenset({R.SERVICE}), ("QH",))
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 
@@ -48,6 +49,32 @@ def _community(code: str) -> str:
     if parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
         raise InvalidInput(f"community_code {code!r} is not a community's code")
     return code
+
+
+@dataclass(frozen=True, slots=True)
+class PastAttendance:
+    """One volunteer's attendance of a past activity, as an earlier system recorded it."""
+
+    volunteer_id: str
+    checked_in_at: datetime
+    checked_out_at: datetime
+    verified_tenths: int | None = None
+    declined_reason: str | None = None
+
+    def credit(self, activity_id: str) -> Callable[[Volunteer], None]:
+        """The ledger entry for this attendance's verified hours."""
+        return lambda volunteer: volunteer.credit_hours(activity_id, self.verified_tenths or 0)
+
+    def replay_onto(self, activity: Activity, volunteer: Volunteer, verifier: str) -> None:
+        if bool(self.verified_tenths) == bool(self.declined_reason):
+            raise InvalidInput("an attendance has either verified hours or a decline reason")
+        activity.sign_up(volunteer.id, volunteer.suspended, activity.starts_at)
+        activity.check_in(volunteer.id, self.checked_in_at)
+        activity.check_out(volunteer.id, self.checked_out_at)
+        if self.verified_tenths:
+            activity.verify_hours(volunteer.id, volunteer.member_id, self.verified_tenths, verifier)
+        else:
+            activity.decline_hours(volunteer.id, self.declined_reason or "")
 
 
 class Volunteers:
@@ -225,6 +252,50 @@ class Volunteers:
         return await self._update(
             self.volunteers, volunteer, lambda v: v.issue_certificate(number, now), caller
         )
+
+    async def import_activity(
+        self,
+        caller: Caller,
+        brand: Brand,
+        title: str,
+        organizer: str,
+        community_code: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        capacity: int,
+        skills: list[str],
+        attendance: list[PastAttendance],
+    ) -> Activity:
+        """Record a past activity with its roster: the same domain steps, with the record's
+        times; then credit each verified volunteer's ledger."""
+        authorize(caller.principal, IMPORTERS, _community(community_code))
+        if ends_at > self.clock.now():
+            raise InvalidInput("only activities that have ended can be imported")
+        activity = Activity.create(
+            str(new_uuid()),
+            brand,
+            title,
+            organizer,
+            community_code,
+            starts_at,
+            ends_at,
+            capacity,
+            skills,
+        )
+        volunteers: dict[str, Volunteer] = {}
+        for record in attendance:
+            volunteer = volunteers.get(record.volunteer_id) or await self._get(
+                self.volunteers, record.volunteer_id, "volunteer", RuleViolation
+            )
+            volunteers[volunteer.id] = volunteer
+            record.replay_onto(activity, volunteer, caller.principal.subject)
+        await self.activities.save(activity, caller.metadata)
+        for record in attendance:
+            if record.verified_tenths:
+                await self.volunteers.update(
+                    record.volunteer_id, record.credit(activity.id), caller.metadata
+                )
+        return activity
 
     async def get_volunteer(self, volunteer_id: str) -> Volunteer:
         return await self._get(self.volunteers, volunteer_id, "volunteer", NotFound)

@@ -8,7 +8,7 @@ from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_o
 from civitas.chassis.interceptor import current_correlation_id, current_principal
 from civitas.errors import InvalidInput
 
-from .application import Caller, Volunteers
+from .application import Caller, PastAttendance, Volunteers
 from .domain.activities import Activity, Brand
 from .domain.volunteers import Volunteer
 from .v1 import volunteers_pb2 as pb
@@ -165,6 +165,40 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         )
         out = await self._volunteer_out(volunteer)
         return pb.IssueCertificateResponse(volunteer=out, certificate=out.certificates[-1])
+
+    async def ImportActivity(
+        self, request: pb.ImportActivityRequest, context: Any
+    ) -> pb.ImportActivityResponse:
+        spec = request.activity
+        for field in ("starts_at", "ends_at"):
+            if not spec.HasField(field):
+                raise InvalidInput(f"activity.{field} is required")
+        records = []
+        for n, record in enumerate(request.attendance):
+            if not (record.HasField("checked_in_at") and record.HasField("checked_out_at")):
+                raise InvalidInput(f"attendance[{n}] needs checked_in_at and checked_out_at")
+            records.append(
+                PastAttendance(
+                    uuid_in(record.volunteer_id, f"attendance[{n}].volunteer_id"),
+                    timestamp_in(record.checked_in_at),
+                    timestamp_in(record.checked_out_at),
+                    record.verified_tenths_of_hours or None,
+                    record.declined_reason or None,
+                )
+            )
+        activity = await self.app.import_activity(
+            self._caller(),
+            enum_in(spec.brand, pb.Brand, "BRAND_", Brand, "activity.brand"),
+            spec.title,
+            spec.organizer,
+            spec.community_code,
+            timestamp_in(spec.starts_at),
+            timestamp_in(spec.ends_at),
+            spec.capacity,
+            list(spec.skills),
+            records,
+        )
+        return pb.ImportActivityResponse(activity=self._activity_out(activity))
 
     async def GetVolunteer(
         self, request: pb.GetVolunteerRequest, context: Any

@@ -721,6 +721,84 @@ class IssueCertificateResponse(_message.Message):
 Global___IssueCertificateResponse: _TypeAlias = IssueCertificateResponse  # noqa: Y015
 
 @_typing.final
+class AttendanceRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    CHECKED_IN_AT_FIELD_NUMBER: _builtins.int
+    CHECKED_OUT_AT_FIELD_NUMBER: _builtins.int
+    VERIFIED_TENTHS_OF_HOURS_FIELD_NUMBER: _builtins.int
+    DECLINED_REASON_FIELD_NUMBER: _builtins.int
+    volunteer_id: _builtins.str
+    verified_tenths_of_hours: _builtins.int
+    """Either verified hours (tenths) or a decline with its reason."""
+    declined_reason: _builtins.str
+    @_builtins.property
+    def checked_in_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def checked_out_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        volunteer_id: _builtins.str = ...,
+        checked_in_at: _timestamp_pb2.Timestamp | None = ...,
+        checked_out_at: _timestamp_pb2.Timestamp | None = ...,
+        verified_tenths_of_hours: _builtins.int = ...,
+        declined_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_in_at", b"checked_in_at", "checked_out_at", b"checked_out_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_in_at", b"checked_in_at", "checked_out_at", b"checked_out_at", "declined_reason", b"declined_reason", "verified_tenths_of_hours", b"verified_tenths_of_hours", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttendanceRecord: _TypeAlias = AttendanceRecord  # noqa: Y015
+
+@_typing.final
+class ImportActivityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_FIELD_NUMBER: _builtins.int
+    ATTENDANCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def activity(self) -> Global___CreateActivityRequest: ...
+    @_builtins.property
+    def attendance(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttendanceRecord]: ...
+    def __init__(
+        self,
+        *,
+        activity: Global___CreateActivityRequest | None = ...,
+        attendance: _abc.Iterable[Global___AttendanceRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "attendance", b"attendance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportActivityRequest: _TypeAlias = ImportActivityRequest  # noqa: Y015
+
+@_typing.final
+class ImportActivityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def activity(self) -> Global___Activity: ...
+    def __init__(
+        self,
+        *,
+        activity: Global___Activity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportActivityResponse: _TypeAlias = ImportActivityResponse  # noqa: Y015
+
+@_typing.final
 class GetVolunteerRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -90,6 +90,11 @@ class VolunteersServiceStub:
                 request_serializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.IssueCertificateRequest.SerializeToString,
                 response_deserializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.IssueCertificateResponse.FromString,
                 _registered_method=True)
+        self.ImportActivity = channel.unary_unary(
+                '/civitas.volunteers.v1.VolunteersService/ImportActivity',
+                request_serializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.ImportActivityRequest.SerializeToString,
+                response_deserializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.ImportActivityResponse.FromString,
+                _registered_method=True)
         self.GetVolunteer = channel.unary_unary(
                 '/civitas.volunteers.v1.VolunteersService/GetVolunteer',
                 request_serializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.GetVolunteerRequest.SerializeToString,
@@ -173,6 +178,14 @@ class VolunteersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportActivity(self, request, context):
+        """Historical import: a past activity with its roster, through the same steps with the
+        record's own times. District admins and services.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetVolunteer(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -242,6 +255,11 @@ def add_VolunteersServiceServicer_to_server(servicer, server):
                     servicer.IssueCertificate,
                     request_deserializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.IssueCertificateRequest.FromString,
                     response_serializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.IssueCertificateResponse.SerializeToString,
+            ),
+            'ImportActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportActivity,
+                    request_deserializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.ImportActivityRequest.FromString,
+                    response_serializer=civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.ImportActivityResponse.SerializeToString,
             ),
             'GetVolunteer': grpc.unary_unary_rpc_method_handler(
                     servicer.GetVolunteer,
@@ -552,6 +570,33 @@ class VolunteersService:
             '/civitas.volunteers.v1.VolunteersService/IssueCertificate',
             civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.IssueCertificateRequest.SerializeToString,
             civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.IssueCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/civitas.volunteers.v1.VolunteersService/ImportActivity',
+            civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.ImportActivityRequest.SerializeToString,
+            civitas_dot_volunteers_dot_v1_dot_volunteers__pb2.ImportActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,10 @@ class VolunteersServiceStub:
     VerifyHours: _grpc.UnaryUnaryMultiCallable[_volunteers_pb2.VerifyHoursRequest, _volunteers_pb2.VerifyHoursResponse]
     DeclineHours: _grpc.UnaryUnaryMultiCallable[_volunteers_pb2.DeclineHoursRequest, _volunteers_pb2.DeclineHoursResponse]
     IssueCertificate: _grpc.UnaryUnaryMultiCallable[_volunteers_pb2.IssueCertificateRequest, _volunteers_pb2.IssueCertificateResponse]
+    ImportActivity: _grpc.UnaryUnaryMultiCallable[_volunteers_pb2.ImportActivityRequest, _volunteers_pb2.ImportActivityResponse]
+    """Historical import: a past activity with its roster, through the same steps with the
+    record's own times. District admins and services.
+    """
     GetVolunteer: _grpc.UnaryUnaryMultiCallable[_volunteers_pb2.GetVolunteerRequest, _volunteers_pb2.GetVolunteerResponse]
     GetActivity: _grpc.UnaryUnaryMultiCallable[_volunteers_pb2.GetActivityRequest, _volunteers_pb2.GetActivityResponse]
 
@@ -65,6 +69,10 @@ class VolunteersServiceAsyncStub(VolunteersServiceStub):
     VerifyHours: _aio.UnaryUnaryMultiCallable[_volunteers_pb2.VerifyHoursRequest, _volunteers_pb2.VerifyHoursResponse]  # type: ignore[assignment]
     DeclineHours: _aio.UnaryUnaryMultiCallable[_volunteers_pb2.DeclineHoursRequest, _volunteers_pb2.DeclineHoursResponse]  # type: ignore[assignment]
     IssueCertificate: _aio.UnaryUnaryMultiCallable[_volunteers_pb2.IssueCertificateRequest, _volunteers_pb2.IssueCertificateResponse]  # type: ignore[assignment]
+    ImportActivity: _aio.UnaryUnaryMultiCallable[_volunteers_pb2.ImportActivityRequest, _volunteers_pb2.ImportActivityResponse]  # type: ignore[assignment]
+    """Historical import: a past activity with its roster, through the same steps with the
+    record's own times. District admins and services.
+    """
     GetVolunteer: _aio.UnaryUnaryMultiCallable[_volunteers_pb2.GetVolunteerRequest, _volunteers_pb2.GetVolunteerResponse]  # type: ignore[assignment]
     GetActivity: _aio.UnaryUnaryMultiCallable[_volunteers_pb2.GetActivityRequest, _volunteers_pb2.GetActivityResponse]  # type: ignore[assignment]
 
@@ -148,6 +156,16 @@ class VolunteersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _volunteers_pb2.IssueCertificateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_volunteers_pb2.IssueCertificateResponse, _abc.Awaitable[_volunteers_pb2.IssueCertificateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ImportActivity(
+        self,
+        request: _volunteers_pb2.ImportActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_volunteers_pb2.ImportActivityResponse, _abc.Awaitable[_volunteers_pb2.ImportActivityResponse]]:
+        """Historical import: a past activity with its roster, through the same steps with the
+        record's own times. District admins and services.
+        """
 
     @_abc_1.abstractmethod
     def GetVolunteer(
