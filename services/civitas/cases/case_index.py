@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import structlog
 from prometheus_client import Gauge
 
+from civitas.chassis.service import in_background
 from civitas.eventkit import Clock, Projection, RecordedEvent, handles
 from civitas.geography import street_of
 
@@ -254,10 +255,5 @@ async def supervising(
             OVERDUE_CASES.set(overdue)
             await asyncio.sleep(every_seconds)
 
-    task = asyncio.create_task(loop(), name="supervisor")
-    try:
+    async with in_background("supervisor", loop):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

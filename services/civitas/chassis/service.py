@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 import sqlalchemy as sa
+import structlog
 
 from civitas.eventkit import (
     EventStore,
@@ -23,6 +24,8 @@ from .auth import TokenAuthority
 from .logs import configure_logging
 from .server import GrpcServer, serve_until_stopped, start_metrics_server
 from .settings import ServiceSettings
+
+log = structlog.get_logger("civitas.service")
 
 
 @dataclass
@@ -51,17 +54,36 @@ async def infrastructure(settings: ServiceSettings) -> AsyncIterator[Infrastruct
         vault_engine.dispose()
 
 
+async def keep_running(name: str, work: Callable[[], Awaitable[None]], pause: float = 1.0) -> None:
+    """Run ``work`` until cancelled; when it fails, log why and start it again after a
+    pause, so a background loop never dies silently while the service says SERVING."""
+    while True:
+        try:
+            await work()
+            return
+        except Exception:
+            log.exception("background task failed; restarting", task=name)
+            await asyncio.sleep(pause)
+
+
 @contextlib.asynccontextmanager
-async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner]:
-    """Keep a projection following its feed while inside."""
-    await runner.setup()
-    task = asyncio.create_task(runner.run(), name=f"projection-{runner.projection.name}")
+async def in_background(name: str, work: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Keep ``work`` running (restarted on failure) while inside."""
+    task = asyncio.create_task(keep_running(name, work), name=name)
     try:
-        yield runner
+        yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner]:
+    """Keep a projection following its feed while inside (restarted on failure)."""
+    await runner.setup()
+    async with in_background(f"projection-{runner.projection.name}", runner.run):
+        yield runner
 
 
 class Running(Protocol):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ import structlog
 
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import infrastructure
+from civitas.chassis.service import in_background, infrastructure
 from civitas.chassis.settings import ServiceSettings
 from civitas.errors import DomainError, Unavailable
 from civitas.eventkit import Clock, EventStore, Feed, StoreFeed, SystemClock, open_event_store
@@ -99,8 +98,7 @@ async def run_volunteers(
         ]
         for runner in runners:
             await runner.setup()
-            task = asyncio.create_task(runner.run(), name=runner.manager.name)
-            stack.push_async_callback(_stop, task)
+            await stack.enter_async_context(in_background(runner.manager.name, runner.run))
         server = await start_grpc_server(
             [
                 (
@@ -117,9 +115,3 @@ async def run_volunteers(
         await stack.enter_async_context(relaying(infra.store, settings))
         log.info("volunteers listening", port=server.port, store=settings.eventstore_url)
         yield RunningVolunteers(app, infra.store, server, runners)
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
-from kafka.errors import KafkaError as AdminError
 
 from ..metrics import EVENTS_PUBLISHED, RELAY_LAG, RELAY_POSITION
 from ..records import RecordedEvent
@@ -80,21 +78,28 @@ class Relay:
         await self.producer.stop()
 
     async def run(self) -> None:
-        """Relay until cancelled; a broker failure makes it start over from the checkpoint."""
-        await self.start()
+        """Relay until cancelled. Any failure (the broker not up yet, a lost store
+        connection) is logged, and the relay starts over from its checkpoint after a
+        pause: it never stops on its own."""
+        started = False
         try:
             while True:
                 try:
+                    if not started:
+                        await self.start()
+                        started = True
                     await self._relay(follow=True)
-                except* (OSError, KafkaError, AdminError) as failures:
+                except Exception as exc:
+                    cause = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
                     log.warning(
-                        "relay to %s failed (%r); retrying from the checkpoint",
+                        "relay to %s failed (%r); resuming from the checkpoint",
                         self.topic.name,
-                        failures.exceptions[0],
+                        cause,
                     )
                     await asyncio.sleep(self.retry_delay)
         finally:
-            await self.stop()
+            if started:
+                await self.stop()
 
     async def drain(self) -> int:
         """Publish everything stored now (after :meth:`start`); returns the position reached."""

@@ -36,7 +36,12 @@ class TopicSpec:
 
 
 def _create(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="civitas-admin")
+    admin = KafkaAdminClient(  # bounded waits: the caller retries, a thread must not hang
+        bootstrap_servers=bootstrap,
+        client_id="civitas-admin",
+        bootstrap_timeout_ms=5000,
+        request_timeout_ms=10000,
+    )
     try:
         existing = set(admin.list_topics())
         for spec in specs:
