@@ -8,7 +8,6 @@ retried command completes what a crash left half done.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +27,7 @@ from civitas.eventkit.personal import PersonalDataVault
 from civitas.geography import UnitKind, parse_unit_code
 
 from .domain.members import AppraisalRating, CardActivityKind, Member, member_id_for
-from .domain.orgs import OrgKind, PartyOrg, SeatRole, org_id_for
+from .domain.orgs import OrgKind, PartyOrg, SeatRole, new_org_id
 from .domain.pairings import Pairing, pairing_id_for
 from .domain.units import AdminUnit
 
@@ -136,7 +135,7 @@ class PartyOrgs:
             if parent_id
             else None
         )
-        org_id = org_id_for(kind, unit_code) or str(uuid.uuid4())
+        org_id = new_org_id(kind, unit_code, parent_id, name)
         org = PartyOrg.found(org_id, kind, name, parent, unit_code, unit.kind)
         try:
             await self.orgs.save(org, caller.metadata)
@@ -149,19 +148,27 @@ class PartyOrgs:
         return org
 
     async def move_org(self, caller: Caller, org_id: str, new_parent_id: str) -> PartyOrg:
+        """Move an org under another; a retry after a crash completes the attach to the
+        new parent and the detach from the previous one (the org remembers it)."""
         org = await self._get(self.orgs, org_id, f"organization {org_id}")
         authorize(caller.principal, ORG_ADMINS, org.unit_code)
         new_parent = await self._get(
             self.orgs, new_parent_id, f"organization {new_parent_id}", missing=RuleViolation
         )
-        ancestors = await self.ancestors(new_parent)
-        old_parent_id = org.parent_id
-        org = await self._update(
-            self.orgs, org_id, lambda o: o.move_under(new_parent, ancestors), caller
-        )
+        authorize(caller.principal, ORG_ADMINS, new_parent.unit_code)
+        if org.parent_id != new_parent_id:
+            ancestors = await self.ancestors(new_parent)
+            org = await self._update(
+                self.orgs,
+                org_id,
+                lambda o: o.move_under(new_parent, ancestors),
+                caller,
+                loaded=org,
+            )
         await self._update(self.orgs, new_parent_id, lambda p: p.attach_child(org_id), caller)
-        if old_parent_id and old_parent_id != new_parent_id:
-            await self._update(self.orgs, old_parent_id, lambda p: p.detach_child(org_id), caller)
+        previous = org.previous_parent_id
+        if previous and previous != new_parent_id:
+            await self._update(self.orgs, previous, lambda p: p.detach_child(org_id), caller)
         return org
 
     async def seat(
@@ -183,8 +190,14 @@ class PartyOrgs:
         return await self._update(self.orgs, org_id, lambda o: o.unseat(role, holder), caller)
 
     async def dissolve_org(self, caller: Caller, org_id: str, reason: str) -> PartyOrg:
+        """Dissolve an empty org and detach it from its parent; dissolving again (a retry
+        after a crash) completes the detach."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
-        org = await self._update(self.orgs, org_id, lambda o: o.dissolve(reason), caller)
+        org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        if not org.dissolved:
+            org = await self._update(
+                self.orgs, org_id, lambda o: o.dissolve(reason), caller, loaded=org
+            )
         if org.parent_id:
             await self._update(self.orgs, org.parent_id, lambda p: p.detach_child(org_id), caller)
         return org
@@ -208,6 +221,8 @@ class PartyOrgs:
         working: bool,
         employer: str | None,
     ) -> Member:
+        """Enroll in the org's roster (the capacity rule), then record the member; the
+        member is checked before the roster changes, and a retry completes both."""
         if not (name or "").strip():
             raise InvalidInput("name is required")
         await self._authorize_for_org(caller, MEMBER_ADMINS, org_id)
@@ -217,10 +232,10 @@ class PartyOrgs:
             if existing.org_id == org_id:
                 return existing  # a retry
             raise RuleViolation(f"member number {member_number} is admitted already")
-        await self._update(self.orgs, org_id, lambda o: o.enroll(member_id), caller)
         member = Member.admit(
             member_number, await self.vault.seal(member_id, name.strip()), org_id, working, employer
         )
+        await self._update(self.orgs, org_id, lambda o: o.enroll(member_id), caller)
         await self.members.save(member, caller.metadata)
         return member
 
@@ -242,19 +257,26 @@ class PartyOrgs:
         )
 
     async def receive_transfer(self, caller: Caller, member_id: str) -> Member:
+        """Enroll in the new org, move the member, release from the old org. A retry after
+        a crash between the steps finds the member moved and completes the rest."""
         member = await self._get(self.members, member_id, f"member {member_id}")
-        if member.transfer is None:
-            raise RuleViolation("no transfer is under way")
-        transfer = member.transfer
-        await self._authorize_for_org(caller, MEMBER_ADMINS, transfer.to_org_id)
         now = self.clock.now()
-        if now > transfer.letter_expires_at:
-            member.receive_transfer(now)  # raises: the letter expired
-        await self._update(self.orgs, transfer.to_org_id, lambda o: o.enroll(member_id), caller)
-        member = await self._update(
-            self.members, member_id, lambda m: m.receive_transfer(now), caller, loaded=member
-        )
-        await self._update(self.orgs, transfer.from_org_id, lambda o: o.release(member_id), caller)
+        if member.transfer is not None:
+            source, target = member.transfer.from_org_id, member.transfer.to_org_id
+            await self._authorize_for_org(caller, MEMBER_ADMINS, target)
+            if now > member.transfer.letter_expires_at:
+                member.receive_transfer(now)  # raises: the letter expired
+            await self._update(self.orgs, target, lambda o: o.enroll(member_id), caller)
+            member = await self._update(
+                self.members, member_id, lambda m: m.receive_transfer(now), caller, loaded=member
+            )
+        elif member.last_transfer is not None and member.org_id == member.last_transfer.to_org_id:
+            source, target = member.last_transfer.from_org_id, member.last_transfer.to_org_id
+            await self._authorize_for_org(caller, MEMBER_ADMINS, target)
+        else:
+            raise RuleViolation("no transfer is under way")
+        await self._update(self.orgs, target, lambda o: o.enroll(member_id), caller)
+        await self._update(self.orgs, source, lambda o: o.release(member_id), caller)
         return member
 
     async def cancel_transfer(self, caller: Caller, member_id: str, reason: str) -> Member:

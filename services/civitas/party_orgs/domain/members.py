@@ -97,6 +97,7 @@ class Member(Aggregate):
 
     category = "member"
     snapshot_every = 100
+    snapshot_version = 2  # v2 keeps the last received transfer
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
@@ -107,6 +108,7 @@ class Member(Aggregate):
         self.employer: str | None = None
         self.residence_community: str | None = None
         self.transfer: TransferStarted | None = None
+        self.last_transfer: TransferReceived | None = None
         self.activities: dict[str, CardActivityRecorded] = {}
         self.feedback: dict[str, ResidentFeedbackRecorded] = {}
         self.appraisals: dict[int, AppraisalRating] = {}
@@ -235,7 +237,7 @@ class Member(Aggregate):
 
     @applies
     def _on_transfer_received(self, event: TransferReceived) -> None:
-        self.org_id, self.transfer = event.to_org_id, None
+        self.org_id, self.transfer, self.last_transfer = event.to_org_id, None, event
 
     @applies
     def _on_transfer_cancelled(self, event: TransferCancelled) -> None:
@@ -266,6 +268,7 @@ class Member(Aggregate):
             "employer": self.employer,
             "residence_community": self.residence_community,
             "transfer": self.transfer.to_data() if self.transfer else None,
+            "last_transfer": self.last_transfer.to_data() if self.last_transfer else None,
             "activities": [a.to_data() for a in self.activities.values()],
             "feedback": [f.to_data() for f in self.feedback.values()],
             "appraisals": {str(y): r.value for y, r in self.appraisals.items()},
@@ -281,6 +284,8 @@ class Member(Aggregate):
         self.residence_community = state["residence_community"]
         transfer = state["transfer"]
         self.transfer = TransferStarted.model_validate(transfer) if transfer else None
+        last = state.get("last_transfer")
+        self.last_transfer = TransferReceived.model_validate(last) if last else None
         activities = (CardActivityRecorded.model_validate(a) for a in state["activities"])
         self.activities = {a.activity_id: a for a in activities}
         feedback = (ResidentFeedbackRecorded.model_validate(f) for f in state["feedback"])

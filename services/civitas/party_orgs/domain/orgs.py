@@ -64,6 +64,14 @@ def org_id_for(kind: OrgKind, unit_code: str) -> str | None:
     return str(natural_id(kind.value, unit_code)) if kind in ONE_PER_UNIT else None
 
 
+def new_org_id(kind: OrgKind, unit_code: str, parent_id: str | None, name: str) -> str:
+    """Every org's id derives from its natural key, so a retried founding finds the same
+    org: one per unit where the kind says so, else by parent, unit and name."""
+    return org_id_for(kind, unit_code) or str(
+        natural_id("party_org", kind.value, unit_code, parent_id or "", name.strip())
+    )
+
+
 def check_parent(kind: OrgKind, parent_kind: OrgKind | None) -> None:
     """Raise unless an org of ``kind`` may sit under an org of ``parent_kind``."""
     if parent_kind not in ALLOWED_PARENTS[kind]:
@@ -126,6 +134,7 @@ class PartyOrg(Aggregate):
         self.kind = OrgKind.BRANCH
         self.name = ""
         self.parent_id: str | None = None
+        self.previous_parent_id: str | None = None
         self.unit_code = ""
         self.seats: list[CommitteeMemberSeated] = []
         self.members: set[str] = set()
@@ -239,7 +248,7 @@ class PartyOrg(Aggregate):
 
     @applies
     def _on_party_org_moved(self, event: PartyOrgMoved) -> None:
-        self.parent_id = event.new_parent_id
+        self.previous_parent_id, self.parent_id = event.old_parent_id, event.new_parent_id
 
     @applies
     def _on_child_org_attached(self, event: ChildOrgAttached) -> None:
