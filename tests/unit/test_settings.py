@@ -43,3 +43,24 @@ def test_a_service_specific_port_overrides_the_default() -> None:
 def test_no_token_secret_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ValueError, match="CIVITAS_AUTH_SECRET"):
         ServiceSettings.from_env("cases", {"CIVITAS_VAR_DIR": str(tmp_path)})
+
+
+def test_a_service_token_is_minted_again_before_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import jwt
+
+    from civitas.chassis.auth import Role, TokenAuthority
+
+    authority = TokenAuthority("k" * 40)
+    token = authority.service_token("cases", ttl_seconds=3600)
+    first = token()
+    assert token() == first
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 3300)  # 5 minutes of life left
+
+    renewed = token()
+
+    assert renewed != first
+    claims = jwt.decode(renewed, options={"verify_signature": False})
+    assert (claims["roles"], claims["exp"] - claims["iat"]) == ([Role.SERVICE.value], 3600)

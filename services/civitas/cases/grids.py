@@ -7,7 +7,7 @@ from typing import Protocol
 
 import grpc
 
-from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.client import open_channel
 from civitas.errors import InvalidInput, RuleViolation, Unavailable
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
@@ -35,8 +35,8 @@ class PartyOrgsGrids:
     """ResolveGrid on party_orgs, with a deadline and retries on UNAVAILABLE (chassis)."""
 
     def __init__(self, address: str, authority: TokenAuthority, timeout_seconds: float = 3.0):
-        token = authority.mint("cases", [Role.SERVICE], [], ttl_seconds=24 * 3600)
-        self._channel = open_channel(address, lambda: token, timeout_seconds=timeout_seconds)
+        token = authority.service_token("cases", scope=("QH",))
+        self._channel = open_channel(address, token, timeout_seconds=timeout_seconds)
         self._stub = po_grpc.PartyOrgsServiceStub(self._channel)
 
     async def resolve(
@@ -57,7 +57,9 @@ class PartyOrgsGrids:
                 ) from None
             if code is grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidInput(exc.details() or "bad grid request") from None
-            raise RuleViolation(f"no handling unit: {exc.details()}") from None
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                raise RuleViolation(f"no handling unit: {exc.details()}") from None
+            raise  # anything else (a refused token, a bug over there) is a bug: log it
         holders = {p.post: p.holder for p in reply.post_holders}
         secretary = next((s.holder for s in reply.grid_branch.seats), None)
         handler = next((holders[p] for p in LEAD_POSTS if p in holders), None) or secretary

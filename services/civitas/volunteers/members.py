@@ -8,7 +8,7 @@ from typing import Protocol
 
 import grpc
 
-from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.client import open_channel
 from civitas.errors import RuleViolation, Unavailable
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
@@ -41,8 +41,7 @@ class PartyOrgsMembers:
     """party_orgs over gRPC (deadline, retries on UNAVAILABLE through the chassis)."""
 
     def __init__(self, address: str, authority: TokenAuthority) -> None:
-        token = authority.mint("volunteers", [Role.SERVICE], ["QH"], ttl_seconds=24 * 3600)
-        self._channel = open_channel(address, lambda: token)
+        self._channel = open_channel(address, authority.service_token("volunteers"))
         self._stub = po_grpc.PartyOrgsServiceStub(self._channel)
 
     async def member(self, member_id: str) -> MemberInfo | None:
@@ -51,11 +50,9 @@ class PartyOrgsMembers:
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return None
-            raise (
-                _unavailable(exc)
-                if exc.code() in UNREACHABLE
-                else RuleViolation(f"party_orgs refused: {exc.details()}")
-            ) from None
+            if exc.code() in UNREACHABLE:
+                raise _unavailable(exc) from None
+            raise  # a refused token or a bug over there: surface it as a bug, logged
         member = reply.member
         return MemberInfo(member.member_id, member.name, member.residence_community_code or None)
 
@@ -81,7 +78,15 @@ class PartyOrgsMembers:
         except grpc.aio.AioRpcError as exc:
             if exc.code() in UNREACHABLE:
                 raise _unavailable(exc) from None
-            raise RuleViolation(f"party_orgs refused the card activity: {exc.details()}") from None
+            if exc.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.NOT_FOUND,
+            ):
+                raise RuleViolation(
+                    f"party_orgs refused the card activity: {exc.details()}"
+                ) from None
+            raise
 
     async def close(self) -> None:
         await self._channel.close(None)
