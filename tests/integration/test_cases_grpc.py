@@ -510,3 +510,14 @@ async def test_reassign_needs_someone_on_the_new_grid_and_return_sends_the_case_
     assert caught.value.code() is C.FAILED_PRECONDITION
     assert "nobody on its posts" in caught.value.details()
     assert (returned.case.status, returned.case.grid_code) == (pb.STATUS_FILED, "")
+
+
+async def test_a_timestamp_out_of_range_is_bad_input_not_a_crash(world: World) -> None:
+    request = pb.ListCasesRequest()
+    request.registered_from.seconds = -(10**11)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.stub.ListCases(request, metadata=world.token(Role.AUDITOR))
+
+    assert caught.value.code() is C.INVALID_ARGUMENT
+    assert "out of range" in caught.value.details()

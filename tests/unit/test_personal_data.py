@@ -40,3 +40,15 @@ async def test_a_forgotten_person_reads_as_erased_and_gets_a_new_id(
     assert await vault.show(person, sealed) == ERASED
     assert await vault.person_for("resident", "13800001111") != person
     assert not await vault.forget(person)
+
+
+async def test_concurrent_first_use_of_one_phone_gives_one_person_and_one_key(
+    vault: PersonalDataVault,
+) -> None:
+    import asyncio
+
+    people = await asyncio.gather(*(vault.person_for("resident", "13900000000") for _ in range(40)))
+    sealed = await asyncio.gather(*(vault.seal(people[0], "x") for _ in range(40)))
+
+    assert len(set(people)) == 1
+    assert {await vault.open(people[0], s) for s in sealed} == {"x"}

@@ -46,4 +46,8 @@ def timestamp_out(moment: datetime | None) -> Timestamp | None:
 
 
 def timestamp_in(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+    """A request's timestamp; one outside the years 1–9999 is bad input."""
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"timestamp {stamp.seconds}s is out of range") from None

@@ -19,7 +19,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from civitas import errors
-from civitas.eventkit import AggregateNotFound, ConcurrencyError, EventStoreError
+from civitas.eventkit import AggregateNotFound, ConcurrencyError, StoreClosed
 from civitas.eventkit.ids import new_uuid
 
 from .auth import Principal, TokenAuthority
@@ -60,8 +60,8 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.NotAllowed, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (EventStoreError, grpc.StatusCode.INVALID_ARGUMENT),  # bad input the store refused
-]
+    (StoreClosed, grpc.StatusCode.UNAVAILABLE),  # shutting down
+]  # any other store error means the service itself asked for something wrong: a bug
 
 OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
 

@@ -16,6 +16,7 @@ import hmac
 import os
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .ids import new_uuid
@@ -62,13 +63,18 @@ class PersonalDataVault:
         ).digest()
 
         def find_or_make() -> str:
-            with self.engine.begin() as conn:
-                found = conn.scalar(sa.select(_index.c.person_id).where(_index.c.lookup == lookup))
-                if found is not None:
-                    return str(found)
-                person_id = f"{kind}-{new_uuid()}"
-                conn.execute(_index.insert().values(lookup=lookup, person_id=person_id))
-                return person_id
+            query = sa.select(_index.c.person_id).where(_index.c.lookup == lookup)
+            try:
+                with self.engine.begin() as conn:
+                    found = conn.scalar(query)
+                    if found is not None:
+                        return str(found)
+                    person_id = f"{kind}-{new_uuid()}"
+                    conn.execute(_index.insert().values(lookup=lookup, person_id=person_id))
+                    return person_id
+            except sa.exc.IntegrityError:  # made by a concurrent call meanwhile: use it
+                with self.engine.connect() as conn:
+                    return str(conn.scalar(query))
 
         return await asyncio.to_thread(find_or_make)
 
@@ -114,13 +120,18 @@ class PersonalDataVault:
         return key
 
     def _load_or_create(self, person_id: str, create: bool) -> bytes | None:
-        with self.engine.begin() as conn:
-            found = conn.scalar(sa.select(_keys.c.key).where(_keys.c.person_id == person_id))
-            if found is not None or not create:
-                return found
-            key = AESGCM.generate_key(bit_length=256)
-            conn.execute(_keys.insert().values(person_id=person_id, key=key))
-            return key
+        query = sa.select(_keys.c.key).where(_keys.c.person_id == person_id)
+        try:
+            with self.engine.begin() as conn:
+                found = conn.scalar(query)
+                if found is not None or not create:
+                    return found
+                key = AESGCM.generate_key(bit_length=256)
+                conn.execute(_keys.insert().values(person_id=person_id, key=key))
+                return key
+        except sa.exc.IntegrityError:  # a concurrent call made the key first: use theirs
+            with self.engine.connect() as conn:
+                return conn.scalar(query)
 
 
 def _b64(data: bytes) -> str:
