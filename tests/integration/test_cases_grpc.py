@@ -521,3 +521,28 @@ async def test_a_timestamp_out_of_range_is_bad_input_not_a_crash(world: World) -
 
     assert caught.value.code() is C.INVALID_ARGUMENT
     assert "out of range" in caught.value.details()
+
+
+@pytest.mark.parametrize(
+    ("roles", "scope", "sees"),
+    [
+        ((Role.AUDITOR,), ("QH",), True),
+        ((Role.COMMUNITY_STAFF,), ("QH-01-01",), True),
+        ((Role.STREET_STAFF,), ("QH-02",), False),
+        ((Role.FINANCE_OFFICER,), ("QH",), False),
+    ],
+)
+async def test_residents_details_show_only_to_people_who_work_for_their_community(
+    world: World, roles: tuple[Role, ...], scope: tuple[str, ...], sees: bool
+) -> None:
+    case_id = await register(world)
+
+    case = (
+        await world.stub.GetCase(
+            pb.GetCaseRequest(case_id=case_id), metadata=world.token(*roles, scope=scope)
+        )
+    ).case
+
+    assert (case.resident_name, case.resident_phone) == (
+        ("周敏", "13800001111") if sees else ("[hidden]", "[hidden]")
+    )

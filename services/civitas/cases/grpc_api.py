@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_correlation_id, current_principal
 from civitas.errors import InvalidInput
@@ -35,7 +36,6 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def _case_out(self, case: Case, timeline: bool = False) -> pb.Case:
         registered = await self.app.store.read_stream(case.stream_id, limit=1)
         data = registered[0].data
-        vault = self.app.vault
         entries = []
         if timeline:
             for event in await self.app.store.read_stream(case.stream_id):
@@ -61,8 +61,8 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             urgency=enum_out(case.urgency, pb.Urgency, "URGENCY_"),
             category=case.kind or "",
             resident_id=case.resident_id,
-            resident_name=await vault.show(case.resident_id, data["resident_name_ciphertext"]),
-            resident_phone=await vault.show(case.resident_id, data["resident_phone_ciphertext"]),
+            resident_name=await self._personal(case, data["resident_name_ciphertext"]),
+            resident_phone=await self._personal(case, data["resident_phone_ciphertext"]),
             registered_at=timestamp_out(case.registered_at),
             dispatch_due=timestamp_out(case.dispatch_due),
             resolution_due=timestamp_out(case.resolution_due),
@@ -76,6 +76,11 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             ],
             timeline=entries,
         )
+
+    async def _personal(self, case: Case, ciphertext: str) -> str:
+        if not may_see_personal_data(current_principal(), case.community_code):
+            return HIDDEN
+        return await self.app.vault.show(case.resident_id, ciphertext)
 
     def _id(self, request: Any) -> str:
         return uuid_in(request.case_id, "case_id")

@@ -62,6 +62,15 @@ def authorize(principal: Principal, allowed: Iterable[Role], unit_code: str | No
         )
 
 
+HIDDEN = "[hidden]"
+
+
+def may_see_personal_data(principal: Principal, unit_code: str) -> bool:
+    """Names and phones show only to people who work for the unit the record belongs to
+    (auditors and district admins: the whole district), and never to finance."""
+    return bool(principal.roles - {Role.FINANCE_OFFICER}) and principal.covers(unit_code)
+
+
 class TokenAuthority:
     """Mints and verifies tokens with one shared secret."""
 

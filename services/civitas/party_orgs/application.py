@@ -382,9 +382,9 @@ class PartyOrgs:
     # -- helpers --------------------------------------------------------------
 
     async def _authorize_for_org(self, caller: Caller, roles: set[Role], org_id: str) -> None:
-        authorize(caller.principal, roles, await self._unit_of(org_id))
+        authorize(caller.principal, roles, await self.unit_of(org_id))
 
-    async def _unit_of(self, org_id: str) -> str:
+    async def unit_of(self, org_id: str) -> str:
         """The unit an org is bound to: fixed when it is founded, so kept once read."""
         unit = self._org_units.get(org_id)
         if unit is None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_correlation_id, current_principal
 from civitas.errors import InvalidInput, NotFound
@@ -88,7 +89,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         return pb.Member(
             member_id=member.id,
             member_number=member.member_number,
-            name=await self.app.vault.show(member.id, member.name_ciphertext),
+            name=await self._member_name(member),
             org_id=member.org_id,
             working=member.working,
             employer=member.employer or "",
@@ -123,6 +124,12 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
                 for y, r in sorted(member.appraisals.items())
             ],
         )
+
+    async def _member_name(self, member: Member) -> str:
+        unit = await self.app.unit_of(member.org_id)
+        if not may_see_personal_data(current_principal(), unit):
+            return HIDDEN
+        return await self.app.vault.show(member.id, member.name_ciphertext)
 
     @staticmethod
     def _caller() -> Caller:

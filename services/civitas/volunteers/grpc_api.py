@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_correlation_id, current_principal
 from civitas.errors import InvalidInput
@@ -26,7 +27,11 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         return Caller(current_principal(), current_correlation_id())
 
     async def _volunteer_out(self, volunteer: Volunteer) -> pb.Volunteer:
-        name = await self.app.vault.show(volunteer.person_id, volunteer.name_ciphertext)
+        name = (
+            await self.app.vault.show(volunteer.person_id, volunteer.name_ciphertext)
+            if may_see_personal_data(current_principal(), volunteer.community_code)
+            else HIDDEN
+        )
         return pb.Volunteer(
             volunteer_id=volunteer.id,
             name=name,
