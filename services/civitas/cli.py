@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
 
 from civitas import runner
 from civitas.chassis.auth import Role, TokenAuthority
-from civitas.chassis.settings import read_secret
+from civitas.chassis.settings import ServiceSettings, read_secret
 from civitas.eventkit import open_event_store, setting
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="civitas", description=__doc__)
     parser.add_argument(
         "--store",
-        default=setting("eventstore_url", default=DEFAULT_EVENTSTORE_URL),
-        help="event store URL (default: $CIVITAS_EVENTSTORE_URL or %(default)s)",
+        default=None,
+        help="event store URL (default: the --service's own store, else "
+        f"$CIVITAS_EVENTSTORE_URL or {DEFAULT_EVENTSTORE_URL})",
     )
     var_default = setting("var_dir", default="var")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -108,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     token_cmd.add_argument("--var", default=var_default)
 
     relay_cmd = commands.add_parser("relay", help="publish a service's events to its topic")
-    relay_cmd.add_argument("--service", required=True, help="service name, e.g. cases")
+    relay_cmd.add_argument(
+        "--service",
+        required=True,
+        help="service name, e.g. cases (its own store, unless --store names another)",
+    )
     relay_cmd.add_argument(
         "--kafka",
         default=setting("kafka_bootstrap", default="127.0.0.1:9092"),
@@ -139,8 +145,14 @@ def main(argv: list[str] | None = None) -> int:
 
     events_cmd = commands.add_parser("events", help="print stored events")
     events_cmd.add_argument("--stream", help="one stream id, e.g. case-42")
+    events_cmd.add_argument("--service", help="read this service's own store")
     events_cmd.add_argument("--limit", type=int, default=100)
     args = parser.parse_args(argv)
+    if getattr(args, "service", None) and args.store is None:
+        args.store = ServiceSettings.from_env(
+            args.service, {**os.environ, "CIVITAS_AUTH_SECRET": "-" * 32}
+        ).eventstore_url
+    args.store = args.store or setting("eventstore_url", default=DEFAULT_EVENTSTORE_URL)
 
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "up":

@@ -124,3 +124,23 @@ async def test_history_gives_the_state_as_of_a_version_or_a_moment(
     assert (await repository.get_as_of("a1", version=1)).balance_fen == 100
     assert (await repository.get_as_of("a1", moment=before_withdrawal)).balance_fen == 100
     assert (await repository.get_as_of("a1")).balance_fen == 60
+
+
+async def test_loading_starts_from_the_latest_snapshot_and_reads_only_what_follows(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+    account = Account.open("a1", owner="王", community="QH-03-07")
+    account.deposit(5)
+    await repository.save(account)
+    planted = {"owner": "王", "community": "QH-03-07", "balance_fen": 1000, "is_open": True}
+    snapshot = {"version": 1, "snapshot_version": 1, "state": planted}
+    await store.append("account_snapshot-a1", [NewEvent("Snapshot", snapshot)], StreamState.ANY)
+    account = await repository.get("a1")
+    account.deposit(1)
+    await repository.save(account)
+
+    loaded = await repository.get("a1")
+
+    assert loaded.balance_fen == 1001  # the planted state plus the one event after it
+    assert (await Repository(store, Account, use_snapshots=False).get("a1")).balance_fen == 6

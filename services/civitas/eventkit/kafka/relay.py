@@ -22,7 +22,7 @@ from ..metrics import EVENTS_PUBLISHED, RELAY_LAG, RELAY_POSITION
 from ..records import RecordedEvent
 from ..store import EventStore
 from .envelope import encode_event
-from .topics import TopicSpec, ensure_topics
+from .topics import MAX_MESSAGE_BYTES, TopicSpec, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:
         acks="all",
         linger_ms=5,
         max_batch_size=512 * 1024,
+        max_request_size=MAX_MESSAGE_BYTES,
         client_id="civitas-relay",
     )
 

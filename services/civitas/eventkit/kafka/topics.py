@@ -12,6 +12,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 FOREVER = -1
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # above the store's 1 MiB events plus their envelope
 
 
 def events_topic(service: str, namespace: str = "civitas") -> str:
@@ -51,7 +52,10 @@ def _create(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
                 spec.name,
                 spec.partitions,
                 spec.replication_factor,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
+                topic_configs={
+                    "retention.ms": str(spec.retention_ms),
+                    "max.message.bytes": str(MAX_MESSAGE_BYTES),
+                },
             )
             with contextlib.suppress(TopicAlreadyExistsError):  # made by another meanwhile
                 admin.create_topics([topic])
