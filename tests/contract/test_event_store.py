@@ -422,3 +422,15 @@ async def test_a_saved_checkpoint_survives_reopening_the_store(store_factory) ->
         await reopened.save_checkpoint("relay:cases", -1)
     with pytest.raises(ValueError, match="checkpoint name"):
         await reopened.save_checkpoint("", 1)
+
+
+async def test_a_retry_racing_its_first_attempt_gets_the_same_result(store: EventStore) -> None:
+    batch = [new(), new()]
+
+    first, retry = await asyncio.gather(
+        store.append("case-1", batch, StreamState.NO_STREAM),
+        store.append("case-1", batch, StreamState.NO_STREAM),
+    )
+
+    assert first == retry
+    assert len(await all_events(store)) == 2

@@ -207,18 +207,23 @@ class SqliteEventStore(EventStore):
         position = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
         rows: list[tuple[Any, ...]] = []
         outcomes: list[Outcome] = []
+        queued: dict[str, tuple[str, int, int]] = {}  # event id -> stream, version, position
         for request in group:
             head = heads.get(request.stream_id)
             try:
                 _check_version(request.stream_id, request.expected, head[0] if head else None)
             except ConcurrencyError as exc:  # a conflict, or an exact retry of a stored append
-                outcomes.append((request, self._stored_or(exc, request)))
+                ids = [str(p.event.event_id) for p in request.events]
+                earlier = [(i, *queued[i]) for i in ids if i in queued]
+                retry = idempotent_result(request.stream_id, ids, earlier) if earlier else None
+                outcomes.append((request, retry or self._stored_or(exc, request)))
                 continue
             version, last_hash = head if head else (-1, GENESIS)
             for prepared in request.events:
                 version, position = version + 1, position + 1
                 last_hash = chain(last_hash, prepared.digest)
                 rows.append((position, *_row(request, prepared, version, last_hash)))
+                queued[str(prepared.event.event_id)] = (request.stream_id, version, position)
             if request.events:
                 heads[request.stream_id] = (version, last_hash)
             outcomes.append((request, AppendResult(version, position if request.events else None)))
