@@ -34,7 +34,7 @@ async def _call(args: argparse.Namespace) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    from civitas.demo import load_cases, load_party_orgs
+    from civitas.demo import load_cases, load_party_orgs, load_volunteers
 
     args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "demo", 3600
     token = _token(args)
@@ -45,6 +45,8 @@ async def _demo(args: argparse.Namespace) -> None:
     print(f"civitas demo: a year of requests into cases at {args.cases_address}")
     if not await load_cases(args.cases_address, token, args.requests):
         print("  loaded already; left as it is")
+    print(f"civitas demo: volunteers and a year of activities at {args.volunteers_address}")
+    await load_volunteers(args.volunteers_address, token, args.members, args.activities)
     print(f"civitas demo: done in {time.perf_counter() - started:.0f}s")
 
 
@@ -127,11 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument(
         "--party-orgs", default=setting("party_orgs_address", default="127.0.0.1:50051")
     )
-    demo_cmd.add_argument("--members", type=int, default=3000)
+    demo_cmd.add_argument("--members", type=int, default=6000)
     demo_cmd.add_argument(
         "--cases-address", default=setting("cases_address", default="127.0.0.1:50052")
     )
     demo_cmd.add_argument("--requests", type=int, default=6029)
+    demo_cmd.add_argument(
+        "--volunteers-address", default=setting("volunteers_address", default="127.0.0.1:50053")
+    )
+    demo_cmd.add_argument("--activities", type=int, default=1000)
     demo_cmd.add_argument("--var", default=var_default)
 
     call_cmd = commands.add_parser(

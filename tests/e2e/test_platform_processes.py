@@ -42,6 +42,8 @@ def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, 
         "CIVITAS_PARTY_ORGS_METRICS_PORT": str(metrics_port),
         "CIVITAS_CASES_GRPC_PORT": str(free_port()),
         "CIVITAS_CASES_METRICS_PORT": str(free_port()),
+        "CIVITAS_VOLUNTEERS_GRPC_PORT": str(free_port()),
+        "CIVITAS_VOLUNTEERS_METRICS_PORT": str(free_port()),
     }
 
 
@@ -156,6 +158,10 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
             "300",
             "--requests",
             "200",
+            "--activities",
+            "20",
+            "--volunteers-address",
+            f"127.0.0.1:{env['CIVITAS_VOLUNTEERS_GRPC_PORT']}",
             "--party-orgs",
             address,
             "--cases-address",
@@ -219,5 +225,7 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert "大光路街道" in call_out.decode()
     assert "all services stopped" in rest.decode()
     assert "residents requests (a year)           200" in demo_out.decode()
+    assert "member volunteers                     300" in demo_out.decode()
+    assert "activities (past year)                 20" in demo_out.decode()
     assert dispatched["case"]["gridCode"] == "QH-01-01-G01"  # resolved by party_orgs
     assert dispatched["case"]["handler"]

@@ -100,19 +100,22 @@ class Volunteers:
         skills: list[str],
         member_id: str | None,
     ) -> Volunteer:
+        """A volunteer; a party member's volunteer takes the member's name when none is
+        given, and gets the id derived from the member's (registering again is a no-op)."""
         authorize(caller.principal, COORDINATORS, _community(community_code))
-        if not (name or "").strip():
-            raise InvalidInput("name is required")
         if not _PHONE.match(phone or ""):
             raise InvalidInput(f"phone {phone!r} is not a phone number")
         if member_id is not None:
-            if await self.members.member(member_id) is None:
+            member = await self.members.member(member_id)
+            if member is None:
                 raise RuleViolation(f"party_orgs has no member {member_id}")
-            person = member_id  # one key per person, shared with the member record
-            volunteer_id = volunteer_id_for_member(member_id)
+            name = (name or "").strip() or member.name
+            person, volunteer_id = member_id, volunteer_id_for_member(member_id)
         else:
             person = await self.vault.person_for("volunteer", re.sub(r"[ -]", "", phone))
             volunteer_id = str(new_uuid())
+        if not (name or "").strip():
+            raise InvalidInput("name is required")
         volunteer = Volunteer.register(
             volunteer_id,
             community_code,
