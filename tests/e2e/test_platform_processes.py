@@ -17,9 +17,11 @@ import grpc
 import pytest
 
 from civitas.chassis.auth import Role, TokenAuthority
+from civitas.party_orgs.domain.members import member_id_for
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
 from civitas.runner import wait_healthy
+from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-" + "z" * 40
@@ -212,6 +214,18 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
         dispatched = await cli(
             env, tmp_path, "cases.DispatchCase", {"caseId": case_id}, cases_address
         )
+        volunteers_address = f"127.0.0.1:{env['CIVITAS_VOLUNTEERS_GRPC_PORT']}"
+        first_member = member_id_for("QH000000")
+        volunteer = await cli(
+            env,
+            tmp_path,
+            "volunteers.GetVolunteer",
+            {"volunteerId": volunteer_id_for_member(first_member)},
+            volunteers_address,
+        )
+        member = await cli(
+            env, tmp_path, "party_orgs.GetMember", {"memberId": first_member}, address
+        )
     finally:
         up.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(up.communicate(), 30)
@@ -229,3 +243,5 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert "activities (past year)                 20" in demo_out.decode()
     assert dispatched["case"]["gridCode"] == "QH-01-01-G01"  # resolved by party_orgs
     assert dispatched["case"]["handler"]
+    assert volunteer["volunteer"]["memberId"] == first_member
+    assert volunteer["volunteer"]["name"] == member["member"]["name"]  # from party_orgs
