@@ -1,0 +1,1 @@
+"""funds: a double-entry ledger of community funds (integer fen, never floats)."""

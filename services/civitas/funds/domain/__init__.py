@@ -1,0 +1,1 @@
+"""The funds domain: accounts with reservations, transfers, expenditures. No transport."""

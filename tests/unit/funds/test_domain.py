@@ -1,0 +1,180 @@
+"""The ledger's invariants and the expenditure flow, on the aggregates alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from civitas.errors import InvalidInput, RuleViolation
+from civitas.funds.domain.accounts import YUAN, Account, AccountKind, transfer_id_for
+from civitas.funds.domain.expenditures import ApprovalLevel, Expenditure, ExpenditureStatus
+
+NOW = datetime(2026, 6, 1, 10, tzinfo=UTC)
+
+
+def accounts() -> tuple[Account, Account, Account]:
+    budget = Account.open("source:QH:budget", AccountKind.SOURCE, "QH", "区财政预算")
+    fund = Account.open("fund:QH-01-01:special", AccountKind.FUND, "QH-01-01", "为民服务专项资金")
+    payee = Account.open("payee:p1", AccountKind.PAYEE, "QH", "社会组织")
+    return budget, fund, payee
+
+
+def transfer(source: Account, target: Account, amount: int, key: str) -> None:
+    transfer_id = transfer_id_for(key)
+    source.debit(transfer_id, amount, target.id, NOW)
+    target.credit(transfer_id, amount, source.id, NOW)
+
+
+def test_a_yearly_allocation_moves_money_from_the_budget_into_the_fund() -> None:
+    budget, fund, _ = accounts()
+    transfer(budget, fund, 200_000 * YUAN, "allocation:2026:QH-01-01")
+
+    assert (budget.balance_fen, fund.balance_fen) == (-200_000 * YUAN, 200_000 * YUAN)
+
+
+def test_a_retried_transfer_pays_once() -> None:
+    budget, fund, _ = accounts()
+    for _ in range(3):
+        transfer(budget, fund, 1000, "allocation:2026:QH-01-01")
+
+    assert fund.balance_fen == 1000
+    assert len(fund.collect_pending()) == 2  # opened, one credit
+
+
+def test_a_fund_never_goes_below_zero_counting_reservations() -> None:
+    budget, fund, payee = accounts()
+    transfer(budget, fund, 1000, "allocation")
+    fund.reserve("t1", 700, payee.id)
+
+    with pytest.raises(RuleViolation, match=r"3\.00 yuan available"):
+        fund.reserve("t2", 301, payee.id)
+    with pytest.raises(RuleViolation, match="available"):
+        fund.debit("t3", 301, payee.id, NOW)
+    fund.release("t1", "作废")
+    fund.debit("t3", 1000, payee.id, NOW)
+    assert (fund.balance_fen, fund.available_fen) == (0, 0)
+
+
+def test_a_reservation_is_settled_by_the_debit_of_its_own_amount() -> None:
+    budget, fund, payee = accounts()
+    transfer(budget, fund, 1000, "allocation")
+    fund.reserve("t1", 400, payee.id)
+
+    with pytest.raises(RuleViolation, match="reserved 400"):
+        fund.debit("t1", 500, payee.id, NOW)
+    fund.debit("t1", 400, payee.id, NOW)
+    assert (fund.balance_fen, fund.reserved) == (600, {})
+
+
+def test_amounts_are_positive_whole_fen() -> None:
+    _, fund, payee = accounts()
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(InvalidInput, match="positive whole number of fen"):
+            fund.reserve("t", bad, payee.id)  # type: ignore[arg-type]
+
+
+def test_a_closed_year_takes_no_more_entries_and_needs_no_pending_reservations() -> None:
+    budget, fund, payee = accounts()
+    transfer(budget, fund, 1000, "allocation")
+    fund.reserve("t1", 10, payee.id)
+    with pytest.raises(RuleViolation, match="reservations are still pending"):
+        fund.close_year(2026)
+    fund.release("t1", "年末作废")
+    fund.close_year(2026)
+
+    with pytest.raises(RuleViolation, match=r"2026 .* is closed"):
+        fund.debit("t2", 10, payee.id, NOW)
+    assert fund.closed_years == {2026: 1000}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["allocate", "spend", "reserve", "release"]),
+            st.integers(1, 5000),
+            st.integers(0, 20),
+        ),
+        max_size=60,
+    )
+)
+def test_random_movements_keep_funds_non_negative_and_the_ledger_summing_to_zero(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    budget, fund, payee = accounts()
+    for n, (kind, amount, key) in enumerate(steps):
+        try:
+            if kind == "allocate":
+                transfer(budget, fund, amount, f"allocation-{key}")
+            elif kind == "spend":
+                transfer(fund, payee, amount, f"spend-{n}")
+            elif kind == "reserve":
+                fund.reserve(f"hold-{key}", amount, payee.id)
+            else:
+                fund.release(f"hold-{key}", "void")
+        except RuleViolation:
+            pass
+        assert fund.available_fen >= 0
+        assert budget.balance_fen + fund.balance_fen + payee.balance_fen == 0
+
+
+# -- expenditures ------------------------------------------------------------------------
+
+
+def expenditure(amount: int = 5_000 * YUAN) -> Expenditure:
+    return Expenditure.request(
+        "e1",
+        "QH-01-01",
+        "fund:QH-01-01:special",
+        "payee:p1",
+        amount,
+        "助餐服务采购",
+        "合同编号 2026-017",
+        None,
+        "requester-1",
+        street_threshold_fen=20_000 * YUAN,
+    )
+
+
+def test_the_requester_never_approves_their_own_expenditure() -> None:
+    e = expenditure()
+    with pytest.raises(RuleViolation, match="requester cannot approve"):
+        e.approve("requester-1", ApprovalLevel.COMMUNITY)
+    e.approve("secretary-1", ApprovalLevel.COMMUNITY)
+    assert e.status is ExpenditureStatus.APPROVED
+
+
+def test_above_the_threshold_the_street_approves_too() -> None:
+    e = expenditure(30_000 * YUAN)
+    e.approve("secretary-1", ApprovalLevel.COMMUNITY)
+    assert e.status is ExpenditureStatus.REQUESTED
+    with pytest.raises(RuleViolation, match="approved it for the community already"):
+        e.approve("secretary-2", ApprovalLevel.COMMUNITY)
+    e.approve("street-1", ApprovalLevel.STREET)
+    assert e.status is ExpenditureStatus.APPROVED
+    with pytest.raises(RuleViolation, match="needs no street approval"):
+        expenditure().approve("street-1", ApprovalLevel.STREET)
+
+
+def test_the_flow_reserves_then_disburses_or_voids_and_rejection_is_final() -> None:
+    paid, voided, rejected = expenditure(), expenditure(), expenditure()
+    for e in (paid, voided):
+        e.approve("secretary-1", ApprovalLevel.COMMUNITY)
+        e.mark_reserved()
+    paid.mark_disbursed(NOW)
+    voided.void("供应商未履约")
+    rejected.reject("secretary-1", "证据不足")
+
+    assert [e.status for e in (paid, voided, rejected)] == [
+        ExpenditureStatus.DISBURSED,
+        ExpenditureStatus.VOIDED,
+        ExpenditureStatus.REJECTED,
+    ]
+    with pytest.raises(RuleViolation, match="cannot disburse an expenditure that is voided"):
+        voided.mark_disbursed(NOW)
+    with pytest.raises(RuleViolation, match="cannot approve"):
+        rejected.approve("x", ApprovalLevel.COMMUNITY)
+    assert paid.transfer_id == transfer_id_for("expenditure:e1")
