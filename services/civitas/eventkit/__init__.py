@@ -34,7 +34,7 @@ from .records import (
     category_of,
     split_stream_id,
 )
-from .repository import Metadata, Repository
+from .repository import KeyedLocks, Metadata, Repository
 from .sqlite import SqliteEventStore
 from .store import EventStore
 
@@ -58,6 +58,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidExpectedVersion",
     "InvalidStreamName",
+    "KeyedLocks",
     "ManualClock",
     "Metadata",
     "NewEvent",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -168,3 +169,31 @@ class Repository(Generic[A]):
             )
         except EventStoreError:  # a snapshot only saves time; the events are safe
             log.warning("snapshot of %s failed", aggregate.stream_id, exc_info=True)
+
+
+class KeyedLocks:
+    """One asyncio lock per key: commands on the same aggregate take turns in this
+    process (a hot account would otherwise spend its time in version conflicts), while
+    optimistic concurrency still guards against other processes."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *keys: str) -> AsyncIterator[None]:
+        """Hold the locks of ``keys`` (taken in sorted order, so two holders never
+        deadlock)."""
+        ordered = sorted(set(keys))
+        async with contextlib.AsyncExitStack() as stack:
+            for key in ordered:
+                lock = self._locks.setdefault(key, asyncio.Lock())
+                self._users[key] = self._users.get(key, 0) + 1
+                stack.callback(self._done, key)
+                await stack.enter_async_context(lock)
+            yield
+
+    def _done(self, key: str) -> None:
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key], self._locks[key]

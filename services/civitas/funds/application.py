@@ -1,0 +1,354 @@
+"""funds commands: authorize, then move money only through idempotent double entries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from civitas.chassis.auth import Principal, Role, authorize
+from civitas.errors import InvalidInput, NotFound, RuleViolation
+from civitas.eventkit import (
+    AggregateNotFound,
+    Clock,
+    ConcurrencyError,
+    EventStore,
+    KeyedLocks,
+    Metadata,
+    RecordedEvent,
+    Repository,
+)
+from civitas.eventkit.ids import new_uuid
+from civitas.geography import UnitKind, parse_unit_code, street_of
+
+from .domain.accounts import YUAN, Account, AccountKind, check_amount, transfer_id_for
+from .domain.expenditures import ApprovalLevel, Expenditure
+
+A = TypeVar("A", Account, Expenditure)
+R = Role
+FINANCE = {R.DISTRICT_ADMIN, R.FINANCE_OFFICER}
+REQUESTERS = {
+    R.DISTRICT_ADMIN,
+    R.STREET_STAFF,
+    R.COMMUNITY_STAFF,
+    R.PARTY_SECRETARY,
+    R.FINANCE_OFFICER,
+    R.SERVICE,
+}
+COMMUNITY_APPROVERS = {R.DISTRICT_ADMIN, R.COMMUNITY_STAFF, R.PARTY_SECRETARY}
+STREET_APPROVERS = {R.DISTRICT_ADMIN, R.STREET_STAFF}
+YEARLY_ALLOCATION_FEN = 200_000 * YUAN
+_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,40}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    correlation_id: str | None = None
+
+    @property
+    def metadata(self) -> Metadata:
+        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
+
+
+def account_id(kind: AccountKind, owner_code: str, key: str) -> str:
+    """``kind:owner:key``, e.g. ``fund:QH-01-01:special``."""
+    parse_unit_code(owner_code)
+    if not _KEY.match(key or ""):
+        raise InvalidInput(f"account key {key!r} is not a short lower-case ASCII key")
+    return f"{kind.value}:{owner_code}:{key}"
+
+
+def special_fund_of(community_code: str) -> str:
+    return account_id(AccountKind.FUND, community_code, "special")
+
+
+DISTRICT_BUDGET = "source:QH:budget"
+
+
+class Funds:
+    """The funds application service."""
+
+    def __init__(self, store: EventStore, clock: Clock, street_threshold_fen: int) -> None:
+        self.accounts = Repository(store, Account)
+        self.expenditures = Repository(store, Expenditure)
+        self.store = store
+        self.clock = clock
+        self.street_threshold_fen = street_threshold_fen
+        self.locks = KeyedLocks()
+
+    async def open_account(
+        self, caller: Caller, kind: AccountKind, owner_code: str, key: str, name: str
+    ) -> Account:
+        authorize(caller.principal, FINANCE, owner_code)
+        return await self._open(account_id(kind, owner_code, key), kind, owner_code, name, caller)
+
+    async def allocate_year(
+        self, caller: Caller, community_code: str, year: int, amount_fen: int
+    ) -> Account:
+        """The yearly special fund of a community; its key makes it once per year."""
+        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
+            raise InvalidInput(f"{community_code} is not a community's code")
+        if not 2000 <= year <= self.clock.now().year + 1:
+            raise InvalidInput(f"year {year} is out of range")
+        authorize(caller.principal, FINANCE, community_code)
+        await self._open(DISTRICT_BUDGET, AccountKind.SOURCE, "QH", "区财政预算", caller)
+        fund = special_fund_of(community_code)
+        await self._open(fund, AccountKind.FUND, community_code, "为民服务专项资金", caller)
+        await self._move(
+            f"allocation:{year}:{community_code}",
+            DISTRICT_BUDGET,
+            fund,
+            amount_fen or YEARLY_ALLOCATION_FEN,
+            f"{year}年为民服务专项资金",
+            caller,
+        )
+        return await self.accounts.get(fund)
+
+    async def transfer(
+        self,
+        caller: Caller,
+        idempotency_key: str,
+        from_account: str,
+        to_account: str,
+        amount_fen: int,
+        memo: str,
+    ) -> tuple[str, Account, Account]:
+        source = await self._account(from_account, RuleViolation)
+        authorize(caller.principal, FINANCE, source.owner_code)
+        transfer_id = await self._move(
+            idempotency_key, from_account, to_account, amount_fen, memo, caller
+        )
+        return (
+            transfer_id,
+            await self.accounts.get(from_account),
+            await self.accounts.get(to_account),
+        )
+
+    async def request_expenditure(
+        self,
+        caller: Caller,
+        community_code: str,
+        payee: str,
+        amount_fen: int,
+        purpose: str,
+        evidence: str,
+        case_id: str | None,
+    ) -> Expenditure:
+        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
+            raise InvalidInput(f"{community_code} is not a community's code")
+        authorize(caller.principal, REQUESTERS, community_code)
+        await self._account(special_fund_of(community_code), RuleViolation)
+        await self._account(payee, RuleViolation)
+        expenditure = Expenditure.request(
+            str(new_uuid()),
+            community_code,
+            special_fund_of(community_code),
+            payee,
+            amount_fen,
+            purpose,
+            evidence,
+            case_id,
+            caller.principal.subject,
+            self.street_threshold_fen,
+        )
+        await self.expenditures.save(expenditure, caller.metadata)
+        return expenditure
+
+    async def approve(self, caller: Caller, expenditure_id: str) -> Expenditure:
+        expenditure = await self._expenditure(expenditure_id)
+        level = self._approval_level(caller.principal, expenditure)
+        scope = (
+            expenditure.community_code
+            if level is ApprovalLevel.COMMUNITY
+            else street_of(expenditure.community_code) or "QH"
+        )
+        authorize(
+            caller.principal,
+            COMMUNITY_APPROVERS if level is ApprovalLevel.COMMUNITY else STREET_APPROVERS,
+            scope,
+        )
+        return await self._update(
+            self.expenditures,
+            expenditure,
+            lambda e: e.approve(caller.principal.subject, level),
+            caller,
+        )
+
+    async def reserve(self, caller: Caller, expenditure_id: str) -> Expenditure:
+        """Hold the money on the fund, then mark the expenditure reserved; a retry after
+        a crash between the two finds the hold and completes."""
+        expenditure = await self._finance(caller, expenditure_id)
+        async with self.locks.hold(expenditure.fund_account):
+            await self.accounts.update(
+                expenditure.fund_account,
+                lambda f: f.reserve(
+                    expenditure.transfer_id, expenditure.amount_fen, expenditure.payee_account
+                ),
+                caller.metadata,
+            )
+        return await self._update(
+            self.expenditures, expenditure, lambda e: e.mark_reserved(), caller
+        )
+
+    async def disburse(self, caller: Caller, expenditure_id: str) -> Expenditure:
+        expenditure = await self._finance(caller, expenditure_id)
+        if expenditure.status.value != "reserved":
+            raise RuleViolation(f"cannot disburse an expenditure that is {expenditure.status}")
+        await self._move_id(
+            expenditure.transfer_id,
+            expenditure.fund_account,
+            expenditure.payee_account,
+            expenditure.amount_fen,
+            f"支出 {expenditure.id}",
+            caller,
+        )
+        now = self.clock.now()
+        return await self._update(
+            self.expenditures, expenditure, lambda e: e.mark_disbursed(now), caller
+        )
+
+    async def void(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
+        expenditure = await self._finance(caller, expenditure_id)
+        expenditure = await self._update(
+            self.expenditures, expenditure, lambda e: e.void(reason), caller
+        )
+        async with self.locks.hold(expenditure.fund_account):
+            await self.accounts.update(
+                expenditure.fund_account,
+                lambda f: f.release(expenditure.transfer_id, reason),
+                caller.metadata,
+            )
+        return expenditure
+
+    async def reject(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
+        expenditure = await self._expenditure(expenditure_id)
+        authorize(
+            caller.principal, COMMUNITY_APPROVERS | STREET_APPROVERS, expenditure.community_code
+        )
+        return await self._update(
+            self.expenditures,
+            expenditure,
+            lambda e: e.reject(caller.principal.subject, reason),
+            caller,
+        )
+
+    async def close_year(self, caller: Caller, account: str, year: int) -> Account:
+        found = await self._account(account, NotFound)
+        authorize(caller.principal, FINANCE, found.owner_code)
+        async with self.locks.hold(account):
+            return await self.accounts.update(
+                account, lambda a: a.close_year(year), caller.metadata
+            )
+
+    async def statement(
+        self, account: str, as_of: datetime | None
+    ) -> tuple[Account, list[RecordedEvent]]:
+        """The account, and its booked entries, now or as of a past moment."""
+        found = await self._account(account, NotFound)
+        if as_of is not None:
+            found = await self.accounts.get_as_of(account, moment=as_of)
+        entries = [
+            e
+            for e in await self.store.read_stream(found.stream_id)
+            if e.type in ("Debited", "Credited") and (as_of is None or e.occurred_at <= as_of)
+        ]
+        return found, entries
+
+    async def trial_balance(self) -> list[Account]:
+        """Every account's balance (the sum over all is zero when nothing is in flight)."""
+        streams: set[str] = set()
+        after = 0
+        while batch := await self.store.read_all(after=after, limit=5000):
+            streams |= {e.stream_id for e in batch if e.category == "account"}
+            after = batch[-1].position
+        return [await self.accounts.get(s.partition("-")[2]) for s in sorted(streams)]
+
+    async def get_expenditure(self, expenditure_id: str) -> Expenditure:
+        return await self._expenditure(expenditure_id)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _move(
+        self,
+        idempotency_key: str,
+        source: str,
+        target: str,
+        amount_fen: int,
+        memo: str,
+        caller: Caller,
+    ) -> str:
+        transfer_id = transfer_id_for(idempotency_key)
+        await self._move_id(transfer_id, source, target, amount_fen, memo, caller)
+        return transfer_id
+
+    async def _move_id(
+        self, transfer_id: str, source: str, target: str, amount_fen: int, memo: str, caller: Caller
+    ) -> None:
+        """Debit, then credit, under one transfer id: a retry completes a half-done move."""
+        check_amount(amount_fen)
+        if source == target:
+            raise InvalidInput("a transfer moves money between two different accounts")
+        await self._account(source, RuleViolation)
+        await self._account(target, RuleViolation)
+        now = self.clock.now()
+        async with self.locks.hold(source, target):
+            await self.accounts.update(
+                source,
+                lambda a: a.debit(transfer_id, amount_fen, target, now, memo),
+                caller.metadata,
+            )
+            await self.accounts.update(
+                target,
+                lambda a: a.credit(transfer_id, amount_fen, source, now, memo),
+                caller.metadata,
+            )
+
+    def _approval_level(self, principal: Principal, expenditure: Expenditure) -> ApprovalLevel:
+        missing = [
+            level
+            for level in (ApprovalLevel.COMMUNITY, ApprovalLevel.STREET)
+            if level in expenditure.levels_needed and level not in expenditure.approvals
+        ]
+        if not missing:
+            raise RuleViolation("the expenditure has every approval it needs")
+        if ApprovalLevel.COMMUNITY in missing and principal.roles & COMMUNITY_APPROVERS:
+            return ApprovalLevel.COMMUNITY
+        return ApprovalLevel.STREET if ApprovalLevel.STREET in missing else missing[0]
+
+    async def _open(
+        self, account: str, kind: AccountKind, owner_code: str, name: str, caller: Caller
+    ) -> Account:
+        try:
+            opened = Account.open(account, kind, owner_code, name)
+            await self.accounts.save(opened, caller.metadata)
+            return opened
+        except ConcurrencyError:
+            return await self.accounts.get(account)  # opened already
+
+    async def _finance(self, caller: Caller, expenditure_id: str) -> Expenditure:
+        expenditure = await self._expenditure(expenditure_id)
+        authorize(caller.principal, FINANCE | {R.SERVICE}, expenditure.community_code)
+        return expenditure
+
+    async def _account(self, account: str, missing: type[Exception]) -> Account:
+        try:
+            return await self.accounts.get(account)
+        except AggregateNotFound:
+            raise missing(f"account {account} does not exist") from None
+
+    async def _expenditure(self, expenditure_id: str) -> Expenditure:
+        try:
+            return await self.expenditures.get(expenditure_id)
+        except AggregateNotFound:
+            raise NotFound(f"expenditure {expenditure_id} does not exist") from None
+
+    async def _update(
+        self, repository: Repository[A], aggregate: A, change: Callable[[A], object], caller: Caller
+    ) -> A:
+        def apply(fresh: A) -> None:
+            change(fresh)
+
+        return await repository.update(aggregate.id, apply, caller.metadata, loaded=aggregate)

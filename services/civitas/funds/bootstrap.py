@@ -1,0 +1,53 @@
+"""The composition root of funds: everything built from settings, nothing at import."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+
+from civitas.chassis.outbox import relaying
+from civitas.chassis.server import GrpcServer, start_grpc_server
+from civitas.chassis.service import infrastructure
+from civitas.chassis.settings import ServiceSettings
+from civitas.eventkit import Clock, EventStore, SystemClock
+
+from .application import Funds
+from .domain.accounts import YUAN
+from .grpc_api import FundsServicer
+from .v1 import funds_pb2, funds_pb2_grpc
+
+SERVICE_NAME = funds_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name
+log = structlog.get_logger("civitas.funds")
+
+
+@dataclass
+class RunningFunds:
+    app: Funds
+    store: EventStore
+    server: GrpcServer
+
+
+@contextlib.asynccontextmanager
+async def run_funds(
+    settings: ServiceSettings, *, clock: Clock | None = None, port: int | None = None
+) -> AsyncIterator[RunningFunds]:
+    """Build funds and its gRPC server; stop on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        infra = await stack.enter_async_context(infrastructure(settings))
+        threshold = int(os.environ.get("CIVITAS_FUNDS_STREET_THRESHOLD_YUAN", "20000")) * YUAN
+        app = Funds(infra.store, clock or SystemClock(), threshold)
+        server = await start_grpc_server(
+            [(funds_pb2_grpc.add_FundsServiceServicer_to_server, FundsServicer(app))],
+            [SERVICE_NAME],
+            authority=infra.authority,
+            host=settings.host,
+            port=settings.grpc_port if port is None else port,
+        )
+        stack.push_async_callback(server.stop)
+        await stack.enter_async_context(relaying(infra.store, settings))
+        log.info("funds listening", port=server.port, store=settings.eventstore_url)
+        yield RunningFunds(app, infra.store, server)

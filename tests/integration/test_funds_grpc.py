@@ -1,0 +1,318 @@
+"""funds over real gRPC: the expenditure flow, idempotency, and 1,000 concurrent payments."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.settings import ServiceSettings
+from civitas.eventkit import ManualClock
+from civitas.funds.bootstrap import RunningFunds, run_funds
+from civitas.funds.v1 import funds_pb2 as pb
+from civitas.funds.v1 import funds_pb2_grpc as pb_grpc
+
+SECRET = "funds-secret-" + "f" * 40
+C = grpc.StatusCode
+YUAN = 100
+FUND = "fund:QH-01-01:special"
+PAYEE = "payee:QH:yinfa"
+
+
+@dataclass
+class World:
+    stub: pb_grpc.FundsServiceStub
+    running: RunningFunds
+    authority: TokenAuthority
+
+    def token(
+        self, *roles: Role, scope: tuple[str, ...] = ("QH",), who: str = "staff"
+    ) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.authority.mint(who, roles, scope)}")]
+
+
+@pytest.fixture
+async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
+    settings = ServiceSettings.from_env(
+        "funds", {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET}
+    )
+    async with run_funds(settings, clock=clock, port=0) as running:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}")
+        built = World(pb_grpc.FundsServiceStub(channel), running, TokenAuthority(SECRET))
+        finance = built.token(Role.FINANCE_OFFICER)
+        await built.stub.AllocateYear(
+            pb.AllocateYearRequest(community_code="QH-01-01", year=2026), metadata=finance
+        )
+        await built.stub.OpenAccount(
+            pb.OpenAccountRequest(
+                kind=pb.ACCOUNT_KIND_PAYEE, owner_code="QH", key="yinfa", name="银发餐桌服务社"
+            ),
+            metadata=finance,
+        )
+        yield built
+        await channel.close()
+
+
+async def balance(world: World, account: str) -> pb.Account:
+    reply = await world.stub.GetStatement(
+        pb.GetStatementRequest(account_id=account), metadata=world.token(Role.AUDITOR)
+    )
+    return reply.account
+
+
+async def test_an_expenditure_goes_from_request_to_payment(world: World) -> None:
+    s = world.stub
+    requested = (
+        await s.RequestExpenditure(
+            pb.RequestExpenditureRequest(
+                community_code="QH-01-01",
+                payee_account=PAYEE,
+                amount_fen=5_000 * YUAN,
+                purpose="独居老人助餐服务采购",
+                evidence="合同 2026-017",
+            ),
+            metadata=world.token(Role.COMMUNITY_STAFF, scope=("QH-01-01",), who="clerk"),
+        )
+    ).expenditure
+    expenditure_id = requested.expenditure_id
+    with pytest.raises(grpc.aio.AioRpcError) as own:
+        await s.ApproveExpenditure(
+            pb.ApproveExpenditureRequest(expenditure_id=expenditure_id),
+            metadata=world.token(Role.COMMUNITY_STAFF, who="clerk"),
+        )
+    await s.ApproveExpenditure(
+        pb.ApproveExpenditureRequest(expenditure_id=expenditure_id),
+        metadata=world.token(Role.PARTY_SECRETARY, who="secretary"),
+    )
+    finance = world.token(Role.FINANCE_OFFICER)
+    reserved = await s.ReserveExpenditure(
+        pb.ReserveExpenditureRequest(expenditure_id=expenditure_id), metadata=finance
+    )
+    held = await balance(world, FUND)
+    paid = await s.DisburseExpenditure(
+        pb.DisburseExpenditureRequest(expenditure_id=expenditure_id), metadata=finance
+    )
+    statement = await s.GetStatement(
+        pb.GetStatementRequest(account_id=PAYEE), metadata=world.token(Role.AUDITOR)
+    )
+
+    assert own.value.code() is C.FAILED_PRECONDITION
+    assert "cannot approve their own" in own.value.details()
+    assert reserved.expenditure.status == pb.EXPENDITURE_STATUS_RESERVED
+    assert (held.balance_fen, held.available_fen) == (200_000 * YUAN, 195_000 * YUAN)
+    assert paid.expenditure.status == pb.EXPENDITURE_STATUS_DISBURSED
+    assert [(e.amount_fen, e.counterpart_account) for e in statement.entries] == [
+        (5_000 * YUAN, FUND)
+    ]
+    assert (await balance(world, FUND)).balance_fen == 195_000 * YUAN
+
+
+async def test_a_retried_transfer_and_a_repeated_allocation_pay_once(world: World) -> None:
+    finance = world.token(Role.FINANCE_OFFICER)
+    request = pb.TransferRequest(
+        idempotency_key="invoice-88",
+        from_account=FUND,
+        to_account=PAYEE,
+        amount_fen=123,
+        memo="发票 88",
+    )
+    first = await world.stub.Transfer(request, metadata=finance)
+    again = await world.stub.Transfer(request, metadata=finance)
+    await world.stub.AllocateYear(
+        pb.AllocateYearRequest(community_code="QH-01-01", year=2026), metadata=finance
+    )
+
+    assert first.transfer_id == again.transfer_id
+    assert (await balance(world, PAYEE)).balance_fen == 123
+    assert (await balance(world, FUND)).balance_fen == 200_000 * YUAN - 123
+
+
+async def test_above_the_threshold_the_street_approves_too(world: World) -> None:
+    s = world.stub
+    big = (
+        await s.RequestExpenditure(
+            pb.RequestExpenditureRequest(
+                community_code="QH-01-01",
+                payee_account=PAYEE,
+                amount_fen=30_000 * YUAN,
+                purpose="社区用房改造",
+                evidence="预算书",
+            ),
+            metadata=world.token(Role.COMMUNITY_STAFF, who="clerk"),
+        )
+    ).expenditure
+    approve = pb.ApproveExpenditureRequest(expenditure_id=big.expenditure_id)
+    after_community = await s.ApproveExpenditure(
+        approve, metadata=world.token(Role.PARTY_SECRETARY, who="secretary")
+    )
+    after_street = await s.ApproveExpenditure(
+        approve, metadata=world.token(Role.STREET_STAFF, scope=("QH-01",), who="street")
+    )
+
+    assert after_community.expenditure.status == pb.EXPENDITURE_STATUS_REQUESTED
+    assert after_street.expenditure.status == pb.EXPENDITURE_STATUS_APPROVED
+
+
+@pytest.mark.slow
+async def test_a_thousand_concurrent_payments_never_overdraw_the_fund(world: World) -> None:
+    finance = world.token(Role.FINANCE_OFFICER)
+    fund_start = (await balance(world, FUND)).balance_fen
+    amount = 300 * YUAN  # the fund affords two thirds of the requests
+
+    async def pay(n: int) -> tuple[str, str | None]:
+        try:
+            reply = await world.stub.Transfer(
+                pb.TransferRequest(
+                    idempotency_key=f"payment-{n}",
+                    from_account=FUND,
+                    to_account=PAYEE,
+                    amount_fen=amount,
+                    memo=f"payment {n}",
+                ),
+                metadata=finance,
+                timeout=120,
+            )
+            return "ok", reply.transfer_id
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name, exc.details()
+
+    outcomes = await asyncio.gather(*(pay(n) for n in range(1000)))
+    accepted = [detail for code, detail in outcomes if code == "ok"]
+    refused = [detail for code, detail in outcomes if code != "ok"]
+    payee = await world.stub.GetStatement(
+        pb.GetStatementRequest(account_id=PAYEE), metadata=world.token(Role.AUDITOR)
+    )
+    trial = await world.stub.GetTrialBalance(
+        pb.GetTrialBalanceRequest(), metadata=world.token(Role.AUDITOR)
+    )
+    fund = await balance(world, FUND)
+
+    assert len(accepted) == fund_start // amount
+    assert {code for code, _ in outcomes if code != "ok"} == {"FAILED_PRECONDITION"}
+    assert all("available" in (reason or "") for reason in refused)
+    assert fund.balance_fen == fund_start - len(accepted) * amount >= 0
+    assert sorted(e.transfer_id for e in payee.entries) == sorted(accepted)  # once each
+    assert trial.total_fen == 0
+
+
+def bad_requests() -> list[tuple[str, object, C, str]]:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    return [
+        (
+            "OpenAccount",
+            pb.OpenAccountRequest(
+                kind=pb.ACCOUNT_KIND_FUND, owner_code="QH-01-01", key="Bad Key", name="x"
+            ),
+            C.INVALID_ARGUMENT,
+            "short lower-case ASCII key",
+        ),
+        (
+            "AllocateYear",
+            pb.AllocateYearRequest(community_code="QH-01", year=2026),
+            C.INVALID_ARGUMENT,
+            "not a community",
+        ),
+        (
+            "Transfer",
+            pb.TransferRequest(
+                idempotency_key="k", from_account=FUND, to_account=PAYEE, amount_fen=-5
+            ),
+            C.INVALID_ARGUMENT,
+            "positive whole number of fen",
+        ),
+        (
+            "Transfer",
+            pb.TransferRequest(
+                idempotency_key="", from_account=FUND, to_account=PAYEE, amount_fen=5
+            ),
+            C.INVALID_ARGUMENT,
+            "idempotency_key is required",
+        ),
+        (
+            "Transfer",
+            pb.TransferRequest(
+                idempotency_key="k2", from_account=FUND, to_account=PAYEE, amount_fen=10**12
+            ),
+            C.FAILED_PRECONDITION,
+            "available",
+        ),
+        (
+            "RequestExpenditure",
+            pb.RequestExpenditureRequest(
+                community_code="QH-01-01",
+                payee_account="payee:QH:nobody",
+                amount_fen=5,
+                purpose="p",
+                evidence="e",
+            ),
+            C.FAILED_PRECONDITION,
+            "does not exist",
+        ),
+        (
+            "ApproveExpenditure",
+            pb.ApproveExpenditureRequest(expenditure_id=unknown),
+            C.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "ReserveExpenditure",
+            pb.ReserveExpenditureRequest(expenditure_id="x"),
+            C.INVALID_ARGUMENT,
+            "expenditure_id",
+        ),
+        (
+            "DisburseExpenditure",
+            pb.DisburseExpenditureRequest(expenditure_id=unknown),
+            C.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "VoidExpenditure",
+            pb.VoidExpenditureRequest(expenditure_id=unknown, reason="r"),
+            C.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "RejectExpenditure",
+            pb.RejectExpenditureRequest(expenditure_id=""),
+            C.INVALID_ARGUMENT,
+            "expenditure_id is required",
+        ),
+        (
+            "CloseFiscalYear",
+            pb.CloseFiscalYearRequest(account_id="fund:QH-09-09:x", year=2026),
+            C.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "GetExpenditure",
+            pb.GetExpenditureRequest(expenditure_id=unknown),
+            C.NOT_FOUND,
+            "does not exist",
+        ),
+        ("GetStatement", pb.GetStatementRequest(account_id="nope"), C.NOT_FOUND, "does not exist"),
+        ("GetTrialBalance", pb.GetTrialBalanceRequest(), C.UNAUTHENTICATED, "no bearer token"),
+    ]
+
+
+async def test_bad_input_gets_its_code_and_a_clear_message_and_stores_nothing(
+    world: World,
+) -> None:
+    cases = bad_requests()
+    every_rpc = set(pb.DESCRIPTOR.services_by_name["FundsService"].methods_by_name)
+    assert {rpc for rpc, *_ in cases} == every_rpc
+    finance = world.token(Role.FINANCE_OFFICER, scope=("QH-01-01",))
+
+    for rpc, request, code, words in cases:
+        before = await world.running.store.head_position()
+        metadata = [] if code is C.UNAUTHENTICATED else finance
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await getattr(world.stub, rpc)(request, metadata=metadata)
+        assert (rpc, caught.value.code()) == (rpc, code), caught.value.details()
+        assert words in caught.value.details(), (rpc, caught.value.details())
+        assert await world.running.store.head_position() == before, rpc
