@@ -17,7 +17,7 @@ from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.settings import PORTS, ensure_secret
 
 # The services that exist so far, in start order (later issues add theirs).
-SERVICES = ["party_orgs", "cases", "volunteers"]
+SERVICES = ["party_orgs", "cases", "volunteers", "funds"]
 
 
 @dataclass

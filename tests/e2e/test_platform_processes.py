@@ -46,6 +46,8 @@ def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, 
         "CIVITAS_CASES_METRICS_PORT": str(free_port()),
         "CIVITAS_VOLUNTEERS_GRPC_PORT": str(free_port()),
         "CIVITAS_VOLUNTEERS_METRICS_PORT": str(free_port()),
+        "CIVITAS_FUNDS_GRPC_PORT": str(free_port()),
+        "CIVITAS_FUNDS_METRICS_PORT": str(free_port()),
     }
 
 
@@ -233,6 +235,7 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert f"party_orgs   grpc {address}" in printed.decode()
     assert f"cases        grpc 127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}" in printed.decode()
     assert "admin token" in printed.decode()
+    assert f"funds        grpc 127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}" in printed.decode()
     assert (demo.returncode, call.returncode) == (0, 0)
     assert "grids                                 686" in demo_out.decode()
     assert call_out.decode().count('"kind": "ADMIN_UNIT_KIND_STREET"') == 12
