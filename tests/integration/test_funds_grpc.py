@@ -12,7 +12,7 @@ import pytest
 
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import ManualClock
+from civitas.eventkit import ManualClock, natural_id
 from civitas.funds.bootstrap import RunningFunds, run_funds
 from civitas.funds.v1 import funds_pb2 as pb
 from civitas.funds.v1 import funds_pb2_grpc as pb_grpc
@@ -242,6 +242,19 @@ def bad_requests() -> list[tuple[str, object, C, str]]:
             "available",
         ),
         (
+            "AssignTask",
+            pb.AssignTaskRequest(
+                idempotency_key="t",
+                department_account="source:QH:x",
+                community_code="QH-01-01",
+                title="t",
+                amount_fen=1,
+            ),
+            C.FAILED_PRECONDITION,
+            "does not exist",
+        ),
+        ("GetTask", pb.GetTaskRequest(task_id=unknown), C.NOT_FOUND, "does not exist"),
+        (
             "RequestExpenditure",
             pb.RequestExpenditureRequest(
                 community_code="QH-01-01",
@@ -316,3 +329,73 @@ async def test_bad_input_gets_its_code_and_a_clear_message_and_stores_nothing(
         assert (rpc, caught.value.code()) == (rpc, code), caught.value.details()
         assert words in caught.value.details(), (rpc, caught.value.details())
         assert await world.running.store.head_position() == before, rpc
+
+
+async def test_a_task_enters_a_community_only_together_with_its_money(world: World) -> None:
+    admin = world.token(Role.DISTRICT_ADMIN)
+    await world.stub.OpenAccount(
+        pb.OpenAccountRequest(
+            kind=pb.ACCOUNT_KIND_SOURCE, owner_code="QH", key="civil-affairs", name="区民政局"
+        ),
+        metadata=admin,
+    )
+    request = pb.AssignTaskRequest(
+        idempotency_key="elderly-survey-2026",
+        department_account="source:QH:civil-affairs",
+        community_code="QH-01-01",
+        title="高龄老人入户调查",
+        amount_fen=8_000 * YUAN,
+    )
+
+    task = (await world.stub.AssignTask(request, metadata=admin)).task
+    again = (await world.stub.AssignTask(request, metadata=admin)).task
+    tasks = await balance(world, "fund:QH-01-01:tasks")
+
+    assert task.status == again.status == pb.TASK_STATUS_ACTIVE
+    assert task.task_id == again.task_id
+    assert tasks.balance_fen == 8_000 * YUAN  # moved once
+
+
+async def test_a_task_whose_money_cannot_move_is_cancelled_and_moves_nothing(
+    world: World, clock: ManualClock
+) -> None:
+    admin = world.token(Role.DISTRICT_ADMIN)
+    await world.stub.OpenAccount(
+        pb.OpenAccountRequest(
+            kind=pb.ACCOUNT_KIND_SOURCE, owner_code="QH", key="housing", name="区住建局"
+        ),
+        metadata=admin,
+    )
+    await world.stub.OpenAccount(
+        pb.OpenAccountRequest(
+            kind=pb.ACCOUNT_KIND_FUND, owner_code="QH-01-01", key="tasks", name="任务经费"
+        ),
+        metadata=admin,
+    )
+    await world.stub.CloseFiscalYear(
+        pb.CloseFiscalYearRequest(account_id="fund:QH-01-01:tasks", year=clock.now().year),
+        metadata=admin,
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await world.stub.AssignTask(
+            pb.AssignTaskRequest(
+                idempotency_key="repairs",
+                department_account="source:QH:housing",
+                community_code="QH-01-01",
+                title="楼道维修",
+                amount_fen=100,
+            ),
+            metadata=admin,
+        )
+    task_id = str(natural_id("task", "repairs"))
+    task = (
+        await world.stub.GetTask(
+            pb.GetTaskRequest(task_id=task_id), metadata=world.token(Role.AUDITOR)
+        )
+    ).task
+
+    assert refused.value.code() is C.FAILED_PRECONDITION
+    assert "is closed" in refused.value.details()
+    assert task.status == pb.TASK_STATUS_CANCELLED
+    assert (await balance(world, "source:QH:housing")).balance_fen == 0

@@ -25,6 +25,7 @@ from civitas.geography import UnitKind, parse_unit_code, street_of
 
 from .domain.accounts import YUAN, Account, AccountKind, check_amount, transfer_id_for
 from .domain.expenditures import ApprovalLevel, Expenditure
+from .domain.tasks import Task, task_id_for
 
 A = TypeVar("A", Account, Expenditure)
 R = Role
@@ -74,6 +75,7 @@ class Funds:
     def __init__(self, store: EventStore, clock: Clock, street_threshold_fen: int) -> None:
         self.accounts = Repository(store, Account)
         self.expenditures = Repository(store, Expenditure)
+        self.tasks = Repository(store, Task)
         self.store = store
         self.clock = clock
         self.street_threshold_fen = street_threshold_fen
@@ -235,6 +237,48 @@ class Funds:
             caller,
         )
 
+    async def assign_task(
+        self,
+        caller: Caller,
+        idempotency_key: str,
+        department_account: str,
+        community_code: str,
+        title: str,
+        amount_fen: int,
+    ) -> Task:
+        """A department's task for a community, active only once its money has moved into
+        the community's task account; a retry with the same key completes or finds it."""
+        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
+            raise InvalidInput(f"{community_code} is not a community's code")
+        department = await self._account(department_account, RuleViolation)
+        if department.kind is not AccountKind.SOURCE:
+            raise RuleViolation(f"{department_account} is not a department's budget")
+        authorize(caller.principal, FINANCE, community_code)
+        task_id = task_id_for(idempotency_key)
+        task = await self._find_task(task_id)
+        if task is None:
+            task = Task.assign(task_id, department_account, community_code, title, amount_fen)
+            try:
+                await self.tasks.save(task, caller.metadata)
+            except ConcurrencyError:
+                task = await self.tasks.get(task_id)
+        funding = account_id(AccountKind.FUND, community_code, "tasks")
+        await self._open(funding, AccountKind.FUND, community_code, "事随费转任务经费", caller)
+        try:
+            await self._move_id(
+                task.transfer_id,
+                department_account,
+                funding,
+                task.amount_fen,
+                f"任务：{task.title}",
+                caller,
+            )
+        except RuleViolation as exc:
+            reason = str(exc)
+            await self.tasks.update(task_id, lambda t: t.cancel(reason), caller.metadata)
+            raise
+        return await self.tasks.update(task_id, lambda t: t.funded(), caller.metadata)
+
     async def close_year(self, caller: Caller, account: str, year: int) -> Account:
         found = await self._account(account, NotFound)
         authorize(caller.principal, FINANCE, found.owner_code)
@@ -266,6 +310,18 @@ class Funds:
             after = batch[-1].position
         return [await self.accounts.get(s.partition("-")[2]) for s in sorted(streams)]
 
+    async def get_task(self, task_id: str) -> Task:
+        found = await self._find_task(task_id)
+        if found is None:
+            raise NotFound(f"task {task_id} does not exist")
+        return found
+
+    async def _find_task(self, task_id: str) -> Task | None:
+        try:
+            return await self.tasks.get(task_id)
+        except AggregateNotFound:
+            return None
+
     async def get_expenditure(self, expenditure_id: str) -> Expenditure:
         return await self._expenditure(expenditure_id)
 
@@ -295,6 +351,7 @@ class Funds:
         await self._account(target, RuleViolation)
         now = self.clock.now()
         async with self.locks.hold(source, target):
+            (await self.accounts.get(target)).check_can_credit(now)  # never stop half-way
             await self.accounts.update(
                 source,
                 lambda a: a.debit(transfer_id, amount_fen, target, now, memo),

@@ -10,6 +10,7 @@ from civitas.chassis.interceptor import current_correlation_id, current_principa
 from .application import Caller, Funds
 from .domain.accounts import Account, AccountKind
 from .domain.expenditures import Expenditure
+from .domain.tasks import Task
 from .v1 import funds_pb2 as pb
 from .v1 import funds_pb2_grpc as pb_grpc
 
@@ -37,6 +38,17 @@ def expenditure_out(e: Expenditure) -> pb.Expenditure:
         requester=e.requester,
         needs_street_approval=e.needs_street_approval,
         approvers=[e.approvals[level] for level in sorted(e.approvals)],
+    )
+
+
+def task_out(task: Task) -> pb.Task:
+    return pb.Task(
+        task_id=task.id,
+        status=enum_out(task.status, pb.TaskStatus, "TASK_STATUS_"),
+        department_account=task.department_account,
+        community_code=task.community_code,
+        title=task.title,
+        amount_fen=task.amount_fen,
     )
 
 
@@ -85,6 +97,23 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
             from_account=account_out(source),
             to_account=account_out(target),
         )
+
+    async def AssignTask(
+        self, request: pb.AssignTaskRequest, context: Any
+    ) -> pb.AssignTaskResponse:
+        task = await self.app.assign_task(
+            self._caller(),
+            request.idempotency_key,
+            request.department_account,
+            request.community_code,
+            request.title,
+            request.amount_fen,
+        )
+        return pb.AssignTaskResponse(task=task_out(task))
+
+    async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> pb.GetTaskResponse:
+        task = await self.app.get_task(uuid_in(request.task_id, "task_id"))
+        return pb.GetTaskResponse(task=task_out(task))
 
     async def RequestExpenditure(
         self, request: pb.RequestExpenditureRequest, context: Any

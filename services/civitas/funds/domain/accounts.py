@@ -156,6 +156,11 @@ class Account(Aggregate):
             )
         )
 
+    def check_can_credit(self, now: datetime) -> None:
+        """Raise unless this account may receive a credit now (checked before the paying
+        side is debited, so a transfer never stops half-way on a closed year)."""
+        self._check_year_open(now)
+
     def close_year(self, year: int) -> None:
         if year in self.closed_years:
             raise RuleViolation(f"{year} is closed already for {self.id}")

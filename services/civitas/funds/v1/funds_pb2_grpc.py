@@ -50,6 +50,16 @@ class FundsServiceStub:
                 request_serializer=civitas_dot_funds_dot_v1_dot_funds__pb2.TransferRequest.SerializeToString,
                 response_deserializer=civitas_dot_funds_dot_v1_dot_funds__pb2.TransferResponse.FromString,
                 _registered_method=True)
+        self.AssignTask = channel.unary_unary(
+                '/civitas.funds.v1.FundsService/AssignTask',
+                request_serializer=civitas_dot_funds_dot_v1_dot_funds__pb2.AssignTaskRequest.SerializeToString,
+                response_deserializer=civitas_dot_funds_dot_v1_dot_funds__pb2.AssignTaskResponse.FromString,
+                _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/civitas.funds.v1.FundsService/GetTask',
+                request_serializer=civitas_dot_funds_dot_v1_dot_funds__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=civitas_dot_funds_dot_v1_dot_funds__pb2.GetTaskResponse.FromString,
+                _registered_method=True)
         self.RequestExpenditure = channel.unary_unary(
                 '/civitas.funds.v1.FundsService/RequestExpenditure',
                 request_serializer=civitas_dot_funds_dot_v1_dot_funds__pb2.RequestExpenditureRequest.SerializeToString,
@@ -124,6 +134,19 @@ class FundsServiceServicer:
         """Any movement between two accounts; a retried request (same idempotency key) never
         pays twice.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignTask(self, request, context):
+        """A department's task for a community (费随事转): active only together with its money.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -206,6 +229,16 @@ def add_FundsServiceServicer_to_server(servicer, server):
                     servicer.Transfer,
                     request_deserializer=civitas_dot_funds_dot_v1_dot_funds__pb2.TransferRequest.FromString,
                     response_serializer=civitas_dot_funds_dot_v1_dot_funds__pb2.TransferResponse.SerializeToString,
+            ),
+            'AssignTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignTask,
+                    request_deserializer=civitas_dot_funds_dot_v1_dot_funds__pb2.AssignTaskRequest.FromString,
+                    response_serializer=civitas_dot_funds_dot_v1_dot_funds__pb2.AssignTaskResponse.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=civitas_dot_funds_dot_v1_dot_funds__pb2.GetTaskRequest.FromString,
+                    response_serializer=civitas_dot_funds_dot_v1_dot_funds__pb2.GetTaskResponse.SerializeToString,
             ),
             'RequestExpenditure': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestExpenditure,
@@ -340,6 +373,60 @@ class FundsService:
             '/civitas.funds.v1.FundsService/Transfer',
             civitas_dot_funds_dot_v1_dot_funds__pb2.TransferRequest.SerializeToString,
             civitas_dot_funds_dot_v1_dot_funds__pb2.TransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/civitas.funds.v1.FundsService/AssignTask',
+            civitas_dot_funds_dot_v1_dot_funds__pb2.AssignTaskRequest.SerializeToString,
+            civitas_dot_funds_dot_v1_dot_funds__pb2.AssignTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/civitas.funds.v1.FundsService/GetTask',
+            civitas_dot_funds_dot_v1_dot_funds__pb2.GetTaskRequest.SerializeToString,
+            civitas_dot_funds_dot_v1_dot_funds__pb2.GetTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,9 @@ class FundsServiceStub:
     """Any movement between two accounts; a retried request (same idempotency key) never
     pays twice.
     """
+    AssignTask: _grpc.UnaryUnaryMultiCallable[_funds_pb2.AssignTaskRequest, _funds_pb2.AssignTaskResponse]
+    """A department's task for a community (费随事转): active only together with its money."""
+    GetTask: _grpc.UnaryUnaryMultiCallable[_funds_pb2.GetTaskRequest, _funds_pb2.GetTaskResponse]
     RequestExpenditure: _grpc.UnaryUnaryMultiCallable[_funds_pb2.RequestExpenditureRequest, _funds_pb2.RequestExpenditureResponse]
     ApproveExpenditure: _grpc.UnaryUnaryMultiCallable[_funds_pb2.ApproveExpenditureRequest, _funds_pb2.ApproveExpenditureResponse]
     ReserveExpenditure: _grpc.UnaryUnaryMultiCallable[_funds_pb2.ReserveExpenditureRequest, _funds_pb2.ReserveExpenditureResponse]
@@ -68,6 +71,9 @@ class FundsServiceAsyncStub(FundsServiceStub):
     """Any movement between two accounts; a retried request (same idempotency key) never
     pays twice.
     """
+    AssignTask: _aio.UnaryUnaryMultiCallable[_funds_pb2.AssignTaskRequest, _funds_pb2.AssignTaskResponse]  # type: ignore[assignment]
+    """A department's task for a community (费随事转): active only together with its money."""
+    GetTask: _aio.UnaryUnaryMultiCallable[_funds_pb2.GetTaskRequest, _funds_pb2.GetTaskResponse]  # type: ignore[assignment]
     RequestExpenditure: _aio.UnaryUnaryMultiCallable[_funds_pb2.RequestExpenditureRequest, _funds_pb2.RequestExpenditureResponse]  # type: ignore[assignment]
     ApproveExpenditure: _aio.UnaryUnaryMultiCallable[_funds_pb2.ApproveExpenditureRequest, _funds_pb2.ApproveExpenditureResponse]  # type: ignore[assignment]
     ReserveExpenditure: _aio.UnaryUnaryMultiCallable[_funds_pb2.ReserveExpenditureRequest, _funds_pb2.ReserveExpenditureResponse]  # type: ignore[assignment]
@@ -109,6 +115,21 @@ class FundsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Any movement between two accounts; a retried request (same idempotency key) never
         pays twice.
         """
+
+    @_abc_1.abstractmethod
+    def AssignTask(
+        self,
+        request: _funds_pb2.AssignTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funds_pb2.AssignTaskResponse, _abc.Awaitable[_funds_pb2.AssignTaskResponse]]:
+        """A department's task for a community (费随事转): active only together with its money."""
+
+    @_abc_1.abstractmethod
+    def GetTask(
+        self,
+        request: _funds_pb2.GetTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funds_pb2.GetTaskResponse, _abc.Awaitable[_funds_pb2.GetTaskResponse]]: ...
 
     @_abc_1.abstractmethod
     def RequestExpenditure(

@@ -1,0 +1,100 @@
+"""Task funding (费随事转): a department's task enters a community only with its money.
+
+A task is assigned pending; the department's money moves into the community's task
+account; only then is the task active. When the money cannot move, the task is
+cancelled with the reason: no task is ever active without its funding.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from civitas.errors import RuleViolation
+from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
+from civitas.validation import required_text
+
+from .accounts import check_amount, transfer_id_for
+
+
+def task_id_for(idempotency_key: str) -> str:
+    return str(natural_id("task", required_text("idempotency_key", idempotency_key, 200)))
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+class TaskAssigned(DomainEvent):
+    department_account: str
+    community_code: str
+    title: str
+    amount_fen: int
+
+
+class TaskFunded(DomainEvent):
+    transfer_id: str
+
+
+class TaskCancelled(DomainEvent):
+    reason: str
+
+
+class Task(Aggregate):
+    category = "task"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.status = TaskStatus.PENDING
+        self.department_account = ""
+        self.community_code = ""
+        self.title = ""
+        self.amount_fen = 0
+
+    @classmethod
+    def assign(
+        cls, task_id: str, department_account: str, community_code: str, title: str, amount_fen: int
+    ) -> Task:
+        task = cls(task_id)
+        task._record(
+            TaskAssigned(
+                department_account=department_account,
+                community_code=community_code,
+                title=required_text("title", title, 200),
+                amount_fen=check_amount(amount_fen),
+            )
+        )
+        return task
+
+    @property
+    def transfer_id(self) -> str:
+        return transfer_id_for(f"task:{self.id}")
+
+    def funded(self) -> None:
+        if self.status is TaskStatus.ACTIVE:
+            return
+        if self.status is TaskStatus.CANCELLED:
+            raise RuleViolation("the task was cancelled")
+        self._record(TaskFunded(transfer_id=self.transfer_id))
+
+    def cancel(self, reason: str) -> None:
+        if self.status is not TaskStatus.PENDING:
+            raise RuleViolation(f"cannot cancel a task that is {self.status}")
+        self._record(TaskCancelled(reason=required_text("reason", reason, 500)))
+
+    @applies
+    def _on_assigned(self, event: TaskAssigned) -> None:
+        self.department_account, self.community_code = (
+            event.department_account,
+            event.community_code,
+        )
+        self.title, self.amount_fen = event.title, event.amount_fen
+
+    @applies
+    def _on_funded(self, event: TaskFunded) -> None:
+        self.status = TaskStatus.ACTIVE
+
+    @applies
+    def _on_cancelled(self, event: TaskCancelled) -> None:
+        self.status = TaskStatus.CANCELLED
