@@ -492,3 +492,23 @@ async def test_a_past_activity_is_imported_with_its_roster_and_credits_the_ledge
             metadata=world.token(Role.VOLUNTEER_COORDINATOR),
         )
     assert refused.value.code() is C.PERMISSION_DENIED
+
+
+async def test_a_member_cannot_be_registered_as_a_volunteer_elsewhere_to_read_their_name(
+    world: World,
+) -> None:
+    stranger = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-02-01",))
+    before = await world.volunteers.store.head_position()
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await world.stub.RegisterVolunteer(
+            pb.RegisterVolunteerRequest(
+                member_id=world.ids["member"], community_code="QH-02-01", phone="13900000001"
+            ),
+            metadata=stranger,
+        )
+
+    assert caught.value.code() is C.FAILED_PRECONDITION
+    assert "residence community" in caught.value.details()
+    assert "李明" not in caught.value.details()
+    assert await world.volunteers.store.head_position() == before

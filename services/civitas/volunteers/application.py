@@ -109,6 +109,11 @@ class Volunteers:
             member = await self.members.member(member_id)
             if member is None:
                 raise RuleViolation(f"party_orgs has no member {member_id}")
+            if community_code not in member.communities:
+                raise RuleViolation(
+                    "a member volunteers in their residence community or "
+                    "their organization's, not in " + community_code
+                )
             name = (name or "").strip() or member.name
             person, volunteer_id = member_id, volunteer_id_for_member(member_id)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ async def run_volunteers(
                 or ServiceSettings.from_env(
                     "party_orgs",
                     {
+                        **os.environ,
                         "CIVITAS_AUTH_SECRET": settings.auth_secret,
                         "CIVITAS_VAR_DIR": str(settings.var_dir),
                     },

@@ -22,6 +22,12 @@ class MemberInfo:
     member_id: str
     name: str
     residence_community: str | None
+    org_community: str | None  # the community the member's organization belongs to
+
+    @property
+    def communities(self) -> set[str]:
+        """Where this member may volunteer: their residence and their organization's."""
+        return {c for c in (self.residence_community, self.org_community) if c}
 
 
 class PartyMembers(Protocol):
@@ -54,7 +60,12 @@ class PartyOrgsMembers:
                 raise _unavailable(exc) from None
             raise  # a refused token or a bug over there: surface it as a bug, logged
         member = reply.member
-        return MemberInfo(member.member_id, member.name, member.residence_community_code or None)
+        org = await self._stub.GetPartyOrg(po.GetPartyOrgRequest(org_id=member.org_id))
+        unit = org.org.unit_code
+        org_community = "-".join(unit.split("-")[:3]) if unit.count("-") >= 2 else None
+        return MemberInfo(
+            member.member_id, member.name, member.residence_community_code or None, org_community
+        )
 
     async def record_hours(
         self,
