@@ -230,7 +230,10 @@ class Cases:
         return await self._command(caller, case_id, FOLLOW_UP, lambda c: c.close(now))
 
     async def reopen(self, caller: Caller, case_id: str, reason: str) -> Case:
-        return await self._command(caller, case_id, FOLLOW_UP, lambda c: c.reopen(reason))
+        now = self.clock.now()
+        return await self._command(
+            caller, case_id, FOLLOW_UP, lambda c: c.reopen(reason, now, self.policy)
+        )
 
     async def merge(self, caller: Caller, duplicate_id: str, original_id: str) -> Case:
         original = await self._authorized(caller, original_id, INTAKE)

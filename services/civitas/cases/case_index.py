@@ -53,7 +53,6 @@ STATUS_AFTER = {
     "CaseResolved": Status.RESOLVED,
     "CaseFollowedUp": Status.FOLLOWED_UP,
     "CaseClosed": Status.CLOSED,
-    "CaseReopened": Status.IN_PROGRESS,
     "CaseMerged": Status.MERGED,
     "CaseRejected": Status.REJECTED,
     "CaseWithdrawn": Status.WITHDRAWN,
@@ -62,6 +61,13 @@ STATUS_AFTER = {
 
 def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _same(stored: datetime, new: datetime) -> bool:
+    """Compare a stored time (SQLite hands it back without its zone) with a new one."""
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=new.tzinfo)
+    return stored == new
 
 
 class CaseIndex(Projection):
@@ -93,12 +99,31 @@ class CaseIndex(Projection):
 
     @handles("CaseClassified")
     def on_classified(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        case = cases.c.case_id == event.stream_id.partition("-")[2]
+        dispatch_due = _when(event.data["dispatch_due"])
+        resolution_due = _when(event.data["resolution_due"])
+        before = conn.execute(
+            sa.select(cases.c.dispatch_due, cases.c.resolution_due).where(case)
+        ).one()
+        changes: dict[str, object] = {
+            "status": Status.CLASSIFIED.value,
+            "dispatch_due": dispatch_due,
+            "resolution_due": resolution_due,
+        }
+        if _same(before.dispatch_due, dispatch_due) is False:
+            changes["dispatch_noticed"] = False  # a moved deadline gets a notice of its own
+        if _same(before.resolution_due, resolution_due) is False:
+            changes["resolution_noticed"] = False
+        conn.execute(cases.update().where(case).values(changes))
+
+    @handles("CaseReopened")
+    def on_reopened(self, event: RecordedEvent, conn: sa.Connection) -> None:
         conn.execute(
             cases.update()
             .where(cases.c.case_id == event.stream_id.partition("-")[2])
             .values(
-                status=Status.CLASSIFIED.value,
-                dispatch_due=_when(event.data["dispatch_due"]),
+                status=Status.IN_PROGRESS.value,
+                resolution_noticed=False,
                 resolution_due=_when(event.data["resolution_due"]),
             )
         )

@@ -92,7 +92,7 @@ def test_an_unsatisfied_resident_gets_the_case_reopened_not_closed() -> None:
 
     with pytest.raises(RuleViolation, match="rated 2 of 5"):
         case.close(T0 + timedelta(days=2))
-    case.reopen("居民不满意")
+    case.reopen("居民不满意", T0 + timedelta(days=2), POLICY)
     assert case.status is Status.IN_PROGRESS
 
 
@@ -192,7 +192,7 @@ COMMANDS = {
     "follow_up_happy": lambda c, t: c.follow_up(5, ""),
     "follow_up_unhappy": lambda c, t: c.follow_up(1, ""),
     "close": lambda c, t: c.close(t),
-    "reopen": lambda c, t: c.reopen("不满意"),
+    "reopen": lambda c, t: c.reopen("不满意", t, POLICY),
     "reject": lambda c, t: c.reject("不受理"),
     "withdraw": lambda c, t: c.withdraw(""),
     "supervise": lambda c, t: c.supervise(t),
@@ -263,3 +263,34 @@ def test_long_descriptions_and_notes_are_accepted_up_to_two_thousand_characters(
     with pytest.raises(InvalidInput, match="longer than 2000"):
         case.answer_on_spot("长" * 2001, T0)
     assert len(case.description) == 2000
+
+
+def test_a_satisfied_resident_closes_the_case_and_it_cannot_be_reopened() -> None:
+    case = dispatched()
+    case.accept("王芳")
+    case.resolve("已处理", T0 + timedelta(days=1))
+    case.follow_up(4, "满意")
+    with pytest.raises(RuleViolation, match="rated 4 of 5: close"):
+        case.reopen("不满意", T0 + timedelta(days=2), POLICY)
+
+
+def test_a_reopened_case_has_a_new_resolution_deadline_and_gets_its_own_notice() -> None:
+    case = dispatched()
+    case.accept("王芳")
+    assert case.supervise(T0 + timedelta(days=8)) == [Deadline.RESOLUTION]
+    case.resolve("已处理", T0 + timedelta(days=9))
+    case.follow_up(1, "没修好")
+    case.reopen("没修好", T0 + timedelta(days=10), POLICY)
+
+    assert case.resolution_due == T0 + timedelta(days=17)
+    assert case.supervise(T0 + timedelta(days=11)) == []
+    assert case.supervise(T0 + timedelta(days=18)) == [Deadline.RESOLUTION]
+
+
+def test_a_reclassification_that_moves_a_deadline_gets_a_new_notice() -> None:
+    case = new_case(Urgency.URGENT)
+    assert case.supervise(T0 + timedelta(hours=2)) == [Deadline.DISPATCH]
+    case.classify("一般", Urgency.LOW, POLICY)
+
+    assert case.supervise(T0 + timedelta(hours=3)) == []
+    assert case.supervise(T0 + timedelta(hours=25)) == [Deadline.DISPATCH]

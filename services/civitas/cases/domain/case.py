@@ -191,6 +191,7 @@ class CaseClosed(DomainEvent):
 
 class CaseReopened(DomainEvent):
     reason: str
+    resolution_due: datetime
 
 
 class CaseMerged(DomainEvent):
@@ -374,9 +375,18 @@ class Case(Aggregate):
             raise RuleViolation(f"the resident rated {self.satisfaction} of 5: reopen the case")
         self._record(CaseClosed(closed_at=now))
 
-    def reopen(self, reason: str) -> None:
+    def reopen(self, reason: str, now: datetime, policy: DeadlinePolicy) -> None:
+        """Reopened when the resident is not satisfied: a new resolution deadline runs
+        from now, and a breach of it gets a notice of its own."""
         self._check_status(Status.FOLLOWED_UP, doing="reopen")
-        self._record(CaseReopened(reason=required_text("reason", reason, LONG_TEXT)))
+        if self.satisfaction is not None and self.satisfaction > 2:
+            raise RuleViolation(f"the resident rated {self.satisfaction} of 5: close the case")
+        self._record(
+            CaseReopened(
+                reason=required_text("reason", reason, LONG_TEXT),
+                resolution_due=now + policy.resolution[self.urgency],
+            )
+        )
 
     def merge_into(self, original: Case) -> None:
         self._check_not_final(doing="merge")
@@ -443,6 +453,10 @@ class Case(Aggregate):
 
     @applies
     def _on_classified(self, event: CaseClassified) -> None:
+        if event.dispatch_due != self.dispatch_due:
+            self.notices.discard(Deadline.DISPATCH)  # a new deadline gets its own notice
+        if event.resolution_due != self.resolution_due:
+            self.notices.discard(Deadline.RESOLUTION)
         self.status, self.kind, self.urgency = Status.CLASSIFIED, event.category, event.urgency
         self.dispatch_due, self.resolution_due = event.dispatch_due, event.resolution_due
 
@@ -510,6 +524,8 @@ class Case(Aggregate):
     @applies
     def _on_reopened(self, event: CaseReopened) -> None:
         self.status, self.satisfaction, self.resolved_at = Status.IN_PROGRESS, None, None
+        self.resolution_due = event.resolution_due
+        self.notices.discard(Deadline.RESOLUTION)
 
     @applies
     def _on_merged(self, event: CaseMerged) -> None:
