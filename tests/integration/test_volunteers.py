@@ -512,3 +512,55 @@ async def test_a_member_cannot_be_registered_as_a_volunteer_elsewhere_to_read_th
     assert "residence community" in caught.value.details()
     assert "李明" not in caught.value.details()
     assert await world.volunteers.store.head_position() == before
+
+
+async def test_a_verification_retry_completes_the_ledger_credit_with_the_verified_hours(
+    world: World,
+) -> None:
+    from civitas.chassis.auth import Principal
+    from civitas.volunteers.application import Caller
+
+    staff = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-01-01",))
+    volunteer = (
+        await world.stub.RegisterVolunteer(
+            pb.RegisterVolunteerRequest(
+                name="陈静", phone="13912345678", community_code="QH-01-01"
+            ),
+            metadata=staff,
+        )
+    ).volunteer
+    start = world.clock.now() + timedelta(hours=1)
+    activity = (
+        await world.stub.CreateActivity(
+            pb.CreateActivityRequest(
+                brand=pb.BRAND_HOME_CARE,
+                title="居家无忧",
+                organizer="o",
+                community_code="QH-01-01",
+                starts_at=stamp(start),
+                ends_at=stamp(start + timedelta(hours=3)),
+                capacity=5,
+            ),
+            metadata=staff,
+        )
+    ).activity
+    ids = {"activity_id": activity.activity_id, "volunteer_id": volunteer.volunteer_id}
+    await world.stub.SignUp(pb.SignUpRequest(**ids), metadata=staff)
+    world.clock.advance(timedelta(hours=1))
+    await world.stub.CheckIn(pb.CheckInRequest(**ids), metadata=staff)
+    world.clock.advance(timedelta(hours=2))
+    await world.stub.CheckOut(pb.CheckOutRequest(**ids), metadata=staff)
+    app = world.volunteers.app  # the crash: the activity is verified, the ledger not credited
+    await app.activities.update(
+        activity.activity_id, lambda a: a.verify_hours(volunteer.volunteer_id, None, 20, "组织者")
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await world.stub.VerifyHours(
+            pb.VerifyHoursRequest(**ids, tenths_of_hours=15), metadata=staff
+        )
+    ledger = await app.get_volunteer(volunteer.volunteer_id)
+
+    assert refused.value.code() is C.FAILED_PRECONDITION
+    assert "verified as 2.0 h already" in refused.value.details()
+    assert ledger.hours == {activity.activity_id: 20}

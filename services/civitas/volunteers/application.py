@@ -15,6 +15,7 @@ from civitas.eventkit import (
     Clock,
     ConcurrencyError,
     EventStore,
+    KeyedLocks,
     Metadata,
     Repository,
 )
@@ -90,6 +91,7 @@ class Volunteers:
         self.vault = vault
         self.clock = clock
         self.members = members
+        self.locks = KeyedLocks()
 
     async def register(
         self,
@@ -223,24 +225,28 @@ class Volunteers:
     async def verify_hours(
         self, caller: Caller, activity_id: str, volunteer_id: str, tenths_of_hours: int
     ) -> Activity:
-        """Verify on the activity, then credit the volunteer's ledger; a retry after a
-        crash between the two finds the activity verified and completes the credit."""
+        """Verify on the activity, then credit the volunteer's ledger with the verified
+        amount. A retry after a crash between the two completes the credit (whatever it
+        asks for), then refuses a different amount."""
         activity = await self._activity(caller, activity_id, COORDINATORS)
         volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", RuleViolation)
-        activity = await self._update(
-            self.activities,
-            activity,
-            lambda a: a.verify_hours(
-                volunteer_id, volunteer.member_id, tenths_of_hours, caller.principal.subject
-            ),
-            caller,
-        )
+        attendance = activity.roster.get(volunteer_id)
+        already = attendance.verified_tenths if attendance else None
+        if already is None:
+            activity = await self._update(
+                self.activities,
+                activity,
+                lambda a: a.verify_hours(
+                    volunteer_id, volunteer.member_id, tenths_of_hours, caller.principal.subject
+                ),
+                caller,
+            )
+            already = tenths_of_hours
         await self._update(
-            self.volunteers,
-            volunteer,
-            lambda v: v.credit_hours(activity_id, tenths_of_hours),
-            caller,
+            self.volunteers, volunteer, lambda v: v.credit_hours(activity_id, already), caller
         )
+        if already != tenths_of_hours:
+            raise RuleViolation(f"the hours were verified as {already / 10:.1f} h already")
         return activity
 
     async def decline_hours(
@@ -253,10 +259,9 @@ class Volunteers:
 
     async def issue_certificate(self, caller: Caller, volunteer_id: str) -> Volunteer:
         volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
+        volunteer.check_can_certify()  # before a number is taken
         now = self.clock.now()
-        if not volunteer.hours:
-            raise RuleViolation("no verified hours to certify yet")
-        number = await self._next_certificate_number(str(now.year), volunteer_id, caller)
+        number = await self._certificate_number(str(now.year), volunteer, caller)
         return await self._update(
             self.volunteers, volunteer, lambda v: v.issue_certificate(number, now), caller
         )
@@ -313,21 +318,23 @@ class Volunteers:
 
     # -- helpers ----------------------------------------------------------------------
 
-    async def _next_certificate_number(self, year: str, volunteer_id: str, caller: Caller) -> str:
+    async def _certificate_number(self, year: str, volunteer: Volunteer, caller: Caller) -> str:
         numbers: list[str] = []
-        book = await self._find(self.books, year)
-        if book is None:
+
+        def take(book: CertificateBook) -> None:
+            numbers[:] = [book.number_for(volunteer.id, volunteer.total_tenths)]
+
+        if await self._find(self.books, year) is None:
             book = CertificateBook(year)
-            numbers.append(book.next_number(volunteer_id))
+            take(book)
             try:
                 await self.books.save(book, caller.metadata)
-                return numbers[-1]
+                return numbers[0]
             except ConcurrencyError:
-                numbers.clear()  # someone opened this year's book first
-        await self.books.update(
-            year, lambda b: numbers.append(b.next_number(volunteer_id)), caller.metadata
-        )
-        return numbers[-1]
+                pass  # someone opened this year's book first
+        async with self.locks.hold(f"certificate_book-{year}"):
+            await self.books.update(year, take, caller.metadata)
+        return numbers[0]
 
     async def _create(self, volunteer: Volunteer, caller: Caller) -> Volunteer:
         try:

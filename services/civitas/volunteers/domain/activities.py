@@ -113,6 +113,8 @@ class Activity(Aggregate):
     ) -> Activity:
         if ends_at <= starts_at:
             raise InvalidInput("an activity ends after it starts")
+        if ends_at - starts_at > timedelta(hours=24):
+            raise InvalidInput("an activity lasts at most 24 hours (longer ones are one a day)")
         if not 1 <= capacity <= 1000:
             raise InvalidInput(f"capacity is from 1 to 1000, not {capacity}")
         activity = cls(activity_id)
@@ -173,9 +175,6 @@ class Activity(Aggregate):
     def verify_hours(
         self, volunteer_id: str, member_id: str | None, tenths_of_hours: int, verifier: str
     ) -> None:
-        current = self.roster.get(volunteer_id)
-        if current is not None and current.verified_tenths == tenths_of_hours:
-            return  # verified so already: a retry goes on to credit the ledger
         attendance = self._claimable(volunteer_id)
         if not 0 < tenths_of_hours <= attendance.attended_tenths:
             raise RuleViolation(

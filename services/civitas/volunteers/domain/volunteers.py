@@ -107,14 +107,18 @@ class Volunteer(Aggregate):
             raise InvalidInput("credited hours must be positive")
         self._record(HoursCredited(activity_id=activity_id, tenths_of_hours=tenths_of_hours))
 
-    def issue_certificate(self, number: str, now: datetime) -> None:
-        """A numbered certificate stating the verified total."""
+    def check_can_certify(self) -> None:
+        """Raise unless a new certificate would state something new."""
         if not self.hours:
             raise RuleViolation("no verified hours to certify yet")
         if self.certificates and self.certificates[-1].total_tenths_of_hours == self.total_tenths:
             raise RuleViolation(
                 f"certificate {self.certificates[-1].number} states this total already"
             )
+
+    def issue_certificate(self, number: str, now: datetime) -> None:
+        """A numbered certificate stating the verified total."""
+        self.check_can_certify()
         self._record(
             CertificateIssued(number=number, total_tenths_of_hours=self.total_tenths, issued_at=now)
         )
@@ -145,22 +149,31 @@ class Volunteer(Aggregate):
 class CertificateNumbered(DomainEvent):
     number: str
     volunteer_id: str
+    total_tenths_of_hours: int
 
 
 class CertificateBook(Aggregate):
-    """Hands out certificate numbers of one year, in order (its id is the year)."""
+    """Hands out certificate numbers of one year, in order (its id is the year). The
+    same volunteer and total get the same number again, so a retry uses none up."""
 
     category = "certificate_book"
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
-        self.issued = 0
+        self.given: dict[tuple[str, int], str] = {}
 
-    def next_number(self, volunteer_id: str) -> str:
-        number = f"QH-VOL-{self.id}-{self.issued + 1:06d}"
-        self._record(CertificateNumbered(number=number, volunteer_id=volunteer_id))
+    def number_for(self, volunteer_id: str, total_tenths: int) -> str:
+        known = self.given.get((volunteer_id, total_tenths))
+        if known is not None:
+            return known
+        number = f"QH-VOL-{self.id}-{len(self.given) + 1:06d}"
+        self._record(
+            CertificateNumbered(
+                number=number, volunteer_id=volunteer_id, total_tenths_of_hours=total_tenths
+            )
+        )
         return number
 
     @applies
     def _on_numbered(self, event: CertificateNumbered) -> None:
-        self.issued += 1
+        self.given[(event.volunteer_id, event.total_tenths_of_hours)] = event.number
