@@ -517,8 +517,6 @@ async def test_a_member_cannot_be_registered_as_a_volunteer_elsewhere_to_read_th
 async def test_a_verification_retry_completes_the_ledger_credit_with_the_verified_hours(
     world: World,
 ) -> None:
-    from civitas.chassis.auth import Principal
-    from civitas.volunteers.application import Caller
 
     staff = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-01-01",))
     volunteer = (
