@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,9 @@ bench-relay: $(STAMP) kafka-up
 
 bench-grpc: $(STAMP)
 	$(BIN)/python -m benchmarks.grpc_commands
+
+bench-funds: $(STAMP)
+	$(BIN)/python -m benchmarks.funds
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -61,6 +61,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (StoreClosed, grpc.StatusCode.UNAVAILABLE),  # shutting down
+    (TimeoutError, grpc.StatusCode.UNAVAILABLE),  # a read model still catching up: retry
 ]  # any other store error means the service itself asked for something wrong: a bug
 
 OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")

@@ -164,6 +164,10 @@ class CatchUpFeed(Feed, Protocol):
         """One batch after a position; empty when the consumer has caught up."""
         ...
 
+    async def head(self) -> int:
+        """The position of the newest event a reader may see now."""
+        ...
+
 
 class StoreFeed:
     """The embedded feed: a catch-up subscription on an event store."""
@@ -182,6 +186,10 @@ class StoreFeed:
     async def read(self, *, after: int, filter: EventFilter | None) -> list[RecordedEvent]:
         """One batch after a position; empty when the consumer has caught up."""
         return await self.store.read_all(after=after, limit=self.batch_size, filter=filter)
+
+    async def head(self) -> int:
+        """The position of the newest event a reader may see now."""
+        return await self.store.head_position()
 
 
 class ProjectionRunner:
@@ -222,12 +230,15 @@ class ProjectionRunner:
         return after
 
     async def wait_until_caught_up(self, within: float = 5.0, poll: float = 0.01) -> None:
-        """Wait until nothing this projection handles is left unapplied (read-your-writes
-        for queries served from the read model); raises TimeoutError."""
+        """Wait until this projection has applied every event stored when the call began
+        (read-your-writes for queries served from the read model, without waiting for a
+        quiet moment under steady writes); raises TimeoutError."""
         feed = self._catch_up_feed()
+        target = await feed.head()
         async with asyncio.timeout(within):
             while True:  # the runner commits in its own transactions: poll its position
-                if not await feed.read(after=await self.position(), filter=self.projection.filter):
+                left = await feed.read(after=await self.position(), filter=self.projection.filter)
+                if not left or left[0].position > target:
                     return
                 await asyncio.sleep(poll)
 

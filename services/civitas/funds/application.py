@@ -120,14 +120,11 @@ class Funds:
     ) -> tuple[str, Account, Account]:
         source = await self._account(from_account, RuleViolation)
         authorize(caller.principal, FINANCE, source.owner_code)
-        transfer_id = await self._move(
-            idempotency_key, from_account, to_account, amount_fen, memo, caller
+        transfer_id = transfer_id_for(idempotency_key)
+        paying, receiving = await self._move_id(
+            transfer_id, from_account, to_account, amount_fen, memo, caller
         )
-        return (
-            transfer_id,
-            await self.accounts.get(from_account),
-            await self.accounts.get(to_account),
-        )
+        return transfer_id, paying, receiving
 
     async def request_expenditure(
         self,
@@ -342,26 +339,31 @@ class Funds:
 
     async def _move_id(
         self, transfer_id: str, source: str, target: str, amount_fen: int, memo: str, caller: Caller
-    ) -> None:
-        """Debit, then credit, under one transfer id: a retry completes a half-done move."""
+    ) -> tuple[Account, Account]:
+        """Debit, then credit, under one transfer id: a retry completes a half-done move.
+        Each account is read once, under its lock, and the receiving side is checked
+        before the paying side is debited."""
         check_amount(amount_fen)
         if source == target:
             raise InvalidInput("a transfer moves money between two different accounts")
-        await self._account(source, RuleViolation)
-        await self._account(target, RuleViolation)
         now = self.clock.now()
         async with self.locks.hold(source, target):
-            (await self.accounts.get(target)).check_can_credit(now)  # never stop half-way
-            await self.accounts.update(
+            paying = await self._account(source, RuleViolation)
+            receiving = await self._account(target, RuleViolation)
+            receiving.check_can_credit(now)
+            paying = await self.accounts.update(
                 source,
                 lambda a: a.debit(transfer_id, amount_fen, target, now, memo),
                 caller.metadata,
+                loaded=paying,
             )
-            await self.accounts.update(
+            receiving = await self.accounts.update(
                 target,
                 lambda a: a.credit(transfer_id, amount_fen, source, now, memo),
                 caller.metadata,
+                loaded=receiving,
             )
+        return paying, receiving
 
     def _approval_level(self, principal: Principal, expenditure: Expenditure) -> ApprovalLevel:
         missing = [
