@@ -334,7 +334,7 @@ def plan_requests(plan: Plan, count: int, now: datetime) -> list[Any]:
     from civitas.cases.v1 import cases_pb2 as cpb
 
     rng = random.Random(6029)
-    requests = []
+    requests: list[Any] = []
     for _ in range(count):
         grid, _, addresses = rng.choice(plan.grids)
         received = now - timedelta(days=rng.uniform(0, 365))
@@ -351,7 +351,9 @@ def plan_requests(plan: Plan, count: int, now: datetime) -> list[Any]:
             resident_name=plan.person(),
             resident_phone=f"13{rng.randint(0, 9)}{rng.randint(10_000_000, 99_999_999)}",
         )
-        request = cpb.ImportCaseRequest(intake=intake, category=category)
+        request = cpb.ImportCaseRequest(
+            intake=intake, category=category, source_id=f"demo-12345-{len(requests)}"
+        )
         request.received_at.FromDatetime(received)
         if dispatched < now and (resolved or rng.random() < 0.7):
             request.grid_code = grid
@@ -442,7 +444,7 @@ async def load_volunteers(address: str, token: str, members: int, activities: in
             by_community.setdefault(volunteer.community_code, []).append(volunteer.volunteer_id)
         now = datetime.now(UTC)
         per_activity = max(1, PERSON_TIMES // max(activities, 1))
-        plans = []
+        plans: list[Any] = []
         for _ in range(activities):
             community = rng.choice(sorted(by_community))
             brand, title = rng.choice(BRANDS)
@@ -470,7 +472,11 @@ async def load_volunteers(address: str, token: str, members: int, activities: in
                 record.checked_in_at.FromDatetime(start)
                 record.checked_out_at.FromDatetime(start + timedelta(hours=hours))
                 attendance.append(record)
-            plans.append(vpb.ImportActivityRequest(activity=spec, attendance=attendance))
+            plans.append(
+                vpb.ImportActivityRequest(
+                    activity=spec, attendance=attendance, source_id=f"demo-activity-{len(plans)}"
+                )
+            )
         imported = await load.each("activities (past year)", plans, stub.ImportActivity)
         person_times = sum(len(r.activity.roster) for r in imported)
         print(f"  {'person-times of verified service':<34} {person_times:>6}", flush=True)

@@ -546,3 +546,33 @@ async def test_residents_details_show_only_to_people_who_work_for_their_communit
     assert (case.resident_name, case.resident_phone) == (
         ("周敏", "13800001111") if sees else ("[hidden]", "[hidden]")
     )
+
+
+async def test_importing_a_record_again_changes_nothing_and_half_steps_are_refused(
+    world: World,
+) -> None:
+    admin = world.token(Role.DISTRICT_ADMIN)
+    received = world.clock.now() - timedelta(days=40)
+    record = pb.ImportCaseRequest(
+        intake=registration(),
+        received_at=stamp(received),
+        category="噪音扰民",
+        source_id="12345-2026-000731",
+    )
+
+    first = (await world.stub.ImportCase(record, metadata=admin)).case
+    before = await world.head()
+    again = (await world.stub.ImportCase(record, metadata=admin)).case
+    half = pb.ImportCaseRequest(
+        intake=registration(),
+        received_at=stamp(received),
+        category="x",
+        dispatched_at=stamp(received),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await world.stub.ImportCase(half, metadata=admin)
+
+    assert again.case_id == first.case_id
+    assert await world.head() == before
+    assert refused.value.code() is C.INVALID_ARGUMENT
+    assert "come together" in refused.value.details()

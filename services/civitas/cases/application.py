@@ -10,7 +10,15 @@ from datetime import datetime
 
 from civitas.chassis.auth import Principal, Role, authorize
 from civitas.errors import InvalidInput, NotFound
-from civitas.eventkit import AggregateNotFound, Clock, EventStore, Metadata, Repository
+from civitas.eventkit import (
+    AggregateNotFound,
+    Clock,
+    ConcurrencyError,
+    EventStore,
+    Metadata,
+    Repository,
+    natural_id,
+)
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.geography import UnitKind, parse_unit_code
@@ -57,6 +65,7 @@ class HistoricalCase:
     resolved_at: datetime | None = None
     satisfaction: int | None = None
     closed_at: datetime | None = None
+    source_id: str | None = None
 
     def check_times(self, now: datetime) -> None:
         """The steps' times must be given for the steps taken, in order, and past."""
@@ -66,8 +75,12 @@ class HistoricalCase:
             ("resolved_at", self.resolved_at),
             ("closed_at", self.closed_at),
         ]
-        if self.grid_code and self.dispatched_at is None:
-            raise InvalidInput("dispatched_at is required with a grid_code")
+        if bool(self.grid_code) != (self.dispatched_at is not None):
+            raise InvalidInput("a grid_code and dispatched_at come together")
+        if self.resolved_at is not None and not self.resolution:
+            raise InvalidInput("resolved_at needs the resolution")
+        if self.satisfaction and not self.resolution:
+            raise InvalidInput("a satisfaction needs the resolution it rates")
         if self.resolution and (self.resolved_at is None or not self.grid_code):
             raise InvalidInput("a resolution needs resolved_at and the grid it was handled by")
         if self.closed_at and not self.satisfaction:
@@ -262,8 +275,16 @@ class Cases:
         if not _PHONE.match(record.resident_phone or "") or not record.resident_name.strip():
             raise InvalidInput("a resident_name and a resident_phone are required")
         resident = await self.vault.person_for("resident", phone)
+        case_id = (
+            str(natural_id("imported-case", record.source_id))
+            if record.source_id
+            else str(new_uuid())
+        )
+        existing = await self._find(case_id)
+        if existing is not None:
+            return existing  # imported already
         case = Case.register(
-            str(new_uuid()),
+            case_id,
             record.channel,
             record.community_code,
             record.address,
@@ -276,7 +297,10 @@ class Cases:
             self.policy,
         )
         record.replay_onto(case, assignment, self.policy)
-        await self.cases.save(case, caller.metadata)
+        try:
+            await self.cases.save(case, caller.metadata)
+        except ConcurrencyError:
+            return await self._load(case_id)  # a concurrent import of the same record
         return case
 
     async def supervise(self, case_id: str) -> int:
@@ -309,6 +333,12 @@ class Cases:
             change(fresh)
 
         return await self.cases.update(case.id, apply, caller.metadata, loaded=case)
+
+    async def _find(self, case_id: str) -> Case | None:
+        try:
+            return await self.cases.get(case_id)
+        except AggregateNotFound:
+            return None
 
     async def _load(self, case_id: str) -> Case:
         try:

@@ -247,6 +247,7 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             resolved_at=when("resolved_at"),
             satisfaction=request.satisfaction or None,
             closed_at=when("closed_at"),
+            source_id=request.source_id or None,
         )
         case = await self.app.import_case(self._caller(), record)
         return pb.ImportCaseResponse(case=await self._case_out(case))

@@ -18,6 +18,7 @@ from civitas.eventkit import (
     KeyedLocks,
     Metadata,
     Repository,
+    natural_id,
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault
@@ -278,14 +279,20 @@ class Volunteers:
         capacity: int,
         skills: list[str],
         attendance: list[PastAttendance],
+        source_id: str | None = None,
     ) -> Activity:
         """Record a past activity with its roster: the same domain steps, with the record's
         times; then credit each verified volunteer's ledger."""
         authorize(caller.principal, IMPORTERS, _community(community_code))
         if ends_at > self.clock.now():
             raise InvalidInput("only activities that have ended can be imported")
+        activity_id = (
+            str(natural_id("imported-activity", source_id)) if source_id else str(new_uuid())
+        )
+        if await self._find(self.activities, activity_id) is not None:
+            return await self.activities.get(activity_id)  # imported already
         activity = Activity.create(
-            str(new_uuid()),
+            activity_id,
             brand,
             title,
             organizer,

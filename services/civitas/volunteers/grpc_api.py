@@ -202,6 +202,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
             spec.capacity,
             list(spec.skills),
             records,
+            request.source_id or None,
         )
         return pb.ImportActivityResponse(activity=self._activity_out(activity))
 

@@ -1071,6 +1071,7 @@ class ImportCaseRequest(_message.Message):
     RESOLVED_AT_FIELD_NUMBER: _builtins.int
     SATISFACTION_FIELD_NUMBER: _builtins.int
     CLOSED_AT_FIELD_NUMBER: _builtins.int
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
     category: _builtins.str
     grid_code: _builtins.str
     """Empty: never dispatched. Otherwise a grid of the case's community."""
@@ -1078,6 +1079,8 @@ class ImportCaseRequest(_message.Message):
     """Empty: not resolved yet."""
     satisfaction: _builtins.int
     """0: no follow-up yet."""
+    source_id: _builtins.str
+    """The record's id in the earlier system: importing it again changes nothing."""
     @_builtins.property
     def intake(self) -> Global___RegisterCaseRequest: ...
     @_builtins.property
@@ -1100,10 +1103,11 @@ class ImportCaseRequest(_message.Message):
         resolved_at: _timestamp_pb2.Timestamp | None = ...,
         satisfaction: _builtins.int = ...,
         closed_at: _timestamp_pb2.Timestamp | None = ...,
+        source_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "intake", b"intake", "received_at", b"received_at", "resolved_at", b"resolved_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "grid_code", b"grid_code", "intake", b"intake", "received_at", b"received_at", "resolution", b"resolution", "resolved_at", b"resolved_at", "satisfaction", b"satisfaction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "grid_code", b"grid_code", "intake", b"intake", "received_at", b"received_at", "resolution", b"resolution", "resolved_at", b"resolved_at", "satisfaction", b"satisfaction", "source_id", b"source_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

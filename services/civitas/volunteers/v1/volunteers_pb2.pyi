@@ -760,6 +760,9 @@ class ImportActivityRequest(_message.Message):
 
     ACTIVITY_FIELD_NUMBER: _builtins.int
     ATTENDANCE_FIELD_NUMBER: _builtins.int
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    source_id: _builtins.str
+    """The record's id in the earlier system: importing it again changes nothing."""
     @_builtins.property
     def activity(self) -> Global___CreateActivityRequest: ...
     @_builtins.property
@@ -769,10 +772,11 @@ class ImportActivityRequest(_message.Message):
         *,
         activity: Global___CreateActivityRequest | None = ...,
         attendance: _abc.Iterable[Global___AttendanceRecord] | None = ...,
+        source_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "attendance", b"attendance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "attendance", b"attendance", "source_id", b"source_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
