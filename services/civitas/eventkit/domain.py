@@ -32,8 +32,11 @@ class EventRegistry:
     def register(self, cls: type[DomainEvent]) -> None:
         """Register an event class under its type name; two classes may not share one."""
         known = self._classes.get(cls.event_type)
-        if known is not None and known.__qualname__ != cls.__qualname__:
-            raise TypeError(f"event type {cls.event_type!r} is taken by {known.__qualname__}")
+        if known is not None and _full_name(known) != _full_name(cls):
+            raise TypeError(
+                f"event type {cls.event_type!r} is taken by {_full_name(known)}; "
+                "type names are shared by every service's events"
+            )
         self._classes[cls.event_type] = cls
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -73,6 +76,10 @@ def applies(function: Callable[[A, E], None]) -> Callable[[A, E], None]:
     """Mark an aggregate method as the state change for the event class it is annotated with."""
     function.__applies__ = True  # type: ignore[attr-defined]
     return function
+
+
+def _full_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 registry = EventRegistry()

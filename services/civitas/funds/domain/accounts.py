@@ -40,7 +40,7 @@ def check_amount(amount_fen: int) -> int:
     return amount_fen
 
 
-class AccountOpened(DomainEvent):
+class LedgerAccountOpened(DomainEvent):
     kind: AccountKind
     owner_code: str
     name: str
@@ -95,7 +95,7 @@ class Account(Aggregate):
     @classmethod
     def open(cls, account_id: str, kind: AccountKind, owner_code: str, name: str) -> Account:
         account = cls(account_id)
-        account._record(AccountOpened(kind=kind, owner_code=owner_code, name=name))
+        account._record(LedgerAccountOpened(kind=kind, owner_code=owner_code, name=name))
         return account
 
     @property
@@ -180,7 +180,7 @@ class Account(Aggregate):
             raise RuleViolation(f"the fiscal year {now.year} of {self.id} is closed")
 
     @applies
-    def _on_opened(self, event: AccountOpened) -> None:
+    def _on_opened(self, event: LedgerAccountOpened) -> None:
         self.kind, self.owner_code, self.name = event.kind, event.owner_code, event.name
 
     @applies
