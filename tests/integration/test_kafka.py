@@ -314,6 +314,53 @@ async def test_an_undecodable_message_is_set_aside_and_the_consumer_goes_on(
     await store.close()
 
 
+class FailingAtFirst(BalancesProjection):
+    """The balances projection whose read model fails the first times it meets a
+    withdrawal, as a database that is briefly unreachable would."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures_left = failures
+
+    def apply(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        if event.type == "MoneyWithdrawn" and self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("read model unavailable")
+        super().apply(event, conn)
+
+
+async def test_a_batch_whose_handler_fails_comes_again_and_nothing_is_skipped(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill_accounts(store, accounts=4, movements=12)
+    topic = TopicSpec(unique("civitas.retry."), partitions=3)
+    relay = Relay(store, kafka_bootstrap, topic)
+    await relay.start()
+    await relay.drain()
+    await relay.stop()
+    expected = await rebuilt_from_store(store, tmp_path)
+
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/failing.db")
+    projection = FailingAtFirst(failures=3)
+    feed = KafkaFeed(kafka_bootstrap, [topic.name], unique("failing-"), batch_size=10)
+    runner = ProjectionRunner(projection, feed, engine)
+    await runner.setup()
+    task = asyncio.create_task(runner.run())
+    try:
+
+        async def caught_up() -> bool:
+            return rows(engine) == expected
+
+        await eventually(caught_up, 60, "the read model to equal a rebuild despite failures")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        engine.dispose()
+    assert projection.failures_left == 0  # it did fail, three times, and the batches came again
+    await store.close()
+
+
 @pytest.mark.slow
 async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
     tmp_path: Path, kafka_bootstrap: str
