@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -50,6 +51,32 @@ async def test_a_concurrent_change_makes_the_second_save_fail_and_store_nothing(
         await repository.save(second)
 
     assert (await repository.get("a1")).balance_fen == 100
+
+
+async def test_updates_of_one_aggregate_in_one_process_take_turns_and_never_conflict(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+    await repository.save(Account.open("a1", owner="王", community="QH-03-07"))
+
+    await asyncio.gather(
+        *(repository.update("a1", lambda a: a.deposit(1), attempts=1) for _ in range(40))
+    )
+
+    assert (await repository.get("a1")).balance_fen == 40
+
+
+async def test_updates_from_two_processes_retry_on_conflict_until_all_land(
+    store: EventStore,
+) -> None:
+    here, there = Repository(store, Account), Repository(store, Account)  # as two processes
+    await here.save(Account.open("a1", owner="王", community="QH-03-07"))
+
+    await asyncio.gather(
+        *(r.update("a1", lambda a: a.deposit(1)) for _ in range(20) for r in (here, there))
+    )
+
+    assert (await here.get("a1")).balance_fen == 40
 
 
 async def test_opening_the_same_account_twice_is_a_conflict(store: EventStore) -> None:

@@ -52,6 +52,7 @@ class Repository(Generic[A]):
         self.aggregate_class = aggregate_class
         self.events = events
         self.use_snapshots = use_snapshots and aggregate_class.snapshot_every is not None
+        self._turns = KeyedLocks()
 
     async def get(self, aggregate_id: str) -> A:
         """The aggregate's current state; raises :class:`AggregateNotFound`."""
@@ -91,19 +92,25 @@ class Repository(Generic[A]):
         ``change`` (a command method call), save; on a version conflict wait a little
         (jittered, growing), load again and retry, up to ``attempts`` times. The
         command's guards run again on the fresh state, so a retry never acts on stale
-        data."""
-        for attempt in range(1, attempts + 1):
-            aggregate = (
-                loaded if attempt == 1 and loaded is not None else await self.get(aggregate_id)
-            )
-            change(aggregate)
-            try:
-                await self.save(aggregate, metadata)
-                return aggregate
-            except ConcurrencyError:
-                if attempt == attempts:
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+        data.
+
+        Updates of one aggregate through this repository take turns, so callers in
+        this process never conflict with each other (many children attaching to one
+        parent at once would otherwise run out of attempts); the retries are for
+        other processes."""
+        async with self._turns.hold(aggregate_id):
+            for attempt in range(1, attempts + 1):
+                aggregate = (
+                    loaded if attempt == 1 and loaded is not None else await self.get(aggregate_id)
+                )
+                change(aggregate)
+                try:
+                    await self.save(aggregate, metadata)
+                    return aggregate
+                except ConcurrencyError:
+                    if attempt == attempts:
+                        raise
+                    await asyncio.sleep(random.uniform(0, 0.005 * attempt))
         raise AssertionError("unreachable")
 
     async def save(self, aggregate: A, metadata: Metadata | None = None) -> AppendResult | None:
