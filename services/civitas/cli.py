@@ -34,7 +34,7 @@ async def _call(args: argparse.Namespace) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    from civitas.demo import load_cases, load_party_orgs, load_volunteers
+    from civitas.demo import load_cases, load_funds, load_party_orgs, load_volunteers
 
     args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "demo", 3600
     token = _token(args)
@@ -47,6 +47,11 @@ async def _demo(args: argparse.Namespace) -> None:
         print("  loaded already; left as it is")
     print(f"civitas demo: volunteers and a year of activities at {args.volunteers_address}")
     await load_volunteers(args.volunteers_address, token, args.members, args.activities)
+    print(f"civitas demo: a year of community funds at {args.funds_address}")
+    args.subject = "demo-approver"  # expenditures are approved by someone else
+    approver_token = _token(args)
+    if not await load_funds(args.funds_address, token, approver_token, args.expenditures):
+        print("  loaded already; left as it is")
     print(f"civitas demo: done in {time.perf_counter() - started:.0f}s")
 
 
@@ -138,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         "--volunteers-address", default=setting("volunteers_address", default="127.0.0.1:50053")
     )
     demo_cmd.add_argument("--activities", type=int, default=1000)
+    demo_cmd.add_argument(
+        "--funds-address", default=setting("funds_address", default="127.0.0.1:50054")
+    )
+    demo_cmd.add_argument("--expenditures", type=int, default=500)
     demo_cmd.add_argument("--var", default=var_default)
 
     call_cmd = commands.add_parser(

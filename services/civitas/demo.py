@@ -483,3 +483,99 @@ async def load_volunteers(address: str, token: str, members: int, activities: in
     finally:
         await channel.close(None)
     return True
+
+
+SUBSIDY_FEN = 665_500_000  # the seed: 6,655,000 yuan of party-work subsidy in 2014
+PURPOSES = ["老年助餐补贴", "楼道照明维修", "社区文体活动器材", "困难家庭慰问", "议事会场地布置"]
+
+
+async def load_funds(address: str, token: str, approver_token: str, expenditures: int) -> bool:
+    """A year's money for every community: the 200,000-yuan special fund, the seed's
+    party-work subsidy spread over the communities, and small expenditures requested,
+    approved by someone else, reserved and disbursed. False (and nothing changed) when
+    the first community's special fund exists already."""
+    from civitas.funds.application import DISTRICT_BUDGET, special_fund_of
+    from civitas.funds.v1 import funds_pb2 as fpb
+    from civitas.funds.v1 import funds_pb2_grpc as fpb_grpc
+
+    plan, rng = plan_district(), random.Random(200_000)
+    year = datetime.now(UTC).year
+    channel = open_channel(address, lambda: token, timeout_seconds=30)
+    approving = open_channel(address, lambda: approver_token, timeout_seconds=30)
+    stub, approver = fpb_grpc.FundsServiceStub(channel), fpb_grpc.FundsServiceStub(approving)
+    load = Loader(stub, concurrency=8)  # type: ignore[arg-type]
+    communities = [code for code, _ in plan.communities]
+    try:
+        try:
+            await stub.GetStatement(
+                fpb.GetStatementRequest(account_id=special_fund_of(communities[0]))
+            )
+            return False
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
+        await load.each(
+            f"community special funds ({year})",
+            communities,
+            lambda c: stub.AllocateYear(fpb.AllocateYearRequest(community_code=c, year=year)),
+        )
+        subsidy_funds = await load.each(
+            "party-work subsidy funds",
+            communities,
+            lambda c: stub.OpenAccount(
+                fpb.OpenAccountRequest(
+                    kind=fpb.ACCOUNT_KIND_FUND,
+                    owner_code=c,
+                    key="subsidy",
+                    name="党组织工作补助经费",
+                )
+            ),
+        )
+        shares = spread(SUBSIDY_FEN, len(communities))
+        await load.each(
+            "party-work subsidies paid",
+            list(zip(subsidy_funds, shares, strict=True)),
+            lambda fund_share: stub.Transfer(
+                fpb.TransferRequest(
+                    idempotency_key=f"demo-subsidy-{year}-{fund_share[0].account.owner_code}",
+                    from_account=DISTRICT_BUDGET,
+                    to_account=fund_share[0].account.account_id,
+                    amount_fen=fund_share[1],
+                    memo=f"{year}年社区党组织工作补助经费",
+                )
+            ),
+        )
+        payee = await stub.OpenAccount(
+            fpb.OpenAccountRequest(
+                kind=fpb.ACCOUNT_KIND_PAYEE, owner_code="QH", key="suppliers", name="社区服务供应商"
+            )
+        )
+
+        async def spend(community: str) -> Any:
+            requested = await stub.RequestExpenditure(
+                fpb.RequestExpenditureRequest(
+                    community_code=community,
+                    payee_account=payee.account.account_id,
+                    amount_fen=rng.randint(50, 2_000) * 100,
+                    purpose=rng.choice(PURPOSES),
+                    evidence="发票及验收单",
+                )
+            )
+            spent = requested.expenditure.expenditure_id
+            await approver.ApproveExpenditure(fpb.ApproveExpenditureRequest(expenditure_id=spent))
+            await stub.ReserveExpenditure(fpb.ReserveExpenditureRequest(expenditure_id=spent))
+            return await stub.DisburseExpenditure(
+                fpb.DisburseExpenditureRequest(expenditure_id=spent)
+            )
+
+        await load.each(
+            "expenditures disbursed",
+            [rng.choice(communities) for _ in range(expenditures)],
+            spend,
+        )
+        balance = await stub.GetTrialBalance(fpb.GetTrialBalanceRequest())
+        print(f"  {'trial balance (fen, zero)':<34} {balance.total_fen:>6}", flush=True)
+    finally:
+        await channel.close(None)
+        await approving.close(None)
+    return True

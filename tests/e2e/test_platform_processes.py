@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from civitas.chassis.auth import Role, TokenAuthority
+from civitas.demo import SUBSIDY_FEN, spread
 from civitas.party_orgs.domain.members import member_id_for
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
@@ -153,7 +154,7 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
             printed += line
         address = f"127.0.0.1:{grpc_port}"
         cases_address = f"127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}"
-        demo = await asyncio.create_subprocess_exec(
+        demo_args = [
             sys.executable,
             "-m",
             "civitas.cli",
@@ -170,11 +171,16 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
             address,
             "--cases-address",
             cases_address,
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-        )
+            "--funds-address",
+            f"127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}",
+            "--expenditures",
+            "40",
+        ]
+        piped = {"cwd": tmp_path, "env": env, "stdout": asyncio.subprocess.PIPE}
+        demo = await asyncio.create_subprocess_exec(*demo_args, **piped)
         demo_out, _ = await asyncio.wait_for(demo.communicate(), 240)
+        again = await asyncio.create_subprocess_exec(*demo_args, **piped)  # the demo run twice
+        again_out, _ = await asyncio.wait_for(again.communicate(), 240)
         call = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -228,6 +234,15 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
         member = await cli(
             env, tmp_path, "party_orgs.GetMember", {"memberId": first_member}, address
         )
+        funds_address = f"127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}"
+        subsidy = await cli(
+            env,
+            tmp_path,
+            "funds.GetStatement",
+            {"accountId": "fund:QH-01-01:subsidy"},
+            funds_address,
+        )
+        trial = await cli(env, tmp_path, "funds.GetTrialBalance", {}, funds_address)
     finally:
         up.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(up.communicate(), 30)
@@ -236,7 +251,8 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert f"cases        grpc 127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}" in printed.decode()
     assert "admin token" in printed.decode()
     assert f"funds        grpc 127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}" in printed.decode()
-    assert (demo.returncode, call.returncode) == (0, 0)
+    assert (demo.returncode, again.returncode, call.returncode) == (0, 0, 0)
+    assert again_out.decode().count("loaded already; left as it is") == 3
     assert "grids                                 686" in demo_out.decode()
     assert call_out.decode().count('"kind": "ADMIN_UNIT_KIND_STREET"') == 12
     assert "大光路街道" in call_out.decode()
@@ -248,3 +264,12 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert dispatched["case"]["handler"]
     assert volunteer["volunteer"]["memberId"] == first_member
     assert volunteer["volunteer"]["name"] == member["member"]["name"]  # from party_orgs
+    assert f"{'party-work subsidies paid':<34} {111:>6}" in demo_out.decode()
+    assert f"{'expenditures disbursed':<34} {40:>6}" in demo_out.decode()
+    assert int(subsidy["account"]["balanceFen"]) == spread(SUBSIDY_FEN, 111)[0]
+    assert int(trial.get("totalFen", 0)) == 0  # proto3 JSON leaves a zero out
+    balances = {a["accountId"]: int(a.get("balanceFen", 0)) for a in trial["accounts"]}
+    spent = balances["payee:QH:suppliers"]
+    left = sum(v for k, v in balances.items() if k.endswith(":special"))
+    assert spent > 0
+    assert left + spent == 111 * 20_000_000  # every community's 200,000 yuan, paid or kept
