@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from civitas.chassis.auth import Role
-from civitas.errors import NotAllowed
 from civitas.eventkit import ManualClock
 from civitas.party_orgs.application import Caller
 from civitas.party_orgs.domain.members import AppraisalRating, CardActivityKind
 from civitas.party_orgs.domain.orgs import OrgKind, SeatRole
-from tests.support.party_orgs import World, build_world, caller
+from tests.support.authorization import admits_exactly, refuses_another_street
+from tests.support.party_orgs import World, build_world
 
 R = Role
 UNITS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
@@ -80,7 +80,10 @@ COMMANDS: dict[str, tuple[Command, set[Role]]] = {
         lambda w, c: w.app.rate_appraisal(c, w.member, 2025, AppraisalRating.EXCELLENT),
         MEMBERS,
     ),
-    "FormPairing": (lambda w, c: w.app.form_pairing(c, w.organ, w.community_committee), PAIRINGS),
+    "FormPairing": (
+        lambda w, c: w.app.form_pairing(c, w.unpaired_organ, w.community_committee),
+        PAIRINGS,
+    ),
     "EndPairing": (lambda w, c: w.app.end_pairing(c, w.pairing, "到期"), PAIRINGS),
 }
 
@@ -98,14 +101,9 @@ async def test_each_command_admits_exactly_its_roles(
     world: World, command: str, role: Role
 ) -> None:
     run, allowed = COMMANDS[command]
-    before = await world.store.head_position()
-
-    if role in allowed:
-        await run(world, caller(role))
-    else:
-        with pytest.raises(NotAllowed, match="may not do this"):
-            await run(world, caller(role))
-        assert await world.store.head_position() == before, "a refused command stored events"
+    await admits_exactly(
+        lambda p: run(world, Caller(p, "test")), allowed, role, world.store.head_position
+    )
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -113,12 +111,9 @@ async def test_each_command_refuses_a_caller_from_another_street(
     world: World, command: str
 ) -> None:
     run, allowed = COMMANDS[command]
-    role = R.DISTRICT_ADMIN if R.DISTRICT_ADMIN in allowed else next(iter(allowed))
-    before = await world.store.head_position()
-
-    with pytest.raises(NotAllowed, match="works for QH-02"):
-        await run(world, caller(role, scope=("QH-02",)))
-    assert await world.store.head_position() == before
+    await refuses_another_street(
+        lambda p: run(world, Caller(p, "test")), allowed, world.store.head_position
+    )
 
 
 def test_auditors_may_run_no_command() -> None:

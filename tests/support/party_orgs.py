@@ -31,6 +31,7 @@ class World:
     transferring: str
     pairing: str
     empty: str
+    unpaired_organ: str
 
 
 async def build_world(tmp_path: Path, clock: ManualClock) -> World:
@@ -66,5 +67,8 @@ async def build_world(tmp_path: Path, clock: ManualClock) -> World:
     pairing = await app.form_pairing(ADMIN, organ.id, community.id)
     await app.seat(ADMIN, community.id, SeatRole.SECRETARY, "张书记", None, None)
     empty = await app.found_org(ADMIN, OrgKind.BRANCH, "空支部", organ.id, "QH-01")
-    ids = (street, community, grid, organ, branch, member, moving, pairing, empty)
+    unpaired = await app.found_org(
+        ADMIN, OrgKind.ORGAN_GENERAL_BRANCH, "区民政局机关总支", None, "QH-01"
+    )
+    ids = (street, community, grid, organ, branch, member, moving, pairing, empty, unpaired)
     return World(app, store, *(entity.id for entity in ids))

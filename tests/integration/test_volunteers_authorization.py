@@ -1,0 +1,168 @@
+"""Every volunteers command against every role, and out of scope (table-driven)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from civitas.chassis.auth import Principal, Role
+from civitas.eventkit import ManualClock
+from civitas.volunteers.application import Caller, PastAttendance, Volunteers
+from civitas.volunteers.domain.activities import Brand
+from civitas.volunteers.v1 import volunteers_pb2 as pb
+from tests.integration.test_volunteers import platform
+from tests.support.authorization import admits_exactly, refuses_another_street
+
+R = Role
+COORDINATORS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.VOLUNTEER_COORDINATOR}
+ATTENDANCE = COORDINATORS | {R.GRID_WORKER, R.SERVICE}
+IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
+COMMUNITY = "QH-01-01"
+PAST = datetime(2026, 2, 1, 9, tzinfo=UTC)
+
+
+def caller(*roles: Role, scope: tuple[str, ...] = ("QH",)) -> Caller:
+    return Caller(Principal("tester", frozenset(roles), scope))
+
+
+ADMIN = caller(R.DISTRICT_ADMIN)
+
+
+@dataclass
+class World:
+    """A community's volunteers at every step of an activity under way."""
+
+    app: Volunteers
+    activity: str
+    new: str  # registered, not signed up
+    signed_up: str
+    checked_in: str
+    checked_out: str  # twice: one to verify, one to decline
+    checked_out_too: str
+    with_hours: str  # hours verified, no certificate yet
+    suspended: str
+
+    async def head(self) -> int:
+        return await self.app.store.head_position()
+
+
+async def build(app: Volunteers, clock: ManualClock) -> World:
+    async def volunteer(n: int) -> str:
+        made = await app.register(ADMIN, f"志愿者{n}", f"1390000{n:04d}", COMMUNITY, [], None)
+        return made.id
+
+    people = [await volunteer(n) for n in range(8)]
+    start = clock.now() - timedelta(minutes=30)
+    activity = await app.create_activity(
+        ADMIN,
+        Brand.ELDERLY_DINING,
+        "午餐送餐",
+        "社区",
+        COMMUNITY,
+        start,
+        start + timedelta(hours=6),
+        20,
+        [],
+    )
+    new, signed_up, checked_in, out, out_too, with_hours, suspended, _ = people
+    for person in (signed_up, checked_in, out, out_too, with_hours):
+        await app.sign_up(ADMIN, activity.id, person)
+    for person in (checked_in, out, out_too, with_hours):
+        await app.check_in(ADMIN, activity.id, person)
+    clock.advance(timedelta(hours=2))
+    for person in (out, out_too, with_hours):
+        await app.check_out(ADMIN, activity.id, person)
+    await app.verify_hours(ADMIN, activity.id, with_hours, 10)
+    await app.suspend(ADMIN, suspended, "暂停")
+    return World(app, activity.id, new, signed_up, checked_in, out, out_too, with_hours, suspended)
+
+
+Command = Callable[[World, Caller], Awaitable[Any]]
+COMMANDS: dict[str, tuple[Command, set[Role]]] = {
+    "RegisterVolunteer": (
+        lambda w, c: w.app.register(c, "新志愿者", "13911112222", COMMUNITY, ["烹饪"], None),
+        COORDINATORS,
+    ),
+    "SuspendVolunteer": (lambda w, c: w.app.suspend(c, w.new, "请假"), COORDINATORS),
+    "ReinstateVolunteer": (lambda w, c: w.app.reinstate(c, w.suspended), COORDINATORS),
+    "CreateActivity": (
+        lambda w, c: w.app.create_activity(
+            c,
+            Brand.LEGAL_AID,
+            "法律咨询",
+            "社区",
+            COMMUNITY,
+            PAST + timedelta(days=60),
+            PAST + timedelta(days=60, hours=2),
+            5,
+            [],
+        ),
+        COORDINATORS,
+    ),
+    "SignUp": (lambda w, c: w.app.sign_up(c, w.activity, w.new), ATTENDANCE),
+    "CancelSignUp": (lambda w, c: w.app.cancel(c, w.activity, w.signed_up), ATTENDANCE),
+    "CheckIn": (lambda w, c: w.app.check_in(c, w.activity, w.signed_up), ATTENDANCE),
+    "CheckOut": (lambda w, c: w.app.check_out(c, w.activity, w.checked_in), ATTENDANCE),
+    "VerifyHours": (
+        lambda w, c: w.app.verify_hours(c, w.activity, w.checked_out, 15),
+        COORDINATORS,
+    ),
+    "DeclineHours": (
+        lambda w, c: w.app.decline_hours(c, w.activity, w.checked_out_too, "未到岗"),
+        COORDINATORS,
+    ),
+    "IssueCertificate": (lambda w, c: w.app.issue_certificate(c, w.with_hours), COORDINATORS),
+    "ImportActivity": (
+        lambda w, c: w.app.import_activity(
+            c,
+            Brand.HOME_CARE,
+            "上门照护",
+            "社区",
+            COMMUNITY,
+            PAST,
+            PAST + timedelta(hours=2),
+            5,
+            [],
+            [PastAttendance(w.new, PAST, PAST + timedelta(hours=2), 20)],
+            source_id="old-1",
+        ),
+        IMPORTERS,
+    ),
+}
+
+
+@pytest.fixture
+async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
+    async with platform(tmp_path, clock, seeded=False) as running:
+        yield await build(running.volunteers.app, clock)
+
+
+def test_the_table_covers_every_command_of_the_service() -> None:
+    methods = set(pb.DESCRIPTOR.services_by_name["VolunteersService"].methods_by_name)
+    assert set(COMMANDS) == methods - {"GetVolunteer", "GetActivity"}
+
+
+def test_auditors_may_run_no_command() -> None:
+    assert all(R.AUDITOR not in allowed for _, allowed in COMMANDS.values())
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+async def test_each_command_admits_exactly_its_roles(
+    world: World, command: str, role: Role
+) -> None:
+    run, allowed = COMMANDS[command]
+    await admits_exactly(lambda p: run(world, Caller(p)), allowed, role, world.head)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+async def test_each_command_refuses_a_caller_from_another_street(
+    world: World, command: str
+) -> None:
+    run, allowed = COMMANDS[command]
+    await refuses_another_street(lambda p: run(world, Caller(p)), allowed, world.head)
