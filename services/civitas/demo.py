@@ -14,7 +14,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -66,6 +66,7 @@ SURNAMES = (
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国文斌宁海燕鹏飞志慧"
 PLACES = ["东", "西", "南", "北", "中", "新村", "花园", "苑", "里", "坊"]
 K = pb.PartyOrgKind
+S = TypeVar("S")
 
 
 def spread(total: int, buckets: int) -> list[int]:
@@ -107,10 +108,10 @@ def plan_district(seed: int = 2015) -> Plan:
     return plan
 
 
-class Loader:
+class Loader(Generic[S]):
     """Calls the APIs with bounded concurrency and counts what it made."""
 
-    def __init__(self, stub: pb_grpc.PartyOrgsServiceAsyncStub, concurrency: int = 24) -> None:
+    def __init__(self, stub: S, concurrency: int = 24) -> None:
         self.stub = stub
         self.limit = asyncio.Semaphore(concurrency)
         self.done = 0
@@ -146,7 +147,9 @@ async def load_party_orgs(address: str, token: str, members: int = 3000) -> bool
     return True
 
 
-async def _load(load: Loader, plan: Plan, member_count: int) -> None:
+async def _load(
+    load: Loader[pb_grpc.PartyOrgsServiceAsyncStub], plan: Plan, member_count: int
+) -> None:
     s, rng = load.stub, plan.rng
     population = spread(880_000, COMMUNITIES)  # 1,218 social organizations at 13.7 per 10,000
     await s.RegisterAdminUnit(
@@ -420,7 +423,7 @@ async def load_volunteers(address: str, token: str, members: int, activities: in
     plan, rng = plan_district(), random.Random(12_000)
     channel = open_channel(address, lambda: token, timeout_seconds=30)
     stub = vpb_grpc.VolunteersServiceStub(channel)
-    load = Loader(stub, concurrency=16)  # type: ignore[arg-type]
+    load = Loader(stub, concurrency=16)
     try:
         people = [
             (member_id_for(f"QH{n:06d}"), plan.grids[n % len(plan.grids)][0][:8])
@@ -503,7 +506,7 @@ async def load_funds(address: str, token: str, approver_token: str, expenditures
     channel = open_channel(address, lambda: token, timeout_seconds=30)
     approving = open_channel(address, lambda: approver_token, timeout_seconds=30)
     stub, approver = fpb_grpc.FundsServiceStub(channel), fpb_grpc.FundsServiceStub(approving)
-    load = Loader(stub, concurrency=8)  # type: ignore[arg-type]
+    load = Loader(stub, concurrency=8)
     communities = [code for code, _ in plan.communities]
     try:
         try:
