@@ -170,8 +170,10 @@ async def test_a_runner_killed_mid_way_resumes_to_the_same_read_model_as_a_rebui
 class DeliversEverythingTwice(StoreFeed):
     """A feed at the transport edge that redelivers, as Kafka does after a relay restart."""
 
-    async def read(self, *, after: int, filter: EventFilter | None) -> list[RecordedEvent]:
-        batch = await super().read(after=after, filter=filter)
+    async def read(
+        self, *, after: int, filter: EventFilter | None, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        batch = await super().read(after=after, filter=filter, limit=limit)
         return batch + list(reversed(batch[: len(batch) // 2]))
 
 

@@ -160,8 +160,11 @@ class Feed(Protocol):
 class CatchUpFeed(Feed, Protocol):
     """A feed that can also say when there is nothing more to read right now."""
 
-    async def read(self, *, after: int, filter: EventFilter | None) -> list[RecordedEvent]:
-        """One batch after a position; empty when the consumer has caught up."""
+    async def read(
+        self, *, after: int, filter: EventFilter | None, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """One batch (of at most ``limit`` events) after a position; empty when the
+        consumer has caught up."""
         ...
 
     async def head(self) -> int:
@@ -183,9 +186,12 @@ class StoreFeed:
         ):
             await handle(batch)
 
-    async def read(self, *, after: int, filter: EventFilter | None) -> list[RecordedEvent]:
-        """One batch after a position; empty when the consumer has caught up."""
-        return await self.store.read_all(after=after, limit=self.batch_size, filter=filter)
+    async def read(
+        self, *, after: int, filter: EventFilter | None, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """One batch (of at most ``limit`` events) after a position; empty when the
+        consumer has caught up."""
+        return await self.store.read_all(after=after, limit=limit or self.batch_size, filter=filter)
 
     async def head(self) -> int:
         """The position of the newest event a reader may see now."""
@@ -237,7 +243,8 @@ class ProjectionRunner:
         target = await feed.head()
         async with asyncio.timeout(within):
             while True:  # the runner commits in its own transactions: poll its position
-                left = await feed.read(after=await self.position(), filter=self.projection.filter)
+                after = await self.position()
+                left = await feed.read(after=after, filter=self.projection.filter, limit=1)
                 if not left or left[0].position > target:
                     return
                 await asyncio.sleep(poll)
