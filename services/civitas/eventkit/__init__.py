@@ -31,7 +31,6 @@ from .records import (
     NewEvent,
     RecordedEvent,
     StreamState,
-    category_of,
     split_stream_id,
 )
 from .repository import KeyedLocks, Metadata, Repository
@@ -75,7 +74,6 @@ __all__ = [
     "UnknownEventType",
     "applies",
     "canonical_json",
-    "category_of",
     "chain",
     "content_digest",
     "create_read_model_engine",

@@ -47,11 +47,6 @@ def split_stream_id(stream_id: object) -> tuple[str, str]:
     return match["category"], match["id"]
 
 
-def category_of(stream_id: str) -> str:
-    """The category of a stream id: the part before the first '-'."""
-    return split_stream_id(stream_id)[0]
-
-
 def check_expected_version(expected: object) -> ExpectedVersion:
     """Return ``expected`` if it is a valid expected version, else raise."""
     if isinstance(expected, StreamState):
