@@ -31,6 +31,15 @@ class Metadata:
     causation_id: str | None = None
 
 
+SNAPSHOT_SUFFIX = "_snapshot"  # snapshots of ``case-42`` go to ``case_snapshot-42``
+
+
+def is_snapshot(event: RecordedEvent) -> bool:
+    """Whether an event is a repository's snapshot, not a fact of the domain (readers of
+    the whole log, such as the relay, pass over them)."""
+    return event.category.endswith(SNAPSHOT_SUFFIX)
+
+
 class Repository(Generic[A]):
     """Loads aggregates of one class from their streams and saves their new events.
 
@@ -141,7 +150,7 @@ class Repository(Generic[A]):
         return [self.events.decode(e.type, e.schema_version, e.data) for e in recorded]
 
     def _snapshot_stream(self, aggregate_id: str) -> str:
-        return f"{self.aggregate_class.category}_snapshot-{aggregate_id}"
+        return f"{self.aggregate_class.category}{SNAPSHOT_SUFFIX}-{aggregate_id}"
 
     async def _latest_snapshot(self, aggregate_id: str) -> A | None:
         found = await self.store.read_stream(
