@@ -14,11 +14,13 @@ from civitas.eventkit import (
     AggregateNotFound,
     Clock,
     ConcurrencyError,
+    EventFilter,
     EventStore,
     KeyedLocks,
     Metadata,
     RecordedEvent,
     Repository,
+    split_stream_id,
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.geography import UnitKind, parse_unit_code, street_of
@@ -300,12 +302,13 @@ class Funds:
 
     async def trial_balance(self) -> list[Account]:
         """Every account's balance (the sum over all is zero when nothing is in flight)."""
+        opened = EventFilter.of(categories=["account"], event_types=["LedgerAccountOpened"])
         streams: set[str] = set()
         after = 0
-        while batch := await self.store.read_all(after=after, limit=5000):
-            streams |= {e.stream_id for e in batch if e.category == "account"}
+        while batch := await self.store.read_all(after=after, limit=5000, filter=opened):
+            streams |= {e.stream_id for e in batch}
             after = batch[-1].position
-        return [await self.accounts.get(s.partition("-")[2]) for s in sorted(streams)]
+        return [await self.accounts.get(split_stream_id(s)[1]) for s in sorted(streams)]
 
     async def get_task(self, task_id: str) -> Task:
         found = await self._find_task(task_id)
