@@ -12,7 +12,7 @@ from pathlib import Path
 
 from civitas import runner
 from civitas.chassis.auth import Role, TokenAuthority
-from civitas.chassis.settings import ServiceSettings, read_secret
+from civitas.chassis.settings import PORTS, ServiceSettings, read_secret
 from civitas.eventkit import open_event_store, setting
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
@@ -130,22 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     relay_cmd.add_argument("--partitions", type=int, default=6)
     relay_cmd.add_argument("--batch-size", type=int, default=1000)
 
+    def address_of(service: str) -> str:
+        return setting(f"{service}_address") or f"127.0.0.1:{PORTS[service][0]}"
+
     demo_cmd = commands.add_parser("demo", help="load the seed's district into running services")
-    demo_cmd.add_argument(
-        "--party-orgs", default=setting("party_orgs_address", default="127.0.0.1:50051")
-    )
+    demo_cmd.add_argument("--party-orgs", default=address_of("party_orgs"))
     demo_cmd.add_argument("--members", type=int, default=6000)
-    demo_cmd.add_argument(
-        "--cases-address", default=setting("cases_address", default="127.0.0.1:50052")
-    )
+    demo_cmd.add_argument("--cases-address", default=address_of("cases"))
     demo_cmd.add_argument("--requests", type=int, default=6029)
-    demo_cmd.add_argument(
-        "--volunteers-address", default=setting("volunteers_address", default="127.0.0.1:50053")
-    )
+    demo_cmd.add_argument("--volunteers-address", default=address_of("volunteers"))
     demo_cmd.add_argument("--activities", type=int, default=1000)
-    demo_cmd.add_argument(
-        "--funds-address", default=setting("funds_address", default="127.0.0.1:50054")
-    )
+    demo_cmd.add_argument("--funds-address", default=address_of("funds"))
     demo_cmd.add_argument("--expenditures", type=int, default=500)
     demo_cmd.add_argument("--var", default=var_default)
 
