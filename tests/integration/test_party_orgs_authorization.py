@@ -14,6 +14,7 @@ from civitas.eventkit import ManualClock
 from civitas.party_orgs.application import Caller
 from civitas.party_orgs.domain.members import AppraisalRating, CardActivityKind
 from civitas.party_orgs.domain.orgs import OrgKind, SeatRole
+from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from tests.support.authorization import admits_exactly, refuses_another_street
 from tests.support.party_orgs import World, build_world
 
@@ -114,6 +115,15 @@ async def test_each_command_refuses_a_caller_from_another_street(
     await refuses_another_street(
         lambda p: run(world, Caller(p, "test")), allowed, world.store.head_position
     )
+
+
+def test_the_table_covers_every_command_of_the_service() -> None:
+    methods = set(pb.DESCRIPTOR.services_by_name["PartyOrgsService"].methods_by_name)
+    queries = {m for m in methods if m.startswith(("Get", "List"))} | {
+        "ResolveGrid",
+        "WalkOrgTree",
+    }
+    assert set(COMMANDS) == methods - queries
 
 
 def test_auditors_may_run_no_command() -> None:
