@@ -60,7 +60,12 @@ class PartyOrgsMembers:
                 raise _unavailable(exc) from None
             raise  # a refused token or a bug over there: surface it as a bug, logged
         member = reply.member
-        org = await self._stub.GetPartyOrg(po.GetPartyOrgRequest(org_id=member.org_id))
+        try:
+            org = await self._stub.GetPartyOrg(po.GetPartyOrgRequest(org_id=member.org_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in UNREACHABLE:  # gone between the two calls
+                raise _unavailable(exc) from None
+            raise
         unit = org.org.unit_code
         org_community = "-".join(unit.split("-")[:3]) if unit.count("-") >= 2 else None
         return MemberInfo(
