@@ -118,14 +118,19 @@ class CaseIndex(Projection):
 
     @handles("CaseReopened")
     def on_reopened(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        changes: dict[str, object] = {
+            "status": Status.IN_PROGRESS.value,
+            "resolution_noticed": False,
+            "resolution_due": _when(event.data["resolution_due"]),
+        }
+        if event.data.get("dispatch_due"):  # answered on the spot: back to be dispatched
+            changes["status"] = Status.FILED.value
+            changes["dispatch_due"] = _when(event.data["dispatch_due"])
+            changes["dispatch_noticed"] = False
         conn.execute(
             cases.update()
             .where(cases.c.case_id == event.stream_id.partition("-")[2])
-            .values(
-                status=Status.IN_PROGRESS.value,
-                resolution_noticed=False,
-                resolution_due=_when(event.data["resolution_due"]),
-            )
+            .values(changes)
         )
 
     @handles("SupervisionNoticeIssued")

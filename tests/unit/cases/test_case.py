@@ -96,6 +96,23 @@ def test_an_unsatisfied_resident_gets_the_case_reopened_not_closed() -> None:
     assert case.status is Status.IN_PROGRESS
 
 
+def test_a_case_answered_on_the_spot_and_reopened_goes_back_to_be_dispatched() -> None:
+    case = new_case()
+    case.classify("咨询", Urgency.NORMAL, POLICY)
+    case.answer_on_spot("已电话答复", T0)
+    case.follow_up(1, "没解决")
+    reopened_at = T0 + timedelta(days=3)
+
+    case.reopen("居民不满意", reopened_at, POLICY)
+
+    assert (case.status, case.handler) == (Status.FILED, None)
+    assert case.dispatch_due == reopened_at + POLICY.dispatch[Urgency.NORMAL]
+    assert case.supervise(reopened_at + timedelta(minutes=1)) == []  # its old deadline is gone
+    assert Deadline.DISPATCH in case.supervise(reopened_at + timedelta(hours=3))
+    case.dispatch("QH-01-01-G01", None, "王芳", reopened_at + timedelta(hours=3))
+    assert case.status is Status.DISPATCHED
+
+
 def test_deadlines_follow_urgency_and_classification_recomputes_them() -> None:
     urgent = new_case(Urgency.URGENT)
     low = new_case(Urgency.LOW)

@@ -192,6 +192,9 @@ class CaseClosed(DomainEvent):
 class CaseReopened(DomainEvent):
     reason: str
     resolution_due: datetime
+    # Set when the case was answered on the spot and never had a handler: it goes back
+    # to be dispatched, with a new dispatch deadline.
+    dispatch_due: datetime | None = None
 
 
 class CaseMerged(DomainEvent):
@@ -376,8 +379,9 @@ class Case(Aggregate):
         self._record(CaseClosed(closed_at=now))
 
     def reopen(self, reason: str, now: datetime, policy: DeadlinePolicy) -> None:
-        """Reopened when the resident is not satisfied: a new resolution deadline runs
-        from now, and a breach of it gets a notice of its own."""
+        """Reopened when the resident is not satisfied: back to its handler, or, when it
+        was answered on the spot and has none, back to be dispatched. New deadlines run
+        from now, and a breach of them gets a notice of its own."""
         self._check_status(Status.FOLLOWED_UP, doing="reopen")
         if self.satisfaction is not None and self.satisfaction > 2:
             raise RuleViolation(f"the resident rated {self.satisfaction} of 5: close the case")
@@ -385,6 +389,7 @@ class Case(Aggregate):
             CaseReopened(
                 reason=required_text("reason", reason, LONG_TEXT),
                 resolution_due=now + policy.resolution[self.urgency],
+                dispatch_due=None if self.handler else now + policy.dispatch[self.urgency],
             )
         )
 
@@ -523,9 +528,13 @@ class Case(Aggregate):
 
     @applies
     def _on_reopened(self, event: CaseReopened) -> None:
-        self.status, self.satisfaction, self.resolved_at = Status.IN_PROGRESS, None, None
+        self.status = Status.IN_PROGRESS if event.dispatch_due is None else Status.FILED
+        self.satisfaction, self.resolved_at = None, None
         self.resolution_due = event.resolution_due
         self.notices.discard(Deadline.RESOLUTION)
+        if event.dispatch_due is not None:
+            self.dispatch_due = event.dispatch_due
+            self.notices.discard(Deadline.DISPATCH)
 
     @applies
     def _on_merged(self, event: CaseMerged) -> None:
