@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from civitas.eventkit import (
 from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, events_topic
 from civitas.eventkit.kafka.topics import dead_letter_topic
 from tests.support.accounts import BalancesProjection, read_balances
+from tests.support.processes import eventually
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,16 +53,6 @@ async def fill_accounts(store: SqliteEventStore, accounts: int, movements: int) 
 def rows(engine: sa.Engine) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return read_balances(conn)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float, what: str, poll: float = 0.1
-) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(poll)
 
 
 async def rebuilt_from_store(store: SqliteEventStore, tmp_path: Path) -> list[tuple[object, ...]]:
@@ -138,7 +129,7 @@ async def test_each_stream_keeps_its_order_across_partitions(
     async def all_seen() -> bool:
         return len(seen) >= 1200
 
-    await eventually(all_seen, 60, "1200 events")
+    await eventually(all_seen, "1200 events", 60)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -199,7 +190,7 @@ async def test_events_published_twice_after_a_lost_checkpoint_are_absorbed(
         async def caught_up() -> bool:
             return rows(live) == expected
 
-        await eventually(caught_up, 60, "the Kafka-fed read model to equal a rebuild")
+        await eventually(caught_up, "the Kafka-fed read model to equal a rebuild", 60)
 
     assert len(await messages_on(kafka_bootstrap, topic.name)) == 2 * 210
     await store.close()
@@ -237,7 +228,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         async def part_relayed() -> bool:
             return await store.load_checkpoint(checkpoint) > head // 10
 
-        await eventually(part_relayed, 60, "the relay to publish a part", poll=0.005)
+        await eventually(part_relayed, "the relay to publish a part", 60, poll=0.005)
     finally:
         first.send_signal(signal.SIGKILL)
         await first.wait()
@@ -248,7 +239,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         async def all_relayed() -> bool:
             return await store.load_checkpoint(checkpoint) == head
 
-        await eventually(all_relayed, 120, "the restarted relay to publish everything")
+        await eventually(all_relayed, "the restarted relay to publish everything", 120)
     finally:
         second.terminate()
         await second.wait()
@@ -259,7 +250,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         async def caught_up() -> bool:
             return rows(live) == expected
 
-        await eventually(caught_up, 90, "the Kafka-fed read model to equal a rebuild")
+        await eventually(caught_up, "the Kafka-fed read model to equal a rebuild", 90)
 
     assert 0 < killed_at < head
     messages = await messages_on(kafka_bootstrap, events_topic(service))
@@ -291,7 +282,7 @@ async def test_an_undecodable_message_is_set_aside_and_the_consumer_goes_on(
         async def caught_up() -> bool:
             return rows(live) == expected
 
-        await eventually(caught_up, 60, "the valid events to be applied")
+        await eventually(caught_up, "the valid events to be applied", 60)
         group = next(
             labels["group"]
             for metric in REGISTRY.collect()
@@ -351,7 +342,7 @@ async def test_a_batch_whose_handler_fails_comes_again_and_nothing_is_skipped(
         async def caught_up() -> bool:
             return rows(engine) == expected
 
-        await eventually(caught_up, 60, "the read model to equal a rebuild despite failures")
+        await eventually(caught_up, "the read model to equal a rebuild despite failures", 60)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -418,7 +409,7 @@ async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
             async def caught_up() -> bool:
                 return rows(live) == expected
 
-            await eventually(caught_up, 120, "the read model to catch up after the restart")
+            await eventually(caught_up, "the read model to catch up after the restart", 120)
     finally:
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

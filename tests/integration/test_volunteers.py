@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-import sqlalchemy as sa
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from civitas.chassis.auth import Role, TokenAuthority
@@ -27,6 +26,7 @@ from civitas.volunteers.v1 import volunteers_pb2 as pb
 from civitas.volunteers.v1 import volunteers_pb2_grpc as pb_grpc
 from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
 from tests.integration.test_party_orgs_grpc import seed
+from tests.support.processes import eventually, forget_progress, publish_again
 
 SECRET = "volunteers-secret-" + "v" * 40
 C = grpc.StatusCode
@@ -93,14 +93,6 @@ async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
         yield built
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def stamp(moment: object) -> Timestamp:
     value = Timestamp()
     value.FromDatetime(moment)  # type: ignore[arg-type]
@@ -121,13 +113,6 @@ async def profile_events(world: World, member_id: str) -> list[str]:
     return [e.type for e in await world.volunteers.store.read_stream(stream)]
 
 
-def forget_progress(world: World, name: str) -> None:
-    """Make a process manager see everything again, as after a lost checkpoint."""
-    with world.volunteers.processes[0].engine.begin() as conn:
-        for table in ("projection_positions", "projection_streams"):
-            conn.execute(sa.text(f"DELETE FROM {table} WHERE projection = :n"), {"n": name})
-
-
 async def test_a_member_reporting_to_a_community_gets_one_volunteer_profile(
     tmp_path: Path, clock: ManualClock
 ) -> None:
@@ -138,7 +123,7 @@ async def test_a_member_reporting_to_a_community_gets_one_volunteer_profile(
             return await profile_events(world, member) == ["VolunteerRegistered"]
 
         await eventually(profiled, "the volunteer profile")
-        forget_progress(world, "volunteers.member_profiles")
+        forget_progress(world.volunteers.processes[0])
         await world.volunteers.processes[0].catch_up()  # every event delivered again
         got = await world.stub.GetVolunteer(
             pb.GetVolunteerRequest(volunteer_id=volunteer_id_for_member(member)),
@@ -199,7 +184,7 @@ async def test_a_members_verified_hours_reach_the_card_once(world: World) -> Non
         return len(card.member.activities) == 1
 
     await eventually(on_card, "the hours on the member's card")
-    forget_progress(world, "volunteers.hours_to_cards")
+    forget_progress(world.volunteers.processes[1])
     await world.volunteers.processes[1].catch_up()
     card = await world.party_orgs.GetMember(
         po.GetMemberRequest(member_id=member), metadata=world.token(Role.AUDITOR)
@@ -382,8 +367,6 @@ async def test_bad_input_gets_its_code_and_a_clear_message_and_stores_nothing(
 async def test_on_kafka_duplicates_and_restarts_still_make_one_profile_and_one_card_entry(
     tmp_path: Path, clock: ManualClock, kafka_bootstrap: str
 ) -> None:
-    from civitas.eventkit.kafka import Relay, TopicSpec, events_topic
-
     namespace = f"t{uuid.uuid4().hex[:10]}"
     extra = {"CIVITAS_KAFKA_BOOTSTRAP": kafka_bootstrap, "CIVITAS_KAFKA_NAMESPACE": namespace}
     async with platform(tmp_path, clock, extra=extra) as world:
@@ -393,15 +376,8 @@ async def test_on_kafka_duplicates_and_restarts_still_make_one_profile_and_one_c
             return bool(await profile_events(world, member))
 
         await eventually(profiled, "the profile, over Kafka", seconds=60)
-        again = Relay(
-            world.party.store,
-            kafka_bootstrap,
-            TopicSpec(events_topic("party_orgs", namespace), partitions=6),
-        )
-        await again.start()
-        await world.party.store.save_checkpoint(again.checkpoint_name, 0)
-        await again.drain()  # every party_orgs event published a second time
-        await again.stop()
+        # every party_orgs event published a second time
+        await publish_again(world.party.store, "party_orgs", kafka_bootstrap, namespace)
         await attended_activity(world, volunteer_id_for_member(member))
 
         async def on_card() -> bool:

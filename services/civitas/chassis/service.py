@@ -12,13 +12,18 @@ from typing import Protocol
 import sqlalchemy as sa
 import structlog
 
+from civitas.errors import DomainError, Unavailable
 from civitas.eventkit import (
     EventStore,
+    Feed,
     ProjectionRunner,
+    StoreFeed,
     create_read_model_engine,
     open_event_store,
 )
+from civitas.eventkit.kafka import KafkaFeed, events_topic
 from civitas.eventkit.personal import PersonalDataVault
+from civitas.eventkit.process import ProcessManager, ProcessManagerRunner
 
 from .auth import TokenAuthority
 from .logs import configure_logging
@@ -84,6 +89,45 @@ async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner
     await runner.setup()
     async with in_background(f"projection-{runner.projection.name}", runner.run):
         yield runner
+
+
+@contextlib.asynccontextmanager
+async def events_of(
+    service: str, settings: ServiceSettings, own_store: EventStore, group: str
+) -> AsyncIterator[Feed]:
+    """A service's events for a consumer group: its Kafka topic when Kafka is configured,
+    else its event store (the embedded default; another service's store is opened here)."""
+    if settings.kafka_bootstrap:
+        namespace = settings.kafka_namespace
+        topic = events_topic(service, namespace)
+        yield KafkaFeed(settings.kafka_bootstrap, [topic], f"{namespace}.{group}")
+    elif service == settings.service:
+        yield StoreFeed(own_store)
+    else:
+        store = await open_event_store(settings.of_peer(service).eventstore_url)
+        try:
+            yield StoreFeed(store)
+        finally:
+            await store.close()
+
+
+@contextlib.asynccontextmanager
+async def reacting(
+    manager: ProcessManager, service: str, settings: ServiceSettings, infra: Infrastructure
+) -> AsyncIterator[ProcessManagerRunner]:
+    """Keep a process manager following ``service``'s events while inside. A peer that
+    cannot be reached is waited for; a domain refusal passes the event over, logged."""
+    async with events_of(service, settings, infra.store, manager.name) as feed:
+        runner = ProcessManagerRunner(
+            manager,
+            feed,
+            infra.read_models,
+            retryable=(Unavailable,),
+            give_up_on=(DomainError,),
+        )
+        await runner.setup()
+        async with in_background(manager.name, runner.run):
+            yield runner
 
 
 class Running(Protocol):

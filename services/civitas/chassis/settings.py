@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from civitas.eventkit import setting
@@ -38,6 +38,7 @@ class ServiceSettings:
     kafka_namespace: str
     var_dir: Path
     peers: dict[str, str]
+    environ: Mapping[str, str] = field(repr=False, compare=False)
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -73,11 +74,18 @@ class ServiceSettings:
                 peer: env.get(f"CIVITAS_{peer.upper()}_ADDRESS") or f"127.0.0.1:{ports[0]}"
                 for peer, ports in PORTS.items()
             },
+            environ=dict(env),
         )
 
     def peer_address(self, service: str) -> str:
         """Where another service listens: ``CIVITAS_<SERVICE>_ADDRESS`` or its default port."""
         return self.peers[service]
+
+    def of_peer(self, service: str) -> ServiceSettings:
+        """Another service's settings from the same environment: where its event store is,
+        for a process manager that reads it directly in the embedded default."""
+        shared = {"CIVITAS_AUTH_SECRET": self.auth_secret, "CIVITAS_VAR_DIR": str(self.var_dir)}
+        return ServiceSettings.from_env(service, {**self.environ, **shared})
 
 
 def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:
