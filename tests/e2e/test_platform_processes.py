@@ -16,8 +16,12 @@ from typing import Any
 import grpc
 import pytest
 
+from civitas.cases.v1 import cases_pb2 as cases_pb
+from civitas.cases.v1 import cases_pb2_grpc as cases_grpc
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.demo import SUBSIDY_FEN, spread
+from civitas.funds.v1 import funds_pb2 as funds_pb
+from civitas.funds.v1 import funds_pb2_grpc as funds_grpc
 from civitas.party_orgs.domain.members import member_id_for
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
@@ -111,7 +115,12 @@ async def test_the_service_process_answers_over_grpc_serves_metrics_and_stops_gr
 
 
 async def cli(
-    env: dict[str, str], cwd: Path, method: str, request: dict[str, str], address: str
+    env: dict[str, str],
+    cwd: Path,
+    method: str,
+    request: dict[str, str],
+    address: str,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """``civitas call`` as a user types it; the JSON reply."""
     call = await asyncio.create_subprocess_exec(
@@ -123,6 +132,7 @@ async def cli(
         json.dumps(request, ensure_ascii=False),
         "--address",
         address,
+        *(["--token", token] if token else []),
         cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -130,6 +140,57 @@ async def cli(
     out, _ = await asyncio.wait_for(call.communicate(), 60)
     assert call.returncode == 0, f"{method} failed"
     return json.loads(out)
+
+
+async def case_paid_for(
+    env: dict[str, str], cwd: Path, case_id: str, cases_address: str, funds_address: str
+) -> dict[str, Any]:
+    """The saga between the cases and funds processes: the handler asks for 500 yuan,
+    someone else approves, funds pays; the case's funding request as it ends."""
+    await cli(
+        env, cwd, "cases.AcceptCase", {"caseId": case_id, "acceptedBy": "王芳"}, cases_address
+    )
+    asked = await cli(
+        env,
+        cwd,
+        "cases.RequestFunds",
+        {
+            "caseId": case_id,
+            "amountFen": "50000",
+            "payeeAccount": "payee:QH:suppliers",
+            "purpose": "更换楼道灯具",
+            "evidence": "报价单 2026-88",
+        },
+        cases_address,
+    )
+    expenditure_id = asked["case"]["funding"][0]["expenditureId"]
+    approver = TokenAuthority(SECRET).mint("approver", [Role.DISTRICT_ADMIN], ("QH",))
+    metadata = [("authorization", f"Bearer {approver}")]
+    async with (
+        grpc.aio.insecure_channel(funds_address) as funds_channel,
+        grpc.aio.insecure_channel(cases_address) as cases_channel,
+    ):
+        funds = funds_grpc.FundsServiceStub(funds_channel)
+        cases = cases_grpc.CasesServiceStub(cases_channel)
+        for _ in range(200):  # funds reads the request from cases' store
+            try:
+                await funds.ApproveExpenditure(
+                    funds_pb.ApproveExpenditureRequest(expenditure_id=expenditure_id),
+                    metadata=metadata,
+                )
+                break
+            except grpc.aio.AioRpcError as missing:
+                if missing.code() is not grpc.StatusCode.NOT_FOUND:
+                    raise
+                await asyncio.sleep(0.1)
+        for _ in range(200):  # cases reads the outcome from funds' store
+            got = await cases.GetCase(cases_pb.GetCaseRequest(case_id=case_id), metadata=metadata)
+            if got.case.funding[0].status != cases_pb.FUNDING_STATUS_PENDING:
+                break
+            await asyncio.sleep(0.1)
+    reply = await cli(env, cwd, "cases.GetCase", {"caseId": case_id}, cases_address)
+    funding: dict[str, Any] = reply["case"]["funding"][0]
+    return funding
 
 
 async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
@@ -222,6 +283,8 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
         dispatched = await cli(
             env, tmp_path, "cases.DispatchCase", {"caseId": case_id}, cases_address
         )
+        funds_address = f"127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}"
+        funding = await case_paid_for(env, tmp_path, case_id, cases_address, funds_address)
         volunteers_address = f"127.0.0.1:{env['CIVITAS_VOLUNTEERS_GRPC_PORT']}"
         first_member = member_id_for("QH000000")
         volunteer = await cli(
@@ -234,7 +297,6 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
         member = await cli(
             env, tmp_path, "party_orgs.GetMember", {"memberId": first_member}, address
         )
-        funds_address = f"127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}"
         subsidy = await cli(
             env,
             tmp_path,
@@ -262,6 +324,8 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert "activities (past year)                 20" in demo_out.decode()
     assert dispatched["case"]["gridCode"] == "QH-01-01-G01"  # resolved by party_orgs
     assert dispatched["case"]["handler"]
+    assert funding["status"] == "FUNDING_STATUS_GRANTED"  # across three processes
+    assert funding["amountFen"] == "50000"
     assert volunteer["volunteer"]["memberId"] == first_member
     assert volunteer["volunteer"]["name"] == member["member"]["name"]  # from party_orgs
     assert f"{'party-work subsidies paid':<34} {111:>6}" in demo_out.decode()

@@ -356,6 +356,18 @@ def bad_requests(case_id: str) -> list[tuple[str, object, C, str]]:
             "case_id is required",
         ),
         (
+            "RequestFunds",
+            pb.RequestFundsRequest(
+                case_id=case_id,
+                amount_fen=100,
+                payee_account="payee:QH:yinfa",
+                purpose="x",
+                evidence="y",
+            ),
+            C.FAILED_PRECONDITION,
+            "cannot request funds",
+        ),
+        (
             "ImportCase",
             pb.ImportCaseRequest(intake=registration()),
             C.INVALID_ARGUMENT,

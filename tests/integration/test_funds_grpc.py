@@ -158,6 +158,54 @@ async def test_above_the_threshold_the_street_approves_too(world: World) -> None
     assert after_street.expenditure.status == pb.EXPENDITURE_STATUS_APPROVED
 
 
+async def test_the_trial_balance_agrees_with_every_account_and_survives_a_rebuild(
+    world: World,
+) -> None:
+    s, finance = world.stub, world.token(Role.FINANCE_OFFICER)
+    for n, yuan in enumerate((1_000, 2_500)):
+        requested = await s.RequestExpenditure(
+            pb.RequestExpenditureRequest(
+                community_code="QH-01-01",
+                payee_account=PAYEE,
+                amount_fen=yuan * YUAN,
+                purpose="助餐服务",
+                evidence=f"合同 {n}",
+            ),
+            metadata=world.token(Role.COMMUNITY_STAFF, who="clerk"),
+        )
+        expenditure_id = requested.expenditure.expenditure_id
+        await s.ApproveExpenditure(
+            pb.ApproveExpenditureRequest(expenditure_id=expenditure_id),
+            metadata=world.token(Role.PARTY_SECRETARY, who="secretary"),
+        )
+        await s.ReserveExpenditure(
+            pb.ReserveExpenditureRequest(expenditure_id=expenditure_id), metadata=finance
+        )
+    await s.DisburseExpenditure(  # the second is paid; the first stays held
+        pb.DisburseExpenditureRequest(expenditure_id=requested.expenditure.expenditure_id),
+        metadata=finance,
+    )
+    auditor = world.token(Role.AUDITOR)
+    trial = await s.GetTrialBalance(pb.GetTrialBalanceRequest(), metadata=auditor)
+    statements = [
+        (await s.GetStatement(pb.GetStatementRequest(account_id=a.account_id), metadata=auditor))
+        for a in trial.accounts
+    ]
+    await world.running.ledger.rebuild()
+    rebuilt = await s.GetTrialBalance(pb.GetTrialBalanceRequest(), metadata=auditor)
+
+    assert [a.account_id for a in trial.accounts] == [
+        "fund:QH-01-01:special",
+        PAYEE,
+        "source:QH:budget",
+    ]
+    assert list(trial.accounts) == [statement.account for statement in statements]
+    fund = trial.accounts[0]
+    assert (fund.balance_fen, fund.available_fen) == (197_500 * YUAN, 196_500 * YUAN)
+    assert trial.total_fen == 0
+    assert rebuilt == trial
+
+
 @pytest.mark.slow
 async def test_a_thousand_concurrent_payments_never_overdraw_the_fund(world: World) -> None:
     finance = world.token(Role.FINANCE_OFFICER)

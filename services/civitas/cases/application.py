@@ -33,6 +33,7 @@ HANDLERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, 
 FOLLOW_UP = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
 IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
 SUPERVISOR = Principal("supervisor", frozenset({R.SERVICE}), ("QH",))
+FUNDS_OUTCOMES = Principal("funds-outcomes", frozenset({R.SERVICE}), ("QH",))
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 
 
@@ -257,6 +258,35 @@ class Cases:
 
     async def withdraw(self, caller: Caller, case_id: str, reason: str) -> Case:
         return await self._command(caller, case_id, INTAKE, lambda c: c.withdraw(reason))
+
+    async def request_funds(
+        self,
+        caller: Caller,
+        case_id: str,
+        amount_fen: int,
+        payee_account: str,
+        purpose: str,
+        evidence: str,
+    ) -> Case:
+        """Ask the community's special fund for money; funds takes it from the event."""
+        return await self._command(
+            caller,
+            case_id,
+            HANDLERS,
+            lambda c: c.request_funds(amount_fen, payee_account, purpose, evidence),
+        )
+
+    async def record_funding_outcome(
+        self, case_id: str, expenditure_id: str, paid: bool, reason: str, correlation_id: str | None
+    ) -> Case:
+        """Record what funds did with the case's request (from funds' events)."""
+        caller = Caller(FUNDS_OUTCOMES, correlation_id)
+        return await self._command(
+            caller,
+            case_id,
+            {R.SERVICE},
+            lambda c: c.record_funding_outcome(expenditure_id, paid, reason),
+        )
 
     async def import_case(self, caller: Caller, record: HistoricalCase) -> Case:
         """Record a case from the past: the same domain steps, with the record's times."""

@@ -11,15 +11,17 @@ import structlog
 
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import infrastructure, projecting
+from civitas.chassis.service import infrastructure, projecting, reacting
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
+from civitas.eventkit.process import ProcessManagerRunner
 
 from .application import Cases
 from .case_index import CaseIndex, CaseQueries, supervising
 from .domain.case import DeadlinePolicy
 from .grids import GridResolver, PartyOrgsGrids
 from .grpc_api import CasesServicer
+from .processes import FundingOutcomes
 from .v1 import cases_pb2, cases_pb2_grpc
 
 SERVICE_NAME = cases_pb2.DESCRIPTOR.services_by_name["CasesService"].full_name
@@ -32,6 +34,7 @@ class RunningCases:
     store: EventStore
     server: GrpcServer
     index: ProjectionRunner
+    funding_outcomes: ProcessManagerRunner
 
 
 @contextlib.asynccontextmanager
@@ -43,7 +46,8 @@ async def run_cases(
     grids: GridResolver | None = None,
     supervise_every: float | None = None,
 ) -> AsyncIterator[RunningCases]:
-    """Build cases, start its index, supervisor and gRPC server; stop them on exit."""
+    """Build cases, start its index, supervisor, funding outcomes and gRPC server; stop
+    them on exit."""
     clock = clock or SystemClock()
     async with contextlib.AsyncExitStack() as stack:
         infra = await stack.enter_async_context(infrastructure(settings))
@@ -57,6 +61,9 @@ async def run_cases(
             projecting(ProjectionRunner(CaseIndex(), StoreFeed(infra.store), infra.read_models))
         )
         queries = CaseQueries(infra.read_models)
+        outcomes = await stack.enter_async_context(
+            reacting(FundingOutcomes(app), "funds", settings, infra)
+        )
         server = await start_grpc_server(
             [
                 (
@@ -74,4 +81,4 @@ async def run_cases(
         await stack.enter_async_context(relaying(infra.store, settings))
         await stack.enter_async_context(supervising(app.supervise, queries, clock, every))
         log.info("cases listening", port=server.port, store=settings.eventstore_url)
-        yield RunningCases(app, infra.store, server, index)
+        yield RunningCases(app, infra.store, server, index, outcomes)

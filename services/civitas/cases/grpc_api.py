@@ -75,6 +75,17 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
                 enum_out(n, pb.Deadline, "DEADLINE_") for n in sorted(case.notices)
             ],
             timeline=entries,
+            funding=[
+                pb.FundingRequest(
+                    expenditure_id=r.expenditure_id,
+                    status=enum_out(r.status, pb.FundingStatus, "FUNDING_STATUS_"),
+                    amount_fen=r.amount_fen,
+                    payee_account=r.payee_account,
+                    purpose=r.purpose,
+                    reason=r.reason,
+                )
+                for r in case.funding.values()
+            ],
         )
 
     async def _personal(self, case: Case, ciphertext: str) -> str:
@@ -130,6 +141,19 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     ) -> pb.AcceptCaseResponse:
         case = await self.app.accept(self._caller(), self._id(request), request.accepted_by)
         return pb.AcceptCaseResponse(case=await self._case_out(case))
+
+    async def RequestFunds(
+        self, request: pb.RequestFundsRequest, context: Any
+    ) -> pb.RequestFundsResponse:
+        case = await self.app.request_funds(
+            self._caller(),
+            self._id(request),
+            request.amount_fen,
+            request.payee_account,
+            request.purpose,
+            request.evidence,
+        )
+        return pb.RequestFundsResponse(case=await self._case_out(case))
 
     async def ReturnCase(
         self, request: pb.ReturnCaseRequest, context: Any

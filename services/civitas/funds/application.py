@@ -14,19 +14,17 @@ from civitas.eventkit import (
     AggregateNotFound,
     Clock,
     ConcurrencyError,
-    EventFilter,
     EventStore,
     KeyedLocks,
     Metadata,
     RecordedEvent,
     Repository,
-    split_stream_id,
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.geography import UnitKind, parse_unit_code, street_of
 
 from .domain.accounts import YUAN, Account, AccountKind, check_amount, transfer_id_for
-from .domain.expenditures import ApprovalLevel, Expenditure
+from .domain.expenditures import ApprovalLevel, Expenditure, ExpenditureStatus
 from .domain.tasks import Task, task_id_for
 
 A = TypeVar("A", Account, Expenditure)
@@ -43,6 +41,7 @@ REQUESTERS = {
 COMMUNITY_APPROVERS = {R.DISTRICT_ADMIN, R.COMMUNITY_STAFF, R.PARTY_SECRETARY}
 STREET_APPROVERS = {R.DISTRICT_ADMIN, R.STREET_STAFF}
 YEARLY_ALLOCATION_FEN = 200_000 * YUAN
+SAGA = Principal("funds", frozenset({R.SERVICE}), ("QH",))
 _KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,40}$")
 
 
@@ -54,6 +53,20 @@ class Caller:
     @property
     def metadata(self) -> Metadata:
         return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRequest:
+    """A case's request for money, as cases' ``CaseFundingRequested`` states it."""
+
+    expenditure_id: str
+    case_id: str
+    community_code: str
+    payee_account: str
+    amount_fen: int
+    purpose: str
+    evidence: str
+    requester: str
 
 
 def account_id(kind: AccountKind, owner_code: str, key: str) -> str:
@@ -182,45 +195,38 @@ class Funds:
         """Hold the money on the fund, then mark the expenditure reserved; a retry after
         a crash between the two finds the hold and completes."""
         expenditure = await self._finance(caller, expenditure_id)
-        async with self.locks.hold(expenditure.fund_account):
-            await self.accounts.update(
-                expenditure.fund_account,
-                lambda f: f.reserve(
-                    expenditure.transfer_id, expenditure.amount_fen, expenditure.payee_account
-                ),
-                caller.metadata,
-            )
+        await self._hold(expenditure, caller)
         return await self._update(
             self.expenditures, expenditure, lambda e: e.mark_reserved(), caller
         )
 
     async def disburse(self, caller: Caller, expenditure_id: str) -> Expenditure:
         expenditure = await self._finance(caller, expenditure_id)
-        if expenditure.status.value != "reserved":
+        if expenditure.status is not ExpenditureStatus.RESERVED:
             raise RuleViolation(f"cannot disburse an expenditure that is {expenditure.status}")
-        await self._move_id(
-            expenditure.transfer_id,
-            expenditure.fund_account,
-            expenditure.payee_account,
-            expenditure.amount_fen,
-            f"支出 {expenditure.id}",
-            caller,
-        )
+        await self._pay(expenditure, caller)
         now = self.clock.now()
         return await self._update(
             self.expenditures, expenditure, lambda e: e.mark_disbursed(now), caller
         )
 
     async def void(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
+        """Void it and release its hold; refused once its money has moved (a payment is
+        corrected by a reversing transfer, never unsaid). The fund's lock keeps a
+        payment from slipping in between the check and the void."""
         expenditure = await self._finance(caller, expenditure_id)
-        expenditure = await self._update(
-            self.expenditures, expenditure, lambda e: e.void(reason), caller
-        )
         async with self.locks.hold(expenditure.fund_account):
+            fund = await self._account(expenditure.fund_account, RuleViolation)
+            if expenditure.transfer_id in fund.entries:
+                raise RuleViolation(f"expenditure {expenditure_id} is paid already")
+            expenditure = await self._update(
+                self.expenditures, expenditure, lambda e: e.void(reason), caller
+            )
             await self.accounts.update(
                 expenditure.fund_account,
                 lambda f: f.release(expenditure.transfer_id, reason),
                 caller.metadata,
+                loaded=fund,
             )
         return expenditure
 
@@ -235,6 +241,61 @@ class Funds:
             lambda e: e.reject(caller.principal.subject, reason),
             caller,
         )
+
+    async def request_for_case(
+        self, request: CaseRequest, correlation_id: str | None
+    ) -> Expenditure:
+        """A case's request for money (cases' ``CaseFundingRequested``), as an expenditure
+        under the id the case chose, so a redelivered request opens nothing twice. When
+        the fund or the payee does not exist it is refused at once, for the case to see."""
+        found = await self._find_expenditure(request.expenditure_id)
+        if found is not None:
+            return found
+        fund = special_fund_of(request.community_code)
+        expenditure = Expenditure.request(
+            request.expenditure_id,
+            request.community_code,
+            fund,
+            request.payee_account,
+            request.amount_fen,
+            request.purpose,
+            request.evidence,
+            request.case_id,
+            request.requester,
+            self.street_threshold_fen,
+        )
+        missing = [a for a in (fund, request.payee_account) if await self._find(a) is None]
+        if missing:
+            expenditure.reject(SAGA.subject, f"account {missing[0]} does not exist")
+        try:
+            await self.expenditures.save(expenditure, Caller(SAGA, correlation_id).metadata)
+        except ConcurrencyError:
+            return await self.expenditures.get(request.expenditure_id)  # saved meanwhile
+        return expenditure
+
+    async def settle_for_case(self, expenditure_id: str, correlation_id: str | None) -> Expenditure:
+        """Once a case's expenditure has every approval, hold its money and pay it; when
+        the fund cannot cover it or the payment is refused, void it with the reason. Each
+        step finds what an earlier, interrupted run did, so running it again is safe."""
+        expenditure = await self._expenditure(expenditure_id)
+        if expenditure.case_id is None:
+            return expenditure  # not a case's: finance officers reserve and pay by hand
+        if expenditure.status not in (ExpenditureStatus.APPROVED, ExpenditureStatus.RESERVED):
+            return expenditure  # waiting for approval, or settled already
+        caller = Caller(SAGA, correlation_id)
+        try:
+            await self._hold(expenditure, caller)
+            await self._pay(expenditure, caller)
+        except RuleViolation as refused:
+            return await self.void(caller, expenditure_id, f"not paid: {refused}")
+        now = self.clock.now()
+
+        def settle(e: Expenditure) -> None:
+            if e.status is ExpenditureStatus.APPROVED:
+                e.mark_reserved()
+            e.mark_disbursed(now)
+
+        return await self._update(self.expenditures, expenditure, settle, caller)
 
     async def assign_task(
         self,
@@ -300,16 +361,6 @@ class Funds:
         ]
         return found, entries
 
-    async def trial_balance(self) -> list[Account]:
-        """Every account's balance (the sum over all is zero when nothing is in flight)."""
-        opened = EventFilter.of(categories=["account"], event_types=["LedgerAccountOpened"])
-        streams: set[str] = set()
-        after = 0
-        while batch := await self.store.read_all(after=after, limit=5000, filter=opened):
-            streams |= {e.stream_id for e in batch}
-            after = batch[-1].position
-        return [await self.accounts.get(split_stream_id(s)[1]) for s in sorted(streams)]
-
     async def get_task(self, task_id: str) -> Task:
         found = await self._find_task(task_id)
         if found is None:
@@ -326,6 +377,27 @@ class Funds:
         return await self._expenditure(expenditure_id)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    async def _hold(self, expenditure: Expenditure, caller: Caller) -> None:
+        """Reserve the expenditure's money on its fund (once: the transfer id is the key)."""
+        async with self.locks.hold(expenditure.fund_account):
+            await self.accounts.update(
+                expenditure.fund_account,
+                lambda f: f.reserve(
+                    expenditure.transfer_id, expenditure.amount_fen, expenditure.payee_account
+                ),
+                caller.metadata,
+            )
+
+    async def _pay(self, expenditure: Expenditure, caller: Caller) -> None:
+        await self._move_id(
+            expenditure.transfer_id,
+            expenditure.fund_account,
+            expenditure.payee_account,
+            expenditure.amount_fen,
+            f"支出 {expenditure.id}",
+            caller,
+        )
 
     async def _move(
         self,
@@ -400,6 +472,18 @@ class Funds:
             return await self.accounts.get(account)
         except AggregateNotFound:
             raise missing(f"account {account} does not exist") from None
+
+    async def _find(self, account: str) -> Account | None:
+        try:
+            return await self.accounts.get(account)
+        except AggregateNotFound:
+            return None
+
+    async def _find_expenditure(self, expenditure_id: str) -> Expenditure | None:
+        try:
+            return await self.expenditures.get(expenditure_id)
+        except AggregateNotFound:
+            return None
 
     async def _expenditure(self, expenditure_id: str) -> Expenditure:
         try:

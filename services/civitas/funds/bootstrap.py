@@ -11,13 +11,16 @@ import structlog
 
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import infrastructure
+from civitas.chassis.service import infrastructure, projecting, reacting
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import Clock, EventStore, SystemClock
+from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
+from civitas.eventkit.process import ProcessManagerRunner
 
 from .application import Funds
 from .domain.accounts import YUAN
 from .grpc_api import FundsServicer
+from .ledger import Ledger, LedgerQueries
+from .processes import CaseExpenditureSettlement, CaseFundingRequests
 from .v1 import funds_pb2, funds_pb2_grpc
 
 SERVICE_NAME = funds_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name
@@ -29,19 +32,39 @@ class RunningFunds:
     app: Funds
     store: EventStore
     server: GrpcServer
+    processes: list[ProcessManagerRunner]
+    ledger: ProjectionRunner
 
 
 @contextlib.asynccontextmanager
 async def run_funds(
     settings: ServiceSettings, *, clock: Clock | None = None, port: int | None = None
 ) -> AsyncIterator[RunningFunds]:
-    """Build funds and its gRPC server; stop on exit."""
+    """Build funds, its ledger, its part of the saga with cases and its gRPC server; stop
+    them on exit."""
     async with contextlib.AsyncExitStack() as stack:
         infra = await stack.enter_async_context(infrastructure(settings))
         threshold = int(os.environ.get("CIVITAS_FUNDS_STREET_THRESHOLD_YUAN", "20000")) * YUAN
         app = Funds(infra.store, clock or SystemClock(), threshold)
+        ledger = await stack.enter_async_context(
+            projecting(ProjectionRunner(Ledger(), StoreFeed(infra.store), infra.read_models))
+        )
+        queries = LedgerQueries(infra.read_models)
+        processes = [
+            await stack.enter_async_context(
+                reacting(CaseFundingRequests(app), "cases", settings, infra)
+            ),
+            await stack.enter_async_context(
+                reacting(CaseExpenditureSettlement(app), "funds", settings, infra)
+            ),
+        ]
         server = await start_grpc_server(
-            [(funds_pb2_grpc.add_FundsServiceServicer_to_server, FundsServicer(app))],
+            [
+                (
+                    funds_pb2_grpc.add_FundsServiceServicer_to_server,
+                    FundsServicer(app, queries, ledger.wait_until_caught_up),
+                )
+            ],
             [SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
@@ -50,4 +73,4 @@ async def run_funds(
         stack.push_async_callback(server.stop)
         await stack.enter_async_context(relaying(infra.store, settings))
         log.info("funds listening", port=server.port, store=settings.eventstore_url)
-        yield RunningFunds(app, infra.store, server)
+        yield RunningFunds(app, infra.store, server, processes, ledger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
@@ -11,11 +12,12 @@ from .application import Caller, Funds
 from .domain.accounts import Account, AccountKind
 from .domain.expenditures import Expenditure
 from .domain.tasks import Task
+from .ledger import AccountBalance, LedgerQueries
 from .v1 import funds_pb2 as pb
 from .v1 import funds_pb2_grpc as pb_grpc
 
 
-def account_out(account: Account) -> pb.Account:
+def account_out(account: Account | AccountBalance) -> pb.Account:
     return pb.Account(
         account_id=account.id,
         kind=enum_out(account.kind, pb.AccountKind, "ACCOUNT_KIND_"),
@@ -55,8 +57,12 @@ def task_out(task: Task) -> pb.Task:
 class FundsServicer(pb_grpc.FundsServiceServicer):
     """Converts between protobuf and the application; nothing else."""
 
-    def __init__(self, app: Funds) -> None:
+    def __init__(
+        self, app: Funds, ledger: LedgerQueries, ledger_ready: Callable[[], Awaitable[None]]
+    ) -> None:
         self.app = app
+        self.ledger = ledger
+        self.ledger_ready = ledger_ready
 
     @staticmethod
     def _caller() -> Caller:
@@ -195,7 +201,8 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
     async def GetTrialBalance(
         self, request: pb.GetTrialBalanceRequest, context: Any
     ) -> pb.GetTrialBalanceResponse:
-        accounts = await self.app.trial_balance()
+        await self.ledger_ready()  # every transfer booked before the call is in it
+        accounts = await self.ledger.trial_balance()
         return pb.GetTrialBalanceResponse(
             accounts=[account_out(a) for a in accounts],
             total_fen=sum(a.balance_fen for a in accounts),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from civitas.cases.domain.case import (
     Channel,
     Deadline,
     DeadlinePolicy,
+    FundingStatus,
     Status,
     Urgency,
 )
@@ -213,11 +215,22 @@ COMMANDS = {
     "reject": lambda c, t: c.reject("不受理"),
     "withdraw": lambda c, t: c.withdraw(""),
     "supervise": lambda c, t: c.supervise(t),
+    "request_funds": lambda c, t: c.request_funds(50_000, "payee:QH:yinfa", "助老", "合同"),
+    "other_funds": lambda c, t: c.request_funds(80_000, "payee:QH:wuye", "维修", "报价单"),
+    "funds_paid": lambda c, t: c.record_funding_outcome(waiting(c), True, ""),
+    "funds_refused": lambda c, t: c.record_funding_outcome(waiting(c), False, "余额不足"),
 }
+# What funds reports lands whatever the case's state: money moved, or did not.
+OUTCOMES = {"supervise", "funds_paid", "funds_refused"}
+
+
+def waiting(case: Case) -> str:
+    pending = case.pending_funding
+    return pending.expenditure_id if pending else "no-such-request"
 
 
 def state_of(case: Case) -> dict[str, Any]:
-    return {k: v for k, v in vars(case).items() if k != "_pending"}
+    return copy.deepcopy({k: v for k, v in vars(case).items() if k != "_pending"})
 
 
 def check_invariants(case: Case) -> None:
@@ -233,6 +246,8 @@ def check_invariants(case: Case) -> None:
         assert (case.satisfaction or 0) > 2
     if case.status is Status.IN_MEDIATION:
         assert case.mediator
+    pending = [r for r in case.funding.values() if r.status is FundingStatus.PENDING]
+    assert len(pending) <= 1
 
 
 @settings(max_examples=300, deadline=None)
@@ -252,7 +267,7 @@ def test_random_command_sequences_keep_the_case_valid_and_replayable(steps: list
             assert state_of(case) == before, f"a refused {name} changed the case"
             assert len(case.collect_pending()) == recorded
         else:
-            assert not was_final or name == "supervise", f"{name} changed a final case"
+            assert not was_final or name in OUTCOMES, f"{name} changed a final case"
         check_invariants(case)
 
     replayed = Case.replay(case.id, case.collect_pending())
@@ -311,3 +326,66 @@ def test_a_reclassification_that_moves_a_deadline_gets_a_new_notice() -> None:
 
     assert case.supervise(T0 + timedelta(hours=3)) == []
     assert case.supervise(T0 + timedelta(hours=25)) == [Deadline.DISPATCH]
+
+
+def in_progress() -> Case:
+    case = dispatched()
+    case.accept("王芳")
+    return case
+
+
+def test_a_case_in_progress_asks_for_money_once_and_records_the_outcome_once() -> None:
+    case = in_progress()
+    asked = case.request_funds(120_000, "payee:QH:yinfa", "独居老人助餐", "报价单 17")
+    retried = case.request_funds(120_000, "payee:QH:yinfa", "独居老人助餐", "报价单 17")
+    case.record_funding_outcome(asked.expenditure_id, True, "")
+    case.record_funding_outcome(asked.expenditure_id, False, "redelivered, too late")
+
+    events = case.collect_pending()
+    assert retried.expenditure_id == asked.expenditure_id
+    assert [type(e).__name__ for e in events][-2:] == ["CaseFundingRequested", "CaseFundingGranted"]
+    assert case.funding[asked.expenditure_id].status is FundingStatus.GRANTED
+    replayed = Case.replay(case.id, events)
+    assert replayed.funding == case.funding
+
+
+def test_a_second_request_waits_for_the_first_and_gets_its_own_expenditure() -> None:
+    case = in_progress()
+    first = case.request_funds(120_000, "payee:QH:yinfa", "助餐", "报价单")
+    with pytest.raises(RuleViolation, match="waits for the outcome"):
+        case.request_funds(99_000, "payee:QH:yinfa", "另一笔", "报价单")
+    case.record_funding_outcome(first.expenditure_id, False, "rejected: 预算不足")
+    second = case.request_funds(99_000, "payee:QH:yinfa", "另一笔", "报价单")
+
+    assert second.expenditure_id != first.expenditure_id
+    assert case.funding[first.expenditure_id].reason == "rejected: 预算不足"
+    assert case.pending_funding == second
+
+
+@pytest.mark.parametrize(
+    ("amount", "payee", "purpose", "evidence", "words"),
+    [
+        (0, "payee:QH:yinfa", "x", "y", "positive whole number"),
+        (12.5, "payee:QH:yinfa", "x", "y", "positive whole number"),
+        (100, "fund:QH-01-01:special", "x", "y", "not a payee"),
+        (100, "payee:QH:yinfa", " ", "y", "purpose is required"),
+        (100, "payee:QH:yinfa", "x", "", "evidence is required"),
+    ],
+)
+def test_a_bad_request_for_money_is_refused_and_records_nothing(
+    amount: Any, payee: str, purpose: str, evidence: str, words: str
+) -> None:
+    case = in_progress()
+    recorded = len(case.collect_pending())
+    with pytest.raises(InvalidInput, match=words):
+        case.request_funds(amount, payee, purpose, evidence)
+    assert len(case.collect_pending()) == recorded
+    assert case.funding == {}
+
+
+def test_money_is_asked_for_only_while_the_case_is_worked_on() -> None:
+    case = dispatched()
+    with pytest.raises(RuleViolation, match="cannot request funds for a case that is dispatched"):
+        case.request_funds(100, "payee:QH:yinfa", "x", "y")
+    with pytest.raises(RuleViolation, match="no funding request"):
+        case.record_funding_outcome("unknown", True, "")

@@ -124,7 +124,7 @@ def test_random_movements_keep_funds_non_negative_and_the_ledger_summing_to_zero
 # -- expenditures ------------------------------------------------------------------------
 
 
-def expenditure(amount: int = 5_000 * YUAN) -> Expenditure:
+def expenditure(amount: int = 5_000 * YUAN, case_id: str | None = None) -> Expenditure:
     return Expenditure.request(
         "e1",
         "QH-01-01",
@@ -133,7 +133,7 @@ def expenditure(amount: int = 5_000 * YUAN) -> Expenditure:
         amount,
         "助餐服务采购",
         "合同编号 2026-017",
-        None,
+        case_id,
         "requester-1",
         street_threshold_fen=20_000 * YUAN,
     )
@@ -178,3 +178,21 @@ def test_the_flow_reserves_then_disburses_or_voids_and_rejection_is_final() -> N
     with pytest.raises(RuleViolation, match="cannot approve"):
         rejected.approve("x", ApprovalLevel.COMMUNITY)
     assert paid.transfer_id == transfer_id_for("expenditure:e1")
+
+
+def test_a_case_expenditures_outcomes_name_the_case_so_cases_can_record_them() -> None:
+    paid, voided, rejected = (expenditure(case_id=f"case-{n}") for n in range(3))
+    for e in (paid, voided):
+        e.approve("secretary-1", ApprovalLevel.COMMUNITY)
+    paid.mark_reserved()
+    paid.mark_disbursed(datetime(2026, 5, 1, tzinfo=UTC))
+    voided.void("余额不足")
+    rejected.reject("secretary-1", "不属于专项资金范围")
+
+    outcomes = [e.collect_pending()[-1] for e in (paid, voided, rejected)]
+    assert [type(o).__name__ for o in outcomes] == [
+        "ExpenditureDisbursed",
+        "ExpenditureVoided",
+        "ExpenditureRejected",
+    ]
+    assert [o.case_id for o in outcomes] == ["case-0", "case-1", "case-2"]  # type: ignore[attr-defined]

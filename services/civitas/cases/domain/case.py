@@ -7,6 +7,11 @@ follow-up with the resident's satisfaction → closed, or reopened when the
 resident is not satisfied. Also: reassign, merge a duplicate into an original,
 reject as out of scope, withdrawal by the resident, and supervision notices (督办)
 when a deadline passes, one per breached deadline.
+
+While in progress or in mediation, the handler may ask the community's special
+fund for money (a saga with funds): the request names the expenditure funds will
+open for it, and the case records the outcome, paid or refused, when funds
+reports it. One request waits at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import Aggregate, DomainEvent, applies
+from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
 from civitas.validation import required_text
 
 
@@ -53,6 +58,24 @@ LONG_TEXT = 2000  # descriptions, notes, reasons
 
 FINAL = {Status.CLOSED, Status.MERGED, Status.REJECTED, Status.WITHDRAWN}
 OPEN = set(Status) - FINAL - {Status.RESOLVED, Status.FOLLOWED_UP}
+
+
+class FundingStatus(enum.StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"  # paid out to the payee
+    REFUSED = "refused"
+
+
+@dataclass
+class FundingRequest:
+    """Money a case asked for, and what became of it."""
+
+    expenditure_id: str
+    amount_fen: int
+    payee_account: str
+    purpose: str
+    status: FundingStatus = FundingStatus.PENDING
+    reason: str = ""
 
 
 class Deadline(enum.StrEnum):
@@ -215,6 +238,25 @@ class SupervisionNoticeIssued(DomainEvent):
     issued_at: datetime
 
 
+class CaseFundingRequested(DomainEvent):
+    expenditure_id: str
+    community_code: str
+    amount_fen: int
+    payee_account: str
+    purpose: str
+    evidence: str
+
+
+class CaseFundingGranted(DomainEvent):
+    expenditure_id: str
+    amount_fen: int
+
+
+class CaseFundingRefused(DomainEvent):
+    expenditure_id: str
+    reason: str
+
+
 class Case(Aggregate):
     """One resident's request."""
 
@@ -241,6 +283,7 @@ class Case(Aggregate):
         self.satisfaction: int | None = None
         self.notices: set[Deadline] = set()
         self.merged_into: str | None = None
+        self.funding: dict[str, FundingRequest] = {}
 
     # -- commands ----------------------------------------------------------------
 
@@ -411,6 +454,61 @@ class Case(Aggregate):
             raise RuleViolation("a resolved case is closed or reopened, not withdrawn")
         self._record(CaseWithdrawn(reason=(reason or "").strip() or "resident withdrew"))
 
+    def request_funds(
+        self, amount_fen: int, payee_account: str, purpose: str, evidence: str
+    ) -> FundingRequest:
+        """Ask the community's special fund to pay a payee for this case. A retry of the
+        request that is waiting changes nothing and returns it."""
+        self._check_status(Status.IN_PROGRESS, Status.IN_MEDIATION, doing="request funds for")
+        if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
+            raise InvalidInput(f"amount_fen is a positive whole number of fen, not {amount_fen!r}")
+        if not (payee_account or "").startswith("payee:"):
+            raise InvalidInput(f"payee_account {payee_account!r} is not a payee's account")
+        purpose = required_text("purpose", purpose, 500)
+        evidence = required_text("evidence", evidence, 500)
+        waiting = self.pending_funding
+        if waiting is not None:
+            if (waiting.amount_fen, waiting.payee_account, waiting.purpose) == (
+                amount_fen,
+                payee_account,
+                purpose,
+            ):
+                return waiting
+            raise RuleViolation(
+                f"the case waits for the outcome of funding request {waiting.expenditure_id}"
+            )
+        expenditure_id = str(natural_id("case-funding", self.id, len(self.funding) + 1))
+        self._record(
+            CaseFundingRequested(
+                expenditure_id=expenditure_id,
+                community_code=self.community_code,
+                amount_fen=amount_fen,
+                payee_account=required_text("payee_account", payee_account),
+                purpose=purpose,
+                evidence=evidence,
+            )
+        )
+        return self.funding[expenditure_id]
+
+    def record_funding_outcome(self, expenditure_id: str, paid: bool, reason: str) -> None:
+        """What funds did with a request; recorded once, whatever the case's state now."""
+        request = self.funding.get(expenditure_id)
+        if request is None:
+            raise RuleViolation(f"the case has no funding request {expenditure_id}")
+        if request.status is not FundingStatus.PENDING:
+            return  # recorded already: a redelivered outcome
+        if paid:
+            self._record(
+                CaseFundingGranted(expenditure_id=expenditure_id, amount_fen=request.amount_fen)
+            )
+        else:
+            self._record(
+                CaseFundingRefused(
+                    expenditure_id=expenditure_id,
+                    reason=required_text("reason", reason, LONG_TEXT),
+                )
+            )
+
     def supervise(self, now: datetime) -> list[Deadline]:
         """Issue a notice for each deadline breached now and not noticed yet."""
         issued = []
@@ -433,6 +531,10 @@ class Case(Aggregate):
         if self.status in OPEN and self.resolution_due and now > self.resolution_due:
             late.append(Deadline.RESOLUTION)
         return late
+
+    @property
+    def pending_funding(self) -> FundingRequest | None:
+        return next((r for r in self.funding.values() if r.status is FundingStatus.PENDING), None)
 
     # -- guards -----------------------------------------------------------------------
 
@@ -551,3 +653,18 @@ class Case(Aggregate):
     @applies
     def _on_notice(self, event: SupervisionNoticeIssued) -> None:
         self.notices.add(event.deadline)
+
+    @applies
+    def _on_funding_requested(self, event: CaseFundingRequested) -> None:
+        self.funding[event.expenditure_id] = FundingRequest(
+            event.expenditure_id, event.amount_fen, event.payee_account, event.purpose
+        )
+
+    @applies
+    def _on_funding_granted(self, event: CaseFundingGranted) -> None:
+        self.funding[event.expenditure_id].status = FundingStatus.GRANTED
+
+    @applies
+    def _on_funding_refused(self, event: CaseFundingRefused) -> None:
+        request = self.funding[event.expenditure_id]
+        request.status, request.reason = FundingStatus.REFUSED, event.reason

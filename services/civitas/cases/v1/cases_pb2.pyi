@@ -116,6 +116,63 @@ DEADLINE_DISPATCH: Deadline.ValueType  # 1
 DEADLINE_RESOLUTION: Deadline.ValueType  # 2
 Global___Deadline: _TypeAlias = Deadline  # noqa: Y015
 
+class _FundingStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FundingStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FundingStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FUNDING_STATUS_UNSPECIFIED: _FundingStatus.ValueType  # 0
+    FUNDING_STATUS_PENDING: _FundingStatus.ValueType  # 1
+    FUNDING_STATUS_GRANTED: _FundingStatus.ValueType  # 2
+    """Paid out to the payee."""
+    FUNDING_STATUS_REFUSED: _FundingStatus.ValueType  # 3
+
+class FundingStatus(_FundingStatus, metaclass=_FundingStatusEnumTypeWrapper): ...
+
+FUNDING_STATUS_UNSPECIFIED: FundingStatus.ValueType  # 0
+FUNDING_STATUS_PENDING: FundingStatus.ValueType  # 1
+FUNDING_STATUS_GRANTED: FundingStatus.ValueType  # 2
+"""Paid out to the payee."""
+FUNDING_STATUS_REFUSED: FundingStatus.ValueType  # 3
+Global___FundingStatus: _TypeAlias = FundingStatus  # noqa: Y015
+
+@_typing.final
+class FundingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPENDITURE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    PAYEE_ACCOUNT_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    expenditure_id: _builtins.str
+    """The expenditure funds opens for the request (GetExpenditure in funds)."""
+    status: Global___FundingStatus.ValueType
+    amount_fen: _builtins.int
+    payee_account: _builtins.str
+    purpose: _builtins.str
+    reason: _builtins.str
+    """Why it was refused."""
+    def __init__(
+        self,
+        *,
+        expenditure_id: _builtins.str = ...,
+        status: Global___FundingStatus.ValueType = ...,
+        amount_fen: _builtins.int = ...,
+        payee_account: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "expenditure_id", b"expenditure_id", "payee_account", b"payee_account", "purpose", b"purpose", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FundingRequest: _TypeAlias = FundingRequest  # noqa: Y015
+
 @_typing.final
 class TimelineEntry(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -177,6 +234,7 @@ class Case(_message.Message):
     OVERDUE_FIELD_NUMBER: _builtins.int
     SUPERVISION_NOTICES_FIELD_NUMBER: _builtins.int
     TIMELINE_FIELD_NUMBER: _builtins.int
+    FUNDING_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     status: Global___Status.ValueType
     channel: Global___Channel.ValueType
@@ -204,6 +262,8 @@ class Case(_message.Message):
     def supervision_notices(self) -> _containers.RepeatedScalarFieldContainer[Global___Deadline.ValueType]: ...
     @_builtins.property
     def timeline(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimelineEntry]: ...
+    @_builtins.property
+    def funding(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundingRequest]: ...
     def __init__(
         self,
         *,
@@ -228,10 +288,11 @@ class Case(_message.Message):
         overdue: _builtins.bool = ...,
         supervision_notices: _abc.Iterable[Global___Deadline.ValueType] | None = ...,
         timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
+        funding: _abc.Iterable[Global___FundingRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dispatch_due", b"dispatch_due", "registered_at", b"registered_at", "resolution_due", b"resolution_due"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "case_id", b"case_id", "category", b"category", "channel", b"channel", "community_code", b"community_code", "description", b"description", "dispatch_due", b"dispatch_due", "grid_code", b"grid_code", "handler", b"handler", "merged_into_case_id", b"merged_into_case_id", "overdue", b"overdue", "registered_at", b"registered_at", "resident_id", b"resident_id", "resident_name", b"resident_name", "resident_phone", b"resident_phone", "resolution_due", b"resolution_due", "satisfaction", b"satisfaction", "status", b"status", "supervision_notices", b"supervision_notices", "timeline", b"timeline", "urgency", b"urgency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "case_id", b"case_id", "category", b"category", "channel", b"channel", "community_code", b"community_code", "description", b"description", "dispatch_due", b"dispatch_due", "funding", b"funding", "grid_code", b"grid_code", "handler", b"handler", "merged_into_case_id", b"merged_into_case_id", "overdue", b"overdue", "registered_at", b"registered_at", "resident_id", b"resident_id", "resident_name", b"resident_name", "resident_phone", b"resident_phone", "resolution_due", b"resolution_due", "satisfaction", b"satisfaction", "status", b"status", "supervision_notices", b"supervision_notices", "timeline", b"timeline", "urgency", b"urgency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -762,6 +823,59 @@ class ConcludeMediationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConcludeMediationResponse: _TypeAlias = ConcludeMediationResponse  # noqa: Y015
+
+@_typing.final
+class RequestFundsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    PAYEE_ACCOUNT_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    amount_fen: _builtins.int
+    """Integer fen (1 yuan = 100 fen)."""
+    payee_account: _builtins.str
+    """A payee's account in funds, e.g. payee:QH:yinfa."""
+    purpose: _builtins.str
+    evidence: _builtins.str
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        payee_account: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        evidence: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "case_id", b"case_id", "evidence", b"evidence", "payee_account", b"payee_account", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestFundsRequest: _TypeAlias = RequestFundsRequest  # noqa: Y015
+
+@_typing.final
+class RequestFundsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def case(self) -> Global___Case: ...
+    def __init__(
+        self,
+        *,
+        case: Global___Case | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestFundsResponse: _TypeAlias = RequestFundsResponse  # noqa: Y015
 
 @_typing.final
 class ResolveCaseRequest(_message.Message):

@@ -130,6 +130,11 @@ class CasesServiceStub:
                 request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseRequest.SerializeToString,
                 response_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseResponse.FromString,
                 _registered_method=True)
+        self.RequestFunds = channel.unary_unary(
+                '/civitas.cases.v1.CasesService/RequestFunds',
+                request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.RequestFundsRequest.SerializeToString,
+                response_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.RequestFundsResponse.FromString,
+                _registered_method=True)
         self.ImportCase = channel.unary_unary(
                 '/civitas.cases.v1.CasesService/ImportCase',
                 request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.ImportCaseRequest.SerializeToString,
@@ -268,6 +273,16 @@ class CasesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestFunds(self, request, context):
+        """Asks the community's special fund to pay a payee for the case (in progress or in
+        mediation; one request waits at a time, and a retry of it changes nothing).
+        funds opens an expenditure for it, people approve it, funds pays or refuses, and
+        the case records the outcome in `funding`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ImportCase(self, request, context):
         """Historical import (12345 hotline records, earlier systems): the same steps, run
         with the record's own times, stored as one append. District admins and services.
@@ -385,6 +400,11 @@ def add_CasesServiceServicer_to_server(servicer, server):
                     servicer.WithdrawCase,
                     request_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseRequest.FromString,
                     response_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseResponse.SerializeToString,
+            ),
+            'RequestFunds': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestFunds,
+                    request_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.RequestFundsRequest.FromString,
+                    response_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.RequestFundsResponse.SerializeToString,
             ),
             'ImportCase': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportCase,
@@ -916,6 +936,33 @@ class CasesService:
             '/civitas.cases.v1.CasesService/WithdrawCase',
             civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseRequest.SerializeToString,
             civitas_dot_cases_dot_v1_dot_cases__pb2.WithdrawCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestFunds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/civitas.cases.v1.CasesService/RequestFunds',
+            civitas_dot_cases_dot_v1_dot_cases__pb2.RequestFundsRequest.SerializeToString,
+            civitas_dot_cases_dot_v1_dot_cases__pb2.RequestFundsResponse.FromString,
             options,
             channel_credentials,
             insecure,

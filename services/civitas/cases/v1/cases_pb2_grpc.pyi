@@ -56,6 +56,12 @@ class CasesServiceStub:
     MergeCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.MergeCaseRequest, _cases_pb2.MergeCaseResponse]
     RejectCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.RejectCaseRequest, _cases_pb2.RejectCaseResponse]
     WithdrawCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.WithdrawCaseRequest, _cases_pb2.WithdrawCaseResponse]
+    RequestFunds: _grpc.UnaryUnaryMultiCallable[_cases_pb2.RequestFundsRequest, _cases_pb2.RequestFundsResponse]
+    """Asks the community's special fund to pay a payee for the case (in progress or in
+    mediation; one request waits at a time, and a retry of it changes nothing).
+    funds opens an expenditure for it, people approve it, funds pays or refuses, and
+    the case records the outcome in `funding`.
+    """
     ImportCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.ImportCaseRequest, _cases_pb2.ImportCaseResponse]
     """Historical import (12345 hotline records, earlier systems): the same steps, run
     with the record's own times, stored as one append. District admins and services.
@@ -91,6 +97,12 @@ class CasesServiceAsyncStub(CasesServiceStub):
     MergeCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.MergeCaseRequest, _cases_pb2.MergeCaseResponse]  # type: ignore[assignment]
     RejectCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.RejectCaseRequest, _cases_pb2.RejectCaseResponse]  # type: ignore[assignment]
     WithdrawCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.WithdrawCaseRequest, _cases_pb2.WithdrawCaseResponse]  # type: ignore[assignment]
+    RequestFunds: _aio.UnaryUnaryMultiCallable[_cases_pb2.RequestFundsRequest, _cases_pb2.RequestFundsResponse]  # type: ignore[assignment]
+    """Asks the community's special fund to pay a payee for the case (in progress or in
+    mediation; one request waits at a time, and a retry of it changes nothing).
+    funds opens an expenditure for it, people approve it, funds pays or refuses, and
+    the case records the outcome in `funding`.
+    """
     ImportCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.ImportCaseRequest, _cases_pb2.ImportCaseResponse]  # type: ignore[assignment]
     """Historical import (12345 hotline records, earlier systems): the same steps, run
     with the record's own times, stored as one append. District admins and services.
@@ -237,6 +249,18 @@ class CasesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cases_pb2.WithdrawCaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cases_pb2.WithdrawCaseResponse, _abc.Awaitable[_cases_pb2.WithdrawCaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RequestFunds(
+        self,
+        request: _cases_pb2.RequestFundsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cases_pb2.RequestFundsResponse, _abc.Awaitable[_cases_pb2.RequestFundsResponse]]:
+        """Asks the community's special fund to pay a payee for the case (in progress or in
+        mediation; one request waits at a time, and a retry of it changes nothing).
+        funds opens an expenditure for it, people approve it, funds pays or refuses, and
+        the case records the outcome in `funding`.
+        """
 
     @_abc_1.abstractmethod
     def ImportCase(

@@ -52,17 +52,22 @@ class ExpenditureReserved(DomainEvent):
     transfer_id: str
 
 
+# The outcomes name the case a case's expenditure pays for, so that cases can record
+# the outcome from the event alone (absent in events from before the saga).
 class ExpenditureDisbursed(DomainEvent):
     disbursed_at: datetime
+    case_id: str | None = None
 
 
 class ExpenditureVoided(DomainEvent):
     reason: str
+    case_id: str | None = None
 
 
 class ExpenditureRejected(DomainEvent):
     by: str
     reason: str
+    case_id: str | None = None
 
 
 class Expenditure(Aggregate):
@@ -140,17 +145,21 @@ class Expenditure(Aggregate):
 
     def mark_disbursed(self, now: datetime) -> None:
         self._check(ExpenditureStatus.RESERVED, doing="disburse")
-        self._record(ExpenditureDisbursed(disbursed_at=now))
+        self._record(ExpenditureDisbursed(disbursed_at=now, case_id=self.case_id))
 
     def void(self, reason: str) -> None:
         self._check(ExpenditureStatus.RESERVED, ExpenditureStatus.APPROVED, doing="void")
-        self._record(ExpenditureVoided(reason=required_text("reason", reason, 500)))
+        self._record(
+            ExpenditureVoided(reason=required_text("reason", reason, 500), case_id=self.case_id)
+        )
 
     def reject(self, by: str, reason: str) -> None:
         self._check(ExpenditureStatus.REQUESTED, doing="reject")
         self._record(
             ExpenditureRejected(
-                by=required_text("by", by), reason=required_text("reason", reason, 500)
+                by=required_text("by", by),
+                reason=required_text("reason", reason, 500),
+                case_id=self.case_id,
             )
         )
 
