@@ -22,6 +22,7 @@ from civitas.eventkit import (
     open_event_store,
 )
 from civitas.eventkit.kafka import KafkaFeed, events_topic
+from civitas.eventkit.metrics import CONSUMER_FAILURES
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner
 
@@ -67,6 +68,7 @@ async def keep_running(name: str, work: Callable[[], Awaitable[None]], pause: fl
             await work()
             return
         except Exception:
+            CONSUMER_FAILURES.labels(name, "restart").inc()
             log.exception("background task failed; restarting", task=name)
             await asyncio.sleep(pause)
 

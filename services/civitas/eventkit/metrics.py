@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 RELAY_LAG = Gauge(
     "civitas_relay_lag_events",
@@ -26,4 +26,30 @@ DEAD_LETTERS = Counter(
     "civitas_dead_letters_total",
     "Messages a consumer could not decode and set aside",
     ["group", "topic"],
+)
+EVENTS_APPENDED = Counter(
+    "civitas_events_appended_total",
+    "Events appended to the event store (an idempotent re-append counts again)",
+    ["category"],
+)
+APPEND_SECONDS = Histogram(
+    "civitas_append_seconds",
+    "Time to append one batch of events to a stream, commit included",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+PROJECTION_LAG = Gauge(
+    "civitas_projection_lag_seconds",
+    "Time from an event's occurrence to its application, for the last event a consumer "
+    "applied (projections and process managers)",
+    ["projection"],
+)
+PROJECTION_EVENTS = Counter(
+    "civitas_projection_events_total",
+    "Events a projection or process manager applied (redeliveries passed over not counted)",
+    ["projection"],
+)
+CONSUMER_FAILURES = Counter(
+    "civitas_consumer_failures_total",
+    "Events a consumer failed on: retried (reason=retry) or passed over (reason=gave_up)",
+    ["consumer", "reason"],
 )

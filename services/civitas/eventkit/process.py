@@ -17,10 +17,12 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
+from .metrics import CONSUMER_FAILURES
 from .projection import (
     CatchUpFeed,
     Feed,
     applied_versions,
+    observe_applied,
     save_tracking,
     tracked_position,
     tracking,
@@ -113,13 +115,16 @@ class ProcessManagerRunner:
             self._in_transaction, applied_versions, name, {event.stream_id for event in batch}
         )
         handled: dict[str, int] = {}
+        reacted = 0
         for event in batch:
             if event.stream_version <= done.get(event.stream_id, -1):
                 continue
             await self._react(event)
             done[event.stream_id] = handled[event.stream_id] = event.stream_version
+            reacted += 1
         position = max(event.position for event in batch)
         await asyncio.to_thread(self._in_transaction, save_tracking, name, handled, position)
+        observe_applied(name, batch, reacted)
 
     async def _react(self, event: RecordedEvent) -> None:
         """React; wait and try again while a ``retryable`` error says "not now", and pass
@@ -129,9 +134,11 @@ class ProcessManagerRunner:
                 await self.manager.react(event)
                 return
             except self.retryable as exc:
+                CONSUMER_FAILURES.labels(self.manager.name, "retry").inc()
                 log.warning("%s: %s; retrying in %ss", self.manager.name, exc, self.retry_delay)
                 await asyncio.sleep(self.retry_delay)
             except self.give_up_on as exc:
+                CONSUMER_FAILURES.labels(self.manager.name, "gave_up").inc()
                 log.error(
                     "%s gave up on %s@%s (%s): %s",
                     self.manager.name,

@@ -12,12 +12,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .metrics import PROJECTION_EVENTS, PROJECTION_LAG
 from .records import EventFilter, RecordedEvent
 from .store import EventStore
 
@@ -198,6 +200,12 @@ class StoreFeed:
         return await self.store.head_position()
 
 
+def observe_applied(consumer: str, batch: list[RecordedEvent], applied: int) -> None:
+    """Metrics after a batch: events applied, and how long ago the last one occurred."""
+    PROJECTION_EVENTS.labels(consumer).inc(applied)
+    PROJECTION_LAG.labels(consumer).set(max(0.0, time.time() - batch[-1].occurred_at.timestamp()))
+
+
 class ProjectionRunner:
     """Runs one projection from a feed into a read-model database.
 
@@ -256,7 +264,8 @@ class ProjectionRunner:
         return await self.catch_up()
 
     async def _apply(self, batch: list[RecordedEvent]) -> None:
-        await asyncio.to_thread(self._in_transaction, self._apply_batch, batch)
+        applied = await asyncio.to_thread(self._in_transaction, self._apply_batch, batch)
+        observe_applied(self.projection.name, batch, applied)
 
     def _catch_up_feed(self) -> CatchUpFeed:
         if not hasattr(self.feed, "read"):
@@ -267,16 +276,19 @@ class ProjectionRunner:
         with self.engine.begin() as conn:
             return work(conn, *args)
 
-    def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> None:
+    def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> int:
         name = self.projection.name
         applied = applied_versions(conn, name, {event.stream_id for event in batch})
         changed: dict[str, int] = {}
+        count = 0
         for event in batch:
             if event.stream_version <= applied.get(event.stream_id, -1):
                 continue  # delivered again (a relay restart, a Kafka redelivery)
             self.projection.apply(event, conn)
             applied[event.stream_id] = changed[event.stream_id] = event.stream_version
+            count += 1
         save_tracking(conn, name, changed, max(event.position for event in batch))
+        return count
 
     def _read_position(self, conn: sa.Connection) -> int:
         return tracked_position(conn, self.projection.name)

@@ -13,6 +13,7 @@ from typing import Any, Self
 from .clock import Clock, SystemClock
 from .errors import EventIdConflict, EventTooLarge, InvalidEvent, StoreClosed
 from .hashing import canonical_json, content_digest
+from .metrics import APPEND_SECONDS, EVENTS_APPENDED
 from .records import (
     AppendResult,
     EventFilter,
@@ -71,7 +72,9 @@ class EventStore(abc.ABC):
         category, _ = split_stream_id(stream_id)
         expected = check_expected_version(expected_version)
         prepared = self._prepare(stream_id, events)
-        result = await self._append(stream_id, category, expected, prepared)
+        with APPEND_SECONDS.time():
+            result = await self._append(stream_id, category, expected, prepared)
+        EVENTS_APPENDED.labels(category).inc(len(prepared))
         self._wake_subscribers()
         return result
 

@@ -18,7 +18,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from ..metrics import CONSUMER_LAG, DEAD_LETTERS
+from ..metrics import CONSUMER_FAILURES, CONSUMER_LAG, DEAD_LETTERS
 from ..projection import BatchHandler
 from ..records import EventFilter, RecordedEvent
 from .envelope import UndecodableMessage, decode_message
@@ -73,7 +73,11 @@ class KafkaFeed:
             records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
             events = [e for e in await self._decode(broker, records) if _passes(e, filter)]
             if events:
-                await handle(events)
+                try:
+                    await handle(events)
+                except Exception:
+                    CONSUMER_FAILURES.labels(self.group, "nack").inc()  # redelivered
+                    raise
             await self._record_lag(message.consumer)
 
         async with broker:
