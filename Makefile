@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck proto-lint proto-breaking
+check: lint typecheck proto-lint proto-breaking prometheus-check
+
+prometheus-install:
+	bash scripts/prometheus-install.sh
+
+# The shipped Prometheus config and alert rules, and the rules' unit tests.
+prometheus-check: prometheus-install
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
 
 proto: $(STAMP)
 	bash scripts/gen-proto.sh
@@ -58,7 +67,7 @@ asyncapi: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) postgres-up kafka-up check
+test: $(STAMP) postgres-up kafka-up prometheus-install check
 	$(BIN)/pytest -q -ra
 
 bench-eventstore: $(STAMP) postgres-up
