@@ -44,3 +44,11 @@ def street_of(code: str) -> str | None:
     """The street a community or grid code lies in (None for the district)."""
     kind, _ = parse_unit_code(code)
     return None if kind is UnitKind.DISTRICT else "-".join(code.split("-")[:2])
+
+
+def community_of(code: str) -> str | None:
+    """The community a community or grid code lies in (None above communities)."""
+    kind, parent = parse_unit_code(code)
+    if kind is UnitKind.COMMUNITY:
+        return code
+    return parent if kind is UnitKind.GRID else None

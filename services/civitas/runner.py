@@ -15,9 +15,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.settings import PORTS, ensure_secret
+from civitas.insights.bootstrap import DEFAULT_HTTP_PORT
 
-# The services that exist so far, in start order (later issues add theirs).
-SERVICES = ["party_orgs", "cases", "volunteers", "funds"]
+# Every service, in start order: insights last, as it reads the others' events.
+SERVICES = ["party_orgs", "cases", "volunteers", "funds", "insights"]
 
 
 @dataclass
@@ -72,11 +73,15 @@ async def up(var_dir: Path, host: str = "127.0.0.1") -> int:
         await asyncio.gather(*(wait_healthy(c.address) for c in children))
         token = TokenAuthority(secret).mint("admin", [Role.DISTRICT_ADMIN], ["QH"])
         for child in children:
-            metrics = PORTS[child.service][1]
+            metrics = env.get(f"CIVITAS_{child.service.upper()}_METRICS_PORT") or str(
+                PORTS[child.service][1]
+            )
             print(
                 f"  {child.service:<12} grpc {child.address}  metrics http://{host}:{metrics}/metrics"
             )
+        console = env.get("CIVITAS_INSIGHTS_HTTP_PORT") or str(DEFAULT_HTTP_PORT)
         print(f"\nadmin token (district_admin, scope QH, 12 h):\n{token}\n")
+        print(f"web console: http://{host}:{console}/?token={token}\n")
         print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)
         exited = [asyncio.create_task(c.process.wait()) for c in children]
         waiting = asyncio.create_task(stop.wait())

@@ -53,6 +53,9 @@ def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, 
         "CIVITAS_VOLUNTEERS_METRICS_PORT": str(free_port()),
         "CIVITAS_FUNDS_GRPC_PORT": str(free_port()),
         "CIVITAS_FUNDS_METRICS_PORT": str(free_port()),
+        "CIVITAS_INSIGHTS_GRPC_PORT": str(free_port()),
+        "CIVITAS_INSIGHTS_METRICS_PORT": str(free_port()),
+        "CIVITAS_INSIGHTS_HTTP_PORT": str(free_port()),
     }
 
 

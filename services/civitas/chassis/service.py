@@ -95,7 +95,7 @@ async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner
 
 @contextlib.asynccontextmanager
 async def events_of(
-    service: str, settings: ServiceSettings, own_store: EventStore, group: str
+    service: str, settings: ServiceSettings, own_store: EventStore | None, group: str
 ) -> AsyncIterator[Feed]:
     """A service's events for a consumer group: its Kafka topic when Kafka is configured,
     else its event store (the embedded default; another service's store is opened here)."""
@@ -103,7 +103,7 @@ async def events_of(
         namespace = settings.kafka_namespace
         topic = events_topic(service, namespace)
         yield KafkaFeed(settings.kafka_bootstrap, [topic], f"{namespace}.{group}")
-    elif service == settings.service:
+    elif service == settings.service and own_store is not None:
         yield StoreFeed(own_store)
     else:
         store = await open_event_store(settings.of_peer(service).eventstore_url)

@@ -1,0 +1,98 @@
+"""The composition root of insights: projections of every service's events, the
+queries over them, gRPC and HTTP; everything built from settings, nothing at import."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+
+from civitas.chassis.auth import TokenAuthority
+from civitas.chassis.server import GrpcServer, start_grpc_server
+from civitas.chassis.service import events_of, projecting
+from civitas.chassis.settings import ServiceSettings
+from civitas.eventkit import (
+    Clock,
+    Projection,
+    ProjectionRunner,
+    SystemClock,
+    create_read_model_engine,
+    setting,
+)
+
+from .grpc_api import InsightsServicer, Responses
+from .http import build_app, serving_http
+from .projections import CaseFacts, FundLedger, PartyFacts, Volunteering
+from .queries import InsightsQueries
+from .v1 import insights_pb2, insights_pb2_grpc
+
+SERVICE_NAME = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"].full_name
+DEFAULT_HTTP_PORT = 8080
+log = structlog.get_logger("civitas.insights")
+
+
+@dataclass
+class RunningInsights:
+    queries: InsightsQueries
+    server: GrpcServer
+    http_port: int
+    projections: list[ProjectionRunner]
+
+
+def sources() -> list[tuple[str, Projection]]:
+    """Which service's events each projection reads."""
+    return [
+        ("party_orgs", PartyFacts()),
+        ("cases", CaseFacts()),
+        ("volunteers", Volunteering()),
+        ("funds", FundLedger()),
+    ]
+
+
+@contextlib.asynccontextmanager
+async def run_insights(
+    settings: ServiceSettings,
+    *,
+    clock: Clock | None = None,
+    port: int | None = None,
+    http_port: int | None = None,
+) -> AsyncIterator[RunningInsights]:
+    """Start the projections, gRPC and HTTP; stop them all on exit. insights owns no
+    events: it reads the other services' stores (embedded) or topics (Kafka)."""
+    async with contextlib.AsyncExitStack() as stack:
+        read_models = create_read_model_engine(settings.read_model_url)
+        stack.callback(read_models.dispose)
+        authority = TokenAuthority(settings.auth_secret)
+        runners = []
+        for service, projection in sources():
+            feed = await stack.enter_async_context(
+                events_of(service, settings, None, projection.name)
+            )
+            runner = ProjectionRunner(projection, feed, read_models)
+            runners.append(await stack.enter_async_context(projecting(runner)))
+        responses = Responses(InsightsQueries(read_models, clock or SystemClock()))
+        server = await start_grpc_server(
+            [
+                (
+                    insights_pb2_grpc.add_InsightsServiceServicer_to_server,
+                    InsightsServicer(responses),
+                )
+            ],
+            [SERVICE_NAME],
+            authority=authority,
+            host=settings.host,
+            port=settings.grpc_port if port is None else port,
+        )
+        stack.push_async_callback(server.stop)
+        if http_port is None:
+            http_port = int(
+                setting("http_port", "insights", str(DEFAULT_HTTP_PORT), settings.environ)
+                or DEFAULT_HTTP_PORT
+            )
+        bound = await stack.enter_async_context(
+            serving_http(build_app(responses, authority), settings.host, http_port)
+        )
+        log.info("insights listening", port=server.port, http_port=bound)
+        yield RunningInsights(responses.queries, server, bound, runners)

@@ -1,0 +1,157 @@
+"""The edges of insights: query results as protobuf, served over gRPC and over HTTP.
+
+`Responses` builds each reply once; the gRPC servicer returns it and the HTTP API
+returns its JSON mapping, so both answer the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from civitas.chassis.convert import timestamp_out
+from civitas.errors import InvalidInput
+
+from .queries import InsightsQueries, MonthPoint, Scorecard
+from .v1 import insights_pb2 as pb
+from .v1 import insights_pb2_grpc as pb_grpc
+
+
+def scorecard_out(card: Scorecard) -> pb.Scorecard:
+    return pb.Scorecard(**dataclasses.asdict(card))
+
+
+def point_out(point: MonthPoint) -> pb.MonthPoint:
+    return pb.MonthPoint(**dataclasses.asdict(point))
+
+
+def _required(value: str, field: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise InvalidInput(f"{field} is required")
+    return value
+
+
+class Responses:
+    """Each query's reply, as protobuf."""
+
+    def __init__(self, queries: InsightsQueries) -> None:
+        self.queries = queries
+
+    async def scorecard(self, unit_code: str) -> pb.GetScorecardResponse:
+        card = await self.queries.scorecard(_required(unit_code, "unit_code"))
+        return pb.GetScorecardResponse(scorecard=scorecard_out(card))
+
+    async def children(self, parent_code: str) -> pb.ListScorecardsResponse:
+        cards = await self.queries.children(_required(parent_code, "parent_code"))
+        return pb.ListScorecardsResponse(scorecards=[scorecard_out(c) for c in cards])
+
+    async def trend(self, unit_code: str, months: int) -> pb.GetTrendResponse:
+        points = await self.queries.trend(_required(unit_code, "unit_code"), months or 12)
+        return pb.GetTrendResponse(points=[point_out(p) for p in points])
+
+    async def member_card(self, member_id: str) -> pb.GetMemberCardResponse:
+        card = await self.queries.member_card(_required(member_id, "member_id"))
+        return pb.GetMemberCardResponse(
+            card=pb.MemberCard(
+                member_id=card.member_id,
+                member_number=card.member_number,
+                org_id=card.org_id,
+                org_name=card.org_name,
+                unit_code=card.unit_code,
+                working=card.working,
+                reports_to=card.reports_to,
+                activities=[
+                    pb.CardEntry(
+                        entry_id=a["entry_id"],
+                        kind=a["kind"],
+                        description=a["description"],
+                        tenths_of_hours=a["tenths_of_hours"],
+                        occurred_at=timestamp_out(a["occurred_at"]),
+                    )
+                    for a in card.activities
+                ],
+                feedback=[
+                    pb.Feedback(
+                        feedback_id=f["feedback_id"],
+                        rating=f["rating"],
+                        comment=f["comment"],
+                        recorded_at=timestamp_out(f["recorded_at"]),
+                    )
+                    for f in card.feedback
+                ],
+                appraisals=[pb.Appraisal(**a) for a in card.appraisals],
+                volunteer_tenths_of_hours=card.volunteer_tenths_of_hours,
+                mean_feedback_rating=card.mean_feedback_rating,
+            )
+        )
+
+    async def case_timeline(self, case_id: str) -> pb.GetCaseTimelineResponse:
+        timeline = await self.queries.case_timeline(_required(case_id, "case_id"))
+        return pb.GetCaseTimelineResponse(
+            timeline=pb.CaseTimeline(
+                case_id=timeline.case_id,
+                community_code=timeline.community_code,
+                status=timeline.status,
+                entries=[
+                    pb.TimelineEntry(
+                        version=e["version"],
+                        type=e["type"],
+                        occurred_at=timestamp_out(e["occurred_at"]),
+                        actor=e["actor"] or "",
+                        correlation_id=e["correlation_id"] or "",
+                        details_json=e["details"],
+                    )
+                    for e in timeline.entries
+                ],
+            )
+        )
+
+    async def fund_statement(self, account_id: str) -> pb.GetFundStatementResponse:
+        statement = await self.queries.fund_statement(_required(account_id, "account_id"))
+        return pb.GetFundStatementResponse(
+            statement=pb.FundStatement(
+                account_id=statement.account_id,
+                kind=statement.kind,
+                owner_code=statement.owner_code,
+                name=statement.name,
+                balance_fen=statement.balance_fen,
+                reserved_fen=statement.reserved_fen,
+                entries=[
+                    pb.StatementEntry(
+                        transfer_id=e["transfer_id"],
+                        amount_fen=e["amount_fen"],
+                        counterpart_account=e["counterpart"],
+                        booked_at=timestamp_out(e["booked_at"]),
+                        memo=e["memo"],
+                        balance_fen=e["balance_fen"],
+                    )
+                    for e in statement.entries
+                ],
+            )
+        )
+
+
+class InsightsServicer(pb_grpc.InsightsServiceServicer):
+    """Read only: every signed-in caller may ask (the interceptor checks the token)."""
+
+    def __init__(self, responses: Responses) -> None:
+        self.responses = responses
+
+    async def GetScorecard(self, request: pb.GetScorecardRequest, context: Any) -> Any:
+        return await self.responses.scorecard(request.unit_code)
+
+    async def ListScorecards(self, request: pb.ListScorecardsRequest, context: Any) -> Any:
+        return await self.responses.children(request.parent_code)
+
+    async def GetTrend(self, request: pb.GetTrendRequest, context: Any) -> Any:
+        return await self.responses.trend(request.unit_code, request.months)
+
+    async def GetMemberCard(self, request: pb.GetMemberCardRequest, context: Any) -> Any:
+        return await self.responses.member_card(request.member_id)
+
+    async def GetCaseTimeline(self, request: pb.GetCaseTimelineRequest, context: Any) -> Any:
+        return await self.responses.case_timeline(request.case_id)
+
+    async def GetFundStatement(self, request: pb.GetFundStatementRequest, context: Any) -> Any:
+        return await self.responses.fund_statement(request.account_id)

@@ -1,0 +1,131 @@
+"""insights over HTTP: the queries as JSON, and the web console's pages.
+
+JSON is protobuf's JSON mapping of the gRPC replies (snake_case field names, every
+field present, int64 as strings), so the HTTP and gRPC answers never drift. The
+API needs a bearer token like gRPC does; the console's pages are static and send
+the token the user brought (``?token=``) with each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from civitas.chassis.auth import TokenAuthority
+from civitas.errors import InvalidInput, NotFound, Unauthenticated
+
+from .grpc_api import Responses
+
+CONSOLE = Path(__file__).parent / "console"
+PAGES = {
+    "/": "index.html",
+    "/community/{code}": "community.html",
+    "/member/{member_id}": "member.html",
+    "/case/{case_id}": "case.html",
+}
+log = structlog.get_logger("civitas.insights")
+Query = Callable[[web.Request], Awaitable[Message]]
+
+
+def as_json(message: Message) -> web.Response:
+    body = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return web.json_response(body, dumps=_dumps)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, dumps=_dumps)
+
+
+def _months(request: web.Request) -> int:
+    text = request.query.get("months", "12")
+    if not text.isdigit():
+        raise InvalidInput(f"months {text!r} is not a whole number")
+    return int(text)
+
+
+def build_app(responses: Responses, authority: TokenAuthority) -> web.Application:
+    """The aiohttp application: /api/... (JSON) and the console."""
+
+    def api(query: Query) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            header = request.headers.get("Authorization", "")
+            try:
+                if not header.startswith("Bearer "):
+                    raise Unauthenticated("no bearer token in the Authorization header")
+                authority.verify(header.removeprefix("Bearer ").strip())
+                return as_json(await query(request))
+            except Unauthenticated as refused:
+                return _error(401, str(refused))
+            except InvalidInput as bad:
+                return _error(400, str(bad))
+            except NotFound as missing:
+                return _error(404, str(missing))
+
+        return handle
+
+    def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            path = CONSOLE / name
+            if not path.exists():
+                return _error(404, f"the console page {name} is not built")
+            return web.FileResponse(path)
+
+        return serve
+
+    def m(request: web.Request, name: str) -> str:
+        return request.match_info[name]
+
+    app = web.Application()
+    app.router.add_get("/api/scorecards/{code}", api(lambda r: responses.scorecard(m(r, "code"))))
+    app.router.add_get(
+        "/api/scorecards/{code}/children", api(lambda r: responses.children(m(r, "code")))
+    )
+    app.router.add_get(
+        "/api/scorecards/{code}/trend",
+        api(lambda r: responses.trend(m(r, "code"), _months(r))),
+    )
+    app.router.add_get(
+        "/api/members/{member_id}/card", api(lambda r: responses.member_card(m(r, "member_id")))
+    )
+    app.router.add_get(
+        "/api/cases/{case_id}/timeline", api(lambda r: responses.case_timeline(m(r, "case_id")))
+    )
+    app.router.add_get(
+        "/api/funds/{account_id}/statement",
+        api(lambda r: responses.fund_statement(m(r, "account_id"))),
+    )
+    for route, name in PAGES.items():
+        app.router.add_get(route, page(name))
+    if CONSOLE.is_dir():
+        app.router.add_static("/static", CONSOLE)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving_http(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
+    """Serve ``app`` on ``host:port`` (0: any free port) while inside; the bound port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        server = site._server  # the bound port, when 0 was asked for
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        log.info("insights console and JSON API", url=f"http://{host}:{bound}/")
+        yield bound
+    finally:
+        await runner.cleanup()

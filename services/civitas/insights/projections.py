@@ -1,0 +1,536 @@
+"""insights' read models, one projection per service whose events it reads.
+
+Each projection keeps facts close to the events (a row per case, activity,
+account, member), with the unit codes that scorecards group by; scorecards,
+trends and cards are computed from them when asked. Nothing personal is kept:
+names and phones stay sealed in their own services, and the case timeline leaves
+every ciphertext out.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from civitas.eventkit import EventFilter, Projection, RecordedEvent, handles
+from civitas.geography import community_of, street_of
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+
+def _units(code: str | None) -> dict[str, str | None]:
+    """The community and street a unit code lies in, for grouping."""
+    if not code:
+        return {"community_code": None, "street_code": None}
+    return {"community_code": community_of(code), "street_code": street_of(code)}
+
+
+def _unit_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("community_code", sa.String(20), index=True),
+        sa.Column("street_code", sa.String(20), index=True),
+    ]
+
+
+def _id_of(event: RecordedEvent) -> str:
+    return event.stream_id.partition("-")[2]
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# -- cases ----------------------------------------------------------------------------
+
+cases = sa.Table(
+    "insights_cases",
+    metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    *_unit_columns(),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("registered_at", TS, nullable=False),
+    sa.Column("dispatch_due", TS, nullable=False),
+    sa.Column("resolution_due", TS, nullable=False),
+    sa.Column("resolved_at", TS),
+    sa.Column("satisfaction", sa.Integer),
+)
+case_events = sa.Table(
+    "insights_case_events",
+    metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(60), nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("actor", sa.String(100)),
+    sa.Column("correlation_id", sa.String(100)),
+    sa.Column("details", sa.Text, nullable=False),
+)
+
+# The status a case is in after each event that moves it (cases' event contract).
+STATUS_AFTER = {
+    "CaseClassified": "classified",
+    "CaseFiled": "filed",
+    "CaseDispatched": "dispatched",
+    "CaseAccepted": "in_progress",
+    "CaseReturned": "filed",
+    "CaseReassigned": "dispatched",
+    "MediationOpened": "in_mediation",
+    "MediationConcluded": "in_progress",
+    "CaseResolved": "resolved",
+    "CaseFollowedUp": "followed_up",
+    "CaseClosed": "closed",
+    "CaseMerged": "merged",
+    "CaseRejected": "rejected",
+    "CaseWithdrawn": "withdrawn",
+}
+ENDED = {"resolved", "followed_up", "closed", "merged", "rejected", "withdrawn"}
+UNDISPATCHED = {"registered", "classified", "filed"}
+
+
+class CaseFacts(Projection):
+    """A row per case (status, deadlines, resolution, rating) and its timeline."""
+
+    name = "insights_cases"
+
+    @property
+    def filter(self) -> EventFilter:
+        return EventFilter.of(categories=["case"])  # every case event, for the timeline
+
+    def create(self, conn: sa.Connection) -> None:
+        metadata.create_all(conn, tables=[cases, case_events])
+
+    def clear(self, conn: sa.Connection) -> None:
+        conn.execute(case_events.delete())
+        conn.execute(cases.delete())
+
+    def apply(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        details = {k: v for k, v in event.data.items() if "ciphertext" not in k}
+        conn.execute(
+            case_events.insert().values(
+                case_id=_id_of(event),
+                version=event.stream_version,
+                type=event.type,
+                occurred_at=event.occurred_at,
+                actor=event.actor,
+                correlation_id=event.correlation_id,
+                details=json.dumps(details, ensure_ascii=False, sort_keys=True),
+            )
+        )
+        super().apply(event, conn)
+        if event.type in STATUS_AFTER:
+            self._set(conn, event, status=STATUS_AFTER[event.type])
+
+    @staticmethod
+    def _set(conn: sa.Connection, event: RecordedEvent, **values: Any) -> None:
+        conn.execute(cases.update().where(cases.c.case_id == _id_of(event)).values(**values))
+
+    @handles("CaseRegistered")
+    def on_registered(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            cases.insert().values(
+                case_id=_id_of(event),
+                **_units(data["community_code"]),
+                status="registered",
+                registered_at=_when(data["registered_at"]),
+                dispatch_due=_when(data["dispatch_due"]),
+                resolution_due=_when(data["resolution_due"]),
+            )
+        )
+
+    @handles("CaseClassified")
+    def on_classified(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        due = {k: _when(event.data[k]) for k in ("dispatch_due", "resolution_due")}
+        self._set(conn, event, **due)
+
+    @handles("CaseResolved")
+    def on_resolved(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        self._set(conn, event, resolved_at=_when(event.data["resolved_at"]))
+
+    @handles("CaseFollowedUp")
+    def on_followed_up(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        self._set(conn, event, satisfaction=event.data["satisfaction"])
+
+    @handles("CaseReopened")
+    def on_reopened(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        values: dict[str, Any] = {
+            "resolved_at": None,
+            "resolution_due": _when(event.data["resolution_due"]),
+            "status": "in_progress",
+        }
+        if event.data.get("dispatch_due"):  # answered on the spot: dispatched anew
+            values.update(status="filed", dispatch_due=_when(event.data["dispatch_due"]))
+        self._set(conn, event, **values)
+
+
+# -- volunteers -------------------------------------------------------------------------
+
+activities = sa.Table(
+    "insights_activities",
+    metadata,
+    sa.Column("activity_id", sa.String(40), primary_key=True),
+    *_unit_columns(),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("starts_at", TS, nullable=False),
+)
+hours = sa.Table(
+    "insights_hours",
+    metadata,
+    sa.Column("activity_id", sa.String(40), primary_key=True),
+    sa.Column("volunteer_id", sa.String(40), primary_key=True),
+    sa.Column("member_id", sa.String(40), index=True),
+    *_unit_columns(),
+    sa.Column("served_at", TS, nullable=False),
+    sa.Column("tenths_of_hours", sa.Integer, nullable=False),
+)
+
+
+class Volunteering(Projection):
+    """Verified hours, by the activity's community and day."""
+
+    name = "insights_volunteering"
+
+    def create(self, conn: sa.Connection) -> None:
+        metadata.create_all(conn, tables=[activities, hours])
+
+    def clear(self, conn: sa.Connection) -> None:
+        conn.execute(hours.delete())
+        conn.execute(activities.delete())
+
+    @handles("ActivityCreated")
+    def on_created(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            activities.insert().values(
+                activity_id=_id_of(event),
+                **_units(data["community_code"]),
+                title=data["title"],
+                starts_at=_when(data["starts_at"]),
+            )
+        )
+
+    @handles("HoursVerified")
+    def on_verified(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        activity = conn.execute(
+            sa.select(activities).where(activities.c.activity_id == _id_of(event))
+        ).one()
+        conn.execute(
+            hours.insert().values(
+                activity_id=activity.activity_id,
+                volunteer_id=event.data["volunteer_id"],
+                member_id=event.data.get("member_id"),
+                community_code=activity.community_code,
+                street_code=activity.street_code,
+                served_at=activity.starts_at,
+                tenths_of_hours=event.data["tenths_of_hours"],
+            )
+        )
+
+
+# -- funds ------------------------------------------------------------------------------
+
+accounts = sa.Table(
+    "insights_accounts",
+    metadata,
+    sa.Column("account_id", sa.String(80), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("owner_code", sa.String(20), nullable=False),
+    *_unit_columns(),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("balance_fen", sa.BigInteger, nullable=False),
+    sa.Column("reserved_fen", sa.BigInteger, nullable=False),
+)
+entries = sa.Table(
+    "insights_entries",
+    metadata,
+    sa.Column("account_id", sa.String(80), primary_key=True),
+    sa.Column("transfer_id", sa.String(40), primary_key=True),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("counterpart", sa.String(80), nullable=False),
+    sa.Column("booked_at", TS, nullable=False, index=True),
+    sa.Column("memo", sa.String(500), nullable=False),
+    sa.Column("balance_fen", sa.BigInteger, nullable=False),  # after this entry
+    sa.Column("position", sa.BigInteger, nullable=False),  # orders the entries
+)
+holds = sa.Table(
+    "insights_holds",
+    metadata,
+    sa.Column("account_id", sa.String(80), primary_key=True),
+    sa.Column("transfer_id", sa.String(40), primary_key=True),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+)
+
+
+class FundLedger(Projection):
+    """Accounts with balances and holds, and every entry with the balance after it."""
+
+    name = "insights_funds"
+
+    def create(self, conn: sa.Connection) -> None:
+        metadata.create_all(conn, tables=[accounts, entries, holds])
+
+    def clear(self, conn: sa.Connection) -> None:
+        for table in (holds, entries, accounts):
+            conn.execute(table.delete())
+
+    @handles("LedgerAccountOpened")
+    def on_opened(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            accounts.insert().values(
+                account_id=_id_of(event),
+                kind=data["kind"],
+                owner_code=data["owner_code"],
+                **_units(data["owner_code"]),
+                name=data["name"],
+                balance_fen=0,
+                reserved_fen=0,
+            )
+        )
+
+    @handles("FundsReserved")
+    def on_reserved(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        account, amount = _id_of(event), event.data["amount_fen"]
+        conn.execute(
+            holds.insert().values(
+                account_id=account, transfer_id=event.data["transfer_id"], amount_fen=amount
+            )
+        )
+        self._change(conn, account, reserved=amount)
+
+    @handles("ReservationReleased")
+    def on_released(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        self._release(conn, _id_of(event), event.data["transfer_id"])
+
+    @handles("Debited")
+    def on_debited(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        self._release(conn, _id_of(event), event.data["transfer_id"])
+        self._book(conn, event, -event.data["amount_fen"], event.data["to_account"])
+
+    @handles("Credited")
+    def on_credited(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        self._book(conn, event, event.data["amount_fen"], event.data["from_account"])
+
+    def _book(self, conn: sa.Connection, event: RecordedEvent, amount: int, other: str) -> None:
+        account = _id_of(event)
+        self._change(conn, account, balance=amount)
+        balance = conn.execute(
+            sa.select(accounts.c.balance_fen).where(accounts.c.account_id == account)
+        ).scalar_one()
+        conn.execute(
+            entries.insert().values(
+                account_id=account,
+                transfer_id=event.data["transfer_id"],
+                amount_fen=amount,
+                counterpart=other,
+                booked_at=_when(event.data["booked_at"]),
+                memo=event.data.get("memo", ""),
+                balance_fen=balance,
+                position=event.position,
+            )
+        )
+
+    def _release(self, conn: sa.Connection, account: str, transfer_id: str) -> None:
+        held = (holds.c.account_id == account) & (holds.c.transfer_id == transfer_id)
+        amount = conn.execute(sa.select(holds.c.amount_fen).where(held)).scalar()
+        if amount is not None:
+            conn.execute(holds.delete().where(held))
+            self._change(conn, account, reserved=-amount)
+
+    @staticmethod
+    def _change(conn: sa.Connection, account: str, balance: int = 0, reserved: int = 0) -> None:
+        conn.execute(
+            accounts.update()
+            .where(accounts.c.account_id == account)
+            .values(
+                balance_fen=accounts.c.balance_fen + balance,
+                reserved_fen=accounts.c.reserved_fen + reserved,
+            )
+        )
+
+
+# -- party_orgs -------------------------------------------------------------------------
+
+units = sa.Table(
+    "insights_units",
+    metadata,
+    sa.Column("code", sa.String(20), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("parent_code", sa.String(20), index=True),
+    sa.Column("population", sa.Integer, nullable=False),
+)
+orgs = sa.Table(
+    "insights_orgs",
+    metadata,
+    sa.Column("org_id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("unit_code", sa.String(20), nullable=False),
+    *_unit_columns(),
+)
+members = sa.Table(
+    "insights_members",
+    metadata,
+    sa.Column("member_id", sa.String(40), primary_key=True),
+    sa.Column("member_number", sa.String(40), nullable=False),
+    sa.Column("org_id", sa.String(40), nullable=False),
+    *_unit_columns(),
+    sa.Column("working", sa.Boolean, nullable=False),
+    sa.Column("reports_to", sa.String(20), index=True),
+    sa.Column("reports_to_street", sa.String(20), index=True),
+)
+card_entries = sa.Table(
+    "insights_card_entries",
+    metadata,
+    sa.Column("member_id", sa.String(40), primary_key=True),
+    sa.Column("entry_id", sa.String(120), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("tenths_of_hours", sa.Integer, nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+)
+feedback = sa.Table(
+    "insights_feedback",
+    metadata,
+    sa.Column("member_id", sa.String(40), primary_key=True),
+    sa.Column("feedback_id", sa.String(120), primary_key=True),
+    sa.Column("rating", sa.Integer, nullable=False),
+    sa.Column("comment", sa.String(1000), nullable=False),
+    sa.Column("recorded_at", TS, nullable=False),
+)
+appraisals = sa.Table(
+    "insights_appraisals",
+    metadata,
+    sa.Column("member_id", sa.String(40), primary_key=True),
+    sa.Column("year", sa.Integer, primary_key=True),
+    sa.Column("rating", sa.String(20), nullable=False),
+)
+PARTY_TABLES = [units, orgs, members, card_entries, feedback, appraisals]
+
+
+class PartyFacts(Projection):
+    """Units, organizations, members and their cards."""
+
+    name = "insights_party"
+
+    def create(self, conn: sa.Connection) -> None:
+        metadata.create_all(conn, tables=PARTY_TABLES)
+
+    def clear(self, conn: sa.Connection) -> None:
+        for table in reversed(PARTY_TABLES):
+            conn.execute(table.delete())
+
+    @handles("UnitRegistered")
+    def on_unit(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            units.insert().values(
+                code=data["code"],
+                kind=data["kind"],
+                name=data["name"],
+                parent_code=data["parent_code"],
+                population=data["population"],
+            )
+        )
+
+    @handles("UnitRenamed")
+    def on_renamed(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        code = _id_of(event)
+        conn.execute(units.update().where(units.c.code == code).values(name=event.data["name"]))
+
+    @handles("PartyOrgFounded")
+    def on_founded(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            orgs.insert().values(
+                org_id=_id_of(event),
+                kind=data["kind"],
+                name=data["name"],
+                unit_code=data["unit_code"],
+                **_units(data["unit_code"]),
+            )
+        )
+
+    @handles("MemberAdmitted")
+    def on_admitted(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            members.insert().values(
+                member_id=_id_of(event),
+                member_number=data["member_number"],
+                org_id=data["org_id"],
+                working=data["working"],
+                **self._org_units(conn, data["org_id"]),
+            )
+        )
+
+    @handles("TransferReceived")
+    def on_transferred(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        org_id = event.data["to_org_id"]
+        conn.execute(
+            members.update()
+            .where(members.c.member_id == _id_of(event))
+            .values(org_id=org_id, **self._org_units(conn, org_id))
+        )
+
+    @handles("ReportedToCommunity")
+    def on_reported(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        community = event.data["community_code"]
+        conn.execute(
+            members.update()
+            .where(members.c.member_id == _id_of(event))
+            .values(reports_to=community, reports_to_street=street_of(community))
+        )
+
+    @handles("CardActivityRecorded")
+    def on_card_activity(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            card_entries.insert().values(
+                member_id=_id_of(event),
+                entry_id=data["activity_id"],
+                kind=data["kind"],
+                description=data["description"],
+                tenths_of_hours=data["tenths_of_hours"],
+                occurred_at=_when(data["occurred_at"]),
+            )
+        )
+
+    @handles("ResidentFeedbackRecorded")
+    def on_feedback(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        data = event.data
+        conn.execute(
+            feedback.insert().values(
+                member_id=_id_of(event),
+                feedback_id=data["feedback_id"],
+                rating=data["rating"],
+                comment=data["comment"],
+                recorded_at=_when(data["recorded_at"]),
+            )
+        )
+
+    @handles("AppraisalRated")
+    def on_appraised(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        member, year = _id_of(event), event.data["year"]
+        conn.execute(  # a rating may be changed
+            appraisals.delete().where(
+                (appraisals.c.member_id == member) & (appraisals.c.year == year)
+            )
+        )
+        conn.execute(
+            appraisals.insert().values(member_id=member, year=year, rating=event.data["rating"])
+        )
+
+    @staticmethod
+    def _org_units(conn: sa.Connection, org_id: str) -> dict[str, str | None]:
+        row = conn.execute(
+            sa.select(orgs.c.community_code, orgs.c.street_code).where(orgs.c.org_id == org_id)
+        ).one_or_none()
+        if row is None:
+            return {"community_code": None, "street_code": None}
+        return {"community_code": row.community_code, "street_code": row.street_code}
