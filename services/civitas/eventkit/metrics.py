@@ -43,6 +43,12 @@ PROJECTION_LAG = Gauge(
     "applied (projections and process managers)",
     ["projection"],
 )
+PROJECTION_DELAY = Histogram(
+    "civitas_projection_delay_seconds",
+    "Time from each event's occurrence to its application by a consumer",
+    ["projection"],
+    buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30),
+)
 PROJECTION_EVENTS = Counter(
     "civitas_projection_events_total",
     "Events a projection or process manager applied (redeliveries passed over not counted)",

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .metrics import PROJECTION_EVENTS, PROJECTION_LAG
+from .metrics import PROJECTION_DELAY, PROJECTION_EVENTS, PROJECTION_LAG
 from .records import EventFilter, RecordedEvent
 from .store import EventStore
 
@@ -201,9 +201,14 @@ class StoreFeed:
 
 
 def observe_applied(consumer: str, batch: list[RecordedEvent], applied: int) -> None:
-    """Metrics after a batch: events applied, and how long ago the last one occurred."""
+    """Metrics after a batch: events applied, each one's delay from its occurrence, and
+    the delay of the last one (the lag now)."""
+    now = time.time()
     PROJECTION_EVENTS.labels(consumer).inc(applied)
-    PROJECTION_LAG.labels(consumer).set(max(0.0, time.time() - batch[-1].occurred_at.timestamp()))
+    delay = PROJECTION_DELAY.labels(consumer)
+    for event in batch:
+        delay.observe(max(0.0, now - event.occurred_at.timestamp()))
+    PROJECTION_LAG.labels(consumer).set(max(0.0, now - batch[-1].occurred_at.timestamp()))
 
 
 class ProjectionRunner:
