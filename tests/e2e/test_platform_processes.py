@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -27,36 +24,9 @@ from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
 from civitas.runner import wait_healthy
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
+from tests.support.platform import SECRET, cli, free_port, service_env
 
-ROOT = Path(__file__).resolve().parents[2]
-SECRET = "e2e-secret-" + "z" * 40
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "CIVITAS_VAR_DIR": str(tmp_path / "var"),
-        "CIVITAS_AUTH_SECRET": SECRET,
-        "CIVITAS_PARTY_ORGS_GRPC_PORT": str(grpc_port),
-        "CIVITAS_PARTY_ORGS_METRICS_PORT": str(metrics_port),
-        "CIVITAS_CASES_GRPC_PORT": str(free_port()),
-        "CIVITAS_CASES_METRICS_PORT": str(free_port()),
-        "CIVITAS_VOLUNTEERS_GRPC_PORT": str(free_port()),
-        "CIVITAS_VOLUNTEERS_METRICS_PORT": str(free_port()),
-        "CIVITAS_FUNDS_GRPC_PORT": str(free_port()),
-        "CIVITAS_FUNDS_METRICS_PORT": str(free_port()),
-        "CIVITAS_INSIGHTS_GRPC_PORT": str(free_port()),
-        "CIVITAS_INSIGHTS_METRICS_PORT": str(free_port()),
-        "CIVITAS_INSIGHTS_HTTP_PORT": str(free_port()),
-    }
 
 
 @pytest.fixture
@@ -115,34 +85,6 @@ async def test_the_service_process_answers_over_grpc_serves_metrics_and_stops_gr
     assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="ResolveGrid"' in text
     assert exit_code == 0
-
-
-async def cli(
-    env: dict[str, str],
-    cwd: Path,
-    method: str,
-    request: dict[str, str],
-    address: str,
-    token: str | None = None,
-) -> dict[str, Any]:
-    """``civitas call`` as a user types it; the JSON reply."""
-    call = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "civitas.cli",
-        "call",
-        method,
-        json.dumps(request, ensure_ascii=False),
-        "--address",
-        address,
-        *(["--token", token] if token else []),
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await asyncio.wait_for(call.communicate(), 60)
-    assert call.returncode == 0, f"{method} failed"
-    return json.loads(out)
 
 
 async def case_paid_for(

@@ -1,0 +1,118 @@
+"""The platform as a user runs it: ``civitas up`` and the CLI as subprocesses, on free
+ports, with their stores under the test's own folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "e2e-secret-" + "z" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, str]:
+    """Settings for every service on free ports (party_orgs on the two given), stores
+    under ``tmp_path``."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CIVITAS_VAR_DIR": str(tmp_path / "var"),
+        "CIVITAS_AUTH_SECRET": SECRET,
+        "CIVITAS_PARTY_ORGS_GRPC_PORT": str(grpc_port),
+        "CIVITAS_PARTY_ORGS_METRICS_PORT": str(metrics_port),
+        "CIVITAS_CASES_GRPC_PORT": str(free_port()),
+        "CIVITAS_CASES_METRICS_PORT": str(free_port()),
+        "CIVITAS_VOLUNTEERS_GRPC_PORT": str(free_port()),
+        "CIVITAS_VOLUNTEERS_METRICS_PORT": str(free_port()),
+        "CIVITAS_FUNDS_GRPC_PORT": str(free_port()),
+        "CIVITAS_FUNDS_METRICS_PORT": str(free_port()),
+        "CIVITAS_INSIGHTS_GRPC_PORT": str(free_port()),
+        "CIVITAS_INSIGHTS_METRICS_PORT": str(free_port()),
+        "CIVITAS_INSIGHTS_HTTP_PORT": str(free_port()),
+    }
+
+
+def address_of(env: dict[str, str], service: str) -> str:
+    return f"127.0.0.1:{env[f'CIVITAS_{service.upper()}_GRPC_PORT']}"
+
+
+async def cli(
+    env: dict[str, str],
+    cwd: Path,
+    method: str,
+    request: dict[str, str],
+    address: str,
+    token: str | None = None,
+) -> dict[str, Any]:
+    """``civitas call`` as a user types it; the JSON reply."""
+    call = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        "call",
+        method,
+        json.dumps(request, ensure_ascii=False),
+        "--address",
+        address,
+        *(["--token", token] if token else []),
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(call.communicate(), 60)
+    assert call.returncode == 0, f"{method} failed"
+    reply: dict[str, Any] = json.loads(out)
+    return reply
+
+
+@dataclass
+class Platform:
+    """A running ``civitas up``: its settings, what it printed until ready, and (once it
+    has stopped) what it printed after."""
+
+    env: dict[str, str]
+    printed: str
+    after_stop: str = ""
+
+
+@contextlib.asynccontextmanager
+async def civitas_up(tmp_path: Path) -> AsyncIterator[Platform]:
+    """``civitas up`` on free ports until every service is ready; Ctrl-C when done."""
+    env = service_env(tmp_path, free_port(), free_port())
+    up = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        "up",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert up.stdout is not None
+    platform = Platform(env, "")
+    try:
+        while "Ctrl-C stops" not in platform.printed:
+            line = await asyncio.wait_for(up.stdout.readline(), 60)
+            assert line, f"civitas up ended early: {platform.printed}"
+            platform.printed += line.decode()
+        yield platform
+    finally:
+        if up.returncode is None:
+            up.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(up.communicate(), 30)
+        platform.after_stop = rest.decode()
