@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import grpc
 import pytest
 from google.protobuf import json_format
@@ -32,6 +34,7 @@ from civitas.party_orgs.domain.members import member_id_for
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 from civitas.volunteers.bootstrap import run_volunteers
+from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
 from tests.integration.test_cases_grpc import SECRET, settings_for
 from tests.support.processes import eventually
 
@@ -60,8 +63,9 @@ class District:
 
 
 @contextlib.asynccontextmanager
-async def district(tmp_path: Path) -> AsyncIterator[District]:
-    """Every service in this process on free ports, the demo loaded small."""
+async def district(tmp_path: Path, read_models: str | None = None) -> AsyncIterator[District]:
+    """Every service in this process on free ports, the demo loaded small; insights'
+    read models in ``read_models`` (default: SQLite)."""
     async with contextlib.AsyncExitStack() as stack:
         party = await stack.enter_async_context(
             run_party_orgs(settings_for("party_orgs", tmp_path), port=0)
@@ -82,7 +86,11 @@ async def district(tmp_path: Path) -> AsyncIterator[District]:
         await load_volunteers(f"127.0.0.1:{volunteers.server.port}", ADMIN, 60, 6)
         await load_funds(f"127.0.0.1:{funds.server.port}", ADMIN, APPROVER, 10)
         insights = await stack.enter_async_context(
-            run_insights(settings_for("insights", tmp_path), port=0, http_port=0)
+            run_insights(
+                settings_for("insights", tmp_path, **read_model_setting(read_models)),
+                port=0,
+                http_port=0,
+            )
         )
         channel = await stack.enter_async_context(
             grpc.aio.insecure_channel(f"127.0.0.1:{insights.server.port}")
@@ -96,6 +104,28 @@ async def district(tmp_path: Path) -> AsyncIterator[District]:
         built = District(insights, pb_grpc.InsightsServiceStub(channel), stores)
         await caught_up(built)
         yield built
+
+
+def read_model_setting(url: str | None) -> dict[str, str]:
+    return {"CIVITAS_INSIGHTS_READ_MODEL_URL": url} if url else {}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def read_models(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """Where insights keeps its read models: SQLite, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not await postgres_reachable():
+        missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
+    schema = f"insights_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(POSTGRES_URL)
+    await conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?schema={schema}"
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
 
 
 async def feedback_and_appraisal(stub: po_grpc.PartyOrgsServiceStub, member_id: str) -> None:
@@ -168,8 +198,10 @@ def expected_cases(events: list[RecordedEvent], prefix: str) -> dict[str, Any]:
     }
 
 
-async def test_scorecards_agree_with_the_events_at_every_level(tmp_path: Path) -> None:
-    async with district(tmp_path) as d:
+async def test_scorecards_agree_with_the_events_at_every_level(
+    tmp_path: Path, read_models: str | None
+) -> None:
+    async with district(tmp_path, read_models) as d:
         case_events = await d.events("cases")
         party_events = await d.events("party_orgs")
         volunteer_events = await d.events("volunteers")

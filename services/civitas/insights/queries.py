@@ -196,11 +196,13 @@ class InsightsQueries:
         unit = self._unit(conn, code)
         card = Scorecard(code, unit.name, unit.kind, population=unit.population)
         self._add_cases(conn, card, _in_unit(cases, code, kind))
-        card.volunteer_tenths_of_hours = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(hours.c.tenths_of_hours), 0)).where(
-                _in_unit(hours, code, kind)
-            )
-        ).scalar_one()
+        card.volunteer_tenths_of_hours = int(  # PostgreSQL sums to numeric
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(hours.c.tenths_of_hours), 0)).where(
+                    _in_unit(hours, code, kind)
+                )
+            ).scalar_one()
+        )
         self._add_funds(conn, card, _in_unit(accounts, code, kind))
         card.party_members = conn.execute(
             sa.select(sa.func.count()).select_from(members).where(_in_unit(members, code, kind))
@@ -257,7 +259,7 @@ class InsightsQueries:
                 sa.func.coalesce(sa.func.sum(accounts.c.reserved_fen), 0),
             ).where(scope & FUNDS)
         ).one()
-        card.funds_balance_fen, card.funds_committed_fen = balance, reserved
+        card.funds_balance_fen, card.funds_committed_fen = int(balance), int(reserved)
         fund_entries = entries.join(accounts, entries.c.account_id == accounts.c.account_id)
         allocated, disbursed = conn.execute(
             sa.select(
@@ -267,7 +269,7 @@ class InsightsQueries:
             .select_from(fund_entries)
             .where(scope & FUNDS)
         ).one()
-        card.funds_allocated_fen, card.funds_disbursed_fen = allocated, -disbursed
+        card.funds_allocated_fen, card.funds_disbursed_fen = int(allocated), -int(disbursed)
 
     def _trend(
         self, conn: sa.Connection, code: str, kind: UnitKind, months: int
@@ -366,11 +368,13 @@ class InsightsQueries:
                 .order_by(appraisals.c.year)
             )
         ]
-        card.volunteer_tenths_of_hours = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(hours.c.tenths_of_hours), 0)).where(
-                hours.c.member_id == member_id
-            )
-        ).scalar_one()
+        card.volunteer_tenths_of_hours = int(
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(hours.c.tenths_of_hours), 0)).where(
+                    hours.c.member_id == member_id
+                )
+            ).scalar_one()
+        )
         if card.feedback:
             card.mean_feedback_rating = statistics.fmean(f["rating"] for f in card.feedback)
         return card
