@@ -63,21 +63,27 @@ class District:
 
 
 @contextlib.asynccontextmanager
-async def district(tmp_path: Path, read_models: str | None = None) -> AsyncIterator[District]:
+async def district(
+    tmp_path: Path, read_models: str | None = None, kafka: dict[str, str] | None = None
+) -> AsyncIterator[District]:
     """Every service in this process on free ports, the demo loaded small; insights'
-    read models in ``read_models`` (default: SQLite)."""
+    read models in ``read_models`` (default: SQLite); every feed on Kafka when
+    ``kafka`` names a broker and namespace."""
+    feeds = kafka or {}
     async with contextlib.AsyncExitStack() as stack:
         party = await stack.enter_async_context(
-            run_party_orgs(settings_for("party_orgs", tmp_path), port=0)
+            run_party_orgs(settings_for("party_orgs", tmp_path, **feeds), port=0)
         )
-        peers = {"CIVITAS_PARTY_ORGS_ADDRESS": f"127.0.0.1:{party.server.port}"}
+        peers = {"CIVITAS_PARTY_ORGS_ADDRESS": f"127.0.0.1:{party.server.port}", **feeds}
         cases = await stack.enter_async_context(
             run_cases(settings_for("cases", tmp_path, **peers), port=0)
         )
         volunteers = await stack.enter_async_context(
             run_volunteers(settings_for("volunteers", tmp_path, **peers), port=0)
         )
-        funds = await stack.enter_async_context(run_funds(settings_for("funds", tmp_path), port=0))
+        funds = await stack.enter_async_context(
+            run_funds(settings_for("funds", tmp_path, **feeds), port=0)
+        )
         address = f"127.0.0.1:{party.server.port}"
         await load_party_orgs(address, ADMIN, members=60)
         async with grpc.aio.insecure_channel(address) as channel:
@@ -87,7 +93,7 @@ async def district(tmp_path: Path, read_models: str | None = None) -> AsyncItera
         await load_funds(f"127.0.0.1:{funds.server.port}", ADMIN, APPROVER, 10)
         insights = await stack.enter_async_context(
             run_insights(
-                settings_for("insights", tmp_path, **read_model_setting(read_models)),
+                settings_for("insights", tmp_path, **read_model_setting(read_models), **feeds),
                 port=0,
                 http_port=0,
             )
@@ -163,7 +169,7 @@ async def caught_up(district: District) -> None:
                 return False
         return True
 
-    await eventually(done, "the insights projections to catch up", seconds=60)
+    await eventually(done, "the insights projections to catch up", seconds=90)
 
 
 async def has_more(district: District, runner: Any, source: str, position: int) -> bool:
@@ -260,6 +266,29 @@ async def test_scorecards_agree_with_the_events_at_every_level(
     )
     assert district_card.funds_balance_fen == brought_in - paid_out
     assert district_card.population > 0
+
+
+@pytest.mark.kafka
+async def test_on_kafka_the_projections_agree_with_the_events_too(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    kafka = {"CIVITAS_KAFKA_BOOTSTRAP": kafka_bootstrap, "CIVITAS_KAFKA_NAMESPACE": namespace}
+    async with district(tmp_path, kafka=kafka) as d:
+        case_events = await d.events("cases")
+        verified = sum(
+            e.data["tenths_of_hours"]
+            for e in await d.events("volunteers")
+            if e.type == "HoursVerified"
+        )
+        card = (
+            await d.stub.GetScorecard(pb.GetScorecardRequest(unit_code="QH"), metadata=READER)
+        ).scorecard
+
+    expected = expected_cases(case_events, "QH")
+    assert {k: getattr(card, k) for k in expected} == pytest.approx(expected)
+    assert card.volunteer_tenths_of_hours == verified > 0
+    assert card.funds_disbursed_fen > 0
 
 
 async def test_trend_member_card_timeline_and_statement_and_the_same_over_http(
