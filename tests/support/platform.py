@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,9 +91,12 @@ class Platform:
 
 
 @contextlib.asynccontextmanager
-async def civitas_up(tmp_path: Path) -> AsyncIterator[Platform]:
-    """``civitas up`` on free ports until every service is ready; Ctrl-C when done."""
-    env = service_env(tmp_path, free_port(), free_port())
+async def civitas_up(
+    tmp_path: Path, settings: Mapping[str, str] | None = None
+) -> AsyncIterator[Platform]:
+    """``civitas up`` on free ports (and with ``settings``, other ``CIVITAS_`` variables)
+    until every service is ready; Ctrl-C when done."""
+    env = {**service_env(tmp_path, free_port(), free_port()), **(settings or {})}
     up = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
