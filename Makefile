@@ -68,6 +68,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
 test: $(STAMP) postgres-up kafka-up prometheus-install check
+	bash scripts/chromium-install.sh
 	$(BIN)/pytest -q -ra
 
 bench-eventstore: $(STAMP) postgres-up

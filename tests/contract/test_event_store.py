@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from datetime import UTC, timedelta
 
@@ -19,6 +20,8 @@ from civitas.eventkit import (
     InvalidStreamName,
     ManualClock,
     NewEvent,
+    PostgresEventStore,
+    SqliteEventStore,
     StoreClosed,
     StreamState,
     first_broken_link,
@@ -243,6 +246,47 @@ async def test_the_hash_chain_exposes_a_changed_event(store: EventStore) -> None
     ]
 
     assert first_broken_link(tampered) is tampered[1]
+
+
+async def tamper(store: EventStore, sql: str) -> None:
+    """Run ``sql`` on the store's own tables, behind its back (``{events}`` is the
+    events table), as someone with access to the database file or server would."""
+    if isinstance(store, SqliteEventStore):
+        conn = sqlite3.connect(store.path)
+        with conn:
+            conn.execute(sql.format(events="events"))
+        conn.close()
+    else:
+        assert isinstance(store, PostgresEventStore)
+        await store._pool.execute(sql.format(events=f"{store.schema}.events"))
+
+
+async def test_verify_names_the_first_broken_link_after_one_stored_byte_changes(
+    store: EventStore,
+) -> None:
+    await store.append("case-1", [new(i=1), new(i=2), new(i=3)], StreamState.NO_STREAM)
+    await store.append("case-2", [new(i=7)], StreamState.NO_STREAM)
+    intact = await store.verify()
+    await tamper(
+        store,
+        "UPDATE {events} SET data = replace(data, '\"i\":2', '\"i\":3') "
+        "WHERE stream_id = 'case-1' AND stream_version = 1",
+    )
+    tampered = await store.verify(batch_size=2)
+
+    assert (intact.intact, intact.streams, intact.events) == (True, 2, 4)
+    assert not tampered.intact
+    assert [(b.stream_id, b.stream_version) for b in tampered.broken] == [("case-1", 1)]
+    assert "does not follow from the stored content" in tampered.broken[0].reason
+
+
+async def test_verify_finds_a_stream_whose_last_event_was_removed(store: EventStore) -> None:
+    await store.append("case-1", [new(i=1), new(i=2)], StreamState.NO_STREAM)
+    await tamper(store, "DELETE FROM {events} WHERE stream_id = 'case-1' AND stream_version = 1")
+    report = await store.verify()
+
+    assert [(b.stream_id, b.stream_version) for b in report.broken] == [("case-1", 1)]
+    assert "head says revision 1" in report.broken[0].reason
 
 
 # -- subscriptions ------------------------------------------------------------

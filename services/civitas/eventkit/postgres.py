@@ -23,6 +23,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from .audit import RawEvent
 from .errors import ConcurrencyError, EventIdConflict
 from .hashing import GENESIS
 from .records import AppendResult, EventFilter, ExpectedVersion, RecordedEvent, StreamState
@@ -246,6 +247,21 @@ class PostgresEventStore(EventStore):
             *params,
         )
         return [_row_to_event(row) for row in rows]
+
+    async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
+        rows = await self._pool.fetch(
+            "SELECT position, stream_id, stream_version, event_id, type, schema_version, "
+            "occurred_at, actor, correlation_id, causation_id, data, hash "
+            f"FROM {self.schema}.events WHERE position > $1 AND {_VISIBLE} "
+            "ORDER BY position LIMIT $2",
+            after,
+            limit,
+        )
+        return [RawEvent(*row) for row in rows]
+
+    async def _stream_heads(self) -> dict[str, tuple[int, bytes]]:
+        rows = await self._pool.fetch(f"SELECT stream_id, version, hash FROM {self.schema}.streams")
+        return {row[0]: (row[1], bytes(row[2])) for row in rows}
 
     async def _head_position(self) -> int:
         value = await self._pool.fetchval(

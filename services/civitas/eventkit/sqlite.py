@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from .audit import RawEvent
 from .errors import ConcurrencyError, EventIdConflict, EventStoreError
 from .hashing import GENESIS, chain, utc_iso
 from .records import (
@@ -328,6 +329,19 @@ class SqliteEventStore(EventStore):
             (after, *params, limit),
         )
         return [row_to_event(row) for row in rows]
+
+    async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
+        rows = await self._query(
+            "SELECT position, stream_id, stream_version, event_id, type, schema_version, "
+            "occurred_at, actor, correlation_id, causation_id, data, hash FROM events "
+            "WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [RawEvent(*row) for row in rows]
+
+    async def _stream_heads(self) -> dict[str, tuple[int, bytes]]:
+        rows = await self._query("SELECT stream_id, version, hash FROM streams", ())
+        return {row[0]: (row[1], bytes(row[2])) for row in rows}
 
     async def _head_position(self) -> int:
         rows = await self._query("SELECT coalesce(max(position), 0) FROM events", ())

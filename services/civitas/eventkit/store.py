@@ -10,6 +10,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from .audit import ChainReport, ChainVerifier, Progress, RawEvent
 from .clock import Clock, SystemClock
 from .errors import EventIdConflict, EventTooLarge, InvalidEvent, StoreClosed
 from .hashing import canonical_json, content_digest
@@ -173,7 +174,31 @@ class EventStore(abc.ABC):
     ) -> None:
         await self.close()
 
+    async def verify(
+        self, *, batch_size: int = 5000, progress: Progress | None = None
+    ) -> ChainReport:
+        """Recompute every stream's hash chain from the rows as stored; name each broken
+        stream's first broken link. ``progress`` is told the position reached."""
+        self._check_open()
+        verifier = ChainVerifier()
+        after = 0
+        while rows := await self._read_raw(after, batch_size):
+            for row in rows:
+                verifier.feed(row)
+            after = rows[-1].position
+            if progress is not None:
+                progress(after)
+        return verifier.finish(await self._stream_heads())
+
     # -- for backends -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
+        """Stored rows after a global position, undecoded, in order."""
+
+    @abc.abstractmethod
+    async def _stream_heads(self) -> dict[str, tuple[int, bytes]]:
+        """Each stream's recorded last revision and hash."""
 
     @abc.abstractmethod
     async def _append(

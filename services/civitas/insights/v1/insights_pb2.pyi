@@ -149,7 +149,7 @@ class CardEntry(_message.Message):
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     kind: _builtins.str
-    """volunteer, meeting, service or other."""
+    """volunteer_service, meeting or community_service (party_orgs' card kinds)."""
     description: _builtins.str
     tenths_of_hours: _builtins.int
     @_builtins.property
