@@ -17,6 +17,21 @@ from civitas.eventkit import open_event_store, setting
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from civitas.audit import commands
+    from civitas.errors import DomainError
+
+    try:
+        if args.audit == "verify":
+            return asyncio.run(commands.verify(args.service, Path(args.var)))
+        return asyncio.run(
+            commands.history(args.stream, args.as_of, args.version, args.owner, Path(args.var))
+        )
+    except (DomainError, ValueError) as refused:
+        print(f"civitas audit: {refused}", file=sys.stderr)
+        return 2
+
+
 def _token(args: argparse.Namespace) -> str:
     secret = setting("auth_secret") or read_secret(Path(args.var))
     if not secret:
@@ -153,11 +168,28 @@ def main(argv: list[str] | None = None) -> int:
     call_cmd.add_argument("--token", help="bearer token (default: a district admin's)")
     call_cmd.add_argument("--var", default=var_default)
 
+    audit_cmd = commands.add_parser("audit", help="verify hash chains; show an aggregate's history")
+    audits = audit_cmd.add_subparsers(dest="audit", required=True)
+    verify_cmd = audits.add_parser("verify", help="recompute every stream's hash chain")
+    verify_cmd.add_argument(
+        "--service", action="append", default=[], help="repeatable (default: every service)"
+    )
+    verify_cmd.add_argument("--var", default=var_default)
+    history_cmd = audits.add_parser("history", help="an aggregate's state then, and its events")
+    history_cmd.add_argument("stream", help="e.g. case-<id>, account-fund:QH-01-01:special")
+    when = history_cmd.add_mutually_exclusive_group()
+    when.add_argument("--as-of", help="ISO time with zone, e.g. 2026-03-01T00:00:00+08:00")
+    when.add_argument("--version", type=int, help="a revision (0 is the first event)")
+    history_cmd.add_argument("--service", dest="owner", help="the store (default: by category)")
+    history_cmd.add_argument("--var", default=var_default)
+
     events_cmd = commands.add_parser("events", help="print stored events")
     events_cmd.add_argument("--stream", help="one stream id, e.g. case-42")
     events_cmd.add_argument("--service", help="read this service's own store")
     events_cmd.add_argument("--limit", type=int, default=100)
     args = parser.parse_args(argv)
+    if args.command == "audit":
+        return _audit(args)
     if getattr(args, "service", None) and args.store is None:
         args.store = ServiceSettings.from_env(
             args.service, {**os.environ, "CIVITAS_AUTH_SECRET": "-" * 32}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.service import infrastructure, projecting, reacting
@@ -18,13 +19,14 @@ from civitas.eventkit.process import ProcessManagerRunner
 
 from .application import Cases
 from .case_index import CaseIndex, CaseQueries, supervising
-from .domain.case import DeadlinePolicy
+from .domain.case import Case, DeadlinePolicy
 from .grids import GridResolver, PartyOrgsGrids
 from .grpc_api import CasesServicer
 from .processes import FundingOutcomes
 from .v1 import cases_pb2, cases_pb2_grpc
 
 SERVICE_NAME = cases_pb2.DESCRIPTOR.services_by_name["CasesService"].full_name
+AGGREGATES = [Case]  # whose histories auditors may read
 log = structlog.get_logger("civitas.cases")
 
 
@@ -69,9 +71,10 @@ async def run_cases(
                 (
                     cases_pb2_grpc.add_CasesServiceServicer_to_server,
                     CasesServicer(app, queries, index.wait_until_caught_up),
-                )
+                ),
+                audit_service(infra.store, AGGREGATES),
             ],
-            [SERVICE_NAME],
+            [SERVICE_NAME, AUDIT_SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
             port=settings.grpc_port if port is None else port,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.service import infrastructure, projecting, reacting
@@ -17,13 +18,16 @@ from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, Sys
 from civitas.eventkit.process import ProcessManagerRunner
 
 from .application import Funds
-from .domain.accounts import YUAN
+from .domain.accounts import YUAN, Account
+from .domain.expenditures import Expenditure
+from .domain.tasks import Task
 from .grpc_api import FundsServicer
 from .ledger import Ledger, LedgerQueries
 from .processes import CaseExpenditureSettlement, CaseFundingRequests
 from .v1 import funds_pb2, funds_pb2_grpc
 
 SERVICE_NAME = funds_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name
+AGGREGATES = [Account, Expenditure, Task]  # whose histories auditors may read
 log = structlog.get_logger("civitas.funds")
 
 
@@ -63,9 +67,10 @@ async def run_funds(
                 (
                     funds_pb2_grpc.add_FundsServiceServicer_to_server,
                     FundsServicer(app, queries, ledger.wait_until_caught_up),
-                )
+                ),
+                audit_service(infra.store, AGGREGATES),
             ],
-            [SERVICE_NAME],
+            [SERVICE_NAME, AUDIT_SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
             port=settings.grpc_port if port is None else port,

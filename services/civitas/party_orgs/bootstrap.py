@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.service import infrastructure, projecting
@@ -16,10 +17,15 @@ from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, Sys
 
 from .application import PartyOrgs
 from .directory import Directory, DirectoryQueries
+from .domain.members import Member
+from .domain.orgs import PartyOrg
+from .domain.pairings import Pairing
+from .domain.units import AdminUnit
 from .grpc_api import PartyOrgsServicer
 from .v1 import party_orgs_pb2, party_orgs_pb2_grpc
 
 SERVICE_NAME = party_orgs_pb2.DESCRIPTOR.services_by_name["PartyOrgsService"].full_name
+AGGREGATES = [AdminUnit, PartyOrg, Member, Pairing]  # whose histories auditors may read
 log = structlog.get_logger("civitas.party_orgs")
 
 
@@ -48,8 +54,11 @@ async def run_party_orgs(
             app, DirectoryQueries(infra.read_models), directory.wait_until_caught_up
         )
         server = await start_grpc_server(
-            [(party_orgs_pb2_grpc.add_PartyOrgsServiceServicer_to_server, servicer)],
-            [SERVICE_NAME],
+            [
+                (party_orgs_pb2_grpc.add_PartyOrgsServiceServicer_to_server, servicer),
+                audit_service(infra.store, AGGREGATES),
+            ],
+            [SERVICE_NAME, AUDIT_SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
             port=settings.grpc_port if port is None else port,

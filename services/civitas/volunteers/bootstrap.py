@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.service import infrastructure, reacting
@@ -16,12 +17,15 @@ from civitas.eventkit import Clock, EventStore, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
 
 from .application import Volunteers
+from .domain.activities import Activity
+from .domain.volunteers import CertificateBook, Volunteer
 from .grpc_api import VolunteersServicer
 from .members import PartyMembers, PartyOrgsMembers
 from .processes import HoursToMemberCards, MemberVolunteerProfiles
 from .v1 import volunteers_pb2, volunteers_pb2_grpc
 
 SERVICE_NAME = volunteers_pb2.DESCRIPTOR.services_by_name["VolunteersService"].full_name
+AGGREGATES = [Volunteer, Activity, CertificateBook]  # whose histories auditors may read
 log = structlog.get_logger("civitas.volunteers")
 
 
@@ -62,9 +66,10 @@ async def run_volunteers(
                 (
                     volunteers_pb2_grpc.add_VolunteersServiceServicer_to_server,
                     VolunteersServicer(app),
-                )
+                ),
+                audit_service(infra.store, AGGREGATES),
             ],
-            [SERVICE_NAME],
+            [SERVICE_NAME, AUDIT_SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
             port=settings.grpc_port if port is None else port,

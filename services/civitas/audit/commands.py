@@ -1,0 +1,85 @@
+"""``civitas audit verify`` and ``civitas audit history``: read each service's own
+event store directly (where its settings say it is), and change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from civitas.chassis.settings import ServiceSettings
+from civitas.eventkit import Aggregate, open_event_store
+
+from .history import Histories
+
+EVENT_KEEPERS = ["party_orgs", "cases", "volunteers", "funds"]
+
+
+def aggregates_of(service: str) -> list[type[Aggregate]]:
+    """The aggregates a service keeps (its composition root says)."""
+    import importlib
+
+    bootstrap = importlib.import_module(f"civitas.{service}.bootstrap")
+    return list(bootstrap.AGGREGATES)
+
+
+def owner_of(category: str) -> str:
+    for service in EVENT_KEEPERS:
+        if any(a.category == category for a in aggregates_of(service)):
+            return service
+    raise SystemExit(f"no service keeps {category!r} streams")
+
+
+def store_url(service: str, var: Path) -> str:
+    env = {**os.environ, "CIVITAS_VAR_DIR": str(var), "CIVITAS_AUTH_SECRET": "-" * 32}
+    return ServiceSettings.from_env(service, env).eventstore_url
+
+
+async def verify(services: list[str], var: Path) -> int:
+    """Verify each service's chains; 1 when any link is broken."""
+    broken = 0
+    for service in services or EVENT_KEEPERS:
+        store = await open_event_store(store_url(service, var))
+        try:
+
+            def progress(position: int, service: str = service) -> None:
+                print(f"\r{service}: checked up to position {position:,}", end="", file=sys.stderr)
+
+            report = await store.verify(progress=progress)
+        finally:
+            await store.close()
+        print("", file=sys.stderr)
+        verdict = "intact" if report.intact else f"{len(report.broken)} broken"
+        print(f"{service}: {report.events:,} events in {report.streams:,} streams: {verdict}")
+        for link in report.broken:
+            where = f"position {link.position}" if link.position else "its head record"
+            print(f"  first broken link: {link.stream_id} revision {link.stream_version} ({where})")
+            print(f"    {link.reason}")
+        broken += len(report.broken)
+    return 1 if broken else 0
+
+
+async def history(
+    stream_id: str, as_of: str | None, version: int | None, service: str | None, var: Path
+) -> int:
+    category = stream_id.partition("-")[0]
+    service = service or owner_of(category)
+    moment = datetime.fromisoformat(as_of) if as_of else None
+    store = await open_event_store(store_url(service, var))
+    try:
+        found = await Histories(store, aggregates_of(service)).history(
+            stream_id, as_of=moment, version=version
+        )
+    finally:
+        await store.close()
+    print(f"{found.stream_id} at revision {found.version} ({service})")
+    print(json.dumps(found.state, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+    print("\nevents:")
+    for e in found.events:
+        print(
+            f"  {e.stream_version:>4}  {e.occurred_at.isoformat()}  {e.type:<28} "
+            f"actor={e.actor or '-'}  correlation={e.correlation_id or '-'}"
+        )
+    return 0
