@@ -183,6 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     history_cmd.add_argument("--service", dest="owner", help="the store (default: by category)")
     history_cmd.add_argument("--var", default=var_default)
 
+    forget_cmd = commands.add_parser(
+        "forget", help="erase a person: delete their key in every service's vault"
+    )
+    forget_cmd.add_argument("person", help="person id: resident-…, volunteer-… or a member id")
+    for keeper in ("party_orgs", "cases", "volunteers"):
+        forget_cmd.add_argument(
+            f"--{keeper.replace('_', '-')}", dest=keeper, default=address_of(keeper)
+        )
+    forget_cmd.add_argument("--token", help="bearer token (default: a district admin's)")
+    forget_cmd.add_argument("--var", default=var_default)
+
     events_cmd = commands.add_parser("events", help="print stored events")
     events_cmd.add_argument("--stream", help="one stream id, e.g. case-42")
     events_cmd.add_argument("--service", help="read this service's own store")
@@ -190,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "audit":
         return _audit(args)
+    if args.command == "forget":
+        from civitas.privacy.commands import KEEPERS, forget
+
+        args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "cli", 600
+        addresses = {keeper: getattr(args, keeper) for keeper in KEEPERS}
+        return asyncio.run(forget(args.person, addresses, args.token or _token(args)))
     if getattr(args, "service", None) and args.store is None:
         args.store = ServiceSettings.from_env(
             args.service, {**os.environ, "CIVITAS_AUTH_SECRET": "-" * 32}

@@ -16,6 +16,7 @@ from civitas.chassis.service import infrastructure, projecting, reacting
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
+from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .application import Cases
 from .case_index import CaseIndex, CaseQueries, supervising
@@ -73,8 +74,9 @@ async def run_cases(
                     CasesServicer(app, queries, index.wait_until_caught_up),
                 ),
                 audit_service(infra.store, AGGREGATES),
+                privacy_service(infra.vault),
             ],
-            [SERVICE_NAME, AUDIT_SERVICE_NAME],
+            [SERVICE_NAME, AUDIT_SERVICE_NAME, PRIVACY_SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
             port=settings.grpc_port if port is None else port,

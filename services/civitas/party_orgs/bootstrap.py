@@ -14,6 +14,7 @@ from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.service import infrastructure, projecting
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
+from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .application import PartyOrgs
 from .directory import Directory, DirectoryQueries
@@ -57,8 +58,9 @@ async def run_party_orgs(
             [
                 (party_orgs_pb2_grpc.add_PartyOrgsServiceServicer_to_server, servicer),
                 audit_service(infra.store, AGGREGATES),
+                privacy_service(infra.vault),
             ],
-            [SERVICE_NAME, AUDIT_SERVICE_NAME],
+            [SERVICE_NAME, AUDIT_SERVICE_NAME, PRIVACY_SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
             port=settings.grpc_port if port is None else port,

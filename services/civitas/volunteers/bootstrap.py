@@ -15,6 +15,7 @@ from civitas.chassis.service import infrastructure, reacting
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
+from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .application import Volunteers
 from .domain.activities import Activity
@@ -68,8 +69,9 @@ async def run_volunteers(
                     VolunteersServicer(app),
                 ),
                 audit_service(infra.store, AGGREGATES),
+                privacy_service(infra.vault),
             ],
-            [SERVICE_NAME, AUDIT_SERVICE_NAME],
+            [SERVICE_NAME, AUDIT_SERVICE_NAME, PRIVACY_SERVICE_NAME],
             authority=infra.authority,
             host=settings.host,
             port=settings.grpc_port if port is None else port,

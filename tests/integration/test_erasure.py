@@ -1,0 +1,180 @@
+"""Erasure by crypto-shredding: a resident, a volunteer and a party member forgotten
+with `civitas forget`; afterwards no plaintext of theirs in any event store, read
+model, vault or Kafka message, the views say erased, and the hash chains verify."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from civitas.cases.bootstrap import run_cases
+from civitas.cases.v1 import cases_pb2 as cpb
+from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
+from civitas.chassis.auth import Role
+from civitas.eventkit import ManualClock
+from civitas.insights.bootstrap import run_insights
+from civitas.party_orgs.v1 import party_orgs_pb2 as po
+from civitas.volunteers.domain.volunteers import volunteer_id_for_member
+from civitas.volunteers.v1 import volunteers_pb2 as vpb
+from tests.integration.test_volunteers import SECRET, platform, report, settings_for
+from tests.support.processes import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+RESIDENT = ("周敏", "13800001111")
+VOLUNTEER = ("赵小红", "13900002222")
+MEMBER_NAME = "李明"  # the seed's member
+
+
+async def civitas(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIVITAS_AUTH_SECRET": SECRET}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "civitas.cli", *args, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def kafka_bytes(bootstrap: str, namespace: str) -> bytes:
+    """Every message (key, value, headers) of the namespace's topics, from the start."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if t.startswith(f"{namespace}.")]
+        consumer.subscribe(topics)
+        seen = bytearray()
+        quiet = 0
+        while quiet < 3:
+            batches = await consumer.getmany(timeout_ms=1000)
+            quiet = 0 if batches else quiet + 1
+            for records in batches.values():
+                for r in records:
+                    seen += (r.key or b"") + (r.value or b"")
+                    seen += b"".join(k.encode() + v for k, v in r.headers)
+        return bytes(seen)
+    finally:
+        await consumer.stop()
+
+
+def files_bytes(root: Path) -> bytes:
+    """Every file the services wrote: event stores, read models, vaults, WAL files."""
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+@pytest.mark.kafka
+async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still_verify(
+    tmp_path: Path, clock: ManualClock, kafka_bootstrap: str
+) -> None:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    extra = {"CIVITAS_KAFKA_BOOTSTRAP": kafka_bootstrap, "CIVITAS_KAFKA_NAMESPACE": namespace}
+    async with platform(tmp_path, clock, extra=extra) as world:
+        peers = {**extra, "CIVITAS_PARTY_ORGS_ADDRESS": f"127.0.0.1:{world.party.server.port}"}
+        async with (
+            run_cases(settings_for("cases", tmp_path, peers), clock=clock, port=0) as cases,
+            run_insights(settings_for("insights", tmp_path, extra), port=0, http_port=0),
+            grpc.aio.insecure_channel(f"127.0.0.1:{cases.server.port}") as channel,
+        ):
+            admin = world.token(Role.DISTRICT_ADMIN)
+            case = (
+                await cpb_grpc.CasesServiceStub(channel).RegisterCase(
+                    cpb.RegisterCaseRequest(
+                        channel=cpb.CHANNEL_HOTLINE_12345,
+                        community_code="QH-01-01",
+                        address="大光路12号",
+                        description="楼道灯坏了",
+                        urgency=cpb.URGENCY_NORMAL,
+                        resident_name=RESIDENT[0],
+                        resident_phone=RESIDENT[1],
+                    ),
+                    metadata=admin,
+                )
+            ).case
+            volunteer = (
+                await world.stub.RegisterVolunteer(
+                    vpb.RegisterVolunteerRequest(
+                        name=VOLUNTEER[0], phone=VOLUNTEER[1], community_code="QH-01-01"
+                    ),
+                    metadata=admin,
+                )
+            ).volunteer
+            member = await report(world)  # a working member: a volunteer profile follows
+            member_volunteer = volunteer_id_for_member(member)
+
+            async def profiled() -> bool:
+                return bool(
+                    await world.volunteers.store.read_stream(f"volunteer-{member_volunteer}")
+                )
+
+            await eventually(profiled, "the member's volunteer profile", seconds=60)
+            registered = await world.volunteers.store.read_stream(
+                f"volunteer-{volunteer.volunteer_id}"
+            )
+            volunteer_person = registered[0].data["person_id"]
+            case_events = await cases.store.read_stream(f"case-{case.case_id}")
+            sealed_name = case_events[0].data["resident_name_ciphertext"]
+
+            async def published() -> bool:
+                return sealed_name.encode() in await kafka_bytes(kafka_bootstrap, namespace)
+
+            await eventually(published, "the case on Kafka", seconds=60)
+            addresses = [
+                "--party-orgs",
+                f"127.0.0.1:{world.party.server.port}",
+                "--cases",
+                f"127.0.0.1:{cases.server.port}",
+                "--volunteers",
+                f"127.0.0.1:{world.volunteers.server.port}",
+            ]
+            said = [
+                await civitas("forget", person, *addresses)
+                for person in (case.resident_id, volunteer_person, member)
+            ]
+            again = await civitas("forget", case.resident_id, *addresses)
+            get_case = await cpb_grpc.CasesServiceStub(channel).GetCase(
+                cpb.GetCaseRequest(case_id=case.case_id), metadata=admin
+            )
+            shown_volunteers = [
+                (
+                    await world.stub.GetVolunteer(
+                        vpb.GetVolunteerRequest(volunteer_id=v), metadata=admin
+                    )
+                ).volunteer.name
+                for v in (volunteer.volunteer_id, member_volunteer)
+            ]
+            shown_member = (
+                await world.party_orgs.GetMember(
+                    po.GetMemberRequest(member_id=member), metadata=admin
+                )
+            ).member.name
+            reports = [
+                await store.verify()
+                for store in (world.party.store, cases.store, world.volunteers.store)
+            ]
+        on_kafka = await kafka_bytes(kafka_bootstrap, namespace)
+    on_disk = files_bytes(tmp_path)
+
+    assert case.resident_name == RESIDENT[0]  # the views showed them while known
+    assert volunteer.name == VOLUNTEER[0]
+    assert "cases        key deleted" in said[0]
+    assert "volunteers   key deleted" in said[1]
+    assert "party_orgs   key deleted" in said[2]
+    assert "volunteers   key deleted" in said[2]  # the member's key in volunteers' vault
+    assert "cases        no key held" in again
+    assert (get_case.case.resident_name, get_case.case.resident_phone) == ("[erased]", "[erased]")
+    assert shown_volunteers == ["[erased]", "[erased]"]
+    assert shown_member == "[erased]"
+    assert all(r.intact and r.events > 0 for r in reports)
+    assert sealed_name.encode() in on_kafka  # the ciphertext is there: we looked in the right place
+    assert sealed_name.encode() in on_disk
+    for plaintext in (*RESIDENT, *VOLUNTEER, MEMBER_NAME):
+        assert plaintext.encode() not in on_kafka, plaintext
+        assert plaintext.encode() not in on_disk, plaintext
