@@ -194,6 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     forget_cmd.add_argument("--token", help="bearer token (default: a district admin's)")
     forget_cmd.add_argument("--var", default=var_default)
 
+    replay_cmd = commands.add_parser(
+        "replay", help="rebuild a read model beside the live one, compare, swap on request"
+    )
+    replay_cmd.add_argument("projection", help="e.g. insights_cases, funds_ledger, cases_index")
+    replay_cmd.add_argument("--source", choices=["store", "kafka"], default="store")
+    replay_cmd.add_argument(
+        "--swap", action="store_true", help="replace the live read model with the replay"
+    )
+    replay_cmd.add_argument("--var", default=var_default)
+
     events_cmd = commands.add_parser("events", help="print stored events")
     events_cmd.add_argument("--stream", help="one stream id, e.g. case-42")
     events_cmd.add_argument("--service", help="read this service's own store")
@@ -201,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "audit":
         return _audit(args)
+    if args.command == "replay":
+        from civitas.replay import replay
+
+        return asyncio.run(replay(args.projection, args.source, args.swap, Path(args.var)))
     if args.command == "forget":
         from civitas.privacy.commands import KEEPERS, forget
 

@@ -74,6 +74,7 @@ class CaseIndex(Projection):
     """One row per case with what lists and supervision filter on."""
 
     name = "cases_index"
+    tables = (cases,)
 
     def create(self, conn: sa.Connection) -> None:
         metadata.create_all(conn)

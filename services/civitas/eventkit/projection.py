@@ -64,7 +64,10 @@ def applied_versions(conn: sa.Connection, name: str, stream_ids: set[str]) -> di
 
 
 def save_tracking(conn: sa.Connection, name: str, versions: dict[str, int], position: int) -> None:
-    """Record the last versions applied and the position reached, in ``conn``'s transaction."""
+    """Record the last versions applied and the position reached, in ``conn``'s transaction.
+
+    The position only moves forward: from Kafka, partitions interleave, and a batch
+    from one may end below the highest position applied from another."""
     if versions:
         rows = [{"projection": name, "stream_id": s, "version": v} for s, v in versions.items()]
         insert = _dialect_insert(conn)(streams_table)
@@ -78,7 +81,11 @@ def save_tracking(conn: sa.Connection, name: str, versions: dict[str, int], posi
     updated = conn.execute(
         positions_table.update()
         .where(positions_table.c.projection == name)
-        .values(position=position)
+        .values(position=sa.func.max(positions_table.c.position, position))
+        if conn.dialect.name == "sqlite"
+        else positions_table.update()
+        .where(positions_table.c.projection == name)
+        .values(position=sa.func.greatest(positions_table.c.position, position))
     )
     if updated.rowcount == 0:
         conn.execute(positions_table.insert().values(projection=name, position=position))
@@ -112,6 +119,8 @@ class Projection(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: The read model's tables: what a replay compares with its shadow and swaps in.
+    tables: ClassVar[tuple[sa.Table, ...]] = ()
     _handlers: ClassVar[dict[str, Handler]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -44,6 +44,10 @@ class Ledger(Projection):
     """Balances of every account, kept as funds books entries and holds."""
 
     name = "funds_ledger"
+    tables = (
+        accounts,
+        reservations,
+    )
 
     def create(self, conn: sa.Connection) -> None:
         metadata.create_all(conn)

@@ -44,6 +44,17 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+class FactsProjection(Projection):
+    """A projection whose tables are all its own: created and cleared as a set."""
+
+    def create(self, conn: sa.Connection) -> None:
+        metadata.create_all(conn, tables=list(self.tables))
+
+    def clear(self, conn: sa.Connection) -> None:
+        for table in reversed(self.tables):
+            conn.execute(table.delete())
+
+
 # -- cases ----------------------------------------------------------------------------
 
 cases = sa.Table(
@@ -91,21 +102,18 @@ ENDED = {"resolved", "followed_up", "closed", "merged", "rejected", "withdrawn"}
 UNDISPATCHED = {"registered", "classified", "filed"}
 
 
-class CaseFacts(Projection):
+class CaseFacts(FactsProjection):
     """A row per case (status, deadlines, resolution, rating) and its timeline."""
 
     name = "insights_cases"
+    tables = (
+        cases,
+        case_events,
+    )
 
     @property
     def filter(self) -> EventFilter:
         return EventFilter.of(categories=["case"])  # every case event, for the timeline
-
-    def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn, tables=[cases, case_events])
-
-    def clear(self, conn: sa.Connection) -> None:
-        conn.execute(case_events.delete())
-        conn.execute(cases.delete())
 
     def apply(self, event: RecordedEvent, conn: sa.Connection) -> None:
         details = {k: v for k, v in event.data.items() if "ciphertext" not in k}
@@ -189,17 +197,14 @@ hours = sa.Table(
 )
 
 
-class Volunteering(Projection):
+class Volunteering(FactsProjection):
     """Verified hours, by the activity's community and day."""
 
     name = "insights_volunteering"
-
-    def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn, tables=[activities, hours])
-
-    def clear(self, conn: sa.Connection) -> None:
-        conn.execute(hours.delete())
-        conn.execute(activities.delete())
+    tables = (
+        activities,
+        hours,
+    )
 
     @handles("ActivityCreated")
     def on_created(self, event: RecordedEvent, conn: sa.Connection) -> None:
@@ -265,17 +270,15 @@ holds = sa.Table(
 )
 
 
-class FundLedger(Projection):
+class FundLedger(FactsProjection):
     """Accounts with balances and holds, and every entry with the balance after it."""
 
     name = "insights_funds"
-
-    def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn, tables=[accounts, entries, holds])
-
-    def clear(self, conn: sa.Connection) -> None:
-        for table in (holds, entries, accounts):
-            conn.execute(table.delete())
+    tables = (
+        accounts,
+        entries,
+        holds,
+    )
 
     @handles("LedgerAccountOpened")
     def on_opened(self, event: RecordedEvent, conn: sa.Connection) -> None:
@@ -413,17 +416,11 @@ appraisals = sa.Table(
 PARTY_TABLES = [units, orgs, members, card_entries, feedback, appraisals]
 
 
-class PartyFacts(Projection):
+class PartyFacts(FactsProjection):
     """Units, organizations, members and their cards."""
 
     name = "insights_party"
-
-    def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn, tables=PARTY_TABLES)
-
-    def clear(self, conn: sa.Connection) -> None:
-        for table in reversed(PARTY_TABLES):
-            conn.execute(table.delete())
+    tables = (*PARTY_TABLES,)
 
     @handles("UnitRegistered")
     def on_unit(self, event: RecordedEvent, conn: sa.Connection) -> None:

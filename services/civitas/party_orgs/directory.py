@@ -53,6 +53,11 @@ class Directory(Projection):
     """Units, orgs and pairings by the keys the queries need."""
 
     name = "party_orgs_directory"
+    tables = (
+        units,
+        orgs,
+        pairings,
+    )
 
     def create(self, conn: sa.Connection) -> None:
         metadata.create_all(conn)

@@ -77,6 +77,7 @@ class KafkaFeed:
                     await handle(events)
                 except Exception:
                     CONSUMER_FAILURES.labels(self.group, "nack").inc()  # redelivered
+                    log.exception("%s failed on a batch; it will be delivered again", self.group)
                     raise
             await self._record_lag(message.consumer)
 

@@ -1,0 +1,243 @@
+"""``civitas replay <projection>``: rebuild a read model beside the live one, compare,
+and swap it in on request.
+
+The projection is replayed from the source service's event store (or its Kafka
+topic, from the beginning) into shadow tables: a database file of its own next to
+the live read model (SQLite), or a schema of its own (PostgreSQL). Then each table is
+compared row by row with the live one, and the differences are reported. With
+``--swap`` the shadow's rows and tracking replace the live ones in one transaction:
+queries go on being answered throughout (they see the old rows until the commit),
+and the running service's projection goes on from the swapped-in tracking.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from tqdm import tqdm
+
+from civitas.chassis.settings import ServiceSettings
+from civitas.eventkit import (
+    CatchUpFeed,
+    EventFilter,
+    Projection,
+    ProjectionRunner,
+    RecordedEvent,
+    StoreFeed,
+    create_read_model_engine,
+    open_event_store,
+)
+from civitas.eventkit.projection import positions_table, streams_table
+
+
+@dataclass(frozen=True)
+class Replayable:
+    owner: str  # whose read model it is
+    source: str  # whose events it reads
+    build: Callable[[], Projection]
+
+
+def catalog() -> dict[str, Replayable]:
+    from civitas.cases.case_index import CaseIndex
+    from civitas.funds.ledger import Ledger
+    from civitas.insights.projections import CaseFacts, FundLedger, PartyFacts, Volunteering
+    from civitas.party_orgs.directory import Directory
+
+    return {
+        "insights_party": Replayable("insights", "party_orgs", PartyFacts),
+        "insights_cases": Replayable("insights", "cases", CaseFacts),
+        "insights_volunteering": Replayable("insights", "volunteers", Volunteering),
+        "insights_funds": Replayable("insights", "funds", FundLedger),
+        "cases_index": Replayable("cases", "cases", CaseIndex),
+        "funds_ledger": Replayable("funds", "funds", Ledger),
+        "party_orgs_directory": Replayable("party_orgs", "party_orgs", Directory),
+    }
+
+
+@dataclass
+class TableDiff:
+    table: str
+    live_rows: int
+    shadow_rows: int
+    only_live: list[tuple[Any, ...]]
+    only_shadow: list[tuple[Any, ...]]
+
+    @property
+    def same(self) -> bool:
+        return not self.only_live and not self.only_shadow
+
+
+class ProgressFeed:
+    """A catch-up feed that moves a progress bar as batches pass."""
+
+    def __init__(self, feed: CatchUpFeed, bar: tqdm[Any], by_position: bool) -> None:
+        self.feed = feed
+        self.bar = bar
+        self.by_position = by_position
+
+    async def run(self, handle: Any, *, after: int, filter: EventFilter | None) -> None:
+        raise NotImplementedError("a replay reads until it has caught up")
+
+    async def read(
+        self, *, after: int, filter: EventFilter | None, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        batch = await self.feed.read(after=after, filter=filter, limit=limit)
+        if batch:
+            step = batch[-1].position - self.bar.n if self.by_position else len(batch)
+            self.bar.update(max(0, step))
+        return batch
+
+    async def head(self) -> int:
+        return await self.feed.head()
+
+
+def settings_of(service: str, var: Path) -> ServiceSettings:
+    env = {**os.environ, "CIVITAS_VAR_DIR": str(var), "CIVITAS_AUTH_SECRET": "-" * 32}
+    return ServiceSettings.from_env(service, env)
+
+
+def shadow_url(live_url: str, name: str) -> str:
+    """Where the shadow tables go: a file beside the live one, or a schema beside it."""
+    url = sa.make_url(live_url)
+    if url.get_backend_name() == "sqlite":
+        live = Path(url.database or "")
+        return f"sqlite:///{live.with_name(f'{live.stem}.shadow-{name}{live.suffix}')}"
+    schema = url.query.get("schema", "public")
+    return url.update_query_dict({"schema": f"{schema}_shadow"}).render_as_string(False)
+
+
+def reset_shadow(url: str) -> None:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        Path(parsed.database or "").unlink(missing_ok=True)
+        return
+    schema = str(parsed.query["schema"])
+    engine = sa.create_engine(parsed.difference_update_query(["schema"]))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine.dispose()
+
+
+def compare(live: sa.Engine, shadow: sa.Engine, tables: tuple[sa.Table, ...]) -> list[TableDiff]:
+    diffs = []
+    for table in tables:
+        with live.connect() as conn:
+            live_rows = Counter(tuple(r) for r in conn.execute(sa.select(table)))
+        with shadow.connect() as conn:
+            shadow_rows = Counter(tuple(r) for r in conn.execute(sa.select(table)))
+        diffs.append(
+            TableDiff(
+                table.name,
+                sum(live_rows.values()),
+                sum(shadow_rows.values()),
+                sorted((live_rows - shadow_rows).elements(), key=repr),
+                sorted((shadow_rows - live_rows).elements(), key=repr),
+            )
+        )
+    return diffs
+
+
+def swap(live: sa.Engine, shadow_db: str, projection: Projection) -> None:
+    """Replace the live rows and tracking with the shadow's, in one transaction."""
+    sqlite = live.dialect.name == "sqlite"
+    source = "shadow" if sqlite else f'"{sa.make_url(shadow_db).query["schema"]}"'
+    with live.connect() as conn:
+        if sqlite:
+            path = sa.make_url(shadow_db).database
+            conn.exec_driver_sql(f"ATTACH DATABASE '{path}' AS shadow")
+            conn.commit()
+        try:
+            with conn.begin():
+                for table in projection.tables:
+                    conn.exec_driver_sql(f'DELETE FROM "{table.name}"')
+                    conn.exec_driver_sql(
+                        f'INSERT INTO "{table.name}" SELECT * FROM {source}."{table.name}"'
+                    )
+                for table in (positions_table, streams_table):
+                    conn.execute(table.delete().where(table.c.projection == projection.name))
+                    conn.execute(
+                        sa.text(
+                            f'INSERT INTO "{table.name}" SELECT * FROM {source}."{table.name}" '
+                            "WHERE projection = :p"
+                        ),
+                        {"p": projection.name},
+                    )
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("DETACH DATABASE shadow")
+                conn.commit()
+
+
+async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
+    """Rebuild, compare, report, and swap if asked; 1 when differences stay live."""
+    known = catalog()
+    if name not in known:
+        raise SystemExit(f"no projection {name!r}; replayable: {', '.join(sorted(known))}")
+    spec = known[name]
+    projection = spec.build()
+    owner, origin = settings_of(spec.owner, var), settings_of(spec.source, var)
+    shadow_db = shadow_url(owner.read_model_url, name)
+    reset_shadow(shadow_db)
+    live, shadow = (
+        create_read_model_engine(owner.read_model_url),
+        create_read_model_engine(shadow_db),
+    )
+    try:
+        with tqdm(desc=f"replay {name} from {source}", unit="ev", file=sys.stderr) as bar:
+            if source == "kafka":
+                from civitas.eventkit.kafka import events_topic
+                from civitas.eventkit.kafka.replay import KafkaReplayFeed
+
+                if not origin.kafka_bootstrap:
+                    raise SystemExit("--source kafka needs CIVITAS_KAFKA_BOOTSTRAP")
+                topic = events_topic(spec.source, origin.kafka_namespace)
+                feed: CatchUpFeed = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
+                replayed = await ProjectionRunner(
+                    projection, ProgressFeed(feed, bar, by_position=False), shadow
+                ).rebuild()
+            else:
+                store = await open_event_store(origin.eventstore_url)
+                try:
+                    bar.total = await store.head_position()
+                    replayed = await ProjectionRunner(
+                        projection, ProgressFeed(StoreFeed(store), bar, True), shadow
+                    ).rebuild()
+                finally:
+                    await store.close()
+        diffs = compare(live, shadow, projection.tables)
+        report(name, replayed, diffs)
+        if all(d.same for d in diffs):
+            print("the live read model equals the replay")
+            return 0
+        if do_swap:
+            swap(live, shadow_db, projection)
+            print(f"swapped: {name} now holds the replayed rows")
+            return 0
+        print("differences stay in the live read model (run again with --swap to replace it)")
+        return 1
+    finally:
+        live.dispose()
+        shadow.dispose()
+
+
+def report(name: str, position: int, diffs: list[TableDiff]) -> None:
+    print(f"{name}: replayed to position {position:,}")
+    for d in diffs:
+        verdict = (
+            "same"
+            if d.same
+            else f"{len(d.only_live)} only live, {len(d.only_shadow)} only replayed"
+        )
+        print(f"  {d.table}: {d.live_rows:,} live rows, {d.shadow_rows:,} replayed: {verdict}")
+        for row in d.only_live[:3]:
+            print(f"    live only:     {row}")
+        for row in d.only_shadow[:3]:
+            print(f"    replayed only: {row}")

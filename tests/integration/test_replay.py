@@ -1,0 +1,147 @@
+"""`civitas replay`: a read model rebuilt beside the live one from the store or from
+Kafka, compared, and swapped in while the service goes on answering queries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.eventkit import ManualClock
+from civitas.funds.bootstrap import run_funds
+from civitas.funds.v1 import funds_pb2 as pb
+from civitas.funds.v1 import funds_pb2_grpc as pb_grpc
+from tests.integration.test_cases_grpc import SECRET, settings_for
+
+ROOT = Path(__file__).resolve().parents[2]
+FINANCE = [
+    ("authorization", f"Bearer {TokenAuthority(SECRET).mint('f', ['finance_officer'], ['QH'])}")
+]
+AUDITOR = [("authorization", f"Bearer {TokenAuthority(SECRET).mint('a', [Role.AUDITOR], ['QH'])}")]
+FUND = "fund:QH-01-01:special"
+
+
+async def civitas(tmp_path: Path, extra: dict[str, str], *args: str) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIVITAS_AUTH_SECRET": SECRET, **extra}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        *args,
+        "--var",
+        str(tmp_path),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode:
+        return process.returncode, out.decode() + err.decode()[-3000:]
+    return 0, out.decode()
+
+
+@contextlib.asynccontextmanager
+async def funds_with_books(
+    tmp_path: Path, clock: ManualClock, extra: dict[str, str]
+) -> AsyncIterator[pb_grpc.FundsServiceStub]:
+    async with (
+        run_funds(settings_for("funds", tmp_path, **extra), clock=clock, port=0) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}") as channel,
+    ):
+        stub = pb_grpc.FundsServiceStub(channel)
+        for community in ("QH-01-01", "QH-01-02"):
+            await stub.AllocateYear(
+                pb.AllocateYearRequest(community_code=community, year=2026), metadata=FINANCE
+            )
+        for n in range(5):
+            await stub.Transfer(
+                pb.TransferRequest(
+                    idempotency_key=f"t-{n}",
+                    from_account=FUND,
+                    to_account="fund:QH-01-02:special",
+                    amount_fen=100 + n,
+                    memo="调剂",
+                ),
+                metadata=FINANCE,
+            )
+        yield stub
+
+
+async def balances(stub: pb_grpc.FundsServiceStub) -> dict[str, int]:
+    trial = await stub.GetTrialBalance(pb.GetTrialBalanceRequest(), metadata=AUDITOR)
+    return {a.account_id: a.balance_fen for a in trial.accounts}
+
+
+async def test_a_damaged_read_model_is_found_and_swapped_while_queries_go_on(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with funds_with_books(tmp_path, clock, {}) as stub:
+        right = await balances(stub)
+        same_rc, same = await civitas(tmp_path, {}, "replay", "funds_ledger")
+        with sqlite3.connect(tmp_path / "funds" / "read.db") as conn:
+            conn.execute(
+                "UPDATE ledger_accounts SET balance_fen = balance_fen + 5 WHERE account_id = ?",
+                (FUND,),
+            )
+        damaged = await balances(stub)
+        found_rc, found = await civitas(tmp_path, {}, "replay", "funds_ledger")
+        answered: list[dict[str, int]] = []
+        swapping = asyncio.create_task(civitas(tmp_path, {}, "replay", "funds_ledger", "--swap"))
+        while not swapping.done():  # queries keep being answered during the swap
+            answered.append(await balances(stub))
+        swap_rc, swapped = await swapping
+        mended = await balances(stub)
+        await stub.Transfer(  # and the live projection goes on after the swap
+            pb.TransferRequest(
+                idempotency_key="after-swap",
+                from_account=FUND,
+                to_account="fund:QH-01-02:special",
+                amount_fen=1,
+                memo="调剂",
+            ),
+            metadata=FINANCE,
+        )
+        after = await balances(stub)
+
+    assert (same_rc, found_rc, swap_rc) == (0, 1, 0)
+    assert "the live read model equals the replay" in same
+    assert damaged[FUND] == right[FUND] + 5
+    assert "ledger_accounts: 3 live rows, 3 replayed: 1 only live, 1 only replayed" in found
+    assert "ledger_reservations: 0 live rows, 0 replayed: same" in found
+    assert "swapped: funds_ledger now holds the replayed rows" in swapped
+    assert answered
+    assert all(a[FUND] in (right[FUND], damaged[FUND]) for a in answered)
+    assert mended == right
+    assert after[FUND] == right[FUND] - 1
+    assert sum(after.values()) == 0
+
+
+@pytest.mark.kafka
+async def test_a_replay_from_kafka_reads_the_topic_from_the_beginning(
+    tmp_path: Path, clock: ManualClock, kafka_bootstrap: str
+) -> None:
+    kafka = {
+        "CIVITAS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "CIVITAS_KAFKA_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+    }
+    async with funds_with_books(tmp_path, clock, kafka) as stub:
+        await balances(stub)
+        for _ in range(60):  # until the relay has published every event
+            rc, out = await civitas(tmp_path, kafka, "replay", "funds_ledger", "--source", "kafka")
+            if rc == 0:
+                break
+            await asyncio.sleep(0.5)
+
+    assert rc == 0, out
+    assert "replay" in out
+    assert "the live read model equals the replay" in out
+    assert "ledger_accounts: 3 live rows, 3 replayed: same" in out
