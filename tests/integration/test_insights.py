@@ -303,10 +303,14 @@ async def test_on_kafka_the_projections_agree_with_the_events_too(
         card = (
             await d.stub.GetScorecard(pb.GetScorecardRequest(unit_code="QH"), metadata=READER)
         ).scorecard
+        streets = (
+            await d.stub.ListScorecards(pb.ListScorecardsRequest(parent_code="QH"), metadata=READER)
+        ).scorecards
 
     expected = expected_cases(case_events, "QH")
     assert {k: getattr(card, k) for k in expected} == pytest.approx(expected)
     assert card.volunteer_tenths_of_hours == verified > 0
+    assert sum(s.party_members for s in streets) == card.party_members == 60
     assert card.funds_disbursed_fen > 0
 
 

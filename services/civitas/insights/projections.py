@@ -442,15 +442,20 @@ class PartyFacts(FactsProjection):
 
     @handles("PartyOrgFounded")
     def on_founded(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        data = event.data
+        data, org_id = event.data, _id_of(event)
         conn.execute(
             orgs.insert().values(
-                org_id=_id_of(event),
+                org_id=org_id,
                 kind=data["kind"],
                 name=data["name"],
                 unit_code=data["unit_code"],
                 **_units(data["unit_code"]),
             )
+        )
+        # From Kafka, a member's stream may arrive before its org's (partitions are
+        # ordered only within themselves): members seen first get their units now.
+        conn.execute(
+            members.update().where(members.c.org_id == org_id).values(**_units(data["unit_code"]))
         )
 
     @handles("MemberAdmitted")
