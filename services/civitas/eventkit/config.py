@@ -42,6 +42,12 @@ def setting(
 
 async def open_event_store(url: str, *, clock: Clock | None = None, **options: Any) -> EventStore:
     """Open the event store a URL names."""
+    if url.startswith(KURRENTDB_SCHEMES):
+        from .kurrentdb import KurrentDBEventStore  # only where KurrentDB is used
+
+        if clock is not None:
+            options["clock"] = clock
+        return await KurrentDBEventStore.open(url, **options)
     parsed = _parse(url)
     if clock is not None:
         options["clock"] = clock
@@ -52,12 +58,15 @@ async def open_event_store(url: str, *, clock: Clock | None = None, **options: A
     return await PostgresEventStore.open(dsn, schema=str(schema), **options)
 
 
+KURRENTDB_SCHEMES = ("kurrentdb://", "kurrentdb+discover://", "esdb://", "esdb+discover://")
+
+
 def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ValueError(
-            f"{url!r} is not a database URL (sqlite:///path, postgresql://...)"
+            f"{url!r} is not a store URL (sqlite:///path, postgresql://..., kurrentdb://...)"
         ) from None
     if parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql")
