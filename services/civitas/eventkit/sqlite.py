@@ -13,6 +13,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,12 +94,26 @@ class _AppendRequest:
 
 
 Outcome = tuple[_AppendRequest, AppendResult | BaseException]
+
+
+def _use_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch a file to WAL (it stays so). Several processes opening a new file at
+    once can make SQLite refuse the switch at once ("database is locked") instead of
+    waiting: the services of ``civitas up`` open each other's stores as they start."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as busy:
+            if "locked" not in str(busy) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 _CHUNK = 5000  # SQL parameters per IN (...) list
 
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
