@@ -148,9 +148,7 @@ class KurrentDBEventStore(EventStore):
     async def _recent(self, name: str) -> list[KurrentRecorded]:
         """The stream's last events (oldest first), up to the idempotency window."""
         try:
-            found = await self._client.read_stream(
-                name, backwards=True, limit=IDEMPOTENCY_WINDOW
-            )
+            found = await self._client.read_stream(name, backwards=True, limit=IDEMPOTENCY_WINDOW)
             return list(reversed([e async for e in found]))
         except NotFoundError:
             return []

@@ -150,6 +150,12 @@ class Projection(abc.ABC):
         if handler is not None:
             handler(self, event, conn)
 
+    def apply_all(self, events: list[RecordedEvent], conn: sa.Connection) -> None:
+        """Apply a batch's new events in order (one transaction). Override to write a
+        batch's rows together; the result must be as if each was applied alone."""
+        for event in events:
+            self.apply(event, conn)
+
 
 BatchHandler = Callable[[list[RecordedEvent]], Awaitable[None]]
 
@@ -294,15 +300,15 @@ class ProjectionRunner:
         name = self.projection.name
         applied = applied_versions(conn, name, {event.stream_id for event in batch})
         changed: dict[str, int] = {}
-        count = 0
+        fresh = []
         for event in batch:
             if event.stream_version <= applied.get(event.stream_id, -1):
                 continue  # delivered again (a relay restart, a Kafka redelivery)
-            self.projection.apply(event, conn)
+            fresh.append(event)
             applied[event.stream_id] = changed[event.stream_id] = event.stream_version
-            count += 1
+        self.projection.apply_all(fresh, conn)
         save_tracking(conn, name, changed, max(event.position for event in batch))
-        return count
+        return len(fresh)
 
     def _read_position(self, conn: sa.Connection) -> int:
         return tracked_position(conn, self.projection.name)

@@ -108,6 +108,8 @@ def _use_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
             if "locked" not in str(busy) or attempt == attempts - 1:
                 raise
             time.sleep(0.02 * (attempt + 1))
+
+
 _CHUNK = 5000  # SQL parameters per IN (...) list
 
 
