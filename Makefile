@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,9 @@ bench-funds: $(STAMP)
 
 bench-insights: $(STAMP)
 	$(BIN)/python -m benchmarks.insights
+
+bench-replay: $(STAMP)
+	$(BIN)/python -m benchmarks.replay
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
