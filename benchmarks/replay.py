@@ -285,14 +285,11 @@ def replay_peer(env: dict[str, str], stored: list[Any]) -> tuple[float, int]:
         for start in range(0, count, 10_000):
             runner.app.recorder.insert_events(stored[start : start + 10_000])
         deadline = started + PEER_SECONDS
-        done = 0
-        while time.perf_counter() < deadline:
-            done = runner.view.max_tracking_id(runner.app.name) or 0
-            if done >= count:
-                break
+        view, name = runner.view, runner.app.name
+        while time.perf_counter() < deadline and (view.max_tracking_id(name) or 0) < count:
             time.sleep(0.2)
-        seconds = time.perf_counter() - started
-        done = runner.view.max_tracking_id(runner.app.name) or 0
+    seconds = time.perf_counter() - started  # until the runner has stopped
+    done = view.max_tracking_id(name) or 0
     with sqlite3.connect(env["CASEFACTS_SQLITE_DBNAME"]) as conn:
         rows = conn.execute("SELECT count(*) FROM insights_case_events").fetchone()[0]
     if rows != done:  # the peer must have done the same work to be compared
