@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check deploy-check k8s-rules asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck proto-lint proto-breaking prometheus-check
+check: lint typecheck proto-lint proto-breaking prometheus-check deploy-check
 
 prometheus-install:
 	bash scripts/prometheus-install.sh
@@ -44,8 +44,18 @@ prometheus-install:
 # The shipped Prometheus config and alert rules, and the rules' unit tests.
 prometheus-check: prometheus-install
 	promtool check config deploy/prometheus/prometheus.yml
+	promtool check config deploy/prometheus/compose.yml
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.yml
+
+# Dockerfiles, compose files and every k8s overlay, validated offline
+# (scripts/deploy-check.sh). $(BUF) stands for tools/node_modules: the npm tools.
+deploy-check: $(STAMP) $(BUF)
+	bash scripts/deploy-check.sh
+
+# k8s/base/monitoring/prometheus-rules.yaml from deploy/prometheus/rules/*.yml.
+k8s-rules:
+	python3 scripts/k8s-prometheus-rules.py
 
 proto: $(STAMP)
 	bash scripts/gen-proto.sh

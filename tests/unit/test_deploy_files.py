@@ -1,0 +1,247 @@
+"""The deployment files say what a reader relies on: each service's image runs it alone
+and not as root, compose wires every service to Kafka and PostgreSQL, and every
+Deployment of every overlay is hardened and probed over gRPC health.
+(Their schemas are `make deploy-check`'s job.)"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from civitas.chassis.settings import PORTS
+from tests.conftest import missing_dependency
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "deploy" / "docker"
+COMPOSE = ROOT / "deploy" / "docker-compose.yml"
+OVERLAYS = sorted(p for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
+SERVICES = sorted(PORTS)
+
+
+def host(service: str) -> str:
+    """The service's host name in compose and Kubernetes (no underscores in DNS names)."""
+    return service.replace("_", "-")
+
+
+def load_yaml(text: str) -> list[Any]:
+    try:
+        import yaml
+    except ImportError:
+        missing_dependency("PyYAML (make deploy-check installs it into .venv)")
+    return [document for document in yaml.safe_load_all(text) if document is not None]
+
+
+def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
+    """The instructions after the last FROM, as (INSTRUCTION, arguments)."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    instructions = [tuple(line.split(None, 1)) for line in lines if line and line[0] != "#"]
+    last_from = max(i for i, (word, *_) in enumerate(instructions) if word.upper() == "FROM")
+    return [(word.upper(), rest[0] if rest else "") for word, *rest in instructions[last_from:]]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_image_runs_only_that_service_and_not_as_root(service: str) -> None:
+    stage = final_stage(DOCKER / f"{service}.Dockerfile")
+    users = [args for word, args in stage if word == "USER"]
+    runs = [(word, args) for word, args in stage if word in ("ENTRYPOINT", "CMD")]
+    exposed = {int(p) for word, args in stage if word == "EXPOSE" for p in args.split()}
+
+    assert users
+    assert users[-1].split(":")[0] not in ("", "0", "root")
+    assert [(word, json.loads(args)) for word, args in runs] == [
+        ("ENTRYPOINT", ["python", "-m", f"civitas.{service}"])
+    ]
+    assert set(PORTS[service]) <= exposed
+
+
+def test_the_service_dockerfiles_differ_only_in_the_service_name_and_ports() -> None:
+    def template(service: str) -> str:
+        text = (DOCKER / f"{service}.Dockerfile").read_text()
+        text = re.sub(r"^# The .*\n", "", text, count=1, flags=re.M)  # what it runs, in words
+        for port in PORTS[service]:
+            text = text.replace(str(port), "<port>")
+        return text.replace(service, "<service>").replace(" 8080", "")
+
+    assert len({template(service) for service in SERVICES}) == 1
+
+
+def test_the_images_install_the_wheel_built_from_pyproject() -> None:
+    text = (DOCKER / "cases.Dockerfile").read_text()
+
+    assert "COPY pyproject.toml README.md ./" in text
+    assert "pip wheel --no-cache-dir --wheel-dir /wheels ." in text
+    assert "pip install --no-index --find-links=/wheels civitas" in text
+
+
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE.read_text())[0]
+
+
+def interpolated(value: str) -> str:
+    """A compose value with ``${NAME:-default}`` as it is when NAME is unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_runs_each_service_on_kafka_and_postgresql(service: str) -> None:
+    services = compose()["services"]
+    spec = services[host(service)]
+    env = {name: interpolated(value) for name, value in spec["environment"].items()}
+    kafka_host, kafka_port = env["CIVITAS_KAFKA_BOOTSTRAP"].split(":")
+    urls = [urlsplit(env[f"CIVITAS_{name}_URL"]) for name in ("EVENTSTORE", "READ_MODEL", "VAULT")]
+
+    assert spec["build"]["dockerfile"] == f"deploy/docker/{service}.Dockerfile"
+    assert services[kafka_host]["image"].startswith("apache/kafka:")
+    assert kafka_port == "9092"
+    assert {url.scheme for url in urls} == {"postgresql"}
+    assert {url.hostname for url in urls} == {"postgres"}
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert [url.query for url in urls if "schema=" in url.query] == []  # each its own schema
+    assert env["CIVITAS_HOST"] == "0.0.0.0"
+    assert len(env["CIVITAS_AUTH_SECRET"]) >= 32
+    assert {peer: env[f"CIVITAS_{peer.upper()}_ADDRESS"] for peer in SERVICES} == {
+        peer: f"{host(peer)}:{PORTS[peer][0]}" for peer in SERVICES
+    }
+    assert spec["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert spec["read_only"] is True
+    assert spec["cap_drop"] == ["ALL"]
+
+
+def test_compose_prometheus_scrapes_every_service_under_its_name_with_the_shipped_rules() -> None:
+    shipped = load_yaml((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())[0]
+    config = load_yaml((ROOT / "deploy" / "prometheus" / "compose.yml").read_text())[0]
+    prometheus = compose()["services"]["prometheus"]
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+
+    assert targets == {service: [f"{host(service)}:{PORTS[service][1]}"] for service in SERVICES}
+    assert [job["job_name"] for job in config["scrape_configs"]] == [
+        job["job_name"] for job in shipped["scrape_configs"]
+    ]
+    assert config["rule_files"] == shipped["rule_files"]
+    assert "./prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/compose.yml" in prometheus["command"]
+
+
+@functools.cache
+def rendered(overlay: Path) -> tuple[dict[str, Any], ...]:
+    if shutil.which("kubectl") is None:
+        missing_dependency("kubectl (to render the kustomize overlays)")
+    run = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
+    )
+    return tuple(load_yaml(run.stdout))
+
+
+def of_kind(overlay: Path, kind: str) -> list[dict[str, Any]]:
+    return [resource for resource in rendered(overlay) if resource["kind"] == kind]
+
+
+def test_there_are_dev_and_prod_overlays() -> None:
+    assert {"dev", "prod"} <= {overlay.name for overlay in OVERLAYS}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_every_deployment_is_hardened_bounded_and_probed_over_grpc_health(overlay: Path) -> None:
+    deployments = of_kind(overlay, "Deployment")
+    assert sorted(d["metadata"]["name"] for d in deployments) == sorted(map(host, SERVICES))
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        security = {**pod.get("securityContext", {}), **container["securityContext"]}
+        grpc_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
+        resources = container["resources"]
+
+        assert security["runAsNonRoot"] is True, deployment["metadata"]["name"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert set(resources["requests"]) >= {"cpu", "memory"}
+        assert set(resources["limits"]) >= {"cpu", "memory"}
+        assert container["livenessProbe"]["grpc"]["port"] == grpc_port
+        assert container["readinessProbe"]["grpc"]["port"] == grpc_port
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_every_service_reads_kafka_from_the_strimzi_cluster(overlay: Path) -> None:
+    (kafka,) = of_kind(overlay, "Kafka")
+    configs = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(overlay, "ConfigMap")}
+    for deployment in of_kind(overlay, "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        names = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
+        settings = {k: v for name in names for k, v in configs[name].items()}
+        secrets = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
+
+        assert settings["CIVITAS_KAFKA_BOOTSTRAP"] == (
+            f"{kafka['metadata']['name']}-kafka-bootstrap:9092"
+        )
+        assert settings["CIVITAS_HOST"] == "0.0.0.0"
+        assert secrets  # the token secret and the PostgreSQL URLs
+
+
+def test_the_dev_overlay_gives_each_service_postgresql_urls_without_a_schema() -> None:
+    import base64
+
+    (overlay,) = [o for o in OVERLAYS if o.name == "dev"]
+    (secret,) = [s for s in of_kind(overlay, "Secret") if "civitas-secrets" in str(s)]
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    urls = [urlsplit(data[f"CIVITAS_{n}_URL"]) for n in ("EVENTSTORE", "READ_MODEL", "VAULT")]
+
+    assert {url.scheme for url in urls} == {"postgresql"}
+    assert {url.hostname for url in urls} == {"postgres"}
+    assert all("schema=" not in url.query for url in urls)
+    assert [s["metadata"]["name"] for s in of_kind(overlay, "StatefulSet")] == ["postgres"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_prometheus_scrapes_each_service_under_its_own_name(overlay: Path) -> None:
+    services = {s["metadata"]["name"]: s for s in of_kind(overlay, "Service")}
+    for monitor in of_kind(overlay, "ServiceMonitor"):
+        name = monitor["metadata"]["name"]
+        labels = services[name]["metadata"]["labels"]
+
+        assert labels[monitor["spec"]["jobLabel"]] == name.replace("-", "_")
+        assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+        assert "metrics" in [port["name"] for port in services[name]["spec"]["ports"]]
+    assert len(of_kind(overlay, "ServiceMonitor")) == len(SERVICES)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_the_prometheus_rules_are_those_of_deploy_prometheus(overlay: Path) -> None:
+    rule_files = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    shipped = {f"civitas-{f.stem}": load_yaml(f.read_text())[0] for f in rule_files}
+
+    assert {r["metadata"]["name"]: r["spec"] for r in of_kind(overlay, "PrometheusRule")} == (
+        shipped
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_there_is_a_kafka_topic_for_every_events_topic_in_the_contract(overlay: Path) -> None:
+    contract = (ROOT / "docs" / "asyncapi.json").read_text()
+    published = set(re.findall(r'"(civitas\.[a-z_]+\.events\.v1)"', contract))
+    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(overlay, "KafkaTopic")}
+
+    assert set(topics) == published
+    assert {spec["partitions"] for spec in topics.values()} == {6}
+    assert {str(spec["config"]["retention.ms"]) for spec in topics.values()} == {"-1"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_the_dashboards_are_in_a_configmap_for_grafana(overlay: Path) -> None:
+    dashboards = sorted(p.name for p in (ROOT / "deploy" / "grafana" / "dashboards").glob("*"))
+    (configmap,) = [c for c in of_kind(overlay, "ConfigMap") if "dashboards" in str(c)]
+
+    assert sorted(configmap["data"]) == dashboards
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
