@@ -28,6 +28,8 @@ step() { printf '\n== %s\n' "$*"; }
 fail() { echo "deploy-check: $*" >&2; exit 1; }
 
 [ -x "$VENV/bin/python" ] || fail "no $VENV: run make first"
+# Go's usual home, for machines whose PATH leaves it out.
+[ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
 stamp="$VENV/.deploy-tools-$(printf '%s\n' "${TOOLS[@]}" | sha256sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
     step "installing the deploy tools into $VENV"

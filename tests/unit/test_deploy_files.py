@@ -194,7 +194,9 @@ def test_the_dev_overlay_gives_each_service_postgresql_urls_without_a_schema() -
     import base64
 
     (overlay,) = [o for o in OVERLAYS if o.name == "dev"]
-    (secret,) = [s for s in of_kind(overlay, "Secret") if "civitas-secrets" in str(s)]
+    (secret,) = [
+        s for s in of_kind(overlay, "Secret") if s["metadata"]["name"].startswith("civitas-secrets")
+    ]
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     urls = [urlsplit(data[f"CIVITAS_{n}_URL"]) for n in ("EVENTSTORE", "READ_MODEL", "VAULT")]
 
@@ -241,7 +243,9 @@ def test_there_is_a_kafka_topic_for_every_events_topic_in_the_contract(overlay: 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_the_dashboards_are_in_a_configmap_for_grafana(overlay: Path) -> None:
     dashboards = sorted(p.name for p in (ROOT / "deploy" / "grafana" / "dashboards").glob("*"))
-    (configmap,) = [c for c in of_kind(overlay, "ConfigMap") if "dashboards" in str(c)]
+    (configmap,) = [
+        c for c in of_kind(overlay, "ConfigMap") if c["metadata"]["name"] == "civitas-dashboards"
+    ]
 
     assert sorted(configmap["data"]) == dashboards
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
