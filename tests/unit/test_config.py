@@ -33,7 +33,7 @@ async def test_a_sqlite_url_opens_a_store_in_that_file(tmp_path: Path) -> None:
     ("url", "message"),
     [
         ("mysql://x/y", "unknown database URL scheme"),
-        ("not a url", "not a database URL"),
+        ("not a url", "not a store URL"),
         ("sqlite://", "names no file"),
         ("sqlite:///:memory:", "names no file"),
     ],
