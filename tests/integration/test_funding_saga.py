@@ -336,3 +336,66 @@ async def test_on_kafka_duplicates_and_restarts_still_pay_once_and_record_once(
     assert cases_after == cases_before
     assert cases_after.count("CaseFundingGranted") == 1
     assert payee_balance == 1_500 * YUAN
+
+
+async def test_only_expenditures_the_saga_opened_are_paid_on_approval(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with district(tmp_path, clock) as services, services.funds_up() as funds:
+        await open_the_books(funds)
+        manual = await funds.RequestExpenditure(  # names a case, but a person asked
+            fpb.RequestExpenditureRequest(
+                community_code=COMMUNITY,
+                payee_account=PAYEE,
+                amount_fen=700 * YUAN,
+                purpose="采购",
+                evidence="合同",
+                case_id=str(uuid.uuid4()),
+            ),
+            metadata=STAFF,
+        )
+        expenditure_id = manual.expenditure.expenditure_id
+        await approve(funds, expenditure_id, SECRETARY)
+        assert services.funds is not None
+        await services.funds.processes[1].catch_up()  # the settlement has seen the approval
+        after = await expenditure(funds, expenditure_id)
+        payee_balance = await balance(funds, PAYEE)
+
+    assert after.status == fpb.EXPENDITURE_STATUS_APPROVED  # left to a finance officer
+    assert payee_balance == 0
+
+
+async def test_a_void_interrupted_before_its_release_is_finished_when_asked_again(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with district(tmp_path, clock) as services, services.funds_up() as funds:
+        await open_the_books(funds)
+        requested = await funds.RequestExpenditure(
+            fpb.RequestExpenditureRequest(
+                community_code=COMMUNITY,
+                payee_account=PAYEE,
+                amount_fen=900 * YUAN,
+                purpose="采购",
+                evidence="合同",
+            ),
+            metadata=STAFF,
+        )
+        expenditure_id = requested.expenditure.expenditure_id
+        await approve(funds, expenditure_id, SECRETARY)
+        await funds.ReserveExpenditure(
+            fpb.ReserveExpenditureRequest(expenditure_id=expenditure_id), metadata=FINANCE
+        )
+        assert services.funds is not None
+        app = services.funds.app
+        await app.expenditures.update(expenditure_id, lambda e: e.void("停电"))  # then a crash
+        held = await funds.GetStatement(fpb.GetStatementRequest(account_id=FUND), metadata=AUDITOR)
+        await funds.VoidExpenditure(
+            fpb.VoidExpenditureRequest(expenditure_id=expenditure_id, reason="停电"),
+            metadata=FINANCE,
+        )
+        released = await funds.GetStatement(
+            fpb.GetStatementRequest(account_id=FUND), metadata=AUDITOR
+        )
+
+    assert held.account.available_fen == held.account.balance_fen - 900 * YUAN
+    assert released.account.available_fen == released.account.balance_fen

@@ -212,16 +212,18 @@ class Funds:
 
     async def void(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
         """Void it and release its hold; refused once its money has moved (a payment is
-        corrected by a reversing transfer, never unsaid). The fund's lock keeps a
-        payment from slipping in between the check and the void."""
+        corrected by a reversing transfer, never unsaid). Both happen under the fund's
+        lock, which a payment takes too, and a payment pays only what is still held.
+        Asked again for a voided one, it finishes a release a crash interrupted."""
         expenditure = await self._finance(caller, expenditure_id)
         async with self.locks.hold(expenditure.fund_account):
             fund = await self._account(expenditure.fund_account, RuleViolation)
             if expenditure.transfer_id in fund.entries:
                 raise RuleViolation(f"expenditure {expenditure_id} is paid already")
-            expenditure = await self._update(
-                self.expenditures, expenditure, lambda e: e.void(reason), caller
-            )
+            if expenditure.status is not ExpenditureStatus.VOIDED:  # else: finish its release
+                expenditure = await self._update(
+                    self.expenditures, expenditure, lambda e: e.void(reason), caller
+                )
             await self.accounts.update(
                 expenditure.fund_account,
                 lambda f: f.release(expenditure.transfer_id, reason),
@@ -263,6 +265,7 @@ class Funds:
             request.case_id,
             request.requester,
             self.street_threshold_fen,
+            by_case_request=True,
         )
         missing = [a for a in (fund, request.payee_account) if await self._find(a) is None]
         if missing:
@@ -278,8 +281,8 @@ class Funds:
         the fund cannot cover it or the payment is refused, void it with the reason. Each
         step finds what an earlier, interrupted run did, so running it again is safe."""
         expenditure = await self._expenditure(expenditure_id)
-        if expenditure.case_id is None:
-            return expenditure  # not a case's: finance officers reserve and pay by hand
+        if not expenditure.by_case_request:
+            return expenditure  # not opened by the saga: finance officers reserve and pay
         if expenditure.status not in (ExpenditureStatus.APPROVED, ExpenditureStatus.RESERVED):
             return expenditure  # waiting for approval, or settled already
         caller = Caller(SAGA, correlation_id)
@@ -390,6 +393,8 @@ class Funds:
             )
 
     async def _pay(self, expenditure: Expenditure, caller: Caller) -> None:
+        """Pay what the expenditure's hold holds; refused once a void has released it
+        (checked under the fund's lock, which a void takes too)."""
         await self._move_id(
             expenditure.transfer_id,
             expenditure.fund_account,
@@ -397,6 +402,7 @@ class Funds:
             expenditure.amount_fen,
             f"支出 {expenditure.id}",
             caller,
+            held_only=True,
         )
 
     async def _move(
@@ -413,7 +419,15 @@ class Funds:
         return transfer_id
 
     async def _move_id(
-        self, transfer_id: str, source: str, target: str, amount_fen: int, memo: str, caller: Caller
+        self,
+        transfer_id: str,
+        source: str,
+        target: str,
+        amount_fen: int,
+        memo: str,
+        caller: Caller,
+        *,
+        held_only: bool = False,
     ) -> tuple[Account, Account]:
         """Debit, then credit, under one transfer id: a retry completes a half-done move.
         Each account is read once, under its lock, and the receiving side is checked
@@ -428,7 +442,7 @@ class Funds:
             receiving.check_can_credit(now)
             paying = await self.accounts.update(
                 source,
-                lambda a: a.debit(transfer_id, amount_fen, target, now, memo),
+                lambda a: a.debit(transfer_id, amount_fen, target, now, memo, held_only=held_only),
                 caller.metadata,
                 loaded=paying,
             )

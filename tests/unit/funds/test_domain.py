@@ -69,6 +69,17 @@ def test_a_reservation_is_settled_by_the_debit_of_its_own_amount() -> None:
     assert (fund.balance_fen, fund.reserved) == (600, {})
 
 
+def test_an_expenditures_payment_pays_only_what_is_still_held() -> None:
+    budget, fund, payee = accounts()
+    transfer(budget, fund, 1000, "allocation")
+    fund.reserve("t1", 400, payee.id)
+    fund.release("t1", "voided")
+
+    with pytest.raises(RuleViolation, match="nothing is held under t1"):
+        fund.debit("t1", 400, payee.id, NOW, held_only=True)
+    assert (fund.balance_fen, fund.reserved) == (1000, {})
+
+
 def test_amounts_are_positive_whole_fen() -> None:
     _, fund, payee = accounts()
     for bad in (0, -5, 1.5, True):

@@ -117,14 +117,25 @@ class Account(Aggregate):
         self._record(ReservationReleased(transfer_id=transfer_id, reason=reason))
 
     def debit(
-        self, transfer_id: str, amount_fen: int, to_account: str, now: datetime, memo: str = ""
+        self,
+        transfer_id: str,
+        amount_fen: int,
+        to_account: str,
+        now: datetime,
+        memo: str = "",
+        *,
+        held_only: bool = False,
     ) -> None:
-        """Book the paying side; a reservation under the same id is settled by it."""
+        """Book the paying side; a reservation under the same id is settled by it.
+        ``held_only``: pay only what a reservation holds (an expenditure's payment:
+        once its hold is released, by a void, it is not paid)."""
         if transfer_id in self.entries:
             return
         check_amount(amount_fen)
         self._check_year_open(now)
         held = self.reserved.get(transfer_id)
+        if held_only and held is None:
+            raise RuleViolation(f"nothing is held under {transfer_id}: it was released")
         if held is not None and held != amount_fen:
             raise RuleViolation(f"transfer {transfer_id} reserved {held} fen, not {amount_fen}")
         if held is None:

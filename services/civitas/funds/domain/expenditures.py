@@ -41,6 +41,8 @@ class ExpenditureRequested(DomainEvent):
     case_id: str | None
     requester: str
     needs_street_approval: bool
+    # Opened by the saga for a case's request: paid as soon as it is approved.
+    by_case_request: bool = False
 
 
 class ExpenditureApproved(DomainEvent):
@@ -83,6 +85,7 @@ class Expenditure(Aggregate):
         self.case_id: str | None = None
         self.requester = ""
         self.needs_street_approval = False
+        self.by_case_request = False
         self.approvals: dict[ApprovalLevel, str] = {}
 
     @classmethod
@@ -98,6 +101,8 @@ class Expenditure(Aggregate):
         case_id: str | None,
         requester: str,
         street_threshold_fen: int,
+        *,
+        by_case_request: bool = False,
     ) -> Expenditure:
         if fund_account == payee_account:
             raise InvalidInput("the payee is not the fund itself")
@@ -113,6 +118,7 @@ class Expenditure(Aggregate):
                 case_id=case_id,
                 requester=required_text("requester", requester),
                 needs_street_approval=amount_fen > street_threshold_fen,
+                by_case_request=by_case_request,
             )
         )
         return expenditure
@@ -173,6 +179,7 @@ class Expenditure(Aggregate):
         self.payee_account, self.amount_fen = event.payee_account, event.amount_fen
         self.case_id, self.requester = event.case_id, event.requester
         self.needs_street_approval = event.needs_street_approval
+        self.by_case_request = event.by_case_request
 
     @applies
     def _on_approved(self, event: ExpenditureApproved) -> None:
