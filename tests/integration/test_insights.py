@@ -209,8 +209,9 @@ def expected_cases(events: list[RecordedEvent], prefix: str) -> dict[str, Any]:
             continue
         elif e.type == "CaseResolved":
             resolved[case] = datetime.fromisoformat(e.data["resolved_at"])
-        elif e.type == "CaseReopened":
+        elif e.type == "CaseReopened":  # the case is open again, its rating reset
             resolved.pop(case, None)
+            rating.pop(case, None)
         elif e.type == "CaseFollowedUp":
             rating[case] = e.data["satisfaction"]
     spans = [(resolved[c] - registered[c]).total_seconds() / 3600 for c in resolved]

@@ -42,6 +42,14 @@ async def test_a_forgotten_person_reads_as_erased_and_gets_a_new_id(
     assert not await vault.forget(person)
 
 
+async def test_the_vaults_own_lookup_key_cannot_be_forgotten(vault: PersonalDataVault) -> None:
+    person = await vault.person_for("resident", "13800001111")
+
+    with pytest.raises(ValueError, match="not a person's id"):
+        await vault.forget("__index_key__")
+    assert await vault.person_for("resident", "13800001111") == person  # the lookup still works
+
+
 async def test_concurrent_first_use_of_one_phone_gives_one_person_and_one_key(
     vault: PersonalDataVault,
 ) -> None:

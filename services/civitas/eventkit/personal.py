@@ -101,15 +101,19 @@ class PersonalDataVault:
         return await self.open(person_id, ciphertext) or ERASED
 
     async def forget(self, person_id: str) -> bool:
-        """Delete the person's key; True when there was one."""
-        self._cache.pop(person_id, None)
+        """Delete the person's key; True when there was one. The vault's own keys (ids
+        beginning with ``__``) are not people's and are refused."""
+        if person_id.startswith("__"):
+            raise ValueError(f"{person_id!r} is not a person's id")
 
         def delete() -> int:
             with self.engine.begin() as conn:
                 conn.execute(_index.delete().where(_index.c.person_id == person_id))
                 return conn.execute(_keys.delete().where(_keys.c.person_id == person_id)).rowcount
 
-        return await asyncio.to_thread(delete) > 0
+        deleted = await asyncio.to_thread(delete)
+        self._cache.pop(person_id, None)  # after: a read meanwhile cannot put it back
+        return deleted > 0
 
     async def _key(self, person_id: str, *, create: bool) -> bytes | None:
         if person_id in self._cache:

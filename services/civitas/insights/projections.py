@@ -195,6 +195,7 @@ def _case_changes(event: RecordedEvent) -> dict[str, Any]:
     elif event.type == "CaseReopened":
         values = {
             "resolved_at": None,
+            "satisfaction": None,  # the unhappy rating was the last word on the old answer
             "resolution_due": _when(data["resolution_due"]),
             "status": "in_progress",
         }

@@ -1,8 +1,10 @@
 """Queries over insights' read models: scorecards, trends, cards, timelines, statements.
 
 Scorecards are computed when asked, from the facts the projections keep, so that
-"overdue" is judged by the clock now and every figure of a unit comes from one
-read. They return plain data; the edges (gRPC, HTTP) convert it.
+"overdue" is judged by the clock now. A scorecard's figures come from a few
+statements on one connection, not one snapshot: while events are being applied
+they may differ by the events applied in between. They return plain data; the
+edges (gRPC, HTTP) convert it.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ class PrivacyServicer(pb_grpc.PrivacyServiceServicer):
     async def ForgetPerson(self, request: pb.ForgetPersonRequest, context: Any) -> Any:
         authorize(current_principal(), {Role.DISTRICT_ADMIN}, None)
         person_id = request.person_id.strip()
-        if not person_id or len(person_id) > 200:
-            raise InvalidInput("person_id is required (at most 200 characters)")
+        if not person_id or len(person_id) > 200 or person_id.startswith("__"):
+            raise InvalidInput(f"person_id {person_id!r} is not a person's id (1-200 characters)")
         return pb.ForgetPersonResponse(forgotten=await self.vault.forget(person_id))
 
 
