@@ -282,6 +282,25 @@ async def test_verify_names_the_first_broken_link_after_one_stored_byte_changes(
     assert "does not follow from the stored content" in tampered.broken[0].reason
 
 
+async def test_verify_of_a_busy_store_reports_no_false_breaks(store: EventStore) -> None:
+    for n in range(20):
+        await store.append(f"case-{n}", [new(i=0)], StreamState.NO_STREAM)
+
+    async def keep_appending() -> None:
+        for round_ in range(1, 40):
+            await store.append(f"case-{round_ % 20}", [new(i=round_)], StreamState.ANY)
+            await store.append(f"case-new{round_}", [new(i=round_)], StreamState.NO_STREAM)
+
+    writing = asyncio.create_task(keep_appending())
+    reports = []
+    while not writing.done():
+        reports.append(await store.verify(batch_size=3))
+    await writing
+
+    assert reports
+    assert all(r.intact for r in reports), [r.broken for r in reports if not r.intact]
+
+
 async def test_verify_finds_a_stream_whose_last_event_was_removed(store: EventStore) -> None:
     await store.append("case-1", [new(i=1), new(i=2)], StreamState.NO_STREAM)
     await tamper(store, "DELETE FROM {events} WHERE stream_id = 'case-1' AND stream_version = 1")

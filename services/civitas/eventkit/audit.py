@@ -59,14 +59,26 @@ class ChainReport:
 
 
 class ChainVerifier:
-    """Recomputes hash chains over raw rows fed in global order."""
+    """Recomputes hash chains over raw rows fed in global order.
 
-    def __init__(self) -> None:
+    Given the streams' head records, read *before* the rows, it checks the store as
+    those heads describe it: each stream up to its head revision, whose hash must
+    match the head's. Events appended while the rows are read lie beyond the heads
+    and are not judged, so a busy store is not reported broken. Without head records
+    (a backend that keeps none) every row is checked and a cut-off tail cannot be
+    seen."""
+
+    def __init__(self, heads: dict[str, tuple[int, bytes]] | None = None) -> None:
+        self._expected = heads
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._broken: dict[str, BrokenLink] = {}
         self.events = 0
 
     def feed(self, row: RawEvent) -> None:
+        if self._expected is not None:
+            head = self._expected.get(row.stream_id)
+            if head is None or row.stream_version > head[0]:
+                return  # appended after the heads were read: not part of this check
         self.events += 1
         if row.stream_id in self._broken:
             return  # only the first broken link of a stream is named
@@ -98,23 +110,26 @@ class ChainVerifier:
         if link != bytes(row.hash):
             self._break(row, "the stored hash does not follow from the stored content")
             return
+        head = (self._expected or {}).get(row.stream_id)
+        if head is not None and head[0] == row.stream_version and bytes(head[1]) != link:
+            self._break(row, "the stream's head record does not match its last event")
+            return
         self._heads[row.stream_id] = (row.stream_version, link)
 
-    def finish(self, stream_heads: dict[str, tuple[int, bytes]]) -> ChainReport:
-        """Compare each stream's recorded head with its last event, and report."""
-        for stream_id, (version, head_hash) in stream_heads.items():
+    def finish(self) -> ChainReport:
+        """Name the streams whose events end before their head record says, and report."""
+        for stream_id, (version, _) in (self._expected or {}).items():
             if stream_id in self._broken:
                 continue
-            last = self._heads.get(stream_id)
-            if last is None or last[0] != version or last[1] != bytes(head_hash):
-                seen = last[0] if last else -1
+            seen = self._heads.get(stream_id, (-1, b""))[0]
+            if seen < version:
                 self._broken[stream_id] = BrokenLink(
                     stream_id,
                     seen + 1,
                     None,
                     f"the stream's head says revision {version}, its events end at {seen}",
                 )
-        streams = set(self._heads) | set(self._broken) | set(stream_heads)
+        streams = set(self._heads) | set(self._broken) | set(self._expected or {})
         broken = sorted(self._broken.values(), key=lambda b: (b.position is None, b.position))
         return ChainReport(len(streams), self.events, broken)
 

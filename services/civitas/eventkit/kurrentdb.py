@@ -245,8 +245,8 @@ class KurrentDBEventStore(EventStore):
             )
         return rows[:limit]
 
-    async def _stream_heads(self) -> dict[str, tuple[int, bytes]]:
-        return {}  # KurrentDB keeps no head record apart from the events themselves
+    async def _stream_heads(self) -> dict[str, tuple[int, bytes]] | None:
+        return None  # KurrentDB keeps no head record apart from the events themselves
 
     async def _head_position(self) -> int:
         patterns, _ = include_patterns(self.namespace, None)

@@ -252,8 +252,8 @@ class PostgresEventStore(EventStore):
         rows = await self._pool.fetch(
             "SELECT position, stream_id, stream_version, event_id, type, schema_version, "
             "occurred_at, actor, correlation_id, causation_id, data, hash "
-            f"FROM {self.schema}.events WHERE position > $1 AND {_VISIBLE} "
-            "ORDER BY position LIMIT $2",
+            f"FROM {self.schema}.events WHERE position > $1 "  # every committed row: the
+            "ORDER BY position LIMIT $2",  # heads, read first, bound what is judged
             after,
             limit,
         )

@@ -180,7 +180,7 @@ class EventStore(abc.ABC):
         """Recompute every stream's hash chain from the rows as stored; name each broken
         stream's first broken link. ``progress`` is told the position reached."""
         self._check_open()
-        verifier = ChainVerifier()
+        verifier = ChainVerifier(await self._stream_heads())  # the heads first: see there
         after = 0
         while rows := await self._read_raw(after, batch_size):
             for row in rows:
@@ -188,7 +188,7 @@ class EventStore(abc.ABC):
             after = rows[-1].position
             if progress is not None:
                 progress(after)
-        return verifier.finish(await self._stream_heads())
+        return verifier.finish()
 
     # -- for backends -----------------------------------------------------
 
@@ -197,8 +197,9 @@ class EventStore(abc.ABC):
         """Stored rows after a global position, undecoded, in order."""
 
     @abc.abstractmethod
-    async def _stream_heads(self) -> dict[str, tuple[int, bytes]]:
-        """Each stream's recorded last revision and hash."""
+    async def _stream_heads(self) -> dict[str, tuple[int, bytes]] | None:
+        """Each stream's recorded last revision and hash (None: the backend keeps no
+        head records)."""
 
     @abc.abstractmethod
     async def _append(
