@@ -6,8 +6,10 @@ topic, from the beginning) into shadow tables: a database file of its own next t
 the live read model (SQLite), or a schema of its own (PostgreSQL). Then each table is
 compared row by row with the live one, and the differences are reported. With
 ``--swap`` the shadow's rows and tracking replace the live ones in one transaction:
-queries go on being answered throughout (they see the old rows until the commit),
-and the running service's projection goes on from the swapped-in tracking.
+queries go on being answered throughout (they see the old rows until the commit).
+Then what the running service applied after the replay read its last event is
+applied again from the store, since the swap put those rows back; the service's
+own projection goes on, its later deliveries passed over by per-stream versions.
 """
 
 from __future__ import annotations
@@ -176,6 +178,18 @@ def swap(live: sa.Engine, shadow_db: str, projection: Projection) -> None:
                 conn.commit()
 
 
+async def catch_up_live(projection: Projection, origin: ServiceSettings, live: sa.Engine) -> int:
+    """After a swap, apply to the live read model what its service applied after the
+    replay had read its last event: the swap put those rows back to the replay's
+    state, and the running service's projection has passed them. Per-stream versions
+    make the service's own later deliveries harmless."""
+    store = await open_event_store(origin.eventstore_url)
+    try:
+        return await ProjectionRunner(projection, StoreFeed(store), live).catch_up()
+    finally:
+        await store.close()
+
+
 async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
     """Rebuild, compare, report, and swap if asked; 1 when differences stay live."""
     known = catalog()
@@ -219,7 +233,8 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
             return 0
         if do_swap:
             swap(live, shadow_db, projection)
-            print(f"swapped: {name} now holds the replayed rows")
+            reached = await catch_up_live(projection, origin, live)
+            print(f"swapped: {name} now holds the replayed rows, caught up to {reached:,}")
             return 0
         print("differences stay in the live read model (run again with --swap to replace it)")
         return 1
