@@ -214,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         from civitas.replay import replay
 
-        return asyncio.run(replay(args.projection, args.source, args.swap, Path(args.var)))
+        try:
+            return asyncio.run(replay(args.projection, args.source, args.swap, Path(args.var)))
+        except ValueError as refused:  # e.g. no such topic: nothing was swapped
+            print(f"civitas replay: {refused}", file=sys.stderr)
+            return 2
     if args.command == "forget":
         from civitas.privacy.commands import KEEPERS, forget
 

@@ -213,10 +213,13 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
                 if not origin.kafka_bootstrap:
                     raise SystemExit("--source kafka needs CIVITAS_KAFKA_BOOTSTRAP")
                 topic = events_topic(spec.source, origin.kafka_namespace)
-                feed: CatchUpFeed = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
-                replayed = await ProjectionRunner(
-                    projection, ProgressFeed(feed, bar, by_position=False), shadow
-                ).rebuild()
+                kafka = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
+                try:
+                    replayed = await ProjectionRunner(
+                        projection, ProgressFeed(kafka, bar, by_position=False), shadow
+                    ).rebuild()
+                finally:
+                    await kafka.close()
             else:
                 store = await open_event_store(origin.eventstore_url)
                 try:

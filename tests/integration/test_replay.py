@@ -152,8 +152,15 @@ async def test_a_replay_from_kafka_reads_the_topic_from_the_beginning(
                 break
             await asyncio.sleep(0.5)
 
+    nowhere = {**kafka, "CIVITAS_KAFKA_NAMESPACE": "nosuchnamespace"}
+    missing_rc, missing = await civitas(
+        tmp_path, nowhere, "replay", "funds_ledger", "--source", "kafka", "--swap"
+    )
+
     assert rc == 0, out
     assert "replay" in out
+    assert missing_rc == 2
+    assert "no such topic: nosuchnamespace.funds.events.v1" in missing
     assert "the live read model equals the replay" in out
     assert "ledger_accounts: 3 live rows, 3 replayed: same" in out
 

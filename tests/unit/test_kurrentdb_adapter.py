@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 from kurrentdbclient import RecordedEvent as KurrentRecorded
+from kurrentdbclient.common import construct_filter_include_regex
+from kurrentdbclient.exceptions import NotFoundError
 
 from civitas.eventkit import EventFilter, NewEvent, StreamState
 from civitas.eventkit.errors import ConcurrencyError, EventIdConflict
@@ -126,3 +128,101 @@ def test_a_recorded_event_reads_back_in_the_stores_own_terms() -> None:
     assert (event.position, event.actor, event.correlation_id) == (1000, "clerk", "c-1")
     assert event.hash == chain(GENESIS, b"\x01" * 32)
     assert event.occurred_at == datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class Reply:
+    def __init__(self, items: list[KurrentRecorded]) -> None:
+        self.items = items
+
+    async def _each(self):  # type: ignore[no-untyped-def]
+        for item in self.items:
+            yield item
+
+    def __aiter__(self):  # type: ignore[no-untyped-def]
+        return self._each()
+
+
+class InMemoryServer:
+    """The client's transport faked in memory, with the client's own filter regex."""
+
+    def __init__(self) -> None:
+        self.log: list[KurrentRecorded] = []
+
+    async def append_to_stream(self, name: str, *, events: object, current_version: object) -> int:
+        batch = events if isinstance(events, list | tuple) else [events]
+        for new in batch:
+            revision = sum(1 for e in self.log if e.stream_name == name)
+            position = 100 * (len(self.log) + 1)
+            self.log.append(
+                KurrentRecorded(
+                    type=new.type,
+                    data=new.data,
+                    metadata=new.metadata,
+                    content_type="application/json",
+                    id=new.id,
+                    stream_name=name,
+                    stream_position=revision,
+                    commit_position=position,
+                    prepare_position=position,
+                    recorded_at=None,
+                    link=None,
+                    retry_count=None,
+                )
+            )
+        return 100 * len(self.log)
+
+    async def read_stream(
+        self,
+        name: str,
+        *,
+        stream_position: int | None = None,
+        backwards: bool = False,
+        limit: int = 2**62,
+    ) -> Reply:
+        items = [e for e in self.log if e.stream_name == name]
+        if not items:
+            raise NotFoundError()
+        return Reply((items[::-1] if backwards else items)[:limit])
+
+    async def read_all(
+        self,
+        *,
+        commit_position: int | None = None,
+        filter_include: tuple[str, ...] = (),
+        filter_by_stream_name: bool = False,
+        limit: int = 2**62,
+    ) -> Reply:
+        pattern = re.compile(construct_filter_include_regex(filter_include))
+        items = [
+            e
+            for e in self.log
+            if pattern.match(e.stream_name)
+            and (commit_position is None or (e.commit_position or 0) >= commit_position)
+        ]
+        return Reply(items[:limit])
+
+
+async def test_a_type_filtered_read_pages_on_past_events_of_other_types() -> None:
+    store = KurrentDBEventStore(InMemoryServer(), "funds")  # type: ignore[arg-type]
+    for n in range(30):
+        await store.append(f"account-{n}", [NewEvent("Debited", {"n": n})], StreamState.ANY)
+    await store.append("expenditure-1", [NewEvent("ExpenditureApproved", {})], StreamState.ANY)
+
+    found = await store.read_all(
+        after=0, limit=10, filter=EventFilter.of(event_types=["ExpenditureApproved"])
+    )
+
+    assert [e.stream_id for e in found] == ["expenditure-1"]
+
+
+async def test_checkpoints_are_kept_where_readers_of_events_do_not_look() -> None:
+    store = KurrentDBEventStore(InMemoryServer(), "cases")  # type: ignore[arg-type]
+    await store.append("case-1", [NewEvent("CaseFiled", {})], StreamState.NO_STREAM)
+    await store.save_checkpoint("relay", 100)
+
+    events = await store.read_all(after=0, limit=100)
+    report = await store.verify()
+
+    assert [e.stream_id for e in events] == ["case-1"]
+    assert await store.load_checkpoint("relay") == 100
+    assert (report.intact, report.events) == (True, 1)

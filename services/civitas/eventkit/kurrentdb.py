@@ -11,7 +11,8 @@ The store's meaning is KurrentDB's own, so this adapter is thin:
   schema version, occurred at, actor, correlation and causation ids, and the hash
   chained to the stream's previous event (computed here: the previous hash is read
   before each append, whose expected revision then guards the chain);
-- checkpoints are the last event of a stream ``<namespace>.checkpoint-<name>``.
+- checkpoints are the last event of a stream ``<namespace>@checkpoint-<name>``, outside
+  the pattern event readers use.
 
 URL: ``kurrentdb://host:2113?tls=false&namespace=cases`` (``esdb://`` works too);
 ``namespace`` is read here and every other part goes to the client.
@@ -103,6 +104,10 @@ class KurrentDBEventStore(EventStore):
 
     def _own_name(self, server_name: str) -> str:
         return server_name.removeprefix(f"{self.namespace}.")
+
+    def _checkpoint_stream(self, name: str) -> str:
+        """Outside the namespace's pattern, so readers of events never see it."""
+        return f"{self.namespace}@checkpoint-{name}"
 
     # -- the backend ------------------------------------------------------------------
 
@@ -196,22 +201,29 @@ class KurrentDBEventStore(EventStore):
     async def _read_all(
         self, after: int, limit: int, filter: EventFilter | None
     ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after``. Event types are checked here when the
+        server filtered by stream name, so pages are read on until enough match or the
+        log ends (a page of none that match must not look like the end)."""
         patterns, by_type = include_patterns(self.namespace, filter)
-        found = await self._client.read_all(
-            commit_position=after or None,
-            filter_include=patterns,
-            filter_by_stream_name=True,
-            limit=limit + 1,
-        )
-        events = []
-        async for recorded in found:
-            if recorded.commit_position is None or recorded.commit_position <= after:
-                continue  # reading from a position includes it
-            event = self._decode(recorded)
-            if not by_type or (filter is not None and filter.matches(event)):
-                events.append(event)
-            if len(events) == limit:
+        events: list[RecordedEvent] = []
+        cursor = after
+        while len(events) < limit:
+            found = await self._client.read_all(
+                commit_position=cursor or None,
+                filter_include=patterns,
+                filter_by_stream_name=True,
+                limit=max(limit, 500) + 1,
+            )
+            page = [r async for r in found if (r.commit_position or 0) > cursor]
+            if not page:
                 break
+            for recorded in page:
+                cursor = recorded.commit_position or cursor
+                event = self._decode(recorded)
+                if not by_type or (filter is not None and filter.matches(event)):
+                    events.append(event)
+                    if len(events) == limit:
+                        break
         return events
 
     async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
@@ -258,7 +270,7 @@ class KurrentDBEventStore(EventStore):
     async def _load_checkpoint(self, name: str) -> int:
         try:
             found = await self._client.read_stream(
-                self._server_name(f"checkpoint-{name}"), backwards=True, limit=1
+                self._checkpoint_stream(name), backwards=True, limit=1
             )
             last = [e async for e in found]
         except NotFoundError:
@@ -267,7 +279,7 @@ class KurrentDBEventStore(EventStore):
 
     async def _save_checkpoint(self, name: str, position: int) -> None:
         await self._client.append_to_stream(
-            self._server_name(f"checkpoint-{name}"),
+            self._checkpoint_stream(name),
             events=KurrentEvent(
                 type="CheckpointSaved", data=json.dumps({"position": position}).encode()
             ),

@@ -86,6 +86,9 @@ class KafkaReplayFeed:
             for topic in described
             for p in topic["partitions"]
         ]
+        if not partitions:
+            await consumer.stop()
+            raise ValueError(f"no such topic: {', '.join(self.topics)} (check the namespace)")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         starts = await consumer.beginning_offsets(partitions)
