@@ -225,7 +225,9 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
                 try:
                     bar.total = await store.head_position()
                     replayed = await ProjectionRunner(
-                        projection, ProgressFeed(StoreFeed(store), bar, True), shadow
+                        projection,
+                        ProgressFeed(StoreFeed(store, batch_size=5000), bar, True),
+                        shadow,
                     ).rebuild()
                 finally:
                     await store.close()

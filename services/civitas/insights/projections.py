@@ -9,10 +9,10 @@ every ciphertext out.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from civitas.eventkit import EventFilter, Projection, RecordedEvent, handles
@@ -165,7 +165,7 @@ def _timeline_row(case_id: str, event: RecordedEvent) -> dict[str, Any]:
         "occurred_at": event.occurred_at,
         "actor": event.actor,
         "correlation_id": event.correlation_id,
-        "details": json.dumps(details, ensure_ascii=False, sort_keys=True),
+        "details": orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode(),
     }
 
 
