@@ -51,3 +51,21 @@ async def test_appends_and_projected_events_are_counted_and_the_lag_is_set(
     )
     assert lag is not None
     assert 0 <= lag < 60
+
+
+async def test_a_relay_that_has_published_nothing_yet_reads_zero_not_nothing(
+    tmp_path: Path,
+) -> None:
+    from civitas.eventkit.kafka import Relay, TopicSpec
+
+    store = SqliteEventStore(tmp_path / "events.db")
+    try:
+        relay = Relay(store, "127.0.0.1:1", TopicSpec("tnever.cases.events.v1"))  # never reached
+        published = REGISTRY.get_sample_value(
+            "civitas_events_published_total", {"topic": "tnever.cases.events.v1"}
+        )
+    finally:
+        await store.close()
+
+    assert relay.topic.name == "tnever.cases.events.v1"
+    assert published == 0.0  # a series an alert can see, where before there was none

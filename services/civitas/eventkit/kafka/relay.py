@@ -66,6 +66,9 @@ class Relay:
         self._partition_count = 0
         self.topic = topic
         self.batch_size = batch_size
+        # The series exists from the start: a relay that never gets to publish (the
+        # broker unreachable from the first) reads 0, and its stall can be alerted on.
+        EVENTS_PUBLISHED.labels(topic.name)
         self.window = window
         self.retry_delay = retry_delay
         self.checkpoint_name = f"relay:{topic.name}"
