@@ -94,6 +94,19 @@ async def test_loading_an_unknown_aggregate_raises_not_found(store: EventStore) 
         await Repository(store, Account).get("nobody")
 
 
+async def test_find_gives_none_for_an_unknown_aggregate_and_the_state_for_a_known_one(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+    missing = await repository.find("a1")
+    await repository.save(Account.open("a1", owner="王", community="QH-01-01"))
+    found = await repository.find("a1")
+
+    assert missing is None
+    assert found is not None
+    assert found.owner == "王"
+
+
 async def test_a_long_stream_loads_from_its_snapshot_with_the_same_state(
     store: EventStore,
 ) -> None:

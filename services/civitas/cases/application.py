@@ -310,7 +310,7 @@ class Cases:
             if record.source_id
             else str(new_uuid())
         )
-        existing = await self._find(case_id)
+        existing = await self.cases.find(case_id)
         if existing is not None:
             return existing  # imported already
         case = Case.register(
@@ -363,12 +363,6 @@ class Cases:
             change(fresh)
 
         return await self.cases.update(case.id, apply, caller.metadata, loaded=case)
-
-    async def _find(self, case_id: str) -> Case | None:
-        try:
-            return await self.cases.get(case_id)
-        except AggregateNotFound:
-            return None
 
     async def _load(self, case_id: str) -> Case:
         try:

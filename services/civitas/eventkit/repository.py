@@ -73,6 +73,13 @@ class Repository(Generic[A]):
             raise AggregateNotFound(stream_id)
         return self.aggregate_class.replay(aggregate_id, self._decode(recorded), start)
 
+    async def find(self, aggregate_id: str) -> A | None:
+        """The aggregate's current state, or None when it has no events."""
+        try:
+            return await self.get(aggregate_id)
+        except AggregateNotFound:
+            return None
+
     async def get_as_of(
         self, aggregate_id: str, *, version: int | None = None, moment: datetime | None = None
     ) -> A:

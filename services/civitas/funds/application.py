@@ -250,7 +250,7 @@ class Funds:
         """A case's request for money (cases' ``CaseFundingRequested``), as an expenditure
         under the id the case chose, so a redelivered request opens nothing twice. When
         the fund or the payee does not exist it is refused at once, for the case to see."""
-        found = await self._find_expenditure(request.expenditure_id)
+        found = await self.expenditures.find(request.expenditure_id)
         if found is not None:
             return found
         fund = special_fund_of(request.community_code)
@@ -267,7 +267,7 @@ class Funds:
             self.street_threshold_fen,
             by_case_request=True,
         )
-        missing = [a for a in (fund, request.payee_account) if await self._find(a) is None]
+        missing = [a for a in (fund, request.payee_account) if await self.accounts.find(a) is None]
         if missing:
             expenditure.reject(SAGA.subject, f"account {missing[0]} does not exist")
         try:
@@ -318,7 +318,7 @@ class Funds:
             raise RuleViolation(f"{department_account} is not a department's budget")
         authorize(caller.principal, FINANCE, community_code)
         task_id = task_id_for(idempotency_key)
-        task = await self._find_task(task_id)
+        task = await self.tasks.find(task_id)
         if task is None:
             task = Task.assign(task_id, department_account, community_code, title, amount_fen)
             try:
@@ -365,16 +365,10 @@ class Funds:
         return found, entries
 
     async def get_task(self, task_id: str) -> Task:
-        found = await self._find_task(task_id)
+        found = await self.tasks.find(task_id)
         if found is None:
             raise NotFound(f"task {task_id} does not exist")
         return found
-
-    async def _find_task(self, task_id: str) -> Task | None:
-        try:
-            return await self.tasks.get(task_id)
-        except AggregateNotFound:
-            return None
 
     async def get_expenditure(self, expenditure_id: str) -> Expenditure:
         return await self._expenditure(expenditure_id)
@@ -486,18 +480,6 @@ class Funds:
             return await self.accounts.get(account)
         except AggregateNotFound:
             raise missing(f"account {account} does not exist") from None
-
-    async def _find(self, account: str) -> Account | None:
-        try:
-            return await self.accounts.get(account)
-        except AggregateNotFound:
-            return None
-
-    async def _find_expenditure(self, expenditure_id: str) -> Expenditure | None:
-        try:
-            return await self.expenditures.get(expenditure_id)
-        except AggregateNotFound:
-            return None
 
     async def _expenditure(self, expenditure_id: str) -> Expenditure:
         try:

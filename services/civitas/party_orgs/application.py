@@ -227,7 +227,7 @@ class PartyOrgs:
             raise InvalidInput("name is required")
         await self._authorize_for_org(caller, MEMBER_ADMINS, org_id)
         member_id = member_id_for((member_number or "").strip() or "-")
-        existing = await self._find(self.members, member_id)
+        existing = await self.members.find(member_id)
         if existing is not None:
             if existing.org_id == org_id:
                 return existing  # a retry
@@ -368,7 +368,7 @@ class PartyOrgs:
         )
         authorize(caller.principal, PAIRING_ADMINS, community.unit_code)
         pairing_id = pairing_id_for(organ_org_id, community_org_id)
-        pairing = await self._find(self.pairings, pairing_id) or Pairing(pairing_id)
+        pairing = await self.pairings.find(pairing_id) or Pairing(pairing_id)
         pairing.form(organ, community, self.clock.now())
         await self.pairings.save(pairing, caller.metadata)
         return pairing
@@ -399,16 +399,10 @@ class PartyOrgs:
         what: str,
         missing: type[Exception] = NotFound,
     ) -> A:
-        found = await self._find(repository, aggregate_id)
+        found = await repository.find(aggregate_id)
         if found is None:
             raise missing(f"{what} does not exist")
         return found
-
-    async def _find(self, repository: Repository[A], aggregate_id: str) -> A | None:
-        try:
-            return await repository.get(aggregate_id)
-        except AggregateNotFound:
-            return None
 
     async def _update(
         self,

@@ -217,7 +217,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             raise InvalidInput("give an address or a grid_code")
         grid = await self.app._get(self.app.units, grid_code, f"grid {grid_code}")
         branch_id = org_id_for(OrgKind.GRID_BRANCH, grid_code)
-        branch = await self.app._find(self.app.orgs, branch_id) if branch_id else None
+        branch = await self.app.orgs.find(branch_id) if branch_id else None
         return pb.ResolveGridResponse(
             grid=unit_to_proto(grid),
             grid_branch=org_to_proto(branch) if branch and not branch.dissolved else None,

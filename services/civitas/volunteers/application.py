@@ -11,7 +11,6 @@ from typing import TypeVar
 from civitas.chassis.auth import Principal, Role, authorize
 from civitas.errors import InvalidInput, NotFound, RuleViolation
 from civitas.eventkit import (
-    AggregateNotFound,
     Clock,
     ConcurrencyError,
     EventStore,
@@ -138,7 +137,7 @@ class Volunteers:
     ) -> Volunteer:
         """The volunteer profile of a working member who reported to a community; made
         once (the id derives from the member's), so redelivered events change nothing."""
-        existing = await self._find(self.volunteers, volunteer_id_for_member(member_id))
+        existing = await self.volunteers.find(volunteer_id_for_member(member_id))
         if existing is not None:
             return existing
         member = await self.members.member(member_id)
@@ -287,7 +286,7 @@ class Volunteers:
         activity_id = (
             str(natural_id("imported-activity", source_id)) if source_id else str(new_uuid())
         )
-        if await self._find(self.activities, activity_id) is not None:
+        if await self.activities.find(activity_id) is not None:
             return await self.activities.get(activity_id)  # imported already
         activity = Activity.create(
             activity_id,
@@ -329,7 +328,7 @@ class Volunteers:
         def take(book: CertificateBook) -> None:
             numbers[:] = [book.number_for(volunteer.id, volunteer.total_tenths)]
 
-        if await self._find(self.books, year) is None:
+        if await self.books.find(year) is None:
             book = CertificateBook(year)
             take(book)
             try:
@@ -361,16 +360,10 @@ class Volunteers:
     async def _get(
         self, repository: Repository[T], aggregate_id: str, what: str, missing: type[Exception]
     ) -> T:
-        found = await self._find(repository, aggregate_id)
+        found = await repository.find(aggregate_id)
         if found is None:
             raise missing(f"{what} {aggregate_id} does not exist")
         return found
-
-    async def _find(self, repository: Repository[T], aggregate_id: str) -> T | None:
-        try:
-            return await repository.get(aggregate_id)
-        except AggregateNotFound:
-            return None
 
     async def _update(
         self, repository: Repository[T], aggregate: T, change: Callable[[T], object], caller: Caller
