@@ -60,11 +60,11 @@ from civitas.eventkit import (
 )
 from civitas.insights.projections import (
     CaseFacts,
-    _case_changes,
-    _registered_row,
-    _timeline_row,
+    case_changes,
     case_events,
     cases,
+    registered_row,
+    timeline_row,
 )
 
 from ._common import (
@@ -194,7 +194,7 @@ class CaseFactsView(SQLiteTrackingRecorder):
         case_id = str(event.originator_id)
         recorded = _Recorded(event)
         with self.datastore.transaction(commit=True) as c:
-            row = _timeline_row(case_id, recorded)  # type: ignore[arg-type]
+            row = timeline_row(case_id, recorded)  # type: ignore[arg-type]
             row["occurred_at"] = row["occurred_at"].isoformat(sep=" ")
             c.execute(
                 "INSERT INTO insights_case_events VALUES "
@@ -202,7 +202,7 @@ class CaseFactsView(SQLiteTrackingRecorder):
                 row,
             )
             if event.type == "CaseRegistered":
-                new = _registered_row(case_id, event.data)
+                new = registered_row(case_id, event.data)
                 c.execute(
                     "INSERT INTO insights_cases VALUES (:case_id, :community_code, "
                     ":street_code, :status, :registered_at, :dispatch_due, :resolution_due, "
@@ -210,7 +210,7 @@ class CaseFactsView(SQLiteTrackingRecorder):
                     {k: _sql(v) for k, v in new.items()},
                 )
             else:
-                changes = _case_changes(recorded)  # type: ignore[arg-type]
+                changes = case_changes(recorded)  # type: ignore[arg-type]
                 if changes:
                     sets = ", ".join(f"{k} = :{k}" for k in changes)
                     c.execute(

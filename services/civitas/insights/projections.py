@@ -128,11 +128,11 @@ class CaseFacts(FactsProjection):
         changed: dict[str, dict[str, Any]] = {}
         for event in events:
             case_id = _id_of(event)
-            timeline.append(_timeline_row(case_id, event))
+            timeline.append(timeline_row(case_id, event))
             if event.type == "CaseRegistered":
-                new[case_id] = _registered_row(case_id, event.data)
+                new[case_id] = registered_row(case_id, event.data)
                 continue
-            values = _case_changes(event)
+            values = case_changes(event)
             if not values:
                 continue
             if case_id in new:
@@ -156,7 +156,7 @@ class CaseFacts(FactsProjection):
             conn.execute(update, rows)
 
 
-def _timeline_row(case_id: str, event: RecordedEvent) -> dict[str, Any]:
+def timeline_row(case_id: str, event: RecordedEvent) -> dict[str, Any]:
     details = {k: v for k, v in event.data.items() if "ciphertext" not in k}
     return {
         "case_id": case_id,
@@ -169,7 +169,7 @@ def _timeline_row(case_id: str, event: RecordedEvent) -> dict[str, Any]:
     }
 
 
-def _registered_row(case_id: str, data: dict[str, Any]) -> dict[str, Any]:
+def registered_row(case_id: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "case_id": case_id,
         **_units(data["community_code"]),
@@ -182,7 +182,7 @@ def _registered_row(case_id: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _case_changes(event: RecordedEvent) -> dict[str, Any]:
+def case_changes(event: RecordedEvent) -> dict[str, Any]:
     """The columns of a case an event sets (none for notes and the like)."""
     data = event.data
     values: dict[str, Any] = {}
