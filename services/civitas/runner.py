@@ -14,8 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from civitas.chassis.auth import Role, TokenAuthority
-from civitas.chassis.settings import PORTS, ensure_secret
-from civitas.insights.bootstrap import DEFAULT_HTTP_PORT
+from civitas.chassis.settings import INSIGHTS_HTTP_PORT, PORTS, ensure_secret
 
 # Every service, in start order: insights last, as it reads the others' events.
 SERVICES = ["party_orgs", "cases", "volunteers", "funds", "insights"]
@@ -79,7 +78,7 @@ async def up(var_dir: Path, host: str = "127.0.0.1") -> int:
             print(
                 f"  {child.service:<12} grpc {child.address}  metrics http://{host}:{metrics}/metrics"
             )
-        console = env.get("CIVITAS_INSIGHTS_HTTP_PORT") or str(DEFAULT_HTTP_PORT)
+        console = env.get("CIVITAS_INSIGHTS_HTTP_PORT") or str(INSIGHTS_HTTP_PORT)
         print(f"\nadmin token (district_admin, scope QH, 12 h):\n{token}\n")
         print(f"web console: http://{host}:{console}/?token={token}\n")
         print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)

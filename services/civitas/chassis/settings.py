@@ -18,6 +18,7 @@ PORTS = {
     "funds": (50054, 9104),
     "insights": (50055, 9105),
 }
+INSIGHTS_HTTP_PORT = 8080  # the web console and the JSON API
 SECRET_FILE = Path("var/auth-secret")
 
 

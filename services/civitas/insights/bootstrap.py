@@ -12,7 +12,7 @@ import structlog
 from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.service import events_of, projecting
-from civitas.chassis.settings import ServiceSettings
+from civitas.chassis.settings import INSIGHTS_HTTP_PORT, ServiceSettings
 from civitas.eventkit import (
     Clock,
     Projection,
@@ -29,7 +29,6 @@ from .queries import InsightsQueries
 from .v1 import insights_pb2, insights_pb2_grpc
 
 SERVICE_NAME = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"].full_name
-DEFAULT_HTTP_PORT = 8080
 log = structlog.get_logger("civitas.insights")
 
 
@@ -88,8 +87,8 @@ async def run_insights(
         stack.push_async_callback(server.stop)
         if http_port is None:
             http_port = int(
-                setting("http_port", "insights", str(DEFAULT_HTTP_PORT), settings.environ)
-                or DEFAULT_HTTP_PORT
+                setting("http_port", "insights", str(INSIGHTS_HTTP_PORT), settings.environ)
+                or INSIGHTS_HTTP_PORT
             )
         bound = await stack.enter_async_context(
             serving_http(build_app(responses, authority), settings.host, http_port)
