@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[Command, set[Role]]] = {
         ORGS,
     ),
     "UnseatCommitteeMember": (
-        lambda w, c: w.app.unseat(c, w.community_committee, SeatRole.SECRETARY, "张书记"),
+        lambda w, c: w.app.unseat(c, w.community_committee, SeatRole.SECRETARY, "张书记", None),
         ORGS,
     ),
     "DissolvePartyOrg": (lambda w, c: w.app.dissolve_org(c, w.empty, "合并"), ORGS),

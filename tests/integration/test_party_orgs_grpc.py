@@ -330,7 +330,7 @@ def bad_requests(ids: dict[str, str]) -> list[tuple[str, object, C, str]]:
                 grid_code="QH-01-01-G01", post="网格长", holder="别人", duty="x"
             ),
             C.FAILED_PRECONDITION,
-            "held by 王芳",
+            "held by another person",
         ),
         (
             "AssignGridPost",

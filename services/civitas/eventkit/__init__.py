@@ -7,7 +7,7 @@ concurrency and snapshots, and a projection runner with tracked positions.
 
 from .clock import Clock, ManualClock, SystemClock
 from .config import create_read_model_engine, open_event_store, setting
-from .domain import Aggregate, DomainEvent, EventRegistry, applies, registry
+from .domain import Aggregate, DomainEvent, EventRegistry, SealedName, applies, registry
 from .errors import (
     AggregateNotFound,
     ConcurrencyError,
@@ -66,6 +66,7 @@ __all__ = [
     "ProjectionRunner",
     "RecordedEvent",
     "Repository",
+    "SealedName",
     "SqliteEventStore",
     "StoreClosed",
     "StoreFeed",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -66,6 +67,18 @@ class EventRegistry:
                 raise UnknownEventType(f"no upcaster for {event_type} from v{version}")
             data = upcast(dict(data))
         return cls.model_validate(data)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedName:
+    """A person's name as the domain holds it: sealed under the person's id, so that
+    forgetting the person erases it, and compared by that id, never by the name.
+    ``ciphertext`` is None only for a name an event of an older schema carried in
+    ``plaintext``, before names were sealed."""
+
+    person_id: str
+    ciphertext: str | None
+    plaintext: str | None = None
 
 
 A = typing.TypeVar("A", bound="Aggregate")

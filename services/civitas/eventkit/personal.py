@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .domain import SealedName
 from .ids import new_uuid
 
 PREFIX = "pd1"
@@ -99,6 +100,18 @@ class PersonalDataVault:
     async def show(self, person_id: str, ciphertext: str) -> str:
         """The plaintext for display: ``[erased]`` once the person is forgotten."""
         return await self.open(person_id, ciphertext) or ERASED
+
+    async def show_name(self, name: SealedName | None) -> str:
+        """A sealed name for display (``[erased]`` once forgotten; "" for no name)."""
+        if name is None:
+            return ""
+        if name.ciphertext is None:  # written before names were sealed
+            return name.plaintext or ""
+        return await self.show(name.person_id, name.ciphertext)
+
+    async def seal_name(self, person_id: str, name: str) -> SealedName:
+        """``name`` sealed under the person's key, as the domain holds names."""
+        return SealedName(person_id, await self.seal(person_id, name))
 
     async def forget(self, person_id: str) -> bool:
         """Delete the person's key; True when there was one. The vault's own keys (ids

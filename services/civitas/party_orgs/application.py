@@ -22,14 +22,16 @@ from civitas.eventkit import (
     EventStore,
     Metadata,
     Repository,
+    SealedName,
 )
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.geography import UnitKind, parse_unit_code
+from civitas.validation import required_text as check_text
 
 from .domain.members import AppraisalRating, CardActivityKind, Member, member_id_for
-from .domain.orgs import OrgKind, PartyOrg, SeatRole, new_org_id
+from .domain.orgs import CommitteeMemberSeated, OrgKind, PartyOrg, SeatRole, new_org_id
 from .domain.pairings import Pairing, pairing_id_for
-from .domain.units import AdminUnit
+from .domain.units import AdminUnit, GridPostAssigned
 
 A = TypeVar("A", AdminUnit, PartyOrg, Member, Pairing)
 R = Role
@@ -112,8 +114,9 @@ class PartyOrgs:
         duty: str,
     ) -> AdminUnit:
         authorize(caller.principal, UNIT_ADMINS, grid_code)
+        sealed = await self._seal_holder(holder, member_id)
         return await self._update(
-            self.units, grid_code, lambda u: u.assign_post(post, holder, member_id, duty), caller
+            self.units, grid_code, lambda u: u.assign_post(post, sealed, member_id, duty), caller
         )
 
     async def vacate_post(self, caller: Caller, grid_code: str, post: str) -> AdminUnit:
@@ -181,13 +184,42 @@ class PartyOrgs:
         stationed_unit: str | None,
     ) -> PartyOrg:
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
+        sealed = await self._seal_holder(holder, member_id)
         return await self._update(
-            self.orgs, org_id, lambda o: o.seat(role, holder, member_id, stationed_unit), caller
+            self.orgs, org_id, lambda o: o.seat(role, sealed, member_id, stationed_unit), caller
         )
 
-    async def unseat(self, caller: Caller, org_id: str, role: SeatRole, holder: str) -> PartyOrg:
+    async def unseat(
+        self, caller: Caller, org_id: str, role: SeatRole, holder: str, person_id: str | None
+    ) -> PartyOrg:
+        """Unseat the holder of a seat, named by their person id or, while they are not
+        forgotten, by their name."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
-        return await self._update(self.orgs, org_id, lambda o: o.unseat(role, holder), caller)
+        org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        person = person_id or await self._seat_holder_named(org, role, holder)
+        return await self._update(
+            self.orgs, org_id, lambda o: o.unseat(role, person), caller, loaded=org
+        )
+
+    async def holder_name(self, held: GridPostAssigned | CommitteeMemberSeated) -> str:
+        """A post's or seat's holder for display: ``[erased]`` once they are forgotten."""
+        return await self.vault.show_name(
+            SealedName(held.holder_person, held.holder_ciphertext, held.holder)
+        )
+
+    async def _seal_holder(self, holder: str, member_id: str | None) -> SealedName:
+        """The holder's name sealed under their person id: a member's is their member
+        id; anyone else's is one the vault keeps for the name."""
+        name = check_text("holder", holder)
+        person = member_id or await self.vault.person_for("holder", name)
+        return await self.vault.seal_name(person, name)
+
+    async def _seat_holder_named(self, org: PartyOrg, role: SeatRole, holder: str) -> str:
+        name = check_text("holder", holder)
+        for seat in org.seats:
+            if seat.role is role and await self.holder_name(seat) == name:
+                return seat.holder_person
+        raise RuleViolation(f"{name} holds no {role} seat in {org.name}")
 
     async def dissolve_org(self, caller: Caller, org_id: str, reason: str) -> PartyOrg:
         """Dissolve an empty org and detach it from its parent; dissolving again (a retry

@@ -22,44 +22,6 @@ from .v1 import party_orgs_pb2 as pb
 from .v1 import party_orgs_pb2_grpc as pb_grpc
 
 
-def unit_to_proto(unit: AdminUnit) -> pb.AdminUnit:
-    return pb.AdminUnit(
-        code=unit.id,
-        kind=enum_out(unit.kind, pb.AdminUnitKind, "ADMIN_UNIT_KIND_"),
-        name=unit.name,
-        parent_code=unit.parent_code or "",
-        population=unit.population,
-        addresses=unit.addresses,
-        service_centres=unit.service_centres,
-        posts=[
-            pb.GridPost(post=p.post, holder=p.holder, member_id=p.member_id or "", duty=p.duty)
-            for p in unit.posts.values()
-        ],
-    )
-
-
-def org_to_proto(org: PartyOrg) -> pb.PartyOrg:
-    return pb.PartyOrg(
-        org_id=org.id,
-        kind=enum_out(org.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_"),
-        name=org.name,
-        parent_id=org.parent_id or "",
-        unit_code=org.unit_code,
-        seats=[
-            pb.CommitteeSeat(
-                role=enum_out(s.role, pb.SeatRole, "SEAT_ROLE_"),
-                holder=s.holder,
-                member_id=s.member_id or "",
-                stationed_unit=s.stationed_unit or "",
-            )
-            for s in org.seats
-        ],
-        member_count=len(org.members),
-        child_ids=sorted(org.children),
-        dissolved=org.dissolved,
-    )
-
-
 def pairing_to_proto(pairing: Pairing) -> pb.Pairing:
     return pb.Pairing(
         pairing_id=pairing.id,
@@ -125,6 +87,49 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             ],
         )
 
+    async def _unit_out(self, unit: AdminUnit) -> pb.AdminUnit:
+        return pb.AdminUnit(
+            code=unit.id,
+            kind=enum_out(unit.kind, pb.AdminUnitKind, "ADMIN_UNIT_KIND_"),
+            name=unit.name,
+            parent_code=unit.parent_code or "",
+            population=unit.population,
+            addresses=unit.addresses,
+            service_centres=unit.service_centres,
+            posts=[
+                pb.GridPost(
+                    post=p.post,
+                    holder=await self.app.holder_name(p),
+                    member_id=p.member_id or "",
+                    duty=p.duty,
+                    person_id=p.holder_person,
+                )
+                for p in unit.posts.values()
+            ],
+        )
+
+    async def _org_out(self, org: PartyOrg) -> pb.PartyOrg:
+        return pb.PartyOrg(
+            org_id=org.id,
+            kind=enum_out(org.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_"),
+            name=org.name,
+            parent_id=org.parent_id or "",
+            unit_code=org.unit_code,
+            seats=[
+                pb.CommitteeSeat(
+                    role=enum_out(s.role, pb.SeatRole, "SEAT_ROLE_"),
+                    holder=await self.app.holder_name(s),
+                    member_id=s.member_id or "",
+                    stationed_unit=s.stationed_unit or "",
+                    person_id=s.holder_person,
+                )
+                for s in org.seats
+            ],
+            member_count=len(org.members),
+            child_ids=sorted(org.children),
+            dissolved=org.dissolved,
+        )
+
     async def _member_name(self, member: Member) -> str:
         unit = await self.app.unit_of(member.org_id)
         if not may_see_personal_data(current_principal(), unit):
@@ -143,21 +148,21 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         unit = await self.app.register_unit(
             self._caller(), request.code, request.name, request.population, list(request.addresses)
         )
-        return pb.RegisterAdminUnitResponse(unit=unit_to_proto(unit))
+        return pb.RegisterAdminUnitResponse(unit=await self._unit_out(unit))
 
     async def RenameAdminUnit(
         self, request: pb.RenameAdminUnitRequest, context: Any
     ) -> pb.RenameAdminUnitResponse:
         parse_unit_code(request.code)
         unit = await self.app.rename_unit(self._caller(), request.code, request.name)
-        return pb.RenameAdminUnitResponse(unit=unit_to_proto(unit))
+        return pb.RenameAdminUnitResponse(unit=await self._unit_out(unit))
 
     async def OpenServiceCentre(
         self, request: pb.OpenServiceCentreRequest, context: Any
     ) -> pb.OpenServiceCentreResponse:
         parse_unit_code(request.street_code)
         unit = await self.app.open_service_centre(self._caller(), request.street_code, request.name)
-        return pb.OpenServiceCentreResponse(unit=unit_to_proto(unit))
+        return pb.OpenServiceCentreResponse(unit=await self._unit_out(unit))
 
     async def AssignGridPost(
         self, request: pb.AssignGridPostRequest, context: Any
@@ -167,21 +172,21 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         unit = await self.app.assign_post(
             self._caller(), request.grid_code, request.post, request.holder, member_id, request.duty
         )
-        return pb.AssignGridPostResponse(unit=unit_to_proto(unit))
+        return pb.AssignGridPostResponse(unit=await self._unit_out(unit))
 
     async def VacateGridPost(
         self, request: pb.VacateGridPostRequest, context: Any
     ) -> pb.VacateGridPostResponse:
         parse_unit_code(request.grid_code)
         unit = await self.app.vacate_post(self._caller(), request.grid_code, request.post)
-        return pb.VacateGridPostResponse(unit=unit_to_proto(unit))
+        return pb.VacateGridPostResponse(unit=await self._unit_out(unit))
 
     async def GetAdminUnit(
         self, request: pb.GetAdminUnitRequest, context: Any
     ) -> pb.GetAdminUnitResponse:
         parse_unit_code(request.code)
         unit = await self.app._get(self.app.units, request.code, f"unit {request.code}")
-        return pb.GetAdminUnitResponse(unit=unit_to_proto(unit))
+        return pb.GetAdminUnitResponse(unit=await self._unit_out(unit))
 
     async def ListAdminUnits(
         self, request: pb.ListAdminUnitsRequest, context: Any
@@ -191,7 +196,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         await self.directory_ready()
         codes = await asyncio.to_thread(self.directory.children, request.parent_code or None)
         found = [await self.app.units.get(code) for code in codes]
-        return pb.ListAdminUnitsResponse(units=[unit_to_proto(u) for u in found])
+        return pb.ListAdminUnitsResponse(units=[await self._unit_out(u) for u in found])
 
     async def ResolveGrid(
         self, request: pb.ResolveGridRequest, context: Any
@@ -218,10 +223,11 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         grid = await self.app._get(self.app.units, grid_code, f"grid {grid_code}")
         branch_id = org_id_for(OrgKind.GRID_BRANCH, grid_code)
         branch = await self.app.orgs.find(branch_id) if branch_id else None
+        unit = await self._unit_out(grid)
         return pb.ResolveGridResponse(
-            grid=unit_to_proto(grid),
-            grid_branch=org_to_proto(branch) if branch and not branch.dissolved else None,
-            post_holders=unit_to_proto(grid).posts,
+            grid=unit,
+            grid_branch=await self._org_out(branch) if branch and not branch.dissolved else None,
+            post_holders=unit.posts,
         )
 
     # -- orgs -----------------------------------------------------------------------
@@ -236,7 +242,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         org = await self.app.found_org(
             self._caller(), kind, request.name, parent, request.unit_code
         )
-        return pb.FoundPartyOrgResponse(org=org_to_proto(org))
+        return pb.FoundPartyOrgResponse(org=await self._org_out(org))
 
     async def MovePartyOrg(
         self, request: pb.MovePartyOrgRequest, context: Any
@@ -246,7 +252,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             uuid_in(request.org_id, "org_id"),
             uuid_in(request.new_parent_id, "new_parent_id"),
         )
-        return pb.MovePartyOrgResponse(org=org_to_proto(org))
+        return pb.MovePartyOrgResponse(org=await self._org_out(org))
 
     async def SeatCommitteeMember(
         self, request: pb.SeatCommitteeMemberRequest, context: Any
@@ -262,18 +268,22 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             member_id,
             seat.stationed_unit or None,
         )
-        return pb.SeatCommitteeMemberResponse(org=org_to_proto(org))
+        return pb.SeatCommitteeMemberResponse(org=await self._org_out(org))
 
     async def UnseatCommitteeMember(
         self, request: pb.UnseatCommitteeMemberRequest, context: Any
     ) -> pb.UnseatCommitteeMemberResponse:
         role = enum_in(request.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "role")
-        if not request.holder:
-            raise InvalidInput("holder is required")
+        if not (request.holder or request.person_id):
+            raise InvalidInput("name the holder, or give their person_id")
         org = await self.app.unseat(
-            self._caller(), uuid_in(request.org_id, "org_id"), role, request.holder
+            self._caller(),
+            uuid_in(request.org_id, "org_id"),
+            role,
+            request.holder,
+            request.person_id or None,
         )
-        return pb.UnseatCommitteeMemberResponse(org=org_to_proto(org))
+        return pb.UnseatCommitteeMemberResponse(org=await self._org_out(org))
 
     async def DissolvePartyOrg(
         self, request: pb.DissolvePartyOrgRequest, context: Any
@@ -281,14 +291,14 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         org = await self.app.dissolve_org(
             self._caller(), uuid_in(request.org_id, "org_id"), request.reason
         )
-        return pb.DissolvePartyOrgResponse(org=org_to_proto(org))
+        return pb.DissolvePartyOrgResponse(org=await self._org_out(org))
 
     async def GetPartyOrg(
         self, request: pb.GetPartyOrgRequest, context: Any
     ) -> pb.GetPartyOrgResponse:
         org_id = uuid_in(request.org_id, "org_id")
         org = await self.app._get(self.app.orgs, org_id, f"organization {org_id}")
-        return pb.GetPartyOrgResponse(org=org_to_proto(org))
+        return pb.GetPartyOrgResponse(org=await self._org_out(org))
 
     async def WalkOrgTree(
         self, request: pb.WalkOrgTreeRequest, context: Any
@@ -302,7 +312,9 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         nodes = await asyncio.to_thread(self.directory.walk, root, request.max_depth)
         return pb.WalkOrgTreeResponse(
             nodes=[
-                pb.OrgTreeNode(org=org_to_proto(await self.app.orgs.get(n.org_id)), depth=n.depth)
+                pb.OrgTreeNode(
+                    org=await self._org_out(await self.app.orgs.get(n.org_id)), depth=n.depth
+                )
                 for n in nodes
             ]
         )

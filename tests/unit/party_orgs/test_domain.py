@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from civitas.errors import InvalidInput, RuleViolation
+from civitas.eventkit import SealedName, registry
 from civitas.geography import UnitKind, parse_unit_code
 from civitas.party_orgs.domain.members import (
     AppraisalRating,
@@ -24,7 +25,7 @@ from civitas.party_orgs.domain.orgs import (
     org_id_for,
 )
 from civitas.party_orgs.domain.pairings import Pairing
-from civitas.party_orgs.domain.units import AdminUnit
+from civitas.party_orgs.domain.units import AdminUnit, GridPostAssigned
 
 NOW = datetime(2026, 3, 10, 9, tzinfo=UTC)
 
@@ -75,20 +76,55 @@ def test_only_a_grid_covers_addresses_and_population_is_not_negative() -> None:
         AdminUnit.register("QH-01-01", "  ", 1, [])
 
 
+def named(name: str) -> SealedName:
+    """A holder as the application hands them over: the name sealed under a person id
+    (the domain never reads the ciphertext, so any text stands for it here)."""
+    return SealedName(f"person-{name}", f"sealed({name})")
+
+
 def test_a_grid_post_is_held_by_one_person_until_vacated() -> None:
     grid = AdminUnit.register("QH-01-01-G01", "一网格", 900, ["大光路1号"])
-    grid.assign_post("网格长", "王芳", None, "巡查、收集诉求")
-    grid.assign_post("网格长", "王芳", None, "巡查、收集诉求")  # a retry changes nothing
+    grid.assign_post("网格长", named("王芳"), None, "巡查、收集诉求")
+    grid.assign_post("网格长", named("王芳"), None, "巡查、收集诉求")  # a retry changes nothing
 
-    with pytest.raises(RuleViolation, match="held by 王芳"):
-        grid.assign_post("网格长", "李强", None, "巡查")
+    with pytest.raises(RuleViolation, match="held by another person \\(person-王芳\\)"):
+        grid.assign_post("网格长", named("李强"), None, "巡查")
     grid.vacate_post("网格长")
-    grid.assign_post("网格长", "李强", None, "巡查")
+    grid.assign_post("网格长", named("李强"), None, "巡查")
 
-    assert grid.posts["网格长"].holder == "李强"
+    assert grid.posts["网格长"].holder_person == "person-李强"
     assert len(grid.collect_pending()) == 4
     with pytest.raises(RuleViolation, match="not held"):
         grid.vacate_post("楼栋长")
+
+
+def test_posts_and_seats_written_before_names_were_sealed_still_read() -> None:
+    grid = AdminUnit.register("QH-01-01-G01", "一网格", 900, [])
+    v1 = {"post": "网格长", "holder": "王芳", "member_id": None, "duty": "巡查"}
+
+    grid.apply(registry.decode("GridPostAssigned", 1, v1))
+    assert grid.posts["网格长"].holder_person == "unsealed-王芳"
+    grid.apply(registry.decode("GridPostVacated", 1, {"post": "网格长", "holder": "王芳"}))
+
+    held = registry.decode("GridPostAssigned", 1, v1)
+    assert isinstance(held, GridPostAssigned)
+    assert (held.holder_person, held.holder_ciphertext, held.holder) == (
+        "unsealed-王芳",
+        None,
+        "王芳",
+    )
+    seated = registry.decode(
+        "CommitteeMemberSeated",
+        1,
+        {"role": "secretary", "holder": "张书记", "member_id": "m1", "stationed_unit": None},
+    )
+    committee = org(OrgKind.STREET_WORKING_COMMITTEE, "top", unit=STREET)
+    committee.apply(seated)
+    committee.apply(
+        registry.decode("CommitteeMemberUnseated", 1, {"role": "secretary", "holder": "张书记"})
+    )
+    assert committee.seats == []
+    assert "网格长" not in grid.posts
 
 
 def test_posts_belong_to_grids_and_service_centres_to_streets() -> None:
@@ -96,7 +132,7 @@ def test_posts_belong_to_grids_and_service_centres_to_streets() -> None:
     street = AdminUnit.register("QH-01", "大光路街道", 60000, [])
 
     with pytest.raises(RuleViolation, match="posts belong to grids"):
-        community.assign_post("网格长", "王芳", None, "巡查")
+        community.assign_post("网格长", named("王芳"), None, "巡查")
     with pytest.raises(RuleViolation, match="only a street"):
         community.open_service_centre("中心")
     street.open_service_centre("大光路街道为民服务中心")
@@ -200,18 +236,20 @@ def test_one_secretary_per_committee_and_part_time_members_name_their_unit() -> 
         "社区大党委",
         org(OrgKind.STREET_WORKING_COMMITTEE, "top", unit=STREET),
     )
-    committee.seat(SeatRole.SECRETARY, "张书记", None, None)
+    committee.seat(SeatRole.SECRETARY, named("张书记"), None, None)
 
     with pytest.raises(RuleViolation, match="secretary already"):
-        committee.seat(SeatRole.SECRETARY, "李书记", None, None)
+        committee.seat(SeatRole.SECRETARY, named("李书记"), None, None)
     with pytest.raises(InvalidInput, match="stationed unit"):
-        committee.seat(SeatRole.PART_TIME_MEMBER, "赵委员", None, None)
-    committee.seat(SeatRole.PART_TIME_MEMBER, "赵委员", None, "区供电公司")
-    committee.unseat(SeatRole.SECRETARY, "张书记")
+        committee.seat(SeatRole.PART_TIME_MEMBER, named("赵委员"), None, None)
+    committee.seat(SeatRole.PART_TIME_MEMBER, named("赵委员"), None, "区供电公司")
+    committee.unseat(SeatRole.SECRETARY, named("张书记").person_id)
     with pytest.raises(RuleViolation, match="holds no"):
-        committee.unseat(SeatRole.SECRETARY, "张书记")
+        committee.unseat(SeatRole.SECRETARY, named("张书记").person_id)
 
-    assert [(s.role, s.holder) for s in committee.seats] == [(SeatRole.PART_TIME_MEMBER, "赵委员")]
+    assert [(s.role, s.holder_person) for s in committee.seats] == [
+        (SeatRole.PART_TIME_MEMBER, "person-赵委员")
+    ]
 
 
 # -- members --------------------------------------------------------------------------

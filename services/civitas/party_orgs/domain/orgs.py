@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
+from civitas.eventkit import Aggregate, DomainEvent, SealedName, applies, natural_id, registry
 from civitas.geography import UnitKind
 from civitas.validation import required_text as check_text
 
@@ -101,15 +102,42 @@ class ChildOrgDetached(DomainEvent):
 
 
 class CommitteeMemberSeated(DomainEvent):
+    """The holder's name is sealed under their person id (the member id for a member):
+    forgetting that person erases it. ``holder`` is the plaintext name that events of
+    schema 1 carried, before names were sealed."""
+
+    schema_version = 2
     role: SeatRole
-    holder: str
+    holder_person: str
+    holder_ciphertext: str | None
     member_id: str | None
     stationed_unit: str | None
+    holder: str | None = None
 
 
 class CommitteeMemberUnseated(DomainEvent):
+    schema_version = 2
     role: SeatRole
-    holder: str
+    holder_person: str
+
+
+@registry.upcaster("CommitteeMemberSeated", 1)
+def _seated_v1(data: dict[str, Any]) -> dict[str, Any]:
+    data["holder_person"] = unsealed_person(data["holder"])
+    data["holder_ciphertext"] = None
+    return data
+
+
+@registry.upcaster("CommitteeMemberUnseated", 1)
+def _unseated_v1(data: dict[str, Any]) -> dict[str, Any]:
+    data["holder_person"] = unsealed_person(data.pop("holder"))
+    return data
+
+
+def unsealed_person(holder: str) -> str:
+    """The person id an unsealed (schema 1) seat holder is known by: schema 1 unseated
+    by name, so the name, not the member id, names the seat."""
+    return f"unsealed-{holder}"
 
 
 class MemberEnrolled(DomainEvent):
@@ -189,26 +217,37 @@ class PartyOrg(Aggregate):
             self._record(ChildOrgDetached(child_id=child_id))
 
     def seat(
-        self, role: SeatRole, holder: str, member_id: str | None, stationed_unit: str | None
+        self,
+        role: SeatRole,
+        holder: SealedName,
+        member_id: str | None,
+        stationed_unit: str | None,
     ) -> None:
+        """Seat a person, whose name comes sealed (see ``CommitteeMemberSeated``)."""
         self._check_active()
-        holder = check_text("holder", holder)
         if role is SeatRole.PART_TIME_MEMBER and not stationed_unit:
             raise InvalidInput("a part-time member comes from a stationed unit: name it")
-        if any(s.role is role and s.holder == holder for s in self.seats):
+        if self.holds(role, holder.person_id):
             return
         if role is SeatRole.SECRETARY and any(s.role is role for s in self.seats):
             raise RuleViolation(f"{self.name} has a secretary already; unseat them first")
         self._record(
             CommitteeMemberSeated(
-                role=role, holder=holder, member_id=member_id, stationed_unit=stationed_unit or None
+                role=role,
+                holder_person=holder.person_id,
+                holder_ciphertext=holder.ciphertext,
+                member_id=member_id,
+                stationed_unit=stationed_unit or None,
             )
         )
 
-    def unseat(self, role: SeatRole, holder: str) -> None:
-        if not any(s.role is role and s.holder == holder for s in self.seats):
-            raise RuleViolation(f"{holder} holds no {role} seat in {self.name}")
-        self._record(CommitteeMemberUnseated(role=role, holder=holder))
+    def unseat(self, role: SeatRole, holder_person: str) -> None:
+        if not self.holds(role, holder_person):
+            raise RuleViolation(f"person {holder_person} holds no {role} seat in {self.name}")
+        self._record(CommitteeMemberUnseated(role=role, holder_person=holder_person))
+
+    def holds(self, role: SeatRole, holder_person: str) -> bool:
+        return any(s.role is role and s.holder_person == holder_person for s in self.seats)
 
     def enroll(self, member_id: str) -> None:
         self._check_active()
@@ -265,7 +304,9 @@ class PartyOrg(Aggregate):
     @applies
     def _on_committee_member_unseated(self, event: CommitteeMemberUnseated) -> None:
         self.seats = [
-            s for s in self.seats if not (s.role is event.role and s.holder == event.holder)
+            s
+            for s in self.seats
+            if not (s.role is event.role and s.holder_person == event.holder_person)
         ]
 
     @applies

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import Aggregate, DomainEvent, applies
+from civitas.eventkit import Aggregate, DomainEvent, SealedName, applies, registry
 from civitas.geography import UnitKind, parse_unit_code
 from civitas.validation import required_text as check_text
 
@@ -26,15 +28,43 @@ class ServiceCentreOpened(DomainEvent):
 
 
 class GridPostAssigned(DomainEvent):
+    """The holder's name is sealed under their person id (the member id for a member):
+    forgetting that person erases it. ``holder`` is the plaintext name that events of
+    schema 1 carried, before names were sealed."""
+
+    schema_version = 2
     post: str
-    holder: str
+    holder_person: str
+    holder_ciphertext: str | None
     member_id: str | None
     duty: str
+    holder: str | None = None
 
 
 class GridPostVacated(DomainEvent):
+    schema_version = 2
     post: str
-    holder: str
+    holder_person: str
+
+
+def unsealed_person(member_id: str | None, holder: str) -> str:
+    """The person id an unsealed (schema 1) holder is known by."""
+    return member_id or f"unsealed-{holder}"
+
+
+@registry.upcaster("GridPostAssigned", 1)
+def _post_assigned_v1(data: dict[str, Any]) -> dict[str, Any]:
+    data["holder_person"] = unsealed_person(data.get("member_id"), data["holder"])
+    data["holder_ciphertext"] = None
+    return data
+
+
+@registry.upcaster("GridPostVacated", 1)
+def _post_vacated_v1(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 did not say whether the holder was a member; the person matters to nobody once
+    # the post is vacated, so the name alone stands for them.
+    data["holder_person"] = unsealed_person(None, data.pop("holder"))
+    return data
 
 
 class AdminUnit(Aggregate):
@@ -85,24 +115,39 @@ class AdminUnit(Aggregate):
             raise RuleViolation(f"{self.id} already has the service centre {name!r}")
         self._record(ServiceCentreOpened(name=name))
 
-    def assign_post(self, post: str, holder: str, member_id: str | None, duty: str) -> None:
-        post, holder = check_text("post", post), check_text("holder", holder)
-        duty = check_text("duty", duty, 500)
+    def assign_post(
+        self,
+        post: str,
+        holder: SealedName,
+        member_id: str | None,
+        duty: str,
+    ) -> None:
+        """Give a post to a person, whose name comes sealed (see ``GridPostAssigned``)."""
+        post, duty = check_text("post", post), check_text("duty", duty, 500)
         self._check_kind(UnitKind.GRID, "posts belong to grids")
         current = self.posts.get(post)
-        if current is not None and current.holder == holder:
+        if current is not None and current.holder_person == holder.person_id:
             return  # already so: a retried command changes nothing
         if current is not None:
             raise RuleViolation(
-                f"post {post!r} of {self.id} is held by {current.holder}; vacate it first"
+                f"post {post!r} of {self.id} is held by another person "
+                f"({current.holder_person}); vacate it first"
             )
-        self._record(GridPostAssigned(post=post, holder=holder, member_id=member_id, duty=duty))
+        self._record(
+            GridPostAssigned(
+                post=post,
+                holder_person=holder.person_id,
+                holder_ciphertext=holder.ciphertext,
+                member_id=member_id,
+                duty=duty,
+            )
+        )
 
     def vacate_post(self, post: str) -> None:
         current = self.posts.get(check_text("post", post))
         if current is None:
             raise RuleViolation(f"post {post!r} of {self.id} is not held by anyone")
-        self._record(GridPostVacated(post=post, holder=current.holder))
+        self._record(GridPostVacated(post=post, holder_person=current.holder_person))
 
     def _check_kind(self, kind: UnitKind, message: str) -> None:
         if self.kind is not kind:

@@ -137,10 +137,16 @@ class GridPost(_message.Message):
     HOLDER_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     DUTY_FIELD_NUMBER: _builtins.int
+    PERSON_ID_FIELD_NUMBER: _builtins.int
     post: _builtins.str
     holder: _builtins.str
+    """Shown as "[erased]" once the holder has been forgotten."""
     member_id: _builtins.str
     duty: _builtins.str
+    person_id: _builtins.str
+    """The person the holder's name is sealed under: the member id for a member, else an
+    id party_orgs keeps for the name. `civitas forget` takes it.
+    """
     def __init__(
         self,
         *,
@@ -148,10 +154,11 @@ class GridPost(_message.Message):
         holder: _builtins.str = ...,
         member_id: _builtins.str = ...,
         duty: _builtins.str = ...,
+        person_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duty", b"duty", "holder", b"holder", "member_id", b"member_id", "post", b"post"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duty", b"duty", "holder", b"holder", "member_id", b"member_id", "person_id", b"person_id", "post", b"post"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -571,11 +578,15 @@ class CommitteeSeat(_message.Message):
     HOLDER_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     STATIONED_UNIT_FIELD_NUMBER: _builtins.int
+    PERSON_ID_FIELD_NUMBER: _builtins.int
     role: Global___SeatRole.ValueType
     holder: _builtins.str
+    """Shown as "[erased]" once the holder has been forgotten."""
     member_id: _builtins.str
     stationed_unit: _builtins.str
     """For a part-time member: the stationed unit they come from."""
+    person_id: _builtins.str
+    """The person the holder's name is sealed under, as in GridPost. Output only."""
     def __init__(
         self,
         *,
@@ -583,10 +594,11 @@ class CommitteeSeat(_message.Message):
         holder: _builtins.str = ...,
         member_id: _builtins.str = ...,
         stationed_unit: _builtins.str = ...,
+        person_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "member_id", b"member_id", "role", b"role", "stationed_unit", b"stationed_unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "member_id", b"member_id", "person_id", b"person_id", "role", b"role", "stationed_unit", b"stationed_unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -777,19 +789,23 @@ class UnseatCommitteeMemberRequest(_message.Message):
     ORG_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     HOLDER_FIELD_NUMBER: _builtins.int
+    PERSON_ID_FIELD_NUMBER: _builtins.int
     org_id: _builtins.str
     role: Global___SeatRole.ValueType
     holder: _builtins.str
+    """The holder by name, or (needed once they are forgotten) by person_id."""
+    person_id: _builtins.str
     def __init__(
         self,
         *,
         org_id: _builtins.str = ...,
         role: Global___SeatRole.ValueType = ...,
         holder: _builtins.str = ...,
+        person_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "org_id", b"org_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "org_id", b"org_id", "person_id", b"person_id", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
