@@ -117,11 +117,15 @@ def case_history(n: int) -> list[tuple[str, dict[str, Any]]]:
             {
                 "grid_code": "QH-01-01-G01",
                 "grid_branch_id": None,
-                "handler": "网格长",
+                "handler_person": f"holder-{n % 686}",
+                "handler_ciphertext": "pd1:bm9uY2U:aGFuZGxlcg",
                 "dispatched_at": iso(at + timedelta(minutes=30)),
             },
         ),
-        ("CaseAccepted", {"by": "网格长"}),
+        (
+            "CaseAccepted",
+            {"by_person": f"holder-{n % 686}", "by_ciphertext": "pd1:bm9uY2U:aGFuZGxlcg"},
+        ),
         ("ProgressNoted", {"note": "已联系物业"}),
         ("CaseResolved", {"resolution": "已修复", "resolved_at": iso(at + timedelta(days=1))}),
         ("CaseFollowedUp", {"satisfaction": 4 + n % 2, "comment": ""}),
@@ -133,6 +137,10 @@ def case_history(n: int) -> list[tuple[str, dict[str, Any]]]:
 # -- Civitas ------------------------------------------------------------------------------
 
 
+# The events whose shape changed since schema 1 (names sealed under a person id).
+SCHEMAS = {"CaseDispatched": 2, "CaseAccepted": 2}
+
+
 async def fill_civitas(path: Path, count: int) -> None:
     store = SqliteEventStore(path)
     try:
@@ -141,7 +149,10 @@ async def fill_civitas(path: Path, count: int) -> None:
                 *(
                     store.append(
                         f"case-{uuid.UUID(int=n + 1)}",
-                        [NewEvent(t, d, occurred_at=T0) for t, d in case_history(n)],
+                        [
+                            NewEvent(t, d, schema_version=SCHEMAS.get(t, 1), occurred_at=T0)
+                            for t, d in case_history(n)
+                        ],
                         StreamState.NO_STREAM,
                     )
                     for n in range(start, min(start + 2000, count // PER_CASE))

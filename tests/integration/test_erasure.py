@@ -1,4 +1,5 @@
-"""Erasure by crypto-shredding: a resident, a volunteer and a party member forgotten
+"""Erasure by crypto-shredding: a resident, a volunteer, a party member who holds a
+grid post and a committee seat and handles a case, and the case's mediator forgotten
 with `civitas forget`; afterwards no plaintext of theirs in any event store, read
 model, vault or Kafka message, the views say erased, and the hash chains verify."""
 
@@ -23,13 +24,14 @@ from civitas.insights.bootstrap import run_insights
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as vpb
-from tests.integration.test_volunteers import SECRET, platform, report, settings_for
+from tests.integration.test_volunteers import SECRET, World, platform, report, settings_for
 from tests.support.processes import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 RESIDENT = ("周敏", "13800001111")
 VOLUNTEER = ("赵小红", "13900002222")
 MEMBER_NAME = "李明"  # the seed's member
+MEDIATOR = "陈调解员"
 
 
 async def civitas(*args: str) -> str:
@@ -63,6 +65,51 @@ async def kafka_bytes(bootstrap: str, namespace: str) -> bytes:
         return bytes(seen)
     finally:
         await consumer.stop()
+
+
+async def hold_office_and_handle(
+    world: World, channel: grpc.aio.Channel, case_id: str, member: str
+) -> None:
+    """The member takes the grid's lead post and its branch's secretary seat, then the
+    case: dispatched to them, accepted in their name, mediated by a 五老 mediator."""
+    admin = world.token(Role.DISTRICT_ADMIN)
+    party, cases = world.party_orgs, cpb_grpc.CasesServiceStub(channel)
+    await party.VacateGridPost(
+        po.VacateGridPostRequest(grid_code="QH-01-01-G01", post="网格长"), metadata=admin
+    )
+    await party.AssignGridPost(
+        po.AssignGridPostRequest(
+            grid_code="QH-01-01-G01",
+            post="网格长",
+            holder=MEMBER_NAME,
+            member_id=member,
+            duty="巡查、收集诉求",
+        ),
+        metadata=admin,
+    )
+    await party.SeatCommitteeMember(
+        po.SeatCommitteeMemberRequest(
+            org_id=world.ids["grid"],
+            seat=po.CommitteeSeat(
+                role=po.SEAT_ROLE_SECRETARY, holder=MEMBER_NAME, member_id=member
+            ),
+        ),
+        metadata=admin,
+    )
+    await cases.ClassifyCase(
+        cpb.ClassifyCaseRequest(case_id=case_id, category="公共设施", urgency=cpb.URGENCY_NORMAL),
+        metadata=admin,
+    )
+    await cases.FileCase(cpb.FileCaseRequest(case_id=case_id), metadata=admin)
+    await cases.DispatchCase(
+        cpb.DispatchCaseRequest(case_id=case_id, grid_code="QH-01-01-G01"), metadata=admin
+    )
+    await cases.AcceptCase(
+        cpb.AcceptCaseRequest(case_id=case_id, accepted_by=MEMBER_NAME), metadata=admin
+    )
+    await cases.OpenMediation(
+        cpb.OpenMediationRequest(case_id=case_id, mediator=MEDIATOR), metadata=admin
+    )
 
 
 def files_bytes(root: Path) -> bytes:
@@ -108,6 +155,10 @@ async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still
             ).volunteer
             member = await report(world)  # a working member: a volunteer profile follows
             member_volunteer = volunteer_id_for_member(member)
+            await hold_office_and_handle(world, channel, case.case_id, member)
+            mediation = await cases.store.read_stream(f"case-{case.case_id}")
+            mediator = next(e for e in mediation if e.type == "MediationOpened")
+            mediator_person = mediator.data["mediator_person"]
 
             async def profiled() -> bool:
                 return bool(
@@ -136,7 +187,7 @@ async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still
             ]
             said = [
                 await civitas("forget", person, *addresses)
-                for person in (case.resident_id, volunteer_person, member)
+                for person in (case.resident_id, volunteer_person, member, mediator_person)
             ]
             again = await civitas("forget", case.resident_id, *addresses)
             get_case = await cpb_grpc.CasesServiceStub(channel).GetCase(
@@ -155,6 +206,18 @@ async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still
                     po.GetMemberRequest(member_id=member), metadata=admin
                 )
             ).member.name
+            grid = await world.party_orgs.GetAdminUnit(
+                po.GetAdminUnitRequest(code="QH-01-01-G01"), metadata=admin
+            )
+            branch = await world.party_orgs.GetPartyOrg(
+                po.GetPartyOrgRequest(org_id=world.ids["grid"]), metadata=admin
+            )
+            unseated = await world.party_orgs.UnseatCommitteeMember(
+                po.UnseatCommitteeMemberRequest(
+                    org_id=world.ids["grid"], role=po.SEAT_ROLE_SECRETARY, person_id=member
+                ),
+                metadata=admin,
+            )
             reports = [
                 await store.verify()
                 for store in (world.party.store, cases.store, world.volunteers.store)
@@ -172,9 +235,17 @@ async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still
     assert (get_case.case.resident_name, get_case.case.resident_phone) == ("[erased]", "[erased]")
     assert shown_volunteers == ["[erased]", "[erased]"]
     assert shown_member == "[erased]"
+    assert "cases        key deleted" in said[2]  # the handler's name, sealed by cases
+    assert "cases        key deleted" in said[3]
+    assert (get_case.case.handler, get_case.case.handler_person_id) == ("[erased]", member)
+    assert [(p.post, p.holder, p.person_id) for p in grid.unit.posts] == [
+        ("网格长", "[erased]", member)
+    ]
+    assert [(s.holder, s.person_id) for s in branch.org.seats] == [("[erased]", member)]
+    assert list(unseated.org.seats) == []  # by person id, now that the name is gone
     assert all(r.intact and r.events > 0 for r in reports)
     assert sealed_name.encode() in on_kafka  # the ciphertext is there: we looked in the right place
     assert sealed_name.encode() in on_disk
-    for plaintext in (*RESIDENT, *VOLUNTEER, MEMBER_NAME):
+    for plaintext in (*RESIDENT, *VOLUNTEER, MEMBER_NAME, MEDIATOR):
         assert plaintext.encode() not in on_kafka, plaintext
         assert plaintext.encode() not in on_disk, plaintext

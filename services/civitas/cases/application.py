@@ -17,11 +17,13 @@ from civitas.eventkit import (
     EventStore,
     Metadata,
     Repository,
+    SealedName,
     natural_id,
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.geography import UnitKind, parse_unit_code
+from civitas.validation import required_text
 
 from .domain.case import Case, Channel, DeadlinePolicy, Urgency
 from .grids import Assignment, GridResolver
@@ -94,16 +96,18 @@ class HistoricalCase:
             raise InvalidInput(f"{given[-1][0]} is in the future")
 
     def replay_onto(
-        self, case: Case, assignment: Assignment | None, policy: DeadlinePolicy
+        self,
+        case: Case,
+        assignment: Assignment | None,
+        handler: SealedName | None,
+        policy: DeadlinePolicy,
     ) -> None:
         case.classify(self.category, self.urgency, policy)
-        if assignment is None or self.dispatched_at is None:
+        if assignment is None or handler is None or self.dispatched_at is None:
             return
         case.file()
-        case.dispatch(
-            assignment.grid_code, assignment.grid_branch_id, assignment.handler, self.dispatched_at
-        )
-        case.accept(assignment.handler)
+        case.dispatch(assignment.grid_code, assignment.grid_branch_id, handler, self.dispatched_at)
+        case.accept(handler)
         if self.resolution and self.resolved_at:
             case.resolve(self.resolution, self.resolved_at)
             if self.satisfaction:
@@ -182,13 +186,12 @@ class Cases:
         case = await self._authorized(caller, case_id, DISPATCHERS)
         case.check_can_dispatch()  # refuse before asking party_orgs anything
         assignment = await self.grids.resolve(case.community_code, case.address, grid_code)
+        handler = await self._seal_handler(assignment)
         now = self.clock.now()
         return await self._update(
             caller,
             case,
-            lambda c: c.dispatch(
-                assignment.grid_code, assignment.grid_branch_id, assignment.handler, now
-            ),
+            lambda c: c.dispatch(assignment.grid_code, assignment.grid_branch_id, handler, now),
         )
 
     async def reassign(self, caller: Caller, case_id: str, grid_code: str, reason: str) -> Case:
@@ -196,16 +199,18 @@ class Cases:
         if not grid_code:
             raise InvalidInput("grid_code is required")
         assignment = await self.grids.resolve(case.community_code, None, grid_code)
+        handler = await self._seal_handler(assignment)
         return await self._update(
             caller,
             case,
-            lambda c: c.reassign(
-                assignment.grid_code, assignment.grid_branch_id, assignment.handler, reason
-            ),
+            lambda c: c.reassign(assignment.grid_code, assignment.grid_branch_id, handler, reason),
         )
 
     async def accept(self, caller: Caller, case_id: str, by: str) -> Case:
-        return await self._command(caller, case_id, HANDLERS, lambda c: c.accept(by))
+        case = await self._authorized(caller, case_id, HANDLERS)
+        case.check_can_accept()  # before the name is sealed for nothing
+        sealed = await self._seal_named(case, "accepted by", by, kind="staff")
+        return await self._update(caller, case, lambda c: c.accept(sealed))
 
     async def return_to_sender(self, caller: Caller, case_id: str, reason: str) -> Case:
         return await self._command(caller, case_id, HANDLERS, lambda c: c.return_to_sender(reason))
@@ -214,7 +219,30 @@ class Cases:
         return await self._command(caller, case_id, HANDLERS, lambda c: c.note_progress(note))
 
     async def open_mediation(self, caller: Caller, case_id: str, mediator: str) -> Case:
-        return await self._command(caller, case_id, HANDLERS, lambda c: c.open_mediation(mediator))
+        case = await self._authorized(caller, case_id, HANDLERS)
+        case.check_can_open_mediation()
+        sealed = await self._seal_named(case, "mediator", mediator, kind="mediator")
+        return await self._update(caller, case, lambda c: c.open_mediation(sealed))
+
+    async def name_of(self, name: SealedName | None) -> str:
+        """A name the case holds, for display: ``[erased]`` once the person is forgotten."""
+        return await self.vault.show_name(name)
+
+    async def _seal_handler(self, assignment: Assignment) -> SealedName:
+        """The handler's name, sealed in cases' own vault under the person id party_orgs
+        gave: forgetting that person here erases it from cases too."""
+        name = required_text("handler", assignment.handler, 100)
+        return await self.vault.seal_name(assignment.handler_person, name)
+
+    async def _seal_named(self, case: Case, field: str, text: str, *, kind: str) -> SealedName:
+        """A person named in free text, sealed under a person id: the handler's when it
+        is the handler's name, else one the vault keeps for the name."""
+        name = required_text(field, text, 100)
+        if case.handler is not None and await self.name_of(case.handler) == name:
+            person = case.handler.person_id
+        else:
+            person = await self.vault.person_for(kind, name)
+        return await self.vault.seal_name(person, name)
 
     async def hold_mediation_session(self, caller: Caller, case_id: str, summary: str) -> Case:
         return await self._command(
@@ -326,7 +354,8 @@ class Cases:
             record.received_at,
             self.policy,
         )
-        record.replay_onto(case, assignment, self.policy)
+        handler = await self._seal_handler(assignment) if assignment else None
+        record.replay_onto(case, assignment, handler, self.policy)
         try:
             await self.cases.save(case, caller.metadata)
         except ConcurrencyError:

@@ -18,11 +18,13 @@ LEAD_POSTS = ("网格长", "网格员")
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """The grid a request goes to, its party branch, and the person who takes it."""
+    """The grid a request goes to, its party branch, and the person who takes it: their
+    name and the person id party_orgs seals it under (a member's is the member id)."""
 
     grid_code: str
     grid_branch_id: str | None
     handler: str
+    handler_person: str
 
 
 class GridResolver(Protocol):
@@ -60,12 +62,12 @@ class PartyOrgsGrids:
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 raise RuleViolation(f"no handling unit: {exc.details()}") from None
             raise  # anything else (a refused token, a bug over there) is a bug: log it
-        holders = {p.post: p.holder for p in reply.post_holders}
-        secretary = next((s.holder for s in reply.grid_branch.seats), None)
+        holders = {p.post: (p.holder, p.person_id) for p in reply.post_holders}
+        secretary = next(((s.holder, s.person_id) for s in reply.grid_branch.seats), None)
         handler = next((holders[p] for p in LEAD_POSTS if p in holders), None) or secretary
         if handler is None:
             raise RuleViolation(f"grid {reply.grid.code} has nobody on its posts to take the case")
-        return Assignment(reply.grid.code, reply.grid_branch.org_id or None, handler)
+        return Assignment(reply.grid.code, reply.grid_branch.org_id or None, *handler)
 
     async def close(self) -> None:
         await self._channel.close(None)

@@ -18,8 +18,6 @@ from .domain.case import Case, Channel, Status, Urgency
 from .v1 import cases_pb2 as pb
 from .v1 import cases_pb2_grpc as pb_grpc
 
-PERSONAL = {"resident_name_ciphertext", "resident_phone_ciphertext"}
-
 
 class CasesServicer(pb_grpc.CasesServiceServicer):
     """Converts between protobuf and the application; nothing else."""
@@ -39,7 +37,7 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         entries = []
         if timeline:
             for event in await self.app.store.read_stream(case.stream_id):
-                details = {k: v for k, v in event.data.items() if k not in PERSONAL}
+                details = {k: v for k, v in event.data.items() if "ciphertext" not in k}
                 entries.append(
                     pb.TimelineEntry(
                         version=event.stream_version,
@@ -67,7 +65,8 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             dispatch_due=timestamp_out(case.dispatch_due),
             resolution_due=timestamp_out(case.resolution_due),
             grid_code=case.grid_code or "",
-            handler=case.handler or "",
+            handler=await self.app.name_of(case.handler),
+            handler_person_id=case.handler.person_id if case.handler else "",
             satisfaction=case.satisfaction or 0,
             merged_into_case_id=case.merged_into or "",
             overdue=bool(case.breached(now)),

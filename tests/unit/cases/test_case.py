@@ -21,6 +21,7 @@ from civitas.cases.domain.case import (
     Urgency,
 )
 from civitas.errors import InvalidInput, RuleViolation
+from civitas.eventkit import SealedName, registry
 
 T0 = datetime(2026, 4, 1, 9, tzinfo=UTC)
 POLICY = DeadlinePolicy.default()
@@ -42,11 +43,17 @@ def new_case(urgency: Urgency = Urgency.NORMAL, case_id: str = "c1") -> Case:
     )
 
 
+def named(name: str) -> SealedName:
+    """A name as the application hands it to the domain: sealed under a person id (the
+    domain never reads the ciphertext, so any text stands for it here)."""
+    return SealedName(f"person-{name}", f"sealed({name})")
+
+
 def dispatched(case: Case | None = None) -> Case:
     case = case or new_case()
     case.classify("公共设施", Urgency.NORMAL, POLICY)
     case.file()
-    case.dispatch("QH-01-01-G01", "branch-1", "王芳", T0 + timedelta(minutes=30))
+    case.dispatch("QH-01-01-G01", "branch-1", named("王芳"), T0 + timedelta(minutes=30))
     return case
 
 
@@ -64,9 +71,9 @@ def test_a_request_answered_on_the_spot_is_resolved_at_once() -> None:
 
 def test_the_long_path_through_mediation_to_closing() -> None:
     case = dispatched()
-    case.accept("王芳")
+    case.accept(named("王芳"))
     case.note_progress("已联系物业")
-    case.open_mediation("老党员调解员 陈")
+    case.open_mediation(named("老党员调解员 陈"))
     case.hold_mediation_session("双方到场")
     case.conclude_mediation(True, "物业三日内修复")
     case.resolve("已修复", T0 + timedelta(days=2))
@@ -82,13 +89,41 @@ def test_a_returned_case_goes_back_to_be_dispatched_again() -> None:
     case.return_to_sender("不属于本网格")
 
     assert (case.status, case.grid_code) == (Status.FILED, None)
-    case.dispatch("QH-01-01-G02", None, "李强", T0 + timedelta(hours=1))
+    case.dispatch("QH-01-01-G02", None, named("李强"), T0 + timedelta(hours=1))
     assert case.grid_code == "QH-01-01-G02"
+
+
+def test_a_case_is_reassigned_to_another_person_not_to_the_one_who_has_it() -> None:
+    case = dispatched()
+
+    with pytest.raises(RuleViolation, match="with that handler"):
+        case.reassign("QH-01-01-G01", None, SealedName("person-王芳", "sealed anew"), "转交")
+    case.reassign("QH-01-01-G01", None, named("李强"), "网格长换人")
+
+    assert case.handler == named("李强")
+
+
+def test_handlers_and_mediators_written_before_names_were_sealed_still_read() -> None:
+    case = new_case()
+    case.classify("公共设施", Urgency.NORMAL, POLICY)
+    case.file()
+    at = T0.isoformat()
+    v1 = {"grid_code": "QH-01-01-G01", "grid_branch_id": None, "handler": "王芳"}
+    for event_type, data in [
+        ("CaseDispatched", {**v1, "dispatched_at": at}),
+        ("CaseAccepted", {"by": "王芳"}),
+        ("MediationOpened", {"mediator": "陈"}),
+    ]:
+        case.apply(registry.decode(event_type, 1, data))
+
+    assert case.handler == SealedName("unsealed-王芳", None, "王芳")
+    assert case.mediator == SealedName("unsealed-陈", None, "陈")
+    assert case.status is Status.IN_MEDIATION
 
 
 def test_an_unsatisfied_resident_gets_the_case_reopened_not_closed() -> None:
     case = dispatched()
-    case.accept("王芳")
+    case.accept(named("王芳"))
     case.resolve("已处理", T0 + timedelta(days=1))
     case.follow_up(2, "没修好")
 
@@ -111,7 +146,7 @@ def test_a_case_answered_on_the_spot_and_reopened_goes_back_to_be_dispatched() -
     assert case.dispatch_due == reopened_at + POLICY.dispatch[Urgency.NORMAL]
     assert case.supervise(reopened_at + timedelta(minutes=1)) == []  # its old deadline is gone
     assert Deadline.DISPATCH in case.supervise(reopened_at + timedelta(hours=3))
-    case.dispatch("QH-01-01-G01", None, "王芳", reopened_at + timedelta(hours=3))
+    case.dispatch("QH-01-01-G01", None, named("王芳"), reopened_at + timedelta(hours=3))
     assert case.status is Status.DISPATCHED
 
 
@@ -151,11 +186,11 @@ def test_a_dispatched_case_is_no_longer_late_for_dispatch() -> None:
     ("command", "message"),
     [
         (lambda c: c.file(), "cannot file a case that is registered"),
-        (lambda c: c.accept("x"), "cannot accept"),
+        (lambda c: c.accept(named("x")), "cannot accept"),
         (lambda c: c.resolve("x", T0), "cannot resolve"),
         (lambda c: c.follow_up(5, ""), "cannot follow up"),
         (lambda c: c.close(T0), "cannot close"),
-        (lambda c: c.open_mediation("x"), "cannot open mediation"),
+        (lambda c: c.open_mediation(named("x")), "cannot open mediation"),
     ],
 )
 def test_a_command_out_of_turn_is_refused_and_records_nothing(command: Any, message: str) -> None:
@@ -187,7 +222,7 @@ def test_bad_values_are_refused() -> None:
             "x", Channel.ONLINE, "QH-01-01", "a", " ", Urgency.LOW, "r", "", "", T0, POLICY
         )
     case = dispatched()
-    case.accept("王芳")
+    case.accept(named("王芳"))
     case.resolve("好了", T0)
     with pytest.raises(InvalidInput, match="from 1 to 5"):
         case.follow_up(0, "")
@@ -199,12 +234,12 @@ COMMANDS = {
     "classify": lambda c, t: c.classify("类别", Urgency.URGENT, POLICY),
     "answer": lambda c, t: c.answer_on_spot("答复", t),
     "file": lambda c, t: c.file(),
-    "dispatch": lambda c, t: c.dispatch("QH-01-01-G01", None, "王芳", t),
-    "accept": lambda c, t: c.accept("王芳"),
+    "dispatch": lambda c, t: c.dispatch("QH-01-01-G01", None, named("王芳"), t),
+    "accept": lambda c, t: c.accept(named("王芳")),
     "return": lambda c, t: c.return_to_sender("不属于"),
-    "reassign": lambda c, t: c.reassign("QH-01-01-G02", None, "李强", "转交"),
+    "reassign": lambda c, t: c.reassign("QH-01-01-G02", None, named("李强"), "转交"),
     "note": lambda c, t: c.note_progress("进展"),
-    "mediate": lambda c, t: c.open_mediation("陈"),
+    "mediate": lambda c, t: c.open_mediation(named("陈")),
     "session": lambda c, t: c.hold_mediation_session("会谈"),
     "conclude": lambda c, t: c.conclude_mediation(False, "未达成"),
     "resolve": lambda c, t: c.resolve("解决", t),
@@ -299,7 +334,7 @@ def test_long_descriptions_and_notes_are_accepted_up_to_two_thousand_characters(
 
 def test_a_satisfied_resident_closes_the_case_and_it_cannot_be_reopened() -> None:
     case = dispatched()
-    case.accept("王芳")
+    case.accept(named("王芳"))
     case.resolve("已处理", T0 + timedelta(days=1))
     case.follow_up(4, "满意")
     with pytest.raises(RuleViolation, match="rated 4 of 5: close"):
@@ -308,7 +343,7 @@ def test_a_satisfied_resident_closes_the_case_and_it_cannot_be_reopened() -> Non
 
 def test_a_reopened_case_has_a_new_resolution_deadline_and_gets_its_own_notice() -> None:
     case = dispatched()
-    case.accept("王芳")
+    case.accept(named("王芳"))
     assert case.supervise(T0 + timedelta(days=8)) == [Deadline.RESOLUTION]
     case.resolve("已处理", T0 + timedelta(days=9))
     case.follow_up(1, "没修好")
@@ -330,7 +365,7 @@ def test_a_reclassification_that_moves_a_deadline_gets_a_new_notice() -> None:
 
 def in_progress() -> Case:
     case = dispatched()
-    case.accept("王芳")
+    case.accept(named("王芳"))
     return case
 
 

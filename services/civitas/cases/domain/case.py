@@ -19,9 +19,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
+from civitas.eventkit import Aggregate, DomainEvent, SealedName, applies, natural_id, registry
 from civitas.validation import required_text
 
 
@@ -159,15 +160,33 @@ class CaseFiled(DomainEvent):
     pass
 
 
+# The names of the people a case passes through (its handler, who accepted it, its
+# mediator) are sealed under their person ids, as residents' are: forgetting a person
+# erases them. Events of schema 1 carried the plain name (the optional last field);
+# their upcasters give them a person id made from that name.
+
+
+def _unsealed(data: dict[str, Any], name: str) -> dict[str, Any]:
+    data[f"{name}_person"] = f"unsealed-{data[name]}"
+    data[f"{name}_ciphertext"] = None
+    return data
+
+
 class CaseDispatched(DomainEvent):
+    schema_version = 2
     grid_code: str
     grid_branch_id: str | None
-    handler: str
+    handler_person: str
+    handler_ciphertext: str | None
     dispatched_at: datetime
+    handler: str | None = None
 
 
 class CaseAccepted(DomainEvent):
-    by: str
+    schema_version = 2
+    by_person: str
+    by_ciphertext: str | None
+    by: str | None = None
 
 
 class CaseReturned(DomainEvent):
@@ -175,10 +194,13 @@ class CaseReturned(DomainEvent):
 
 
 class CaseReassigned(DomainEvent):
+    schema_version = 2
     grid_code: str
     grid_branch_id: str | None
-    handler: str
+    handler_person: str
+    handler_ciphertext: str | None
     reason: str
+    handler: str | None = None
 
 
 class ProgressNoted(DomainEvent):
@@ -186,7 +208,16 @@ class ProgressNoted(DomainEvent):
 
 
 class MediationOpened(DomainEvent):
-    mediator: str
+    schema_version = 2
+    mediator_person: str
+    mediator_ciphertext: str | None
+    mediator: str | None = None
+
+
+registry.upcaster("CaseDispatched", 1)(lambda data: _unsealed(data, "handler"))
+registry.upcaster("CaseReassigned", 1)(lambda data: _unsealed(data, "handler"))
+registry.upcaster("CaseAccepted", 1)(lambda data: _unsealed(data, "by"))
+registry.upcaster("MediationOpened", 1)(lambda data: _unsealed(data, "mediator"))
 
 
 class MediationSessionHeld(DomainEvent):
@@ -278,8 +309,8 @@ class Case(Aggregate):
         self.dispatched_at: datetime | None = None
         self.resolved_at: datetime | None = None
         self.grid_code: str | None = None
-        self.handler: str | None = None
-        self.mediator: str | None = None
+        self.handler: SealedName | None = None
+        self.mediator: SealedName | None = None
         self.satisfaction: int | None = None
         self.notices: set[Deadline] = set()
         self.merged_into: str | None = None
@@ -348,48 +379,63 @@ class Case(Aggregate):
         self._check_status(Status.FILED, doing="dispatch")
 
     def dispatch(
-        self, grid_code: str, grid_branch_id: str | None, handler: str, now: datetime
+        self, grid_code: str, grid_branch_id: str | None, handler: SealedName, now: datetime
     ) -> None:
         self.check_can_dispatch()
         self._record(
             CaseDispatched(
                 grid_code=grid_code,
                 grid_branch_id=grid_branch_id,
-                handler=required_text("handler", handler, 100),
+                handler_person=handler.person_id,
+                handler_ciphertext=handler.ciphertext,
                 dispatched_at=now,
             )
         )
 
-    def accept(self, by: str) -> None:
+    def check_can_accept(self) -> None:
         self._check_status(Status.DISPATCHED, doing="accept")
-        self._record(CaseAccepted(by=required_text("accepted by", by, 100)))
+
+    def accept(self, by: SealedName) -> None:
+        self.check_can_accept()
+        self._record(CaseAccepted(by_person=by.person_id, by_ciphertext=by.ciphertext))
 
     def return_to_sender(self, reason: str) -> None:
         self._check_status(Status.DISPATCHED, doing="return")
         self._record(CaseReturned(reason=required_text("reason", reason, LONG_TEXT)))
 
     def reassign(
-        self, grid_code: str, grid_branch_id: str | None, handler: str, reason: str
+        self, grid_code: str, grid_branch_id: str | None, handler: SealedName, reason: str
     ) -> None:
         self._check_status(Status.DISPATCHED, Status.IN_PROGRESS, doing="reassign")
-        if grid_code == self.grid_code and handler == self.handler:
-            raise RuleViolation(f"the case is with {handler} of {grid_code} already")
+        if grid_code == self.grid_code and self.is_handled_by(handler.person_id):
+            raise RuleViolation(f"the case is with that handler of {grid_code} already")
         self._record(
             CaseReassigned(
                 grid_code=grid_code,
                 grid_branch_id=grid_branch_id,
-                handler=required_text("handler", handler, 100),
+                handler_person=handler.person_id,
+                handler_ciphertext=handler.ciphertext,
                 reason=required_text("reason", reason, LONG_TEXT),
             )
         )
+
+    def is_handled_by(self, person_id: str) -> bool:
+        return self.handler is not None and self.handler.person_id == person_id
 
     def note_progress(self, note: str) -> None:
         self._check_status(Status.IN_PROGRESS, Status.IN_MEDIATION, doing="note progress on")
         self._record(ProgressNoted(note=required_text("note", note, LONG_TEXT)))
 
-    def open_mediation(self, mediator: str) -> None:
+    def check_can_open_mediation(self) -> None:
         self._check_status(Status.IN_PROGRESS, doing="open mediation on")
-        self._record(MediationOpened(mediator=required_text("mediator", mediator, 100)))
+
+    def open_mediation(self, mediator: SealedName) -> None:
+        self.check_can_open_mediation()
+        self._record(
+            MediationOpened(
+                mediator_person=mediator.person_id, mediator_ciphertext=mediator.ciphertext
+            )
+        )
 
     def hold_mediation_session(self, summary: str) -> None:
         self._check_status(Status.IN_MEDIATION, doing="hold a mediation session on")
@@ -577,11 +623,8 @@ class Case(Aggregate):
 
     @applies
     def _on_dispatched(self, event: CaseDispatched) -> None:
-        self.status, self.grid_code, self.handler = (
-            Status.DISPATCHED,
-            event.grid_code,
-            event.handler,
-        )
+        self.status, self.grid_code = Status.DISPATCHED, event.grid_code
+        self.handler = SealedName(event.handler_person, event.handler_ciphertext, event.handler)
         self.dispatched_at = event.dispatched_at
 
     @applies
@@ -594,11 +637,8 @@ class Case(Aggregate):
 
     @applies
     def _on_reassigned(self, event: CaseReassigned) -> None:
-        self.status, self.grid_code, self.handler = (
-            Status.DISPATCHED,
-            event.grid_code,
-            event.handler,
-        )
+        self.status, self.grid_code = Status.DISPATCHED, event.grid_code
+        self.handler = SealedName(event.handler_person, event.handler_ciphertext, event.handler)
 
     @applies
     def _on_noted(self, event: ProgressNoted) -> None:
@@ -606,7 +646,8 @@ class Case(Aggregate):
 
     @applies
     def _on_mediation_opened(self, event: MediationOpened) -> None:
-        self.status, self.mediator = Status.IN_MEDIATION, event.mediator
+        self.status = Status.IN_MEDIATION
+        self.mediator = SealedName(event.mediator_person, event.mediator_ciphertext, event.mediator)
 
     @applies
     def _on_mediation_session(self, event: MediationSessionHeld) -> None:

@@ -235,6 +235,7 @@ class Case(_message.Message):
     SUPERVISION_NOTICES_FIELD_NUMBER: _builtins.int
     TIMELINE_FIELD_NUMBER: _builtins.int
     FUNDING_FIELD_NUMBER: _builtins.int
+    HANDLER_PERSON_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     status: Global___Status.ValueType
     channel: Global___Channel.ValueType
@@ -249,9 +250,12 @@ class Case(_message.Message):
     resident_phone: _builtins.str
     grid_code: _builtins.str
     handler: _builtins.str
+    """Shown as "[erased]" once the handler has been forgotten."""
     satisfaction: _builtins.int
     merged_into_case_id: _builtins.str
     overdue: _builtins.bool
+    handler_person_id: _builtins.str
+    """The person the handler's name is sealed under (a member's is the member id)."""
     @_builtins.property
     def registered_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -289,10 +293,11 @@ class Case(_message.Message):
         supervision_notices: _abc.Iterable[Global___Deadline.ValueType] | None = ...,
         timeline: _abc.Iterable[Global___TimelineEntry] | None = ...,
         funding: _abc.Iterable[Global___FundingRequest] | None = ...,
+        handler_person_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dispatch_due", b"dispatch_due", "registered_at", b"registered_at", "resolution_due", b"resolution_due"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "case_id", b"case_id", "category", b"category", "channel", b"channel", "community_code", b"community_code", "description", b"description", "dispatch_due", b"dispatch_due", "funding", b"funding", "grid_code", b"grid_code", "handler", b"handler", "merged_into_case_id", b"merged_into_case_id", "overdue", b"overdue", "registered_at", b"registered_at", "resident_id", b"resident_id", "resident_name", b"resident_name", "resident_phone", b"resident_phone", "resolution_due", b"resolution_due", "satisfaction", b"satisfaction", "status", b"status", "supervision_notices", b"supervision_notices", "timeline", b"timeline", "urgency", b"urgency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "case_id", b"case_id", "category", b"category", "channel", b"channel", "community_code", b"community_code", "description", b"description", "dispatch_due", b"dispatch_due", "funding", b"funding", "grid_code", b"grid_code", "handler", b"handler", "handler_person_id", b"handler_person_id", "merged_into_case_id", b"merged_into_case_id", "overdue", b"overdue", "registered_at", b"registered_at", "resident_id", b"resident_id", "resident_name", b"resident_name", "resident_phone", b"resident_phone", "resolution_due", b"resolution_due", "satisfaction", b"satisfaction", "status", b"status", "supervision_notices", b"supervision_notices", "timeline", b"timeline", "urgency", b"urgency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
