@@ -12,7 +12,10 @@ written once into each store before anything is timed:
 - Civitas: a ``SqliteEventStore`` (WAL, ``synchronous=FULL``). The projection is
   insights' case facts (``CaseFacts``: a row per case and the case timeline), run
   by ``ProjectionRunner.rebuild()`` from a ``StoreFeed`` into a fresh SQLite read
-  model, as ``civitas replay insights_cases`` does.
+  model, as ``civitas replay insights_cases`` does. A rebuild runs Python's garbage
+  collector less often (``collecting_less``) and records no per-event delay metric for
+  history; the peer's runner runs with the interpreter's defaults, as that library
+  leaves them.
 - The peer: an ``eventsourcing`` ``Application``, the same events as stored events
   of one event class carrying type and data. Its ``ProjectionRunner`` feeds a
   projection whose view (a ``SQLiteTrackingRecorder``) writes the same rows with the

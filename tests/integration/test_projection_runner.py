@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from civitas.eventkit import (
     EventFilter,
@@ -24,6 +27,7 @@ from civitas.eventkit import (
     StreamState,
     create_read_model_engine,
 )
+from civitas.eventkit.projection import collecting_less, insert_many
 from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
 from tests.support.accounts import BalancesProjection, read_balances
 
@@ -194,3 +198,85 @@ async def test_events_delivered_again_change_nothing_twice(
     twice.dispose()
     once.dispose()
     await store.close()
+
+
+async def test_insert_many_stores_what_sqlalchemy_insert_stores(
+    read_model_urls: Callable[[str], str],
+) -> None:
+    engine = await engine_for(read_model_urls("rows"))
+    metadata = sa.MetaData()
+    fast, usual = (
+        sa.Table(
+            name,
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("at", sa.DateTime(timezone=True)),
+            sa.Column("note", sa.Text),
+            sa.Column("done", sa.Boolean),
+        )
+        for name in ("many_fast", "many_usual")
+    )
+    at = datetime(2026, 11, 26, 9, 30, 0, 120, tzinfo=UTC)
+    rows = [
+        {"id": n, "at": at + timedelta(days=n), "note": f"第{n}行 'q' %s", "done": n % 2 == 0}
+        for n in range(300)
+    ] + [{"id": 300, "at": None, "note": None, "done": None}]
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        insert_many(conn, fast, rows)
+        insert_many(conn, fast, [])
+        conn.execute(usual.insert(), rows)
+    with engine.connect() as conn:
+        stored = [
+            conn.execute(sa.select(table).order_by(table.c.id)).all() for table in (fast, usual)
+        ]
+    engine.dispose()
+
+    assert stored[0] == stored[1]
+    assert [(r.id, r.note, r.done) for r in stored[0]] == [
+        (r["id"], r["note"], r["done"]) for r in rows
+    ]
+    assert stored[0][7].at.replace(tzinfo=UTC) == at + timedelta(days=7)
+
+
+async def test_a_rebuild_counts_its_events_but_records_no_delay_for_history(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill(store, accounts=3, movements=10)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/read.db")
+    runner = ProjectionRunner(BalancesProjection(), StoreFeed(store), engine)
+    labels = {"projection": BalancesProjection.name}
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    counted = sample("civitas_projection_events_total")
+    delays = sample("civitas_projection_delay_seconds_count")
+    thresholds = gc.get_threshold()
+    await runner.rebuild()
+    rebuilt = (
+        sample("civitas_projection_events_total"),
+        sample("civitas_projection_delay_seconds_count"),
+    )
+    await store.append(
+        "account-9", [NewEvent("AccountOpened", {"owner": "o9"})], StreamState.NO_STREAM
+    )
+    await runner.catch_up()
+
+    assert rebuilt == (counted + 33, delays)
+    assert sample("civitas_projection_delay_seconds_count") == delays + 1  # live: observed
+    assert gc.get_threshold() == thresholds
+    engine.dispose()
+    await store.close()
+
+
+def test_collecting_less_restores_the_collector_when_the_last_use_ends() -> None:
+    normal = gc.get_threshold()
+    with collecting_less():
+        with collecting_less():
+            inner = gc.get_threshold()
+        between = gc.get_threshold()
+
+    assert inner == between != normal
+    assert gc.get_threshold() == normal

@@ -16,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 
 from civitas.eventkit import EventFilter, Projection, RecordedEvent, handles
+from civitas.eventkit.projection import insert_many
 from civitas.geography import community_of, street_of
 
 metadata = sa.MetaData()
@@ -139,10 +140,8 @@ class CaseFacts(FactsProjection):
                 new[case_id].update(values)
             else:
                 changed.setdefault(case_id, {}).update(values)
-        if new:
-            conn.execute(cases.insert(), list(new.values()))
-        if timeline:
-            conn.execute(case_events.insert(), timeline)
+        insert_many(conn, cases, list(new.values()))
+        insert_many(conn, case_events, timeline)
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for case_id, values in changed.items():
             row = {"case": case_id, **{f"new_{k}": v for k, v in values.items()}}
