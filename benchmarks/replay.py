@@ -28,6 +28,10 @@ would lengthen every pass of Civitas' garbage collector).
   starts): only the view is on SQLite. That favours the peer. It runs for at most
   ``BENCH_PEER_SECONDS`` (default 60); its rate is the events it processed by then.
 
+Civitas replays ``BENCH_REPLAY_RUNS`` times (default 3), each into a fresh read
+model; the figure is the median (the machines are shared: single runs of the same
+code have differed by half). The peer runs once: at its rate, one run is the time cap.
+
 Targets (issue #9): at least 50,000 events/s, and at least twice the peer.
 """
 
@@ -85,6 +89,7 @@ from ._common import (
 
 EVENTS = env_int("BENCH_EVENTS", 1_000_000)
 PEER_SECONDS = env_int("BENCH_PEER_SECONDS", 60)
+RUNS = env_int("BENCH_REPLAY_RUNS", 3)
 PER_CASE = 10
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -318,9 +323,12 @@ async def run() -> tuple[list[Result], dict[str, Any]]:
     try:
         log(f"replay: writing {EVENTS:,} case events into each store (not timed)")
         await fill_civitas(tmp / "events.db", EVENTS)
-        log("replay: Civitas ProjectionRunner.rebuild() of insights' case facts")
-        ours_seconds, rows = await replay_civitas(tmp / "events.db", tmp / "read.db")
-        log(f"  {EVENTS / ours_seconds:,.0f} events/s ({rows:,} timeline rows)")
+        log(f"replay: Civitas ProjectionRunner.rebuild() of insights' case facts, {RUNS}x")
+        ours = []
+        for run in range(RUNS):
+            seconds, rows = await replay_civitas(tmp / "events.db", tmp / f"read{run}.db")
+            ours.append(EVENTS / seconds)
+            log(f"  {ours[-1]:,.0f} events/s ({rows:,} timeline rows)")
         # Encoded only now: a million of them in memory would slow Civitas' replay.
         env = peer_env(tmp)
         stored = await asyncio.to_thread(encode_for_peer, env, EVENTS)
@@ -333,16 +341,16 @@ async def run() -> tuple[list[Result], dict[str, Any]]:
     results = [
         Result(
             "replay.insights_case_facts.sqlite",
-            [EVENTS / ours_seconds],
+            ours,
             "events/s",
             baseline=peer,
             baseline_samples=[peer_done / peer_seconds],
             target=Target("ratio", ">=", 2),
-            extra={"events": EVENTS, "peer_events": peer_done, "seconds": round(ours_seconds, 1)},
+            extra={"events": EVENTS, "peer_events": peer_done},
         ),
         Result(
             "replay.insights_case_facts.sqlite.rate",
-            [EVENTS / ours_seconds],
+            ours,
             "events/s",
             target=Target("value", ">=", 50_000),
         ),
@@ -363,7 +371,10 @@ def main() -> None:
             "events": EVENTS,
             "events_per_case": PER_CASE,
             "peer_time_cap_seconds": PEER_SECONDS,
-            "statistic": "one run of each (a replay of a million events is its own repetition)",
+            "statistic": (
+                f"median of {RUNS} Civitas replays into fresh read models; one run of the "
+                "peer, which is cut at the time cap"
+            ),
             **extra,
         },
     )
