@@ -9,14 +9,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
-from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import infrastructure, projecting, reacting
+from civitas.chassis.server import GrpcServer
+from civitas.chassis.service import infrastructure, projecting, reacting, serving
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
-from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .application import Cases
 from .case_index import CaseIndex, CaseQueries, supervising
@@ -67,21 +65,20 @@ async def run_cases(
         outcomes = await stack.enter_async_context(
             reacting(FundingOutcomes(app), "funds", settings, infra)
         )
-        server = await start_grpc_server(
-            [
+        server = await stack.enter_async_context(
+            serving(
+                settings,
+                infra,
                 (
                     cases_pb2_grpc.add_CasesServiceServicer_to_server,
                     CasesServicer(app, queries, index.wait_until_caught_up),
                 ),
-                audit_service(infra.store, AGGREGATES),
-                privacy_service(infra.vault),
-            ],
-            [SERVICE_NAME, AUDIT_SERVICE_NAME, PRIVACY_SERVICE_NAME],
-            authority=infra.authority,
-            host=settings.host,
-            port=settings.grpc_port if port is None else port,
+                SERVICE_NAME,
+                AGGREGATES,
+                personal_data=True,
+                port=port,
+            )
         )
-        stack.push_async_callback(server.stop)
         every = supervise_every or float(os.environ.get("CIVITAS_CASES_SUPERVISE_SECONDS", "30"))
         await stack.enter_async_context(relaying(infra.store, settings))
         await stack.enter_async_context(supervising(app.supervise, queries, clock, every))

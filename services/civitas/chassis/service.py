@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 import structlog
 
+from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.errors import DomainError, Unavailable
 from civitas.eventkit import (
+    Aggregate,
     EventStore,
     Feed,
     ProjectionRunner,
@@ -25,10 +27,17 @@ from civitas.eventkit.kafka import KafkaFeed, events_topic
 from civitas.eventkit.metrics import CONSUMER_FAILURES
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner
+from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .auth import TokenAuthority
 from .logs import configure_logging
-from .server import GrpcServer, serve_until_stopped, start_metrics_server
+from .server import (
+    AddServicer,
+    GrpcServer,
+    serve_until_stopped,
+    start_grpc_server,
+    start_metrics_server,
+)
 from .settings import ServiceSettings
 
 log = structlog.get_logger("civitas.service")
@@ -58,6 +67,39 @@ async def infrastructure(settings: ServiceSettings) -> AsyncIterator[Infrastruct
         await store.close()
         read_models.dispose()
         vault_engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: ServiceSettings,
+    infra: Infrastructure,
+    api: tuple[AddServicer, Any],
+    name: str,
+    aggregates: Sequence[type[Aggregate]],
+    *,
+    personal_data: bool,
+    port: int | None = None,
+) -> AsyncIterator[GrpcServer]:
+    """Serve a service's API (``name`` is its full gRPC name) beside what every service
+    that keeps events serves: the audit service over its store (the histories of
+    ``aggregates``) and, where it keeps ``personal_data``, the privacy service over its
+    vault. ``port`` overrides the settings' (0 binds a free one). Stopped on exit."""
+    services = [api, audit_service(infra.store, aggregates)]
+    names = [name, AUDIT_SERVICE_NAME]
+    if personal_data:
+        services.append(privacy_service(infra.vault))
+        names.append(PRIVACY_SERVICE_NAME)
+    server = await start_grpc_server(
+        services,
+        names,
+        authority=infra.authority,
+        host=settings.host,
+        port=settings.grpc_port if port is None else port,
+    )
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 async def keep_running(name: str, work: Callable[[], Awaitable[None]], pause: float = 1.0) -> None:

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
-from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import infrastructure, projecting, reacting
+from civitas.chassis.server import GrpcServer
+from civitas.chassis.service import infrastructure, projecting, reacting, serving
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
@@ -62,20 +61,20 @@ async def run_funds(
                 reacting(CaseExpenditureSettlement(app), "funds", settings, infra)
             ),
         ]
-        server = await start_grpc_server(
-            [
+        server = await stack.enter_async_context(
+            serving(
+                settings,
+                infra,
                 (
                     funds_pb2_grpc.add_FundsServiceServicer_to_server,
                     FundsServicer(app, queries, ledger.wait_until_caught_up),
                 ),
-                audit_service(infra.store, AGGREGATES),
-            ],
-            [SERVICE_NAME, AUDIT_SERVICE_NAME],
-            authority=infra.authority,
-            host=settings.host,
-            port=settings.grpc_port if port is None else port,
+                SERVICE_NAME,
+                AGGREGATES,
+                personal_data=False,
+                port=port,
+            )
         )
-        stack.push_async_callback(server.stop)
         await stack.enter_async_context(relaying(infra.store, settings))
         log.info("funds listening", port=server.port, store=settings.eventstore_url)
         yield RunningFunds(app, infra.store, server, processes, ledger)

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
-from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import infrastructure, projecting
+from civitas.chassis.server import GrpcServer
+from civitas.chassis.service import infrastructure, projecting, serving
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
-from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .application import PartyOrgs
 from .directory import Directory, DirectoryQueries
@@ -54,18 +52,17 @@ async def run_party_orgs(
         servicer = PartyOrgsServicer(
             app, DirectoryQueries(infra.read_models), directory.wait_until_caught_up
         )
-        server = await start_grpc_server(
-            [
+        server = await stack.enter_async_context(
+            serving(
+                settings,
+                infra,
                 (party_orgs_pb2_grpc.add_PartyOrgsServiceServicer_to_server, servicer),
-                audit_service(infra.store, AGGREGATES),
-                privacy_service(infra.vault),
-            ],
-            [SERVICE_NAME, AUDIT_SERVICE_NAME, PRIVACY_SERVICE_NAME],
-            authority=infra.authority,
-            host=settings.host,
-            port=settings.grpc_port if port is None else port,
+                SERVICE_NAME,
+                AGGREGATES,
+                personal_data=True,
+                port=port,
+            )
         )
-        stack.push_async_callback(server.stop)
         await stack.enter_async_context(relaying(infra.store, settings))
         log.info("party_orgs listening", port=server.port, store=settings.eventstore_url)
         yield RunningPartyOrgs(app, infra.store, server, directory)

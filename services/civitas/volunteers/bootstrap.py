@@ -8,14 +8,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.chassis.outbox import relaying
-from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import infrastructure, reacting
+from civitas.chassis.server import GrpcServer
+from civitas.chassis.service import infrastructure, reacting, serving
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
-from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .application import Volunteers
 from .domain.activities import Activity
@@ -62,21 +60,20 @@ async def run_volunteers(
                 reacting(HoursToMemberCards(members, app), "volunteers", settings, infra)
             ),
         ]
-        server = await start_grpc_server(
-            [
+        server = await stack.enter_async_context(
+            serving(
+                settings,
+                infra,
                 (
                     volunteers_pb2_grpc.add_VolunteersServiceServicer_to_server,
                     VolunteersServicer(app),
                 ),
-                audit_service(infra.store, AGGREGATES),
-                privacy_service(infra.vault),
-            ],
-            [SERVICE_NAME, AUDIT_SERVICE_NAME, PRIVACY_SERVICE_NAME],
-            authority=infra.authority,
-            host=settings.host,
-            port=settings.grpc_port if port is None else port,
+                SERVICE_NAME,
+                AGGREGATES,
+                personal_data=True,
+                port=port,
+            )
         )
-        stack.push_async_callback(server.stop)
         await stack.enter_async_context(relaying(infra.store, settings))
         log.info("volunteers listening", port=server.port, store=settings.eventstore_url)
         yield RunningVolunteers(app, infra.store, server, runners)
