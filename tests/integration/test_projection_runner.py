@@ -280,3 +280,24 @@ def test_collecting_less_restores_the_collector_when_the_last_use_ends() -> None
 
     assert inner == between != normal
     assert gc.get_threshold() == normal
+
+
+async def test_two_runners_of_one_projection_never_apply_an_event_twice(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    # As when `civitas replay --swap` catches the live model up while the service's own
+    # runner goes on: each reads a stream's applied version, then writes its next event.
+    store = SqliteEventStore(tmp_path / "events.db")
+    await fill(store, accounts=6, movements=40)
+    both = await engine_for(read_model_urls("both"))
+    alone = await engine_for(read_model_urls("alone"))
+    await ProjectionRunner(BalancesProjection(), StoreFeed(store), alone).catch_up()
+
+    runners = [ProjectionRunner(BalancesProjection(), StoreFeed(store, 2), both) for _ in "ab"]
+    await runners[0].setup()
+    await asyncio.gather(*(runner.catch_up() for runner in runners))
+
+    assert await snapshot_of(both) == await snapshot_of(alone)
+    both.dispose()
+    alone.dispose()
+    await store.close()

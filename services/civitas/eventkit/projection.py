@@ -93,6 +93,18 @@ def save_tracking(conn: sa.Connection, name: str, versions: dict[str, int], posi
         conn.execute(positions_table.insert().values(projection=name, position=position))
 
 
+def hold_projection(conn: sa.Connection, name: str) -> None:
+    """Take the projection's write lock for the rest of ``conn``'s transaction (call it
+    first). Two runners of one projection (a service's, and a replay's catch-up after a
+    swap) would otherwise both read a stream's last applied version before either wrote
+    it, and both apply its next event. SQLite: ``BEGIN IMMEDIATE`` (the driver begins
+    only at the first write); PostgreSQL: an advisory lock on the projection's name."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+
+
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows (dicts with the same keys) through the driver's ``executemany``.
 
@@ -360,6 +372,7 @@ class ProjectionRunner:
 
     def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> int:
         name = self.projection.name
+        hold_projection(conn, name)
         applied = applied_versions(conn, name, {event.stream_id for event in batch})
         changed: dict[str, int] = {}
         fresh = []
@@ -376,6 +389,7 @@ class ProjectionRunner:
         return tracked_position(conn, self.projection.name)
 
     def _clear(self, conn: sa.Connection) -> None:
+        hold_projection(conn, self.projection.name)
         self.projection.clear(conn)
         for table in (positions_table, streams_table):
             conn.execute(table.delete().where(table.c.projection == self.projection.name))
