@@ -29,6 +29,7 @@ from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import (
     CatchUpFeed,
     EventFilter,
+    EventStore,
     Projection,
     ProjectionRunner,
     RecordedEvent,
@@ -178,16 +179,30 @@ def swap(live: sa.Engine, shadow_db: str, projection: Projection) -> None:
                 conn.commit()
 
 
-async def catch_up_live(projection: Projection, origin: ServiceSettings, live: sa.Engine) -> int:
+class OriginStore:
+    """The replayed service's event store: opened once, when first needed (a replay
+    from Kafka needs it only to catch the live model up after a swap)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: EventStore | None = None
+
+    async def get(self) -> EventStore:
+        if self._store is None:
+            self._store = await open_event_store(self.url)
+        return self._store
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
+async def catch_up_live(projection: Projection, store: EventStore, live: sa.Engine) -> int:
     """After a swap, apply to the live read model what its service applied after the
     replay had read its last event: the swap put those rows back to the replay's
     state, and the running service's projection has passed them. Per-stream versions
     make the service's own later deliveries harmless."""
-    store = await open_event_store(origin.eventstore_url)
-    try:
-        return await ProjectionRunner(projection, StoreFeed(store), live).catch_up()
-    finally:
-        await store.close()
+    return await ProjectionRunner(projection, StoreFeed(store), live).catch_up()
 
 
 async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
@@ -204,33 +219,15 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
         create_read_model_engine(owner.read_model_url),
         create_read_model_engine(shadow_db),
     )
+    store = OriginStore(origin.eventstore_url)
     try:
         with tqdm(desc=f"replay {name} from {source}", unit="ev", file=sys.stderr) as bar:
             if source == "kafka":
-                from civitas.eventkit.kafka import events_topic
-                from civitas.eventkit.kafka.replay import KafkaReplayFeed
-
-                if not origin.kafka_bootstrap:
-                    raise SystemExit("--source kafka needs CIVITAS_KAFKA_BOOTSTRAP")
-                topic = events_topic(spec.source, origin.kafka_namespace)
-                kafka = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
-                try:
-                    replayed = await ProjectionRunner(
-                        projection, ProgressFeed(kafka, bar, by_position=False), shadow
-                    ).rebuild()
-                finally:
-                    await kafka.close()
+                replayed = await replay_from_kafka(spec.source, origin, projection, shadow, bar)
             else:
-                store = await open_event_store(origin.eventstore_url)
-                try:
-                    bar.total = await store.head_position()
-                    replayed = await ProjectionRunner(
-                        projection,
-                        ProgressFeed(StoreFeed(store, batch_size=5000), bar, True),
-                        shadow,
-                    ).rebuild()
-                finally:
-                    await store.close()
+                bar.total = await (await store.get()).head_position()
+                feed = ProgressFeed(StoreFeed(await store.get(), batch_size=5000), bar, True)
+                replayed = await ProjectionRunner(projection, feed, shadow).rebuild()
         diffs = compare(live, shadow, projection.tables)
         report(name, replayed, diffs)
         if all(d.same for d in diffs):
@@ -238,14 +235,37 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
             return 0
         if do_swap:
             swap(live, shadow_db, projection)
-            reached = await catch_up_live(projection, origin, live)
+            reached = await catch_up_live(projection, await store.get(), live)
             print(f"swapped: {name} now holds the replayed rows, caught up to {reached:,}")
             return 0
         print("differences stay in the live read model (run again with --swap to replace it)")
         return 1
     finally:
+        await store.close()
         live.dispose()
         shadow.dispose()
+
+
+async def replay_from_kafka(
+    service: str,
+    origin: ServiceSettings,
+    projection: Projection,
+    shadow: sa.Engine,
+    bar: tqdm[Any],
+) -> int:
+    """Rebuild the shadow from the service's topic, from its beginning to where it ended
+    when the replay began."""
+    from civitas.eventkit.kafka import events_topic
+    from civitas.eventkit.kafka.replay import KafkaReplayFeed
+
+    if not origin.kafka_bootstrap:
+        raise SystemExit("--source kafka needs CIVITAS_KAFKA_BOOTSTRAP")
+    kafka = KafkaReplayFeed(origin.kafka_bootstrap, [events_topic(service, origin.kafka_namespace)])
+    try:
+        feed = ProgressFeed(kafka, bar, by_position=False)
+        return await ProjectionRunner(projection, feed, shadow).rebuild()
+    finally:
+        await kafka.close()
 
 
 def report(name: str, position: int, diffs: list[TableDiff]) -> None:

@@ -193,7 +193,7 @@ async def test_a_swap_keeps_what_the_service_applied_after_the_replay_read_its_l
         late = await balances(stub)
         swap(live, shadow_db, Ledger())
         lost = compare(live, shadow, Ledger.tables)  # the swap put the rows back
-        await catch_up_live(Ledger(), origin, live)
+        await catch_up_live(Ledger(), store, live)
         kept = await balances(stub)
         await store.close()
         live.dispose()
