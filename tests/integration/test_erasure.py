@@ -112,6 +112,37 @@ async def hold_office_and_handle(
     )
 
 
+async def dispatch_another(
+    channel: grpc.aio.Channel, admin: list[tuple[str, str]]
+) -> grpc.aio.AioRpcError:
+    cases = cpb_grpc.CasesServiceStub(channel)
+    case = (
+        await cases.RegisterCase(
+            cpb.RegisterCaseRequest(
+                channel=cpb.CHANNEL_GRID_PATROL,
+                community_code="QH-01-01",
+                address="大光路1号",
+                description="井盖松动",
+                urgency=cpb.URGENCY_NORMAL,
+                resident_name="吴",
+                resident_phone="13700003333",
+            ),
+            metadata=admin,
+        )
+    ).case
+    await cases.ClassifyCase(
+        cpb.ClassifyCaseRequest(case_id=case.case_id, category="市政", urgency=cpb.URGENCY_NORMAL),
+        metadata=admin,
+    )
+    await cases.FileCase(cpb.FileCaseRequest(case_id=case.case_id), metadata=admin)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await cases.DispatchCase(
+            cpb.DispatchCaseRequest(case_id=case.case_id, grid_code="QH-01-01-G01"),
+            metadata=admin,
+        )
+    return refused.value
+
+
 def files_bytes(root: Path) -> bytes:
     """Every file the services wrote: event stores, read models, vaults, WAL files."""
     return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
@@ -218,6 +249,8 @@ async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still
                 ),
                 metadata=admin,
             )
+            refused = await dispatch_another(channel, admin)  # to the forgotten holder's grid
+            member_again = await civitas("forget", member, *addresses)
             reports = [
                 await store.verify()
                 for store in (world.party.store, cases.store, world.volunteers.store)
@@ -243,6 +276,9 @@ async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still
     ]
     assert [(s.holder, s.person_id) for s in branch.org.seats] == [("[erased]", member)]
     assert list(unseated.org.seats) == []  # by person id, now that the name is gone
+    assert refused.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "nobody on its posts" in (refused.details() or "")
+    assert "cases        no key held" in member_again  # the refusal sealed nothing anew
     assert all(r.intact and r.events > 0 for r in reports)
     assert sealed_name.encode() in on_kafka  # the ciphertext is there: we looked in the right place
     assert sealed_name.encode() in on_disk

@@ -341,6 +341,18 @@ def bad_requests(ids: dict[str, str]) -> list[tuple[str, object, C, str]]:
             "member_id",
         ),
         (
+            "AssignGridPost",
+            pb.AssignGridPostRequest(
+                grid_code="QH-01-01-G01",
+                post="楼栋长",
+                holder="y",
+                duty="z",
+                member_id="00000000-0000-4000-8000-000000000000",
+            ),
+            C.FAILED_PRECONDITION,
+            "member 00000000-0000-4000-8000-000000000000",
+        ),
+        (
             "VacateGridPost",
             pb.VacateGridPostRequest(grid_code="QH-01-01-G01", post="楼栋长"),
             C.FAILED_PRECONDITION,
@@ -435,6 +447,25 @@ def bad_requests(ids: dict[str, str]) -> list[tuple[str, object, C, str]]:
             ),
             C.FAILED_PRECONDITION,
             "holds no",
+        ),
+        (
+            "UnseatCommitteeMember",
+            pb.UnseatCommitteeMemberRequest(
+                org_id=ids["community"], role=pb.SEAT_ROLE_SECRETARY, holder="[erased]"
+            ),
+            C.INVALID_ARGUMENT,
+            "give the holder's person_id",
+        ),
+        (
+            "UnseatCommitteeMember",
+            pb.UnseatCommitteeMemberRequest(
+                org_id=ids["community"],
+                role=pb.SEAT_ROLE_SECRETARY,
+                holder="张书记",
+                person_id=ids["member"],
+            ),
+            C.INVALID_ARGUMENT,
+            "not both",
         ),
         (
             "DissolvePartyOrg",

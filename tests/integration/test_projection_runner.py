@@ -280,6 +280,12 @@ def test_collecting_less_restores_the_collector_when_the_last_use_ends() -> None
 
     assert inner == between != normal
     assert gc.get_threshold() == normal
+    gc.set_threshold(0)  # automatic collection off: it stays off
+    try:
+        with collecting_less():
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*normal)
 
 
 async def test_two_runners_of_one_projection_never_apply_an_event_twice(
@@ -301,3 +307,24 @@ async def test_two_runners_of_one_projection_never_apply_an_event_twice(
     both.dispose()
     alone.dispose()
     await store.close()
+
+
+async def test_insert_many_takes_awkward_column_names_and_fills_defaults(
+    read_model_urls: Callable[[str], str],
+) -> None:
+    engine = await engine_for(read_model_urls("awkward"))
+    table = sa.Table(
+        "awkward",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("pct%", sa.Integer),
+        sa.Column("kind", sa.String(10), default="plain"),
+    )
+    with engine.begin() as conn:
+        table.metadata.create_all(conn)
+        insert_many(conn, table, [{"id": 1, "pct%": 5}, {"id": 2, "pct%": 7}])
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(table).order_by(table.c.id)).all()
+    engine.dispose()
+
+    assert [tuple(r) for r in stored] == [(1, 5, "plain"), (2, 7, "plain")]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from civitas.eventkit import create_read_model_engine
+from civitas.eventkit import UNSEALED, SealedName, create_read_model_engine
 from civitas.eventkit.personal import ERASED, PersonalDataVault
 
 
@@ -60,3 +60,21 @@ async def test_concurrent_first_use_of_one_phone_gives_one_person_and_one_key(
 
     assert len(set(people)) == 1
     assert {await vault.open(people[0], s) for s in sealed} == {"x"}
+
+
+async def test_names_show_until_their_person_is_forgotten_even_names_written_unsealed(
+    vault: PersonalDataVault,
+) -> None:
+    member = await vault.seal_name("m1", "李明")
+    unsealed_member = SealedName("m1", None, "李明")  # schema 1, a member's post
+    nobody = SealedName(UNSEALED, None, "王芳")  # schema 1, no member named
+    before = [await vault.show_name(n) for n in (member, unsealed_member, nobody, None)]
+
+    await vault.forget("m1")
+
+    assert before == ["李明", "李明", "王芳", ""]
+    assert [await vault.show_name(n) for n in (member, unsealed_member, nobody)] == [
+        ERASED,
+        ERASED,
+        "王芳",  # in plaintext in its event: nothing can erase it
+    ]

@@ -238,8 +238,9 @@ class Cases:
         """A person named in free text, sealed under a person id: the handler's when it
         is the handler's name, else one the vault keeps for the name."""
         name = required_text(field, text, 100)
-        if case.handler is not None and await self.name_of(case.handler) == name:
-            person = case.handler.person_id
+        handler = case.handler
+        if handler and handler.ciphertext and await self.name_of(handler) == name:
+            person = handler.person_id
         else:
             person = await self.vault.person_for(kind, name)
         return await self.vault.seal_name(person, name)

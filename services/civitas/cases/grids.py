@@ -10,6 +10,7 @@ import grpc
 from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.client import open_channel
 from civitas.errors import InvalidInput, RuleViolation, Unavailable
+from civitas.eventkit.personal import ERASED
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 
@@ -62,8 +63,14 @@ class PartyOrgsGrids:
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 raise RuleViolation(f"no handling unit: {exc.details()}") from None
             raise  # anything else (a refused token, a bug over there) is a bug: log it
-        holders = {p.post: (p.holder, p.person_id) for p in reply.post_holders}
-        secretary = next(((s.holder, s.person_id) for s in reply.grid_branch.seats), None)
+        # A forgotten holder still on a post is passed over: nobody can be named to the
+        # case, and sealing "[erased]" under their id would give them a key again.
+        holders = {
+            p.post: (p.holder, p.person_id) for p in reply.post_holders if p.holder != ERASED
+        }
+        secretary = next(
+            ((s.holder, s.person_id) for s in reply.grid_branch.seats if s.holder != ERASED), None
+        )
         handler = next((holders[p] for p in LEAD_POSTS if p in holders), None) or secretary
         if handler is None:
             raise RuleViolation(f"grid {reply.grid.code} has nobody on its posts to take the case")

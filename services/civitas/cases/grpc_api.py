@@ -14,7 +14,7 @@ from civitas.geography import UnitKind, parse_unit_code
 
 from .application import Caller, Cases, HistoricalCase
 from .case_index import CaseFilter, CaseQueries
-from .domain.case import Case, Channel, Status, Urgency
+from .domain.case import UNSEALED_NAMES, Case, Channel, Status, Urgency
 from .v1 import cases_pb2 as pb
 from .v1 import cases_pb2_grpc as pb_grpc
 
@@ -37,7 +37,11 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         entries = []
         if timeline:
             for event in await self.app.store.read_stream(case.stream_id):
-                details = {k: v for k, v in event.data.items() if "ciphertext" not in k}
+                details = {
+                    k: v
+                    for k, v in event.data.items()
+                    if "ciphertext" not in k and k not in UNSEALED_NAMES
+                }
                 entries.append(
                     pb.TimelineEntry(
                         version=event.stream_version,

@@ -7,7 +7,15 @@ concurrency and snapshots, and a projection runner with tracked positions.
 
 from .clock import Clock, ManualClock, SystemClock
 from .config import create_read_model_engine, open_event_store, setting
-from .domain import Aggregate, DomainEvent, EventRegistry, SealedName, applies, registry
+from .domain import (
+    UNSEALED,
+    Aggregate,
+    DomainEvent,
+    EventRegistry,
+    SealedName,
+    applies,
+    registry,
+)
 from .errors import (
     AggregateNotFound,
     ConcurrencyError,
@@ -39,6 +47,7 @@ from .store import EventStore
 
 __all__ = [
     "GENESIS",
+    "UNSEALED",
     "Aggregate",
     "AggregateNotFound",
     "AppendResult",

@@ -69,6 +69,11 @@ class EventRegistry:
         return cls.model_validate(data)
 
 
+UNSEALED = "unsealed"
+"""The person of a name an event of an older schema carried in plaintext, where the
+event named no member: never derived from the name, which must not spread further."""
+
+
 @dataclass(frozen=True, slots=True)
 class SealedName:
     """A person's name as the domain holds it: sealed under the person's id, so that

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .domain import SealedName
+from .domain import UNSEALED, SealedName
 from .ids import new_uuid
 
 PREFIX = "pd1"
@@ -105,9 +105,16 @@ class PersonalDataVault:
         """A sealed name for display (``[erased]`` once forgotten; "" for no name)."""
         if name is None:
             return ""
-        if name.ciphertext is None:  # written before names were sealed
+        if name.ciphertext is None:  # written before names were sealed: plaintext, whose
+            # person (a member) may have been forgotten since
+            if name.person_id != UNSEALED and not await self.holds_key(name.person_id):
+                return ERASED
             return name.plaintext or ""
         return await self.show(name.person_id, name.ciphertext)
+
+    async def holds_key(self, person_id: str) -> bool:
+        """True while the vault holds the person's key (not forgotten, not unknown)."""
+        return await self._key(person_id, create=False) is not None
 
     async def seal_name(self, person_id: str, name: str) -> SealedName:
         """``name`` sealed under the person's key, as the domain holds names."""

@@ -116,6 +116,11 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     keys = list(rows[0])
     dialect = conn.dialect
     compiled = table.insert().compile(dialect=dialect, column_keys=keys)
+    if compiled.escaped_bind_names or any(
+        c.default is not None for c in table.c if c.key not in rows[0]
+    ):  # parameters renamed, or defaults to fill in: SQLAlchemy's own way
+        conn.execute(table.insert(), rows)
+        return
     convert = {key: table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys}
     if compiled.positiontup is None:  # psycopg's "%(name)s": rows as they are, converted
         converting = {k: c for k, c in convert.items() if c is not None}
@@ -279,7 +284,8 @@ def collecting_less() -> Iterator[None]:
     restore the thresholds when the last one ends."""
     if not _collecting_less:
         normal = gc.get_threshold()
-        gc.set_threshold(50_000, normal[1], normal[2])
+        if normal[0]:  # 0: automatic collection is off, and stays off
+            gc.set_threshold(max(normal[0], 50_000), normal[1], normal[2])
     else:
         normal = _collecting_less[0]
     _collecting_less.append(normal)

@@ -155,8 +155,15 @@ class CaseFacts(FactsProjection):
             conn.execute(update, rows)
 
 
+# Fields of cases' schema-1 events that carry a person's name in plaintext (later
+# schemas seal it): left out of the timeline, as every ciphertext is.
+UNSEALED_NAMES = frozenset({"handler", "by", "mediator"})
+
+
 def timeline_row(case_id: str, event: RecordedEvent) -> dict[str, Any]:
-    details = {k: v for k, v in event.data.items() if "ciphertext" not in k}
+    details = {
+        k: v for k, v in event.data.items() if "ciphertext" not in k and k not in UNSEALED_NAMES
+    }
     return {
         "case_id": case_id,
         "version": event.stream_version,

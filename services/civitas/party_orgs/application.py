@@ -16,6 +16,7 @@ from typing import TypeVar
 from civitas.chassis.auth import Principal, Role, authorize
 from civitas.errors import InvalidInput, NotFound, RuleViolation
 from civitas.eventkit import (
+    UNSEALED,
     AggregateNotFound,
     Clock,
     ConcurrencyError,
@@ -24,7 +25,7 @@ from civitas.eventkit import (
     Repository,
     SealedName,
 )
-from civitas.eventkit.personal import PersonalDataVault
+from civitas.eventkit.personal import ERASED, PersonalDataVault
 from civitas.geography import UnitKind, parse_unit_code
 from civitas.validation import required_text as check_text
 
@@ -196,10 +197,8 @@ class PartyOrgs:
         forgotten, by their name."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
         org = await self._get(self.orgs, org_id, f"organization {org_id}")
-        person = person_id or await self._seat_holder_named(org, role, holder)
-        return await self._update(
-            self.orgs, org_id, lambda o: o.unseat(role, person), caller, loaded=org
-        )
+        seat = await self._seat_held(org, role, holder, person_id)
+        return await self._update(self.orgs, org_id, lambda o: o.unseat(seat), caller, loaded=org)
 
     async def holder_name(self, held: GridPostAssigned | CommitteeMemberSeated) -> str:
         """A post's or seat's holder for display: ``[erased]`` once they are forgotten."""
@@ -207,19 +206,39 @@ class PartyOrgs:
             SealedName(held.holder_person, held.holder_ciphertext, held.holder)
         )
 
+    async def holder_person(self, held: GridPostAssigned | CommitteeMemberSeated) -> str:
+        """The person a post or seat is held by. A holder named in plaintext before names
+        were sealed, and no member, gets the id the vault keeps for that name, as a new
+        holder would: the name itself never leaves as an id."""
+        if held.holder_person != UNSEALED:
+            return held.holder_person
+        return await self.vault.person_for("holder", held.holder or "")
+
     async def _seal_holder(self, holder: str, member_id: str | None) -> SealedName:
         """The holder's name sealed under their person id: a member's is their member
         id; anyone else's is one the vault keeps for the name."""
         name = check_text("holder", holder)
+        if member_id:
+            await self._get(self.members, member_id, f"member {member_id}", missing=RuleViolation)
         person = member_id or await self.vault.person_for("holder", name)
         return await self.vault.seal_name(person, name)
 
-    async def _seat_holder_named(self, org: PartyOrg, role: SeatRole, holder: str) -> str:
-        name = check_text("holder", holder)
+    async def _seat_held(
+        self, org: PartyOrg, role: SeatRole, holder: str, person_id: str | None
+    ) -> CommitteeMemberSeated:
+        if holder and person_id:
+            raise InvalidInput("name the holder or give their person_id, not both")
+        name = "" if person_id else check_text("holder", holder)
+        if name == ERASED:
+            raise InvalidInput(f"{ERASED} names no one: give the holder's person_id")
         for seat in org.seats:
-            if seat.role is role and await self.holder_name(seat) == name:
-                return seat.holder_person
-        raise RuleViolation(f"{name} holds no {role} seat in {org.name}")
+            if seat.role is not role:
+                continue
+            if person_id and await self.holder_person(seat) == person_id:
+                return seat
+            if name and await self.holder_name(seat) == name:
+                return seat
+        raise RuleViolation(f"{person_id or name} holds no {role} seat in {org.name}")
 
     async def dissolve_org(self, caller: Caller, org_id: str, reason: str) -> PartyOrg:
         """Dissolve an empty org and detach it from its parent; dissolving again (a retry

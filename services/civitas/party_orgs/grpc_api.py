@@ -102,7 +102,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
                     holder=await self.app.holder_name(p),
                     member_id=p.member_id or "",
                     duty=p.duty,
-                    person_id=p.holder_person,
+                    person_id=await self.app.holder_person(p),
                 )
                 for p in unit.posts.values()
             ],
@@ -121,7 +121,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
                     holder=await self.app.holder_name(s),
                     member_id=s.member_id or "",
                     stationed_unit=s.stationed_unit or "",
-                    person_id=s.holder_person,
+                    person_id=await self.app.holder_person(s),
                 )
                 for s in org.seats
             ],

@@ -21,7 +21,7 @@ from civitas.cases.domain.case import (
     Urgency,
 )
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import SealedName, registry
+from civitas.eventkit import UNSEALED, SealedName, registry
 
 T0 = datetime(2026, 4, 1, 9, tzinfo=UTC)
 POLICY = DeadlinePolicy.default()
@@ -116,8 +116,8 @@ def test_handlers_and_mediators_written_before_names_were_sealed_still_read() ->
     ]:
         case.apply(registry.decode(event_type, 1, data))
 
-    assert case.handler == SealedName("unsealed-王芳", None, "王芳")
-    assert case.mediator == SealedName("unsealed-陈", None, "陈")
+    assert case.handler == SealedName(UNSEALED, None, "王芳")
+    assert case.mediator == SealedName(UNSEALED, None, "陈")
     assert case.status is Status.IN_MEDIATION
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import SealedName, registry
+from civitas.eventkit import UNSEALED, SealedName, registry
 from civitas.geography import UnitKind, parse_unit_code
 from civitas.party_orgs.domain.members import (
     AppraisalRating,
@@ -18,6 +18,7 @@ from civitas.party_orgs.domain.members import (
 )
 from civitas.party_orgs.domain.orgs import (
     BRANCH_CAPACITY,
+    CommitteeMemberUnseated,
     OrgKind,
     PartyOrg,
     SeatRole,
@@ -102,29 +103,38 @@ def test_posts_and_seats_written_before_names_were_sealed_still_read() -> None:
     grid = AdminUnit.register("QH-01-01-G01", "一网格", 900, [])
     v1 = {"post": "网格长", "holder": "王芳", "member_id": None, "duty": "巡查"}
 
-    grid.apply(registry.decode("GridPostAssigned", 1, v1))
-    assert grid.posts["网格长"].holder_person == "unsealed-王芳"
-    grid.apply(registry.decode("GridPostVacated", 1, {"post": "网格长", "holder": "王芳"}))
-
     held = registry.decode("GridPostAssigned", 1, v1)
+    grid.apply(held)
+    in_grid = grid.posts["网格长"]
+    grid.vacate_post("网格长")
+    vacated = grid.collect_pending()[-1]
+    grid.apply(registry.decode("GridPostAssigned", 1, {**v1, "member_id": "m7"}))
+
     assert isinstance(held, GridPostAssigned)
-    assert (held.holder_person, held.holder_ciphertext, held.holder) == (
-        "unsealed-王芳",
-        None,
-        "王芳",
-    )
-    seated = registry.decode(
-        "CommitteeMemberSeated",
-        1,
-        {"role": "secretary", "holder": "张书记", "member_id": "m1", "stationed_unit": None},
-    )
+    assert (held.holder_person, held.holder_ciphertext, held.holder) == (UNSEALED, None, "王芳")
+    assert in_grid == held
+    assert "王芳" not in str(vacated.to_data())  # the plain name goes no further
+    assert grid.posts["网格长"].holder_person == "m7"  # a member is their own person
+
+
+def test_seats_written_before_names_were_sealed_are_unseated_by_their_name_alone() -> None:
     committee = org(OrgKind.STREET_WORKING_COMMITTEE, "top", unit=STREET)
-    committee.apply(seated)
-    committee.apply(
-        registry.decode("CommitteeMemberUnseated", 1, {"role": "secretary", "holder": "张书记"})
-    )
-    assert committee.seats == []
-    assert "网格长" not in grid.posts
+    for holder, member in [("张书记", "m1"), ("王委员", None), ("李委员", None)]:
+        role = "secretary" if member else "member"
+        v1 = {"role": role, "holder": holder, "member_id": member, "stationed_unit": None}
+        committee.apply(registry.decode("CommitteeMemberSeated", 1, v1))
+    v1_unseat = {"role": "secretary", "holder": "张书记"}
+
+    committee.apply(registry.decode("CommitteeMemberUnseated", 1, v1_unseat))
+    li = next(s for s in committee.seats if s.holder == "李委员")
+    committee.unseat(li)
+    unseated = committee.collect_pending()[-1]
+    again = {"role": "member", "holder": "张书记", "member_id": "m1", "stationed_unit": None}
+    committee.apply(registry.decode("CommitteeMemberSeated", 1, again))
+
+    assert isinstance(unseated, CommitteeMemberUnseated)
+    assert (unseated.holder_person, unseated.holder) == (UNSEALED, "李委员")
+    assert [s.holder for s in committee.seats] == ["王委员", "张书记"]
 
 
 def test_posts_belong_to_grids_and_service_centres_to_streets() -> None:
@@ -243,9 +253,10 @@ def test_one_secretary_per_committee_and_part_time_members_name_their_unit() -> 
     with pytest.raises(InvalidInput, match="stationed unit"):
         committee.seat(SeatRole.PART_TIME_MEMBER, named("赵委员"), None, None)
     committee.seat(SeatRole.PART_TIME_MEMBER, named("赵委员"), None, "区供电公司")
-    committee.unseat(SeatRole.SECRETARY, named("张书记").person_id)
-    with pytest.raises(RuleViolation, match="holds no"):
-        committee.unseat(SeatRole.SECRETARY, named("张书记").person_id)
+    secretary = committee.seats[0]
+    committee.unseat(secretary)
+    with pytest.raises(RuleViolation, match="not held"):
+        committee.unseat(secretary)
 
     assert [(s.role, s.holder_person) for s in committee.seats] == [
         (SeatRole.PART_TIME_MEMBER, "person-赵委员")

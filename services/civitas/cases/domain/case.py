@@ -22,7 +22,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import Aggregate, DomainEvent, SealedName, applies, natural_id, registry
+from civitas.eventkit import (
+    UNSEALED,
+    Aggregate,
+    DomainEvent,
+    SealedName,
+    applies,
+    natural_id,
+    registry,
+)
 from civitas.validation import required_text
 
 
@@ -167,9 +175,14 @@ class CaseFiled(DomainEvent):
 
 
 def _unsealed(data: dict[str, Any], name: str) -> dict[str, Any]:
-    data[f"{name}_person"] = f"unsealed-{data[name]}"
+    data[f"{name}_person"] = UNSEALED
     data[f"{name}_ciphertext"] = None
     return data
+
+
+UNSEALED_NAMES = ("handler", "by", "mediator")
+"""Fields of schema-1 events that carry a person's name in plaintext: views leave
+them out, as they leave out ciphertext."""
 
 
 class CaseDispatched(DomainEvent):

@@ -6,7 +6,15 @@ import enum
 from typing import Any
 
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import Aggregate, DomainEvent, SealedName, applies, natural_id, registry
+from civitas.eventkit import (
+    UNSEALED,
+    Aggregate,
+    DomainEvent,
+    SealedName,
+    applies,
+    natural_id,
+    registry,
+)
 from civitas.geography import UnitKind
 from civitas.validation import required_text as check_text
 
@@ -116,28 +124,26 @@ class CommitteeMemberSeated(DomainEvent):
 
 
 class CommitteeMemberUnseated(DomainEvent):
+    """``holder`` names the seat only where its holder was seated before names were
+    sealed and is no member: the name that seat's own event carries in plaintext."""
+
     schema_version = 2
     role: SeatRole
     holder_person: str
+    holder: str | None = None
 
 
 @registry.upcaster("CommitteeMemberSeated", 1)
 def _seated_v1(data: dict[str, Any]) -> dict[str, Any]:
-    data["holder_person"] = unsealed_person(data["holder"])
+    data["holder_person"] = data.get("member_id") or UNSEALED
     data["holder_ciphertext"] = None
     return data
 
 
 @registry.upcaster("CommitteeMemberUnseated", 1)
 def _unseated_v1(data: dict[str, Any]) -> dict[str, Any]:
-    data["holder_person"] = unsealed_person(data.pop("holder"))
+    data["holder_person"] = UNSEALED  # schema 1 named the seat by its holder's name
     return data
-
-
-def unsealed_person(holder: str) -> str:
-    """The person id an unsealed (schema 1) seat holder is known by: schema 1 unseated
-    by name, so the name, not the member id, names the seat."""
-    return f"unsealed-{holder}"
 
 
 class MemberEnrolled(DomainEvent):
@@ -241,10 +247,16 @@ class PartyOrg(Aggregate):
             )
         )
 
-    def unseat(self, role: SeatRole, holder_person: str) -> None:
-        if not self.holds(role, holder_person):
-            raise RuleViolation(f"person {holder_person} holds no {role} seat in {self.name}")
-        self._record(CommitteeMemberUnseated(role=role, holder_person=holder_person))
+    def unseat(self, seat: CommitteeMemberSeated) -> None:
+        """Free a seat (one of ``seats``, as the application found it)."""
+        if seat not in self.seats:
+            raise RuleViolation(f"that {seat.role} seat is not held in {self.name}")
+        unsealed = seat.holder if seat.holder_person == UNSEALED else None
+        self._record(
+            CommitteeMemberUnseated(
+                role=seat.role, holder_person=seat.holder_person, holder=unsealed
+            )
+        )
 
     def holds(self, role: SeatRole, holder_person: str) -> bool:
         return any(s.role is role and s.holder_person == holder_person for s in self.seats)
@@ -303,11 +315,7 @@ class PartyOrg(Aggregate):
 
     @applies
     def _on_committee_member_unseated(self, event: CommitteeMemberUnseated) -> None:
-        self.seats = [
-            s
-            for s in self.seats
-            if not (s.role is event.role and s.holder_person == event.holder_person)
-        ]
+        self.seats = [s for s in self.seats if not (s.role is event.role and _names(s, event))]
 
     @applies
     def _on_member_enrolled(self, event: MemberEnrolled) -> None:
@@ -320,3 +328,11 @@ class PartyOrg(Aggregate):
     @applies
     def _on_party_org_dissolved(self, event: PartyOrgDissolved) -> None:
         self.dissolved = True
+
+
+def _names(seat: CommitteeMemberSeated, unseated: CommitteeMemberUnseated) -> bool:
+    """Whether an unseat frees this seat: by its holder's person or, for a seat named
+    by an unsealed name (schema 1), by that name."""
+    if unseated.holder is not None:
+        return seat.holder == unseated.holder
+    return seat.holder_person == unseated.holder_person

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from civitas.errors import InvalidInput, RuleViolation
-from civitas.eventkit import Aggregate, DomainEvent, SealedName, applies, registry
+from civitas.eventkit import UNSEALED, Aggregate, DomainEvent, SealedName, applies, registry
 from civitas.geography import UnitKind, parse_unit_code
 from civitas.validation import required_text as check_text
 
@@ -47,23 +47,17 @@ class GridPostVacated(DomainEvent):
     holder_person: str
 
 
-def unsealed_person(member_id: str | None, holder: str) -> str:
-    """The person id an unsealed (schema 1) holder is known by."""
-    return member_id or f"unsealed-{holder}"
-
-
 @registry.upcaster("GridPostAssigned", 1)
 def _post_assigned_v1(data: dict[str, Any]) -> dict[str, Any]:
-    data["holder_person"] = unsealed_person(data.get("member_id"), data["holder"])
+    data["holder_person"] = data.get("member_id") or UNSEALED
     data["holder_ciphertext"] = None
     return data
 
 
 @registry.upcaster("GridPostVacated", 1)
 def _post_vacated_v1(data: dict[str, Any]) -> dict[str, Any]:
-    # v1 did not say whether the holder was a member; the person matters to nobody once
-    # the post is vacated, so the name alone stands for them.
-    data["holder_person"] = unsealed_person(None, data.pop("holder"))
+    data.pop("holder")  # the post alone says which holder left
+    data["holder_person"] = UNSEALED
     return data
 
 
