@@ -1,6 +1,6 @@
 """party_orgs under cProfile, for ``BENCH_GRPC_PROFILE=1 python -m benchmarks.grpc_commands``.
 
-Runs ``civitas.party_orgs``'s own ``main()`` (same settings from the environment),
+Runs party_orgs as ``python -m civitas.party_orgs`` does (same settings from the environment),
 with every thread profiled from SIGUSR1 on (the benchmark sends it once its setup
 is done, so the profile holds only the measured commands). On exit (SIGTERM) it
 writes ``main.pstats`` (the event-loop thread) and ``threads.pstats`` (every other
@@ -10,7 +10,6 @@ directory given as the first argument.
 
 from __future__ import annotations
 
-import asyncio
 import cProfile
 import pstats
 import signal
@@ -44,10 +43,11 @@ def main() -> None:
         main_profile.enable()
 
     signal.signal(signal.SIGUSR1, start)
-    from civitas.party_orgs.__main__ import main as party_orgs_main
+    from civitas.chassis.service import serve
+    from civitas.party_orgs.bootstrap import run_party_orgs
 
     try:
-        asyncio.run(party_orgs_main())
+        serve("party_orgs", run_party_orgs)
     finally:
         main_profile.disable()
         threading.setprofile(None)

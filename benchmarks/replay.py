@@ -204,7 +204,7 @@ class CaseFactsView(SQLiteTrackingRecorder):
     """The same read model, written per event with the tracking record."""
 
     def construct_create_table_statements(self) -> list[str]:
-        dialect = sa.dialects.sqlite.dialect()  # type: ignore[attr-defined]
+        dialect = sa.dialects.sqlite.dialect()
         ours = [
             str(CreateTable(t, if_not_exists=True).compile(dialect=dialect))
             for t in (cases, case_events)
@@ -258,7 +258,7 @@ class _Recorded:
 class CaseFactsProjection(Projection[CaseFactsView]):
     name = "casefacts"
 
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         self.view.apply(domain_event, tracking)
 
 
