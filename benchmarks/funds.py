@@ -46,9 +46,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from civitas.chassis.auth import Principal, Role
+from civitas.chassis.auth import Caller, Principal, Role
 from civitas.eventkit import EventStore, NewEvent, SqliteEventStore, StreamState, SystemClock
-from civitas.funds.application import YEARLY_ALLOCATION_FEN, Caller, Funds, special_fund_of
+from civitas.funds.application import YEARLY_ALLOCATION_FEN, Funds, special_fund_of
 from civitas.funds.domain.accounts import YUAN, AccountKind, transfer_id_for
 
 from ._common import (

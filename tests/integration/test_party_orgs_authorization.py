@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from civitas.chassis.auth import Role
+from civitas.chassis.auth import Caller, Role
 from civitas.eventkit import ManualClock
-from civitas.party_orgs.application import Caller
 from civitas.party_orgs.domain.members import AppraisalRating, CardActivityKind
 from civitas.party_orgs.domain.orgs import OrgKind, SeatRole
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from civitas.chassis.auth import Principal, Role
+from civitas.chassis.auth import Caller, Principal, Role
 from civitas.eventkit import ManualClock
-from civitas.volunteers.application import Caller, PastAttendance, Volunteers
+from civitas.volunteers.application import PastAttendance, Volunteers
 from civitas.volunteers.domain.activities import Brand
 from civitas.volunteers.v1 import volunteers_pb2 as pb
 from tests.integration.test_volunteers import platform

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from civitas.chassis.auth import Principal, Role
+from civitas.chassis.auth import Caller, Principal, Role
 from civitas.eventkit import ManualClock, SqliteEventStore, create_read_model_engine
 from civitas.eventkit.personal import PersonalDataVault
-from civitas.party_orgs.application import Caller, PartyOrgs
+from civitas.party_orgs.application import PartyOrgs
 from civitas.party_orgs.domain.orgs import OrgKind, SeatRole
 
 ADMIN = Caller(Principal("admin", frozenset({Role.DISTRICT_ADMIN}), ("QH",)), "setup")

@@ -8,14 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from civitas.chassis.auth import Principal, Role, authorize
+from civitas.chassis.auth import Caller, Principal, Role, authorize
 from civitas.errors import InvalidInput, NotFound
 from civitas.eventkit import (
     AggregateNotFound,
     Clock,
     ConcurrencyError,
     EventStore,
-    Metadata,
     Repository,
     SealedName,
     natural_id,
@@ -37,16 +36,6 @@ IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
 SUPERVISOR = Principal("supervisor", frozenset({R.SERVICE}), ("QH",))
 FUNDS_OUTCOMES = Principal("funds-outcomes", frozenset({R.SERVICE}), ("QH",))
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    principal: Principal
-    correlation_id: str | None = None
-
-    @property
-    def metadata(self) -> Metadata:
-        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from typing import Any
 
 from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
-from civitas.chassis.interceptor import current_correlation_id, current_principal
+from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.errors import InvalidInput
 from civitas.geography import UnitKind, parse_unit_code
 
-from .application import Caller, Cases, HistoricalCase
+from .application import Cases, HistoricalCase
 from .case_index import CaseFilter, CaseQueries
 from .domain.case import UNSEALED_NAMES, Case, Channel, Status, Urgency
 from .v1 import cases_pb2 as pb
@@ -26,10 +26,6 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         self.app = app
         self.queries = queries
         self.index_ready = index_ready
-
-    @staticmethod
-    def _caller() -> Caller:
-        return Caller(current_principal(), current_correlation_id())
 
     async def _case_out(self, case: Case, timeline: bool = False) -> pb.Case:
         registered = await self.app.store.read_stream(case.stream_id, limit=1)
@@ -103,7 +99,7 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         self, request: pb.RegisterCaseRequest, context: Any
     ) -> pb.RegisterCaseResponse:
         case = await self.app.register(
-            self._caller(),
+            current_caller(),
             enum_in(request.channel, pb.Channel, "CHANNEL_", Channel, "channel"),
             request.community_code,
             request.address,
@@ -118,17 +114,19 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         self, request: pb.ClassifyCaseRequest, context: Any
     ) -> pb.ClassifyCaseResponse:
         urgency = enum_in(request.urgency, pb.Urgency, "URGENCY_", Urgency, "urgency")
-        case = await self.app.classify(self._caller(), self._id(request), request.category, urgency)
+        case = await self.app.classify(
+            current_caller(), self._id(request), request.category, urgency
+        )
         return pb.ClassifyCaseResponse(case=await self._case_out(case))
 
     async def AnswerOnSpot(
         self, request: pb.AnswerOnSpotRequest, context: Any
     ) -> pb.AnswerOnSpotResponse:
-        case = await self.app.answer_on_spot(self._caller(), self._id(request), request.answer)
+        case = await self.app.answer_on_spot(current_caller(), self._id(request), request.answer)
         return pb.AnswerOnSpotResponse(case=await self._case_out(case))
 
     async def FileCase(self, request: pb.FileCaseRequest, context: Any) -> pb.FileCaseResponse:
-        case = await self.app.file(self._caller(), self._id(request))
+        case = await self.app.file(current_caller(), self._id(request))
         return pb.FileCaseResponse(case=await self._case_out(case))
 
     async def DispatchCase(
@@ -136,20 +134,22 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     ) -> pb.DispatchCaseResponse:
         if request.grid_code and parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
             raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
-        case = await self.app.dispatch(self._caller(), self._id(request), request.grid_code or None)
+        case = await self.app.dispatch(
+            current_caller(), self._id(request), request.grid_code or None
+        )
         return pb.DispatchCaseResponse(case=await self._case_out(case))
 
     async def AcceptCase(
         self, request: pb.AcceptCaseRequest, context: Any
     ) -> pb.AcceptCaseResponse:
-        case = await self.app.accept(self._caller(), self._id(request), request.accepted_by)
+        case = await self.app.accept(current_caller(), self._id(request), request.accepted_by)
         return pb.AcceptCaseResponse(case=await self._case_out(case))
 
     async def RequestFunds(
         self, request: pb.RequestFundsRequest, context: Any
     ) -> pb.RequestFundsResponse:
         case = await self.app.request_funds(
-            self._caller(),
+            current_caller(),
             self._id(request),
             request.amount_fen,
             request.payee_account,
@@ -161,7 +161,7 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def ReturnCase(
         self, request: pb.ReturnCaseRequest, context: Any
     ) -> pb.ReturnCaseResponse:
-        case = await self.app.return_to_sender(self._caller(), self._id(request), request.reason)
+        case = await self.app.return_to_sender(current_caller(), self._id(request), request.reason)
         return pb.ReturnCaseResponse(case=await self._case_out(case))
 
     async def ReassignCase(
@@ -170,27 +170,27 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         if parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
             raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
         case = await self.app.reassign(
-            self._caller(), self._id(request), request.grid_code, request.reason
+            current_caller(), self._id(request), request.grid_code, request.reason
         )
         return pb.ReassignCaseResponse(case=await self._case_out(case))
 
     async def AddProgressNote(
         self, request: pb.AddProgressNoteRequest, context: Any
     ) -> pb.AddProgressNoteResponse:
-        case = await self.app.note_progress(self._caller(), self._id(request), request.note)
+        case = await self.app.note_progress(current_caller(), self._id(request), request.note)
         return pb.AddProgressNoteResponse(case=await self._case_out(case))
 
     async def OpenMediation(
         self, request: pb.OpenMediationRequest, context: Any
     ) -> pb.OpenMediationResponse:
-        case = await self.app.open_mediation(self._caller(), self._id(request), request.mediator)
+        case = await self.app.open_mediation(current_caller(), self._id(request), request.mediator)
         return pb.OpenMediationResponse(case=await self._case_out(case))
 
     async def RecordMediationSession(
         self, request: pb.RecordMediationSessionRequest, context: Any
     ) -> pb.RecordMediationSessionResponse:
         case = await self.app.hold_mediation_session(
-            self._caller(), self._id(request), request.summary
+            current_caller(), self._id(request), request.summary
         )
         return pb.RecordMediationSessionResponse(case=await self._case_out(case))
 
@@ -198,37 +198,37 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         self, request: pb.ConcludeMediationRequest, context: Any
     ) -> pb.ConcludeMediationResponse:
         case = await self.app.conclude_mediation(
-            self._caller(), self._id(request), request.agreed, request.terms
+            current_caller(), self._id(request), request.agreed, request.terms
         )
         return pb.ConcludeMediationResponse(case=await self._case_out(case))
 
     async def ResolveCase(
         self, request: pb.ResolveCaseRequest, context: Any
     ) -> pb.ResolveCaseResponse:
-        case = await self.app.resolve(self._caller(), self._id(request), request.resolution)
+        case = await self.app.resolve(current_caller(), self._id(request), request.resolution)
         return pb.ResolveCaseResponse(case=await self._case_out(case))
 
     async def FollowUpCase(
         self, request: pb.FollowUpCaseRequest, context: Any
     ) -> pb.FollowUpCaseResponse:
         case = await self.app.follow_up(
-            self._caller(), self._id(request), request.satisfaction, request.comment
+            current_caller(), self._id(request), request.satisfaction, request.comment
         )
         return pb.FollowUpCaseResponse(case=await self._case_out(case))
 
     async def CloseCase(self, request: pb.CloseCaseRequest, context: Any) -> pb.CloseCaseResponse:
-        case = await self.app.close(self._caller(), self._id(request))
+        case = await self.app.close(current_caller(), self._id(request))
         return pb.CloseCaseResponse(case=await self._case_out(case))
 
     async def ReopenCase(
         self, request: pb.ReopenCaseRequest, context: Any
     ) -> pb.ReopenCaseResponse:
-        case = await self.app.reopen(self._caller(), self._id(request), request.reason)
+        case = await self.app.reopen(current_caller(), self._id(request), request.reason)
         return pb.ReopenCaseResponse(case=await self._case_out(case))
 
     async def MergeCase(self, request: pb.MergeCaseRequest, context: Any) -> pb.MergeCaseResponse:
         case = await self.app.merge(
-            self._caller(),
+            current_caller(),
             uuid_in(request.duplicate_case_id, "duplicate_case_id"),
             uuid_in(request.original_case_id, "original_case_id"),
         )
@@ -237,13 +237,13 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def RejectCase(
         self, request: pb.RejectCaseRequest, context: Any
     ) -> pb.RejectCaseResponse:
-        case = await self.app.reject(self._caller(), self._id(request), request.reason)
+        case = await self.app.reject(current_caller(), self._id(request), request.reason)
         return pb.RejectCaseResponse(case=await self._case_out(case))
 
     async def WithdrawCase(
         self, request: pb.WithdrawCaseRequest, context: Any
     ) -> pb.WithdrawCaseResponse:
-        case = await self.app.withdraw(self._caller(), self._id(request), request.reason)
+        case = await self.app.withdraw(current_caller(), self._id(request), request.reason)
         return pb.WithdrawCaseResponse(case=await self._case_out(case))
 
     async def ImportCase(
@@ -276,11 +276,11 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             closed_at=when("closed_at"),
             source_id=request.source_id or None,
         )
-        case = await self.app.import_case(self._caller(), record)
+        case = await self.app.import_case(current_caller(), record)
         return pb.ImportCaseResponse(case=await self._case_out(case))
 
     async def GetCase(self, request: pb.GetCaseRequest, context: Any) -> pb.GetCaseResponse:
-        case = await self.app.get(self._caller(), self._id(request))
+        case = await self.app.get(current_caller(), self._id(request))
         return pb.GetCaseResponse(case=await self._case_out(case, timeline=True))
 
     async def ListCases(self, request: pb.ListCasesRequest, context: Any) -> pb.ListCasesResponse:
@@ -292,7 +292,7 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         ids, token = await asyncio.to_thread(
             self.queries.page, where, self.app.clock.now(), size, request.page_token or None
         )
-        found = [await self._case_out(await self.app.get(self._caller(), i)) for i in ids]
+        found = [await self._case_out(await self.app.get(current_caller(), i)) for i in ids]
         return pb.ListCasesResponse(cases=found, next_page_token=token or "")
 
     @staticmethod

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import jwt
 
 from civitas.errors import NotAllowed, Unauthenticated
+from civitas.eventkit import Metadata
 
 ISSUER = "civitas"
 AUDIENCE = "civitas"
@@ -46,6 +47,20 @@ class Principal:
     def covers(self, unit_code: str) -> bool:
         """True when ``unit_code`` is one of the scope's units or lies below one."""
         return any(unit_code == s or unit_code.startswith(s + "-") for s in self.scope)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks a service to do something, and the correlation id their request carries
+    (a person over gRPC, or a service's own process acting as a named principal)."""
+
+    principal: Principal
+    correlation_id: str | None = None
+
+    @property
+    def metadata(self) -> Metadata:
+        """What the events this caller's command records say of who and why."""
+        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
 
 
 def authorize(principal: Principal, allowed: Iterable[Role], unit_code: str | None) -> None:

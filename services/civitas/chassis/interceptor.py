@@ -22,7 +22,7 @@ from civitas import errors
 from civitas.eventkit import AggregateNotFound, ConcurrencyError, StoreClosed
 from civitas.eventkit.ids import new_uuid
 
-from .auth import Principal, TokenAuthority
+from .auth import Caller, Principal, TokenAuthority
 
 log = structlog.get_logger("civitas.grpc")
 
@@ -83,6 +83,11 @@ def current_principal() -> Principal:
 def current_correlation_id() -> str:
     """The correlation id of the request being handled."""
     return CORRELATION_ID.get()
+
+
+def current_caller() -> Caller:
+    """The caller of the request being handled, with its correlation id."""
+    return Caller(current_principal(), current_correlation_id())
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]

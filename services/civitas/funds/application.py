@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from civitas.chassis.auth import Principal, Role, authorize
+from civitas.chassis.auth import Caller, Principal, Role, authorize
 from civitas.errors import InvalidInput, NotFound, RuleViolation
 from civitas.eventkit import (
     AggregateNotFound,
@@ -16,7 +16,6 @@ from civitas.eventkit import (
     ConcurrencyError,
     EventStore,
     KeyedLocks,
-    Metadata,
     RecordedEvent,
     Repository,
 )
@@ -43,16 +42,6 @@ STREET_APPROVERS = {R.DISTRICT_ADMIN, R.STREET_STAFF}
 YEARLY_ALLOCATION_FEN = 200_000 * YUAN
 SAGA = Principal("funds", frozenset({R.SERVICE}), ("QH",))
 _KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,40}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    principal: Principal
-    correlation_id: str | None = None
-
-    @property
-    def metadata(self) -> Metadata:
-        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
-from civitas.chassis.interceptor import current_correlation_id, current_principal
+from civitas.chassis.interceptor import current_caller
 
-from .application import Caller, Funds
+from .application import Funds
 from .domain.accounts import Account, AccountKind
 from .domain.expenditures import Expenditure
 from .domain.tasks import Task
@@ -65,10 +65,6 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
         self.ledger_ready = ledger_ready
 
     @staticmethod
-    def _caller() -> Caller:
-        return Caller(current_principal(), current_correlation_id())
-
-    @staticmethod
     def _id(request: Any) -> str:
         return uuid_in(request.expenditure_id, "expenditure_id")
 
@@ -77,7 +73,7 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
     ) -> pb.OpenAccountResponse:
         kind = enum_in(request.kind, pb.AccountKind, "ACCOUNT_KIND_", AccountKind, "kind")
         account = await self.app.open_account(
-            self._caller(), kind, request.owner_code, request.key, request.name
+            current_caller(), kind, request.owner_code, request.key, request.name
         )
         return pb.OpenAccountResponse(account=account_out(account))
 
@@ -85,13 +81,13 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
         self, request: pb.AllocateYearRequest, context: Any
     ) -> pb.AllocateYearResponse:
         fund = await self.app.allocate_year(
-            self._caller(), request.community_code, request.year, request.amount_fen
+            current_caller(), request.community_code, request.year, request.amount_fen
         )
         return pb.AllocateYearResponse(fund=account_out(fund))
 
     async def Transfer(self, request: pb.TransferRequest, context: Any) -> pb.TransferResponse:
         transfer_id, source, target = await self.app.transfer(
-            self._caller(),
+            current_caller(),
             request.idempotency_key,
             request.from_account,
             request.to_account,
@@ -108,7 +104,7 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
         self, request: pb.AssignTaskRequest, context: Any
     ) -> pb.AssignTaskResponse:
         task = await self.app.assign_task(
-            self._caller(),
+            current_caller(),
             request.idempotency_key,
             request.department_account,
             request.community_code,
@@ -126,7 +122,7 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
     ) -> pb.RequestExpenditureResponse:
         case_id = uuid_in(request.case_id, "case_id") if request.case_id else None
         expenditure = await self.app.request_expenditure(
-            self._caller(),
+            current_caller(),
             request.community_code,
             request.payee_account,
             request.amount_fen,
@@ -139,37 +135,37 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
     async def ApproveExpenditure(
         self, request: pb.ApproveExpenditureRequest, context: Any
     ) -> pb.ApproveExpenditureResponse:
-        expenditure = await self.app.approve(self._caller(), self._id(request))
+        expenditure = await self.app.approve(current_caller(), self._id(request))
         return pb.ApproveExpenditureResponse(expenditure=expenditure_out(expenditure))
 
     async def ReserveExpenditure(
         self, request: pb.ReserveExpenditureRequest, context: Any
     ) -> pb.ReserveExpenditureResponse:
-        expenditure = await self.app.reserve(self._caller(), self._id(request))
+        expenditure = await self.app.reserve(current_caller(), self._id(request))
         return pb.ReserveExpenditureResponse(expenditure=expenditure_out(expenditure))
 
     async def DisburseExpenditure(
         self, request: pb.DisburseExpenditureRequest, context: Any
     ) -> pb.DisburseExpenditureResponse:
-        expenditure = await self.app.disburse(self._caller(), self._id(request))
+        expenditure = await self.app.disburse(current_caller(), self._id(request))
         return pb.DisburseExpenditureResponse(expenditure=expenditure_out(expenditure))
 
     async def VoidExpenditure(
         self, request: pb.VoidExpenditureRequest, context: Any
     ) -> pb.VoidExpenditureResponse:
-        expenditure = await self.app.void(self._caller(), self._id(request), request.reason)
+        expenditure = await self.app.void(current_caller(), self._id(request), request.reason)
         return pb.VoidExpenditureResponse(expenditure=expenditure_out(expenditure))
 
     async def RejectExpenditure(
         self, request: pb.RejectExpenditureRequest, context: Any
     ) -> pb.RejectExpenditureResponse:
-        expenditure = await self.app.reject(self._caller(), self._id(request), request.reason)
+        expenditure = await self.app.reject(current_caller(), self._id(request), request.reason)
         return pb.RejectExpenditureResponse(expenditure=expenditure_out(expenditure))
 
     async def CloseFiscalYear(
         self, request: pb.CloseFiscalYearRequest, context: Any
     ) -> pb.CloseFiscalYearResponse:
-        account = await self.app.close_year(self._caller(), request.account_id, request.year)
+        account = await self.app.close_year(current_caller(), request.account_id, request.year)
         return pb.CloseFiscalYearResponse(account=account_out(account))
 
     async def GetExpenditure(

@@ -9,11 +9,10 @@ retried command completes what a crash left half done.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from civitas.chassis.auth import Principal, Role, authorize
+from civitas.chassis.auth import Caller, Role, authorize
 from civitas.errors import InvalidInput, NotFound, RuleViolation
 from civitas.eventkit import (
     UNSEALED,
@@ -21,7 +20,6 @@ from civitas.eventkit import (
     Clock,
     ConcurrencyError,
     EventStore,
-    Metadata,
     Repository,
     SealedName,
 )
@@ -47,18 +45,6 @@ CARD_WRITERS = {
     R.SERVICE,
 }
 PAIRING_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF}
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who asks, and the correlation id their request carries."""
-
-    principal: Principal
-    correlation_id: str | None = None
-
-    @property
-    def metadata(self) -> Metadata:
-        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
 
 
 class PartyOrgs:

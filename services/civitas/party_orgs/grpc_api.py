@@ -8,11 +8,11 @@ from typing import Any
 
 from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
-from civitas.chassis.interceptor import current_correlation_id, current_principal
+from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.errors import InvalidInput, NotFound
 from civitas.geography import UnitKind, parse_unit_code
 
-from .application import Caller, PartyOrgs
+from .application import PartyOrgs
 from .directory import DirectoryQueries
 from .domain.members import AppraisalRating, CardActivityKind, Member
 from .domain.orgs import OrgKind, PartyOrg, SeatRole, org_id_for
@@ -136,17 +136,17 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             return HIDDEN
         return await self.app.vault.show(member.id, member.name_ciphertext)
 
-    @staticmethod
-    def _caller() -> Caller:
-        return Caller(current_principal(), current_correlation_id())
-
     # -- units ------------------------------------------------------------------
 
     async def RegisterAdminUnit(
         self, request: pb.RegisterAdminUnitRequest, context: Any
     ) -> pb.RegisterAdminUnitResponse:
         unit = await self.app.register_unit(
-            self._caller(), request.code, request.name, request.population, list(request.addresses)
+            current_caller(),
+            request.code,
+            request.name,
+            request.population,
+            list(request.addresses),
         )
         return pb.RegisterAdminUnitResponse(unit=await self._unit_out(unit))
 
@@ -154,14 +154,16 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.RenameAdminUnitRequest, context: Any
     ) -> pb.RenameAdminUnitResponse:
         parse_unit_code(request.code)
-        unit = await self.app.rename_unit(self._caller(), request.code, request.name)
+        unit = await self.app.rename_unit(current_caller(), request.code, request.name)
         return pb.RenameAdminUnitResponse(unit=await self._unit_out(unit))
 
     async def OpenServiceCentre(
         self, request: pb.OpenServiceCentreRequest, context: Any
     ) -> pb.OpenServiceCentreResponse:
         parse_unit_code(request.street_code)
-        unit = await self.app.open_service_centre(self._caller(), request.street_code, request.name)
+        unit = await self.app.open_service_centre(
+            current_caller(), request.street_code, request.name
+        )
         return pb.OpenServiceCentreResponse(unit=await self._unit_out(unit))
 
     async def AssignGridPost(
@@ -170,7 +172,12 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         parse_unit_code(request.grid_code)
         member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
         unit = await self.app.assign_post(
-            self._caller(), request.grid_code, request.post, request.holder, member_id, request.duty
+            current_caller(),
+            request.grid_code,
+            request.post,
+            request.holder,
+            member_id,
+            request.duty,
         )
         return pb.AssignGridPostResponse(unit=await self._unit_out(unit))
 
@@ -178,7 +185,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.VacateGridPostRequest, context: Any
     ) -> pb.VacateGridPostResponse:
         parse_unit_code(request.grid_code)
-        unit = await self.app.vacate_post(self._caller(), request.grid_code, request.post)
+        unit = await self.app.vacate_post(current_caller(), request.grid_code, request.post)
         return pb.VacateGridPostResponse(unit=await self._unit_out(unit))
 
     async def GetAdminUnit(
@@ -240,7 +247,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         if not request.unit_code:
             raise InvalidInput("unit_code is required")
         org = await self.app.found_org(
-            self._caller(), kind, request.name, parent, request.unit_code
+            current_caller(), kind, request.name, parent, request.unit_code
         )
         return pb.FoundPartyOrgResponse(org=await self._org_out(org))
 
@@ -248,7 +255,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.MovePartyOrgRequest, context: Any
     ) -> pb.MovePartyOrgResponse:
         org = await self.app.move_org(
-            self._caller(),
+            current_caller(),
             uuid_in(request.org_id, "org_id"),
             uuid_in(request.new_parent_id, "new_parent_id"),
         )
@@ -261,7 +268,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         role = enum_in(seat.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "seat.role")
         member_id = uuid_in(seat.member_id, "seat.member_id") if seat.member_id else None
         org = await self.app.seat(
-            self._caller(),
+            current_caller(),
             uuid_in(request.org_id, "org_id"),
             role,
             seat.holder,
@@ -277,7 +284,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         if not (request.holder or request.person_id):
             raise InvalidInput("name the holder, or give their person_id")
         org = await self.app.unseat(
-            self._caller(),
+            current_caller(),
             uuid_in(request.org_id, "org_id"),
             role,
             request.holder,
@@ -289,7 +296,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.DissolvePartyOrgRequest, context: Any
     ) -> pb.DissolvePartyOrgResponse:
         org = await self.app.dissolve_org(
-            self._caller(), uuid_in(request.org_id, "org_id"), request.reason
+            current_caller(), uuid_in(request.org_id, "org_id"), request.reason
         )
         return pb.DissolvePartyOrgResponse(org=await self._org_out(org))
 
@@ -327,7 +334,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         if not request.member_number.strip():
             raise InvalidInput("member_number is required")
         member = await self.app.admit_member(
-            self._caller(),
+            current_caller(),
             request.member_number,
             request.name,
             uuid_in(request.org_id, "org_id"),
@@ -340,7 +347,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.StartMemberTransferRequest, context: Any
     ) -> pb.StartMemberTransferResponse:
         member = await self.app.start_transfer(
-            self._caller(),
+            current_caller(),
             uuid_in(request.member_id, "member_id"),
             uuid_in(request.to_org_id, "to_org_id"),
         )
@@ -350,7 +357,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ReceiveMemberTransferRequest, context: Any
     ) -> pb.ReceiveMemberTransferResponse:
         member = await self.app.receive_transfer(
-            self._caller(), uuid_in(request.member_id, "member_id")
+            current_caller(), uuid_in(request.member_id, "member_id")
         )
         return pb.ReceiveMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -358,7 +365,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.CancelMemberTransferRequest, context: Any
     ) -> pb.CancelMemberTransferResponse:
         member = await self.app.cancel_transfer(
-            self._caller(), uuid_in(request.member_id, "member_id"), request.reason
+            current_caller(), uuid_in(request.member_id, "member_id"), request.reason
         )
         return pb.CancelMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -366,7 +373,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ReportToCommunityRequest, context: Any
     ) -> pb.ReportToCommunityResponse:
         member = await self.app.report_to_community(
-            self._caller(), uuid_in(request.member_id, "member_id"), request.community_code
+            current_caller(), uuid_in(request.member_id, "member_id"), request.community_code
         )
         return pb.ReportToCommunityResponse(member=await self._member_to_proto(member))
 
@@ -386,7 +393,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         if not activity.HasField("occurred_at"):
             raise InvalidInput("activity.occurred_at is required")
         member = await self.app.record_activity(
-            self._caller(),
+            current_caller(),
             uuid_in(request.member_id, "member_id"),
             activity.activity_id,
             kind,
@@ -403,7 +410,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             raise InvalidInput("feedback is required")
         feedback = request.feedback
         member = await self.app.record_feedback(
-            self._caller(),
+            current_caller(),
             uuid_in(request.member_id, "member_id"),
             feedback.feedback_id,
             feedback.rating,
@@ -424,7 +431,10 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             "appraisal.rating",
         )
         member = await self.app.rate_appraisal(
-            self._caller(), uuid_in(request.member_id, "member_id"), request.appraisal.year, rating
+            current_caller(),
+            uuid_in(request.member_id, "member_id"),
+            request.appraisal.year,
+            rating,
         )
         return pb.RateAppraisalResponse(member=await self._member_to_proto(member))
 
@@ -439,7 +449,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.FormPairingRequest, context: Any
     ) -> pb.FormPairingResponse:
         pairing = await self.app.form_pairing(
-            self._caller(),
+            current_caller(),
             uuid_in(request.organ_org_id, "organ_org_id"),
             uuid_in(request.community_org_id, "community_org_id"),
         )
@@ -449,7 +459,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.EndPairingRequest, context: Any
     ) -> pb.EndPairingResponse:
         pairing = await self.app.end_pairing(
-            self._caller(), uuid_in(request.pairing_id, "pairing_id"), request.reason
+            current_caller(), uuid_in(request.pairing_id, "pairing_id"), request.reason
         )
         return pb.EndPairingResponse(pairing=pairing_to_proto(pairing))
 

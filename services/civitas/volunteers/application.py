@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from civitas.chassis.auth import Principal, Role, authorize
+from civitas.chassis.auth import Caller, Principal, Role, authorize
 from civitas.errors import InvalidInput, NotFound, RuleViolation
 from civitas.eventkit import (
     Clock,
     ConcurrencyError,
     EventStore,
-    Metadata,
     Repository,
     natural_id,
 )
@@ -33,16 +32,6 @@ ATTENDANCE = COORDINATORS | {R.GRID_WORKER, R.SERVICE}
 IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
 PROCESS = Principal("volunteers-process", frozenset({R.SERVICE}), ("QH",))
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    principal: Principal
-    correlation_id: str | None = None
-
-    @property
-    def metadata(self) -> Metadata:
-        return Metadata(actor=self.principal.subject, correlation_id=self.correlation_id)
 
 
 def _community(code: str) -> str:

@@ -6,10 +6,10 @@ from typing import Any
 
 from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
-from civitas.chassis.interceptor import current_correlation_id, current_principal
+from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.errors import InvalidInput
 
-from .application import Caller, PastAttendance, Volunteers
+from .application import PastAttendance, Volunteers
 from .domain.activities import Activity, Brand
 from .domain.volunteers import Volunteer
 from .v1 import volunteers_pb2 as pb
@@ -21,10 +21,6 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
 
     def __init__(self, app: Volunteers) -> None:
         self.app = app
-
-    @staticmethod
-    def _caller() -> Caller:
-        return Caller(current_principal(), current_correlation_id())
 
     async def _volunteer_out(self, volunteer: Volunteer) -> pb.Volunteer:
         name = (
@@ -80,7 +76,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
     ) -> pb.RegisterVolunteerResponse:
         member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
         volunteer = await self.app.register(
-            self._caller(),
+            current_caller(),
             request.name,
             request.phone,
             request.community_code,
@@ -93,7 +89,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.SuspendVolunteerRequest, context: Any
     ) -> pb.SuspendVolunteerResponse:
         volunteer = await self.app.suspend(
-            self._caller(), uuid_in(request.volunteer_id, "volunteer_id"), request.reason
+            current_caller(), uuid_in(request.volunteer_id, "volunteer_id"), request.reason
         )
         return pb.SuspendVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
@@ -101,7 +97,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.ReinstateVolunteerRequest, context: Any
     ) -> pb.ReinstateVolunteerResponse:
         volunteer = await self.app.reinstate(
-            self._caller(), uuid_in(request.volunteer_id, "volunteer_id")
+            current_caller(), uuid_in(request.volunteer_id, "volunteer_id")
         )
         return pb.ReinstateVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
@@ -112,7 +108,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
             if not request.HasField(field):
                 raise InvalidInput(f"{field} is required")
         activity = await self.app.create_activity(
-            self._caller(),
+            current_caller(),
             enum_in(request.brand, pb.Brand, "BRAND_", Brand, "brand"),
             request.title,
             request.organizer,
@@ -131,42 +127,44 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         )
 
     async def SignUp(self, request: pb.SignUpRequest, context: Any) -> pb.SignUpResponse:
-        activity = await self.app.sign_up(self._caller(), *self._ids(request))
+        activity = await self.app.sign_up(current_caller(), *self._ids(request))
         return pb.SignUpResponse(activity=self._activity_out(activity))
 
     async def CancelSignUp(
         self, request: pb.CancelSignUpRequest, context: Any
     ) -> pb.CancelSignUpResponse:
-        activity = await self.app.cancel(self._caller(), *self._ids(request))
+        activity = await self.app.cancel(current_caller(), *self._ids(request))
         return pb.CancelSignUpResponse(activity=self._activity_out(activity))
 
     async def CheckIn(self, request: pb.CheckInRequest, context: Any) -> pb.CheckInResponse:
-        activity = await self.app.check_in(self._caller(), *self._ids(request))
+        activity = await self.app.check_in(current_caller(), *self._ids(request))
         return pb.CheckInResponse(activity=self._activity_out(activity))
 
     async def CheckOut(self, request: pb.CheckOutRequest, context: Any) -> pb.CheckOutResponse:
-        activity = await self.app.check_out(self._caller(), *self._ids(request))
+        activity = await self.app.check_out(current_caller(), *self._ids(request))
         return pb.CheckOutResponse(activity=self._activity_out(activity))
 
     async def VerifyHours(
         self, request: pb.VerifyHoursRequest, context: Any
     ) -> pb.VerifyHoursResponse:
         activity = await self.app.verify_hours(
-            self._caller(), *self._ids(request), request.tenths_of_hours
+            current_caller(), *self._ids(request), request.tenths_of_hours
         )
         return pb.VerifyHoursResponse(activity=self._activity_out(activity))
 
     async def DeclineHours(
         self, request: pb.DeclineHoursRequest, context: Any
     ) -> pb.DeclineHoursResponse:
-        activity = await self.app.decline_hours(self._caller(), *self._ids(request), request.reason)
+        activity = await self.app.decline_hours(
+            current_caller(), *self._ids(request), request.reason
+        )
         return pb.DeclineHoursResponse(activity=self._activity_out(activity))
 
     async def IssueCertificate(
         self, request: pb.IssueCertificateRequest, context: Any
     ) -> pb.IssueCertificateResponse:
         volunteer = await self.app.issue_certificate(
-            self._caller(), uuid_in(request.volunteer_id, "volunteer_id")
+            current_caller(), uuid_in(request.volunteer_id, "volunteer_id")
         )
         out = await self._volunteer_out(volunteer)
         return pb.IssueCertificateResponse(volunteer=out, certificate=out.certificates[-1])
@@ -192,7 +190,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
                 )
             )
         activity = await self.app.import_activity(
-            self._caller(),
+            current_caller(),
             enum_in(spec.brand, pb.Brand, "BRAND_", Brand, "activity.brand"),
             spec.title,
             spec.organizer,
