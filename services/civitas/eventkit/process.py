@@ -19,13 +19,11 @@ import sqlalchemy as sa
 
 from .metrics import CONSUMER_FAILURES
 from .projection import (
-    CatchUpFeed,
     Feed,
+    TrackedRunner,
     applied_versions,
     observe_applied,
     save_tracking,
-    tracked_position,
-    tracking,
 )
 from .records import EventFilter, RecordedEvent
 
@@ -67,7 +65,7 @@ class ProcessManager(abc.ABC):
             await reaction(self, event)
 
 
-class ProcessManagerRunner:
+class ProcessManagerRunner(TrackedRunner):
     """Runs one process manager from a feed, tracking its progress in a database."""
 
     def __init__(
@@ -80,34 +78,11 @@ class ProcessManagerRunner:
         give_up_on: tuple[type[Exception], ...] = (),
         retry_delay: float = 1.0,
     ) -> None:
+        super().__init__(manager.name, manager.filter, feed, engine)
         self.manager = manager
-        self.feed = feed
-        self.engine = engine
         self.retryable = retryable
         self.give_up_on = give_up_on
         self.retry_delay = retry_delay
-
-    async def setup(self) -> None:
-        await asyncio.to_thread(tracking.create_all, self.engine)
-
-    async def position(self) -> int:
-        return await asyncio.to_thread(self._in_transaction, tracked_position, self.manager.name)
-
-    async def run(self) -> None:
-        """React to events as they come, until cancelled."""
-        await self.setup()
-        after = await self.position()
-        await self.feed.run(self._handle, after=after, filter=self.manager.filter)
-
-    async def catch_up(self) -> int:
-        """React to every event available now (a feed that can tell); the position reached."""
-        feed: CatchUpFeed = self.feed  # type: ignore[assignment]
-        await self.setup()
-        after = await self.position()
-        while batch := await feed.read(after=after, filter=self.manager.filter):
-            await self._handle(batch)
-            after = batch[-1].position
-        return after
 
     async def _handle(self, batch: list[RecordedEvent]) -> None:
         name = self.manager.name
@@ -148,7 +123,3 @@ class ProcessManagerRunner:
                     exc,
                 )
                 return
-
-    def _in_transaction(self, work: Callable[..., Any], *args: Any) -> Any:
-        with self.engine.begin() as conn:
-            return work(conn, *args)

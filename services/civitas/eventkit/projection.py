@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -297,7 +298,62 @@ def collecting_less() -> Iterator[None]:
             gc.set_threshold(*normal)
 
 
-class ProjectionRunner:
+BatchHandle = Callable[[list[RecordedEvent]], Awaitable[None]]
+
+
+class TrackedRunner(abc.ABC):
+    """What runners of projections and of process managers share: a feed, a database
+    that tracks the consumer's position and last versions per stream, and the loops
+    that hand it batches from where it stopped."""
+
+    def __init__(self, name: str, filter: EventFilter, feed: Feed, engine: sa.Engine) -> None:
+        self.name = name
+        self.filter = filter
+        self.feed = feed
+        self.engine = engine
+
+    async def setup(self) -> None:
+        """Create the tracking tables."""
+        await asyncio.to_thread(self._in_transaction, tracking.create_all)
+
+    async def position(self) -> int:
+        """The position of the last event this consumer has handled."""
+        return await asyncio.to_thread(self._in_transaction, tracked_position, self.name)
+
+    async def run(self) -> None:
+        """Handle events as they come, until cancelled."""
+        await self.setup()
+        after = await self.position()
+        await self.feed.run(self._handle, after=after, filter=self.filter)
+
+    async def catch_up(self) -> int:
+        """Handle every event available now; returns the position reached."""
+        return await self._drain(self._handle)
+
+    @abc.abstractmethod
+    async def _handle(self, batch: list[RecordedEvent]) -> None:
+        """Handle one batch and record the consumer's progress."""
+
+    async def _drain(self, handle: BatchHandle) -> int:
+        feed = self._catch_up_feed()
+        await self.setup()
+        after = await self.position()
+        while batch := await feed.read(after=after, filter=self.filter):
+            await handle(batch)
+            after = batch[-1].position
+        return after
+
+    def _catch_up_feed(self) -> CatchUpFeed:
+        if not hasattr(self.feed, "read"):
+            raise TypeError(f"{type(self.feed).__name__} cannot tell when it has caught up")
+        return self.feed  # type: ignore[return-value]
+
+    def _in_transaction(self, work: Callable[..., T], *args: Any) -> T:
+        with self.engine.begin() as conn:
+            return work(conn, *args)
+
+
+class ProjectionRunner(TrackedRunner):
     """Runs one projection from a feed into a read-model database.
 
     Each batch is applied in one transaction on a worker thread, together with the
@@ -305,37 +361,13 @@ class ProjectionRunner:
     """
 
     def __init__(self, projection: Projection, feed: Feed, engine: sa.Engine) -> None:
+        super().__init__(projection.name, projection.filter, feed, engine)
         self.projection = projection
-        self.feed = feed
-        self.engine = engine
 
     async def setup(self) -> None:
-        """Create the position table and the read model's tables."""
-        await asyncio.to_thread(self._in_transaction, positions_table.metadata.create_all)
+        """Create the tracking tables and the read model's tables."""
+        await super().setup()
         await asyncio.to_thread(self._in_transaction, self.projection.create)
-
-    async def position(self) -> int:
-        """The position of the last event this projection has applied."""
-        return await asyncio.to_thread(self._in_transaction, self._read_position)
-
-    async def run(self) -> None:
-        """Apply events as they come, until cancelled."""
-        await self.setup()
-        after = await self.position()
-        await self.feed.run(self._apply, after=after, filter=self.projection.filter)
-
-    async def catch_up(self) -> int:
-        """Apply every event available now; returns the position reached."""
-        return await self._catch_up(history=False)
-
-    async def _catch_up(self, *, history: bool) -> int:
-        feed = self._catch_up_feed()
-        await self.setup()
-        after = await self.position()
-        while batch := await feed.read(after=after, filter=self.projection.filter):
-            await self._apply(batch, delays=not history)
-            after = batch[-1].position
-        return after
 
     async def wait_until_caught_up(self, within: float = 5.0, poll: float = 0.01) -> None:
         """Wait until this projection has applied every event stored when the call began
@@ -346,7 +378,7 @@ class ProjectionRunner:
         async with asyncio.timeout(within):
             while True:  # the runner commits in its own transactions: poll its position
                 after = await self.position()
-                left = await feed.read(after=after, filter=self.projection.filter, limit=1)
+                left = await feed.read(after=after, filter=self.filter, limit=1)
                 if not left or left[0].position > target:
                     return
                 await asyncio.sleep(poll)
@@ -361,20 +393,11 @@ class ProjectionRunner:
         await self.setup()
         await asyncio.to_thread(self._in_transaction, self._clear)
         with collecting_less():
-            return await self._catch_up(history=True)
+            return await self._drain(functools.partial(self._handle, delays=False))
 
-    async def _apply(self, batch: list[RecordedEvent], *, delays: bool = True) -> None:
+    async def _handle(self, batch: list[RecordedEvent], *, delays: bool = True) -> None:
         applied = await asyncio.to_thread(self._in_transaction, self._apply_batch, batch)
-        observe_applied(self.projection.name, batch, applied, delays=delays)
-
-    def _catch_up_feed(self) -> CatchUpFeed:
-        if not hasattr(self.feed, "read"):
-            raise TypeError(f"{type(self.feed).__name__} cannot tell when it has caught up")
-        return self.feed  # type: ignore[return-value]
-
-    def _in_transaction(self, work: Callable[..., T], *args: Any) -> T:
-        with self.engine.begin() as conn:
-            return work(conn, *args)
+        observe_applied(self.name, batch, applied, delays=delays)
 
     def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> int:
         name = self.projection.name
@@ -390,9 +413,6 @@ class ProjectionRunner:
         self.projection.apply_all(fresh, conn)
         save_tracking(conn, name, changed, max(event.position for event in batch))
         return len(fresh)
-
-    def _read_position(self, conn: sa.Connection) -> int:
-        return tracked_position(conn, self.projection.name)
 
     def _clear(self, conn: sa.Connection) -> None:
         hold_projection(conn, self.projection.name)
