@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
-import signal
-import socket
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
+
+from tests.support.platform import address_of, civitas_up
 
 from civitas.eventkit import RecordedEvent, StoreFeed, open_event_store
 from civitas.insights.bootstrap import sources
@@ -57,56 +55,15 @@ MEMBERS = env_int("BENCH_MEMBERS", 6000)  # the demo's defaults: the seed's figu
 REQUESTS = env_int("BENCH_REQUESTS", 6029)
 FILTERS = {service: projection.filter for service, projection in sources()}
 SOURCES = list(FILTERS)
-SECRET = "bench-insights-" + "b" * 40
 BUCKET = re.compile(
     r'^civitas_projection_delay_seconds_bucket\{le="(?P<le>[^"]+)",projection="(?P<p>[^"]+)"\}'
     r" (?P<count>\S+)$"
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def platform_env(var: Path) -> dict[str, str]:
-    env = {**os.environ, "CIVITAS_VAR_DIR": str(var), "CIVITAS_AUTH_SECRET": SECRET}
-    for service in [*SOURCES, "insights"]:
-        env[f"CIVITAS_{service.upper()}_GRPC_PORT"] = str(free_port())
-        env[f"CIVITAS_{service.upper()}_METRICS_PORT"] = str(free_port())
-    env["CIVITAS_INSIGHTS_HTTP_PORT"] = str(free_port())
-    return env
-
-
-@contextlib.asynccontextmanager
-async def platform(env: dict[str, str], cwd: Path) -> AsyncIterator[None]:
-    up = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "civitas.cli",
-        "up",
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert up.stdout is not None
-    printed = b""
-    while b"Ctrl-C stops" not in printed:
-        line = await asyncio.wait_for(up.stdout.readline(), 120)
-        if not line:
-            raise RuntimeError(f"civitas up ended early: {printed.decode()}")
-        printed += line
-    try:
-        yield
-    finally:
-        up.send_signal(signal.SIGINT)
-        await asyncio.wait_for(up.communicate(), 60)
-
-
 async def demo(env: dict[str, str], cwd: Path) -> float:
     def address(service: str) -> str:
-        return f"127.0.0.1:{env[f'CIVITAS_{service.upper()}_GRPC_PORT']}"
+        return address_of(env, service)
 
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
@@ -217,10 +174,9 @@ async def caught_up(port: str, expected: float, within: float = 120) -> None:
 async def one_run() -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-insights-"))
     try:
-        var = tmp / "var"
-        env = platform_env(var)
-        async with platform(env, tmp):
-            bare = BareSubscriber(var)
+        async with civitas_up(tmp) as running:  # as the end-to-end tests run it
+            env = running.env
+            bare = BareSubscriber(Path(env["CIVITAS_VAR_DIR"]))
             await bare.start()
             seconds = await demo(env, tmp)
             await asyncio.sleep(2)
