@@ -49,7 +49,13 @@ async def _call(args: argparse.Namespace) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    from civitas.demo import load_cases, load_funds, load_party_orgs, load_volunteers
+    from civitas.demo import (
+        load_case_funding,
+        load_cases,
+        load_funds,
+        load_party_orgs,
+        load_volunteers,
+    )
 
     args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "demo", 3600
     token = _token(args)
@@ -66,6 +72,9 @@ async def _demo(args: argparse.Namespace) -> None:
     args.subject = "demo-approver"  # expenditures are approved by someone else
     approver_token = _token(args)
     if not await load_funds(args.funds_address, token, approver_token, args.expenditures):
+        print("  loaded already; left as it is")
+    print("civitas demo: cases asking the community fund for money (the saga)")
+    if not await load_case_funding(args.cases_address, args.funds_address, token, approver_token):
         print("  loaded already; left as it is")
     print(f"civitas demo: done in {time.perf_counter() - started:.0f}s")
 

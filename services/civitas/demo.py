@@ -582,3 +582,106 @@ async def load_funds(address: str, token: str, approver_token: str, expenditures
         await channel.close(None)
         await approving.close(None)
     return True
+
+
+SAGA_REQUESTS = [  # (community grid, what is broken, what it costs in yuan)
+    (0, "小区路灯损坏，夜间出行不便", "更换路灯灯具", 1_800),
+    (1, "楼道扶手松动，老人上下楼危险", "加固楼道扶手", 950),
+    (2, "社区活动室漏雨", "修补活动室屋面", 4_200),
+]
+
+
+async def load_case_funding(
+    cases_address: str, funds_address: str, token: str, approver_token: str
+) -> bool:
+    """A few live requests that need money: each case is dispatched, accepted by its
+    handler, and asks the community's special fund (the saga with funds); someone
+    else approves, and funds pays. False (and nothing changed) when the first such
+    case exists already."""
+    from civitas.cases.v1 import cases_pb2 as cpb
+    from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
+    from civitas.funds.v1 import funds_pb2 as fpb
+    from civitas.funds.v1 import funds_pb2_grpc as fpb_grpc
+
+    plan = plan_district()
+    grids = [plan.grids[i] for i, *_ in SAGA_REQUESTS]
+    cases_channel = open_channel(cases_address, lambda: token, timeout_seconds=30)
+    approving = open_channel(funds_address, lambda: approver_token, timeout_seconds=30)
+    cases, approver = cpb_grpc.CasesServiceStub(cases_channel), fpb_grpc.FundsServiceStub(approving)
+    try:
+        live = await cases.ListCases(
+            cpb.ListCasesRequest(community_code=grids[0][0][:8], status=cpb.STATUS_IN_PROGRESS)
+        )
+        if any(c.funding for c in live.cases):
+            return False
+
+        async def ask(grid: tuple[str, str, list[str]], problem: str, fix: str, yuan: int) -> str:
+            code, _, addresses = grid
+            case = (
+                await cases.RegisterCase(
+                    cpb.RegisterCaseRequest(
+                        channel=cpb.CHANNEL_LIVELIHOOD_STATION,
+                        community_code=code[:8],
+                        address=f"{addresses[0]}1栋",
+                        description=problem,
+                        urgency=cpb.URGENCY_NORMAL,
+                        resident_name=plan.person(),
+                        resident_phone=f"139{plan.rng.randint(10_000_000, 99_999_999)}",
+                    )
+                )
+            ).case
+            await cases.ClassifyCase(
+                cpb.ClassifyCaseRequest(
+                    case_id=case.case_id, category="公共设施", urgency=cpb.URGENCY_NORMAL
+                )
+            )
+            await cases.FileCase(cpb.FileCaseRequest(case_id=case.case_id))
+            handled = await cases.DispatchCase(
+                cpb.DispatchCaseRequest(case_id=case.case_id, grid_code=code)
+            )
+            await cases.AcceptCase(
+                cpb.AcceptCaseRequest(case_id=case.case_id, accepted_by=handled.case.handler)
+            )
+            asked = await cases.RequestFunds(
+                cpb.RequestFundsRequest(
+                    case_id=case.case_id,
+                    amount_fen=yuan * 100,
+                    payee_account="payee:QH:suppliers",
+                    purpose=fix,
+                    evidence="维修报价单",
+                )
+            )
+            await approve(asked.case.funding[0].expenditure_id)
+            return str(case.case_id)
+
+        async def approve(expenditure_id: str) -> None:
+            for _ in range(300):  # funds opens it once it has read the case's request
+                try:
+                    await approver.ApproveExpenditure(
+                        fpb.ApproveExpenditureRequest(expenditure_id=expenditure_id)
+                    )
+                    return
+                except grpc.aio.AioRpcError as missing:
+                    if missing.code() is not grpc.StatusCode.NOT_FOUND:
+                        raise
+                    await asyncio.sleep(0.1)
+            raise RuntimeError(f"funds never opened expenditure {expenditure_id}")
+
+        asked = [
+            await ask(grid, problem, fix, yuan)
+            for grid, (_, problem, fix, yuan) in zip(grids, SAGA_REQUESTS, strict=True)
+        ]
+        paid = 0
+        for case_id in asked:
+            for _ in range(300):  # cases learns the outcome from funds' events
+                got = await cases.GetCase(cpb.GetCaseRequest(case_id=case_id))
+                if got.case.funding[0].status != cpb.FUNDING_STATUS_PENDING:
+                    paid += got.case.funding[0].status == cpb.FUNDING_STATUS_GRANTED
+                    break
+                await asyncio.sleep(0.1)
+        print(f"  {'requests for money asked by cases':<34} {len(asked):>6}")
+        print(f"  {'of them paid by the fund':<34} {paid:>6}", flush=True)
+    finally:
+        await cases_channel.close(None)
+        await approving.close(None)
+    return True

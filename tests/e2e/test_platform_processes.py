@@ -259,7 +259,7 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert "admin token" in printed.decode()
     assert f"funds        grpc 127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}" in printed.decode()
     assert (demo.returncode, again.returncode, call.returncode) == (0, 0, 0)
-    assert again_out.decode().count("loaded already; left as it is") == 3
+    assert again_out.decode().count("loaded already; left as it is") == 4
     assert "grids                                 686" in demo_out.decode()
     assert call_out.decode().count('"kind": "ADMIN_UNIT_KIND_STREET"') == 12
     assert "大光路街道" in call_out.decode()
@@ -275,6 +275,8 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     assert volunteer["volunteer"]["name"] == member["member"]["name"]  # from party_orgs
     assert f"{'party-work subsidies paid':<34} {111:>6}" in demo_out.decode()
     assert f"{'expenditures disbursed':<34} {40:>6}" in demo_out.decode()
+    assert f"{'requests for money asked by cases':<34} {3:>6}" in demo_out.decode()
+    assert f"{'of them paid by the fund':<34} {3:>6}" in demo_out.decode()  # the saga
     assert int(subsidy["account"]["balanceFen"]) == spread(SUBSIDY_FEN, 111)[0]
     assert int(trial.get("totalFen", 0)) == 0  # proto3 JSON leaves a zero out
     balances = {a["accountId"]: int(a.get("balanceFen", 0)) for a in trial["accounts"]}
