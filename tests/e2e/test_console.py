@@ -16,13 +16,15 @@ from typing import Any
 import pytest
 from playwright.async_api import ConsoleMessage, Page, async_playwright
 
+from civitas.demo import SAGA_REQUESTS
 from civitas.party_orgs.domain.members import member_id_for
 from tests.conftest import missing_dependency
 from tests.support.platform import Platform, address_of, civitas_up, cli
 
 pytestmark = pytest.mark.slow
 
-REQUESTS = 200
+IMPORTED = 200
+REQUESTS = IMPORTED + len(SAGA_REQUESTS)  # a year imported, and the live ones that ask for money
 MEMBER_NUMBER = "QH000000"
 
 # For each chart on the page: its size, how many clearly coloured pixels its plot area
@@ -62,7 +64,7 @@ async def load_demo(platform: Platform, cwd: Path) -> str:
     env = platform.env
     demo = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "civitas.cli", "demo"],
-        *["--members", "100", "--requests", str(REQUESTS), "--activities", "20"],
+        *["--members", "100", "--requests", str(IMPORTED), "--activities", "20"],
         *["--expenditures", "40", "--party-orgs", address_of(env, "party_orgs")],
         *["--cases-address", address_of(env, "cases")],
         *["--volunteers-address", address_of(env, "volunteers")],
