@@ -584,103 +584,119 @@ async def load_funds(address: str, token: str, approver_token: str, expenditures
     return True
 
 
-SAGA_REQUESTS = [  # (community grid, what is broken, what it costs in yuan)
-    (0, "小区路灯损坏，夜间出行不便", "更换路灯灯具", 1_800),
-    (1, "楼道扶手松动，老人上下楼危险", "加固楼道扶手", 950),
-    (2, "社区活动室漏雨", "修补活动室屋面", 4_200),
+SAGA_REQUESTS = [  # what is broken, what mends it, what it costs in yuan
+    ("小区路灯损坏，夜间出行不便", "更换路灯灯具", 1_800),
+    ("楼道扶手松动，老人上下楼危险", "加固楼道扶手", 950),
+    ("社区活动室漏雨", "修补活动室屋面", 4_200),
 ]
 
 
 async def load_case_funding(
     cases_address: str, funds_address: str, token: str, approver_token: str
 ) -> bool:
-    """A few live requests that need money: each case is dispatched, accepted by its
-    handler, and asks the community's special fund (the saga with funds); someone
-    else approves, and funds pays. False (and nothing changed) when the first such
-    case exists already."""
+    """A request in each of the first three communities that needs money: the case is
+    taken by its grid's handler and asks the community's special fund (the saga with
+    funds); someone else approves, and funds pays. The cases have fixed import ids, so
+    a second run finds them and finishes only what an interrupted run left; False
+    when every request had its outcome already."""
     from civitas.cases.v1 import cases_pb2 as cpb
     from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
     from civitas.funds.v1 import funds_pb2 as fpb
     from civitas.funds.v1 import funds_pb2_grpc as fpb_grpc
 
-    plan = plan_district()
-    grids = [plan.grids[i] for i, *_ in SAGA_REQUESTS]
+    plan, now = plan_district(), datetime.now(UTC)
+    grids = [
+        next(g for g in plan.grids if g[0].startswith(f"{code}-"))
+        for code, _ in plan.communities[: len(SAGA_REQUESTS)]
+    ]
     cases_channel = open_channel(cases_address, lambda: token, timeout_seconds=30)
     approving = open_channel(funds_address, lambda: approver_token, timeout_seconds=30)
     cases, approver = cpb_grpc.CasesServiceStub(cases_channel), fpb_grpc.FundsServiceStub(approving)
-    try:
-        live = await cases.ListCases(
-            cpb.ListCasesRequest(community_code=grids[0][0][:8], status=cpb.STATUS_IN_PROGRESS)
+    pending = cpb.FUNDING_STATUS_PENDING
+
+    async def taken(n: int, grid: tuple[str, str, list[str]], problem: str) -> Any:
+        """The case, dispatched to the grid and accepted by its handler (imported with
+        a fixed id: a second run gets the same case back)."""
+        code, _, addresses = grid
+        request = cpb.ImportCaseRequest(
+            intake=cpb.RegisterCaseRequest(
+                channel=cpb.CHANNEL_LIVELIHOOD_STATION,
+                community_code=code[:8],
+                address=f"{addresses[0]}1栋",
+                description=problem,
+                urgency=cpb.URGENCY_NORMAL,
+                resident_name=plan.person(),
+                resident_phone=f"139{plan.rng.randint(10_000_000, 99_999_999)}",
+            ),
+            category="公共设施",
+            grid_code=code,
+            source_id=f"demo-saga-{n}",
         )
-        if any(c.funding for c in live.cases):
-            return False
+        request.received_at.FromDatetime(now - timedelta(hours=2))
+        request.dispatched_at.FromDatetime(now - timedelta(hours=1))
+        return (await cases.ImportCase(request)).case
 
-        async def ask(grid: tuple[str, str, list[str]], problem: str, fix: str, yuan: int) -> str:
-            code, _, addresses = grid
-            case = (
-                await cases.RegisterCase(
-                    cpb.RegisterCaseRequest(
-                        channel=cpb.CHANNEL_LIVELIHOOD_STATION,
-                        community_code=code[:8],
-                        address=f"{addresses[0]}1栋",
-                        description=problem,
-                        urgency=cpb.URGENCY_NORMAL,
-                        resident_name=plan.person(),
-                        resident_phone=f"139{plan.rng.randint(10_000_000, 99_999_999)}",
-                    )
+    async def approved(expenditure_id: str) -> None:
+        """Approve until no approval is missing (above the street's threshold it takes
+        two); funds opens the expenditure once it has read the case's request."""
+        for _ in range(300):
+            try:
+                got = await approver.GetExpenditure(
+                    fpb.GetExpenditureRequest(expenditure_id=expenditure_id)
                 )
-            ).case
-            await cases.ClassifyCase(
-                cpb.ClassifyCaseRequest(
-                    case_id=case.case_id, category="公共设施", urgency=cpb.URGENCY_NORMAL
+                if got.expenditure.status != fpb.EXPENDITURE_STATUS_REQUESTED:
+                    return  # approved, or refused by the saga: its outcome says which
+                await approver.ApproveExpenditure(
+                    fpb.ApproveExpenditureRequest(expenditure_id=expenditure_id)
                 )
-            )
-            await cases.FileCase(cpb.FileCaseRequest(case_id=case.case_id))
-            handled = await cases.DispatchCase(
-                cpb.DispatchCaseRequest(case_id=case.case_id, grid_code=code)
-            )
-            await cases.AcceptCase(
-                cpb.AcceptCaseRequest(case_id=case.case_id, accepted_by=handled.case.handler)
-            )
-            asked = await cases.RequestFunds(
-                cpb.RequestFundsRequest(
-                    case_id=case.case_id,
-                    amount_fen=yuan * 100,
-                    payee_account="payee:QH:suppliers",
-                    purpose=fix,
-                    evidence="维修报价单",
-                )
-            )
-            await approve(asked.case.funding[0].expenditure_id)
-            return str(case.case_id)
+            except grpc.aio.AioRpcError as refused:
+                if refused.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                    return  # decided meanwhile (the saga refused it): the outcome says
+                if refused.code() is not grpc.StatusCode.NOT_FOUND:
+                    raise
+                await asyncio.sleep(0.1)  # not opened yet
 
-        async def approve(expenditure_id: str) -> None:
-            for _ in range(300):  # funds opens it once it has read the case's request
-                try:
-                    await approver.ApproveExpenditure(
-                        fpb.ApproveExpenditureRequest(expenditure_id=expenditure_id)
-                    )
-                    return
-                except grpc.aio.AioRpcError as missing:
-                    if missing.code() is not grpc.StatusCode.NOT_FOUND:
-                        raise
-                    await asyncio.sleep(0.1)
-            raise RuntimeError(f"funds never opened expenditure {expenditure_id}")
+    async def outcome(case_id: str) -> int:
+        for _ in range(300):  # cases learns it from funds' events
+            got = await cases.GetCase(cpb.GetCaseRequest(case_id=case_id))
+            if got.case.funding[0].status != pending:
+                break
+            await asyncio.sleep(0.1)
+        return int(got.case.funding[0].status)
 
-        asked = [
-            await ask(grid, problem, fix, yuan)
-            for grid, (_, problem, fix, yuan) in zip(grids, SAGA_REQUESTS, strict=True)
+    try:
+        found = [
+            await taken(n, grid, problem)
+            for n, (grid, (problem, _, _)) in enumerate(zip(grids, SAGA_REQUESTS, strict=True))
         ]
-        paid = 0
-        for case_id in asked:
-            for _ in range(300):  # cases learns the outcome from funds' events
-                got = await cases.GetCase(cpb.GetCaseRequest(case_id=case_id))
-                if got.case.funding[0].status != cpb.FUNDING_STATUS_PENDING:
-                    paid += got.case.funding[0].status == cpb.FUNDING_STATUS_GRANTED
-                    break
-                await asyncio.sleep(0.1)
-        print(f"  {'requests for money asked by cases':<34} {len(asked):>6}")
-        print(f"  {'of them paid by the fund':<34} {paid:>6}", flush=True)
+        if all(c.funding and c.funding[0].status != pending for c in found):
+            return False
+        for case, (_, fix, yuan) in zip(found, SAGA_REQUESTS, strict=True):
+            funding = (
+                case.funding
+                or (
+                    await cases.RequestFunds(
+                        cpb.RequestFundsRequest(
+                            case_id=case.case_id,
+                            amount_fen=yuan * 100,
+                            payee_account="payee:QH:suppliers",
+                            purpose=fix,
+                            evidence="维修报价单",
+                        )
+                    )
+                ).case.funding
+            )
+            await approved(funding[0].expenditure_id)
+        outcomes = [await outcome(case.case_id) for case in found]
+        for label, status in [
+            ("requests for money asked by cases", None),
+            ("of them paid by the fund", cpb.FUNDING_STATUS_GRANTED),
+            ("of them refused", cpb.FUNDING_STATUS_REFUSED),
+            ("of them still waiting", pending),
+        ]:
+            count = len(outcomes) if status is None else outcomes.count(status)
+            if count or status in (None, cpb.FUNDING_STATUS_GRANTED):
+                print(f"  {label:<34} {count:>6}", flush=True)
     finally:
         await cases_channel.close(None)
         await approving.close(None)
