@@ -174,7 +174,8 @@ async def caught_up(port: str, expected: float, within: float = 120) -> None:
 async def one_run() -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-insights-"))
     try:
-        async with civitas_up(tmp) as running:  # as the end-to-end tests run it
+        # as the end-to-end tests run it, with time for a loaded machine
+        async with civitas_up(tmp, start_seconds=120, stop_seconds=60) as running:
             env = running.env
             bare = BareSubscriber(Path(env["CIVITAS_VAR_DIR"]))
             await bare.start()

@@ -241,9 +241,9 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
         print("differences stay in the live read model (run again with --swap to replace it)")
         return 1
     finally:
-        await store.close()
         live.dispose()
         shadow.dispose()
+        await store.close()
 
 
 async def replay_from_kafka(

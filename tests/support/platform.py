@@ -92,10 +92,15 @@ class Platform:
 
 @contextlib.asynccontextmanager
 async def civitas_up(
-    tmp_path: Path, settings: Mapping[str, str] | None = None
+    tmp_path: Path,
+    settings: Mapping[str, str] | None = None,
+    *,
+    start_seconds: float = 60,
+    stop_seconds: float = 30,
 ) -> AsyncIterator[Platform]:
     """``civitas up`` on free ports (and with ``settings``, other ``CIVITAS_`` variables)
-    until every service is ready; Ctrl-C when done."""
+    until every service is ready (each line within ``start_seconds``); Ctrl-C when
+    done, and killed if it has not stopped within ``stop_seconds``."""
     env = {**service_env(tmp_path, free_port(), free_port()), **(settings or {})}
     up = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -105,17 +110,23 @@ async def civitas_up(
         cwd=tmp_path,
         env=env,
         stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     assert up.stdout is not None
     platform = Platform(env, "")
     try:
         while "Ctrl-C stops" not in platform.printed:
-            line = await asyncio.wait_for(up.stdout.readline(), 60)
+            line = await asyncio.wait_for(up.stdout.readline(), start_seconds)
             assert line, f"civitas up ended early: {platform.printed}"
             platform.printed += line.decode()
         yield platform
     finally:
         if up.returncode is None:
             up.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(up.communicate(), 30)
+        try:
+            rest, _ = await asyncio.wait_for(up.communicate(), stop_seconds)
+        except TimeoutError:
+            os.killpg(up.pid, signal.SIGKILL)  # its session: it and every service it started
+            await up.wait()
+            raise
         platform.after_stop = rest.decode()
