@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -588,3 +589,42 @@ async def test_importing_a_record_again_changes_nothing_and_half_steps_are_refus
     assert await world.head() == before
     assert refused.value.code() is C.INVALID_ARGUMENT
     assert "come together" in refused.value.details()
+
+
+async def test_who_accepted_and_who_mediates_can_be_named_by_their_person_id(
+    world: World,
+) -> None:
+    staff = world.token(Role.COMMUNITY_STAFF)
+    s = world.stub
+    case_id = await register(world)
+    await s.ClassifyCase(
+        pb.ClassifyCaseRequest(case_id=case_id, category="邻里纠纷", urgency=pb.URGENCY_NORMAL),
+        metadata=staff,
+    )
+    await s.FileCase(pb.FileCaseRequest(case_id=case_id), metadata=staff)
+    await s.DispatchCase(pb.DispatchCaseRequest(case_id=case_id), metadata=staff)
+    member, mediator = str(uuid.uuid4()), f"mediator-{uuid.uuid4()}"
+    before = await world.head()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await s.AcceptCase(
+            pb.AcceptCaseRequest(case_id=case_id, accepted_by="李明", accepted_by_person_id="李明"),
+            metadata=staff,
+        )
+    unchanged = await world.head() == before
+    await s.AcceptCase(
+        pb.AcceptCaseRequest(case_id=case_id, accepted_by="李明", accepted_by_person_id=member),
+        metadata=staff,
+    )
+    await s.OpenMediation(
+        pb.OpenMediationRequest(case_id=case_id, mediator="陈老", mediator_person_id=mediator),
+        metadata=staff,
+    )
+    events = await world.running.store.read_stream(f"case-{case_id}")
+    data = {e.type: e.data for e in events}
+
+    assert refused.value.code() is C.INVALID_ARGUMENT
+    assert "accepted by person_id '李明' is not a person's id" in (refused.value.details() or "")
+    assert unchanged
+    assert data["CaseAccepted"]["by_person"] == member
+    assert data["MediationOpened"]["mediator_person"] == mediator
+    assert "李明" not in json.dumps(data, ensure_ascii=False)

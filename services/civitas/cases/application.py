@@ -195,10 +195,12 @@ class Cases:
             lambda c: c.reassign(assignment.grid_code, assignment.grid_branch_id, handler, reason),
         )
 
-    async def accept(self, caller: Caller, case_id: str, by: str) -> Case:
+    async def accept(
+        self, caller: Caller, case_id: str, by: str, person_id: str | None = None
+    ) -> Case:
         case = await self._authorized(caller, case_id, HANDLERS)
         case.check_can_accept()  # before the name is sealed for nothing
-        sealed = await self._seal_named(case, "accepted by", by, kind="staff")
+        sealed = await self._seal_named(case, "accepted by", by, kind="staff", person=person_id)
         return await self._update(caller, case, lambda c: c.accept(sealed))
 
     async def return_to_sender(self, caller: Caller, case_id: str, reason: str) -> Case:
@@ -207,10 +209,14 @@ class Cases:
     async def note_progress(self, caller: Caller, case_id: str, note: str) -> Case:
         return await self._command(caller, case_id, HANDLERS, lambda c: c.note_progress(note))
 
-    async def open_mediation(self, caller: Caller, case_id: str, mediator: str) -> Case:
+    async def open_mediation(
+        self, caller: Caller, case_id: str, mediator: str, person_id: str | None = None
+    ) -> Case:
         case = await self._authorized(caller, case_id, HANDLERS)
         case.check_can_open_mediation()
-        sealed = await self._seal_named(case, "mediator", mediator, kind="mediator")
+        sealed = await self._seal_named(
+            case, "mediator", mediator, kind="mediator", person=person_id
+        )
         return await self._update(caller, case, lambda c: c.open_mediation(sealed))
 
     async def name_of(self, name: SealedName | None) -> str:
@@ -223,12 +229,16 @@ class Cases:
         name = required_text("handler", assignment.handler, 100)
         return await self.vault.seal_name(assignment.handler_person, name)
 
-    async def _seal_named(self, case: Case, field: str, text: str, *, kind: str) -> SealedName:
-        """A person named in free text, sealed under a person id: the handler's when it
-        is the handler's name, else one the vault keeps for the name."""
+    async def _seal_named(
+        self, case: Case, field: str, text: str, *, kind: str, person: str | None
+    ) -> SealedName:
+        """A person named in free text, sealed under a person id: the one given, else the
+        handler's when it is the handler's name, else one the vault keeps for the name."""
         name = required_text(field, text, 100)
         handler = case.handler
-        if handler and handler.ciphertext and await self.name_of(handler) == name:
+        if person is not None:
+            person = _person_id(f"{field} person_id", person)
+        elif handler and handler.ciphertext and await self.name_of(handler) == name:
             person = handler.person_id
         else:
             person = await self.vault.person_for(kind, name)
@@ -388,3 +398,15 @@ class Cases:
             return await self.cases.get(case_id)
         except AggregateNotFound:
             raise NotFound(f"case {case_id} does not exist") from None
+
+
+def _person_id(field: str, text: str) -> str:
+    """A person id given by a caller: a member's id, or one a vault made (kind-uuid)."""
+    if not _PERSON_ID.match(text):
+        raise InvalidInput(f"{field} {text!r} is not a person's id")
+    return text
+
+
+_PERSON_ID = re.compile(
+    r"^([a-z_]+-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)

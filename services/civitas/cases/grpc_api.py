@@ -142,7 +142,12 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def AcceptCase(
         self, request: pb.AcceptCaseRequest, context: Any
     ) -> pb.AcceptCaseResponse:
-        case = await self.app.accept(current_caller(), self._id(request), request.accepted_by)
+        case = await self.app.accept(
+            current_caller(),
+            self._id(request),
+            request.accepted_by,
+            request.accepted_by_person_id or None,
+        )
         return pb.AcceptCaseResponse(case=await self._case_out(case))
 
     async def RequestFunds(
@@ -183,7 +188,12 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def OpenMediation(
         self, request: pb.OpenMediationRequest, context: Any
     ) -> pb.OpenMediationResponse:
-        case = await self.app.open_mediation(current_caller(), self._id(request), request.mediator)
+        case = await self.app.open_mediation(
+            current_caller(),
+            self._id(request),
+            request.mediator,
+            request.mediator_person_id or None,
+        )
         return pb.OpenMediationResponse(case=await self._case_out(case))
 
     async def RecordMediationSession(

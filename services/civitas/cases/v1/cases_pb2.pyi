@@ -535,17 +535,24 @@ class AcceptCaseRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     ACCEPTED_BY_FIELD_NUMBER: _builtins.int
+    ACCEPTED_BY_PERSON_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     accepted_by: _builtins.str
+    accepted_by_person_id: _builtins.str
+    """Optional: the person accepted_by names (a party member's id, say), so that
+    forgetting that person erases the name here too. By default: the handler's
+    person when it is the handler's name, else a person cases keeps for the name.
+    """
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         accepted_by: _builtins.str = ...,
+        accepted_by_person_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by", "case_id", b"case_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by", "accepted_by_person_id", b"accepted_by_person_id", "case_id", b"case_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -706,17 +713,21 @@ class OpenMediationRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     MEDIATOR_FIELD_NUMBER: _builtins.int
+    MEDIATOR_PERSON_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     mediator: _builtins.str
+    mediator_person_id: _builtins.str
+    """Optional: the person the mediator is, as accepted_by_person_id."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         mediator: _builtins.str = ...,
+        mediator_person_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "mediator", b"mediator"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "mediator", b"mediator", "mediator_person_id", b"mediator_person_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
