@@ -111,16 +111,24 @@ async def register(world: World, **overrides: object) -> str:
     return reply.case.case_id
 
 
+async def dispatched_case(world: World, category: str) -> pb.Case:
+    """A registered request, classified, filed and dispatched to its grid."""
+    staff = world.token(Role.COMMUNITY_STAFF)
+    case_id = await register(world)
+    await world.stub.ClassifyCase(
+        pb.ClassifyCaseRequest(case_id=case_id, category=category, urgency=pb.URGENCY_NORMAL),
+        metadata=staff,
+    )
+    await world.stub.FileCase(pb.FileCaseRequest(case_id=case_id), metadata=staff)
+    reply = await world.stub.DispatchCase(pb.DispatchCaseRequest(case_id=case_id), metadata=staff)
+    return reply.case
+
+
 async def test_a_request_goes_from_the_hotline_to_a_closed_case(world: World) -> None:
     staff = world.token(Role.COMMUNITY_STAFF)
     s = world.stub
-    case_id = await register(world)
-    await s.ClassifyCase(
-        pb.ClassifyCaseRequest(case_id=case_id, category="公共设施", urgency=pb.URGENCY_NORMAL),
-        metadata=staff,
-    )
-    await s.FileCase(pb.FileCaseRequest(case_id=case_id), metadata=staff)
-    dispatched = await s.DispatchCase(pb.DispatchCaseRequest(case_id=case_id), metadata=staff)
+    dispatched = await dispatched_case(world, "公共设施")
+    case_id = dispatched.case_id
     for call, request in [
         (s.AcceptCase, pb.AcceptCaseRequest(case_id=case_id, accepted_by="王芳")),
         (s.AddProgressNote, pb.AddProgressNoteRequest(case_id=case_id, note="已联系物业")),
@@ -133,7 +141,7 @@ async def test_a_request_goes_from_the_hotline_to_a_closed_case(world: World) ->
         await s.GetCase(pb.GetCaseRequest(case_id=case_id), metadata=world.token(Role.AUDITOR))
     ).case
 
-    assert (dispatched.case.grid_code, dispatched.case.handler) == ("QH-01-01-G01", "王芳")
+    assert (dispatched.grid_code, dispatched.handler) == ("QH-01-01-G01", "王芳")
     assert got.status == pb.STATUS_CLOSED
     assert (got.resident_name, got.resident_phone) == ("周敏", "13800001111")
     assert [e.type for e in got.timeline] == [
@@ -596,13 +604,7 @@ async def test_who_accepted_and_who_mediates_can_be_named_by_their_person_id(
 ) -> None:
     staff = world.token(Role.COMMUNITY_STAFF)
     s = world.stub
-    case_id = await register(world)
-    await s.ClassifyCase(
-        pb.ClassifyCaseRequest(case_id=case_id, category="邻里纠纷", urgency=pb.URGENCY_NORMAL),
-        metadata=staff,
-    )
-    await s.FileCase(pb.FileCaseRequest(case_id=case_id), metadata=staff)
-    await s.DispatchCase(pb.DispatchCaseRequest(case_id=case_id), metadata=staff)
+    case_id = (await dispatched_case(world, "邻里纠纷")).case_id
     member, mediator = str(uuid.uuid4()), f"mediator-{uuid.uuid4()}"
     before = await world.head()
     with pytest.raises(grpc.aio.AioRpcError) as refused:
