@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import sys
 from datetime import UTC, timedelta
 from pathlib import Path
 
@@ -21,25 +19,14 @@ from civitas.cases.v1 import cases_pb2 as pb
 from civitas.chassis.auth import Role
 from civitas.eventkit import ManualClock
 from tests.integration.test_cases_grpc import SECRET, platform, register
+from tests.support.platform import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 C = grpc.StatusCode
 
 
 async def civitas(tmp_path: Path, *args: str) -> tuple[int, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIVITAS_AUTH_SECRET": SECRET}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "civitas.cli",
-        *args,
-        "--var",
-        str(tmp_path),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await process.communicate()
-    return process.returncode or 0, out.decode()
+    return await run_cli([*args, "--var", str(tmp_path)], SECRET)
 
 
 async def test_an_auditor_sees_a_case_as_it_was_and_who_changed_it(

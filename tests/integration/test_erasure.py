@@ -5,9 +5,6 @@ model, vault or Kafka message, the views say erased, and the hash chains verify.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as vpb
 from tests.integration.test_volunteers import SECRET, World, platform, report, settings_for
+from tests.support.platform import run_cli
 from tests.support.processes import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,13 +33,9 @@ MEDIATOR = "陈调解员"
 
 
 async def civitas(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIVITAS_AUTH_SECRET": SECRET}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "civitas.cli", *args, env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    assert process.returncode == 0, out.decode()
-    return out.decode()
+    code, out = await run_cli(list(args), SECRET)
+    assert code == 0, out
+    return out
 
 
 async def kafka_bytes(bootstrap: str, namespace: str) -> bytes:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from civitas.funds.bootstrap import run_funds
 from civitas.funds.v1 import funds_pb2 as pb
 from civitas.funds.v1 import funds_pb2_grpc as pb_grpc
 from tests.integration.test_cases_grpc import SECRET, settings_for
+from tests.support.platform import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = [
@@ -31,22 +30,7 @@ FUND = "fund:QH-01-01:special"
 
 
 async def civitas(tmp_path: Path, extra: dict[str, str], *args: str) -> tuple[int, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIVITAS_AUTH_SECRET": SECRET, **extra}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "civitas.cli",
-        *args,
-        "--var",
-        str(tmp_path),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    if process.returncode:
-        return process.returncode, out.decode() + err.decode()[-3000:]
-    return 0, out.decode()
+    return await run_cli([*args, "--var", str(tmp_path)], SECRET, extra)
 
 
 @contextlib.asynccontextmanager

@@ -51,6 +51,28 @@ def address_of(env: dict[str, str], service: str) -> str:
     return f"127.0.0.1:{env[f'CIVITAS_{service.upper()}_GRPC_PORT']}"
 
 
+async def run_cli(
+    args: list[str], secret: str, settings: Mapping[str, str] | None = None
+) -> tuple[int, str]:
+    """The civitas command line as a user types it, with the platform's token secret
+    (and ``settings``): its exit code and what it printed, with the tail of what it
+    complained of when it failed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIVITAS_AUTH_SECRET": secret, **(settings or {})}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode:
+        return process.returncode, out.decode() + err.decode()[-3000:]
+    return 0, out.decode()
+
+
 async def cli(
     env: dict[str, str],
     cwd: Path,
