@@ -5,15 +5,16 @@ The projection is replayed from the source service's event store (or its Kafka
 topic, from the beginning) into shadow tables: a database file of its own next to
 the live read model (SQLite), or a schema of its own (PostgreSQL). Then each table is
 compared row by row with the live one, and the differences are reported. With
-``--swap`` the shadow's rows and tracking replace the live ones in one transaction:
-queries go on being answered throughout (they see the old rows until the commit).
-Then what the running service applied after the replay read its last event is
-applied again from the store, since the swap put those rows back; the service's
-own projection goes on, its later deliveries passed over by per-stream versions.
+``--swap`` the shadow's rows and tracking replace the live ones, and the events
+stored since the replay read its last one are applied, in one transaction: queries
+go on being answered throughout (they see the old rows until the commit), and the
+service's own projection goes on after it, its later deliveries of what the swap
+applied passed over by per-stream versions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections import Counter
@@ -37,7 +38,13 @@ from civitas.eventkit import (
     create_read_model_engine,
     open_event_store,
 )
-from civitas.eventkit.projection import positions_table, streams_table
+from civitas.eventkit.projection import (
+    apply_tracked,
+    hold_projection,
+    positions_table,
+    streams_table,
+    tracked_position,
+)
 
 
 @dataclass(frozen=True)
@@ -148,8 +155,22 @@ def compare(live: sa.Engine, shadow: sa.Engine, tables: tuple[sa.Table, ...]) ->
     return diffs
 
 
-def swap(live: sa.Engine, shadow_db: str, projection: Projection) -> None:
-    """Replace the live rows and tracking with the shadow's, in one transaction."""
+def swap(
+    live: sa.Engine,
+    shadow_db: str,
+    projection: Projection,
+    events_after: Callable[[int], list[RecordedEvent]],
+) -> int:
+    """Replace the live rows and tracking with the shadow's, then apply what came after
+    the replay's last event (``events_after(position)``: the next batch from the source,
+    empty at its end), in one transaction that holds the projection's lock; returns the
+    position reached.
+
+    The service's own runner goes on while a replay runs, and has applied events the
+    shadow lacks; the swap puts those rows back, and only the catch-up in the same
+    transaction mends them before anyone sees them. Were the catch-up a transaction of
+    its own, the runner could apply a stream's next event between the two, and the
+    catch-up would then pass over the ones before it as applied."""
     sqlite = live.dialect.name == "sqlite"
     source = "shadow" if sqlite else f'"{sa.make_url(shadow_db).query["schema"]}"'
     with live.connect() as conn:
@@ -159,6 +180,7 @@ def swap(live: sa.Engine, shadow_db: str, projection: Projection) -> None:
             conn.commit()
         try:
             with conn.begin():
+                hold_projection(conn, projection.name)
                 for table in projection.tables:
                     conn.exec_driver_sql(f'DELETE FROM "{table.name}"')
                     conn.exec_driver_sql(
@@ -173,10 +195,29 @@ def swap(live: sa.Engine, shadow_db: str, projection: Projection) -> None:
                         ),
                         {"p": projection.name},
                     )
+                reached = tracked_position(conn, projection.name)
+                while batch := events_after(reached):
+                    apply_tracked(conn, projection, batch)
+                    reached = batch[-1].position
         finally:
             if sqlite:
                 conn.exec_driver_sql("DETACH DATABASE shadow")
                 conn.commit()
+    return reached
+
+
+async def swap_in(
+    projection: Projection, shadow_db: str, live: sa.Engine, store: EventStore
+) -> int:
+    """:func:`swap`, caught up from the service's event store, on a worker thread."""
+    loop = asyncio.get_running_loop()
+    feed = StoreFeed(store, batch_size=5000)
+
+    def events_after(position: int) -> list[RecordedEvent]:
+        batch = feed.read(after=position, filter=projection.filter)
+        return asyncio.run_coroutine_threadsafe(batch, loop).result()
+
+    return await asyncio.to_thread(swap, live, shadow_db, projection, events_after)
 
 
 class OriginStore:
@@ -195,14 +236,6 @@ class OriginStore:
     async def close(self) -> None:
         if self._store is not None:
             await self._store.close()
-
-
-async def catch_up_live(projection: Projection, store: EventStore, live: sa.Engine) -> int:
-    """After a swap, apply to the live read model what its service applied after the
-    replay had read its last event: the swap put those rows back to the replay's
-    state, and the running service's projection has passed them. Per-stream versions
-    make the service's own later deliveries harmless."""
-    return await ProjectionRunner(projection, StoreFeed(store), live).catch_up()
 
 
 async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
@@ -234,8 +267,7 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
             print("the live read model equals the replay")
             return 0
         if do_swap:
-            swap(live, shadow_db, projection)
-            reached = await catch_up_live(projection, await store.get(), live)
+            reached = await swap_in(projection, shadow_db, live, await store.get())
             print(f"swapped: {name} now holds the replayed rows, caught up to {reached:,}")
             return 0
         print("differences stay in the live read model (run again with --swap to replace it)")

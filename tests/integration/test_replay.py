@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import grpc
 import pytest
 
 from civitas.chassis.auth import Role, TokenAuthority
-from civitas.eventkit import ManualClock, open_event_store
+from civitas.eventkit import ManualClock, RecordedEvent, open_event_store
 from civitas.funds.bootstrap import run_funds
 from civitas.funds.v1 import funds_pb2 as pb
 from civitas.funds.v1 import funds_pb2_grpc as pb_grpc
@@ -149,39 +150,67 @@ async def test_a_replay_from_kafka_reads_the_topic_from_the_beginning(
     assert "ledger_accounts: 3 live rows, 3 replayed: same" in out
 
 
-async def test_a_swap_keeps_what_the_service_applied_after_the_replay_read_its_last_event(
+async def test_a_swap_applies_what_came_after_the_replay_before_a_runner_goes_on(
     tmp_path: Path, clock: ManualClock
 ) -> None:
     from civitas.eventkit import ProjectionRunner, StoreFeed, create_read_model_engine
+    from civitas.eventkit.projection import apply_tracked, hold_projection
     from civitas.funds.ledger import Ledger
-    from civitas.replay import catch_up_live, compare, settings_of, shadow_url, swap
+    from civitas.replay import compare, settings_of, shadow_url, swap
 
     async with funds_with_books(tmp_path, clock, {}) as stub:
-        await balances(stub)  # the service's own ledger has caught up
+        before = await balances(stub)  # the service's own ledger has caught up
         origin = settings_of("funds", tmp_path)
         live = create_read_model_engine(origin.read_model_url)
         shadow_db = shadow_url(origin.read_model_url, "funds_ledger")
         shadow = create_read_model_engine(shadow_db)
         store = await open_event_store(origin.eventstore_url)
-        await ProjectionRunner(Ledger(), StoreFeed(store), shadow).rebuild()  # the replay
-        await stub.Transfer(  # applied by the service after the replay's last read
-            pb.TransferRequest(
-                idempotency_key="late",
-                from_account=FUND,
-                to_account="fund:QH-01-02:special",
-                amount_fen=7,
-                memo="调剂",
-            ),
-            metadata=FINANCE,
-        )
+        replayed_to = await ProjectionRunner(Ledger(), StoreFeed(store), shadow).rebuild()
+        for n, amount in enumerate((7, 11)):  # applied by the service after the replay
+            await stub.Transfer(
+                pb.TransferRequest(
+                    idempotency_key=f"late-{n}",
+                    from_account=FUND,
+                    to_account="fund:QH-01-02:special",
+                    amount_fen=amount,
+                    memo="调剂",
+                ),
+                metadata=FINANCE,
+            )
         late = await balances(stub)
-        swap(live, shadow_db, Ledger())
-        lost = compare(live, shadow, Ledger.tables)  # the swap put the rows back
-        await catch_up_live(Ledger(), store, live)
+        newest = (await store.read_all(after=replayed_to))[-2:]  # the last transfer's events
+        loop = asyncio.get_running_loop()
+        racer_applied: list[int] = []
+
+        def deliver_newest() -> None:  # a runner with the newest events in hand
+            with live.begin() as conn:
+                hold_projection(conn, "funds_ledger")
+                racer_applied.append(apply_tracked(conn, Ledger(), newest))
+
+        racer = threading.Thread(target=deliver_newest)
+        racer_waited: list[bool] = []
+
+        def events_after(position: int) -> list[RecordedEvent]:
+            if not racer.is_alive() and not racer_waited:  # the swap's rows are in
+                racer.start()
+                racer.join(0.5)
+                racer_waited.append(racer.is_alive())
+            read = store.read_all(after=position, filter=Ledger().filter)
+            return asyncio.run_coroutine_threadsafe(read, loop).result()
+
+        reached = await asyncio.to_thread(swap, live, shadow_db, Ledger(), events_after)
+        await asyncio.to_thread(racer.join)
+        fresh = create_read_model_engine(shadow_url(origin.read_model_url, "fresh"))
+        await ProjectionRunner(Ledger(), StoreFeed(store), fresh).rebuild()
+        differences = compare(live, fresh, Ledger.tables)
         kept = await balances(stub)
         await store.close()
-        live.dispose()
-        shadow.dispose()
+        for engine in (live, shadow, fresh):
+            engine.dispose()
 
-    assert all(d.same for d in lost)
+    assert racer_waited == [True]  # it waited for the swap's transaction
+    assert racer_applied == [0]  # and found the swap had applied its events
+    assert reached == newest[-1].position
+    assert all(d.same for d in differences)
     assert kept == late
+    assert kept[FUND] == before[FUND] - 7 - 11

@@ -200,6 +200,24 @@ class Projection(abc.ABC):
             self.apply(event, conn)
 
 
+def apply_tracked(conn: sa.Connection, projection: Projection, batch: list[RecordedEvent]) -> int:
+    """Apply the events of ``batch`` the projection has not applied yet, and record its
+    progress, in ``conn``'s transaction, which holds the projection's lock (see
+    :func:`hold_projection`); returns how many were applied."""
+    name = projection.name
+    applied = applied_versions(conn, name, {event.stream_id for event in batch})
+    changed: dict[str, int] = {}
+    fresh = []
+    for event in batch:
+        if event.stream_version <= applied.get(event.stream_id, -1):
+            continue  # delivered again (a relay restart, a Kafka redelivery)
+        fresh.append(event)
+        applied[event.stream_id] = changed[event.stream_id] = event.stream_version
+    projection.apply_all(fresh, conn)
+    save_tracking(conn, name, changed, max(event.position for event in batch))
+    return len(fresh)
+
+
 BatchHandler = Callable[[list[RecordedEvent]], Awaitable[None]]
 
 
@@ -400,19 +418,8 @@ class ProjectionRunner(TrackedRunner):
         observe_applied(self.name, batch, applied, delays=delays)
 
     def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> int:
-        name = self.projection.name
-        hold_projection(conn, name)
-        applied = applied_versions(conn, name, {event.stream_id for event in batch})
-        changed: dict[str, int] = {}
-        fresh = []
-        for event in batch:
-            if event.stream_version <= applied.get(event.stream_id, -1):
-                continue  # delivered again (a relay restart, a Kafka redelivery)
-            fresh.append(event)
-            applied[event.stream_id] = changed[event.stream_id] = event.stream_version
-        self.projection.apply_all(fresh, conn)
-        save_tracking(conn, name, changed, max(event.position for event in batch))
-        return len(fresh)
+        hold_projection(conn, self.projection.name)
+        return apply_tracked(conn, self.projection, batch)
 
     def _clear(self, conn: sa.Connection) -> None:
         hold_projection(conn, self.projection.name)
