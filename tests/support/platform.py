@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -19,10 +20,29 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-" + "z" * 40
 
 
+_handed_out: set[int] = set()
+_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux; elsewhere IANA's
+_EPHEMERAL_FROM = int(_PORT_RANGE.read_text().split()[0]) if _PORT_RANGE.exists() else 49_152
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, for a server started later in another process.
+
+    Not one the kernel would pick (its ephemeral range): there the outgoing connections
+    of the services started meanwhile, to Kafka and to each other, take their local
+    ports, and one could take this port before its server binds it. And never the same
+    one twice in a run."""
+    while True:
+        port = random.randrange(10_000, max(11_000, min(_EPHEMERAL_FROM, 32_768)))
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def service_env(tmp_path: Path, grpc_port: int, metrics_port: int) -> dict[str, str]:
