@@ -132,3 +132,32 @@ def kafka_bootstrap() -> str:
     if not kafka_reachable(KAFKA_BOOTSTRAP):
         missing_dependency(f"Kafka at {KAFKA_BOOTSTRAP} (run `make kafka-up`)")
     return KAFKA_BOOTSTRAP
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def read_model_urls(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[[str], str]]:
+    """Makes URLs of fresh, separate read-model databases of one backend (schemas made
+    beside one, named after it, as a replay's shadow, go with it)."""
+    import asyncpg
+
+    schemas: list[str] = []
+    if request.param == "postgres" and not await postgres_reachable():
+        missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
+
+    def make(label: str) -> str:
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / label}.db"
+        schemas.append(f"rm_{uuid.uuid4().hex[:12]}")
+        return f"{POSTGRES_URL}?schema={schemas[-1]}"
+
+    conn = await asyncpg.connect(POSTGRES_URL) if request.param == "postgres" else None
+    yield make
+    if conn is not None:
+        for schema in schemas:
+            for (beside,) in await conn.fetch(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", schema
+            ):
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{beside}" CASCADE')
+        await conn.close()

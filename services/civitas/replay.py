@@ -120,7 +120,7 @@ def shadow_url(live_url: str, name: str) -> str:
         live = Path(url.database or "")
         return f"sqlite:///{live.with_name(f'{live.stem}.shadow-{name}{live.suffix}')}"
     schema = url.query.get("schema", "public")
-    return url.update_query_dict({"schema": f"{schema}_shadow"}).render_as_string(False)
+    return url.update_query_dict({"schema": f"{schema}_shadow_{name}"}).render_as_string(False)
 
 
 def reset_shadow(url: str) -> None:
@@ -207,15 +207,20 @@ def swap(
 
 
 async def swap_in(
-    projection: Projection, shadow_db: str, live: sa.Engine, store: EventStore
+    projection: Projection, shadow_db: str, shadow: sa.Engine, live: sa.Engine, store: EventStore
 ) -> int:
-    """:func:`swap`, caught up from the service's event store, on a worker thread."""
-    loop = asyncio.get_running_loop()
+    """:func:`swap`, caught up from the service's event store, on a worker thread.
+
+    The shadow is first caught up outside the lock, so that the swap applies only the
+    few events stored meanwhile: while it holds the lock, the service's projection (on
+    SQLite, every writer of its read model) waits."""
     feed = StoreFeed(store, batch_size=5000)
+    await ProjectionRunner(projection, feed, shadow).catch_up()
+    loop = asyncio.get_running_loop()
 
     def events_after(position: int) -> list[RecordedEvent]:
         batch = feed.read(after=position, filter=projection.filter)
-        return asyncio.run_coroutine_threadsafe(batch, loop).result()
+        return asyncio.run_coroutine_threadsafe(batch, loop).result(timeout=60)
 
     return await asyncio.to_thread(swap, live, shadow_db, projection, events_after)
 
@@ -256,7 +261,9 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
     try:
         with tqdm(desc=f"replay {name} from {source}", unit="ev", file=sys.stderr) as bar:
             if source == "kafka":
-                replayed = await replay_from_kafka(spec.source, origin, projection, shadow, bar)
+                replayed = await replay_from_kafka(
+                    spec.source, origin, projection, shadow, bar, store
+                )
             else:
                 bar.total = await (await store.get()).head_position()
                 feed = ProgressFeed(StoreFeed(await store.get(), batch_size=5000), bar, True)
@@ -267,7 +274,7 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
             print("the live read model equals the replay")
             return 0
         if do_swap:
-            reached = await swap_in(projection, shadow_db, live, await store.get())
+            reached = await swap_in(projection, shadow_db, shadow, live, await store.get())
             print(f"swapped: {name} now holds the replayed rows, caught up to {reached:,}")
             return 0
         print("differences stay in the live read model (run again with --swap to replace it)")
@@ -284,20 +291,42 @@ async def replay_from_kafka(
     projection: Projection,
     shadow: sa.Engine,
     bar: tqdm[Any],
+    store: OriginStore,
 ) -> int:
     """Rebuild the shadow from the service's topic, from its beginning to where it ended
-    when the replay began."""
+    when the replay began.
+
+    The shadow's position is then set back to the relay's checkpoint as it was before
+    the topic's ends were read: the relay has every partition acknowledge on its own,
+    so above the checkpoint one partition may hold later events while another lacks
+    earlier ones, and a catch-up from the store (before a swap) must start there. It
+    passes over, by per-stream versions, what the shadow has."""
     from civitas.eventkit.kafka import events_topic
+    from civitas.eventkit.kafka.relay import relay_checkpoint
     from civitas.eventkit.kafka.replay import KafkaReplayFeed
 
     if not origin.kafka_bootstrap:
         raise SystemExit("--source kafka needs CIVITAS_KAFKA_BOOTSTRAP")
-    kafka = KafkaReplayFeed(origin.kafka_bootstrap, [events_topic(service, origin.kafka_namespace)])
+    topic = events_topic(service, origin.kafka_namespace)
+    relayed = await (await store.get()).load_checkpoint(relay_checkpoint(topic))
+    kafka = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
     try:
         feed = ProgressFeed(kafka, bar, by_position=False)
-        return await ProjectionRunner(projection, feed, shadow).rebuild()
+        reached = await ProjectionRunner(projection, feed, shadow).rebuild()
     finally:
         await kafka.close()
+    await asyncio.to_thread(lower_position, shadow, projection.name, relayed)
+    return reached
+
+
+def lower_position(engine: sa.Engine, name: str, position: int) -> None:
+    """Set a projection's tracked position back to ``position`` if it is beyond it."""
+    with engine.begin() as conn:
+        conn.execute(
+            positions_table.update()
+            .where(positions_table.c.projection == name, positions_table.c.position > position)
+            .values(position=position)
+        )
 
 
 def report(name: str, position: int, diffs: list[TableDiff]) -> None:

@@ -7,8 +7,7 @@ import gc
 import os
 import signal
 import sys
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,34 +27,11 @@ from civitas.eventkit import (
     create_read_model_engine,
 )
 from civitas.eventkit.projection import collecting_less, insert_many
-from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
+from tests.conftest import POSTGRES_URL
 from tests.support.accounts import BalancesProjection, read_balances
 
 ROOT = Path(__file__).resolve().parents[2]
 EngineFactory = Callable[[], sa.Engine]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def read_model_urls(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[str], str]]:
-    """Makes URLs of fresh, separate read-model databases of one backend."""
-    schemas: list[str] = []
-    if request.param == "postgres" and not await postgres_reachable():
-        missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
-
-    def make(label: str) -> str:
-        if request.param == "sqlite":
-            return f"sqlite:///{tmp_path / label}.db"
-        schemas.append(f"rm_{uuid.uuid4().hex[:12]}")
-        return f"{POSTGRES_URL}?schema={schemas[-1]}"
-
-    conn = await asyncpg.connect(POSTGRES_URL) if request.param == "postgres" else None
-    yield make
-    if conn is not None:
-        for schema in schemas:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await conn.close()
 
 
 async def ensure_schema(url: str) -> None:

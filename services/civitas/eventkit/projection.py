@@ -94,16 +94,23 @@ def save_tracking(conn: sa.Connection, name: str, versions: dict[str, int], posi
         conn.execute(positions_table.insert().values(projection=name, position=position))
 
 
+PROJECTION_LOCK_SPACE = 0x70726A  # "prj": the first key of projection locks
+
+
 def hold_projection(conn: sa.Connection, name: str) -> None:
     """Take the projection's write lock for the rest of ``conn``'s transaction (call it
     first). Two runners of one projection (a service's, and a replay's catch-up after a
     swap) would otherwise both read a stream's last applied version before either wrote
     it, and both apply its next event. SQLite: ``BEGIN IMMEDIATE`` (the driver begins
-    only at the first write); PostgreSQL: an advisory lock on the projection's name."""
+    only at the first write); PostgreSQL: an advisory lock on the projection's name, in
+    a key space of its own (two keys), at READ COMMITTED (the engine's default), where
+    each statement after the lock sees what the previous holder committed."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+        conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(PROJECTION_LOCK_SPACE, sa.func.hashtext(name)))
+        )
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -45,6 +45,12 @@ def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
+def relay_checkpoint(topic: str) -> str:
+    """The name of the checkpoint a relay keeps in its store: every event up to it is on
+    ``topic``, acknowledged."""
+    return f"relay:{topic}"
+
+
 class Relay:
     """Publishes one event store to one topic, from a checkpoint kept in the store."""
 
@@ -71,7 +77,7 @@ class Relay:
         EVENTS_PUBLISHED.labels(topic.name)
         self.window = window
         self.retry_delay = retry_delay
-        self.checkpoint_name = f"relay:{topic.name}"
+        self.checkpoint_name = relay_checkpoint(topic.name)
 
     async def start(self) -> None:
         """Create the topic if it is missing and connect the producer."""
