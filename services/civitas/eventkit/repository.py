@@ -102,13 +102,17 @@ class Repository(Generic[A]):
         metadata: Metadata | None = None,
         *,
         loaded: A | None = None,
-        attempts: int = 8,
+        attempts: int = 10,
     ) -> A:
         """Load (or take the ``loaded`` aggregate, unchanged since it was read), apply
-        ``change`` (a command method call), save; on a version conflict wait a little
-        (jittered, growing), load again and retry, up to ``attempts`` times. The
-        command's guards run again on the fresh state, so a retry never acts on stale
-        data.
+        ``change`` (a command method call), save; on a version conflict wait, load
+        again and retry, up to ``attempts`` times. The command's guards run again on
+        the fresh state, so a retry never acts on stale data.
+
+        The wait is jittered and doubles with each conflict (5 ms, 10 ms, … up to
+        half a second, at most 1.6 s in all): a writer elsewhere that updates the
+        aggregate back to back wins every race it starts at once, and only a growing
+        wait outlasts its run.
 
         Updates of one aggregate through this repository take turns, so callers in
         this process never conflict with each other (many children attaching to one
@@ -126,7 +130,7 @@ class Repository(Generic[A]):
                 except ConcurrencyError:
                     if attempt == attempts:
                         raise
-                    await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+                    await asyncio.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** (attempt - 1))))
         raise AssertionError("unreachable")
 
     async def save(self, aggregate: A, metadata: Metadata | None = None) -> AppendResult | None:
