@@ -19,8 +19,15 @@ def _service_descriptor(service: str) -> Any:
     return descriptor
 
 
-async def call(target: str, request_json: str, token: str, address: str | None = None) -> str:
-    """Call ``service.Method`` (e.g. ``party_orgs.ResolveGrid``) and return the JSON reply."""
+async def call(
+    target: str,
+    request_json: str,
+    token: str,
+    address: str | None = None,
+    timeout_seconds: float = 5.0,
+) -> str:
+    """Call ``service.Method`` (e.g. ``party_orgs.ResolveGrid``) and return the JSON reply;
+    the deadline covers the retries on UNAVAILABLE."""
     service, _, method_name = target.partition(".")
     if service not in PORTS or not method_name:
         raise SystemExit(f"name a method as SERVICE.Method, with SERVICE one of {sorted(PORTS)}")
@@ -29,7 +36,9 @@ async def call(target: str, request_json: str, token: str, address: str | None =
         raise SystemExit(f"{service} has no method {method_name}")
     request = json_format.Parse(request_json or "{}", GetMessageClass(method.input_type)())
     reply_class = GetMessageClass(method.output_type)
-    channel = open_channel(address or f"127.0.0.1:{PORTS[service][0]}", lambda: token)
+    channel = open_channel(
+        address or f"127.0.0.1:{PORTS[service][0]}", lambda: token, timeout_seconds=timeout_seconds
+    )
     try:
         rpc = channel.unary_unary(
             f"/{method.containing_service.full_name}/{method.name}",

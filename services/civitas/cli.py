@@ -32,6 +32,17 @@ def _audit(args: argparse.Namespace) -> int:
         return 2
 
 
+def positive_seconds(text: str) -> float:
+    """An argument in seconds, above zero."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds: {text!r}")
+    return seconds
+
+
 def _token(args: argparse.Namespace) -> str:
     secret = setting("auth_secret") or read_secret(Path(args.var))
     if not secret:
@@ -45,7 +56,9 @@ async def _call(args: argparse.Namespace) -> str:
 
     if not args.token:
         args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "cli", 600
-    return await call(args.method, args.request, args.token or _token(args), args.address)
+    return await call(
+        args.method, args.request, args.token or _token(args), args.address, args.timeout
+    )
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -175,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     call_cmd.add_argument("request", nargs="?", default="{}", help="the request as JSON")
     call_cmd.add_argument("--address", help="host:port (default: the service's local port)")
     call_cmd.add_argument("--token", help="bearer token (default: a district admin's)")
+    call_cmd.add_argument(
+        "--timeout", type=positive_seconds, default=5.0, help="deadline in seconds (default 5)"
+    )
     call_cmd.add_argument("--var", default=var_default)
 
     audit_cmd = commands.add_parser("audit", help="verify hash chains; show an aggregate's history")

@@ -111,6 +111,8 @@ async def cli(
         json.dumps(request, ensure_ascii=False),
         "--address",
         address,
+        "--timeout",  # a projection on a busy machine may take longer than 5 s to catch up
+        "30",
         *(["--token", token] if token else []),
         cwd=cwd,
         env=env,

@@ -11,14 +11,18 @@ import grpc
 from .interceptor import CORRELATION_ID
 
 
-def service_config(timeout_seconds: float, attempts: int = 4) -> str:
-    """gRPC service config: a default deadline, and retries with backoff on UNAVAILABLE."""
+def service_config(attempts: int = 4) -> str:
+    """gRPC service config: retries with backoff on UNAVAILABLE.
+
+    The deadline is not set here but on each call (see :class:`_CallDefaults`): a
+    deadline from the service config fires early in grpcio's Python channels, by a
+    second or two, the time since some clock of the process began (grpc/grpc#34547,
+    #40633)."""
     return json.dumps(
         {
             "methodConfig": [
                 {
                     "name": [{}],
-                    "timeout": f"{timeout_seconds}s",
                     "retryPolicy": {
                         "maxAttempts": attempts,
                         "initialBackoff": "0.1s",
@@ -32,11 +36,13 @@ def service_config(timeout_seconds: float, attempts: int = 4) -> str:
     )
 
 
-class _Metadata(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Adds the bearer token and the current correlation id to every outgoing call."""
+class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Adds the bearer token and the current correlation id to every outgoing call, and
+    the channel's deadline to a call made without one (it covers the retries)."""
 
-    def __init__(self, token: Callable[[], str]) -> None:
+    def __init__(self, token: Callable[[], str], timeout_seconds: float) -> None:
         self.token = token
+        self.timeout_seconds = timeout_seconds
 
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
@@ -46,19 +52,23 @@ class _Metadata(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
         correlation = CORRELATION_ID.get(None)
         if correlation and not any(k == "x-correlation-id" for k, _ in metadata):
             metadata.append(("x-correlation-id", correlation))
-        details = client_call_details._replace(metadata=metadata)
+        timeout = client_call_details.timeout
+        details = client_call_details._replace(
+            metadata=metadata, timeout=self.timeout_seconds if timeout is None else timeout
+        )
         return await continuation(details, request)
 
 
 def open_channel(
     address: str, token: Callable[[], str], *, timeout_seconds: float = 5.0
 ) -> grpc.aio.Channel:
-    """A channel to ``address`` whose calls carry a token and the correlation id."""
+    """A channel to ``address`` whose calls carry a token and the correlation id, with a
+    deadline of ``timeout_seconds`` unless the call sets its own."""
     return grpc.aio.insecure_channel(
         address,
         options=[
-            ("grpc.service_config", service_config(timeout_seconds)),
+            ("grpc.service_config", service_config()),
             ("grpc.enable_retries", 1),
         ],
-        interceptors=[_Metadata(token)],  # type: ignore[list-item]
+        interceptors=[_CallDefaults(token, timeout_seconds)],  # type: ignore[list-item]
     )
