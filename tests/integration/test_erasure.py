@@ -10,7 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from civitas.cases.bootstrap import run_cases
 from civitas.cases.v1 import cases_pb2 as cpb
@@ -39,19 +40,29 @@ async def civitas(*args: str) -> str:
 
 
 async def kafka_bytes(bootstrap: str, namespace: str) -> bytes:
-    """Every message (key, value, headers) of the namespace's topics, from the start."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
+    """Every message (key, value, headers) of the namespace's topics, from the start to
+    their ends now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         topics = [t for t in await consumer.topics() if t.startswith(f"{namespace}.")]
-        consumer.subscribe(topics)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(topics) if topics else []
+        finally:
+            await admin.close()
+        partitions = [
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+        ]
+        if not partitions:
+            return b""
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
         seen = bytearray()
-        quiet = 0
-        while quiet < 3:
+        while any([await consumer.position(p) < end for p, end in ends.items()]):
             batches = await consumer.getmany(timeout_ms=1000)
-            quiet = 0 if batches else quiet + 1
             for records in batches.values():
                 for r in records:
                     seen += (r.key or b"") + (r.value or b"")
