@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
 
     up_cmd = commands.add_parser("up", help="run every service on this machine until Ctrl-C")
     up_cmd.add_argument("--var", default=var_default, help="embedded stores (default: %(default)s)")
+    up_cmd.add_argument(
+        "--ready-within",
+        type=positive_seconds,
+        default=30.0,
+        help="seconds each service has to become healthy (default 30)",
+    )
 
     token_cmd = commands.add_parser("token", help="mint a bearer token for local use")
     token_cmd.add_argument(
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "up":
-            return asyncio.run(runner.up(Path(args.var)))
+            return asyncio.run(runner.up(Path(args.var), ready_within=args.ready_within))
         if args.command == "token":
             print(_token(args))
         elif args.command == "relay":

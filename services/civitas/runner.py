@@ -9,6 +9,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -55,8 +56,9 @@ async def start(service: str, env: dict[str, str], host: str) -> Child:
     return Child(service, process, address_of(service, env, host))
 
 
-async def up(var_dir: Path, host: str = "127.0.0.1") -> int:
-    """Start every service, print how to reach them, stop them all on Ctrl-C or SIGTERM."""
+async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30.0) -> int:
+    """Start every service, print how to reach them, stop them all on Ctrl-C or SIGTERM;
+    1 if a service is not healthy within ``ready_within`` seconds or exits on its own."""
     secret = os.environ.get("CIVITAS_AUTH_SECRET") or ensure_secret(var_dir)
     env = {**os.environ, "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
     for service in SERVICES:  # every service finds the others where they listen
@@ -69,7 +71,22 @@ async def up(var_dir: Path, host: str = "127.0.0.1") -> int:
     try:
         for service in SERVICES:
             children.append(await start(service, env, host))
-        await asyncio.gather(*(wait_healthy(c.address) for c in children))
+        exited = [asyncio.create_task(c.process.wait()) for c in children]
+        ready = asyncio.gather(*(wait_healthy(c.address, ready_within) for c in children))
+        first: list[asyncio.Future[Any]] = [ready, *exited]  # all ready, or one gone
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done() or ready.exception():
+            ready.cancel()
+            gone = [
+                f"{c.service} (exit code {c.process.returncode})"
+                for c in children
+                if c.process.returncode is not None
+            ]
+            why = (
+                f"exited before it was ready: {', '.join(gone)}" if gone else str(ready.exception())
+            )
+            print(f"civitas: {why}; stopping the others", file=sys.stderr)
+            return 1
         token = TokenAuthority(secret).mint("admin", [Role.DISTRICT_ADMIN], ["QH"])
         for child in children:
             metrics = env.get(f"CIVITAS_{child.service.upper()}_METRICS_PORT") or str(
@@ -82,7 +99,6 @@ async def up(var_dir: Path, host: str = "127.0.0.1") -> int:
         print(f"\nadmin token (district_admin, scope QH, 12 h):\n{token}\n")
         print(f"web console: http://{host}:{console}/?token={token}\n")
         print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)
-        exited = [asyncio.create_task(c.process.wait()) for c in children]
         waiting = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiting, *exited], return_when=asyncio.FIRST_COMPLETED)
         if waiting not in done:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -24,7 +25,8 @@ from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
 from civitas.runner import wait_healthy
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
-from tests.support.platform import SECRET, cli, free_port, service_env
+from tests.support.platform import SECRET, address_of, civitas_up, cli, free_port, service_env
+from tests.support.processes import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -117,22 +119,25 @@ async def case_paid_for(
     ):
         funds = funds_grpc.FundsServiceStub(funds_channel)
         cases = cases_grpc.CasesServiceStub(cases_channel)
-        for _ in range(200):  # funds reads the request from cases' store
+
+        async def approved() -> bool:  # once funds has read the request from cases' store
             try:
                 await funds.ApproveExpenditure(
                     funds_pb.ApproveExpenditureRequest(expenditure_id=expenditure_id),
                     metadata=metadata,
                 )
-                break
             except grpc.aio.AioRpcError as missing:
                 if missing.code() is not grpc.StatusCode.NOT_FOUND:
                     raise
-                await asyncio.sleep(0.1)
-        for _ in range(200):  # cases reads the outcome from funds' store
+                return False
+            return True
+
+        async def settled() -> bool:  # once cases has read the outcome from funds' store
             got = await cases.GetCase(cases_pb.GetCaseRequest(case_id=case_id), metadata=metadata)
-            if got.case.funding[0].status != cases_pb.FUNDING_STATUS_PENDING:
-                break
-            await asyncio.sleep(0.1)
+            return bool(got.case.funding[0].status != cases_pb.FUNDING_STATUS_PENDING)
+
+        await eventually(approved, "funds to hold the case's request", seconds=60, poll=0.1)
+        await eventually(settled, "cases to learn the request's outcome", seconds=60, poll=0.1)
     reply = await cli(env, cwd, "cases.GetCase", {"caseId": case_id}, cases_address)
     funding: dict[str, Any] = reply["case"]["funding"][0]
     return funding
@@ -141,24 +146,9 @@ async def case_paid_for(
 async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     tmp_path: Path,
 ) -> None:
-    grpc_port, metrics_port = free_port(), free_port()
-    env = service_env(tmp_path, grpc_port, metrics_port)
-    up = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "civitas.cli",
-        "up",
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        printed = b""
-        while b"Ctrl-C stops" not in printed:
-            line = await asyncio.wait_for(up.stdout.readline(), 60)  # type: ignore[union-attr]
-            assert line, f"civitas up ended early: {printed.decode()}"
-            printed += line
-        address = f"127.0.0.1:{grpc_port}"
+    async with civitas_up(tmp_path) as platform:
+        env = platform.env
+        address = address_of(env, "party_orgs")
         cases_address = f"127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}"
         demo_args = [
             sys.executable,
@@ -250,20 +240,18 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
             funds_address,
         )
         trial = await cli(env, tmp_path, "funds.GetTrialBalance", {}, funds_address)
-    finally:
-        up.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(up.communicate(), 30)
+    printed, rest = platform.printed, platform.after_stop
 
-    assert f"party_orgs   grpc {address}" in printed.decode()
-    assert f"cases        grpc 127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}" in printed.decode()
-    assert "admin token" in printed.decode()
-    assert f"funds        grpc 127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}" in printed.decode()
+    assert f"party_orgs   grpc {address}" in printed
+    assert f"cases        grpc 127.0.0.1:{env['CIVITAS_CASES_GRPC_PORT']}" in printed
+    assert "admin token" in printed
+    assert f"funds        grpc 127.0.0.1:{env['CIVITAS_FUNDS_GRPC_PORT']}" in printed
     assert (demo.returncode, again.returncode, call.returncode) == (0, 0, 0)
     assert again_out.decode().count("loaded already; left as it is") == 4
     assert "grids                                 686" in demo_out.decode()
     assert call_out.decode().count('"kind": "ADMIN_UNIT_KIND_STREET"') == 12
     assert "大光路街道" in call_out.decode()
-    assert "all services stopped" in rest.decode()
+    assert "all services stopped" in rest
     assert "residents requests (a year)           200" in demo_out.decode()
     assert "member volunteers                     300" in demo_out.decode()
     assert "activities (past year)                 20" in demo_out.decode()
@@ -284,3 +272,30 @@ async def test_a_new_user_runs_the_platform_loads_the_demo_and_calls_the_api(
     left = sum(v for k, v in balances.items() if k.endswith(":special"))
     assert spent > 0
     assert left + spent == 111 * 20_000_000  # every community's 200,000 yuan, paid or kept
+
+
+async def test_civitas_up_stops_everything_when_a_service_exits_before_it_is_ready(
+    tmp_path: Path,
+) -> None:
+    env = service_env(tmp_path, free_port(), free_port())
+    with socket.socket() as taken:  # insights' metrics port, held by someone else
+        taken.bind(("127.0.0.1", int(env["CIVITAS_INSIGHTS_METRICS_PORT"])))
+        taken.listen()
+        up = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "civitas.cli",
+            "up",
+            "--ready-within",
+            "300",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        # well before the 300 s it would give a service that is still starting
+        out, err = await asyncio.wait_for(up.communicate(), 120)
+
+    assert up.returncode == 1
+    assert "exited before it was ready: insights (exit code" in err.decode()
+    assert "all services stopped" in out.decode()

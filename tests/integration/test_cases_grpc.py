@@ -26,6 +26,7 @@ from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
 from tests.integration.test_party_orgs_grpc import seed
+from tests.support.processes import eventually
 
 SECRET = "cases-secret-" + "q" * 40
 C = grpc.StatusCode
@@ -199,10 +200,10 @@ async def test_a_breached_deadline_gets_one_notice_even_after_a_restart(
             )
             return list(case.case.supervision_notices)
 
-        for _ in range(100):
-            if await noticed():
-                break
-            await asyncio.sleep(0.05)
+        async def any_notice() -> bool:
+            return bool(await noticed())
+
+        await eventually(any_notice, "a supervision notice", seconds=30)
         await asyncio.sleep(0.3)  # several more supervisor rounds
         assert await noticed() == [pb.DEADLINE_DISPATCH]
         assert REGISTRY.get_sample_value("civitas_cases_overdue") == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from civitas.eventkit import EventStore, ManualClock
 from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
+from tests.support.processes import eventually
 
 SECRET = "test-secret-" + "x" * 40
 C = grpc.StatusCode
@@ -660,13 +660,14 @@ async def test_with_kafka_configured_the_service_relays_its_events(
             if not e.category.endswith("_snapshot")
         }
         checkpoint = "relay:civitas.party_orgs.events.v1"
-        for _ in range(100):
-            if (
+
+        async def relayed() -> bool:
+            return bool(
                 await running.store.load_checkpoint(checkpoint)
                 == await running.store.head_position()
-            ):
-                break
-            await asyncio.sleep(0.1)
+            )
+
+        await eventually(relayed, "the relay to publish every event", seconds=60)
 
     published = {
         h["event_id"]

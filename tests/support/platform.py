@@ -151,6 +151,8 @@ async def civitas_up(
         "-m",
         "civitas.cli",
         "up",
+        "--ready-within",  # five services starting at once on a busy machine
+        str(start_seconds),
         cwd=tmp_path,
         env=env,
         stdout=asyncio.subprocess.PIPE,
