@@ -63,7 +63,7 @@ def test_an_alert_of_another_shape_is_refused(expr: str) -> None:
 
 
 def test_grafana_variables_are_replaced_and_unknown_ones_refused() -> None:
-    assert concrete('rate(x{job=~"$service"}[$__rate_interval])') == 'rate(x{job=~".*"}[1m])'
-    assert concrete("rate(x[${__rate_interval}])") == "rate(x[1m])"
+    assert concrete('rate(x{job=~"$service"}[$__rate_interval])') == 'rate(x{job=~".*"}[5m])'
+    assert concrete("rate(x[${__rate_interval}])") == "rate(x[5m])"
     with pytest.raises(AssertionError):
         concrete('x{instance="$instance"}')
