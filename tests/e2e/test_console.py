@@ -19,7 +19,7 @@ from playwright.async_api import ConsoleMessage, Page, async_playwright
 from civitas.demo import SAGA_REQUESTS
 from civitas.party_orgs.domain.members import member_id_for
 from tests.conftest import missing_dependency
-from tests.support.platform import Platform, address_of, civitas_up, cli
+from tests.support.platform import Platform, address_of, civitas_up, cli, insights_caught_up
 
 pytestmark = pytest.mark.slow
 
@@ -89,23 +89,6 @@ async def api(base: str, path: str, token: str) -> dict[str, Any]:
     return await asyncio.to_thread(get_json, base + path, token)
 
 
-async def caught_up(base: str, token: str, seconds: float = 60) -> dict[str, Any]:
-    """The district scorecard once insights has read every request the demo loaded,
-    volunteer hours and payments."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    card: dict[str, Any] = {}
-    while asyncio.get_running_loop().time() < deadline:
-        card = (await api(base, "/api/scorecards/QH", token))["scorecard"]
-        if (
-            int(card["requests_received"]) == REQUESTS
-            and int(card["volunteer_tenths_of_hours"]) > 0
-            and int(card["funds_disbursed_fen"]) > 0
-        ):
-            return card
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"insights did not catch up with the demo in {seconds}s: {card}")
-
-
 async def busiest_community(base: str, token: str) -> dict[str, Any]:
     """A community with requests, volunteer hours and payments, for charts with data."""
     streets = (await api(base, "/api/scorecards/QH/children", token))["scorecards"]
@@ -169,7 +152,8 @@ async def test_the_console_shows_the_district_a_community_a_member_and_a_case_wi
         base = console_url.split("/?")[0]
         token = console_url.split("token=")[1]
         await load_demo(platform, tmp_path)
-        district = await caught_up(base, token)
+        await insights_caught_up(Path(platform.env["CIVITAS_VAR_DIR"]))
+        district = (await api(base, "/api/scorecards/QH", token))["scorecard"]
         community = await busiest_community(base, token)
         listed = await cli(
             platform.env,
