@@ -27,7 +27,7 @@ from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 from tests.integration.test_cases_grpc import SECRET, registration, settings_for
 from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
 from tests.integration.test_party_orgs_grpc import seed
-from tests.support.processes import eventually, forget_progress, publish_again
+from tests.support.processes import consumed, eventually, forget_progress, publish_again
 
 YUAN = 100
 COMMUNITY = "QH-01-01"
@@ -322,7 +322,7 @@ async def test_on_kafka_duplicates_and_restarts_still_pay_once_and_record_once(
             )
             await publish_again(cases_store, "cases", kafka_bootstrap, namespace)
             await publish_again(funds_store, "funds", kafka_bootstrap, namespace)
-            await asyncio.sleep(3)  # the duplicates reach the running consumers
+            await consumed(kafka_bootstrap, namespace)  # the duplicates reached them all
         async with services.funds_up() as funds, services.cases_up() as cases:
             await asyncio.sleep(3)  # and nothing is done again after a restart
             assert services.funds is not None

@@ -41,3 +41,51 @@ async def publish_again(store: EventStore, service: str, bootstrap: str, namespa
     await store.save_checkpoint(relay.checkpoint_name, 0)
     await relay.drain()
     await relay.stop()
+
+
+async def consumed(bootstrap: str, namespace: str, seconds: float = 60) -> None:
+    """Wait until every consumer group of ``namespace`` has committed, on each partition
+    it reads, the offset that partition ends at now: all that is on the topics has been
+    handled."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        groups = [
+            g[0] for g in await admin.list_consumer_groups() if g[0].startswith(f"{namespace}.")
+        ]
+        assert groups, f"no consumer group of {namespace} on the broker"
+        reads = {  # the topics a group reads: those it has committed on
+            g: {tp.topic for tp in await admin.list_consumer_group_offsets(g)} for g in groups
+        }
+        described = await admin.describe_topics(sorted(set().union(*reads.values())))
+        partitions = [
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+        ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        behind: dict[str, int] = {}
+
+        async def caught_up() -> bool:
+            behind.clear()
+            for group in groups:
+                offsets = await admin.list_consumer_group_offsets(group)
+                left = sum(
+                    end - (offsets[tp].offset if tp in offsets else 0)
+                    for tp, end in ends.items()
+                    if tp.topic in reads[group]
+                )
+                if left > 0:
+                    behind[group] = left
+            return not behind
+
+        try:
+            await eventually(caught_up, f"the consumer groups of {namespace}", seconds, poll=0.2)
+        except AssertionError as late:
+            raise AssertionError(f"{late}: messages left {behind}") from None
+    finally:
+        await consumer.stop()
+        await admin.close()
