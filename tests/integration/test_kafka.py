@@ -29,6 +29,7 @@ from civitas.eventkit import (
 from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, events_topic
 from civitas.eventkit.kafka.topics import dead_letter_topic
 from tests.support.accounts import BalancesProjection, read_balances
+from tests.support.platform import free_port
 from tests.support.processes import eventually
 
 pytestmark = pytest.mark.kafka
@@ -357,14 +358,15 @@ async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
     home = tmp_path / "kafka"
+    port, controller_port = free_port(), free_port()
     broker_env = {
         **os.environ,
-        "KAFKA_PORT": "19092",
-        "KAFKA_CONTROLLER_PORT": "19093",
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(controller_port),
         "KAFKA_HOME": str(home),
         "PYTHON": sys.executable,
     }
-    bootstrap = "127.0.0.1:19092"
+    bootstrap = f"127.0.0.1:{port}"
 
     def broker(action: str) -> None:
         subprocess.run(

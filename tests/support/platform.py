@@ -20,9 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-" + "z" * 40
 
 
+def _ports_outside_the_ephemeral_range() -> range:
+    kernel = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux; elsewhere IANA's
+    low, high = map(int, kernel.read_text().split()) if kernel.exists() else (49_152, 65_535)
+    if low > 11_000:
+        return range(10_000, min(low, 32_768))
+    if high < 64_000:
+        return range(high + 1, 65_536)
+    return range(10_000, 65_536)  # no room outside it: a race remains possible
+
+
 _handed_out: set[int] = set()
-_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux; elsewhere IANA's
-_EPHEMERAL_FROM = int(_PORT_RANGE.read_text().split()[0]) if _PORT_RANGE.exists() else 49_152
+_FREE_PORTS = _ports_outside_the_ephemeral_range()
 
 
 def free_port() -> int:
@@ -33,7 +42,7 @@ def free_port() -> int:
     ports, and one could take this port before its server binds it. And never the same
     one twice in a run."""
     while True:
-        port = random.randrange(10_000, max(11_000, min(_EPHEMERAL_FROM, 32_768)))
+        port = random.choice(_FREE_PORTS)
         if port in _handed_out:
             continue
         with socket.socket() as sock:
