@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import uuid
@@ -17,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
 from civitas.cases.bootstrap import RunningCases, run_cases
+from civitas.cases.case_index import OVERDUE_CASES
 from civitas.cases.v1 import cases_pb2 as pb
 from civitas.cases.v1 import cases_pb2_grpc as pb_grpc
 from civitas.chassis.auth import Role, TokenAuthority
@@ -187,6 +187,18 @@ async def test_dispatch_fails_unavailable_and_changes_nothing_when_party_orgs_is
         assert await world.head() == before
 
 
+async def supervisor_rounds(count: int) -> None:
+    """Wait until the supervisor has made ``count`` more rounds: each ends by setting the
+    gauge of overdue cases, set to -1 here before each."""
+
+    async def made() -> bool:
+        return (REGISTRY.get_sample_value("civitas_cases_overdue") or 0) >= 0
+
+    for _ in range(count):
+        OVERDUE_CASES.set(-1)
+        await eventually(made, "a round of the supervisor", seconds=30)
+
+
 async def test_a_breached_deadline_gets_one_notice_even_after_a_restart(
     tmp_path: Path, clock: ManualClock
 ) -> None:
@@ -204,11 +216,11 @@ async def test_a_breached_deadline_gets_one_notice_even_after_a_restart(
             return bool(await noticed())
 
         await eventually(any_notice, "a supervision notice", seconds=30)
-        await asyncio.sleep(0.3)  # several more supervisor rounds
+        await supervisor_rounds(2)  # at least one whole round after the notice
         assert await noticed() == [pb.DEADLINE_DISPATCH]
         assert REGISTRY.get_sample_value("civitas_cases_overdue") == 1
     async with platform(tmp_path, clock, party_orgs_up=False) as restarted:
-        await asyncio.sleep(0.3)
+        await supervisor_rounds(2)
         events = await restarted.running.store.read_stream(f"case-{case_id}")
         assert [e.type for e in events].count("SupervisionNoticeIssued") == 1
 
