@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +25,13 @@ from civitas.volunteers.v1 import volunteers_pb2 as pb
 from civitas.volunteers.v1 import volunteers_pb2_grpc as pb_grpc
 from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
 from tests.integration.test_party_orgs_grpc import seed
-from tests.support.processes import eventually, forget_progress, publish_again
+from tests.support.processes import (
+    consumed,
+    eventually,
+    forget_progress,
+    handled_all,
+    publish_again,
+)
 
 SECRET = "volunteers-secret-" + "v" * 40
 C = grpc.StatusCode
@@ -131,7 +136,7 @@ async def test_a_member_reporting_to_a_community_gets_one_volunteer_profile(
         )
         after_redelivery = await profile_events(world, member)
     async with platform(tmp_path, clock, seeded=False) as restarted:
-        await asyncio.sleep(0.3)
+        await handled_all(restarted.volunteers.processes[0], restarted.party.store)
         after_restart = await profile_events(restarted, member)
 
     assert got.volunteer.name == "李明"  # the member's name, sealed with the member's key
@@ -387,8 +392,9 @@ async def test_on_kafka_duplicates_and_restarts_still_make_one_profile_and_one_c
             return len(card.member.activities) == 1
 
         await eventually(on_card, "the hours on the card, over Kafka", seconds=60)
+        await consumed(kafka_bootstrap, namespace)  # the duplicates too
     async with platform(tmp_path, clock, seeded=False, extra=extra) as restarted:
-        await asyncio.sleep(3)
+        await consumed(kafka_bootstrap, namespace)
         profile = await profile_events(restarted, member)
         card = await restarted.party_orgs.GetMember(
             po.GetMemberRequest(member_id=member), metadata=restarted.token(Role.AUDITOR)

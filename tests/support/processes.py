@@ -22,6 +22,17 @@ async def eventually(
         await asyncio.sleep(poll)
 
 
+async def handled_all(runner: ProcessManagerRunner, store: EventStore, seconds: float = 30) -> None:
+    """Wait until a process manager has handled every event of ``store`` it reads."""
+    mine = await store.read_all(limit=10_000_000, filter=runner.filter)
+    last = mine[-1].position if mine else 0
+
+    async def there() -> bool:
+        return await runner.position() >= last
+
+    await eventually(there, f"{runner.name} to handle every event", seconds)
+
+
 def forget_progress(runner: ProcessManagerRunner) -> None:
     """Make a process manager see every event again, as after a lost checkpoint."""
     with runner.engine.begin() as conn:
