@@ -119,8 +119,13 @@ def shadow_url(live_url: str, name: str) -> str:
     if url.get_backend_name() == "sqlite":
         live = Path(url.database or "")
         return f"sqlite:///{live.with_name(f'{live.stem}.shadow-{name}{live.suffix}')}"
-    schema = url.query.get("schema", "public")
-    return url.update_query_dict({"schema": f"{schema}_shadow_{name}"}).render_as_string(False)
+    shadow = f"{url.query.get('schema', 'public')}_shadow_{name}"
+    if len(shadow) > 63:  # PostgreSQL would cut it short
+        raise SystemExit(
+            f"the shadow schema {shadow!r} is longer than PostgreSQL's 63 characters: "
+            "give the read model a shorter schema"
+        )
+    return url.update_query_dict({"schema": shadow}).render_as_string(False)
 
 
 def reset_shadow(url: str) -> None:
@@ -227,7 +232,7 @@ async def swap_in(
 
 class OriginStore:
     """The replayed service's event store: opened once, when first needed (a replay
-    from Kafka needs it only to catch the live model up after a swap)."""
+    from Kafka needs it only for a swap: the relay's checkpoint, then the catch-up)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -262,7 +267,7 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
         with tqdm(desc=f"replay {name} from {source}", unit="ev", file=sys.stderr) as bar:
             if source == "kafka":
                 replayed = await replay_from_kafka(
-                    spec.source, origin, projection, shadow, bar, store
+                    spec.source, origin, projection, shadow, bar, store if do_swap else None
                 )
             else:
                 bar.total = await (await store.get()).head_position()
@@ -291,16 +296,17 @@ async def replay_from_kafka(
     projection: Projection,
     shadow: sa.Engine,
     bar: tqdm[Any],
-    store: OriginStore,
+    swapping_from: OriginStore | None,
 ) -> int:
     """Rebuild the shadow from the service's topic, from its beginning to where it ended
     when the replay began.
 
-    The shadow's position is then set back to the relay's checkpoint as it was before
-    the topic's ends were read: the relay has every partition acknowledge on its own,
-    so above the checkpoint one partition may hold later events while another lacks
-    earlier ones, and a catch-up from the store (before a swap) must start there. It
-    passes over, by per-stream versions, what the shadow has."""
+    For a swap (``swapping_from`` the service's store), the shadow's position is then
+    set back to the relay's checkpoint as it was before the topic's ends were read: the
+    relay has every partition acknowledge on its own, so above the checkpoint one
+    partition may hold later events while another lacks earlier ones, and the catch-up
+    from the store must start there. It passes over, by per-stream versions, what the
+    shadow has."""
     from civitas.eventkit.kafka import events_topic
     from civitas.eventkit.kafka.relay import relay_checkpoint
     from civitas.eventkit.kafka.replay import KafkaReplayFeed
@@ -308,14 +314,19 @@ async def replay_from_kafka(
     if not origin.kafka_bootstrap:
         raise SystemExit("--source kafka needs CIVITAS_KAFKA_BOOTSTRAP")
     topic = events_topic(service, origin.kafka_namespace)
-    relayed = await (await store.get()).load_checkpoint(relay_checkpoint(topic))
+    relayed = (
+        await (await swapping_from.get()).load_checkpoint(relay_checkpoint(topic))
+        if swapping_from
+        else None
+    )
     kafka = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
     try:
         feed = ProgressFeed(kafka, bar, by_position=False)
         reached = await ProjectionRunner(projection, feed, shadow).rebuild()
     finally:
         await kafka.close()
-    await asyncio.to_thread(lower_position, shadow, projection.name, relayed)
+    if relayed is not None:
+        await asyncio.to_thread(lower_position, shadow, projection.name, relayed)
     return reached
 
 

@@ -28,8 +28,9 @@ class Child:
     address: str
 
 
-async def wait_healthy(address: str, within: float = 30.0) -> None:
-    """Wait until the gRPC health service at ``address`` says SERVING."""
+async def wait_healthy(address: str, within: float = 30.0, name: str = "nothing") -> None:
+    """Wait until the gRPC health service at ``address`` says SERVING; a TimeoutError
+    names the service (``name``) after ``within`` seconds."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = asyncio.get_running_loop().time() + within
@@ -39,7 +40,7 @@ async def wait_healthy(address: str, within: float = 30.0) -> None:
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"nothing healthy at {address} after {within}s")
+                raise TimeoutError(f"{name} not healthy at {address} after {within}s")
             await asyncio.sleep(0.2)
 
 
@@ -72,11 +73,17 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
         for service in SERVICES:
             children.append(await start(service, env, host))
         exited = [asyncio.create_task(c.process.wait()) for c in children]
-        ready = asyncio.gather(*(wait_healthy(c.address, ready_within) for c in children))
-        first: list[asyncio.Future[Any]] = [ready, *exited]  # all ready, or one gone
+        waiting = asyncio.create_task(stop.wait())
+        ready = asyncio.gather(
+            *(wait_healthy(c.address, ready_within, c.service) for c in children)
+        )
+        first: list[asyncio.Future[Any]] = [ready, waiting, *exited]  # ready, stopped, or gone
         await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done() or ready.exception():
             ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
+            if stop.is_set():  # Ctrl-C while starting (a terminal's reaches the services too)
+                return 0
             gone = [
                 f"{c.service} (exit code {c.process.returncode})"
                 for c in children
@@ -99,7 +106,6 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
         print(f"\nadmin token (district_admin, scope QH, 12 h):\n{token}\n")
         print(f"web console: http://{host}:{console}/?token={token}\n")
         print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)
-        waiting = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiting, *exited], return_when=asyncio.FIRST_COMPLETED)
         if waiting not in done:
             print("civitas: a service exited on its own; stopping the others", file=sys.stderr)

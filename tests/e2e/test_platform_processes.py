@@ -299,3 +299,27 @@ async def test_civitas_up_stops_everything_when_a_service_exits_before_it_is_rea
     assert up.returncode == 1
     assert "exited before it was ready: insights (exit code" in err.decode()
     assert "all services stopped" in out.decode()
+    assert "Traceback" not in err.decode().split("civitas: exited before")[1]
+
+
+async def test_ctrl_c_while_the_services_start_stops_them_all_at_once(tmp_path: Path) -> None:
+    up = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "civitas.cli",
+        "up",
+        "--ready-within",
+        "300",
+        cwd=tmp_path,
+        env=service_env(tmp_path, free_port(), free_port()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await asyncio.sleep(0.5)  # the services are importing, none is ready yet
+    up.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(up.communicate(), 120)
+
+    assert up.returncode == 0, err.decode()
+    assert "all services stopped" in out.decode()
+    assert "admin token" not in out.decode()  # it never got as far as ready
+    assert "Traceback" not in err.decode()

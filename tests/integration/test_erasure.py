@@ -24,7 +24,7 @@ from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as vpb
 from tests.integration.test_volunteers import SECRET, World, platform, report, settings_for
 from tests.support.platform import run_cli
-from tests.support.processes import eventually
+from tests.support.processes import eventually, relayed
 
 ROOT = Path(__file__).resolve().parents[2]
 RESIDENT = ("周敏", "13800001111")
@@ -260,6 +260,12 @@ async def test_forgotten_people_leave_no_plaintext_anywhere_and_the_chains_still
                 await store.verify()
                 for store in (world.party.store, cases.store, world.volunteers.store)
             ]
+            for service, store in (
+                ("party_orgs", world.party.store),
+                ("cases", cases.store),
+                ("volunteers", world.volunteers.store),
+            ):
+                await relayed(store, service, namespace)  # all of it on Kafka, to be searched
         on_kafka = await kafka_bytes(kafka_bootstrap, namespace)
     on_disk = files_bytes(tmp_path)
 

@@ -19,7 +19,7 @@ from civitas.eventkit import EventStore, ManualClock
 from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
-from tests.support.processes import eventually
+from tests.support.processes import relayed
 
 SECRET = "test-secret-" + "x" * 40
 C = grpc.StatusCode
@@ -659,15 +659,7 @@ async def test_with_kafka_configured_the_service_relays_its_events(
             for e in await running.store.read_all(limit=10_000)
             if not e.category.endswith("_snapshot")
         }
-        checkpoint = "relay:civitas.party_orgs.events.v1"
-
-        async def relayed() -> bool:
-            return bool(
-                await running.store.load_checkpoint(checkpoint)
-                == await running.store.head_position()
-            )
-
-        await eventually(relayed, "the relay to publish every event", seconds=60)
+        await relayed(running.store, "party_orgs", "civitas")
 
     published = {
         h["event_id"]

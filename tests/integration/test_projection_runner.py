@@ -267,8 +267,9 @@ def test_collecting_less_restores_the_collector_when_the_last_use_ends() -> None
 async def test_two_runners_of_one_projection_never_apply_an_event_twice(
     tmp_path: Path, read_model_urls: Callable[[str], str]
 ) -> None:
-    # As when `civitas replay --swap` catches the live model up while the service's own
-    # runner goes on: each reads a stream's applied version, then writes its next event.
+    # Two processes running one projection (two replicas of a service, or a service
+    # restarted while the old process still drains): each reads a stream's applied
+    # version, then writes its next event.
     store = SqliteEventStore(tmp_path / "events.db")
     await fill(store, accounts=6, movements=40)
     both = await engine_for(read_model_urls("both"))

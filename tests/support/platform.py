@@ -171,7 +171,8 @@ async def civitas_up(
     platform = Platform(env, "")
     try:
         while "Ctrl-C stops" not in platform.printed:
-            line = await asyncio.wait_for(up.stdout.readline(), start_seconds)
+            # a little longer than civitas up gives the services, to hear what it says then
+            line = await asyncio.wait_for(up.stdout.readline(), start_seconds + 15)
             assert line, f"civitas up ended early: {platform.printed}"
             platform.printed += line.decode()
         yield platform

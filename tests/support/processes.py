@@ -33,6 +33,20 @@ async def handled_all(runner: ProcessManagerRunner, store: EventStore, seconds: 
     await eventually(there, f"{runner.name} to handle every event", seconds)
 
 
+async def relayed(store: EventStore, service: str, namespace: str, seconds: float = 60) -> None:
+    """Wait until the service's relay has published every event of ``store`` now."""
+    from civitas.eventkit.kafka import events_topic
+    from civitas.eventkit.kafka.relay import relay_checkpoint
+
+    head = await store.head_position()
+    checkpoint = relay_checkpoint(events_topic(service, namespace))
+
+    async def there() -> bool:
+        return await store.load_checkpoint(checkpoint) >= head
+
+    await eventually(there, f"{service}'s relay to publish up to {head}", seconds, poll=0.1)
+
+
 def forget_progress(runner: ProcessManagerRunner) -> None:
     """Make a process manager see every event again, as after a lost checkpoint."""
     with runner.engine.begin() as conn:

@@ -15,12 +15,18 @@ from civitas.chassis.client import open_channel
 from civitas.cli import main
 
 
-def test_a_deadline_that_is_not_above_zero_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("timeout", ["0", "-1", "inf", "nan", "1e400", "soon"])
+# refused with: "not a number of seconds" or "must be a finite number above 0 seconds"
+def test_a_deadline_that_is_not_a_finite_time_above_zero_is_refused(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["call", "party_orgs.GetAdminUnit", '{"code": "QH"}', "--timeout", "0"])
+        main(["call", "party_orgs.GetAdminUnit", '{"code": "QH"}', "--timeout", timeout])
 
     assert exited.value.code == 2
-    assert "--timeout: must be above 0 seconds: '0'" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "--timeout: " in said
+    assert f"seconds: {timeout!r}" in said
 
 
 async def test_a_call_to_a_server_that_never_answers_ends_at_its_deadline() -> None:

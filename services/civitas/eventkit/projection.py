@@ -99,9 +99,9 @@ PROJECTION_LOCK_SPACE = 0x70726A  # "prj": the first key of projection locks
 
 def hold_projection(conn: sa.Connection, name: str) -> None:
     """Take the projection's write lock for the rest of ``conn``'s transaction (call it
-    first). Two runners of one projection (a service's, and a replay's catch-up after a
-    swap) would otherwise both read a stream's last applied version before either wrote
-    it, and both apply its next event. SQLite: ``BEGIN IMMEDIATE`` (the driver begins
+    first). Two runners of one projection (a service's, and a replay's swap) would
+    otherwise both read a stream's last applied version before either wrote it, and
+    both apply its next event. SQLite: ``BEGIN IMMEDIATE`` (the driver begins
     only at the first write); PostgreSQL: an advisory lock on the projection's name, in
     a key space of its own (two keys), at READ COMMITTED (the engine's default), where
     each statement after the lock sees what the previous holder committed."""
