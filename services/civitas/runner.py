@@ -72,6 +72,7 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
     try:
         for service in SERVICES:
             children.append(await start(service, env, host))
+        print(f"civitas: starting {', '.join(SERVICES)}", flush=True)
         exited = [asyncio.create_task(c.process.wait()) for c in children]
         waiting = asyncio.create_task(stop.wait())
         ready = asyncio.gather(

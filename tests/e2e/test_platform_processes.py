@@ -309,10 +309,12 @@ async def test_civitas_up_stops_everything_when_a_service_exits_before_it_is_rea
 
 async def test_ctrl_c_while_the_services_start_stops_them_all_at_once(tmp_path: Path) -> None:
     up = await patient_up(tmp_path, service_env(tmp_path, free_port(), free_port()))
-    await asyncio.sleep(0.5)  # the services are importing, none is ready yet
+    assert up.stdout is not None
+    starting = await asyncio.wait_for(up.stdout.readline(), 120)  # none is ready yet
     up.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(up.communicate(), 120)
 
+    assert starting.decode().startswith("civitas: starting party_orgs, cases")
     assert up.returncode == 0, err.decode()
     assert "all services stopped" in out.decode()
     assert "admin token" not in out.decode()  # it never got as far as ready
