@@ -18,7 +18,6 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
-import sqlalchemy as sa
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -26,7 +25,6 @@ from civitas.cases.bootstrap import run_cases
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.demo import load_cases, load_funds, load_party_orgs, load_volunteers
 from civitas.eventkit import EventStore, RecordedEvent
-from civitas.eventkit.projection import streams_table
 from civitas.funds.bootstrap import run_funds
 from civitas.insights.bootstrap import RunningInsights, run_insights
 from civitas.insights.v1 import insights_pb2 as pb
@@ -38,7 +36,7 @@ from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 from civitas.volunteers.bootstrap import run_volunteers
 from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
 from tests.integration.test_cases_grpc import SECRET, settings_for
-from tests.support.processes import eventually
+from tests.support.processes import last_versions, streams_applied
 
 pytestmark = pytest.mark.slow
 AUTHORITY = TokenAuthority(SECRET)
@@ -161,39 +159,16 @@ async def feedback_and_appraisal(stub: po_grpc.PartyOrgsServiceStub, member_id: 
 
 async def caught_up(district: District) -> None:
     """Wait until every projection has applied, stream by stream, every event its
-    source held when the wait began (exact on either feed: Kafka interleaves
-    partitions, so a global position says less there)."""
+    source held when the wait began."""
     sources = ["party_orgs", "cases", "volunteers", "funds"]
-    wanted = {}
-    for runner, source in zip(district.insights.projections, sources, strict=True):
-        events = await district.stores[source].read_all(
-            after=0, limit=1_000_000, filter=runner.projection.filter
+    wanted = {
+        runner.projection.name: await last_versions(
+            district.stores[source], runner.projection.filter
         )
-        wanted[runner.projection.name] = {e.stream_id: e.stream_version for e in events}
-
-    def applied(name: str) -> dict[str, int]:
-        with district.insights.projections[0].engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(streams_table.c.stream_id, streams_table.c.version).where(
-                    streams_table.c.projection == name
-                )
-            )
-            return {stream: version for stream, version in rows}
-
-    def behind() -> dict[str, int]:
-        counts = {}
-        for name, streams in wanted.items():
-            done = applied(name)
-            counts[name] = sum(1 for s, v in streams.items() if done.get(s, -1) < v)
-        return counts
-
-    async def done() -> bool:
-        return not any(behind().values())
-
-    try:
-        await eventually(done, "the insights projections to catch up", seconds=90)
-    except AssertionError as late:
-        raise AssertionError(f"{late}: streams behind {behind()}") from None
+        for runner, source in zip(district.insights.projections, sources, strict=True)
+    }
+    engine = district.insights.projections[0].engine
+    await streams_applied(engine, wanted, "the insights projections to catch up", seconds=90)
 
 
 def expected_cases(events: list[RecordedEvent], prefix: str) -> dict[str, Any]:

@@ -191,39 +191,20 @@ async def civitas_up(
 async def insights_caught_up(var: Path, seconds: float = 120) -> None:
     """Wait until each of insights' projections has applied, stream by stream, every
     event its source service's store (under ``var``) held when the wait began."""
-    import sqlalchemy as sa
-
     from civitas.eventkit import create_read_model_engine, open_event_store
-    from civitas.eventkit.projection import streams_table
     from civitas.replay import catalog, settings_of
-    from tests.support.processes import eventually
+    from tests.support.processes import last_versions, streams_applied
 
     wanted: dict[str, dict[str, int]] = {}
     for name, spec in catalog().items():
         if spec.owner == "insights":
             store = await open_event_store(settings_of(spec.source, var).eventstore_url)
             try:
-                events = await store.read_all(limit=10_000_000, filter=spec.build().filter)
+                wanted[name] = await last_versions(store, spec.build().filter)
             finally:
                 await store.close()
-            wanted[name] = {e.stream_id: e.stream_version for e in events}
     engine = create_read_model_engine(settings_of("insights", var).read_model_url)
-
-    def behind() -> dict[str, int]:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.select(streams_table))
-            applied = {(r.projection, r.stream_id): r.version for r in rows}
-        return {
-            name: sum(1 for s, v in streams.items() if applied.get((name, s), -1) < v)
-            for name, streams in wanted.items()
-        }
-
-    async def done() -> bool:
-        return not any((await asyncio.to_thread(behind)).values())
-
     try:
-        await eventually(done, "insights to catch up with every service", seconds, poll=0.5)
-    except AssertionError as late:
-        raise AssertionError(f"{late}: streams behind {behind()}") from None
+        await streams_applied(engine, wanted, "insights to catch up with every service", seconds)
     finally:
         engine.dispose()

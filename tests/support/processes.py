@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 
-from civitas.eventkit import EventStore
+from civitas.eventkit import EventFilter, EventStore
 from civitas.eventkit.process import ProcessManagerRunner
+from civitas.eventkit.projection import streams_table
 
 
 async def eventually(
@@ -114,3 +115,34 @@ async def consumed(bootstrap: str, namespace: str, seconds: float = 60) -> None:
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def last_versions(store: EventStore, filter: EventFilter) -> dict[str, int]:
+    """The last version of each stream in ``store`` with events ``filter`` lets through."""
+    events = await store.read_all(limit=10_000_000, filter=filter)
+    return {e.stream_id: e.stream_version for e in events}
+
+
+async def streams_applied(
+    engine: sa.Engine, wanted: dict[str, dict[str, int]], what: str, seconds: float
+) -> None:
+    """Wait until each projection named in ``wanted`` has applied, in ``engine``'s
+    tracking, every stream up to the version given (exact on either feed: Kafka
+    interleaves partitions, so a global position says less there)."""
+
+    def behind() -> dict[str, int]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(streams_table))
+            applied = {(r.projection, r.stream_id): r.version for r in rows}
+        return {
+            name: sum(1 for s, v in streams.items() if applied.get((name, s), -1) < v)
+            for name, streams in wanted.items()
+        }
+
+    async def done() -> bool:
+        return not any((await asyncio.to_thread(behind)).values())
+
+    try:
+        await eventually(done, what, seconds, poll=0.2)
+    except AssertionError as late:
+        raise AssertionError(f"{late}: streams behind {behind()}") from None
