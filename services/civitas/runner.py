@@ -28,7 +28,7 @@ class Child:
     address: str
 
 
-async def wait_healthy(address: str, within: float = 30.0, name: str = "nothing") -> None:
+async def wait_healthy(address: str, within: float = 30.0, name: str = "server") -> None:
     """Wait until the gRPC health service at ``address`` says SERVING; a TimeoutError
     names the service (``name``) after ``within`` seconds."""
     async with grpc.aio.insecure_channel(address) as channel:
@@ -40,7 +40,7 @@ async def wait_healthy(address: str, within: float = 30.0, name: str = "nothing"
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{name} not healthy at {address} after {within}s")
+                raise TimeoutError(f"{name} at {address} not healthy after {within}s")
             await asyncio.sleep(0.2)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import logging
@@ -297,7 +298,13 @@ def observe_applied(
     PROJECTION_LAG.labels(consumer).set(max(0.0, now - batch[-1].occurred_at.timestamp()))
 
 
-_collecting_less: list[tuple[int, int, int]] = []  # the thresholds before, per use
+@dataclasses.dataclass
+class _Collecting:
+    users: int = 0  # uses of collecting_less() open now
+    normal: tuple[int, int, int] = (0, 0, 0)  # the thresholds before the first
+
+
+_collecting = _Collecting()
 
 
 @contextlib.contextmanager
@@ -308,22 +315,17 @@ def collecting_less() -> Iterator[None]:
     cycles worth collecting; with Python's default thresholds the collector's passes
     over the whole heap take about a tenth of a replay. Nested and concurrent uses
     restore the thresholds when the last one ends."""
-    if not _collecting_less:
-        normal = gc.get_threshold()
+    if not _collecting.users:
+        _collecting.normal = normal = gc.get_threshold()
         if normal[0]:  # 0: automatic collection is off, and stays off
             gc.set_threshold(max(normal[0], 50_000), normal[1], normal[2])
-    else:
-        normal = _collecting_less[0]
-    _collecting_less.append(normal)
+    _collecting.users += 1
     try:
         yield
     finally:
-        _collecting_less.pop()
-        if not _collecting_less:
-            gc.set_threshold(*normal)
-
-
-BatchHandle = Callable[[list[RecordedEvent]], Awaitable[None]]
+        _collecting.users -= 1
+        if not _collecting.users:
+            gc.set_threshold(*_collecting.normal)
 
 
 class TrackedRunner(abc.ABC):
@@ -359,7 +361,7 @@ class TrackedRunner(abc.ABC):
     async def _handle(self, batch: list[RecordedEvent]) -> None:
         """Handle one batch and record the consumer's progress."""
 
-    async def _drain(self, handle: BatchHandle) -> int:
+    async def _drain(self, handle: BatchHandler) -> int:
         feed = self._catch_up_feed()
         await self.setup()
         after = await self.position()
