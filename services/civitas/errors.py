@@ -2,7 +2,8 @@
 
 They carry no transport: the gRPC edge maps each kind to its status code
 (DESIGN.md: bad request → INVALID_ARGUMENT, missing → NOT_FOUND, version conflict
-→ ABORTED, a rule says no → FAILED_PRECONDITION, not allowed → PERMISSION_DENIED).
+→ ABORTED, a rule says no → FAILED_PRECONDITION, not allowed → PERMISSION_DENIED, a
+key already used for another request → ALREADY_EXISTS).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ class NotFound(DomainError, LookupError):
 
 class Conflict(DomainError):
     """Someone else changed the same thing first; read again and retry."""
+
+
+class AlreadyExists(DomainError):
+    """A caller-supplied key (a request id, an idempotency key, an entry's id) was used
+    before for a different request: nothing was done, and the key stays bound to the
+    first request."""
 
 
 class RuleViolation(DomainError):

@@ -31,7 +31,7 @@ _CODE_SHAPES = [
 def parse_unit_code(code: str) -> tuple[UnitKind, str | None]:
     """The kind of unit a code names, and its parent's code."""
     for kind, shape in _CODE_SHAPES:
-        match = shape.match(code or "")
+        match = shape.fullmatch(code or "") if isinstance(code, str) else None
         if match:
             return kind, match.groupdict().get("parent")
     raise InvalidInput(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import grpc
 import pytest
@@ -195,7 +197,8 @@ async def test_a_call_without_a_valid_token_is_unauthenticated(
 
 
 async def test_an_expired_or_foreign_token_is_unauthenticated(client: Client) -> None:
-    expired = client.authority.mint("x", [Role.DISTRICT_ADMIN], ["QH"], ttl_seconds=-10)
+    with mock.patch("civitas.chassis.auth.time.time", return_value=time.time() - 3600):
+        expired = client.authority.mint("x", [Role.DISTRICT_ADMIN], ["QH"], ttl_seconds=60)
     foreign = TokenAuthority("another-secret-" + "y" * 40).mint("x", [Role.DISTRICT_ADMIN], ["QH"])
     for token, message in [(expired, "expired"), (foreign, "not valid")]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

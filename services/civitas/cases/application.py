@@ -140,7 +140,7 @@ class Cases:
         name, phone = (resident_name or "").strip(), re.sub(r"[ -]", "", resident_phone or "")
         if not name:
             raise InvalidInput("resident_name is required")
-        if not _PHONE.match(resident_phone or ""):
+        if not _PHONE.fullmatch(resident_phone or ""):
             raise InvalidInput(f"resident_phone {resident_phone!r} is not a phone number")
         resident = await self.vault.person_for("resident", phone)
         case = Case.register(
@@ -330,7 +330,7 @@ class Cases:
             else None
         )
         phone = re.sub(r"[ -]", "", record.resident_phone or "")
-        if not _PHONE.match(record.resident_phone or "") or not record.resident_name.strip():
+        if not _PHONE.fullmatch(record.resident_phone or "") or not record.resident_name.strip():
             raise InvalidInput("a resident_name and a resident_phone are required")
         resident = await self.vault.person_for("resident", phone)
         case_id = (
@@ -402,7 +402,7 @@ class Cases:
 
 def _person_id(field: str, text: str) -> str:
     """A person id given by a caller: a member's id, or one a vault made (kind-uuid)."""
-    if not _PERSON_ID.match(text):
+    if not _PERSON_ID.fullmatch(text):
         raise InvalidInput(f"{field} {text!r} is not a person's id")
     return text
 

@@ -95,6 +95,10 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     def _id(self, request: Any) -> str:
         return uuid_in(request.case_id, "case_id")
 
+    async def current(self, kind: str, object_id: str) -> pb.Case:
+        """A case as it is now: the reply to a repeated request id (chassis.requests)."""
+        return await self._case_out(await self.app.get(current_caller(), object_id))
+
     async def RegisterCase(
         self, request: pb.RegisterCaseRequest, context: Any
     ) -> pb.RegisterCaseResponse:

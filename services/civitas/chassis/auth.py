@@ -9,17 +9,23 @@ so a unit is in scope when its code is a scope code or lies below one.
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import jwt
 
-from civitas.errors import NotAllowed, Unauthenticated
+from civitas.errors import DomainError, NotAllowed, Unauthenticated
 from civitas.eventkit import Metadata
+from civitas.geography import parse_unit_code
 
 ISSUER = "civitas"
 AUDIENCE = "civitas"
+MAX_TOKEN_SECONDS = 12 * 3600
+"""The longest life a token may have, whoever minted it: a longer one is refused."""
+MAX_TOKEN_CHARS = 4096
+_SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}")
 
 
 class Role(enum.StrEnum):
@@ -47,6 +53,11 @@ class Principal:
     def covers(self, unit_code: str) -> bool:
         """True when ``unit_code`` is one of the scope's units or lies below one."""
         return any(unit_code == s or unit_code.startswith(s + "-") for s in self.scope)
+
+    @property
+    def is_service(self) -> bool:
+        """A service's own token (it holds the service role and no other)."""
+        return Role.SERVICE in self.roles
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +88,59 @@ def authorize(principal: Principal, allowed: Iterable[Role], unit_code: str | No
         )
 
 
+def authorize_all(principal: Principal, allowed: Iterable[Role], *unit_codes: str) -> None:
+    """:func:`authorize` for a command that touches several units: each must be in the
+    caller's scope (a transfer's two accounts, a member's organization and the
+    community they report to, …)."""
+    allowed = frozenset(allowed)
+    authorize(principal, allowed, None)
+    for code in dict.fromkeys(unit_codes):
+        authorize(principal, allowed, code)
+
+
 HIDDEN = "[hidden]"
 
 
-def may_see_personal_data(principal: Principal, unit_code: str) -> bool:
-    """Names and phones show only to people who work for the unit the record belongs to
-    (auditors and district admins: the whole district), and never to finance."""
-    return bool(principal.roles - {Role.FINANCE_OFFICER}) and principal.covers(unit_code)
+def may_see_personal_data(principal: Principal, *record_units: str) -> bool:
+    """The one rule for names and phones, whichever service or door shows them: they
+    show only to people who work for a unit the record belongs to (auditors and
+    district admins: the whole district), and never to finance. A record belongs to
+    its community (a case, a volunteer), a member to their organization's unit and to
+    the community they report to, a post's or seat's holder to the grid or the org."""
+    if not principal.roles - {Role.FINANCE_OFFICER}:
+        return False
+    return any(principal.covers(unit) for unit in record_units if unit)
+
+
+QUERY_PREFIXES = ("Get", "List", "Walk", "Resolve", "Verify")
+
+
+def is_query(method_name: str) -> bool:
+    """Whether an RPC only reads (any valid token may read); every other one is a
+    command, which checks role and scope."""
+    return method_name.startswith(QUERY_PREFIXES)
+
+
+SERVICE_GRANTS: dict[str, frozenset[str]] = {
+    # volunteers' process manager records a member's verified hours on their card
+    "volunteers": frozenset({"/civitas.party_orgs.v1.PartyOrgsService/RecordCardActivity"}),
+}
+"""The commands each service's token may call on another service: what its process
+managers need, nothing more. A service token may call every query."""
+
+
+def check_service_call(principal: Principal, path: str) -> None:
+    """Refuse a service token a command its service was not granted."""
+    method = path.rsplit("/", 1)[-1]
+    granted = SERVICE_GRANTS.get(principal.subject, frozenset())
+    if principal.is_service and not is_query(method) and path not in granted:
+        raise NotAllowed(f"the {principal.subject} service's token may not call {method}")
 
 
 class TokenAuthority:
     """Mints and verifies tokens with one shared secret."""
 
-    def __init__(self, secret: str, *, ttl_seconds: int = 12 * 3600) -> None:
+    def __init__(self, secret: str, *, ttl_seconds: int = 3600) -> None:
         if len(secret) < 32:
             raise ValueError("the token secret must be at least 32 characters")
         self._secret = secret
@@ -104,16 +155,21 @@ class TokenAuthority:
         *,
         ttl_seconds: int | None = None,
     ) -> str:
-        """A signed token for ``subject`` with these roles and scope."""
+        """A signed token for ``subject`` with these roles and scope, living
+        ``ttl_seconds`` (an hour by default, at most :data:`MAX_TOKEN_SECONDS`)."""
+        lifetime = ttl_seconds or self.ttl_seconds
+        if not 0 < lifetime <= MAX_TOKEN_SECONDS:
+            raise ValueError(f"a token lives from 1 s to {MAX_TOKEN_SECONDS} s, not {lifetime}")
+        principal = _principal(subject, [Role(r) for r in roles], list(scope))
         now = int(time.time())
         claims = {
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": subject,
             "iat": now,
-            "exp": now + (ttl_seconds or self.ttl_seconds),
-            "roles": sorted(Role(r).value for r in roles),
-            "scope": sorted(scope),
+            "exp": now + lifetime,
+            "roles": sorted(r.value for r in principal.roles),
+            "scope": sorted(principal.scope),
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
@@ -148,6 +204,8 @@ class TokenAuthority:
         return principal
 
     def _decode(self, token: str) -> tuple[Principal, int]:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthenticated(f"the token is longer than {MAX_TOKEN_CHARS} characters")
         try:
             claims = jwt.decode(
                 token,
@@ -155,12 +213,35 @@ class TokenAuthority:
                 algorithms=["HS256"],
                 audience=AUDIENCE,
                 issuer=ISSUER,
-                options={"require": ["exp", "sub", "iss", "aud"]},
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
-            roles = frozenset(Role(r) for r in claims.get("roles", []))
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
-        except (jwt.InvalidTokenError, ValueError) as exc:
+        except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"the token is not valid: {exc}") from None
-        principal = Principal(str(claims["sub"]), roles, tuple(claims.get("scope", [])))
+        try:
+            if int(claims["exp"]) - int(claims["iat"]) > MAX_TOKEN_SECONDS:
+                raise ValueError(f"it lives longer than {MAX_TOKEN_SECONDS} s")
+            roles, scope = claims.get("roles", []), claims.get("scope", [])
+            if not isinstance(roles, list) or not isinstance(scope, list):
+                raise ValueError("roles and scope are lists")
+            principal = _principal(claims["sub"], [Role(r) for r in roles], scope)
+        except (DomainError, ValueError, TypeError) as exc:
+            raise Unauthenticated(f"the token is not valid: {exc}") from None
         return principal, int(claims["exp"])
+
+
+def _principal(subject: object, roles: list[Role], scope: list[object]) -> Principal:
+    """A principal from a token's claims, each checked: a short plain subject, known
+    roles (a service's token holds the service role alone), unit codes as scope."""
+    if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
+        raise ValueError(f"subject {subject!r} is not 1-64 letters, digits and _.@:-")
+    if Role.SERVICE in roles and len(set(roles)) > 1:
+        raise ValueError("a service token holds the service role and no other")
+    if len(scope) > 50:
+        raise ValueError("a scope names at most 50 units")
+    for code in scope:
+        if not isinstance(code, str):
+            raise ValueError(f"scope entry {code!r} is not a unit code")
+        parse_unit_code(code)
+    return Principal(subject, frozenset(roles), tuple(str(c) for c in scope))

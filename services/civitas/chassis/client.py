@@ -7,8 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
+
+from civitas.eventkit.ids import new_uuid
 
 from .interceptor import CORRELATION_ID
+from .requests import REQUEST_ID
 
 
 def service_config(attempts: int = 4) -> str:
@@ -37,8 +41,10 @@ def service_config(attempts: int = 4) -> str:
 
 
 class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Adds the bearer token and the current correlation id to every outgoing call, and
-    the channel's deadline to a call made without one (it covers the retries)."""
+    """Adds the bearer token and the current correlation id to every outgoing call, the
+    channel's deadline to a call made without one (it covers the retries), and a request
+    id to a command that takes one and has none: grpcio's retries resend the same
+    bytes, so a retry after a lost reply is answered with the first result."""
 
     def __init__(self, token: Callable[[], str], timeout_seconds: float) -> None:
         self.token = token
@@ -56,7 +62,20 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-
         details = client_call_details._replace(
             metadata=metadata, timeout=self.timeout_seconds if timeout is None else timeout
         )
-        return await continuation(details, request)
+        return await continuation(details, with_request_id(request))
+
+
+def with_request_id(request: Any) -> Any:
+    """``request`` with a fresh request id when it takes one and has none (a copy: the
+    caller's message is left as it is)."""
+    if not isinstance(request, Message) or REQUEST_ID not in request.DESCRIPTOR.fields_by_name:
+        return request
+    if getattr(request, REQUEST_ID):
+        return request
+    named = type(request)()
+    named.CopyFrom(request)
+    setattr(named, REQUEST_ID, str(new_uuid()))
+    return named
 
 
 def open_channel(

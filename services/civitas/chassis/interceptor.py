@@ -1,28 +1,36 @@
-"""The server interceptor: authentication, correlation id, error mapping, RED metrics.
+"""The server interceptor: every unary call's edge, in one place.
 
-Every unary call passes through here. The token in ``authorization: Bearer …`` is
-verified (health and reflection need none); the correlation id comes from
-``x-correlation-id`` or is made up, and is bound to the logs and to the request's
-context so that events record it; known domain errors become their status codes;
-anything else is a bug: logged with its traceback and answered INTERNAL.
+In order: the correlation id comes from ``x-correlation-id`` (a short token, checked)
+or is made up, and is bound to the logs and to the request's context so that events
+record it; the request's bytes are decoded here, so a malformed payload is answered
+INVALID_ARGUMENT; the token in ``authorization: Bearer …`` is verified (health and
+reflection need none), and a service's token may call only the commands granted to
+its service; every value of the request is checked against its bound
+(:mod:`.limits`); a command with a request id runs once per id (:mod:`.requests`).
+Known domain errors become their status codes; anything else is a bug: logged with
+its traceback and answered INTERNAL.
 """
 
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
 
 from civitas import errors
 from civitas.eventkit import AggregateNotFound, ConcurrencyError, StoreClosed
 from civitas.eventkit.ids import new_uuid
 
-from .auth import Caller, Principal, TokenAuthority
+from .auth import Caller, Principal, TokenAuthority, check_service_call
+from .limits import check_request
+from .requests import RequestLog
 
 log = structlog.get_logger("civitas.grpc")
 
@@ -55,6 +63,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (AggregateNotFound, grpc.StatusCode.NOT_FOUND),
     (errors.Conflict, grpc.StatusCode.ABORTED),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (ConcurrencyError, grpc.StatusCode.ABORTED),
     (errors.RuleViolation, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.NotAllowed, grpc.StatusCode.PERMISSION_DENIED),
@@ -65,6 +74,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
 ]  # any other store error means the service itself asked for something wrong: a bug
 
 OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 def status_of(error: Exception) -> grpc.StatusCode | None:
@@ -91,10 +101,11 @@ def current_caller() -> Caller:
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Wraps every unary-unary handler with auth, correlation, error mapping and metrics."""
+    """Wraps every unary-unary handler with the edge's checks, error mapping and metrics."""
 
-    def __init__(self, authority: TokenAuthority) -> None:
+    def __init__(self, authority: TokenAuthority, requests: RequestLog | None = None) -> None:
         self.authority = authority
+        self.requests = requests
 
     async def intercept_service(
         self,
@@ -104,23 +115,40 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
-        service, _, method = details.method.lstrip("/").partition("/")
+        path = details.method
+        service, _, method = path.lstrip("/").partition("/")
         open_call = service.startswith(OPEN_SERVICES)
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
         inner: Any = handler.unary_unary
+        decode: Any = handler.request_deserializer
 
-        async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             labels = ("unary", service, method)
             STARTED.labels(*labels).inc()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
-            correlation = metadata.get("x-correlation-id") or new_uuid().hex
+            given = metadata.get("x-correlation-id")
+            correlation = given if given and _CORRELATION_ID.fullmatch(given) else new_uuid().hex
             CORRELATION_ID.set(correlation)
             structlog.contextvars.bind_contextvars(correlation_id=correlation, rpc=method)
             try:
-                if not open_call:
-                    PRINCIPAL.set(self._authenticate(metadata))
-                return await inner(request, context)
+                if given is not None and given != correlation:
+                    raise errors.InvalidInput(
+                        "x-correlation-id is 1-64 letters, digits and _.:- (it was not)"
+                    )
+                request = _decoded(decode, raw)
+                if open_call:
+                    return await inner(request, context)
+                principal = self._authenticate(metadata)
+                PRINCIPAL.set(principal)
+                check_service_call(principal, path)
+                check_request(request)
+                if self.requests is None:
+                    return await inner(request, context)
+                servicer = getattr(inner, "__self__", None)  # the servicer the method is bound to
+                return await self.requests.once(
+                    path, principal, request, lambda: inner(request, context), servicer
+                )
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN  # the servicer aborted
                 raise
@@ -139,7 +167,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
         return grpc.unary_unary_rpc_method_handler(
             handle,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None,  # decoded in ``handle``: bad bytes are bad input
             response_serializer=handler.response_serializer,
         )
 
@@ -149,3 +177,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if scheme.lower() != "bearer" or not token:
             raise errors.Unauthenticated("no bearer token in the 'authorization' metadata")
         return self.authority.verify(token)
+
+
+def _decoded(decode: Any, raw: bytes) -> Any:
+    """The request message from its bytes; bytes that are no such message are bad input."""
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except DecodeError as exc:
+        raise errors.InvalidInput(f"the request is not a valid protobuf message ({exc})") from None

@@ -17,10 +17,12 @@ from prometheus_client import start_http_server
 
 from .auth import TokenAuthority
 from .interceptor import RequestInterceptor
+from .requests import RequestLog
 
 log = structlog.get_logger("civitas.server")
 
 AddServicer = Callable[[Any, grpc.aio.Server], None]
+MAX_REQUEST_BYTES = 1 << 20  # as large as an event may be; gRPC's default is 4 MiB
 
 
 @dataclass
@@ -46,9 +48,14 @@ async def start_grpc_server(
     authority: TokenAuthority,
     host: str = "127.0.0.1",
     port: int = 0,
+    requests: RequestLog | None = None,
 ) -> GrpcServer:
-    """Build and start a grpc.aio server; ``port=0`` binds a free port."""
-    server = grpc.aio.server(interceptors=[RequestInterceptor(authority)])
+    """Build and start a grpc.aio server; ``port=0`` binds a free port. With a request
+    log, commands that carry a request id run once per id."""
+    server = grpc.aio.server(
+        interceptors=[RequestInterceptor(authority, requests)],
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+    )
     for add, servicer in servicers:
         add(servicer, server)
     health_service = health_aio.HealthServicer()

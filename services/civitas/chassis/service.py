@@ -31,6 +31,7 @@ from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .auth import TokenAuthority
 from .logs import configure_logging
+from .requests import RequestLog
 from .server import (
     AddServicer,
     GrpcServer,
@@ -89,12 +90,15 @@ async def serving(
     if personal_data:
         services.append(privacy_service(infra.vault))
         names.append(PRIVACY_SERVICE_NAME)
+    requests = RequestLog(infra.read_models, settings.service)
+    await requests.setup()
     server = await start_grpc_server(
         services,
         names,
         authority=infra.authority,
         host=settings.host,
         port=settings.grpc_port if port is None else port,
+        requests=requests,
     )
     try:
         yield server

@@ -103,7 +103,7 @@ def create_read_model_engine(url: str) -> Engine:
 
         return engine
     schema = str(parsed.query.get("schema", "public"))
-    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", schema):
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
         raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
     engine = create_engine(
         parsed.set(drivername="postgresql+psycopg", query={}),

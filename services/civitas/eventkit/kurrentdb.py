@@ -50,7 +50,7 @@ def split_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     namespace = next((v for k, v in query if k == "namespace"), "civitas")
-    if not _NAMESPACE.match(namespace):
+    if not _NAMESPACE.fullmatch(namespace):
         raise ValueError(f"namespace {namespace!r} must be a short lower-case identifier")
     rest = urlencode([(k, v) for k, v in query if k != "namespace"])
     scheme = "kurrentdb" if parts.scheme in ("kurrentdb", "kdb") else parts.scheme

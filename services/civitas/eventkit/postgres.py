@@ -156,7 +156,7 @@ class PostgresEventStore(EventStore):
         **options: Any,
     ) -> PostgresEventStore:
         """Connect, create the schema and the append function if missing, and return the store."""
-        if not _IDENT.match(schema):
+        if not _IDENT.fullmatch(schema):
             raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, reset=_keep_session

@@ -38,7 +38,7 @@ def split_stream_id(stream_id: object) -> tuple[str, str]:
     """Return ``(category, id)`` of a stream id, or raise :class:`InvalidStreamName`."""
     if not isinstance(stream_id, str):
         raise InvalidStreamName(f"stream id must be a string, not {type(stream_id).__name__}")
-    match = _STREAM_RE.match(stream_id)
+    match = _STREAM_RE.fullmatch(stream_id)
     if match is None or len(stream_id) > MAX_STREAM_ID_LENGTH:
         raise InvalidStreamName(
             f"stream id {stream_id!r} is not 'category-id' (category: lower-case letters, digits "
@@ -61,7 +61,7 @@ def check_expected_version(expected: object) -> ExpectedVersion:
 
 def check_event_type(event_type: object) -> str:
     """Return ``event_type`` if it is a valid event type name, else raise."""
-    if not isinstance(event_type, str) or not _TYPE_RE.match(event_type):
+    if not isinstance(event_type, str) or not _TYPE_RE.fullmatch(event_type):
         raise InvalidEvent(
             f"event type {event_type!r} must start with a letter and hold only letters, digits "
             "and '_.:-' (at most 200 characters)"

@@ -61,7 +61,7 @@ class CaseRequest:
 def account_id(kind: AccountKind, owner_code: str, key: str) -> str:
     """``kind:owner:key``, e.g. ``fund:QH-01-01:special``."""
     parse_unit_code(owner_code)
-    if not _KEY.match(key or ""):
+    if not _KEY.fullmatch(key or ""):
         raise InvalidInput(f"account key {key!r} is not a short lower-case ASCII key")
     return f"{kind.value}:{owner_code}:{key}"
 

@@ -68,6 +68,16 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
     def _id(request: Any) -> str:
         return uuid_in(request.expenditure_id, "expenditure_id")
 
+    async def current(self, kind: str, object_id: str) -> Any:
+        """What a command's reply named, as it is now: the reply to a repeated request id
+        (chassis.requests)."""
+        if kind == pb.Account.DESCRIPTOR.full_name:
+            account, _ = await self.app.statement(object_id, None)
+            return account_out(account)
+        if kind == pb.Expenditure.DESCRIPTOR.full_name:
+            return expenditure_out(await self.app.get_expenditure(object_id))
+        raise LookupError(f"funds replies name no {kind}")
+
     async def OpenAccount(
         self, request: pb.OpenAccountRequest, context: Any
     ) -> pb.OpenAccountResponse:

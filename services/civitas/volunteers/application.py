@@ -92,7 +92,7 @@ class Volunteers:
         """A volunteer; a party member's volunteer takes the member's name when none is
         given, and gets the id derived from the member's (registering again is a no-op)."""
         authorize(caller.principal, COORDINATORS, _community(community_code))
-        if not _PHONE.match(phone or ""):
+        if not _PHONE.fullmatch(phone or ""):
             raise InvalidInput(f"phone {phone!r} is not a phone number")
         if member_id is not None:
             member = await self.members.member(member_id)

@@ -71,6 +71,22 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
             ],
         )
 
+    async def current(self, kind: str, object_id: str) -> Any:
+        """What a command's reply named, as it is now: the reply to a repeated request id
+        (chassis.requests)."""
+        if kind == pb.Volunteer.DESCRIPTOR.full_name:
+            return await self._volunteer_out(await self.app.get_volunteer(object_id))
+        if kind == pb.Activity.DESCRIPTOR.full_name:
+            return self._activity_out(await self.app.get_activity(object_id))
+        raise LookupError(f"volunteers replies name no {kind}")
+
+    async def replay_IssueCertificate(self, named: list[str]) -> pb.IssueCertificateResponse:
+        """A repeated IssueCertificate: the volunteer now, and the certificate it issued."""
+        volunteer_id, number = named
+        out = await self._volunteer_out(await self.app.get_volunteer(volunteer_id))
+        issued = next(c for c in out.certificates if c.number == number)
+        return pb.IssueCertificateResponse(volunteer=out, certificate=issued)
+
     async def RegisterVolunteer(
         self, request: pb.RegisterVolunteerRequest, context: Any
     ) -> pb.RegisterVolunteerResponse:

@@ -314,6 +314,7 @@ class RegisterCaseRequest(_message.Message):
     URGENCY_FIELD_NUMBER: _builtins.int
     RESIDENT_NAME_FIELD_NUMBER: _builtins.int
     RESIDENT_PHONE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     channel: Global___Channel.ValueType
     community_code: _builtins.str
     address: _builtins.str
@@ -321,6 +322,8 @@ class RegisterCaseRequest(_message.Message):
     urgency: Global___Urgency.ValueType
     resident_name: _builtins.str
     resident_phone: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
@@ -331,10 +334,11 @@ class RegisterCaseRequest(_message.Message):
         urgency: Global___Urgency.ValueType = ...,
         resident_name: _builtins.str = ...,
         resident_phone: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "channel", b"channel", "community_code", b"community_code", "description", b"description", "resident_name", b"resident_name", "resident_phone", b"resident_phone", "urgency", b"urgency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "channel", b"channel", "community_code", b"community_code", "description", b"description", "request_id", b"request_id", "resident_name", b"resident_name", "resident_phone", b"resident_phone", "urgency", b"urgency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,19 +371,23 @@ class ClassifyCaseRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
     URGENCY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     category: _builtins.str
     urgency: Global___Urgency.ValueType
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         category: _builtins.str = ...,
         urgency: Global___Urgency.ValueType = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "category", b"category", "urgency", b"urgency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "category", b"category", "request_id", b"request_id", "urgency", b"urgency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,17 +419,21 @@ class AnswerOnSpotRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     ANSWER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     answer: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         answer: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "case_id", b"case_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "case_id", b"case_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -452,15 +464,19 @@ class FileCaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -492,18 +508,22 @@ class DispatchCaseRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     GRID_CODE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     grid_code: _builtins.str
     """Optional: a grid of the case's community; by default the grid covering its address."""
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         grid_code: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "grid_code", b"grid_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "grid_code", b"grid_code", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -536,6 +556,7 @@ class AcceptCaseRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     ACCEPTED_BY_FIELD_NUMBER: _builtins.int
     ACCEPTED_BY_PERSON_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     accepted_by: _builtins.str
     accepted_by_person_id: _builtins.str
@@ -543,16 +564,19 @@ class AcceptCaseRequest(_message.Message):
     forgetting that person erases the name here too. By default: the handler's
     person when it is the handler's name, else a person cases keeps for the name.
     """
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         accepted_by: _builtins.str = ...,
         accepted_by_person_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by", "accepted_by_person_id", b"accepted_by_person_id", "case_id", b"case_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_by", b"accepted_by", "accepted_by_person_id", b"accepted_by_person_id", "case_id", b"case_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -584,17 +608,21 @@ class ReturnCaseRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -627,19 +655,23 @@ class ReassignCaseRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     GRID_CODE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     grid_code: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         grid_code: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "grid_code", b"grid_code", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "grid_code", b"grid_code", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -671,17 +703,21 @@ class AddProgressNoteRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     note: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "note", b"note"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "note", b"note", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -714,20 +750,24 @@ class OpenMediationRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     MEDIATOR_FIELD_NUMBER: _builtins.int
     MEDIATOR_PERSON_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     mediator: _builtins.str
     mediator_person_id: _builtins.str
     """Optional: the person the mediator is, as accepted_by_person_id."""
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         mediator: _builtins.str = ...,
         mediator_person_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "mediator", b"mediator", "mediator_person_id", b"mediator_person_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "mediator", b"mediator", "mediator_person_id", b"mediator_person_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -759,17 +799,21 @@ class RecordMediationSessionRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     summary: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         summary: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "request_id", b"request_id", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -802,19 +846,23 @@ class ConcludeMediationRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     AGREED_FIELD_NUMBER: _builtins.int
     TERMS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     agreed: _builtins.bool
     terms: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         agreed: _builtins.bool = ...,
         terms: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreed", b"agreed", "case_id", b"case_id", "terms", b"terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreed", b"agreed", "case_id", b"case_id", "request_id", b"request_id", "terms", b"terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -849,6 +897,7 @@ class RequestFundsRequest(_message.Message):
     PAYEE_ACCOUNT_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     amount_fen: _builtins.int
     """Integer fen (1 yuan = 100 fen)."""
@@ -856,6 +905,8 @@ class RequestFundsRequest(_message.Message):
     """A payee's account in funds, e.g. payee:QH:yinfa."""
     purpose: _builtins.str
     evidence: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
@@ -864,10 +915,11 @@ class RequestFundsRequest(_message.Message):
         payee_account: _builtins.str = ...,
         purpose: _builtins.str = ...,
         evidence: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "case_id", b"case_id", "evidence", b"evidence", "payee_account", b"payee_account", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "case_id", b"case_id", "evidence", b"evidence", "payee_account", b"payee_account", "purpose", b"purpose", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -942,20 +994,24 @@ class FollowUpCaseRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     SATISFACTION_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     satisfaction: _builtins.int
     """1 (very unsatisfied) to 5 (very satisfied)."""
     comment: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         satisfaction: _builtins.int = ...,
         comment: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "comment", b"comment", "satisfaction", b"satisfaction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "comment", b"comment", "request_id", b"request_id", "satisfaction", b"satisfaction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -986,15 +1042,19 @@ class CloseCaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1026,17 +1086,21 @@ class ReopenCaseRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1068,17 +1132,21 @@ class MergeCaseRequest(_message.Message):
 
     DUPLICATE_CASE_ID_FIELD_NUMBER: _builtins.int
     ORIGINAL_CASE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     duplicate_case_id: _builtins.str
     original_case_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         duplicate_case_id: _builtins.str = ...,
         original_case_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate_case_id", b"duplicate_case_id", "original_case_id", b"original_case_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate_case_id", b"duplicate_case_id", "original_case_id", b"original_case_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1110,17 +1178,21 @@ class RejectCaseRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1152,17 +1224,21 @@ class WithdrawCaseRequest(_message.Message):
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         case_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1202,6 +1278,7 @@ class ImportCaseRequest(_message.Message):
     SATISFACTION_FIELD_NUMBER: _builtins.int
     CLOSED_AT_FIELD_NUMBER: _builtins.int
     SOURCE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     category: _builtins.str
     grid_code: _builtins.str
     """Empty: never dispatched. Otherwise a grid of the case's community."""
@@ -1211,6 +1288,8 @@ class ImportCaseRequest(_message.Message):
     """0: no follow-up yet."""
     source_id: _builtins.str
     """The record's id in the earlier system: importing it again changes nothing."""
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def intake(self) -> Global___RegisterCaseRequest: ...
     @_builtins.property
@@ -1234,10 +1313,11 @@ class ImportCaseRequest(_message.Message):
         satisfaction: _builtins.int = ...,
         closed_at: _timestamp_pb2.Timestamp | None = ...,
         source_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "intake", b"intake", "received_at", b"received_at", "resolved_at", b"resolved_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "grid_code", b"grid_code", "intake", b"intake", "received_at", b"received_at", "resolution", b"resolution", "resolved_at", b"resolved_at", "satisfaction", b"satisfaction", "source_id", b"source_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "closed_at", b"closed_at", "dispatched_at", b"dispatched_at", "grid_code", b"grid_code", "intake", b"intake", "received_at", b"received_at", "request_id", b"request_id", "resolution", b"resolution", "resolved_at", b"resolved_at", "satisfaction", b"satisfaction", "source_id", b"source_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -215,10 +215,13 @@ class RegisterAdminUnitRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     POPULATION_FIELD_NUMBER: _builtins.int
     ADDRESSES_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """QH (district), QH-03 (street), QH-03-07 (community), QH-03-07-G02 (grid)."""
     name: _builtins.str
     population: _builtins.int
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """For a grid: the address prefixes it covers ("大光路12号")."""
@@ -230,10 +233,11 @@ class RegisterAdminUnitRequest(_message.Message):
         name: _builtins.str = ...,
         population: _builtins.int = ...,
         addresses: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "code", b"code", "name", b"name", "population", b"population"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "code", b"code", "name", b"name", "population", b"population", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -265,17 +269,21 @@ class RenameAdminUnitRequest(_message.Message):
 
     CODE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -307,17 +315,21 @@ class OpenServiceCentreRequest(_message.Message):
 
     STREET_CODE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     street_code: _builtins.str
     name: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         street_code: _builtins.str = ...,
         name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "street_code", b"street_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "street_code", b"street_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -352,11 +364,14 @@ class AssignGridPostRequest(_message.Message):
     HOLDER_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     DUTY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     grid_code: _builtins.str
     post: _builtins.str
     holder: _builtins.str
     member_id: _builtins.str
     duty: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
@@ -365,10 +380,11 @@ class AssignGridPostRequest(_message.Message):
         holder: _builtins.str = ...,
         member_id: _builtins.str = ...,
         duty: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duty", b"duty", "grid_code", b"grid_code", "holder", b"holder", "member_id", b"member_id", "post", b"post"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duty", b"duty", "grid_code", b"grid_code", "holder", b"holder", "member_id", b"member_id", "post", b"post", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -400,17 +416,21 @@ class VacateGridPostRequest(_message.Message):
 
     GRID_CODE_FIELD_NUMBER: _builtins.int
     POST_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     grid_code: _builtins.str
     post: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         grid_code: _builtins.str = ...,
         post: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_code", b"grid_code", "post", b"post"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grid_code", b"grid_code", "post", b"post", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -657,10 +677,13 @@ class FoundPartyOrgRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PARENT_ID_FIELD_NUMBER: _builtins.int
     UNIT_CODE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     kind: Global___PartyOrgKind.ValueType
     name: _builtins.str
     parent_id: _builtins.str
     unit_code: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
@@ -668,10 +691,11 @@ class FoundPartyOrgRequest(_message.Message):
         name: _builtins.str = ...,
         parent_id: _builtins.str = ...,
         unit_code: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "parent_id", b"parent_id", "unit_code", b"unit_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "parent_id", b"parent_id", "request_id", b"request_id", "unit_code", b"unit_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -703,17 +727,21 @@ class MovePartyOrgRequest(_message.Message):
 
     ORG_ID_FIELD_NUMBER: _builtins.int
     NEW_PARENT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     org_id: _builtins.str
     new_parent_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         org_id: _builtins.str = ...,
         new_parent_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_parent_id", b"new_parent_id", "org_id", b"org_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_parent_id", b"new_parent_id", "org_id", b"org_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -745,7 +773,10 @@ class SeatCommitteeMemberRequest(_message.Message):
 
     ORG_ID_FIELD_NUMBER: _builtins.int
     SEAT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     org_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def seat(self) -> Global___CommitteeSeat: ...
     def __init__(
@@ -753,10 +784,11 @@ class SeatCommitteeMemberRequest(_message.Message):
         *,
         org_id: _builtins.str = ...,
         seat: Global___CommitteeSeat | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["seat", b"seat"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["org_id", b"org_id", "seat", b"seat"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["org_id", b"org_id", "request_id", b"request_id", "seat", b"seat"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -790,11 +822,14 @@ class UnseatCommitteeMemberRequest(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     HOLDER_FIELD_NUMBER: _builtins.int
     PERSON_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     org_id: _builtins.str
     role: Global___SeatRole.ValueType
     holder: _builtins.str
     """The holder by name, or (needed once they are forgotten) by person_id."""
     person_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
@@ -802,10 +837,11 @@ class UnseatCommitteeMemberRequest(_message.Message):
         role: Global___SeatRole.ValueType = ...,
         holder: _builtins.str = ...,
         person_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "org_id", b"org_id", "person_id", b"person_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "org_id", b"org_id", "person_id", b"person_id", "request_id", b"request_id", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -837,17 +873,21 @@ class DissolvePartyOrgRequest(_message.Message):
 
     ORG_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     org_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         org_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["org_id", b"org_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["org_id", b"org_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1152,11 +1192,14 @@ class AdmitMemberRequest(_message.Message):
     ORG_ID_FIELD_NUMBER: _builtins.int
     WORKING_FIELD_NUMBER: _builtins.int
     EMPLOYER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_number: _builtins.str
     name: _builtins.str
     org_id: _builtins.str
     working: _builtins.bool
     employer: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
@@ -1165,10 +1208,11 @@ class AdmitMemberRequest(_message.Message):
         org_id: _builtins.str = ...,
         working: _builtins.bool = ...,
         employer: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["employer", b"employer", "member_number", b"member_number", "name", b"name", "org_id", b"org_id", "working", b"working"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["employer", b"employer", "member_number", b"member_number", "name", b"name", "org_id", b"org_id", "request_id", b"request_id", "working", b"working"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1200,17 +1244,21 @@ class StartMemberTransferRequest(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     TO_ORG_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     to_org_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
         to_org_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "to_org_id", b"to_org_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "request_id", b"request_id", "to_org_id", b"to_org_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1241,15 +1289,19 @@ class ReceiveMemberTransferRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1281,17 +1333,21 @@ class CancelMemberTransferRequest(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1323,17 +1379,21 @@ class ReportToCommunityRequest(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     COMMUNITY_CODE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     community_code: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
         community_code: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_code", b"community_code", "member_id", b"member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_code", b"community_code", "member_id", b"member_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1365,7 +1425,10 @@ class RecordCardActivityRequest(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     ACTIVITY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def activity(self) -> Global___CardActivity: ...
     def __init__(
@@ -1373,10 +1436,11 @@ class RecordCardActivityRequest(_message.Message):
         *,
         member_id: _builtins.str = ...,
         activity: Global___CardActivity | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "member_id", b"member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "member_id", b"member_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1408,7 +1472,10 @@ class RecordResidentFeedbackRequest(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     FEEDBACK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def feedback(self) -> Global___ResidentFeedback: ...
     def __init__(
@@ -1416,10 +1483,11 @@ class RecordResidentFeedbackRequest(_message.Message):
         *,
         member_id: _builtins.str = ...,
         feedback: Global___ResidentFeedback | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback", "member_id", b"member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback", "member_id", b"member_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1451,7 +1519,10 @@ class RateAppraisalRequest(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     APPRAISAL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def appraisal(self) -> Global___Appraisal: ...
     def __init__(
@@ -1459,10 +1530,11 @@ class RateAppraisalRequest(_message.Message):
         *,
         member_id: _builtins.str = ...,
         appraisal: Global___Appraisal | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["appraisal", b"appraisal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["appraisal", b"appraisal", "member_id", b"member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appraisal", b"appraisal", "member_id", b"member_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1568,17 +1640,21 @@ class FormPairingRequest(_message.Message):
 
     ORGAN_ORG_ID_FIELD_NUMBER: _builtins.int
     COMMUNITY_ORG_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     organ_org_id: _builtins.str
     community_org_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         organ_org_id: _builtins.str = ...,
         community_org_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_org_id", b"community_org_id", "organ_org_id", b"organ_org_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_org_id", b"community_org_id", "organ_org_id", b"organ_org_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1610,17 +1686,21 @@ class EndPairingRequest(_message.Message):
 
     PAIRING_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     pairing_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         pairing_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing_id", b"pairing_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pairing_id", b"pairing_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -231,11 +231,14 @@ class RegisterVolunteerRequest(_message.Message):
     COMMUNITY_CODE_FIELD_NUMBER: _builtins.int
     SKILLS_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     phone: _builtins.str
     community_code: _builtins.str
     member_id: _builtins.str
     """Optional: the party member this volunteer is."""
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def skills(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -246,10 +249,11 @@ class RegisterVolunteerRequest(_message.Message):
         community_code: _builtins.str = ...,
         skills: _abc.Iterable[_builtins.str] | None = ...,
         member_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_code", b"community_code", "member_id", b"member_id", "name", b"name", "phone", b"phone", "skills", b"skills"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["community_code", b"community_code", "member_id", b"member_id", "name", b"name", "phone", b"phone", "request_id", b"request_id", "skills", b"skills"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,17 +285,21 @@ class SuspendVolunteerRequest(_message.Message):
 
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     volunteer_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         volunteer_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -322,15 +330,19 @@ class ReinstateVolunteerRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     volunteer_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         volunteer_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,11 +380,14 @@ class CreateActivityRequest(_message.Message):
     ENDS_AT_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
     SKILLS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     brand: Global___Brand.ValueType
     title: _builtins.str
     organizer: _builtins.str
     community_code: _builtins.str
     capacity: _builtins.int
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def starts_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -390,10 +405,11 @@ class CreateActivityRequest(_message.Message):
         ends_at: _timestamp_pb2.Timestamp | None = ...,
         capacity: _builtins.int = ...,
         skills: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["brand", b"brand", "capacity", b"capacity", "community_code", b"community_code", "ends_at", b"ends_at", "organizer", b"organizer", "skills", b"skills", "starts_at", b"starts_at", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["brand", b"brand", "capacity", b"capacity", "community_code", b"community_code", "ends_at", b"ends_at", "organizer", b"organizer", "request_id", b"request_id", "skills", b"skills", "starts_at", b"starts_at", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -425,17 +441,21 @@ class SignUpRequest(_message.Message):
 
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     activity_id: _builtins.str
     volunteer_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         activity_id: _builtins.str = ...,
         volunteer_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -467,17 +487,21 @@ class CancelSignUpRequest(_message.Message):
 
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     activity_id: _builtins.str
     volunteer_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         activity_id: _builtins.str = ...,
         volunteer_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -509,17 +533,21 @@ class CheckInRequest(_message.Message):
 
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     activity_id: _builtins.str
     volunteer_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         activity_id: _builtins.str = ...,
         volunteer_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -551,17 +579,21 @@ class CheckOutRequest(_message.Message):
 
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     activity_id: _builtins.str
     volunteer_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         activity_id: _builtins.str = ...,
         volunteer_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -639,19 +671,23 @@ class DeclineHoursRequest(_message.Message):
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     activity_id: _builtins.str
     volunteer_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         activity_id: _builtins.str = ...,
         volunteer_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "reason", b"reason", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "reason", b"reason", "request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -682,15 +718,19 @@ class IssueCertificateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     volunteer_id: _builtins.str
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         volunteer_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -761,8 +801,11 @@ class ImportActivityRequest(_message.Message):
     ACTIVITY_FIELD_NUMBER: _builtins.int
     ATTENDANCE_FIELD_NUMBER: _builtins.int
     SOURCE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     source_id: _builtins.str
     """The record's id in the earlier system: importing it again changes nothing."""
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     @_builtins.property
     def activity(self) -> Global___CreateActivityRequest: ...
     @_builtins.property
@@ -773,10 +816,11 @@ class ImportActivityRequest(_message.Message):
         activity: Global___CreateActivityRequest | None = ...,
         attendance: _abc.Iterable[Global___AttendanceRecord] | None = ...,
         source_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "attendance", b"attendance", "source_id", b"source_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "attendance", b"attendance", "request_id", b"request_id", "source_id", b"source_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

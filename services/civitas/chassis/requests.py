@@ -1,0 +1,196 @@
+"""Request ids (AIP-155): a retried command returns its first result, never a second one.
+
+Every command's request may carry ``request_id``: a UUID the client chose. The chassis
+client sets one on every command it sends, and grpcio resends the same bytes when it
+retries, so a retry carries the same id. Per request id, the service keeps a digest
+of the whole request (the method, the caller's subject, roles and scope, and every
+other field) and the ids of what the reply named. Then:
+
+- a request id not seen before runs the command; once the command has succeeded, the
+  log keeps the id (a command that failed is not kept, and its retry runs again);
+- the same id with the same digest does not run the command again: the reply is built
+  from what the first one named, as it is now (AIP-155's "stale success response");
+- the same id with any other digest (another caller, method, account, amount, memo…)
+  is refused with ALREADY_EXISTS, and nothing runs.
+
+Requests with one id take turns in a process. Commands that make something under a
+random id take the id from the request id instead (:func:`id_for`), so that a crash
+between the command and the log's write still leaves one thing, found on the retry.
+The log lives in the service's read-model database, a row per request id, kept for
+good (a row is about 200 bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+import structlog
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+from civitas.errors import AlreadyExists, InvalidInput
+from civitas.eventkit import KeyedLocks, natural_id
+
+from .auth import Principal
+
+log = structlog.get_logger("civitas.requests")
+
+REQUEST_ID = "request_id"
+
+_tables = sa.MetaData()
+request_log = sa.Table(
+    "request_log",
+    _tables,
+    sa.Column("service", sa.String(40), primary_key=True),
+    sa.Column("request_id", sa.String(36), primary_key=True),
+    sa.Column("digest", sa.LargeBinary, nullable=False),
+    sa.Column("named", sa.String(400), nullable=False),  # JSON list of the reply's ids
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class Replaying(Protocol):
+    """A servicer whose commands take request ids: it renders, as it is now, the thing a
+    reply named (by the reply field's message type and the thing's id)."""
+
+    async def current(self, kind: str, object_id: str) -> Message: ...
+
+
+def id_for(kind: str, request_id: str | None) -> str | None:
+    """The id of the thing a command makes, derived from its request id (None without
+    one: then the command draws a random id)."""
+    return str(natural_id(f"{kind}-request", request_id)) if request_id else None
+
+
+def request_id_of(request: Message) -> str | None:
+    """The request id a command's request carries, checked: a UUID, or None."""
+    if REQUEST_ID not in request.DESCRIPTOR.fields_by_name:
+        return None
+    value = getattr(request, REQUEST_ID)
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidInput(f"request_id {value!r} is not a UUID") from None
+
+
+def digest_of(method: str, principal: Principal, request: Message) -> bytes:
+    """What binds a request id to its request: method, caller and every other field."""
+    body = type(request)()
+    body.CopyFrom(request)
+    body.ClearField(REQUEST_ID)
+    caller = json.dumps(
+        [principal.subject, sorted(principal.roles), sorted(principal.scope)],
+        ensure_ascii=False,
+    )
+    hashed = hashlib.sha256()
+    for part in (method.encode(), caller.encode(), body.SerializeToString(deterministic=True)):
+        hashed.update(len(part).to_bytes(8, "big") + part)
+    return hashed.digest()
+
+
+class RequestLog:
+    """The request ids one service has answered, in its read-model database."""
+
+    def __init__(self, engine: sa.Engine, service: str) -> None:
+        self.engine = engine
+        self.service = service
+        self._turns = KeyedLocks()
+
+    async def setup(self) -> None:
+        await asyncio.to_thread(_tables.create_all, self.engine)
+
+    async def once(
+        self,
+        path: str,
+        principal: Principal,
+        request: Message,
+        run: Callable[[], Awaitable[Message]],
+        servicer: object,
+    ) -> Message:
+        """Run a command once per request id (see the module's docstring)."""
+        request_id = request_id_of(request)
+        if request_id is None:
+            return await run()
+        digest = digest_of(path, principal, request)
+        async with self._turns.hold(request_id):
+            named = await self._recall(request_id, digest)
+            if named is not None:
+                return await _reply_again(servicer, _method(path), named)
+            reply = await run()
+            await self._remember(request_id, digest, _named_by(reply))
+            return reply
+
+    async def _recall(self, request_id: str, digest: bytes) -> list[str] | None:
+        def read() -> Any:
+            with self.engine.connect() as conn:
+                return conn.execute(
+                    sa.select(request_log.c.digest, request_log.c.named).where(
+                        request_log.c.service == self.service,
+                        request_log.c.request_id == request_id,
+                    )
+                ).first()
+
+        row = await asyncio.to_thread(read)
+        if row is None:
+            return None
+        if bytes(row.digest) != digest:
+            raise AlreadyExists(
+                f"request_id {request_id} was used for a different request; "
+                "nothing was done (use a new request_id for a new request)"
+            )
+        return list(json.loads(row.named))
+
+    async def _remember(self, request_id: str, digest: bytes, named: list[str]) -> None:
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    request_log.insert().values(
+                        service=self.service,
+                        request_id=request_id,
+                        digest=digest,
+                        named=json.dumps(named),
+                        recorded_at=datetime.now(UTC),
+                    )
+                )
+
+        try:
+            await asyncio.to_thread(write)
+        except sa.exc.IntegrityError:  # another process answered the same id meanwhile
+            log.warning("request id answered twice at once", request_id=request_id)
+
+
+def _method(path: str) -> MethodDescriptor:
+    service, _, name = path.lstrip("/").partition("/")
+    return descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
+
+
+def _named_by(reply: Message) -> list[str]:
+    """The ids of what a reply names: the first field of each message field it holds."""
+    return [
+        str(getattr(value, value.DESCRIPTOR.fields[0].name))
+        for field, value in reply.ListFields()
+        if field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated
+    ]
+
+
+async def _reply_again(servicer: object, method: MethodDescriptor, named: list[str]) -> Message:
+    """The reply to a repeated request: what the first one named, as it is now."""
+    custom = getattr(servicer, f"replay_{method.name}", None)
+    if custom is not None:
+        return await custom(named)  # type: ignore[no-any-return]
+    field = method.output_type.fields[0]
+    kind = field.message_type.full_name if field.message_type else ""
+    current = await cast(Replaying, servicer).current(kind, named[0])
+    return GetMessageClass(method.output_type)(**{field.name: current})
