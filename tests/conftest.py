@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,15 @@ from civitas.eventkit import (
     open_event_store,
 )
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def in_ci(environ: Mapping[str, str]) -> bool:
+    """Any non-empty CI value (true, 1, yes, …) is CI: a missing dependency fails there,
+    never skips."""
+    return bool(environ.get("CI", "").strip())
+
+
+IN_CI = in_ci(os.environ)
 POSTGRES_URL = os.environ.get(
     "CIVITAS_TEST_POSTGRES_URL", "postgresql://civitas:civitas@127.0.0.1:5432/civitas_test"
 )
