@@ -17,7 +17,9 @@ Requests with one id take turns in a process. Commands that make something under
 random id take the id from the request id instead (:func:`id_for`), so that a crash
 between the command and the log's write still leaves one thing, found on the retry.
 The log lives in the service's read-model database, a row per request id, kept for
-good (a row is about 200 bytes).
+good (a row is about 200 bytes). Rows waiting to be written are committed together
+(group commit): a reply waits for its row to be durable, but concurrent commands
+share one transaction and one fsync.
 """
 
 from __future__ import annotations
@@ -31,19 +33,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
-import sqlalchemy.exc
-import structlog
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from sqlalchemy.dialects import postgresql, sqlite
 
 from civitas.errors import AlreadyExists, InvalidInput
 from civitas.eventkit import KeyedLocks, natural_id
 
 from .auth import Principal
-
-log = structlog.get_logger("civitas.requests")
 
 REQUEST_ID = "request_id"
 
@@ -107,6 +106,8 @@ class RequestLog:
         self.engine = engine
         self.service = service
         self._turns = KeyedLocks()
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def setup(self) -> None:
         await asyncio.to_thread(_tables.create_all, self.engine)
@@ -153,22 +154,40 @@ class RequestLog:
         return list(json.loads(row.named))
 
     async def _remember(self, request_id: str, digest: bytes, named: list[str]) -> None:
-        def write() -> None:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    request_log.insert().values(
-                        service=self.service,
-                        request_id=request_id,
-                        digest=digest,
-                        named=json.dumps(named),
-                        recorded_at=datetime.now(UTC),
-                    )
-                )
+        """Keep the request id; returns once its row is committed (with whatever other
+        rows are waiting: one transaction for all of them)."""
+        row = {
+            "service": self.service,
+            "request_id": request_id,
+            "digest": digest,
+            "named": json.dumps(named),
+            "recorded_at": datetime.now(UTC),
+        }
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, written))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        await asyncio.shield(written)
 
-        try:
-            await asyncio.to_thread(write)
-        except sa.exc.IntegrityError:  # another process answered the same id meanwhile
-            log.warning("request id answered twice at once", request_id=request_id)
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await asyncio.to_thread(self._insert, [row for row, _ in batch])
+            except Exception as exc:  # every waiting command hears of it
+                for _, written in batch:
+                    if not written.done():
+                        written.set_exception(exc)
+                continue
+            for _, written in batch:
+                if not written.done():
+                    written.set_result(None)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            # A row there already: another process answered the same id meanwhile.
+            conn.execute(dialect.insert(request_log).on_conflict_do_nothing(), rows)
 
 
 def _method(path: str) -> MethodDescriptor:
