@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -185,14 +187,20 @@ class Running(Protocol):
 def serve(
     service: str, run: Callable[[ServiceSettings], AbstractAsyncContextManager[Running]]
 ) -> None:
-    """A service's process: settings, logs, /metrics, then serve until SIGTERM or SIGINT."""
+    """A service's process: private files, logs, settings, /metrics, then serve until
+    SIGTERM or SIGINT. A failure is logged like any other line (secrets masked), exit 1."""
+    os.umask(0o077)  # whatever the service creates is for its owner alone
+    configure_logging(service)  # first, so that no line escapes the masking
 
     async def main() -> None:
         settings = ServiceSettings.from_env(service)
-        configure_logging(service)
         start_metrics_server(settings.host, settings.metrics_port)
         async with run(settings) as running:
             print(f"{service} ready on {settings.host}:{running.server.port}", flush=True)
             await serve_until_stopped(running.server)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception:
+        log.exception("service stopped on an error")
+        sys.exit(1)
