@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from civitas.eventkit import setting
+from civitas.eventkit.files import private_dirs
 
 # DESIGN.md's default ports: gRPC, metrics.
 PORTS = {
@@ -101,19 +104,52 @@ def _own_schema(url: str, service: str) -> str:
     return url
 
 
+class UnsafeSecretFile(ValueError):
+    """The token secret's file may be read or written by others than its owner."""
+
+
 def read_secret(var: Path) -> str | None:
-    """The local secret ``civitas up`` keeps under var/, if there is one."""
-    path = var / "auth-secret"
-    return path.read_text().strip() if path.exists() else None
+    """The local secret ``civitas up`` keeps under var/, if there is one; refused
+    (:class:`UnsafeSecretFile`) when its group or others have any access to it."""
+    path = var / SECRET_FILE.name
+    try:
+        opened = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(opened) as file:
+        mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+        if mode & 0o077:
+            raise UnsafeSecretFile(
+                f"{path} holds the token secret but others may read or change it "
+                f"(mode {mode:o}); run `chmod 600 {path}` (and make a new secret if "
+                "anyone else could have read it)"
+            )
+        return file.read().strip()
 
 
 def ensure_secret(var: Path) -> str:
-    """The local secret, created (readable by the owner only) when missing."""
+    """The local secret, created owner-only (0600, in a 0700 folder) when missing: the
+    file never exists with other permissions, not even for a moment."""
     existing = read_secret(var)
     if existing:
         return existing
-    var.mkdir(parents=True, exist_ok=True)
-    path = var / "auth-secret"
-    path.write_text(secrets.token_urlsafe(48))
-    path.chmod(0o600)
-    return path.read_text().strip()
+    private_dirs(var)
+    secret = secrets.token_urlsafe(48)
+    try:
+        created = os.open(var / SECRET_FILE.name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # made meanwhile by another process, or left empty
+        return _written_by_another(var)
+    with os.fdopen(created, "w") as file:
+        file.write(secret)
+    return secret
+
+
+def _written_by_another(var: Path, within: float = 2.0) -> str:
+    deadline = time.monotonic() + within
+    while not (found := read_secret(var)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not found:
+        raise ValueError(
+            f"{var / SECRET_FILE.name} is empty: remove it, and civitas up makes a new secret"
+        )
+    return found

@@ -18,6 +18,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .clock import Clock
+from .files import private_file
 from .postgres import PostgresEventStore
 from .sqlite import SqliteEventStore
 from .store import EventStore
@@ -90,7 +91,7 @@ def create_read_model_engine(url: str) -> Engine:
     """
     parsed = _parse(url)
     if parsed.drivername == "sqlite":
-        Path(_sqlite_path(parsed, url)).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(_sqlite_path(parsed, url)))  # owner-only before SQLite opens it
         engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
 
         @event.listens_for(engine, "connect")

@@ -25,6 +25,7 @@ import orjson
 
 from .audit import RawEvent
 from .errors import ConcurrencyError, EventIdConflict, EventStoreError
+from .files import private_file
 from .hashing import GENESIS, chain, utc_iso
 from .records import (
     AppendResult,
@@ -146,10 +147,9 @@ class SqliteEventStore(EventStore):
         super().__init__(**options)
         self.path = str(path)
         self._max_group = max_group
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        else:
+        if self.path == ":memory:":
             raise ValueError("SqliteEventStore needs a file: WAL and readers need a path")
+        private_file(Path(self.path))  # owner-only before SQLite opens it
         self._writer = _connect(self.path)
         self._writer.executescript(_SCHEMA)
         self._queue: queue.SimpleQueue[_AppendRequest | object] = queue.SimpleQueue()
