@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from civitas import runner
-from civitas.chassis.auth import Role, TokenAuthority
-from civitas.chassis.settings import PORTS, ServiceSettings, read_secret
+from civitas.chassis.auth import MAX_TOKEN_SECONDS, Role, TokenAuthority
+from civitas.chassis.logs import configure_logging, redact_text
+from civitas.chassis.settings import PORTS, ServiceSettings, UnsafeSecretFile, read_secret
 from civitas.eventkit import open_event_store, setting
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
@@ -44,19 +45,40 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def token_lifetime(text: str) -> int:
+    """A token's lifetime: whole seconds (``3600``) or with a unit (``90m``, ``8h``),
+    from 1 s to :data:`MAX_TOKEN_SECONDS` (12 h)."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"not a lifetime (3600, 90m, 8h): {text!r}")
+    seconds = int(number) * _UNITS[unit]
+    if not 1 <= seconds <= MAX_TOKEN_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"a token lives from 1 s to 12 h ({MAX_TOKEN_SECONDS} s), not {text!r}"
+        )
+    return seconds
+
+
 def _token(args: argparse.Namespace) -> str:
     secret = setting("auth_secret") or read_secret(Path(args.var))
     if not secret:
         raise SystemExit("no token secret: set CIVITAS_AUTH_SECRET or run `civitas up` first")
     authority = TokenAuthority(secret)
-    return authority.mint(args.subject, args.role, args.scope, ttl_seconds=args.ttl)
+    try:
+        return authority.mint(args.subject, args.role, args.scope, ttl_seconds=args.ttl)
+    except ValueError as refused:  # a malformed subject or scope
+        raise SystemExit(f"civitas: no token: {refused}") from None
 
 
 async def _call(args: argparse.Namespace) -> str:
     from civitas.call import call
 
-    if not args.token:
-        args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "cli", 600
+    if not args.token:  # a district admin's, living as long as the call may take
+        ttl = min(MAX_TOKEN_SECONDS, max(600, math.ceil(args.timeout) + 60))
+        args.role, args.scope, args.subject, args.ttl = ["district_admin"], ["QH"], "cli", ttl
     return await call(
         args.method, args.request, args.token or _token(args), args.address, args.timeout
     )
@@ -98,7 +120,7 @@ async def _relay(url: str, bootstrap: str, service: str, partitions: int, batch_
 
     store = await open_event_store(url)
     topic = TopicSpec(events_topic(service), partitions=partitions)
-    print(f"civitas: relaying {url} to {topic.name} on {bootstrap}", flush=True)
+    print(f"civitas: relaying {redact_text(url)} to {topic.name} on {bootstrap}", flush=True)
     try:
         await Relay(store, bootstrap, topic, batch_size=batch_size).run()
     finally:
@@ -122,7 +144,18 @@ async def _events(url: str, stream: str | None, limit: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``civitas`` command."""
+    """Entry point of the ``civitas`` command. What it creates (var/, stores, shadow read
+    models, the token secret) is its owner's alone, and its logs mask secrets."""
+    os.umask(0o077)
+    configure_logging("cli")
+    try:
+        return _run(argv)
+    except UnsafeSecretFile as refused:
+        print(f"civitas: {refused}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="civitas", description=__doc__)
     parser.add_argument(
         "--store",
@@ -157,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         help="unit code the person works for (QH, QH-03, ...); repeatable",
     )
     token_cmd.add_argument("--subject", default="local-user")
-    token_cmd.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
+    token_cmd.add_argument(
+        "--ttl",
+        type=token_lifetime,
+        default=3600,
+        help="lifetime: seconds, or 90m, 8h (default 1 h, at most 12 h)",
+    )
     token_cmd.add_argument("--var", default=var_default)
 
     relay_cmd = commands.add_parser("relay", help="publish a service's events to its topic")

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.settings import INSIGHTS_HTTP_PORT, PORTS, ensure_secret
+from civitas.eventkit.files import private_dirs
 
 # Every service, in start order: insights last, as it reads the others' events.
 SERVICES = ["party_orgs", "cases", "volunteers", "funds", "insights"]
+CONSOLE_TOKEN_HOURS = 8
+"""How long the district admin's token ``civitas up`` prints lives: a working day."""
 
 
 @dataclass
@@ -60,6 +64,7 @@ async def start(service: str, env: dict[str, str], host: str) -> Child:
 async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30.0) -> int:
     """Start every service, print how to reach them, stop them all on Ctrl-C or SIGTERM;
     1 if a service is not healthy within ``ready_within`` seconds or exits on its own."""
+    private_dirs(var_dir)  # 0700 (each service's stores make their folders so too)
     secret = os.environ.get("CIVITAS_AUTH_SECRET") or ensure_secret(var_dir)
     env = {**os.environ, "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
     for service in SERVICES:  # every service finds the others where they listen
@@ -95,7 +100,11 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
             )
             print(f"civitas: {why}; stopping the others", file=sys.stderr)
             return 1
-        token = TokenAuthority(secret).mint("admin", [Role.DISTRICT_ADMIN], ["QH"])
+        lifetime = CONSOLE_TOKEN_HOURS * 3600
+        token = TokenAuthority(secret).mint(
+            "admin", [Role.DISTRICT_ADMIN], ["QH"], ttl_seconds=lifetime
+        )
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + lifetime))
         for child in children:
             metrics = env.get(f"CIVITAS_{child.service.upper()}_METRICS_PORT") or str(
                 PORTS[child.service][1]
@@ -104,8 +113,15 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
                 f"  {child.service:<12} grpc {child.address}  metrics http://{host}:{metrics}/metrics"
             )
         console = env.get("CIVITAS_INSIGHTS_HTTP_PORT") or str(INSIGHTS_HTTP_PORT)
-        print(f"\nadmin token (district_admin, scope QH, 12 h):\n{token}\n")
-        print(f"web console: http://{host}:{console}/?token={token}\n")
+        print(
+            f"\nadmin token (district_admin, scope QH, {CONSOLE_TOKEN_HOURS} h: until {until}):"
+            f"\n{token}\n"
+        )
+        print(f"web console: http://{host}:{console}/#token={token}")
+        print(
+            "  (a #fragment never reaches the server; when the token expires, open "
+            f"http://{host}:{console}/#token=<a token from civitas token>)\n"
+        )
         print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)
         done, _ = await asyncio.wait([waiting, *exited], return_when=asyncio.FIRST_COMPLETED)
         if waiting not in done:
