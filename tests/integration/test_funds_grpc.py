@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import grpc
 import pytest
 
 from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.requests import id_for
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import ManualClock, natural_id
 from civitas.funds.bootstrap import RunningFunds, run_funds
@@ -298,7 +300,7 @@ def bad_requests() -> list[tuple[str, object, C, str]]:
                 title="t",
                 amount_fen=1,
             ),
-            C.FAILED_PRECONDITION,
+            C.NOT_FOUND,
             "does not exist",
         ),
         ("GetTask", pb.GetTaskRequest(task_id=unknown), C.NOT_FOUND, "does not exist"),
@@ -311,7 +313,7 @@ def bad_requests() -> list[tuple[str, object, C, str]]:
                 purpose="p",
                 evidence="e",
             ),
-            C.FAILED_PRECONDITION,
+            C.NOT_FOUND,
             "does not exist",
         ),
         (
@@ -356,7 +358,12 @@ def bad_requests() -> list[tuple[str, object, C, str]]:
             C.NOT_FOUND,
             "does not exist",
         ),
-        ("GetStatement", pb.GetStatementRequest(account_id="nope"), C.NOT_FOUND, "does not exist"),
+        (
+            "GetStatement",
+            pb.GetStatementRequest(account_id="nope"),
+            C.INVALID_ARGUMENT,
+            "is not kind:owner:key",
+        ),
         ("GetTrialBalance", pb.GetTrialBalanceRequest(), C.UNAUTHENTICATED, "no bearer token"),
     ]
 
@@ -367,7 +374,7 @@ async def test_bad_input_gets_its_code_and_a_clear_message_and_stores_nothing(
     cases = bad_requests()
     every_rpc = set(pb.DESCRIPTOR.services_by_name["FundsService"].methods_by_name)
     assert {rpc for rpc, *_ in cases} == every_rpc
-    finance = world.token(Role.FINANCE_OFFICER, scope=("QH-01-01",))
+    finance = world.token(Role.FINANCE_OFFICER)
 
     for rpc, request, code, words in cases:
         before = await world.running.store.head_position()
@@ -404,7 +411,7 @@ async def test_a_task_enters_a_community_only_together_with_its_money(world: Wor
     assert tasks.balance_fen == 8_000 * YUAN  # moved once
 
 
-async def test_a_task_whose_money_cannot_move_is_cancelled_and_moves_nothing(
+async def test_a_task_whose_money_cannot_move_is_refused_and_stores_nothing(
     world: World, clock: ManualClock
 ) -> None:
     admin = world.token(Role.DISTRICT_ADMIN)
@@ -424,6 +431,7 @@ async def test_a_task_whose_money_cannot_move_is_cancelled_and_moves_nothing(
         pb.CloseFiscalYearRequest(account_id="fund:QH-01-01:tasks", year=clock.now().year),
         metadata=admin,
     )
+    before = await world.running.store.head_position()
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await world.stub.AssignTask(
@@ -437,13 +445,122 @@ async def test_a_task_whose_money_cannot_move_is_cancelled_and_moves_nothing(
             metadata=admin,
         )
     task_id = str(natural_id("task", "repairs"))
-    task = (
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
         await world.stub.GetTask(
             pb.GetTaskRequest(task_id=task_id), metadata=world.token(Role.AUDITOR)
         )
-    ).task
 
     assert refused.value.code() is C.FAILED_PRECONDITION
     assert "is closed" in refused.value.details()
-    assert task.status == pb.TASK_STATUS_CANCELLED
+    assert missing.value.code() is C.NOT_FOUND
+    assert await world.running.store.head_position() == before
     assert (await balance(world, "source:QH:housing")).balance_fen == 0
+
+
+MALFORMED_ACCOUNT_IDS = [
+    "",
+    "x" * 101,
+    "fund:QH-01-01:" + "a" * 86,  # 100 characters, a key far too long
+    "fund:QH-01-01:spe\x00cial",
+    'fund:QH-01-01:"special"',
+    "fund:QH-01-01:'special'",
+    "fund:QH-01-01:../../etc/passwd",
+    "fund/../QH-01-01:special",
+    "fund:QH-01-01",
+    "fund:QH-01-01:special:more",
+    "FUND:QH-01-01:special",
+    "fund:qh-01-01:special",
+    "fund:QH-01-01:special\n",
+    " fund:QH-01-01:special",
+    "fund:QH-01-01:ｓｐｅｃｉａｌ",
+    "wallet:QH-01-01:special",
+]
+WELL_FORMED_MISSING = "fund:QH-01-01:missing"
+
+
+def requests_naming(account: str) -> list[tuple[str, object]]:
+    """Every funds RPC that takes an account id, naming ``account`` in each place."""
+    transfer = {"idempotency_key": "k", "amount_fen": 1, "memo": "m"}
+    return [
+        ("Transfer", pb.TransferRequest(from_account=account, to_account=PAYEE, **transfer)),
+        ("Transfer", pb.TransferRequest(from_account=FUND, to_account=account, **transfer)),
+        (
+            "AssignTask",
+            pb.AssignTaskRequest(
+                idempotency_key="k",
+                department_account=account,
+                community_code="QH-01-01",
+                title="t",
+                amount_fen=1,
+            ),
+        ),
+        (
+            "RequestExpenditure",
+            pb.RequestExpenditureRequest(
+                community_code="QH-01-01",
+                payee_account=account,
+                amount_fen=1,
+                purpose="p",
+                evidence="e",
+            ),
+        ),
+        ("CloseFiscalYear", pb.CloseFiscalYearRequest(account_id=account, year=2026)),
+        ("GetStatement", pb.GetStatementRequest(account_id=account)),
+    ]
+
+
+async def test_a_malformed_account_id_is_bad_input_and_a_missing_one_not_found_never_internal(
+    world: World,
+) -> None:
+    admin = world.token(Role.DISTRICT_ADMIN)
+    seen: list[tuple[str, str, C]] = []
+    for account in [*MALFORMED_ACCOUNT_IDS, WELL_FORMED_MISSING]:
+        for rpc, request in requests_naming(account):
+            before = await world.running.store.head_position()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await getattr(world.stub, rpc)(request, metadata=admin)
+            seen.append((rpc, account, refused.value.code()))
+            assert await world.running.store.head_position() == before, (rpc, account)
+
+    assert {rpc for rpc, _, _ in seen} == {
+        "Transfer",
+        "AssignTask",
+        "RequestExpenditure",
+        "CloseFiscalYear",
+        "GetStatement",
+    }
+    wrong = [
+        (rpc, account, code)
+        for rpc, account, code in seen
+        if code is not (C.NOT_FOUND if account == WELL_FORMED_MISSING else C.INVALID_ARGUMENT)
+    ]
+    assert wrong == []
+
+
+async def test_a_request_id_names_one_expenditure_and_binds_its_request(world: World) -> None:
+    clerk = world.token(Role.COMMUNITY_STAFF, scope=("QH-01-01",), who="clerk")
+    request_id = str(uuid.uuid4())
+    request = pb.RequestExpenditureRequest(
+        community_code="QH-01-01",
+        payee_account=PAYEE,
+        amount_fen=800 * YUAN,
+        purpose="助餐服务",
+        evidence="合同 2026-020",
+        request_id=request_id,
+    )
+    first = await world.stub.RequestExpenditure(request, metadata=clerk)
+    again = await world.stub.RequestExpenditure(request, metadata=clerk)
+    before = await world.running.store.head_position()
+    other = pb.RequestExpenditureRequest()
+    other.CopyFrom(request)
+    other.amount_fen = 900 * YUAN
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await world.stub.RequestExpenditure(other, metadata=clerk)
+    events = await world.running.store.read_all(after=0, limit=10_000)
+
+    assert first.expenditure.expenditure_id == id_for("expenditure", request_id)
+    assert again.expenditure == first.expenditure
+    assert [e.type for e in events].count("ExpenditureRequested") == 1
+    assert refused.value.code() is C.ALREADY_EXISTS
+    assert request_id in refused.value.details()
+    assert await world.running.store.head_position() == before

@@ -1,4 +1,13 @@
-"""funds commands: authorize, then move money only through idempotent double entries."""
+"""funds commands: check every input, authorize on every unit a command touches, then
+move money only through double entries bound to their keys.
+
+Every account id a caller names is parsed (``kind:owner:key``, each part checked)
+before anything else, so a malformed one is INVALID_ARGUMENT and never reaches the
+store. A command touching several units (a transfer's two accounts, a budget and the
+community it pays) needs the caller's scope over each of them. Keys a caller sends
+bind the whole request they first named: sent again with anything different, they
+are refused with :class:`AlreadyExists` and nothing is stored.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from civitas.chassis.auth import Caller, Principal, Role, authorize
-from civitas.errors import InvalidInput, NotFound, RuleViolation
+from civitas.chassis.auth import Caller, Principal, Role, authorize, authorize_all
+from civitas.chassis.requests import id_for
+from civitas.errors import AlreadyExists, InvalidInput, NotAllowed, NotFound, RuleViolation
 from civitas.eventkit import (
     AggregateNotFound,
     Clock,
@@ -21,8 +31,16 @@ from civitas.eventkit import (
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.geography import UnitKind, parse_unit_code, street_of
+from civitas.validation import required_text
 
-from .domain.accounts import YUAN, Account, AccountKind, check_amount, transfer_id_for
+from .domain.accounts import (
+    YUAN,
+    Account,
+    AccountKind,
+    check_amount,
+    client_transfer_id_for,
+    transfer_id_for,
+)
 from .domain.expenditures import ApprovalLevel, Expenditure, ExpenditureStatus
 from .domain.tasks import Task, task_id_for
 
@@ -35,13 +53,21 @@ REQUESTERS = {
     R.COMMUNITY_STAFF,
     R.PARTY_SECRETARY,
     R.FINANCE_OFFICER,
-    R.SERVICE,
 }
 COMMUNITY_APPROVERS = {R.DISTRICT_ADMIN, R.COMMUNITY_STAFF, R.PARTY_SECRETARY}
 STREET_APPROVERS = {R.DISTRICT_ADMIN, R.STREET_STAFF}
 YEARLY_ALLOCATION_FEN = 200_000 * YUAN
-SAGA = Principal("funds", frozenset({R.SERVICE}), ("QH",))
-_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,40}$")
+MAX_ALLOCATION_FEN = 2 * YEARLY_ALLOCATION_FEN
+"""The most a district admin may allocate a community in one year (twice the standard)."""
+FIRST_YEAR, LAST_YEAR = 2000, 9999
+MAX_ACCOUNT_ID_CHARS = 100
+PAYABLE = (AccountKind.PAYEE, AccountKind.EXPENSE)
+SAGA = Principal("funds", frozenset(), ("QH",))
+"""Who funds' own process managers act as (the saga with cases). It holds no role, so no
+role set admits it: the saga's paths call the internal steps, never the commands that
+authorize callers, and no token can pass for it."""
+_KEY = re.compile(r"[a-z][a-z0-9_.-]{0,40}")
+DISTRICT_BUDGET = "source:QH:budget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +87,65 @@ class CaseRequest:
 def account_id(kind: AccountKind, owner_code: str, key: str) -> str:
     """``kind:owner:key``, e.g. ``fund:QH-01-01:special``."""
     parse_unit_code(owner_code)
-    if not _KEY.fullmatch(key or ""):
-        raise InvalidInput(f"account key {key!r} is not a short lower-case ASCII key")
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise InvalidInput(f"account key {key!r:.60} is not a short lower-case ASCII key")
     return f"{kind.value}:{owner_code}:{key}"
+
+
+def parse_account_id(value: str, field: str = "account_id") -> tuple[AccountKind, str, str]:
+    """The kind, owner and key of an account id a caller sent, each part checked: an
+    empty, over-long or malformed id (a NUL, a quote, a path) is bad input."""
+    if not value:
+        raise InvalidInput(f"{field} is required")
+    if len(value) > MAX_ACCOUNT_ID_CHARS:
+        raise InvalidInput(f"{field} is longer than {MAX_ACCOUNT_ID_CHARS} characters")
+    parts = value.split(":")
+    kinds = {kind.value for kind in AccountKind}
+    try:
+        if len(parts) != 3 or parts[0] not in kinds:
+            raise InvalidInput("not three parts")
+        kind, owner, key = AccountKind(parts[0]), parts[1], parts[2]
+        account_id(kind, owner, key)
+    except InvalidInput:
+        raise InvalidInput(
+            f"{field} {value!r:.60} is not kind:owner:key (a kind of {sorted(kinds)}, "
+            "a unit code and a short lower-case key, e.g. fund:QH-01-01:special)"
+        ) from None
+    return kind, owner, key
+
+
+def owner_of(account: str, field: str = "account_id") -> str:
+    """The unit an account id names as its owner (the id checked first)."""
+    return parse_account_id(account, field)[1]
 
 
 def special_fund_of(community_code: str) -> str:
     return account_id(AccountKind.FUND, community_code, "special")
 
 
-DISTRICT_BUDGET = "source:QH:budget"
+def allocation_key(year: int, community_code: str) -> str:
+    """The system's key of a community's yearly allocation (its transfer id derives from
+    it, in the system's namespace: no caller's key can name it)."""
+    return f"allocation:{year}:{community_code}"
+
+
+def _community(code: str, field: str = "community_code") -> str:
+    if parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
+        raise InvalidInput(f"{field} {code} is not a community's code")
+    return code
+
+
+def _year(year: int) -> int:
+    if isinstance(year, bool) or not isinstance(year, int) or not FIRST_YEAR <= year <= LAST_YEAR:
+        raise InvalidInput(f"year {year!r} is out of range ({FIRST_YEAR}-{LAST_YEAR})")
+    return year
+
+
+def _memo(memo: str) -> str:
+    memo = (memo or "").strip()
+    if len(memo) > 500:
+        raise InvalidInput("memo is longer than 500 characters")
+    return memo
 
 
 class Funds:
@@ -88,29 +163,52 @@ class Funds:
     async def open_account(
         self, caller: Caller, kind: AccountKind, owner_code: str, key: str, name: str
     ) -> Account:
+        """Open an account, or find it when it is open already under the same name. A
+        source (a budget, where money enters the ledger) belongs to the district, so
+        only finance with the district in scope opens one."""
+        account = account_id(kind, owner_code, key)
+        name = required_text("name", name)
+        if kind is AccountKind.SOURCE and parse_unit_code(owner_code)[0] is not UnitKind.DISTRICT:
+            raise InvalidInput(
+                f"a source account (a budget) belongs to the district, not to {owner_code}"
+            )
         authorize(caller.principal, FINANCE, owner_code)
-        return await self._open(account_id(kind, owner_code, key), kind, owner_code, name, caller)
+        opened = await self._open(account, kind, owner_code, name, caller)
+        if opened.name != name:
+            raise AlreadyExists(
+                f"account {account} is open already, named {opened.name!r}; nothing was done"
+            )
+        return opened
 
     async def allocate_year(
         self, caller: Caller, community_code: str, year: int, amount_fen: int
     ) -> Account:
-        """The yearly special fund of a community; its key makes it once per year."""
-        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
-            raise InvalidInput(f"{community_code} is not a community's code")
-        if not 2000 <= year <= self.clock.now().year + 1:
-            raise InvalidInput(f"year {year} is out of range")
-        authorize(caller.principal, FINANCE, community_code)
-        await self._open(DISTRICT_BUDGET, AccountKind.SOURCE, "QH", "区财政预算", caller)
+        """A community's special fund for the open fiscal year, from the district budget;
+        once per community and year (its key is the system's own)."""
+        _community(community_code)
+        _year(year)
+        authorize_all(caller.principal, FINANCE, owner_of(DISTRICT_BUDGET), community_code)
+        amount = self._allocation(caller.principal, amount_fen)
+        now = self.clock.now()
+        if year != now.year:
+            raise RuleViolation(f"only the open fiscal year, {now.year}, is allocated; not {year}")
         fund = special_fund_of(community_code)
+        transfer_id = transfer_id_for(allocation_key(year, community_code))
+        memo = f"{year}年为民服务专项资金"
+        budget_account, fund_account = await self._find(DISTRICT_BUDGET), await self._find(fund)
+        try:  # refused before anything is stored, opening included
+            if budget_account is not None:
+                budget_account.check_debit(transfer_id, amount, fund, now, memo)
+            if fund_account is not None:
+                fund_account.check_credit(transfer_id, amount, DISTRICT_BUDGET, now, memo)
+        except AlreadyExists:
+            raise AlreadyExists(
+                f"the {year} allocation of {community_code} is booked already with another "
+                "amount; nothing was done"
+            ) from None
+        await self._open(DISTRICT_BUDGET, AccountKind.SOURCE, "QH", "区财政预算", caller)
         await self._open(fund, AccountKind.FUND, community_code, "为民服务专项资金", caller)
-        await self._move(
-            f"allocation:{year}:{community_code}",
-            DISTRICT_BUDGET,
-            fund,
-            amount_fen or YEARLY_ALLOCATION_FEN,
-            f"{year}年为民服务专项资金",
-            caller,
-        )
+        await self._move_id(transfer_id, DISTRICT_BUDGET, fund, amount, memo, caller)
         return await self.accounts.get(fund)
 
     async def transfer(
@@ -122,12 +220,25 @@ class Funds:
         amount_fen: int,
         memo: str,
     ) -> tuple[str, Account, Account]:
-        source = await self._account(from_account, RuleViolation)
-        authorize(caller.principal, FINANCE, source.owner_code)
-        transfer_id = transfer_id_for(idempotency_key)
-        paying, receiving = await self._move_id(
-            transfer_id, from_account, to_account, amount_fen, memo, caller
-        )
+        """Move money between two accounts the caller has in scope. The key binds the
+        transfer: the same key again with the same request is a retry; with anything
+        else it is refused and nothing moves."""
+        transfer_id = client_transfer_id_for(idempotency_key)
+        owners = owner_of(from_account, "from_account"), owner_of(to_account, "to_account")
+        check_amount(amount_fen)
+        memo = _memo(memo)
+        authorize_all(caller.principal, FINANCE, *owners)
+        await self._account(from_account, NotFound)
+        await self._account(to_account, NotFound)
+        try:
+            paying, receiving = await self._move_id(
+                transfer_id, from_account, to_account, amount_fen, memo, caller
+            )
+        except AlreadyExists as conflict:
+            raise AlreadyExists(
+                f"idempotency_key {idempotency_key.strip()!r} was used for another transfer "
+                f"({conflict})"
+            ) from None
         return transfer_id, paying, receiving
 
     async def request_expenditure(
@@ -139,16 +250,23 @@ class Funds:
         purpose: str,
         evidence: str,
         case_id: str | None,
+        request_id: str | None = None,
     ) -> Expenditure:
-        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
-            raise InvalidInput(f"{community_code} is not a community's code")
+        """Ask for money from a community's special fund, to a payee or expense account.
+        With a request id, the expenditure's id derives from it: a retry finds the
+        first one, and the id sent with another request is refused."""
+        _community(community_code)
+        parse_account_id(payee, "payee_account")
         authorize(caller.principal, REQUESTERS, community_code)
-        await self._account(special_fund_of(community_code), RuleViolation)
-        await self._account(payee, RuleViolation)
+        fund = special_fund_of(community_code)
+        await self._account(fund, RuleViolation)
+        payee_account = await self._account(payee, NotFound)
+        if payee_account.kind not in PAYABLE:
+            raise RuleViolation(f"{payee} is a {payee_account.kind} account, not a payee")
         expenditure = Expenditure.request(
-            str(new_uuid()),
+            id_for("expenditure", request_id) or str(new_uuid()),
             community_code,
-            special_fund_of(community_code),
+            fund,
             payee,
             amount_fen,
             purpose,
@@ -157,8 +275,10 @@ class Funds:
             caller.principal.subject,
             self.street_threshold_fen,
         )
-        await self.expenditures.save(expenditure, caller.metadata)
-        return expenditure
+        if request_id is None:
+            await self.expenditures.save(expenditure, caller.metadata)
+            return expenditure
+        return await self._save_once(expenditure, request_id, caller)
 
     async def approve(self, caller: Caller, expenditure_id: str) -> Expenditure:
         expenditure = await self._expenditure(expenditure_id)
@@ -184,7 +304,11 @@ class Funds:
         """Hold the money on the fund, then mark the expenditure reserved; a retry after
         a crash between the two finds the hold and completes."""
         expenditure = await self._finance(caller, expenditure_id)
-        await self._hold(expenditure, caller)
+        if expenditure.status is not ExpenditureStatus.APPROVED:
+            raise RuleViolation(
+                f"cannot reserve funds for an expenditure that is {expenditure.status}"
+            )
+        expenditure = await self._hold(expenditure.id, caller)
         return await self._update(
             self.expenditures, expenditure, lambda e: e.mark_reserved(), caller
         )
@@ -201,25 +325,10 @@ class Funds:
 
     async def void(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
         """Void it and release its hold; refused once its money has moved (a payment is
-        corrected by a reversing transfer, never unsaid). Both happen under the fund's
-        lock, which a payment takes too, and a payment pays only what is still held.
-        Asked again for a voided one, it finishes a release a crash interrupted."""
+        corrected by a reversing transfer, never unsaid). Asked again for a voided one,
+        it finishes a release a crash interrupted."""
         expenditure = await self._finance(caller, expenditure_id)
-        async with self.locks.hold(expenditure.fund_account):
-            fund = await self._account(expenditure.fund_account, RuleViolation)
-            if expenditure.transfer_id in fund.entries:
-                raise RuleViolation(f"expenditure {expenditure_id} is paid already")
-            if expenditure.status is not ExpenditureStatus.VOIDED:  # else: finish its release
-                expenditure = await self._update(
-                    self.expenditures, expenditure, lambda e: e.void(reason), caller
-                )
-            await self.accounts.update(
-                expenditure.fund_account,
-                lambda f: f.release(expenditure.transfer_id, reason),
-                caller.metadata,
-                loaded=fund,
-            )
-        return expenditure
+        return await self._void(expenditure, required_text("reason", reason, 500), caller)
 
     async def reject(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
         expenditure = await self._expenditure(expenditure_id)
@@ -238,7 +347,8 @@ class Funds:
     ) -> Expenditure:
         """A case's request for money (cases' ``CaseFundingRequested``), as an expenditure
         under the id the case chose, so a redelivered request opens nothing twice. When
-        the fund or the payee does not exist it is refused at once, for the case to see."""
+        the fund or the payee does not exist, or the payee is no payee, it is refused at
+        once, for the case to see."""
         found = await self.expenditures.find(request.expenditure_id)
         if found is not None:
             return found
@@ -256,9 +366,9 @@ class Funds:
             self.street_threshold_fen,
             by_case_request=True,
         )
-        missing = [a for a in (fund, request.payee_account) if await self.accounts.find(a) is None]
-        if missing:
-            expenditure.reject(SAGA.subject, f"account {missing[0]} does not exist")
+        refusal = await self._refusal_of_case_request(fund, request.payee_account)
+        if refusal:
+            expenditure.reject(SAGA.subject, refusal)
         try:
             await self.expenditures.save(expenditure, Caller(SAGA, correlation_id).metadata)
         except ConcurrencyError:
@@ -276,10 +386,11 @@ class Funds:
             return expenditure  # waiting for approval, or settled already
         caller = Caller(SAGA, correlation_id)
         try:
-            await self._hold(expenditure, caller)
+            expenditure = await self._hold(expenditure_id, caller)
             await self._pay(expenditure, caller)
         except RuleViolation as refused:
-            return await self.void(caller, expenditure_id, f"not paid: {refused}")
+            fresh = await self._expenditure(expenditure_id)
+            return await self._void(fresh, f"not paid: {refused}", caller)
         now = self.clock.now()
 
         def settle(e: Expenditure) -> None:
@@ -299,22 +410,19 @@ class Funds:
         amount_fen: int,
     ) -> Task:
         """A department's task for a community, active only once its money has moved into
-        the community's task account; a retry with the same key completes or finds it."""
-        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
-            raise InvalidInput(f"{community_code} is not a community's code")
-        department = await self._account(department_account, RuleViolation)
+        the community's task account; a retry with the same key and request completes or
+        finds it, the same key with another request is refused. An assignment whose money
+        cannot move is refused before anything is stored."""
+        _community(community_code)
+        department_owner = owner_of(department_account, "department_account")
+        authorize_all(caller.principal, FINANCE, department_owner, community_code)
+        department = await self._account(department_account, NotFound)
         if department.kind is not AccountKind.SOURCE:
             raise RuleViolation(f"{department_account} is not a department's budget")
-        authorize(caller.principal, FINANCE, community_code)
         task_id = task_id_for(idempotency_key)
-        task = await self.tasks.find(task_id)
-        if task is None:
-            task = Task.assign(task_id, department_account, community_code, title, amount_fen)
-            try:
-                await self.tasks.save(task, caller.metadata)
-            except ConcurrencyError:
-                task = await self.tasks.get(task_id)
+        wanted = Task.assign(task_id, department_account, community_code, title, amount_fen)
         funding = account_id(AccountKind.FUND, community_code, "tasks")
+        task = await self._task_once(wanted, idempotency_key, department, funding, caller)
         await self._open(funding, AccountKind.FUND, community_code, "事随费转任务经费", caller)
         try:
             await self._move_id(
@@ -322,7 +430,7 @@ class Funds:
                 department_account,
                 funding,
                 task.amount_fen,
-                f"任务：{task.title}",
+                _task_memo(task),
                 caller,
             )
         except RuleViolation as exc:
@@ -332,8 +440,12 @@ class Funds:
         return await self.tasks.update(task_id, lambda t: t.funded(), caller.metadata)
 
     async def close_year(self, caller: Caller, account: str, year: int) -> Account:
-        found = await self._account(account, NotFound)
-        authorize(caller.principal, FINANCE, found.owner_code)
+        """Close an account's fiscal year (one that has begun): it takes no more entries
+        dated in that year."""
+        authorize(caller.principal, FINANCE, owner_of(account))
+        if _year(year) > self.clock.now().year:
+            raise RuleViolation(f"{year} has not begun: only a year that has begun is closed")
+        await self._account(account, NotFound)
         async with self.locks.hold(account):
             return await self.accounts.update(
                 account, lambda a: a.close_year(year), caller.metadata
@@ -343,6 +455,7 @@ class Funds:
         self, account: str, as_of: datetime | None
     ) -> tuple[Account, list[RecordedEvent]]:
         """The account, and its booked entries, now or as of a past moment."""
+        parse_account_id(account)
         found = await self._account(account, NotFound)
         if as_of is not None:
             found = await self.accounts.get_as_of(account, moment=as_of)
@@ -364,9 +477,91 @@ class Funds:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _hold(self, expenditure: Expenditure, caller: Caller) -> None:
-        """Reserve the expenditure's money on its fund (once: the transfer id is the key)."""
+    def _allocation(self, principal: Principal, amount_fen: int) -> int:
+        """The amount of a yearly allocation: the standard 200,000 yuan (0 asks for it),
+        or another amount up to twice that, which only a district admin sets."""
+        if amount_fen in (0, YEARLY_ALLOCATION_FEN):
+            return YEARLY_ALLOCATION_FEN
+        check_amount(amount_fen)
+        if R.DISTRICT_ADMIN not in principal.roles:
+            raise NotAllowed(
+                f"{principal.subject} may allocate only the standard "
+                f"{YEARLY_ALLOCATION_FEN // YUAN:,} yuan (a district admin sets another amount)"
+            )
+        if amount_fen > MAX_ALLOCATION_FEN:
+            raise InvalidInput(
+                f"an allocation is at most {MAX_ALLOCATION_FEN // YUAN:,} yuan, "
+                f"not {amount_fen / YUAN:,.2f}"
+            )
+        return amount_fen
+
+    async def _save_once(
+        self, expenditure: Expenditure, request_id: str, caller: Caller
+    ) -> Expenditure:
+        """Save an expenditure whose id derives from a request id: when it exists already
+        (a retry after a lost reply or a concurrent copy) return it if it is the same
+        request, refuse it otherwise."""
+        found = await self.expenditures.find(expenditure.id)
+        if found is None:
+            try:
+                await self.expenditures.save(expenditure, caller.metadata)
+                return expenditure
+            except ConcurrencyError:
+                found = await self.expenditures.get(expenditure.id)
+        if not found.is_same_request(expenditure):
+            raise AlreadyExists(
+                f"request_id {request_id} was used for another expenditure; nothing was done"
+            )
+        return found
+
+    async def _task_once(
+        self, wanted: Task, idempotency_key: str, department: Account, funding: str, caller: Caller
+    ) -> Task:
+        """The task under its key: the one recorded already when the request is the same,
+        else ``wanted``, saved once its money is known to be able to move."""
+        task = await self.tasks.find(wanted.id)
+        if task is None:
+            now = self.clock.now()
+            memo = _task_memo(wanted)
+            department.check_debit(wanted.transfer_id, wanted.amount_fen, funding, now, memo)
+            receiving = await self._find(funding)
+            if receiving is not None:
+                receiving.check_credit(
+                    wanted.transfer_id, wanted.amount_fen, department.id, now, memo
+                )
+            try:
+                await self.tasks.save(wanted, caller.metadata)
+                return wanted
+            except ConcurrencyError:
+                task = await self.tasks.get(wanted.id)
+        if not task.is_same_assignment(wanted):
+            raise AlreadyExists(
+                f"idempotency_key {idempotency_key.strip()!r} was used for another task; "
+                "nothing was done"
+            )
+        task.check_not_cancelled()
+        return task
+
+    async def _refusal_of_case_request(self, fund: str, payee: str) -> str | None:
+        for account in (fund, payee):
+            if await self.accounts.find(account) is None:
+                return f"account {account} does not exist"
+        payee_account = await self.accounts.get(payee)
+        if payee_account.kind not in PAYABLE:
+            return f"{payee} is a {payee_account.kind} account, not a payee"
+        return None
+
+    async def _hold(self, expenditure_id: str, caller: Caller) -> Expenditure:
+        """Reserve an approved expenditure's money on its fund (once: the transfer id is the
+        key). Its status is read under the fund's lock, which a void takes too, so a
+        voided expenditure never gets a hold."""
+        expenditure = await self._expenditure(expenditure_id)
         async with self.locks.hold(expenditure.fund_account):
+            expenditure = await self._expenditure(expenditure_id)
+            if expenditure.status not in (ExpenditureStatus.APPROVED, ExpenditureStatus.RESERVED):
+                raise RuleViolation(
+                    f"cannot hold money for an expenditure that is {expenditure.status}"
+                )
             await self.accounts.update(
                 expenditure.fund_account,
                 lambda f: f.reserve(
@@ -374,6 +569,7 @@ class Funds:
                 ),
                 caller.metadata,
             )
+        return expenditure
 
     async def _pay(self, expenditure: Expenditure, caller: Caller) -> None:
         """Pay what the expenditure's hold holds; refused once a void has released it
@@ -388,18 +584,24 @@ class Funds:
             held_only=True,
         )
 
-    async def _move(
-        self,
-        idempotency_key: str,
-        source: str,
-        target: str,
-        amount_fen: int,
-        memo: str,
-        caller: Caller,
-    ) -> str:
-        transfer_id = transfer_id_for(idempotency_key)
-        await self._move_id(transfer_id, source, target, amount_fen, memo, caller)
-        return transfer_id
+    async def _void(self, expenditure: Expenditure, reason: str, caller: Caller) -> Expenditure:
+        """Void and release under the fund's lock, which a payment takes too (and a
+        payment pays only what is still held)."""
+        async with self.locks.hold(expenditure.fund_account):
+            fund = await self._account(expenditure.fund_account, RuleViolation)
+            if fund.has_paid(expenditure.transfer_id):
+                raise RuleViolation(f"expenditure {expenditure.id} is paid already")
+            if expenditure.status is not ExpenditureStatus.VOIDED:  # else: finish its release
+                expenditure = await self._update(
+                    self.expenditures, expenditure, lambda e: e.void(reason), caller
+                )
+            await self.accounts.update(
+                expenditure.fund_account,
+                lambda f: f.release(expenditure.transfer_id, reason),
+                caller.metadata,
+                loaded=fund,
+            )
+        return expenditure
 
     async def _move_id(
         self,
@@ -413,8 +615,9 @@ class Funds:
         held_only: bool = False,
     ) -> tuple[Account, Account]:
         """Debit, then credit, under one transfer id: a retry completes a half-done move.
-        Each account is read once, under its lock, and the receiving side is checked
-        before the paying side is debited."""
+        Each account is read once, under its lock, and both sides are checked (funds
+        available, years open, the transfer id free or booked the same) before either is
+        booked, so a refusal stores nothing."""
         check_amount(amount_fen)
         if source == target:
             raise InvalidInput("a transfer moves money between two different accounts")
@@ -422,7 +625,8 @@ class Funds:
         async with self.locks.hold(source, target):
             paying = await self._account(source, RuleViolation)
             receiving = await self._account(target, RuleViolation)
-            receiving.check_can_credit(now)
+            paying.check_debit(transfer_id, amount_fen, target, now, memo, held_only)
+            receiving.check_credit(transfer_id, amount_fen, source, now, memo)
             paying = await self.accounts.update(
                 source,
                 lambda a: a.debit(transfer_id, amount_fen, target, now, memo, held_only=held_only),
@@ -461,8 +665,11 @@ class Funds:
 
     async def _finance(self, caller: Caller, expenditure_id: str) -> Expenditure:
         expenditure = await self._expenditure(expenditure_id)
-        authorize(caller.principal, FINANCE | {R.SERVICE}, expenditure.community_code)
+        authorize(caller.principal, FINANCE, expenditure.community_code)
         return expenditure
+
+    async def _find(self, account: str) -> Account | None:
+        return await self.accounts.find(account)
 
     async def _account(self, account: str, missing: type[Exception]) -> Account:
         try:
@@ -483,3 +690,7 @@ class Funds:
             change(fresh)
 
         return await repository.update(aggregate.id, apply, caller.metadata, loaded=aggregate)
+
+
+def _task_memo(task: Task) -> str:
+    return f"任务：{task.title}"

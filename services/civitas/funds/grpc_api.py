@@ -7,6 +7,7 @@ from typing import Any
 
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_caller
+from civitas.chassis.requests import request_id_of
 
 from .application import Funds
 from .domain.accounts import Account, AccountKind
@@ -139,6 +140,7 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
             request.purpose,
             request.evidence,
             case_id,
+            request_id_of(request),
         )
         return pb.RequestExpenditureResponse(expenditure=expenditure_out(expenditure))
 

@@ -8,8 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from civitas.errors import InvalidInput, RuleViolation
-from civitas.funds.domain.accounts import YUAN, Account, AccountKind, transfer_id_for
+from civitas.errors import AlreadyExists, InvalidInput, RuleViolation
+from civitas.funds.domain.accounts import (
+    MAX_AMOUNT_FEN,
+    YUAN,
+    Account,
+    AccountKind,
+    client_transfer_id_for,
+    transfer_id_for,
+)
 from civitas.funds.domain.expenditures import ApprovalLevel, Expenditure, ExpenditureStatus
 
 NOW = datetime(2026, 6, 1, 10, tzinfo=UTC)
@@ -20,6 +27,11 @@ def accounts() -> tuple[Account, Account, Account]:
     fund = Account.open("fund:QH-01-01:special", AccountKind.FUND, "QH-01-01", "为民服务专项资金")
     payee = Account.open("payee:p1", AccountKind.PAYEE, "QH", "社会组织")
     return budget, fund, payee
+
+
+def saved(*accounts: Account) -> None:
+    for account in accounts:
+        account.mark_saved()
 
 
 def transfer(source: Account, target: Account, amount: int, key: str) -> None:
@@ -63,8 +75,10 @@ def test_a_reservation_is_settled_by_the_debit_of_its_own_amount() -> None:
     transfer(budget, fund, 1000, "allocation")
     fund.reserve("t1", 400, payee.id)
 
-    with pytest.raises(RuleViolation, match="reserved 400"):
+    with pytest.raises(AlreadyExists, match="t1 is a hold of 400 fen for payee:p1"):
         fund.debit("t1", 500, payee.id, NOW)
+    with pytest.raises(AlreadyExists, match="t1 is a hold of 400 fen for payee:p1"):
+        fund.debit("t1", 400, "payee:other", NOW)
     fund.debit("t1", 400, payee.id, NOW)
     assert (fund.balance_fen, fund.reserved) == (600, {})
 
@@ -82,8 +96,8 @@ def test_an_expenditures_payment_pays_only_what_is_still_held() -> None:
 
 def test_amounts_are_positive_whole_fen() -> None:
     _, fund, payee = accounts()
-    for bad in (0, -5, 1.5, True):
-        with pytest.raises(InvalidInput, match="positive whole number of fen"):
+    for bad in (0, -5, 1.5, True, MAX_AMOUNT_FEN + 1):
+        with pytest.raises(InvalidInput, match=r"positive whole number of fen|at most"):
             fund.reserve("t", bad, payee.id)  # type: ignore[arg-type]
 
 
@@ -126,10 +140,103 @@ def test_random_movements_keep_funds_non_negative_and_the_ledger_summing_to_zero
                 fund.reserve(f"hold-{key}", amount, payee.id)
             else:
                 fund.release(f"hold-{key}", "void")
-        except RuleViolation:
+        except (RuleViolation, AlreadyExists):  # short of money, or a key reused
             pass
         assert fund.available_fen >= 0
         assert budget.balance_fen + fund.balance_fen + payee.balance_fen == 0
+
+
+def test_a_transfer_id_booked_once_books_nothing_else_and_stores_nothing() -> None:
+    """The attack of issue 15: a key already booked on a fund, sent again with a new
+    target and any amount, used to get the credit without the debit."""
+    budget, fund, payee = accounts()
+    allocation = transfer_id_for("allocation:2026:QH-01-01")
+    transfer(budget, fund, 200_000 * YUAN, "allocation:2026:QH-01-01")
+    saved(budget, fund, payee)
+
+    for amount, target, memo in [
+        (10**9, payee.id, ""),  # another amount and account
+        (200_000 * YUAN, payee.id, ""),  # the same amount to another account
+        (200_000 * YUAN, budget.id, "退回"),  # paying back, under the allocation's id
+    ]:
+        with pytest.raises(AlreadyExists, match=f"transfer {allocation} is a credit"):
+            fund.debit(allocation, amount, target, NOW, memo)
+    with pytest.raises(AlreadyExists, match=f"transfer {allocation} is a debit"):
+        budget.debit(allocation, 200_000 * YUAN, fund.id, NOW, "another memo")
+    with pytest.raises(AlreadyExists, match="with another memo"):
+        fund.credit(allocation, 200_000 * YUAN, budget.id, NOW, "another memo")
+
+    assert [a.collect_pending() for a in (budget, fund, payee)] == [[], [], []]
+    assert budget.balance_fen + fund.balance_fen + payee.balance_fen == 0
+
+
+def test_a_retry_of_the_same_booking_books_nothing_more() -> None:
+    budget, fund, _ = accounts()
+    transfer(budget, fund, 1000, "k")
+    saved(budget, fund)
+    transfer(budget, fund, 1000, "k")
+
+    assert budget.collect_pending() == fund.collect_pending() == []
+    assert (budget.balance_fen, fund.balance_fen) == (-1000, 1000)
+
+
+def test_a_hold_is_bound_to_its_amount_and_payee_and_a_released_one_is_not_held_again() -> None:
+    budget, fund, payee = accounts()
+    transfer(budget, fund, 1000, "allocation")
+    fund.reserve("t1", 400, payee.id)
+    fund.reserve("t1", 400, payee.id)  # a retry
+    for amount, target in [(500, payee.id), (400, "payee:other")]:
+        with pytest.raises(AlreadyExists, match="t1 is a hold of 400 fen for payee:p1"):
+            fund.reserve("t1", amount, target)
+    fund.debit("t1", 400, payee.id, NOW, "支出")
+    fund.reserve("t1", 400, payee.id)  # paid already: a late retry holds nothing
+    with pytest.raises(AlreadyExists, match="t1 is a debit of 400 fen for payee:p1"):
+        fund.reserve("t1", 300, payee.id)
+    fund.reserve("t2", 100, payee.id)
+    fund.release("t2", "作废")
+    with pytest.raises(RuleViolation, match="nothing is held under t2: it was released"):
+        fund.reserve("t2", 100, payee.id)
+
+    assert (fund.balance_fen, fund.reserved) == (600, {})
+
+
+def test_only_a_source_may_run_negative() -> None:
+    budget, fund, payee = accounts()
+    expense = Account.open("expense:QH:office", AccountKind.EXPENSE, "QH", "办公")
+    transfer(budget, payee, 500, "paid")
+
+    for account in (payee, expense, fund):
+        with pytest.raises(RuleViolation, match="available"):
+            account.debit("out", account.balance_fen + 1, budget.id, NOW)
+    transfer(payee, budget, 500, "refund")
+    assert (budget.balance_fen, payee.balance_fen) == (0, 0)
+
+
+def test_a_callers_keys_never_name_a_transfer_the_system_derived() -> None:
+    for key in ("allocation:2026:QH-01-01", "expenditure:e1", "task:t1", "invoice-88"):
+        assert client_transfer_id_for(key) != transfer_id_for(key)
+    assert client_transfer_id_for(" invoice-88 ") == client_transfer_id_for("invoice-88")
+    with pytest.raises(InvalidInput, match="idempotency_key is longer than 100"):
+        client_transfer_id_for("k" * 101)
+
+
+def test_a_snapshot_keeps_what_each_transfer_id_booked_and_held() -> None:
+    budget, fund, payee = accounts()
+    transfer(budget, fund, 1000, "allocation")
+    fund.reserve("t1", 300, payee.id)
+    fund.reserve("t2", 100, payee.id)
+    fund.release("t2", "作废")
+    restored = Account(fund.id)
+    restored.restore_state(fund.snapshot_state())
+
+    assert Account.snapshot_version == 2
+    assert (restored.bookings, restored.holds, restored.released) == (
+        fund.bookings,
+        fund.holds,
+        fund.released,
+    )
+    with pytest.raises(AlreadyExists):
+        restored.debit(transfer_id_for("allocation"), 1000, payee.id, NOW)
 
 
 # -- expenditures ------------------------------------------------------------------------
@@ -168,6 +275,19 @@ def test_above_the_threshold_the_street_approves_too() -> None:
     assert e.status is ExpenditureStatus.APPROVED
     with pytest.raises(RuleViolation, match="needs no street approval"):
         expenditure().approve("street-1", ApprovalLevel.STREET)
+
+
+def test_each_approval_comes_from_another_person() -> None:
+    e = expenditure(30_000 * YUAN)
+    e.approve("admin-1", ApprovalLevel.COMMUNITY)
+    with pytest.raises(RuleViolation, match="admin-1 approved it for the community already"):
+        e.approve("admin-1", ApprovalLevel.STREET)
+    with pytest.raises(RuleViolation, match="requester cannot approve"):
+        e.approve("requester-1", ApprovalLevel.STREET)
+    e.approve("admin-2", ApprovalLevel.STREET)
+
+    assert e.status is ExpenditureStatus.APPROVED
+    assert e.approvals == {ApprovalLevel.COMMUNITY: "admin-1", ApprovalLevel.STREET: "admin-2"}
 
 
 def test_the_flow_reserves_then_disburses_or_voids_and_rejection_is_final() -> None:

@@ -1,8 +1,10 @@
 """Expenditures: requested → approved → reserved → disbursed or voided; or rejected.
 
-The approver is never the requester; above a threshold the street approves too.
-The money moves through the fund account's reservation and a transfer whose id
-derives from the expenditure, so retries never pay twice.
+Separation of duties holds per person: every approval comes from a different person,
+and none from the requester; above a threshold the street approves too (so a large
+expenditure takes three people: the requester and two approvers). The money moves
+through the fund account's reservation and a transfer whose id derives from the
+expenditure, so retries never pay twice.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Expenditure(Aggregate):
         self.needs_street_approval = False
         self.by_case_request = False
         self.approvals: dict[ApprovalLevel, str] = {}
+        self.requested: ExpenditureRequested | None = None  # the request, as first made
 
     @classmethod
     def request(
@@ -135,10 +138,21 @@ class Expenditure(Aggregate):
             levels.add(ApprovalLevel.STREET)
         return levels
 
+    def is_same_request(self, other: Expenditure) -> bool:
+        """Whether ``other`` asks for exactly what this expenditure was requested for (a
+        retry under the same request id)."""
+        return self.requested is not None and self.requested == other.requested
+
     def approve(self, approver: str, level: ApprovalLevel) -> None:
         self._check(ExpenditureStatus.REQUESTED, doing="approve")
         if approver == self.requester:
             raise RuleViolation("the requester cannot approve their own expenditure")
+        for given, by in self.approvals.items():
+            if by == approver:
+                raise RuleViolation(
+                    f"{approver} approved it for the {given} already: "
+                    "each approval comes from another person"
+                )
         if level not in self.levels_needed:
             raise RuleViolation(f"this expenditure needs no {level} approval")
         if level in self.approvals:
@@ -180,6 +194,7 @@ class Expenditure(Aggregate):
         self.case_id, self.requester = event.case_id, event.requester
         self.needs_street_approval = event.needs_street_approval
         self.by_case_request = event.by_case_request
+        self.requested = event
 
     @applies
     def _on_approved(self, event: ExpenditureApproved) -> None:

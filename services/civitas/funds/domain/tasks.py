@@ -1,8 +1,10 @@
 """Task funding (费随事转): a department's task enters a community only with its money.
 
 A task is assigned pending; the department's money moves into the community's task
-account; only then is the task active. When the money cannot move, the task is
-cancelled with the reason: no task is ever active without its funding.
+account; only then is the task active. When the money cannot move once the task is
+recorded, the task is cancelled with the reason: no task is ever active without its
+funding. A task's id derives from the caller's idempotency key, and the key stays
+bound to the assignment it first named (department, community, title, amount).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from .accounts import check_amount, transfer_id_for
 
 
 def task_id_for(idempotency_key: str) -> str:
-    return str(natural_id("task", required_text("idempotency_key", idempotency_key, 200)))
+    return str(natural_id("task", required_text("idempotency_key", idempotency_key, 100)))
 
 
 class TaskStatus(enum.StrEnum):
@@ -51,6 +53,8 @@ class Task(Aggregate):
         self.community_code = ""
         self.title = ""
         self.amount_fen = 0
+        self.assigned: TaskAssigned | None = None  # the assignment, as first made
+        self.cancel_reason = ""
 
     @classmethod
     def assign(
@@ -67,6 +71,10 @@ class Task(Aggregate):
         )
         return task
 
+    def is_same_assignment(self, other: Task) -> bool:
+        """Whether ``other`` assigns exactly this task (a retry under the same key)."""
+        return self.assigned is not None and self.assigned == other.assigned
+
     @property
     def transfer_id(self) -> str:
         return transfer_id_for(f"task:{self.id}")
@@ -74,9 +82,12 @@ class Task(Aggregate):
     def funded(self) -> None:
         if self.status is TaskStatus.ACTIVE:
             return
-        if self.status is TaskStatus.CANCELLED:
-            raise RuleViolation("the task was cancelled")
+        self.check_not_cancelled()
         self._record(TaskFunded(transfer_id=self.transfer_id))
+
+    def check_not_cancelled(self) -> None:
+        if self.status is TaskStatus.CANCELLED:
+            raise RuleViolation(f"the task was cancelled: {self.cancel_reason}")
 
     def cancel(self, reason: str) -> None:
         if self.status is not TaskStatus.PENDING:
@@ -90,6 +101,7 @@ class Task(Aggregate):
             event.community_code,
         )
         self.title, self.amount_fen = event.title, event.amount_fen
+        self.assigned = event
 
     @applies
     def _on_funded(self, event: TaskFunded) -> None:
@@ -98,3 +110,4 @@ class Task(Aggregate):
     @applies
     def _on_cancelled(self, event: TaskCancelled) -> None:
         self.status = TaskStatus.CANCELLED
+        self.cancel_reason = event.reason
