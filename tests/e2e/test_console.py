@@ -1,5 +1,7 @@
 """The web console in a real browser: ``civitas up``, a small ``civitas demo``, then each
-page in headless Chromium (Debian's ``chromium``, driven by Playwright)."""
+page in headless Chromium (Debian's ``chromium``, driven by Playwright). The token comes
+in the address's fragment, leaves the address bar, and nothing on any page breaks the
+Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -50,6 +52,13 @@ CHARTS = """() => [...document.querySelectorAll("[data-chart]")].map((container)
     sums: chart.data.datasets.map((d) => d.data.reduce((sum, v) => sum + v, 0)),
   };
 })"""
+
+
+# Each Content-Security-Policy violation on a page, reported to the test (Playwright's
+# init scripts and exposed functions are not subject to the page's policy).
+REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolation(`${location.pathname}: ${event.violatedDirective} ${event.blockedURI}`);
+});"""
 
 
 def chromium() -> str:
@@ -146,11 +155,10 @@ async def test_the_console_shows_the_district_a_community_a_member_and_a_case_wi
     shots = tmp_path / "screenshots"
     shots.mkdir()
     async with civitas_up(tmp_path) as platform:
-        found = re.search(r"web console: (http://\S+)", platform.printed)
+        found = re.search(r"web console: (http://\S+)/#token=(\S+)", platform.printed)
         assert found, f"civitas up printed no console address:\n{platform.printed}"
-        console_url = found.group(1)
-        base = console_url.split("/?")[0]
-        token = console_url.split("token=")[1]
+        console_url = found.group(0).removeprefix("web console: ")
+        base, token = found.group(1), found.group(2)
         await load_demo(platform, tmp_path)
         await insights_caught_up(Path(platform.env["CIVITAS_VAR_DIR"]))
         district = (await api(base, "/api/scorecards/QH", token))["scorecard"]
@@ -176,6 +184,13 @@ async def test_the_console_shows_the_district_a_community_a_member_and_a_case_wi
 
             page.on("console", console_error)
             page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+            violations: list[str] = []
+
+            def csp_violation(report: str) -> None:
+                violations.append(report)
+
+            await page.expose_function("cspViolation", csp_violation)
+            await page.add_init_script(REPORT_CSP_VIOLATIONS)
 
             await page.goto(console_url)
             overview = await shown(page, "district", shots)
@@ -204,10 +219,22 @@ async def test_the_console_shows_the_district_a_community_a_member_and_a_case_wi
             await stranger.goto(f"{base}/")
             await stranger.wait_for_selector("#notice:not([hidden])")
             notice = await stranger.locator("#notice").inner_text()
+            await stranger.fill("#sign-in input[name=token]", token)  # pasted in
+            async with stranger.expect_navigation():
+                await stranger.click("#sign-in button")
+            signed_in = await shown(stranger, "signed-in", shots)
+            in_query = await browser.new_page()  # a token in the query is no way in
+            await in_query.goto(f"{base}/?token={token}")
+            await in_query.wait_for_selector("#notice:not([hidden])")
+            refused_query = await in_query.locator("#notice").inner_text()
+            query_url = in_query.url
+            query_loaded = await in_query.get_attribute("body", "data-loaded")
             await browser.close()
 
+    assert violations == []
     assert browser_errors == []
-    assert "token=" not in overview["url"]  # taken into sessionStorage, out of the bar
+    assert token not in overview["url"]  # taken into sessionStorage, out of the bar
+    assert "#" not in overview["url"]
     assert int(district["requests_received"]) == REQUESTS
     assert overview["figures"]["收到诉求 Requests received"] == f"{REQUESTS:,}"
     assert overview["rows"]["streets"] == 12
@@ -246,5 +273,12 @@ async def test_the_console_shows_the_district_a_community_a_member_and_a_case_wi
     assert "QH-12-99" in unknown
     assert "civitas token" in notice
     assert "civitas up" in notice
+    assert "#token=" in notice
+    assert signed_in["figures"]["收到诉求 Requests received"] == f"{REQUESTS:,}"
+    assert token not in signed_in["url"]
+    assert "?token=" in refused_query
+    assert "not accepted" in refused_query
+    assert query_loaded is None  # no data was asked for with it
+    assert query_url == f"{base}/"  # and it left the address bar
     for name in ["district", "street", "community", "member", "case"]:
         assert (shots / f"{name}.png").stat().st_size > 20_000, name

@@ -15,16 +15,22 @@ const COLORS = {
 
 // ---- token and API -------------------------------------------------------
 
-/** Keep a ?token= from the address in sessionStorage and take it out of the address bar. */
+/**
+ * Keep a #token= from the address in sessionStorage and take it out of the address bar
+ * and of this history entry. A fragment never reaches the server, nor a Referer header.
+ * A ?token= in the query is never used (the server ignores it too): it is only taken
+ * out of the bar. True when the address carried one there.
+ */
 function takeToken() {
   const url = new URL(location.href);
-  const given = url.searchParams.get("token");
-  if (given) {
-    sessionStorage.setItem(TOKEN_KEY, given);
+  const given = new URLSearchParams(url.hash.slice(1)).get("token");
+  const queried = url.searchParams.has("token");
+  if (given) sessionStorage.setItem(TOKEN_KEY, given);
+  if (given || queried) {
     url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
+    history.replaceState(null, "", url.pathname + url.search + (given ? "" : url.hash));
   }
-  return sessionStorage.getItem(TOKEN_KEY);
+  return queried;
 }
 
 class ApiError extends Error {
@@ -65,20 +71,39 @@ function h(tag, attrs = {}, ...children) {
   return element;
 }
 
-function askForToken(rejected) {
+/** Why the page has no data, how to get a token, and a form to paste one into. */
+function askForToken(why) {
+  const reasons = {
+    missing: "需要访问令牌 This console needs a token.",
+    rejected: "令牌无效或已过期 The token was refused.",
+    queried: "地址中的 ?token= 不被接受 A token in the address's query (?token=) is not accepted.",
+  };
+  const form = h(
+    "form",
+    { id: "sign-in", class: "sign-in" },
+    h("label", {}, "令牌 Token ", h("input", { name: "token", type: "password", autocomplete: "off", required: "" })),
+    h("button", {}, "打开 Open"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = form.elements.token.value.trim();
+    if (!token) return;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    location.reload();
+  });
   const notice = document.getElementById("notice");
   notice.replaceChildren(
-    h("strong", {}, rejected ? "令牌无效或已过期 The token was refused." : "需要访问令牌 This console needs a token."),
+    h("strong", {}, reasons[why]),
     h("p", {}, "Open the console address that ", h("code", {}, "civitas up"),
-      " prints (it ends in ", h("code", {}, "?token=…"), "), or mint a token with ",
-      h("code", {}, "civitas token --role auditor"), " and open this page as ",
-      h("code", {}, `${location.origin}${location.pathname}?token=<token>`), "."),
+      " prints (it ends in ", h("code", {}, "#token=…"), "), or mint a token with ",
+      h("code", {}, "civitas token --role auditor"), " and paste it here (it is kept in this tab only):"),
+    form,
   );
   notice.hidden = false;
 }
 
 function showError(error) {
-  if (error instanceof ApiError && error.status === 401) askForToken(true);
+  if (error instanceof ApiError && error.status === 401) askForToken("rejected");
   const box = document.getElementById("error");
   box.append(h("p", {}, error instanceof ApiError ? `API ${error.message}` : `Error: ${error}`));
   box.hidden = false;
@@ -474,8 +499,9 @@ const PAGES = { district: districtPage, community: communityPage, member: member
 
 async function start() {
   lookup();
-  if (!takeToken()) {
-    askForToken(false);
+  const queried = takeToken();
+  if (!sessionStorage.getItem(TOKEN_KEY)) {
+    askForToken(queried ? "queried" : "missing");
     return;
   }
   try {
