@@ -28,10 +28,11 @@ from civitas.eventkit import (
     DomainEvent,
     SealedName,
     applies,
-    natural_id,
     registry,
 )
 from civitas.validation import required_text
+
+from .values import expenditure_id_for, funding_amount, payee_account
 
 
 class Channel(enum.StrEnum):
@@ -151,6 +152,11 @@ class CaseRegistered(DomainEvent):
     registered_at: datetime
     dispatch_due: datetime
     resolution_due: datetime
+    # When the case's id derives from a key the caller chose (a request id, an import's
+    # source id): a digest of the request, sealed under the resident's key as it covers
+    # their name and phone, so that a later request under the same key is compared with
+    # it and an erasure erases it too.
+    request_digest_ciphertext: str | None = None
 
 
 class CaseClassified(DomainEvent):
@@ -316,6 +322,9 @@ class Case(Aggregate):
         self.urgency = Urgency.NORMAL
         self.kind: str | None = None
         self.resident_id = ""
+        self.resident_name_ciphertext = ""
+        self.resident_phone_ciphertext = ""
+        self.request_digest: str | None = None  # sealed; see CaseRegistered
         self.registered_at: datetime | None = None
         self.dispatch_due: datetime | None = None
         self.resolution_due: datetime | None = None
@@ -345,6 +354,7 @@ class Case(Aggregate):
         phone_ciphertext: str,
         now: datetime,
         policy: DeadlinePolicy,
+        request_digest: str | None = None,
     ) -> Case:
         dispatch_due, resolution_due = policy.due(now, urgency)
         case = cls(case_id)
@@ -361,6 +371,7 @@ class Case(Aggregate):
                 registered_at=now,
                 dispatch_due=dispatch_due,
                 resolution_due=resolution_due,
+                request_digest_ciphertext=request_digest,
             )
         )
         return case
@@ -514,35 +525,33 @@ class Case(Aggregate):
         self._record(CaseWithdrawn(reason=(reason or "").strip() or "resident withdrew"))
 
     def request_funds(
-        self, amount_fen: int, payee_account: str, purpose: str, evidence: str
+        self, amount_fen: int, payee: str, purpose: str, evidence: str
     ) -> FundingRequest:
         """Ask the community's special fund to pay a payee for this case. A retry of the
         request that is waiting changes nothing and returns it."""
         self._check_status(Status.IN_PROGRESS, Status.IN_MEDIATION, doing="request funds for")
-        if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
-            raise InvalidInput(f"amount_fen is a positive whole number of fen, not {amount_fen!r}")
-        if not (payee_account or "").startswith("payee:"):
-            raise InvalidInput(f"payee_account {payee_account!r} is not a payee's account")
+        funding_amount(amount_fen)
+        payee = payee_account(payee)
         purpose = required_text("purpose", purpose, 500)
         evidence = required_text("evidence", evidence, 500)
         waiting = self.pending_funding
         if waiting is not None:
             if (waiting.amount_fen, waiting.payee_account, waiting.purpose) == (
                 amount_fen,
-                payee_account,
+                payee,
                 purpose,
             ):
                 return waiting
             raise RuleViolation(
                 f"the case waits for the outcome of funding request {waiting.expenditure_id}"
             )
-        expenditure_id = str(natural_id("case-funding", self.id, len(self.funding) + 1))
+        expenditure_id = expenditure_id_for(self.id, len(self.funding) + 1)
         self._record(
             CaseFundingRequested(
                 expenditure_id=expenditure_id,
                 community_code=self.community_code,
                 amount_fen=amount_fen,
-                payee_account=required_text("payee_account", payee_account),
+                payee_account=payee,
                 purpose=purpose,
                 evidence=evidence,
             )
@@ -615,6 +624,9 @@ class Case(Aggregate):
         self.community_code, self.address = event.community_code, event.address
         self.description, self.urgency = event.description, event.urgency
         self.resident_id, self.registered_at = event.resident_id, event.registered_at
+        self.resident_name_ciphertext = event.resident_name_ciphertext
+        self.resident_phone_ciphertext = event.resident_phone_ciphertext
+        self.request_digest = event.request_digest_ciphertext
         self.dispatch_due, self.resolution_due = event.dispatch_due, event.resolution_due
 
     @applies
