@@ -10,7 +10,6 @@ import dataclasses
 from typing import Any
 
 from civitas.chassis.convert import timestamp_out
-from civitas.errors import InvalidInput
 
 from .queries import InsightsQueries, MonthPoint, Scorecard
 from .v1 import insights_pb2 as pb
@@ -25,33 +24,27 @@ def point_out(point: MonthPoint) -> pb.MonthPoint:
     return pb.MonthPoint(**dataclasses.asdict(point))
 
 
-def _required(value: str, field: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise InvalidInput(f"{field} is required")
-    return value
-
-
 class Responses:
-    """Each query's reply, as protobuf."""
+    """Each query's reply, as protobuf. The queries check what the caller named (codes,
+    ids, months) whole, for both edges: nothing is trimmed or guessed."""
 
     def __init__(self, queries: InsightsQueries) -> None:
         self.queries = queries
 
     async def scorecard(self, unit_code: str) -> pb.GetScorecardResponse:
-        card = await self.queries.scorecard(_required(unit_code, "unit_code"))
+        card = await self.queries.scorecard(unit_code)
         return pb.GetScorecardResponse(scorecard=scorecard_out(card))
 
     async def children(self, parent_code: str) -> pb.ListScorecardsResponse:
-        cards = await self.queries.children(_required(parent_code, "parent_code"))
+        cards = await self.queries.children(parent_code)
         return pb.ListScorecardsResponse(scorecards=[scorecard_out(c) for c in cards])
 
     async def trend(self, unit_code: str, months: int) -> pb.GetTrendResponse:
-        points = await self.queries.trend(_required(unit_code, "unit_code"), months or 12)
+        points = await self.queries.trend(unit_code, months or 12)
         return pb.GetTrendResponse(points=[point_out(p) for p in points])
 
     async def member_card(self, member_id: str) -> pb.GetMemberCardResponse:
-        card = await self.queries.member_card(_required(member_id, "member_id"))
+        card = await self.queries.member_card(member_id)
         return pb.GetMemberCardResponse(
             card=pb.MemberCard(
                 member_id=card.member_id,
@@ -87,7 +80,7 @@ class Responses:
         )
 
     async def case_timeline(self, case_id: str) -> pb.GetCaseTimelineResponse:
-        timeline = await self.queries.case_timeline(_required(case_id, "case_id"))
+        timeline = await self.queries.case_timeline(case_id)
         return pb.GetCaseTimelineResponse(
             timeline=pb.CaseTimeline(
                 case_id=timeline.case_id,
@@ -108,7 +101,7 @@ class Responses:
         )
 
     async def fund_statement(self, account_id: str) -> pb.GetFundStatementResponse:
-        statement = await self.queries.fund_statement(_required(account_id, "account_id"))
+        statement = await self.queries.fund_statement(account_id)
         return pb.GetFundStatementResponse(
             statement=pb.FundStatement(
                 account_id=statement.account_id,

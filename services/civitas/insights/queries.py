@@ -10,6 +10,7 @@ edges (gRPC, HTTP) convert it.
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,6 +134,55 @@ def _unit_kind(code: str) -> UnitKind:
     return kind
 
 
+# What a caller may name, checked whole before anything is read: a value with
+# whitespace, a control character or a look-alike letter is refused, never trimmed
+# or matched to something else.
+_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE | re.ASCII
+)
+_ACCOUNT = re.compile(r"(?P<kind>[a-z]{1,20}):(?P<owner>[A-Z0-9-]{2,20}):[a-z][a-z0-9_.-]{0,40}")
+
+
+def unit_code_in(code: str, field: str = "unit_code") -> str:
+    """A unit code (QH, QH-03, QH-03-07, QH-03-07-G02), in ASCII and nothing around it."""
+    if not code:
+        raise InvalidInput(f"{field} is required")
+    if not code.isascii():  # Unicode digits such as １ are no code's digits
+        raise InvalidInput(f"{field} {code[:40]!r} is not a unit code (ASCII letters and digits)")
+    parse_unit_code(code)
+    return code
+
+
+def uuid_id_in(value: str, field: str) -> str:
+    """An id that is a UUID, written out in full (36 characters); lower case."""
+    if not value:
+        raise InvalidInput(f"{field} is required")
+    if not _UUID.fullmatch(value):
+        raise InvalidInput(f"{field} {value[:40]!r} is not an id (a UUID such as 6f1c…-…)")
+    return value.lower()
+
+
+def account_id_in(value: str, field: str = "account_id") -> str:
+    """An account id, ``kind:owner:key`` (``fund:QH-01-01:special``)."""
+    if not value:
+        raise InvalidInput(f"{field} is required")
+    shape = _ACCOUNT.fullmatch(value)
+    if shape is None:
+        raise InvalidInput(
+            f"{field} {value[:60]!r} is not an account id (kind:owner:key, "
+            "as fund:QH-01-01:special)"
+        )
+    unit_code_in(shape["owner"], f"{field}'s owner")
+    return value
+
+
+def months_in(months: int) -> int:
+    """How many months a trend spans: 1 to 60."""
+    if not 1 <= months <= 60:
+        raise InvalidInput(f"months is from 1 to 60, not {months}")
+    return months
+
+
 FUNDS = accounts.c.kind == "fund"
 ALLOCATED = (entries.c.amount_fen > 0) & entries.c.counterpart.like("source:%")
 DISBURSED = (entries.c.amount_fen < 0) & (
@@ -148,28 +198,30 @@ class InsightsQueries:
         self.clock = clock
 
     async def scorecard(self, code: str) -> Scorecard:
-        kind = _unit_kind(code)
+        kind = _unit_kind(unit_code_in(code))
         return await self._read(lambda conn: self._scorecard(conn, code, kind))
 
     async def children(self, parent: str) -> list[Scorecard]:
         """The scorecards of a unit's streets or communities, by code."""
-        if _unit_kind(parent) is UnitKind.COMMUNITY:
+        if _unit_kind(unit_code_in(parent, "parent_code")) is UnitKind.COMMUNITY:
             raise InvalidInput(f"scorecards go down to communities; {parent} has only grids")
         return await self._read(lambda conn: self._children(conn, parent))
 
     async def trend(self, code: str, months: int) -> list[MonthPoint]:
-        kind = _unit_kind(code)
-        if not 1 <= months <= 60:
-            raise InvalidInput(f"months is from 1 to 60, not {months}")
+        kind = _unit_kind(unit_code_in(code))
+        months = months_in(months)
         return await self._read(lambda conn: self._trend(conn, code, kind, months))
 
     async def member_card(self, member_id: str) -> MemberCard:
+        member_id = uuid_id_in(member_id, "member_id")
         return await self._read(lambda conn: self._member_card(conn, member_id))
 
     async def case_timeline(self, case_id: str) -> CaseTimeline:
+        case_id = uuid_id_in(case_id, "case_id")
         return await self._read(lambda conn: self._case_timeline(conn, case_id))
 
     async def fund_statement(self, account_id: str) -> FundStatement:
+        account_id = account_id_in(account_id)
         return await self._read(lambda conn: self._fund_statement(conn, account_id))
 
     # -- reads, on a worker thread ------------------------------------------------------
