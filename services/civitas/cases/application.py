@@ -1,15 +1,20 @@
-"""cases commands: authorize against the case's community, load, one domain call, save."""
+"""cases commands: authorize against every unit a command touches, load, one domain
+call, save."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from civitas.chassis.auth import Caller, Principal, Role, authorize
-from civitas.errors import InvalidInput, NotFound
+from civitas.chassis.auth import Caller, Principal, Role, authorize, authorize_all
+from civitas.chassis.requests import id_for
+from civitas.errors import AlreadyExists, InvalidInput, NotFound
 from civitas.eventkit import (
     AggregateNotFound,
     Clock,
@@ -21,21 +26,54 @@ from civitas.eventkit import (
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault
-from civitas.geography import UnitKind, parse_unit_code
+from civitas.geography import UnitKind
 from civitas.validation import required_text
 
 from .domain.case import Case, Channel, DeadlinePolicy, Urgency
+from .domain.values import funding_amount, grid_of, payee_account, unit_code
 from .grids import Assignment, GridResolver
 
 R = Role
-INTAKE = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, R.SERVICE}
+INTAKE = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER}
 DISPATCHERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
 HANDLERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, R.PARTY_SECRETARY}
 FOLLOW_UP = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
-IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
+IMPORTERS = {R.DISTRICT_ADMIN}
+PROCESSES = {R.SERVICE}
+"""The service's own processes, in-process principals: no RPC reaches them."""
 SUPERVISOR = Principal("supervisor", frozenset({R.SERVICE}), ("QH",))
 FUNDS_OUTCOMES = Principal("funds-outcomes", frozenset({R.SERVICE}), ("QH",))
-_PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
+_PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
+_SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/#-]{0,99}")
+EARLIEST_IMPORT = datetime(2000, 1, 1, tzinfo=UTC)
+"""No imported record is older: the district's earlier systems start after it."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaseKey:
+    """A key the caller chose that names the case a request makes: its request id, or an
+    imported record's source id. The case's id derives from it, and the case keeps a
+    digest of the request, so the key makes one case and only for that request."""
+
+    label: str
+    case_id: str
+
+    @classmethod
+    def of(cls, source_id: str | None, request_id: str | None) -> CaseKey | None:
+        if source_id:
+            if not _SOURCE_ID.fullmatch(source_id):
+                raise InvalidInput(
+                    f"source_id {source_id!r} is not 1-100 ASCII letters, digits and _.:/#-"
+                )
+            return cls(f"source_id {source_id!r}", str(natural_id("imported-case", source_id)))
+        case_id = id_for("case", request_id)
+        return cls(f"request_id {request_id}", case_id) if case_id else None
+
+
+def digest_of(*fields: object) -> str:
+    """A digest of what a request asked for, to compare a later request with."""
+    text = json.dumps([None if f is None else str(f) for f in fields], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -78,11 +116,35 @@ class HistoricalCase:
         if self.closed_at and not self.satisfaction:
             raise InvalidInput("closed_at needs the resident's satisfaction")
         given = [(name, at) for name, at in steps if at is not None]
+        if self.received_at < EARLIEST_IMPORT:
+            raise InvalidInput(f"received_at is before {EARLIEST_IMPORT.date()}")
         for (name, at), (later_name, later) in itertools.pairwise(given):
             if later < at:
                 raise InvalidInput(f"{later_name} is before {name}")
         if given[-1][1] > now:
             raise InvalidInput(f"{given[-1][0]} is in the future")
+
+    def digest(self, resident_id: str, resident_name: str) -> str:
+        """What the record says, the resident by their id (which their phone gives) and
+        name: two imports under one source id must agree on all of it."""
+        return digest_of(
+            "import",
+            self.channel,
+            self.community_code,
+            self.address.strip(),
+            self.description.strip(),
+            self.urgency,
+            resident_id,
+            resident_name,
+            self.received_at,
+            self.category.strip(),
+            self.grid_code,
+            self.dispatched_at,
+            self.resolution,
+            self.resolved_at,
+            self.satisfaction,
+            self.closed_at,
+        )
 
     def replay_onto(
         self,
@@ -133,31 +195,34 @@ class Cases:
         urgency: Urgency,
         resident_name: str,
         resident_phone: str,
+        request_id: str | None = None,
     ) -> Case:
-        if parse_unit_code(community_code)[0] is not UnitKind.COMMUNITY:
-            raise InvalidInput(f"community_code {community_code!r} is not a community's code")
+        """A resident's request; with a request id, its case's id derives from it and a
+        second registration under it returns the first case (another request under it is
+        refused)."""
+        unit_code(community_code, "community_code", UnitKind.COMMUNITY)
         authorize(caller.principal, INTAKE, community_code)
-        name, phone = (resident_name or "").strip(), re.sub(r"[ -]", "", resident_phone or "")
-        if not name:
-            raise InvalidInput("resident_name is required")
-        if not _PHONE.fullmatch(resident_phone or ""):
-            raise InvalidInput(f"resident_phone {resident_phone!r} is not a phone number")
-        resident = await self.vault.person_for("resident", phone)
-        case = Case.register(
-            str(new_uuid()),
-            channel,
-            community_code,
-            address,
-            description,
-            urgency,
-            resident,
-            await self.vault.seal(resident, name),
-            await self.vault.seal(resident, phone),
-            self.clock.now(),
-            self.policy,
-        )
-        await self.cases.save(case, caller.metadata)
-        return case
+        resident, name, phone = await self._resident(resident_name, resident_phone)
+        fields = (channel, community_code, address.strip(), description.strip(), urgency)
+        digest = digest_of("register", *fields, resident, name)
+
+        async def build(case_id: str, sealed_digest: str | None) -> Case:
+            return Case.register(
+                case_id,
+                channel,
+                community_code,
+                address,
+                description,
+                urgency,
+                resident,
+                await self.vault.seal(resident, name),
+                await self.vault.seal(resident, phone),
+                self.clock.now(),
+                self.policy,
+                sealed_digest,
+            )
+
+        return await self._create(caller, CaseKey.of(None, request_id), resident, digest, build)
 
     async def classify(self, caller: Caller, case_id: str, category: str, urgency: Urgency) -> Case:
         return await self._command(
@@ -172,9 +237,15 @@ class Cases:
         return await self._command(caller, case_id, INTAKE, lambda c: c.file())
 
     async def dispatch(self, caller: Caller, case_id: str, grid_code: str | None) -> Case:
-        case = await self._authorized(caller, case_id, DISPATCHERS)
+        """To the grid named, or the one party_orgs finds for the address: either must lie
+        in the case's community, and the caller must work for both."""
+        if grid_code:
+            unit_code(grid_code, "grid_code", UnitKind.GRID)
+        case = await self._load(case_id)
+        _authorize_grid(caller.principal, DISPATCHERS, case.community_code, grid_code)
         case.check_can_dispatch()  # refuse before asking party_orgs anything
         assignment = await self.grids.resolve(case.community_code, case.address, grid_code)
+        _authorize_grid(caller.principal, DISPATCHERS, case.community_code, assignment.grid_code)
         handler = await self._seal_handler(assignment)
         now = self.clock.now()
         return await self._update(
@@ -184,10 +255,12 @@ class Cases:
         )
 
     async def reassign(self, caller: Caller, case_id: str, grid_code: str, reason: str) -> Case:
-        case = await self._authorized(caller, case_id, DISPATCHERS)
-        if not grid_code:
-            raise InvalidInput("grid_code is required")
+        """To another grid of the case's community (or another person of its grid)."""
+        unit_code(grid_code or "", "grid_code", UnitKind.GRID)
+        case = await self._load(case_id)
+        _authorize_grid(caller.principal, DISPATCHERS, case.community_code, grid_code)
         assignment = await self.grids.resolve(case.community_code, None, grid_code)
+        _authorize_grid(caller.principal, DISPATCHERS, case.community_code, assignment.grid_code)
         handler = await self._seal_handler(assignment)
         return await self._update(
             caller,
@@ -198,9 +271,10 @@ class Cases:
     async def accept(
         self, caller: Caller, case_id: str, by: str, person_id: str | None = None
     ) -> Case:
+        person = _person_id("accepted_by_person_id", person_id)
         case = await self._authorized(caller, case_id, HANDLERS)
         case.check_can_accept()  # before the name is sealed for nothing
-        sealed = await self._seal_named(case, "accepted by", by, kind="staff", person=person_id)
+        sealed = await self._seal_named(case, "accepted by", by, kind="staff", person=person)
         return await self._update(caller, case, lambda c: c.accept(sealed))
 
     async def return_to_sender(self, caller: Caller, case_id: str, reason: str) -> Case:
@@ -212,11 +286,10 @@ class Cases:
     async def open_mediation(
         self, caller: Caller, case_id: str, mediator: str, person_id: str | None = None
     ) -> Case:
+        person = _person_id("mediator_person_id", person_id)
         case = await self._authorized(caller, case_id, HANDLERS)
         case.check_can_open_mediation()
-        sealed = await self._seal_named(
-            case, "mediator", mediator, kind="mediator", person=person_id
-        )
+        sealed = await self._seal_named(case, "mediator", mediator, kind="mediator", person=person)
         return await self._update(caller, case, lambda c: c.open_mediation(sealed))
 
     async def name_of(self, name: SealedName | None) -> str:
@@ -236,11 +309,9 @@ class Cases:
         handler's when it is the handler's name, else one the vault keeps for the name."""
         name = required_text(field, text, 100)
         handler = case.handler
-        if person is not None:
-            person = _person_id(f"{field} person_id", person)
-        elif handler and handler.ciphertext and await self.name_of(handler) == name:
-            person = handler.person_id
-        else:
+        if person is None and handler and handler.ciphertext:
+            person = handler.person_id if await self.name_of(handler) == name else None
+        if person is None:
             person = await self.vault.person_for(kind, name)
         return await self.vault.seal_name(person, name)
 
@@ -278,8 +349,10 @@ class Cases:
         )
 
     async def merge(self, caller: Caller, duplicate_id: str, original_id: str) -> Case:
-        original = await self._authorized(caller, original_id, INTAKE)
-        return await self._command(caller, duplicate_id, INTAKE, lambda c: c.merge_into(original))
+        """A duplicate into its original: the caller works for both cases' communities."""
+        duplicate, original = await self._load(duplicate_id), await self._load(original_id)
+        authorize_all(caller.principal, INTAKE, duplicate.community_code, original.community_code)
+        return await self._update(caller, duplicate, lambda c: c.merge_into(original))
 
     async def reject(self, caller: Caller, case_id: str, reason: str) -> Case:
         return await self._command(caller, case_id, INTAKE, lambda c: c.reject(reason))
@@ -292,16 +365,18 @@ class Cases:
         caller: Caller,
         case_id: str,
         amount_fen: int,
-        payee_account: str,
+        payee_account_id: str,
         purpose: str,
         evidence: str,
     ) -> Case:
         """Ask the community's special fund for money; funds takes it from the event."""
+        funding_amount(amount_fen)
+        payee_account(payee_account_id)
         return await self._command(
             caller,
             case_id,
             HANDLERS,
-            lambda c: c.request_funds(amount_fen, payee_account, purpose, evidence),
+            lambda c: c.request_funds(amount_fen, payee_account_id, purpose, evidence),
         )
 
     async def record_funding_outcome(
@@ -312,62 +387,55 @@ class Cases:
         return await self._command(
             caller,
             case_id,
-            {R.SERVICE},
+            PROCESSES,
             lambda c: c.record_funding_outcome(expenditure_id, paid, reason),
         )
 
-    async def import_case(self, caller: Caller, record: HistoricalCase) -> Case:
-        """Record a case from the past: the same domain steps, with the record's times."""
-        if parse_unit_code(record.community_code)[0] is not UnitKind.COMMUNITY:
-            raise InvalidInput(
-                f"community_code {record.community_code!r} is not a community's code"
-            )
-        authorize(caller.principal, IMPORTERS, record.community_code)
+    async def import_case(
+        self, caller: Caller, record: HistoricalCase, request_id: str | None = None
+    ) -> Case:
+        """Record a case from the past: the same domain steps, with the record's times.
+        Its source id (else its request id) names the case: importing the same record
+        again returns it, another record under the same key is refused."""
+        community = unit_code(record.community_code, "community_code", UnitKind.COMMUNITY)
+        if record.grid_code:
+            unit_code(record.grid_code, "grid_code", UnitKind.GRID)
+        _authorize_grid(caller.principal, IMPORTERS, community, record.grid_code)
+        key = CaseKey.of(record.source_id, request_id)
         record.check_times(self.clock.now())
-        assignment = (
-            await self.grids.resolve(record.community_code, None, record.grid_code)
-            if record.grid_code
-            else None
-        )
-        phone = re.sub(r"[ -]", "", record.resident_phone or "")
-        if not _PHONE.fullmatch(record.resident_phone or "") or not record.resident_name.strip():
-            raise InvalidInput("a resident_name and a resident_phone are required")
-        resident = await self.vault.person_for("resident", phone)
-        case_id = (
-            str(natural_id("imported-case", record.source_id))
-            if record.source_id
-            else str(new_uuid())
-        )
-        existing = await self.cases.find(case_id)
-        if existing is not None:
-            return existing  # imported already
-        case = Case.register(
-            case_id,
-            record.channel,
-            record.community_code,
-            record.address,
-            record.description,
-            record.urgency,
-            resident,
-            await self.vault.seal(resident, record.resident_name.strip()),
-            await self.vault.seal(resident, phone),
-            record.received_at,
-            self.policy,
-        )
-        handler = await self._seal_handler(assignment) if assignment else None
-        record.replay_onto(case, assignment, handler, self.policy)
-        try:
-            await self.cases.save(case, caller.metadata)
-        except ConcurrencyError:
-            return await self._load(case_id)  # a concurrent import of the same record
-        return case
+        resident, name, phone = await self._resident(record.resident_name, record.resident_phone)
+
+        async def build(case_id: str, sealed_digest: str | None) -> Case:
+            assignment = None
+            if record.grid_code:
+                assignment = await self.grids.resolve(community, None, record.grid_code)
+                _authorize_grid(caller.principal, IMPORTERS, community, assignment.grid_code)
+            case = Case.register(
+                case_id,
+                record.channel,
+                community,
+                record.address,
+                record.description,
+                record.urgency,
+                resident,
+                await self.vault.seal(resident, name),
+                await self.vault.seal(resident, phone),
+                record.received_at,
+                self.policy,
+                sealed_digest,
+            )
+            handler = await self._seal_handler(assignment) if assignment else None
+            record.replay_onto(case, assignment, handler, self.policy)
+            return case
+
+        return await self._create(caller, key, resident, record.digest(resident, name), build)
 
     async def supervise(self, case_id: str) -> int:
         """Issue the notices a case's breached deadlines call for; how many were issued."""
         now = self.clock.now()
         issued: list[object] = []
         caller = Caller(SUPERVISOR, f"supervision-{case_id}")
-        await self._command(caller, case_id, {R.SERVICE}, lambda c: issued.extend(c.supervise(now)))
+        await self._command(caller, case_id, PROCESSES, lambda c: issued.extend(c.supervise(now)))
         return len(issued)
 
     async def get(self, caller: Caller, case_id: str) -> Case:
@@ -375,6 +443,55 @@ class Cases:
         return await self._load(case_id)
 
     # -- helpers ------------------------------------------------------------------------
+
+    async def _resident(self, name: str, phone: str) -> tuple[str, str, str]:
+        """The resident's id (found again by their phone), name and phone, checked."""
+        name, digits = (name or "").strip(), re.sub(r"[ -]", "", phone or "")
+        if not name:
+            raise InvalidInput("resident_name is required")
+        if not _PHONE.fullmatch(phone or ""):
+            raise InvalidInput(f"resident_phone {phone!r} is not a phone number")
+        return await self.vault.person_for("resident", digits), name, digits
+
+    async def _create(
+        self,
+        caller: Caller,
+        key: CaseKey | None,
+        resident: str,
+        digest: str,
+        build: Callable[[str, str | None], Awaitable[Case]],
+    ) -> Case:
+        """Save the case ``build`` makes, under a random id or the one its key gives; a
+        key's case is made once, for one request (:meth:`_made_by`)."""
+        if key is None:
+            case = await build(str(new_uuid()), None)
+            await self.cases.save(case, caller.metadata)
+            return case
+        found = await self._made_by(key, digest)
+        if found is not None:
+            return found
+        case = await build(key.case_id, await self.vault.seal(resident, digest))
+        try:
+            await self.cases.save(case, caller.metadata)
+        except ConcurrencyError:  # made meanwhile under the same key
+            found = await self._made_by(key, digest)
+            if found is None:
+                raise
+            return found
+        return case
+
+    async def _made_by(self, key: CaseKey, digest: str) -> Case | None:
+        """The case the key made, when it made it for this request; None when it made
+        none; :class:`AlreadyExists` when it made one for another request."""
+        found = await self.cases.find(key.case_id)
+        if found is None or found.request_digest is None:
+            return found  # none, or imported before records were compared
+        kept = await self.vault.open(found.resident_id, found.request_digest)
+        if kept is None or not hmac.compare_digest(kept, digest):
+            raise AlreadyExists(
+                f"{key.label} was used for a different case ({found.id}); nothing was stored"
+            )
+        return found
 
     async def _command(
         self, caller: Caller, case_id: str, roles: set[Role], change: Callable[[Case], object]
@@ -400,13 +517,21 @@ class Cases:
             raise NotFound(f"case {case_id} does not exist") from None
 
 
-def _person_id(field: str, text: str) -> str:
+def _authorize_grid(
+    principal: Principal, roles: set[Role], community_code: str, grid_code: str | None
+) -> None:
+    """Role and scope over the case's community and the grid it goes to (party_orgs'
+    ResolveGrid refuses another community's grid too; cases does not rely on it)."""
+    authorize_all(principal, roles, community_code, *([grid_code] if grid_code else []))
+    if grid_code:
+        grid_of(community_code, grid_code)
+
+
+def _person_id(field: str, text: str | None) -> str | None:
     """A person id given by a caller: a member's id, or one a vault made (kind-uuid)."""
-    if not _PERSON_ID.fullmatch(text):
+    if text is not None and not _PERSON_ID.fullmatch(text):
         raise InvalidInput(f"{field} {text!r} is not a person's id")
     return text
 
 
-_PERSON_ID = re.compile(
-    r"^([a-z_]+-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-)
+_PERSON_ID = re.compile(r"([a-z_]+-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

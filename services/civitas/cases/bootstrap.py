@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, Sys
 from civitas.eventkit.process import ProcessManagerRunner
 
 from .application import Cases
-from .case_index import CaseIndex, CaseQueries, supervising
+from .case_index import CaseIndex, CaseQueries, PageTokens, supervising
 from .domain.case import Case, DeadlinePolicy
 from .grids import GridResolver, PartyOrgsGrids
 from .grpc_api import CasesServicer
@@ -61,7 +63,7 @@ async def run_cases(
         index = await stack.enter_async_context(
             projecting(ProjectionRunner(CaseIndex(), StoreFeed(infra.store), infra.read_models))
         )
-        queries = CaseQueries(infra.read_models)
+        queries = CaseQueries(infra.read_models, PageTokens(page_token_key(settings)))
         outcomes = await stack.enter_async_context(
             reacting(FundingOutcomes(app), "funds", settings, infra)
         )
@@ -84,3 +86,11 @@ async def run_cases(
         await stack.enter_async_context(supervising(app.supervise, queries, clock, every))
         log.info("cases listening", port=server.port, store=settings.eventstore_url)
         yield RunningCases(app, infra.store, server, index, outcomes)
+
+
+def page_token_key(settings: ServiceSettings) -> bytes:
+    """The key ListCases signs its page tokens with: derived from the shared secret, so
+    every replica of cases reads the tokens any other gave out."""
+    return hmac.new(
+        settings.auth_secret.encode(), b"civitas.cases page tokens", hashlib.sha256
+    ).digest()

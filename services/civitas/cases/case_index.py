@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
+import dataclasses
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +19,7 @@ import structlog
 from prometheus_client import Gauge
 
 from civitas.chassis.service import in_background
+from civitas.errors import InvalidInput
 from civitas.eventkit import Clock, Projection, RecordedEvent, handles
 from civitas.geography import street_of
 
@@ -174,11 +179,52 @@ class CaseFilter:
     registered_to: datetime | None = None
 
 
+class PageTokens:
+    """ListCases' page tokens: the last case of a page (its registration time and id),
+    signed with a key of the service's and bound to the filter the page was listed
+    with. A token the service did not give out, or one given for another filter, is
+    refused: the caller starts again from the first page."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def issue(self, where: CaseFilter, at: datetime, case_id: str) -> str:
+        payload = _b64(json.dumps([at.isoformat(), case_id]).encode())
+        return f"{payload}.{self._signature(where, payload)}"
+
+    def read(self, where: CaseFilter, token: str) -> tuple[datetime, str]:
+        """The position a token holds; :class:`InvalidInput` for any other token."""
+        payload, _, signature = token.rpartition(".")
+        if not hmac.compare_digest(signature.encode(), self._signature(where, payload).encode()):
+            raise InvalidInput("page_token is not one this service gave out for this filter")
+        try:  # signed by this service, so well formed; checked all the same
+            at, case_id = json.loads(_unb64(payload))
+            return datetime.fromisoformat(at), str(case_id)
+        except (ValueError, TypeError):
+            raise InvalidInput("page_token is not one this service gave out") from None
+
+    def _signature(self, where: CaseFilter, payload: str) -> str:
+        bound = json.dumps([dataclasses.asdict(where), payload], default=str, sort_keys=True)
+        return _b64(hmac.new(self._key, bound.encode(), hashlib.sha256).digest()[:16])
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidInput("page_token is not one this service gave out") from None
+
+
 class CaseQueries:
     """Reads of the case index (run on a worker thread by the caller)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, tokens: PageTokens) -> None:
         self.engine = engine
+        self.tokens = tokens
 
     def page(
         self, where: CaseFilter, now: datetime, size: int, token: str | None
@@ -192,7 +238,7 @@ class CaseQueries:
         for clause in self._clauses(where, now):
             query = query.where(clause)
         if token:
-            at, case_id = decode_token(token)
+            at, case_id = self.tokens.read(where, token)
             query = query.where(
                 sa.or_(
                     cases.c.registered_at < at,
@@ -203,7 +249,8 @@ class CaseQueries:
             rows = conn.execute(query).all()
         more = len(rows) > size
         rows = rows[:size]
-        next_token = encode_token(rows[-1].registered_at, rows[-1].case_id) if more else None
+        last = rows[-1] if more else None
+        next_token = self.tokens.issue(where, last.registered_at, last.case_id) if last else None
         return [row.case_id for row in rows], next_token
 
     def needing_notice(self, now: datetime, limit: int = 1000) -> list[str]:
@@ -248,20 +295,6 @@ class CaseQueries:
         if where.overdue_only:
             clauses.append(overdue_clause(now))
         return clauses
-
-
-def encode_token(at: datetime, case_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), case_id]).encode()).decode()
-
-
-def decode_token(token: str) -> tuple[datetime, str]:
-    from civitas.errors import InvalidInput
-
-    try:
-        at, case_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(at), str(case_id)
-    except (ValueError, TypeError):
-        raise InvalidInput("page_token is not one this service gave out") from None
 
 
 @contextlib.asynccontextmanager

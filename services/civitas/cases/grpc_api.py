@@ -9,12 +9,15 @@ from typing import Any
 from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_caller, current_principal
+from civitas.chassis.requests import request_id_of
 from civitas.errors import InvalidInput
-from civitas.geography import UnitKind, parse_unit_code
+from civitas.eventkit import SealedName
+from civitas.geography import UnitKind
 
 from .application import Cases, HistoricalCase
 from .case_index import CaseFilter, CaseQueries
 from .domain.case import UNSEALED_NAMES, Case, Channel, Status, Urgency
+from .domain.values import unit_code
 from .v1 import cases_pb2 as pb
 from .v1 import cases_pb2_grpc as pb_grpc
 
@@ -28,8 +31,7 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         self.index_ready = index_ready
 
     async def _case_out(self, case: Case, timeline: bool = False) -> pb.Case:
-        registered = await self.app.store.read_stream(case.stream_id, limit=1)
-        data = registered[0].data
+        resident = case.resident_id
         entries = []
         if timeline:
             for event in await self.app.store.read_stream(case.stream_id):
@@ -59,13 +61,17 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             urgency=enum_out(case.urgency, pb.Urgency, "URGENCY_"),
             category=case.kind or "",
             resident_id=case.resident_id,
-            resident_name=await self._personal(case, data["resident_name_ciphertext"]),
-            resident_phone=await self._personal(case, data["resident_phone_ciphertext"]),
+            resident_name=await self._shown(
+                case, SealedName(resident, case.resident_name_ciphertext)
+            ),
+            resident_phone=await self._shown(
+                case, SealedName(resident, case.resident_phone_ciphertext)
+            ),
             registered_at=timestamp_out(case.registered_at),
             dispatch_due=timestamp_out(case.dispatch_due),
             resolution_due=timestamp_out(case.resolution_due),
             grid_code=case.grid_code or "",
-            handler=await self.app.name_of(case.handler),
+            handler=await self._shown(case, case.handler),
             handler_person_id=case.handler.person_id if case.handler else "",
             satisfaction=case.satisfaction or 0,
             merged_into_case_id=case.merged_into or "",
@@ -87,10 +93,14 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             ],
         )
 
-    async def _personal(self, case: Case, ciphertext: str) -> str:
+    async def _shown(self, case: Case, sealed: SealedName | None) -> str:
+        """A name or phone the case holds, under the one rule of who may see them (""
+        when there is none, ``[erased]`` once its person is forgotten)."""
+        if sealed is None:
+            return ""
         if not may_see_personal_data(current_principal(), case.community_code):
             return HIDDEN
-        return await self.app.vault.show(case.resident_id, ciphertext)
+        return await self.app.name_of(sealed)
 
     def _id(self, request: Any) -> str:
         return uuid_in(request.case_id, "case_id")
@@ -111,6 +121,7 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             enum_in(request.urgency, pb.Urgency, "URGENCY_", Urgency, "urgency"),
             request.resident_name,
             request.resident_phone,
+            request_id_of(request),
         )
         return pb.RegisterCaseResponse(case=await self._case_out(case))
 
@@ -136,8 +147,6 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def DispatchCase(
         self, request: pb.DispatchCaseRequest, context: Any
     ) -> pb.DispatchCaseResponse:
-        if request.grid_code and parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
-            raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
         case = await self.app.dispatch(
             current_caller(), self._id(request), request.grid_code or None
         )
@@ -176,8 +185,6 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def ReassignCase(
         self, request: pb.ReassignCaseRequest, context: Any
     ) -> pb.ReassignCaseResponse:
-        if parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
-            raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
         case = await self.app.reassign(
             current_caller(), self._id(request), request.grid_code, request.reason
         )
@@ -225,8 +232,9 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
     async def FollowUpCase(
         self, request: pb.FollowUpCaseRequest, context: Any
     ) -> pb.FollowUpCaseResponse:
+        satisfaction = _satisfaction(request.satisfaction)
         case = await self.app.follow_up(
-            current_caller(), self._id(request), request.satisfaction, request.comment
+            current_caller(), self._id(request), satisfaction, request.comment
         )
         return pb.FollowUpCaseResponse(case=await self._case_out(case))
 
@@ -266,8 +274,8 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         intake = request.intake
         if not request.HasField("received_at"):
             raise InvalidInput("received_at is required")
-        if request.grid_code and parse_unit_code(request.grid_code)[0] is not UnitKind.GRID:
-            raise InvalidInput(f"grid_code {request.grid_code!r} is not a grid's code")
+        if intake.request_id:
+            raise InvalidInput("intake.request_id is not read: set the request's request_id")
 
         def when(field: Any) -> Any:
             return timestamp_in(getattr(request, field)) if request.HasField(field) else None
@@ -286,11 +294,11 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             dispatched_at=when("dispatched_at"),
             resolution=request.resolution or None,
             resolved_at=when("resolved_at"),
-            satisfaction=request.satisfaction or None,
+            satisfaction=(_satisfaction(request.satisfaction) if request.satisfaction else None),
             closed_at=when("closed_at"),
             source_id=request.source_id or None,
         )
-        case = await self.app.import_case(current_caller(), record)
+        case = await self.app.import_case(current_caller(), record, request_id_of(request))
         return pb.ImportCaseResponse(case=await self._case_out(case))
 
     async def GetCase(self, request: pb.GetCaseRequest, context: Any) -> pb.GetCaseResponse:
@@ -316,8 +324,8 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             ("street_code", UnitKind.STREET),
         ):
             value = getattr(request, field)
-            if value and parse_unit_code(value)[0] is not kind:
-                raise InvalidInput(f"{field} {value!r} is not a {kind}'s code")
+            if value:
+                unit_code(value, field, kind)
         status = (
             enum_in(request.status, pb.Status, "STATUS_", Status, "status")
             if request.status
@@ -343,3 +351,10 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
                 timestamp_in(request.registered_to) if request.HasField("registered_to") else None
             ),
         )
+
+
+def _satisfaction(value: int) -> int:
+    """The resident's satisfaction: 1 (very unsatisfied) to 5 (very satisfied)."""
+    if not 1 <= value <= 5:
+        raise InvalidInput(f"satisfaction is from 1 to 5, not {value}")
+    return value
