@@ -41,6 +41,7 @@ from tests.support.fuzz import (
     identifier_fields,
     mangled,
     plausible,
+    raw_call,
     running_platform,
     valid_identifiers,
 )
@@ -223,6 +224,59 @@ async def test_a_malformed_correlation_id_is_refused_by_name_and_stores_nothing(
     )
 
     assert (code, "x-correlation-id" in details) == (C.INVALID_ARGUMENT, True), details
+    assert await served.head() == head
+
+
+UNSENDABLE_CORRELATION_IDS = [
+    b"nul\x00x",
+    "é".encode(),
+    "关联".encode(),
+    b"a\nb",
+    b"a\rb",
+    b"\xff\xfe",
+]
+"""Values grpcio's client will not send (NUL, line breaks, non-ASCII, bytes that are no
+UTF-8): sent over a bare HTTP/2 connection."""
+
+
+@pytest.mark.parametrize("service", list(COMMANDS))
+@pytest.mark.parametrize("correlation_id", UNSENDABLE_CORRELATION_IDS, ids=repr)
+async def test_a_correlation_id_with_a_nul_or_non_ascii_is_refused_by_name(
+    platform: Platform, service: str, correlation_id: bytes
+) -> None:
+    name, request = COMMANDS[service]
+    served = platform.services[service]
+    head = await served.head()
+    token = platform.token(Role.DISTRICT_ADMIN).encode()
+    headers = [(b"authorization", b"Bearer " + token), (b"x-correlation-id", correlation_id)]
+
+    status, message = await raw_call(
+        served.port, method_of(platform, service, name), request.SerializeToString(), headers
+    )
+
+    assert (status, "x-correlation-id" in message) == (C.INVALID_ARGUMENT.value[0], True), message
+    assert await served.head() == head
+
+
+@pytest.mark.parametrize("service", list(COMMANDS))
+@pytest.mark.parametrize(
+    "authorization", [b"Bearer \x00", "Bearer 令牌".encode(), b"Bearer \xff"], ids=repr
+)
+async def test_a_token_with_a_nul_or_non_ascii_is_unauthenticated(
+    platform: Platform, service: str, authorization: bytes
+) -> None:
+    name, request = COMMANDS[service]
+    served = platform.services[service]
+    head = await served.head()
+
+    status, message = await raw_call(
+        served.port,
+        method_of(platform, service, name),
+        request.SerializeToString(),
+        [(b"authorization", authorization)],
+    )
+
+    assert status == C.UNAUTHENTICATED.value[0], message
     assert await served.head() == head
 
 

@@ -17,6 +17,7 @@ platform holds mixed in so that calls get past the first checks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 import pytest
@@ -99,6 +101,7 @@ class Served:
     """One running service: its channel, the gRPC services it serves, its store."""
 
     name: str
+    port: int
     channel: grpc.aio.Channel
     services: list[ServiceDescriptor]
     store: EventStore | None  # insights keeps no events
@@ -194,7 +197,8 @@ async def running_platform(var: Path, clock: Clock) -> AsyncIterator[Platform]:
             channel = await stack.enter_async_context(
                 grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}")
             )
-            services[name] = Served(name, channel, served_services(running.server), store)
+            port = running.server.port
+            services[name] = Served(name, port, channel, served_services(running.server), store)
         sources = ["party_orgs", "cases", "volunteers", "funds"]
         projections = [
             (party.directory, party.store),
@@ -806,3 +810,109 @@ async def caught_up(platform: Platform, seconds: float = 60) -> None:
     for runner, store in platform.projections:
         wanted = {runner.projection.name: await last_versions(store, runner.projection.filter)}
         await streams_applied(runner.engine, wanted, runner.projection.name, seconds)
+
+
+# -- a bare HTTP/2 client, for metadata grpcio will not send -----------------------------
+
+
+def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out, value = [first | limit], value - limit
+    while value >= 128:
+        out.append((value & 127) | 128)
+        value >>= 7
+    return bytes([*out, value])
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    """A header field as an HPACK literal without indexing, new name, no Huffman code."""
+    return b"\x00" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def _read_int(block: bytes, at: int, prefix_bits: int) -> tuple[int, int]:
+    """An HPACK integer with an N-bit prefix at ``at``; the value and where it ends."""
+    limit = (1 << prefix_bits) - 1
+    value, at = block[at] & limit, at + 1
+    if value < limit:
+        return value, at
+    shift = 0
+    while True:
+        byte, at = block[at], at + 1
+        value += (byte & 127) << shift
+        shift += 7
+        if not byte & 128:
+            return value, at
+
+
+def _plain_fields(block: bytes) -> dict[str, str]:
+    """The literal, uncompressed fields of a header block (grpc-status and grpc-message
+    come so in the first response on a connection); indexed fields are passed over."""
+    fields: dict[str, str] = {}
+    at = 0
+    while at < len(block):
+        byte = block[at]
+        if byte & 0x80:  # indexed: a static-table field such as :status 200
+            _, at = _read_int(block, at, 7)
+            continue
+        prefix = 6 if byte & 0x40 else 4
+        index, at = _read_int(block, at, prefix)
+        name = ""
+        if index == 0:
+            size, at = _read_int(block, at, 7)
+            name, at = block[at : at + size].decode("latin-1"), at + size
+        size, at = _read_int(block, at, 7)
+        fields[name] = block[at : at + size].decode("latin-1")
+        at += size
+    return fields
+
+
+async def raw_call(
+    port: int, method: MethodDescriptor, payload: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int | None, str]:
+    """One gRPC call over a bare HTTP/2 connection, with header values as given bytes
+    (grpcio's client refuses to send a NUL, a line break or a non-ASCII value; a
+    hostile client sends them all the same). Answers the grpc-status and grpc-message
+    of the reply, or (None, why) when the connection or the stream was ended instead."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request_headers = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", path_of(method).encode()),
+        (b":authority", f"127.0.0.1:{port}".encode()),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+        *headers,
+    ]
+    block = b"".join(_literal(name, value) for name, value in request_headers)
+    body = b"\x00" + len(payload).to_bytes(4, "big") + payload
+    writer.write(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        + _frame(4, 0, 0, b"")  # our settings: the defaults
+        + _frame(1, 4, 1, block)  # HEADERS, END_HEADERS
+        + _frame(0, 1, 1, body)  # DATA, END_STREAM
+    )
+    try:
+        while True:
+            head = await asyncio.wait_for(reader.readexactly(9), CALL_SECONDS)
+            kind, flags, stream = head[3], head[4], int.from_bytes(head[5:], "big")
+            data = await reader.readexactly(int.from_bytes(head[:3], "big"))
+            if kind == 4 and not flags & 1:  # the server's settings: acknowledged
+                writer.write(_frame(4, 1, 0, b""))
+            elif kind == 1 and stream == 1 and flags & 1:  # trailers: the call's status
+                fields = _plain_fields(data)
+                status = fields.get("grpc-status")
+                return (int(status) if status else None), unquote(fields.get("grpc-message", ""))
+            elif kind in (3, 7):  # RST_STREAM, GOAWAY
+                return None, f"the stream was ended (frame type {kind})"
+    except asyncio.IncompleteReadError:
+        return None, "the connection was closed"
+    finally:
+        writer.close()
