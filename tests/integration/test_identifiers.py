@@ -15,6 +15,7 @@ against every service running in this process.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -23,9 +24,11 @@ import pytest
 import pytest_asyncio
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from civitas.audit.v1 import audit_pb2 as apb
 from civitas.cases.v1 import cases_pb2 as cpb
 from civitas.chassis.auth import Role
 from civitas.eventkit import ManualClock
@@ -320,3 +323,58 @@ async def test_a_garbage_or_over_long_token_is_unauthenticated(
 
     assert code is C.UNAUTHENTICATED, details
     assert await served.head() == head
+
+
+# -- audit's own inputs ------------------------------------------------------------------
+
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def history(stream_id: str, **given: object) -> apb.GetHistoryRequest:
+    return apb.GetHistoryRequest(stream_id=stream_id, **given)  # type: ignore[arg-type]
+
+
+def audit_cases(case: str) -> list[tuple[str, apb.GetHistoryRequest, grpc.StatusCode]]:
+    other = str(uuid.uuid4())
+    return [
+        ("empty", history(""), C.INVALID_ARGUMENT),
+        ("no id", history("case"), C.INVALID_ARGUMENT),
+        ("capital category", history(f"Case-{case}"), C.INVALID_ARGUMENT),
+        ("space in the id", history(f"case-{case} "), C.INVALID_ARGUMENT),
+        ("another store's category", history(f"member-{case}"), C.INVALID_ARGUMENT),
+        ("over-long", history("case-" + "a" * 300), C.INVALID_ARGUMENT),
+        ("negative version", history(f"case-{case}", version=-1), C.INVALID_ARGUMENT),
+        (
+            "after 9999",
+            history(f"case-{case}", as_of=Timestamp(seconds=MAX_SECONDS + 1)),
+            C.INVALID_ARGUMENT,
+        ),
+        (
+            "negative nanos",
+            history(f"case-{case}", as_of=Timestamp(seconds=0, nanos=-1)),
+            C.INVALID_ARGUMENT,
+        ),
+        ("unknown case", history(f"case-{other}"), C.NOT_FOUND),
+        (
+            "before its first event",
+            history(f"case-{case}", as_of=Timestamp(seconds=0)),
+            C.NOT_FOUND,
+        ),
+        ("the last version there may be", history(f"case-{case}", version=2**63 - 1), C.OK),
+        ("at the end of time", history(f"case-{case}", as_of=Timestamp(seconds=MAX_SECONDS)), C.OK),
+    ]
+
+
+async def test_audit_history_checks_stream_ids_versions_and_times(platform: Platform) -> None:
+    case = platform.known.for_field("case_id")[0]
+    served = platform.services["cases"]
+    method = next(m for m in platform.methods("cases") if m.name == "GetHistory")
+    table = audit_cases(case)
+    answers = {}
+    for label, request, _ in table:
+        code, _ = await call(
+            served.channel, method, request.SerializeToString(), platform.metadata(Role.AUDITOR)
+        )
+        answers[label] = code
+
+    assert answers == {label: expected for label, _, expected in table}

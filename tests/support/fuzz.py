@@ -12,7 +12,10 @@ platform holds mixed in so that calls get past the first checks.
 - :func:`callers` draws the metadata of a call: no token, a garbage one, or a valid
   token of any role and scope (a service's token too).
 - :func:`call` sends bytes to a method over a channel, as any gRPC client can, and
-  answers the status code and details.
+  answers the status code and details; :func:`raw_call` does it over a bare HTTP/2
+  connection, with header values grpcio's client refuses to send.
+- :func:`plausible` fills a request as a careful caller would, and :func:`mangled`
+  makes a valid identifier into another string (a control, a space, a look-alike).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from civitas.funds.bootstrap import run_funds
 from civitas.funds.v1 import funds_pb2 as fpb
 from civitas.funds.v1 import funds_pb2_grpc as fgrpc
 from civitas.insights.bootstrap import run_insights
+from civitas.insights.bootstrap import sources as insights_sources
 from civitas.insights.v1 import insights_pb2
 from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.v1 import party_orgs_pb2
@@ -199,14 +203,15 @@ async def running_platform(var: Path, clock: Clock) -> AsyncIterator[Platform]:
             )
             port = running.server.port
             services[name] = Served(name, port, channel, served_services(running.server), store)
-        sources = ["party_orgs", "cases", "volunteers", "funds"]
+        stores = {s.name: s.store for s in services.values() if s.store is not None}
+        read_by_insights = [stores[name] for name, _ in insights_sources()]
         projections = [
             (party.directory, party.store),
             (cases.index, cases.store),
             (funds.ledger, funds.store),
-            *((r, services[s].store) for r, s in zip(insights.projections, sources, strict=True)),
+            *zip(insights.projections, read_by_insights, strict=True),
         ]
-        platform = Platform(services, TokenAuthority(SECRET), Known(), projections)  # type: ignore[arg-type]
+        platform = Platform(services, TokenAuthority(SECRET), Known(), projections)
         await load_district(platform, clock)
         yield platform
 
@@ -237,6 +242,8 @@ async def load_district(platform: Platform, clock: Clock) -> None:
     known.add("pairing_id", made["pairing"])
     known.add("stream_id:party_orgs", f"member-{made['member']}", f"party_org-{made['grid']}")
     known.add("person_id", made["member"])
+    for name, values in BY_FIELD.items():
+        known.add(name, *values)
 
     case = (
         await cgrpc.CasesServiceStub(platform.services["cases"].channel).RegisterCase(
@@ -302,8 +309,6 @@ async def load_funds(platform: Platform, admin: list[tuple[str, str]]) -> None:
         )
     accounts = ["fund:QH-01-01:special", "payee:QH:yinfa", "source:QH:civil-affairs"]
     known.add("account", *accounts)
-    for name, values in BY_FIELD.items():
-        known.add(name, *values)
     known.add("stream_id:funds", *(f"account-{a}" for a in accounts))
     expenditure = (
         await fstub.RequestExpenditure(
