@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ def token_lifetime(text: str) -> int:
     """A token's lifetime: whole seconds (``3600``) or with a unit (``90m``, ``8h``),
     from 1 s to :data:`MAX_TOKEN_SECONDS` (12 h)."""
     number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
-    if not number.isdigit():
+    if not re.fullmatch(r"[0-9]{1,6}", number):
         raise argparse.ArgumentTypeError(f"not a lifetime (3600, 90m, 8h): {text!r}")
     seconds = int(number) * _UNITS[unit]
     if not 1 <= seconds <= MAX_TOKEN_SECONDS:

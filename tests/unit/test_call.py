@@ -116,7 +116,7 @@ def test_civitas_token_lives_an_hour_unless_told_and_prints_only_the_token(
     assert (claims["roles"], claims["scope"]) == (["auditor"], ["QH-03"])
 
 
-@pytest.mark.parametrize("ttl", ["43201", "13h", "721m", "0", "-1", "1.5", "soon", "h", ""])
+@pytest.mark.parametrize("ttl", ["43201", "13h", "721m", "0", "-1", "1.5", "²", "soon", "h", ""])
 # refused with: "a token lives from 1 s to 12 h" or "not a lifetime (3600, 90m, 8h)"
 def test_civitas_token_refuses_a_lifetime_over_12_hours_or_under_a_second(
     ttl: str, cli_state: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
