@@ -86,9 +86,7 @@ async def test_a_service_on_postgresql_logs_its_store_without_the_password(
     assert code == 0, err
     assert credentials not in out + err
     listening = [line for line in json_lines(err) if line["event"] == "party_orgs listening"]
-    assert [line["store"] for line in listening] == [
-        store.replace(f":{url.password}@", ":***@")
-    ]
+    assert [line["store"] for line in listening] == [store.replace(f":{url.password}@", ":***@")]
 
 
 async def test_a_service_that_cannot_use_its_store_url_logs_why_without_the_password(
