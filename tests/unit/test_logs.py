@@ -13,6 +13,7 @@ import structlog
 
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.logs import configure_logging, redact_text
+from civitas.chassis.settings import ServiceSettings
 from tests.support.process_state import logging_put_back
 
 PASSWORD = "Tr0ub4dor-and-3"
@@ -80,6 +81,23 @@ def test_a_traceback_and_a_standard_logging_record_are_masked_too(
     assert retried["logger"] == "civitas.eventkit.process"
 
 
+def test_an_object_logged_whole_is_masked_in_what_it_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = ServiceSettings.from_env(
+        "funds", {"CIVITAS_AUTH_SECRET": "q" * 40, "CIVITAS_EVENTSTORE_URL": STORE}
+    )
+
+    structlog.get_logger("civitas.funds").info("settings read", settings=settings)
+
+    said = capsys.readouterr().err
+    [line] = lines(said)
+    assert "q" * 40 not in said
+    assert PASSWORD not in said
+    assert "auth_secret='***'" in line["settings"]
+    assert "service='funds'" in line["settings"]
+
+
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
@@ -87,6 +105,7 @@ def test_a_traceback_and_a_standard_logging_record_are_masked_too(
         ("redis://:only-a-password@cache:6379/0", "redis://:***@cache:6379/0"),
         ("host=db user=u password=hunter2 dbname=x", "host=db user=u password=*** dbname=x"),
         ("GET /api?token=abc123&months=12", "GET /api?token=***&months=12"),
+        ("Settings(auth_secret='abc', port=1)", "Settings(auth_secret='***', port=1)"),
         ("authorization: bearer abc.def", "authorization: bearer ***"),
         ("sqlite:///var/cases/events.db", "sqlite:///var/cases/events.db"),
         ("http://127.0.0.1:8080/community/QH-01-02", "http://127.0.0.1:8080/community/QH-01-02"),

@@ -35,13 +35,13 @@ _TEXT_SECRETS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1 {MASK}"),
     # a JWT anywhere (its header is base64url JSON: eyJ...)
     (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
-    # password=..., token=... in a DSN, a query string or a message
+    # password=..., auth_secret='...', token=... in a DSN, a query string or a repr
     (
         re.compile(
-            r"\b(password|passwd|pwd|secret|token|access_token|api[_-]?key)=[^\s&;,'\"]+",
+            r"\b(\w*(?:password|passwd|pwd|secret|token|api[_-]?key))=(['\"]?)[^\s&;,'\"]+",
             re.IGNORECASE,
         ),
-        rf"\1={MASK}",
+        rf"\1=\2{MASK}",
     ),
 ]
 
