@@ -211,7 +211,8 @@ async def test_an_expired_or_foreign_token_is_unauthenticated(client: Client) ->
 
 async def test_resolve_grid_finds_grid_branch_and_post_holders(client: Client) -> None:
     ids = await seed(client)
-    reader = client.token(Role.SERVICE, scope=())
+    reader = client.token(Role.SERVICE, scope=("QH",), subject="cases")
+    elsewhere = client.token(Role.GRID_WORKER, scope=("QH-01-01-G02",))
 
     by_address = await client.stub.ResolveGrid(
         pb.ResolveGridRequest(community_code="QH-01-01", address="大光路12号3栋"), metadata=reader
@@ -224,6 +225,12 @@ async def test_resolve_grid_finds_grid_branch_and_post_holders(client: Client) -
     assert by_address.grid.code == "QH-01-01-G01"  # the longer prefix wins over "大光路1"
     assert by_address.grid_branch.org_id == ids["grid"]
     assert [(p.post, p.holder) for p in by_address.post_holders] == [("网格长", "王芳")]
+    hidden = await client.stub.ResolveGrid(
+        pb.ResolveGridRequest(community_code="QH-01-01", grid_code="QH-01-01-G01"),
+        metadata=elsewhere,
+    )
+    assert [(p.post, p.holder) for p in hidden.post_holders] == [("网格长", "[hidden]")]
+    assert hidden.post_holders[0].person_id == by_code.post_holders[0].person_id
 
 
 async def test_queries_walk_the_tree_list_units_and_show_a_member(client: Client) -> None:

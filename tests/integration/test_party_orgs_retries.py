@@ -55,17 +55,9 @@ async def test_a_move_stopped_before_the_detach_is_completed_by_a_retry(world: W
 
 
 async def test_moving_under_a_parent_out_of_scope_is_refused(world: World) -> None:
-    other = await world.app.register_unit(ADMIN, "QH-02-01", "双塘社区", 10, [])
-    street = await world.app.found_org(
-        ADMIN, OrgKind.STREET_WORKING_COMMITTEE, "双塘大工委", None, "QH-02"
-    )
-    foreign = await world.app.found_org(
-        ADMIN, OrgKind.COMMUNITY_COMMITTEE, "双塘社区大党委", street.id, other.id
-    )
-
     with pytest.raises(NotAllowed, match="not for QH-02-01"):
         await world.app.move_org(
-            caller(Role.STREET_STAFF, scope=("QH-01",)), world.empty, foreign.id
+            caller(Role.STREET_STAFF, scope=("QH-01",)), world.empty, world.other_committee
         )
 
 

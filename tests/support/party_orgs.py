@@ -1,4 +1,5 @@
-"""A small district for party_orgs tests: two streets, a community, a grid, orgs, members."""
+"""A small district for party_orgs tests: two streets with a community each, a grid, orgs
+across both streets, members."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class World:
     pairing: str
     empty: str
     unpaired_organ: str
+    other_committee: str  # the community committee of QH-02-01, under QH-02's street committee
+    other_organ: str  # an organ's general branch bound to the street QH-02, unpaired
+    straddling: str  # a branch bound to QH-01-01 under QH-02's organ branch
 
 
 async def build_world(tmp_path: Path, clock: ManualClock) -> World:
@@ -44,6 +48,7 @@ async def build_world(tmp_path: Path, clock: ManualClock) -> World:
         ("QH-01", "大光路街道"),
         ("QH-02", "双塘街道"),
         ("QH-01-01", "大光路社区"),
+        ("QH-02-01", "双塘社区"),
     ]:
         await app.register_unit(ADMIN, code, name, 1000, [])
     await app.register_unit(ADMIN, "QH-01-01-G01", "第一网格", 800, ["大光路1号", "大光路3号"])
@@ -70,5 +75,18 @@ async def build_world(tmp_path: Path, clock: ManualClock) -> World:
     unpaired = await app.found_org(
         ADMIN, OrgKind.ORGAN_GENERAL_BRANCH, "区民政局机关总支", None, "QH-01"
     )
+    other_street = await app.found_org(
+        ADMIN, OrgKind.STREET_WORKING_COMMITTEE, "双塘街道大工委", None, "QH-02"
+    )
+    other = await app.found_org(
+        ADMIN, OrgKind.COMMUNITY_COMMITTEE, "双塘社区大党委", other_street.id, "QH-02-01"
+    )
+    other_organ = await app.found_org(
+        ADMIN, OrgKind.ORGAN_GENERAL_BRANCH, "双塘街道机关总支", None, "QH-02"
+    )
+    straddling = await app.found_org(
+        ADMIN, OrgKind.BRANCH, "驻社区支部", other_organ.id, "QH-01-01"
+    )
     ids = (street, community, grid, organ, branch, member, moving, pairing, empty, unpaired)
+    ids += (other, other_organ, straddling)
     return World(app, store, *(entity.id for entity in ids))

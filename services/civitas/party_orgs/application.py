@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from civitas.chassis.auth import Caller, Role, authorize
-from civitas.errors import InvalidInput, NotFound, RuleViolation
+from civitas.chassis.auth import Caller, Role, authorize, authorize_all
+from civitas.errors import Conflict, InvalidInput, NotAllowed, NotFound, RuleViolation
 from civitas.eventkit import (
     UNSEALED,
     AggregateNotFound,
@@ -45,6 +45,9 @@ CARD_WRITERS = {
     R.SERVICE,
 }
 PAIRING_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF}
+SERVICE_ACTIVITY_PREFIX = "volunteer-"
+"""The ids volunteers' process manager gives a member's verified hours on the card
+(``volunteer-{activity}-{volunteer}``): a namespace only a service's token may write."""
 
 
 class PartyOrgs:
@@ -115,6 +118,8 @@ class PartyOrgs:
     async def found_org(
         self, caller: Caller, kind: OrgKind, name: str, parent_id: str | None, unit_code: str
     ) -> PartyOrg:
+        """Found an org bound to a unit and attach it to its parent: the caller works for
+        both the unit and the parent's unit (the parent's list of children changes)."""
         parse_unit_code(unit_code)
         authorize(caller.principal, ORG_ADMINS, unit_code)
         unit = await self._get(self.units, unit_code, f"unit {unit_code}", missing=RuleViolation)
@@ -125,6 +130,8 @@ class PartyOrgs:
             if parent_id
             else None
         )
+        if parent is not None:
+            authorize_all(caller.principal, ORG_ADMINS, unit_code, parent.unit_code)
         org_id = new_org_id(kind, unit_code, parent_id, name)
         org = PartyOrg.found(org_id, kind, name, parent, unit_code, unit.kind)
         try:
@@ -139,13 +146,21 @@ class PartyOrgs:
 
     async def move_org(self, caller: Caller, org_id: str, new_parent_id: str) -> PartyOrg:
         """Move an org under another; a retry after a crash completes the attach to the
-        new parent and the detach from the previous one (the org remembers it)."""
+        new parent and the detach from the previous one (the org remembers it). The
+        caller works for the org's unit, the new parent's and the previous parent's
+        while that one still lists the org."""
         org = await self._get(self.orgs, org_id, f"organization {org_id}")
         authorize(caller.principal, ORG_ADMINS, org.unit_code)
         new_parent = await self._get(
             self.orgs, new_parent_id, f"organization {new_parent_id}", missing=RuleViolation
         )
-        authorize(caller.principal, ORG_ADMINS, new_parent.unit_code)
+        leaving = org.parent_id if org.parent_id != new_parent_id else org.previous_parent_id
+        units = [org.unit_code, new_parent.unit_code]
+        if leaving and leaving != new_parent_id:
+            left = await self.orgs.get(leaving)
+            if org_id in left.children:
+                units.append(left.unit_code)
+        authorize_all(caller.principal, ORG_ADMINS, *units)
         if org.parent_id != new_parent_id:
             ancestors = await self.ancestors(new_parent)
             org = await self._update(
@@ -228,9 +243,14 @@ class PartyOrgs:
 
     async def dissolve_org(self, caller: Caller, org_id: str, reason: str) -> PartyOrg:
         """Dissolve an empty org and detach it from its parent; dissolving again (a retry
-        after a crash) completes the detach."""
+        after a crash) completes the detach. The caller works for the org's unit and its
+        parent's (whose list of children changes)."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
         org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        if org.parent_id:
+            authorize_all(
+                caller.principal, ORG_ADMINS, org.unit_code, await self.unit_of(org.parent_id)
+            )
         if not org.dissolved:
             org = await self._update(
                 self.orgs, org_id, lambda o: o.dissolve(reason), caller, loaded=org
@@ -277,25 +297,23 @@ class PartyOrgs:
         return member
 
     async def start_transfer(self, caller: Caller, member_id: str, to_org_id: str) -> Member:
-        member = await self._get(self.members, member_id, f"member {member_id}")
-        await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
+        """Start a transfer. The sending organization writes the letter, so the caller
+        works for the member's organization; the receiving one agrees by receiving."""
+        member = await self._member_in_scope(caller, MEMBER_ADMINS, member_id)
         target = await self._get(
             self.orgs, to_org_id, f"organization {to_org_id}", missing=RuleViolation
         )
         if target.dissolved:
             raise RuleViolation(f"{target.name} is dissolved")
         now = self.clock.now()
-        return await self._update(
-            self.members,
-            member_id,
-            lambda m: m.start_transfer(to_org_id, now),
-            caller,
-            loaded=member,
-        )
+        return await self._change_member(caller, member, lambda m: m.start_transfer(to_org_id, now))
 
     async def receive_transfer(self, caller: Caller, member_id: str) -> Member:
         """Enroll in the new org, move the member, release from the old org. A retry after
-        a crash between the steps finds the member moved and completes the rest."""
+        a crash between the steps finds the member moved and completes the rest. The
+        caller works for the receiving organization; the release from the sending one
+        was agreed when that one started the transfer."""
+        authorize_all(caller.principal, MEMBER_ADMINS)
         member = await self._get(self.members, member_id, f"member {member_id}")
         now = self.clock.now()
         if member.transfer is not None:
@@ -305,7 +323,11 @@ class PartyOrgs:
                 member.receive_transfer(now)  # raises: the letter expired
             await self._update(self.orgs, target, lambda o: o.enroll(member_id), caller)
             member = await self._update(
-                self.members, member_id, lambda m: m.receive_transfer(now), caller, loaded=member
+                self.members,
+                member_id,
+                _still_bound_for(target, lambda m: m.receive_transfer(now)),
+                caller,
+                loaded=member,
             )
         elif member.last_transfer is not None and member.org_id == member.last_transfer.to_org_id:
             source, target = member.last_transfer.from_org_id, member.last_transfer.to_org_id
@@ -317,28 +339,29 @@ class PartyOrgs:
         return member
 
     async def cancel_transfer(self, caller: Caller, member_id: str, reason: str) -> Member:
-        member = await self._get(self.members, member_id, f"member {member_id}")
-        await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
-        return await self._update(
-            self.members, member_id, lambda m: m.cancel_transfer(reason), caller, loaded=member
-        )
+        """Withdraw a transfer letter: the sending organization's decision."""
+        member = await self._member_in_scope(caller, MEMBER_ADMINS, member_id)
+        return await self._change_member(caller, member, lambda m: m.cancel_transfer(reason))
 
     async def report_to_community(
         self, caller: Caller, member_id: str, community_code: str
     ) -> Member:
+        """A working member reports to a residence community. The caller works for both
+        the member's organization and that community: the member's record then belongs
+        to the community too, and its staff see the member's name."""
         kind, _ = parse_unit_code(community_code)
         if kind is not UnitKind.COMMUNITY:
             raise InvalidInput(f"{community_code} is a {kind}, not a community")
         authorize(caller.principal, MEMBER_ADMINS, community_code)
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        authorize_all(
+            caller.principal, MEMBER_ADMINS, await self.unit_of(member.org_id), community_code
+        )
         await self._get(
             self.units, community_code, f"community {community_code}", missing=RuleViolation
         )
-        return await self._update(
-            self.members,
-            member_id,
-            lambda m: m.report_to_community(community_code),
-            caller,
-            what=f"member {member_id}",
+        return await self._change_member(
+            caller, member, lambda m: m.report_to_community(community_code)
         )
 
     async def record_activity(
@@ -351,45 +374,35 @@ class PartyOrgs:
         tenths_of_hours: int,
         occurred_at: datetime,
     ) -> Member:
-        member = await self._get(self.members, member_id, f"member {member_id}")
-        await self._authorize_for_org(caller, CARD_WRITERS, member.org_id)
+        """Record an activity on the card under the caller's id for it; the same id again
+        with the same content changes nothing, with other content it is refused."""
+        _check_activity_id_for(caller, activity_id)
+        member = await self._member_in_scope(caller, CARD_WRITERS, member_id)
         now = self.clock.now()
-        return await self._update(
-            self.members,
-            member_id,
+        return await self._change_member(
+            caller,
+            member,
             lambda m: m.record_activity(
                 activity_id, kind, description, tenths_of_hours, occurred_at, now
             ),
-            caller,
-            loaded=member,
         )
 
     async def record_feedback(
         self, caller: Caller, member_id: str, feedback_id: str, rating: int, comment: str
     ) -> Member:
-        member = await self._get(self.members, member_id, f"member {member_id}")
-        await self._authorize_for_org(caller, CARD_WRITERS, member.org_id)
+        member = await self._member_in_scope(caller, CARD_WRITERS, member_id)
         now = self.clock.now()
-        return await self._update(
-            self.members,
-            member_id,
-            lambda m: m.record_feedback(feedback_id, rating, comment, now),
-            caller,
-            loaded=member,
+        return await self._change_member(
+            caller, member, lambda m: m.record_feedback(feedback_id, rating, comment, now)
         )
 
     async def rate_appraisal(
         self, caller: Caller, member_id: str, year: int, rating: AppraisalRating
     ) -> Member:
-        member = await self._get(self.members, member_id, f"member {member_id}")
-        await self._authorize_for_org(caller, MEMBER_ADMINS, member.org_id)
+        member = await self._member_in_scope(caller, MEMBER_ADMINS, member_id)
         now = self.clock.now()
-        return await self._update(
-            self.members,
-            member_id,
-            lambda m: m.rate_appraisal(year, rating, now),
-            caller,
-            loaded=member,
+        return await self._change_member(
+            caller, member, lambda m: m.rate_appraisal(year, rating, now)
         )
 
     # -- pairings -------------------------------------------------------------
@@ -397,13 +410,15 @@ class PartyOrgs:
     async def form_pairing(
         self, caller: Caller, organ_org_id: str, community_org_id: str
     ) -> Pairing:
+        """Pair an organ's org with a community's: the caller works for both units."""
+        authorize_all(caller.principal, PAIRING_ADMINS)
         organ = await self._get(
             self.orgs, organ_org_id, f"organization {organ_org_id}", missing=RuleViolation
         )
         community = await self._get(
             self.orgs, community_org_id, f"organization {community_org_id}", missing=RuleViolation
         )
-        authorize(caller.principal, PAIRING_ADMINS, community.unit_code)
+        authorize_all(caller.principal, PAIRING_ADMINS, organ.unit_code, community.unit_code)
         pairing_id = pairing_id_for(organ_org_id, community_org_id)
         pairing = await self.pairings.find(pairing_id) or Pairing(pairing_id)
         pairing.form(organ, community, self.clock.now())
@@ -411,15 +426,44 @@ class PartyOrgs:
         return pairing
 
     async def end_pairing(self, caller: Caller, pairing_id: str, reason: str) -> Pairing:
+        """End a pairing: as forming it, the caller works for both organizations' units."""
+        authorize_all(caller.principal, PAIRING_ADMINS)
         pairing = await self._get(self.pairings, pairing_id, f"pairing {pairing_id}")
-        community = await self.orgs.get(pairing.community_org_id)
-        authorize(caller.principal, PAIRING_ADMINS, community.unit_code)
+        authorize_all(
+            caller.principal,
+            PAIRING_ADMINS,
+            await self.unit_of(pairing.organ_org_id),
+            await self.unit_of(pairing.community_org_id),
+        )
         return await self._update(self.pairings, pairing_id, lambda p: p.end(reason), caller)
 
     # -- helpers --------------------------------------------------------------
 
     async def _authorize_for_org(self, caller: Caller, roles: set[Role], org_id: str) -> None:
         authorize(caller.principal, roles, await self.unit_of(org_id))
+
+    async def _member_in_scope(self, caller: Caller, roles: set[Role], member_id: str) -> Member:
+        """The member, once the caller holds a role (checked before anything is read) and
+        works for the member's organization's unit."""
+        authorize_all(caller.principal, roles)
+        member = await self._get(self.members, member_id, f"member {member_id}")
+        await self._authorize_for_org(caller, roles, member.org_id)
+        return member
+
+    async def _change_member(
+        self, caller: Caller, member: Member, change: Callable[[Member], None]
+    ) -> Member:
+        """Apply ``change`` while the member is still in the organization the caller was
+        authorized for: a version conflict reloads the member, and one moved meanwhile
+        is refused rather than changed on a stale authorization."""
+        org_id = member.org_id
+
+        def guarded(fresh: Member) -> None:
+            if fresh.org_id != org_id:
+                raise Conflict(f"member {fresh.id} moved to another organization; ask again")
+            change(fresh)
+
+        return await self._update(self.members, member.id, guarded, caller, loaded=member)
 
     async def unit_of(self, org_id: str) -> str:
         """The unit an org is bound to: fixed when it is founded, so kept once read."""
@@ -458,3 +502,27 @@ class PartyOrgs:
 
 def _parent_or_self(code: str) -> str:
     return parse_unit_code(code)[1] or code
+
+
+def _still_bound_for(target: str, change: Callable[[Member], None]) -> Callable[[Member], None]:
+    """``change``, refused when a reloaded member's transfer no longer goes to ``target``
+    (the org the caller was authorized for)."""
+
+    def guarded(fresh: Member) -> None:
+        if fresh.transfer is None or fresh.transfer.to_org_id != target:
+            raise Conflict(f"the transfer of member {fresh.id} changed meanwhile; ask again")
+        change(fresh)
+
+    return guarded
+
+
+def _check_activity_id_for(caller: Caller, activity_id: str) -> None:
+    """Card activity ids under :data:`SERVICE_ACTIVITY_PREFIX` are the ones volunteers'
+    process manager derives for verified hours: nobody else may take one first."""
+    reserved = (activity_id or "").strip().startswith(SERVICE_ACTIVITY_PREFIX)
+    if reserved and not caller.principal.is_service:
+        raise NotAllowed(
+            f"card activity ids beginning with {SERVICE_ACTIVITY_PREFIX!r} are kept for "
+            f"the volunteers service's verified hours; {caller.principal.subject} may not "
+            "use one"
+        )

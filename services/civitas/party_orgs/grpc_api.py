@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,11 +16,52 @@ from civitas.geography import UnitKind, parse_unit_code
 from .application import PartyOrgs
 from .directory import DirectoryQueries
 from .domain.members import AppraisalRating, CardActivityKind, Member
-from .domain.orgs import OrgKind, PartyOrg, SeatRole, org_id_for
+from .domain.orgs import CommitteeMemberSeated, OrgKind, PartyOrg, SeatRole, org_id_for
 from .domain.pairings import Pairing
-from .domain.units import AdminUnit
+from .domain.units import AdminUnit, GridPostAssigned
 from .v1 import party_orgs_pb2 as pb
 from .v1 import party_orgs_pb2_grpc as pb_grpc
+
+KEY = (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}"), "1-100 ASCII letters, digits and _.:@-")
+"""A card activity's or a feedback's id, as its writer chose it."""
+MEMBER_NUMBER = (
+    re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,39}"),
+    "1-40 ASCII letters, digits and _.:-",
+)
+
+
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def id_in(value: str, field: str) -> str:
+    """An id field: a UUID written out whole, in ASCII (``uuid_in`` alone also takes
+    look-alike digits, braces and ``urn:uuid:``, and would read them as another id)."""
+    if value and not UUID.fullmatch(value):
+        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)")
+    return uuid_in(value, field)
+
+
+def unit_code_in(value: str, field: str, kind: UnitKind | None = None) -> str:
+    """A unit code a request names, checked whole: ASCII only (a full-width or other
+    look-alike digit makes no code), the code's shape, and its kind when one is asked."""
+    if not value:
+        raise InvalidInput(f"{field} is required: a unit code such as QH-03-07")
+    if not value.isascii():
+        raise InvalidInput(f"{field} {value!r} is not a unit code: ASCII letters, digits, '-'")
+    found, _ = parse_unit_code(value)
+    if kind is not None and found is not kind:
+        raise InvalidInput(f"{field} {value} is a {found}'s code, not a {kind}'s")
+    return value
+
+
+def key_in(value: str, field: str, shape: tuple[re.Pattern[str], str] = KEY) -> str:
+    """A key the caller chooses (an activity's or a feedback's id, a member number)."""
+    pattern, described = shape
+    if not value:
+        raise InvalidInput(f"{field} is required")
+    if not pattern.fullmatch(value):
+        raise InvalidInput(f"{field} {value!r} is not {described} (a letter or digit first)")
+    return value
 
 
 def pairing_to_proto(pairing: Pairing) -> pb.Pairing:
@@ -99,7 +141,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             posts=[
                 pb.GridPost(
                     post=p.post,
-                    holder=await self.app.holder_name(p),
+                    holder=await self._holder_name(p, unit.id),
                     member_id=p.member_id or "",
                     duty=p.duty,
                     person_id=await self.app.holder_person(p),
@@ -118,7 +160,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             seats=[
                 pb.CommitteeSeat(
                     role=enum_out(s.role, pb.SeatRole, "SEAT_ROLE_"),
-                    holder=await self.app.holder_name(s),
+                    holder=await self._holder_name(s, org.unit_code),
                     member_id=s.member_id or "",
                     stationed_unit=s.stationed_unit or "",
                     person_id=await self.app.holder_person(s),
@@ -131,10 +173,21 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         )
 
     async def _member_name(self, member: Member) -> str:
-        unit = await self.app.unit_of(member.org_id)
-        if not may_see_personal_data(current_principal(), unit):
+        """A member's record belongs to their organization's unit and to the community
+        they report to: their name shows to callers who work for either."""
+        units = (await self.app.unit_of(member.org_id), member.residence_community or "")
+        if not may_see_personal_data(current_principal(), *units):
             return HIDDEN
         return await self.app.vault.show(member.id, member.name_ciphertext)
+
+    async def _holder_name(
+        self, held: GridPostAssigned | CommitteeMemberSeated, unit_code: str
+    ) -> str:
+        """A post's holder belongs to the grid, a seat's to the org's unit: the name shows
+        to callers who work for it."""
+        if not may_see_personal_data(current_principal(), unit_code):
+            return HIDDEN
+        return await self.app.holder_name(held)
 
     async def current(self, kind: str, object_id: str) -> Any:
         """What a command's reply named, as it is now: the reply to a repeated request id
@@ -156,7 +209,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.RegisterAdminUnitResponse:
         unit = await self.app.register_unit(
             current_caller(),
-            request.code,
+            unit_code_in(request.code, "code"),
             request.name,
             request.population,
             list(request.addresses),
@@ -166,27 +219,25 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     async def RenameAdminUnit(
         self, request: pb.RenameAdminUnitRequest, context: Any
     ) -> pb.RenameAdminUnitResponse:
-        parse_unit_code(request.code)
-        unit = await self.app.rename_unit(current_caller(), request.code, request.name)
+        code = unit_code_in(request.code, "code")
+        unit = await self.app.rename_unit(current_caller(), code, request.name)
         return pb.RenameAdminUnitResponse(unit=await self._unit_out(unit))
 
     async def OpenServiceCentre(
         self, request: pb.OpenServiceCentreRequest, context: Any
     ) -> pb.OpenServiceCentreResponse:
-        parse_unit_code(request.street_code)
-        unit = await self.app.open_service_centre(
-            current_caller(), request.street_code, request.name
-        )
+        street = unit_code_in(request.street_code, "street_code")
+        unit = await self.app.open_service_centre(current_caller(), street, request.name)
         return pb.OpenServiceCentreResponse(unit=await self._unit_out(unit))
 
     async def AssignGridPost(
         self, request: pb.AssignGridPostRequest, context: Any
     ) -> pb.AssignGridPostResponse:
-        parse_unit_code(request.grid_code)
-        member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
+        grid = unit_code_in(request.grid_code, "grid_code")
+        member_id = id_in(request.member_id, "member_id") if request.member_id else None
         unit = await self.app.assign_post(
             current_caller(),
-            request.grid_code,
+            grid,
             request.post,
             request.holder,
             member_id,
@@ -197,39 +248,35 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     async def VacateGridPost(
         self, request: pb.VacateGridPostRequest, context: Any
     ) -> pb.VacateGridPostResponse:
-        parse_unit_code(request.grid_code)
-        unit = await self.app.vacate_post(current_caller(), request.grid_code, request.post)
+        grid = unit_code_in(request.grid_code, "grid_code")
+        unit = await self.app.vacate_post(current_caller(), grid, request.post)
         return pb.VacateGridPostResponse(unit=await self._unit_out(unit))
 
     async def GetAdminUnit(
         self, request: pb.GetAdminUnitRequest, context: Any
     ) -> pb.GetAdminUnitResponse:
-        parse_unit_code(request.code)
-        unit = await self.app._get(self.app.units, request.code, f"unit {request.code}")
+        code = unit_code_in(request.code, "code")
+        unit = await self.app._get(self.app.units, code, f"unit {code}")
         return pb.GetAdminUnitResponse(unit=await self._unit_out(unit))
 
     async def ListAdminUnits(
         self, request: pb.ListAdminUnitsRequest, context: Any
     ) -> pb.ListAdminUnitsResponse:
-        if request.parent_code:
-            parse_unit_code(request.parent_code)
+        parent = unit_code_in(request.parent_code, "parent_code") if request.parent_code else None
         await self.directory_ready()
-        codes = await asyncio.to_thread(self.directory.children, request.parent_code or None)
+        codes = await asyncio.to_thread(self.directory.children, parent)
         found = [await self.app.units.get(code) for code in codes]
         return pb.ListAdminUnitsResponse(units=[await self._unit_out(u) for u in found])
 
     async def ResolveGrid(
         self, request: pb.ResolveGridRequest, context: Any
     ) -> pb.ResolveGridResponse:
-        community = request.community_code
-        if parse_unit_code(community)[0] is not UnitKind.COMMUNITY:
-            raise InvalidInput(f"community_code {community!r} is not a community's code")
+        community = unit_code_in(request.community_code, "community_code", UnitKind.COMMUNITY)
         target = request.WhichOneof("target")
         if target == "grid_code":
-            kind, parent = parse_unit_code(request.grid_code)
-            if kind is not UnitKind.GRID or parent != community:
-                raise InvalidInput(f"{request.grid_code} is not a grid of {community}")
-            grid_code = request.grid_code
+            grid_code = unit_code_in(request.grid_code, "grid_code", UnitKind.GRID)
+            if parse_unit_code(grid_code)[1] != community:
+                raise InvalidInput(f"{grid_code} is not a grid of {community}")
         elif target == "address" and request.address.strip():
             await self.directory_ready()
             found = await asyncio.to_thread(
@@ -256,12 +303,9 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.FoundPartyOrgRequest, context: Any
     ) -> pb.FoundPartyOrgResponse:
         kind = enum_in(request.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_", OrgKind, "kind")
-        parent = uuid_in(request.parent_id, "parent_id") if request.parent_id else None
-        if not request.unit_code:
-            raise InvalidInput("unit_code is required")
-        org = await self.app.found_org(
-            current_caller(), kind, request.name, parent, request.unit_code
-        )
+        parent = id_in(request.parent_id, "parent_id") if request.parent_id else None
+        unit_code = unit_code_in(request.unit_code, "unit_code")
+        org = await self.app.found_org(current_caller(), kind, request.name, parent, unit_code)
         return pb.FoundPartyOrgResponse(org=await self._org_out(org))
 
     async def MovePartyOrg(
@@ -269,8 +313,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.MovePartyOrgResponse:
         org = await self.app.move_org(
             current_caller(),
-            uuid_in(request.org_id, "org_id"),
-            uuid_in(request.new_parent_id, "new_parent_id"),
+            id_in(request.org_id, "org_id"),
+            id_in(request.new_parent_id, "new_parent_id"),
         )
         return pb.MovePartyOrgResponse(org=await self._org_out(org))
 
@@ -279,10 +323,10 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.SeatCommitteeMemberResponse:
         seat = request.seat
         role = enum_in(seat.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "seat.role")
-        member_id = uuid_in(seat.member_id, "seat.member_id") if seat.member_id else None
+        member_id = id_in(seat.member_id, "seat.member_id") if seat.member_id else None
         org = await self.app.seat(
             current_caller(),
-            uuid_in(request.org_id, "org_id"),
+            id_in(request.org_id, "org_id"),
             role,
             seat.holder,
             member_id,
@@ -298,10 +342,10 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             raise InvalidInput("name the holder, or give their person_id")
         org = await self.app.unseat(
             current_caller(),
-            uuid_in(request.org_id, "org_id"),
+            id_in(request.org_id, "org_id"),
             role,
             request.holder,
-            request.person_id or None,
+            id_in(request.person_id, "person_id") if request.person_id else None,
         )
         return pb.UnseatCommitteeMemberResponse(org=await self._org_out(org))
 
@@ -309,21 +353,21 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.DissolvePartyOrgRequest, context: Any
     ) -> pb.DissolvePartyOrgResponse:
         org = await self.app.dissolve_org(
-            current_caller(), uuid_in(request.org_id, "org_id"), request.reason
+            current_caller(), id_in(request.org_id, "org_id"), request.reason
         )
         return pb.DissolvePartyOrgResponse(org=await self._org_out(org))
 
     async def GetPartyOrg(
         self, request: pb.GetPartyOrgRequest, context: Any
     ) -> pb.GetPartyOrgResponse:
-        org_id = uuid_in(request.org_id, "org_id")
+        org_id = id_in(request.org_id, "org_id")
         org = await self.app._get(self.app.orgs, org_id, f"organization {org_id}")
         return pb.GetPartyOrgResponse(org=await self._org_out(org))
 
     async def WalkOrgTree(
         self, request: pb.WalkOrgTreeRequest, context: Any
     ) -> pb.WalkOrgTreeResponse:
-        root = uuid_in(request.root_id, "root_id") if request.root_id else None
+        root = id_in(request.root_id, "root_id") if request.root_id else None
         if request.max_depth < 0:
             raise InvalidInput("max_depth must be >= 0")
         if root is not None:
@@ -344,13 +388,11 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     async def AdmitMember(
         self, request: pb.AdmitMemberRequest, context: Any
     ) -> pb.AdmitMemberResponse:
-        if not request.member_number.strip():
-            raise InvalidInput("member_number is required")
         member = await self.app.admit_member(
             current_caller(),
-            request.member_number,
+            key_in(request.member_number, "member_number", MEMBER_NUMBER),
             request.name,
-            uuid_in(request.org_id, "org_id"),
+            id_in(request.org_id, "org_id"),
             request.working,
             request.employer or None,
         )
@@ -361,8 +403,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.StartMemberTransferResponse:
         member = await self.app.start_transfer(
             current_caller(),
-            uuid_in(request.member_id, "member_id"),
-            uuid_in(request.to_org_id, "to_org_id"),
+            id_in(request.member_id, "member_id"),
+            id_in(request.to_org_id, "to_org_id"),
         )
         return pb.StartMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -370,7 +412,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ReceiveMemberTransferRequest, context: Any
     ) -> pb.ReceiveMemberTransferResponse:
         member = await self.app.receive_transfer(
-            current_caller(), uuid_in(request.member_id, "member_id")
+            current_caller(), id_in(request.member_id, "member_id")
         )
         return pb.ReceiveMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -378,7 +420,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.CancelMemberTransferRequest, context: Any
     ) -> pb.CancelMemberTransferResponse:
         member = await self.app.cancel_transfer(
-            current_caller(), uuid_in(request.member_id, "member_id"), request.reason
+            current_caller(), id_in(request.member_id, "member_id"), request.reason
         )
         return pb.CancelMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -386,7 +428,9 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ReportToCommunityRequest, context: Any
     ) -> pb.ReportToCommunityResponse:
         member = await self.app.report_to_community(
-            current_caller(), uuid_in(request.member_id, "member_id"), request.community_code
+            current_caller(),
+            id_in(request.member_id, "member_id"),
+            unit_code_in(request.community_code, "community_code", UnitKind.COMMUNITY),
         )
         return pb.ReportToCommunityResponse(member=await self._member_to_proto(member))
 
@@ -407,8 +451,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             raise InvalidInput("activity.occurred_at is required")
         member = await self.app.record_activity(
             current_caller(),
-            uuid_in(request.member_id, "member_id"),
-            activity.activity_id,
+            id_in(request.member_id, "member_id"),
+            key_in(activity.activity_id, "activity.activity_id"),
             kind,
             activity.description,
             activity.tenths_of_hours,
@@ -424,8 +468,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         feedback = request.feedback
         member = await self.app.record_feedback(
             current_caller(),
-            uuid_in(request.member_id, "member_id"),
-            feedback.feedback_id,
+            id_in(request.member_id, "member_id"),
+            key_in(feedback.feedback_id, "feedback.feedback_id"),
             feedback.rating,
             feedback.comment,
         )
@@ -445,14 +489,14 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         )
         member = await self.app.rate_appraisal(
             current_caller(),
-            uuid_in(request.member_id, "member_id"),
+            id_in(request.member_id, "member_id"),
             request.appraisal.year,
             rating,
         )
         return pb.RateAppraisalResponse(member=await self._member_to_proto(member))
 
     async def GetMember(self, request: pb.GetMemberRequest, context: Any) -> pb.GetMemberResponse:
-        member_id = uuid_in(request.member_id, "member_id")
+        member_id = id_in(request.member_id, "member_id")
         member = await self.app._get(self.app.members, member_id, f"member {member_id}")
         return pb.GetMemberResponse(member=await self._member_to_proto(member))
 
@@ -463,8 +507,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.FormPairingResponse:
         pairing = await self.app.form_pairing(
             current_caller(),
-            uuid_in(request.organ_org_id, "organ_org_id"),
-            uuid_in(request.community_org_id, "community_org_id"),
+            id_in(request.organ_org_id, "organ_org_id"),
+            id_in(request.community_org_id, "community_org_id"),
         )
         return pb.FormPairingResponse(pairing=pairing_to_proto(pairing))
 
@@ -472,14 +516,14 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.EndPairingRequest, context: Any
     ) -> pb.EndPairingResponse:
         pairing = await self.app.end_pairing(
-            current_caller(), uuid_in(request.pairing_id, "pairing_id"), request.reason
+            current_caller(), id_in(request.pairing_id, "pairing_id"), request.reason
         )
         return pb.EndPairingResponse(pairing=pairing_to_proto(pairing))
 
     async def ListPairings(
         self, request: pb.ListPairingsRequest, context: Any
     ) -> pb.ListPairingsResponse:
-        org_id = uuid_in(request.org_id, "org_id") if request.org_id else None
+        org_id = id_in(request.org_id, "org_id") if request.org_id else None
         await self.directory_ready()
         ids = await asyncio.to_thread(self.directory.pairings_of, org_id)
         return pb.ListPairingsResponse(

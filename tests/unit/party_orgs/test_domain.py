@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from civitas.errors import InvalidInput, RuleViolation
+from civitas.errors import AlreadyExists, InvalidInput, RuleViolation
 from civitas.eventkit import UNSEALED, SealedName, registry
 from civitas.geography import UnitKind, parse_unit_code
 from civitas.party_orgs.domain.members import (
@@ -322,11 +322,60 @@ def test_the_card_records_an_activity_once_and_refuses_impossible_ones() -> None
 
     with pytest.raises(InvalidInput, match="between 0 and 24"):
         m.record_activity("vol-2", CardActivityKind.MEETING, "会议", 241, NOW, NOW)
-    with pytest.raises(InvalidInput, match="future"):
+    with pytest.raises(InvalidInput, match="until now"):
         m.record_activity(
             "vol-3", CardActivityKind.MEETING, "会议", 10, NOW + timedelta(days=1), NOW
         )
+    with pytest.raises(InvalidInput, match="from 2000"):
+        m.record_activity(
+            "vol-4", CardActivityKind.MEETING, "会议", 10, datetime.min.replace(tzinfo=UTC), NOW
+        )
     assert list(m.activities) == ["vol-1"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"kind": CardActivityKind.MEETING},
+        {"description": "别的活动"},
+        {"tenths_of_hours": 240},
+        {"occurred_at": NOW - timedelta(hours=1)},
+    ],
+)
+def test_a_card_activity_id_with_other_content_is_refused_and_nothing_recorded(
+    change: dict[str, object],
+) -> None:
+    m = member()
+    first = {
+        "activity_id": "vol-1",
+        "kind": CardActivityKind.VOLUNTEER_SERVICE,
+        "description": "银发餐桌",
+        "tenths_of_hours": 25,
+        "occurred_at": NOW,
+    }
+    m.record_activity(**first, now=NOW)  # type: ignore[arg-type]
+    m.mark_saved()
+
+    with pytest.raises(AlreadyExists, match="card activity id 'vol-1'"):
+        m.record_activity(**{**first, **change}, now=NOW)  # type: ignore[arg-type]
+    m.record_activity(**{**first, "description": " 银发餐桌 "}, now=NOW)  # type: ignore[arg-type]
+
+    assert m.collect_pending() == []
+    assert m.activities["vol-1"].tenths_of_hours == 25
+
+
+def test_a_feedback_id_with_another_rating_or_comment_is_refused() -> None:
+    m = member()
+    m.record_feedback("f1", 5, "热心", NOW)
+    m.mark_saved()
+
+    for rating, comment in [(4, "热心"), (5, "一般")]:
+        with pytest.raises(AlreadyExists, match="feedback id 'f1'"):
+            m.record_feedback("f1", rating, comment, NOW + timedelta(days=1))
+    m.record_feedback("f1", 5, "热心", NOW + timedelta(days=1))  # delivered again
+
+    assert m.collect_pending() == []
+    assert (m.feedback["f1"].rating, m.feedback["f1"].recorded_at) == (5, NOW)
 
 
 def test_feedback_is_rated_one_to_five_and_appraisals_only_for_past_years() -> None:

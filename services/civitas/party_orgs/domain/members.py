@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import calendar
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from civitas.errors import InvalidInput, RuleViolation
+from civitas.errors import AlreadyExists, InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
 from civitas.validation import required_text as check_text
 
 TRANSFER_LETTER_MONTHS = 3
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+"""The earliest a card records anything (appraisals too start in 2000)."""
 
 
 class CardActivityKind(enum.StrEnum):
@@ -183,35 +185,55 @@ class Member(Aggregate):
         occurred_at: datetime,
         now: datetime,
     ) -> None:
+        """Record an activity under the id its writer gave it. The same id again with the
+        same content is a redelivery and changes nothing; with other content it is
+        refused (:class:`AlreadyExists`), so an id always means one activity."""
         activity_id = check_text("activity id", activity_id, 100)
-        if activity_id in self.activities:
+        description = check_text("description", description, 500)
+        known = self.activities.get(activity_id)
+        if known is not None:
+            recorded = (known.kind, known.description, known.tenths_of_hours, known.occurred_at)
+            if recorded != (kind, description, tenths_of_hours, occurred_at):
+                raise AlreadyExists(
+                    f"card activity id {activity_id!r} was recorded with other content; "
+                    "nothing was recorded (give a new activity a new id)"
+                )
             return  # delivered again: the card holds it already
         if not 0 <= tenths_of_hours <= 240:
             raise InvalidInput(f"hours must be between 0 and 24, not {tenths_of_hours / 10}")
-        if occurred_at > now:
-            raise InvalidInput("an activity cannot have happened in the future")
+        if not EARLIEST <= occurred_at <= now:
+            raise InvalidInput(
+                f"an activity on the card happened from {EARLIEST.year} until now, "
+                f"not at {occurred_at.isoformat()}"
+            )
         self._record(
             CardActivityRecorded(
                 activity_id=activity_id,
                 kind=kind,
-                description=check_text("description", description, 500),
+                description=description,
                 tenths_of_hours=tenths_of_hours,
                 occurred_at=occurred_at,
             )
         )
 
     def record_feedback(self, feedback_id: str, rating: int, comment: str, now: datetime) -> None:
+        """Record a resident's feedback under the id its writer gave it: the same id again
+        with the same rating and comment changes nothing, with others it is refused."""
         feedback_id = check_text("feedback id", feedback_id, 100)
-        if feedback_id in self.feedback:
+        comment = (comment or "").strip()[:1000]
+        known = self.feedback.get(feedback_id)
+        if known is not None:
+            if (known.rating, known.comment) != (rating, comment):
+                raise AlreadyExists(
+                    f"feedback id {feedback_id!r} was recorded with another rating or "
+                    "comment; nothing was recorded (give new feedback a new id)"
+                )
             return
         if not 1 <= rating <= 5:
             raise InvalidInput(f"a rating is from 1 to 5, not {rating}")
         self._record(
             ResidentFeedbackRecorded(
-                feedback_id=feedback_id,
-                rating=rating,
-                comment=(comment or "").strip()[:1000],
-                recorded_at=now,
+                feedback_id=feedback_id, rating=rating, comment=comment, recorded_at=now
             )
         )
 
