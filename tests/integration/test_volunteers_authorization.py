@@ -1,4 +1,5 @@
-"""Every volunteers command against every role, and out of scope (table-driven)."""
+"""Every volunteers RPC against every role, out of scope, and with scope over the
+volunteer's community but not the activity's (table-driven)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from civitas.chassis.auth import Caller, Principal, Role
@@ -16,13 +18,20 @@ from civitas.volunteers.application import PastAttendance, Volunteers
 from civitas.volunteers.domain.activities import Brand
 from civitas.volunteers.v1 import volunteers_pb2 as pb
 from tests.integration.test_volunteers import platform
-from tests.support.authorization import admits_exactly, refuses_another_street
+from tests.support.authorization import (
+    ANY_SIGNED_IN,
+    admits_exactly,
+    refuses_another_street,
+    refuses_scope,
+    rows_cover_the_service,
+)
 
 R = Role
 COORDINATORS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.VOLUNTEER_COORDINATOR}
-ATTENDANCE = COORDINATORS | {R.GRID_WORKER, R.SERVICE}
-IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
+ATTENDANCE = COORDINATORS | {R.GRID_WORKER}
+IMPORTERS = {R.DISTRICT_ADMIN}
 COMMUNITY = "QH-01-01"
+ELSEWHERE = "QH-02-01"
 PAST = datetime(2026, 2, 1, 9, tzinfo=UTC)
 
 
@@ -46,6 +55,7 @@ class World:
     checked_out_too: str
     with_hours: str  # hours verified, no certificate yet
     suspended: str
+    visitor: str  # a volunteer of QH-02-01, signed up and checked out in QH-01-01's activity
 
     async def head(self) -> int:
         return await self.app.store.head_position()
@@ -70,16 +80,19 @@ async def build(app: Volunteers, clock: ManualClock) -> World:
         [],
     )
     new, signed_up, checked_in, out, out_too, with_hours, suspended, _ = people
-    for person in (signed_up, checked_in, out, out_too, with_hours):
+    visitor = (await app.register(ADMIN, "来访者", "13900009999", ELSEWHERE, [], None)).id
+    for person in (signed_up, checked_in, out, out_too, with_hours, visitor):
         await app.sign_up(ADMIN, activity.id, person)
-    for person in (checked_in, out, out_too, with_hours):
+    for person in (checked_in, out, out_too, with_hours, visitor):
         await app.check_in(ADMIN, activity.id, person)
     clock.advance(timedelta(hours=2))
-    for person in (out, out_too, with_hours):
+    for person in (out, out_too, with_hours, visitor):
         await app.check_out(ADMIN, activity.id, person)
     await app.verify_hours(ADMIN, activity.id, with_hours, 10)
     await app.suspend(ADMIN, suspended, "暂停")
-    return World(app, activity.id, new, signed_up, checked_in, out, out_too, with_hours, suspended)
+    return World(
+        app, activity.id, new, signed_up, checked_in, out, out_too, with_hours, suspended, visitor
+    )
 
 
 Command = Callable[[World, Caller], Awaitable[Any]]
@@ -136,15 +149,56 @@ COMMANDS: dict[str, tuple[Command, set[Role]]] = {
 }
 
 
+QUERIES = {"GetVolunteer", "GetActivity"}
+ROWS = {name: allowed for name, (_, allowed) in COMMANDS.items()} | {
+    name: ANY_SIGNED_IN for name in QUERIES
+}
+
+ACTIVITY_DECIDES: dict[str, tuple[Command, set[Role]]] = {
+    "CancelSignUp": (lambda w, c: w.app.cancel(c, w.activity, w.visitor), ATTENDANCE),
+    "VerifyHours": (lambda w, c: w.app.verify_hours(c, w.activity, w.visitor, 15), COORDINATORS),
+    "DeclineHours": (
+        lambda w, c: w.app.decline_hours(c, w.activity, w.visitor, "未到岗"),
+        COORDINATORS,
+    ),
+}
+"""Commands on a visiting volunteer's attendance: the activity's community decides them,
+and the visitor's own community may not (VerifyHours then credits the visitor's ledger,
+by the rule that it holds what the activity verified)."""
+
+
 @pytest.fixture
 async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
     async with platform(tmp_path, clock, seeded=False) as running:
         yield await build(running.volunteers.app, clock)
 
 
-def test_the_table_covers_every_command_of_the_service() -> None:
-    methods = set(pb.DESCRIPTOR.services_by_name["VolunteersService"].methods_by_name)
-    assert set(COMMANDS) == methods - {"GetVolunteer", "GetActivity"}
+def test_the_table_has_a_row_for_every_rpc_of_the_service() -> None:
+    rows_cover_the_service(ROWS, pb.DESCRIPTOR.services_by_name["VolunteersService"])
+
+
+@pytest.mark.parametrize("command", sorted(ACTIVITY_DECIDES))
+async def test_the_visiting_volunteers_community_does_not_decide_the_attendance(
+    world: World, command: str
+) -> None:
+    run, allowed = ACTIVITY_DECIDES[command]
+    await refuses_scope(lambda p: run(world, Caller(p)), allowed, (ELSEWHERE,), world.head)
+
+
+async def test_every_signed_in_role_may_call_each_query(tmp_path: Path, clock: ManualClock) -> None:
+    async with platform(tmp_path, clock, seeded=False) as running:
+        built = await build(running.volunteers.app, clock)
+        requests = {
+            "GetVolunteer": pb.GetVolunteerRequest(volunteer_id=built.new),
+            "GetActivity": pb.GetActivityRequest(activity_id=built.activity),
+        }
+        assert set(requests) == QUERIES
+        for query, request in sorted(requests.items()):
+            for role in sorted(ROWS[query]):
+                try:
+                    await getattr(running.stub, query)(request, metadata=running.token(role))
+                except grpc.aio.AioRpcError as refused:
+                    pytest.fail(f"{role} may not call {query}: {refused.details()}")
 
 
 def test_auditors_may_run_no_command() -> None:

@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import TypeVar
 
 from civitas.chassis.auth import Caller, Principal, Role, authorize
-from civitas.errors import InvalidInput, NotFound, RuleViolation
+from civitas.chassis.requests import id_for
+from civitas.errors import AlreadyExists, InvalidInput, NotFound, RuleViolation
 from civitas.eventkit import (
     Clock,
     ConcurrencyError,
@@ -20,6 +21,7 @@ from civitas.eventkit import (
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.geography import UnitKind, parse_unit_code
+from civitas.validation import required_text
 
 from .domain.activities import Activity, Brand
 from .domain.volunteers import CertificateBook, Volunteer, volunteer_id_for_member
@@ -28,14 +30,15 @@ from .members import PartyMembers
 T = TypeVar("T", Volunteer, Activity, CertificateBook)
 R = Role
 COORDINATORS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.VOLUNTEER_COORDINATOR}
-ATTENDANCE = COORDINATORS | {R.GRID_WORKER, R.SERVICE}
-IMPORTERS = {R.DISTRICT_ADMIN, R.SERVICE}
+ATTENDANCE = COORDINATORS | {R.GRID_WORKER}
+IMPORTERS = {R.DISTRICT_ADMIN}
 PROCESS = Principal("volunteers-process", frozenset({R.SERVICE}), ("QH",))
-_PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
+_PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 
 
 def _community(code: str) -> str:
-    if parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
+    """A community's code, checked whole (ASCII: a look-alike digit makes no code)."""
+    if not (code or "").isascii() or parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
         raise InvalidInput(f"community_code {code!r} is not a community's code")
     return code
 
@@ -88,60 +91,104 @@ class Volunteers:
         community_code: str,
         skills: list[str],
         member_id: str | None,
+        request_id: str | None = None,
     ) -> Volunteer:
         """A volunteer; a party member's volunteer takes the member's name when none is
-        given, and gets the id derived from the member's (registering again is a no-op)."""
+        given, and gets the id derived from the member's (registering again is a no-op).
+        Anyone else's id derives from the request id when there is one."""
         authorize(caller.principal, COORDINATORS, _community(community_code))
         if not _PHONE.fullmatch(phone or ""):
             raise InvalidInput(f"phone {phone!r} is not a phone number")
         if member_id is not None:
-            member = await self.members.member(member_id)
-            if member is None:
-                raise RuleViolation(f"party_orgs has no member {member_id}")
-            if community_code not in member.communities:
-                raise RuleViolation(
-                    "a member volunteers in their residence community or "
-                    "their organization's, not in " + community_code
-                )
-            name = (name or "").strip() or member.name
-            person, volunteer_id = member_id, volunteer_id_for_member(member_id)
-        else:
-            person = await self.vault.person_for("volunteer", re.sub(r"[ -]", "", phone))
-            volunteer_id = str(new_uuid())
-        if not (name or "").strip():
-            raise InvalidInput("name is required")
+            return await self._register_member(
+                caller, name, phone, community_code, skills, member_id
+            )
+        person = await self.vault.person_for("volunteer", re.sub(r"[ -]", "", phone))
+        name = required_text("name", name)
         volunteer = Volunteer.register(
-            volunteer_id,
+            id_for("volunteer", request_id) or str(new_uuid()),
             community_code,
             skills,
-            member_id,
+            None,
             person,
-            await self.vault.seal(person, name.strip()),
+            await self.vault.seal(person, name),
             await self.vault.seal(person, phone),
         )
-        return await self._create(volunteer, caller)
+        stored = await self._create(volunteer, caller)
+        if stored is not volunteer and not await self._same_registration(stored, volunteer, name):
+            raise AlreadyExists(
+                f"request_id {request_id} registered volunteer {stored.id} with other "
+                "details; nothing was stored (use a new request_id)"
+            )
+        return stored
 
-    async def profile_for_member(
-        self, member_id: str, community_code: str, correlation_id: str | None
+    async def _register_member(
+        self,
+        caller: Caller,
+        name: str,
+        phone: str,
+        community_code: str,
+        skills: list[str],
+        member_id: str,
     ) -> Volunteer:
-        """The volunteer profile of a working member who reported to a community; made
-        once (the id derives from the member's), so redelivered events change nothing."""
-        existing = await self.volunteers.find(volunteer_id_for_member(member_id))
-        if existing is not None:
-            return existing
         member = await self.members.member(member_id)
         if member is None:
             raise RuleViolation(f"party_orgs has no member {member_id}")
+        if community_code not in member.communities:
+            raise RuleViolation(
+                "a member volunteers in their residence community or "
+                "their organization's, not in " + community_code
+            )
+        name = required_text("name", (name or "").strip() or member.name)
         volunteer = Volunteer.register(
             volunteer_id_for_member(member_id),
             community_code,
+            skills,
+            member_id,
+            member_id,
+            await self.vault.seal(member_id, name),
+            await self.vault.seal(member_id, phone),
+            member.units,
+        )
+        return await self._create(volunteer, caller)
+
+    async def follow_member(
+        self, member_id: str, reported_to: str | None, correlation_id: str | None
+    ) -> Volunteer | None:
+        """Keep a member's volunteer profile in step with the member's record in
+        party_orgs, as it is now. A working member who reports to a community gets a
+        profile there (made once: its id derives from the member's); a profile moves
+        to the community the member reports to; and it keeps the member's units, so
+        that its name shows to whom party_orgs shows the member's. Redelivered events
+        change nothing."""
+        member = await self.members.member(member_id)
+        if member is None:
+            raise RuleViolation(f"party_orgs has no member {member_id}")
+        caller = Caller(PROCESS, correlation_id)
+        existing = await self.volunteers.find(volunteer_id_for_member(member_id))
+        if existing is not None:
+            community = (member.residence_community if reported_to else None) or (
+                existing.community_code
+            )
+            return await self._update(
+                self.volunteers,
+                existing,
+                lambda v: v.follow_member(community, member.units),
+                caller,
+            )
+        if reported_to is None:
+            return None  # a member who never reported has no profile to follow them
+        volunteer = Volunteer.register(
+            volunteer_id_for_member(member_id),
+            member.residence_community or reported_to,
             [],
             member_id,
             member_id,
             await self.vault.seal(member_id, member.name),
             "",
+            member.units,
         )
-        return await self._create(volunteer, Caller(PROCESS, correlation_id))
+        return await self._create(volunteer, caller)
 
     async def suspend(self, caller: Caller, volunteer_id: str, reason: str) -> Volunteer:
         volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
@@ -162,10 +209,13 @@ class Volunteers:
         ends_at: datetime,
         capacity: int,
         skills: list[str],
+        request_id: str | None = None,
     ) -> Activity:
+        """A new activity, under an id derived from the request id when there is one: a
+        retry after a crash finds the one it made."""
         authorize(caller.principal, COORDINATORS, _community(community_code))
         activity = Activity.create(
-            str(new_uuid()),
+            id_for("activity", request_id) or str(new_uuid()),
             brand,
             title,
             organizer,
@@ -175,7 +225,16 @@ class Volunteers:
             capacity,
             skills,
         )
-        await self.activities.save(activity, caller.metadata)
+        try:
+            await self.activities.save(activity, caller.metadata)
+        except ConcurrencyError:  # this request made it before: the same one, or refused
+            existing = await self.activities.get(activity.id)
+            if existing.describes() != activity.describes():
+                raise AlreadyExists(
+                    f"request_id {request_id} created activity {activity.id} with other "
+                    "details; nothing was stored (use a new request_id)"
+                ) from None
+            return existing
         return activity
 
     async def sign_up(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
@@ -266,17 +325,22 @@ class Volunteers:
         skills: list[str],
         attendance: list[PastAttendance],
         source_id: str | None = None,
+        request_id: str | None = None,
     ) -> Activity:
         """Record a past activity with its roster: the same domain steps, with the record's
-        times; then credit each verified volunteer's ledger."""
+        times; then credit each verified volunteer's ledger. The activity's id derives
+        from the record's source id (else from the request id): importing the same record
+        again completes the credits and returns it, another record under the same key is
+        refused."""
         authorize(caller.principal, IMPORTERS, _community(community_code))
         if ends_at > self.clock.now():
             raise InvalidInput("only activities that have ended can be imported")
-        activity_id = (
-            str(natural_id("imported-activity", source_id)) if source_id else str(new_uuid())
-        )
-        if await self.activities.find(activity_id) is not None:
-            return await self.activities.get(activity_id)  # imported already
+        if source_id:
+            key = f"source_id {source_id!r}"
+            activity_id = str(natural_id("imported-activity", source_id))
+        else:
+            key = f"request_id {request_id}"
+            activity_id = id_for("imported-activity", request_id) or str(new_uuid())
         activity = Activity.create(
             activity_id,
             brand,
@@ -288,6 +352,18 @@ class Volunteers:
             capacity,
             skills,
         )
+        await self._replay_attendance(activity, attendance, caller)
+        activity = await self._import_once(activity, caller, key)
+        for record in attendance:
+            if record.verified_tenths:
+                await self.volunteers.update(
+                    record.volunteer_id, record.credit(activity.id), caller.metadata
+                )
+        return activity
+
+    async def _replay_attendance(
+        self, activity: Activity, attendance: list[PastAttendance], caller: Caller
+    ) -> None:
         volunteers: dict[str, Volunteer] = {}
         for record in attendance:
             volunteer = volunteers.get(record.volunteer_id) or await self._get(
@@ -295,13 +371,24 @@ class Volunteers:
             )
             volunteers[volunteer.id] = volunteer
             record.replay_onto(activity, volunteer, caller.principal.subject)
-        await self.activities.save(activity, caller.metadata)
-        for record in attendance:
-            if record.verified_tenths:
-                await self.volunteers.update(
-                    record.volunteer_id, record.credit(activity.id), caller.metadata
-                )
-        return activity
+
+    async def _import_once(self, imported: Activity, caller: Caller, key: str) -> Activity:
+        """Store an imported activity once: the one stored under its id already must be
+        the same record (the activity and every attendance), else the key was reused."""
+        existing = await self.activities.find(imported.id)
+        if existing is None:
+            try:
+                await self.activities.save(imported, caller.metadata)
+                return imported
+            except ConcurrencyError:  # imported meanwhile
+                existing = await self.activities.get(imported.id)
+        same = existing.describes() == imported.describes() and existing.roster == imported.roster
+        if not same:
+            raise AlreadyExists(
+                f"{key} was imported as another activity or roster (activity "
+                f"{existing.id}); nothing was stored"
+            )
+        return existing
 
     async def get_volunteer(self, volunteer_id: str) -> Volunteer:
         return await self._get(self.volunteers, volunteer_id, "volunteer", NotFound)
@@ -329,12 +416,20 @@ class Volunteers:
         return numbers[0]
 
     async def _create(self, volunteer: Volunteer, caller: Caller) -> Volunteer:
+        """Store a new volunteer; one made under the same id meanwhile (a member's, or a
+        request's retried) is returned instead."""
         try:
             await self.volunteers.save(volunteer, caller.metadata)
         except ConcurrencyError:
-            existing = await self.volunteers.get(volunteer.id)  # made meanwhile: the same one
-            return existing
+            return await self.volunteers.get(volunteer.id)
         return volunteer
+
+    async def _same_registration(self, stored: Volunteer, new: Volunteer, name: str) -> bool:
+        """Whether two registrations under one id register the same person alike."""
+        fields = (stored.community_code, stored.skills, stored.member_id, stored.person_id)
+        if fields != (new.community_code, new.skills, new.member_id, new.person_id):
+            return False
+        return await self.vault.show(stored.person_id, stored.name_ciphertext) == name
 
     async def _volunteer(self, caller: Caller, volunteer_id: str, roles: set[Role]) -> Volunteer:
         volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", NotFound)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_caller, current_principal
+from civitas.chassis.requests import request_id_of
 from civitas.errors import InvalidInput
 
 from .application import PastAttendance, Volunteers
@@ -14,6 +16,29 @@ from .domain.activities import Activity, Brand
 from .domain.volunteers import Volunteer
 from .v1 import volunteers_pb2 as pb
 from .v1 import volunteers_pb2_grpc as pb_grpc
+
+SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
+"""A record's id in an earlier system, as ImportActivity takes it."""
+
+
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def id_in(value: str, field: str) -> str:
+    """An id field: a UUID written out whole, in ASCII (``uuid_in`` alone also takes
+    look-alike digits, braces and ``urn:uuid:``, and would read them as another id)."""
+    if value and not UUID.fullmatch(value):
+        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)")
+    return uuid_in(value, field)
+
+
+def source_id_in(value: str) -> str | None:
+    if value and not SOURCE_ID.fullmatch(value):
+        raise InvalidInput(
+            f"source_id {value!r} is not 1-100 ASCII letters, digits and _.:@- "
+            "(a letter or digit first)"
+        )
+    return value or None
 
 
 class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
@@ -25,7 +50,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
     async def _volunteer_out(self, volunteer: Volunteer) -> pb.Volunteer:
         name = (
             await self.app.vault.show(volunteer.person_id, volunteer.name_ciphertext)
-            if may_see_personal_data(current_principal(), volunteer.community_code)
+            if may_see_personal_data(current_principal(), *volunteer.record_units)
             else HIDDEN
         )
         return pb.Volunteer(
@@ -90,7 +115,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
     async def RegisterVolunteer(
         self, request: pb.RegisterVolunteerRequest, context: Any
     ) -> pb.RegisterVolunteerResponse:
-        member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
+        member_id = id_in(request.member_id, "member_id") if request.member_id else None
         volunteer = await self.app.register(
             current_caller(),
             request.name,
@@ -98,6 +123,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
             request.community_code,
             list(request.skills),
             member_id,
+            request_id_of(request),
         )
         return pb.RegisterVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
@@ -105,7 +131,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.SuspendVolunteerRequest, context: Any
     ) -> pb.SuspendVolunteerResponse:
         volunteer = await self.app.suspend(
-            current_caller(), uuid_in(request.volunteer_id, "volunteer_id"), request.reason
+            current_caller(), id_in(request.volunteer_id, "volunteer_id"), request.reason
         )
         return pb.SuspendVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
@@ -113,7 +139,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.ReinstateVolunteerRequest, context: Any
     ) -> pb.ReinstateVolunteerResponse:
         volunteer = await self.app.reinstate(
-            current_caller(), uuid_in(request.volunteer_id, "volunteer_id")
+            current_caller(), id_in(request.volunteer_id, "volunteer_id")
         )
         return pb.ReinstateVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
@@ -133,13 +159,14 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
             timestamp_in(request.ends_at),
             request.capacity,
             list(request.skills),
+            request_id_of(request),
         )
         return pb.CreateActivityResponse(activity=self._activity_out(activity))
 
     def _ids(self, request: Any) -> tuple[str, str]:
         return (
-            uuid_in(request.activity_id, "activity_id"),
-            uuid_in(request.volunteer_id, "volunteer_id"),
+            id_in(request.activity_id, "activity_id"),
+            id_in(request.volunteer_id, "volunteer_id"),
         )
 
     async def SignUp(self, request: pb.SignUpRequest, context: Any) -> pb.SignUpResponse:
@@ -180,7 +207,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.IssueCertificateRequest, context: Any
     ) -> pb.IssueCertificateResponse:
         volunteer = await self.app.issue_certificate(
-            current_caller(), uuid_in(request.volunteer_id, "volunteer_id")
+            current_caller(), id_in(request.volunteer_id, "volunteer_id")
         )
         out = await self._volunteer_out(volunteer)
         return pb.IssueCertificateResponse(volunteer=out, certificate=out.certificates[-1])
@@ -198,7 +225,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
                 raise InvalidInput(f"attendance[{n}] needs checked_in_at and checked_out_at")
             records.append(
                 PastAttendance(
-                    uuid_in(record.volunteer_id, f"attendance[{n}].volunteer_id"),
+                    id_in(record.volunteer_id, f"attendance[{n}].volunteer_id"),
                     timestamp_in(record.checked_in_at),
                     timestamp_in(record.checked_out_at),
                     record.verified_tenths_of_hours or None,
@@ -216,18 +243,19 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
             spec.capacity,
             list(spec.skills),
             records,
-            request.source_id or None,
+            source_id_in(request.source_id),
+            request_id_of(request),
         )
         return pb.ImportActivityResponse(activity=self._activity_out(activity))
 
     async def GetVolunteer(
         self, request: pb.GetVolunteerRequest, context: Any
     ) -> pb.GetVolunteerResponse:
-        volunteer = await self.app.get_volunteer(uuid_in(request.volunteer_id, "volunteer_id"))
+        volunteer = await self.app.get_volunteer(id_in(request.volunteer_id, "volunteer_id"))
         return pb.GetVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
     async def GetActivity(
         self, request: pb.GetActivityRequest, context: Any
     ) -> pb.GetActivityResponse:
-        activity = await self.app.get_activity(uuid_in(request.activity_id, "activity_id"))
+        activity = await self.app.get_activity(id_in(request.activity_id, "activity_id"))
         return pb.GetActivityResponse(activity=self._activity_out(activity))

@@ -23,11 +23,18 @@ class MemberInfo:
     name: str
     residence_community: str | None
     org_community: str | None  # the community the member's organization belongs to
+    org_unit: str | None = None  # the unit the member's organization is bound to
 
     @property
     def communities(self) -> set[str]:
         """Where this member may volunteer: their residence and their organization's."""
         return {c for c in (self.residence_community, self.org_community) if c}
+
+    @property
+    def units(self) -> list[str]:
+        """The units the member's record belongs to in party_orgs, whose staff see the
+        member's name there: the organization's unit and the community reported to."""
+        return [u for u in (self.org_unit, self.residence_community) if u]
 
 
 class PartyMembers(Protocol):
@@ -69,7 +76,11 @@ class PartyOrgsMembers:
         unit = org.org.unit_code
         org_community = "-".join(unit.split("-")[:3]) if unit.count("-") >= 2 else None
         return MemberInfo(
-            member.member_id, member.name, member.residence_community_code or None, org_community
+            member.member_id,
+            member.name,
+            member.residence_community_code or None,
+            org_community,
+            unit or None,
         )
 
     async def record_hours(
@@ -98,6 +109,7 @@ class PartyOrgsMembers:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.ALREADY_EXISTS,  # the card holds other hours under that id
             ):
                 raise RuleViolation(
                     f"party_orgs refused the card activity: {exc.details()}"

@@ -2,7 +2,10 @@
 
 - A working party member who reports to a community (party_orgs'
   ``ReportedToCommunity``) gets a volunteer profile; the profile's id derives
-  from the member's, so a replayed or duplicated event never makes two.
+  from the member's, so a replayed or duplicated event never makes two. The
+  profile then follows the member: to the next community they report to, and to
+  the units of their record after a transfer (``TransferReceived``), so its name
+  shows to whom party_orgs shows the member's.
 - A party member's verified hours (volunteers' own ``HoursVerified``) are
   recorded on the member's card in party_orgs, under an activity id derived from
   the activity and the volunteer, so party_orgs records them once.
@@ -17,6 +20,13 @@ from .application import Volunteers
 from .members import PartyMembers
 
 
+def card_activity_id(activity_id: str, volunteer_id: str) -> str:
+    """The id of a volunteer's verified hours on their member's card: derived, so a
+    redelivered event records them once, and in the ``volunteer-`` namespace that
+    party_orgs keeps for this service's token."""
+    return f"volunteer-{activity_id}-{volunteer_id}"
+
+
 class MemberVolunteerProfiles(ProcessManager):
     name = "volunteers.member_profiles"
 
@@ -26,9 +36,12 @@ class MemberVolunteerProfiles(ProcessManager):
     @reacts("ReportedToCommunity")
     async def on_reported(self, event: RecordedEvent) -> None:
         member_id = event.stream_id.partition("-")[2]
-        await self.app.profile_for_member(
-            member_id, event.data["community_code"], event.correlation_id
-        )
+        await self.app.follow_member(member_id, event.data["community_code"], event.correlation_id)
+
+    @reacts("TransferReceived")
+    async def on_transferred(self, event: RecordedEvent) -> None:
+        member_id = event.stream_id.partition("-")[2]
+        await self.app.follow_member(member_id, None, event.correlation_id)
 
 
 class HoursToMemberCards(ProcessManager):
@@ -49,7 +62,7 @@ class HoursToMemberCards(ProcessManager):
         served_until = activity.roster[volunteer_id].checked_out or activity.ends_at
         await self.members.record_hours(
             member_id,
-            f"volunteer-{activity_id}-{volunteer_id}",
+            card_activity_id(activity_id, volunteer_id),
             event.data["tenths_of_hours"],
             f"志愿服务：{activity.title}",
             served_until,

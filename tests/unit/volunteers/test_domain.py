@@ -116,6 +116,18 @@ def test_bad_activities_are_refused() -> None:
         Activity.create(
             "a", Brand.OTHER, "t", "o", "QH-01-01", START, START + timedelta(hours=1), 0, []
         )
+    for start in (datetime(1, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)):
+        with pytest.raises(InvalidInput, match="from 2000 to 2099"):
+            Activity.create(
+                "a", Brand.OTHER, "t", "o", "QH-01-01", start, start + timedelta(hours=1), 5, []
+            )
+
+
+def test_an_activity_describes_what_it_was_created_as() -> None:
+    same, other = activity(), activity(capacity=3)
+
+    assert same.describes() == activity().describes()
+    assert other.describes() != same.describes()
 
 
 def volunteer() -> Volunteer:
@@ -154,3 +166,26 @@ def test_suspension_is_switched_on_and_off_once_each() -> None:
     with pytest.raises(RuleViolation, match="not suspended"):
         v.reinstate()
     assert not v.suspended
+
+
+def test_a_members_profile_shows_the_name_to_the_members_units_and_follows_them() -> None:
+    v = Volunteer.register(
+        "v1", "QH-01-01", [], "m-1", "m-1", "pd1:a", "", ["QH-01-01-G01", "QH-01-01"]
+    )
+    v.mark_saved()
+    v.follow_member("QH-01-01", ["QH-01-01-G01", "QH-01-01", "QH-01-01-G01"])  # no change
+    unchanged = v.collect_pending()
+    v.follow_member("QH-02-01", ["QH-01-01-G01", "QH-02-01"])
+
+    assert unchanged == []
+    assert (v.community_code, v.record_units) == ("QH-02-01", ("QH-01-01-G01", "QH-02-01"))
+
+
+def test_a_profile_without_member_units_belongs_to_its_community() -> None:
+    member_before_units = volunteer()
+    someone = Volunteer.register("v2", "QH-01-02", [], None, "p-2", "pd1:a", "pd1:b")
+
+    assert member_before_units.record_units == ("QH-01-01",)
+    assert someone.record_units == ("QH-01-02",)
+    with pytest.raises(RuleViolation, match="only a party member"):
+        someone.follow_member("QH-01-03", ["QH-01-03"])

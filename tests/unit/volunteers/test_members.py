@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import grpc
@@ -9,8 +10,10 @@ import pytest
 
 from civitas.chassis.auth import TokenAuthority
 from civitas.errors import Unavailable
+from civitas.party_orgs.application import SERVICE_ACTIVITY_PREFIX
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.members import PartyOrgsMembers
+from civitas.volunteers.processes import card_activity_id
 
 
 def unreachable() -> grpc.aio.AioRpcError:
@@ -36,3 +39,10 @@ async def test_party_orgs_going_away_between_two_calls_is_unavailable() -> None:
             await members.member("m-1")
     finally:
         await members.close()
+
+
+def test_hours_reach_the_card_under_an_id_only_a_service_may_use() -> None:
+    derived = card_activity_id(str(uuid.uuid4()), str(uuid.uuid4()))
+
+    assert derived.startswith(SERVICE_ACTIVITY_PREFIX)
+    assert len(derived) <= 100  # the bound on an activity id

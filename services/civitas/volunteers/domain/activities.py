@@ -16,6 +16,8 @@ from civitas.validation import required_text
 
 CHECK_IN_EARLY = timedelta(hours=1)
 NEVER = datetime.min.replace(tzinfo=UTC)
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+"""The years an activity may take place in."""
 
 
 class Brand(enum.StrEnum):
@@ -92,6 +94,8 @@ class Activity(Aggregate):
         super().__init__(aggregate_id)
         self.brand = Brand.OTHER
         self.title = ""
+        self.organizer = ""
+        self.skills: list[str] = []
         self.community_code = ""
         self.starts_at = NEVER
         self.ends_at = NEVER
@@ -111,8 +115,10 @@ class Activity(Aggregate):
         capacity: int,
         skills: list[str],
     ) -> Activity:
-        if ends_at <= starts_at:
-            raise InvalidInput("an activity ends after it starts")
+        if not EARLIEST <= starts_at < ends_at <= LATEST:
+            raise InvalidInput(
+                f"an activity ends after it starts, from {EARLIEST.year} to {LATEST.year - 1}"
+            )
         if ends_at - starts_at > timedelta(hours=24):
             raise InvalidInput("an activity lasts at most 24 hours (longer ones are one a day)")
         if not 1 <= capacity <= 1000:
@@ -131,6 +137,20 @@ class Activity(Aggregate):
             )
         )
         return activity
+
+    def describes(self) -> tuple[object, ...]:
+        """What the activity was created as: two activities made from one request or one
+        import source must agree on it."""
+        return (
+            self.brand,
+            self.title,
+            self.organizer,
+            self.community_code,
+            self.starts_at,
+            self.ends_at,
+            self.capacity,
+            tuple(self.skills),
+        )
 
     @property
     def signed_up(self) -> int:
@@ -213,6 +233,7 @@ class Activity(Aggregate):
     @applies
     def _on_created(self, event: ActivityCreated) -> None:
         self.brand, self.title, self.community_code = event.brand, event.title, event.community_code
+        self.organizer, self.skills = event.organizer, list(event.skills)
         self.starts_at, self.ends_at, self.capacity = event.starts_at, event.ends_at, event.capacity
 
     @applies

@@ -1,12 +1,17 @@
 """Volunteers, their hours ledger and certificates.
 
 A working party member who reports to a community gets a volunteer profile; its id
-derives from the member's, so a replayed or duplicated event never makes two.
+derives from the member's, so a replayed or duplicated event never makes two. A
+member's profile follows the member's record in party_orgs: it belongs to the
+community the member reports to, and its name shows to whom party_orgs shows the
+member's (the member's units, as volunteers last heard them).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from pydantic import Field
 
 from civitas.errors import InvalidInput, RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
@@ -25,6 +30,17 @@ class VolunteerRegistered(DomainEvent):
     person_id: str  # whose key seals the name and phone (the member id for members)
     name_ciphertext: str
     phone_ciphertext: str
+    # a member's: the units their record belongs to in party_orgs
+    member_units: list[str] = Field(default_factory=list)
+
+
+class VolunteerFollowedMember(DomainEvent):
+    """A member's profile follows the member's record in party_orgs: the community it
+    belongs to, and the units whose staff may see the name (the member's organization's
+    unit and the community they report to)."""
+
+    community_code: str
+    member_units: list[str]
 
 
 class VolunteerSuspended(DomainEvent):
@@ -56,6 +72,7 @@ class Volunteer(Aggregate):
         self.member_id: str | None = None
         self.person_id = ""
         self.name_ciphertext = ""
+        self.member_units: tuple[str, ...] = ()
         self.suspended = False
         self.hours: dict[str, int] = {}
         self.certificates: list[CertificateIssued] = []
@@ -70,6 +87,7 @@ class Volunteer(Aggregate):
         person_id: str,
         name_ciphertext: str,
         phone_ciphertext: str,
+        member_units: list[str] | None = None,
     ) -> Volunteer:
         volunteer = cls(volunteer_id)
         volunteer._record(
@@ -80,9 +98,30 @@ class Volunteer(Aggregate):
                 person_id=person_id,
                 name_ciphertext=name_ciphertext,
                 phone_ciphertext=phone_ciphertext,
+                member_units=_units(member_units or []),
             )
         )
         return volunteer
+
+    @property
+    def record_units(self) -> tuple[str, ...]:
+        """The units this volunteer's name belongs to (who may see it): a member's, the
+        units of the member's record in party_orgs; anyone else's, their community. A
+        member's profile made before it kept those units falls back to its community."""
+        if self.member_id and self.member_units:
+            return self.member_units
+        return (self.community_code,)
+
+    def follow_member(self, community_code: str, member_units: list[str]) -> None:
+        """Move a member's profile to where the member's record now is (no change: no
+        event, so a redelivered event records nothing)."""
+        if self.member_id is None:
+            raise RuleViolation("only a party member's volunteer profile follows a member")
+        units = _units(member_units)
+        if not units:
+            raise InvalidInput("a member's record belongs to at least one unit")
+        if (community_code, tuple(units)) != (self.community_code, self.member_units):
+            self._record(VolunteerFollowedMember(community_code=community_code, member_units=units))
 
     @property
     def total_tenths(self) -> int:
@@ -127,7 +166,11 @@ class Volunteer(Aggregate):
     def _on_registered(self, event: VolunteerRegistered) -> None:
         self.community_code, self.skills = event.community_code, list(event.skills)
         self.member_id, self.name_ciphertext = event.member_id, event.name_ciphertext
-        self.person_id = event.person_id
+        self.person_id, self.member_units = event.person_id, tuple(event.member_units)
+
+    @applies
+    def _on_followed_member(self, event: VolunteerFollowedMember) -> None:
+        self.community_code, self.member_units = event.community_code, tuple(event.member_units)
 
     @applies
     def _on_suspended(self, event: VolunteerSuspended) -> None:
@@ -144,6 +187,11 @@ class Volunteer(Aggregate):
     @applies
     def _on_certificate(self, event: CertificateIssued) -> None:
         self.certificates.append(event)
+
+
+def _units(codes: list[str]) -> list[str]:
+    """Unit codes without blanks or repeats, in their order."""
+    return list(dict.fromkeys(code for code in codes if code))
 
 
 class CertificateNumbered(DomainEvent):
