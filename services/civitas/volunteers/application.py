@@ -25,7 +25,7 @@ from civitas.validation import required_text
 
 from .domain.activities import Activity, Brand
 from .domain.volunteers import CertificateBook, Volunteer, volunteer_id_for_member
-from .members import PartyMembers
+from .members import MemberInfo, PartyMembers
 
 T = TypeVar("T", Volunteer, Activity, CertificateBook)
 R = Role
@@ -131,9 +131,7 @@ class Volunteers:
         skills: list[str],
         member_id: str,
     ) -> Volunteer:
-        member = await self.members.member(member_id)
-        if member is None:
-            raise RuleViolation(f"party_orgs has no member {member_id}")
+        member = await self._member(member_id)
         if community_code not in member.communities:
             raise RuleViolation(
                 "a member volunteers in their residence community or "
@@ -161,12 +159,10 @@ class Volunteers:
         to the community the member reports to; and it keeps the member's units, so
         that its name shows to whom party_orgs shows the member's. Redelivered events
         change nothing."""
-        member = await self.members.member(member_id)
-        if member is None:
-            raise RuleViolation(f"party_orgs has no member {member_id}")
         caller = Caller(PROCESS, correlation_id)
         existing = await self.volunteers.find(volunteer_id_for_member(member_id))
         if existing is not None:
+            member = await self._member(member_id)
             community = (member.residence_community if reported_to else None) or (
                 existing.community_code
             )
@@ -177,7 +173,8 @@ class Volunteers:
                 caller,
             )
         if reported_to is None:
-            return None  # a member who never reported has no profile to follow them
+            return None  # no profile, and no report to make one
+        member = await self._member(member_id)
         volunteer = Volunteer.register(
             volunteer_id_for_member(member_id),
             member.residence_community or reported_to,
@@ -189,6 +186,12 @@ class Volunteers:
             member.units,
         )
         return await self._create(volunteer, caller)
+
+    async def _member(self, member_id: str) -> MemberInfo:
+        member = await self.members.member(member_id)
+        if member is None:
+            raise RuleViolation(f"party_orgs has no member {member_id}")
+        return member
 
     async def suspend(self, caller: Caller, volunteer_id: str, reason: str) -> Volunteer:
         volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
