@@ -43,3 +43,10 @@ async def test_a_bad_store_url_is_refused_with_the_reason(url: str, message: str
         await open_event_store(url)
     with pytest.raises(ValueError, match=message):
         create_read_model_engine(url)
+
+
+async def test_a_refused_store_url_never_shows_its_password() -> None:
+    for url in ("mysql://civitas:hunter2@db/civitas", "sqlite://civitas:hunter2@"):
+        with pytest.raises(ValueError, match=r"civitas:\*\*\*@") as refused:
+            create_read_model_engine(url)
+        assert "hunter2" not in str(refused.value)

@@ -36,7 +36,7 @@ class ServiceSettings:
     host: str
     grpc_port: int
     metrics_port: int
-    auth_secret: str
+    auth_secret: str = field(repr=False)
     kafka_bootstrap: str | None
     kafka_partitions: int
     kafka_namespace: str

@@ -62,23 +62,29 @@ async def open_event_store(url: str, *, clock: Clock | None = None, **options: A
 KURRENTDB_SCHEMES = ("kurrentdb://", "kurrentdb+discover://", "esdb://", "esdb+discover://")
 
 
+def _shown(url: str) -> str:
+    """A URL as an error message may show it: its password masked (the message reaches
+    stderr and logs, which must not hold secrets)."""
+    return repr(re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url))
+
+
 def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ValueError(
-            f"{url!r} is not a store URL (sqlite:///path, postgresql://..., kurrentdb://...)"
+            f"{_shown(url)} is not a store URL (sqlite:///path, postgresql://..., kurrentdb://...)"
         ) from None
     if parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql")
     if parsed.drivername not in ("sqlite", "postgresql"):
-        raise ValueError(f"unknown database URL scheme {parsed.drivername!r} in {url!r}")
+        raise ValueError(f"unknown database URL scheme {parsed.drivername!r} in {_shown(url)}")
     return parsed
 
 
 def _sqlite_path(parsed: URL, url: str) -> str:
     if not parsed.database or parsed.database == ":memory:":
-        raise ValueError(f"sqlite URL {url!r} names no file (sqlite:///path/to/file.db)")
+        raise ValueError(f"sqlite URL {_shown(url)} names no file (sqlite:///path/to/file.db)")
     return parsed.database
 
 
