@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from civitas.chassis.auth import Role
-from civitas.errors import InvalidInput, NotAllowed
+from civitas.errors import InvalidInput, NotAllowed, RuleViolation
 from civitas.eventkit import ManualClock
 from civitas.party_orgs.domain.orgs import OrgKind
 from tests.support.party_orgs import ADMIN, World, build_world, caller
@@ -76,3 +76,16 @@ async def test_founding_the_same_org_again_finds_it_instead_of_making_a_twin(wor
 
     assert again.id == first.id
     assert (await world.app.orgs.get(world.organ)).children >= {first.id}
+
+
+async def test_a_member_number_names_one_admission(world: World) -> None:
+    first = await world.app.admit_member(ADMIN, "M-300", "钱红", world.grid_branch, False, None)
+    stored = await world.store.head_position()
+
+    again = await world.app.admit_member(ADMIN, "M-300", "钱红", world.grid_branch, False, None)
+    for name, working, employer in [("钱虹", False, None), ("钱红", True, "区财政局")]:
+        with pytest.raises(RuleViolation, match="M-300 is admitted already"):
+            await world.app.admit_member(ADMIN, "M-300", name, world.grid_branch, working, employer)
+
+    assert again.id == first.id
+    assert await world.store.head_position() == stored

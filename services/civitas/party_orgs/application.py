@@ -279,14 +279,18 @@ class PartyOrgs:
         employer: str | None,
     ) -> Member:
         """Enroll in the org's roster (the capacity rule), then record the member; the
-        member is checked before the roster changes, and a retry completes both."""
+        member is checked before the roster changes, and a retry completes both. The
+        member number names one admission: the same one again is a retry, any other
+        (another org, name or employer) is refused."""
         if not (name or "").strip():
             raise InvalidInput("name is required")
         await self._authorize_for_org(caller, MEMBER_ADMINS, org_id)
         member_id = member_id_for((member_number or "").strip() or "-")
         existing = await self.members.find(member_id)
         if existing is not None:
-            if existing.org_id == org_id:
+            admitted = (existing.org_id, existing.working, existing.employer)
+            asked = (org_id, working, (employer or "").strip() or None)
+            if admitted == asked and await self._name_of(existing) == name.strip():
                 return existing  # a retry
             raise RuleViolation(f"member number {member_number} is admitted already")
         member = Member.admit(
@@ -441,6 +445,9 @@ class PartyOrgs:
 
     async def _authorize_for_org(self, caller: Caller, roles: set[Role], org_id: str) -> None:
         authorize(caller.principal, roles, await self.unit_of(org_id))
+
+    async def _name_of(self, member: Member) -> str:
+        return await self.vault.show(member.id, member.name_ciphertext)
 
     async def _member_in_scope(self, caller: Caller, roles: set[Role], member_id: str) -> Member:
         """The member, once the caller holds a role (checked before anything is read) and
