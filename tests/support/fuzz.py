@@ -152,8 +152,13 @@ class Platform:
     def metadata(self, *roles: Role, scope: tuple[str, ...] = ("QH",)) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.token(*roles, scope=scope)}")]
 
-    def __repr__(self) -> str:  # short, in Hypothesis's reports of a failing example
+    def __repr__(self) -> str:
         return f"Platform({', '.join(self.services)})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Short in Hypothesis's report of a failing example (it prints dataclasses
+        field by field otherwise)."""
+        printer.text(repr(self))
 
     def methods(self, service: str) -> list[MethodDescriptor]:
         return [m for s in self.services[service].services for m in s.methods]
