@@ -17,15 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
-from civitas.cases.application import (
-    DISPATCHERS,
-    FOLLOW_UP,
-    HANDLERS,
-    IMPORTERS,
-    INTAKE,
-    Cases,
-    HistoricalCase,
-)
+from civitas.cases.application import Cases, HistoricalCase
 from civitas.cases.bootstrap import run_cases
 from civitas.cases.domain.case import Channel, Urgency
 from civitas.cases.grids import Assignment
@@ -45,6 +37,12 @@ from tests.support.authorization import (
 )
 
 R = Role
+# Who may do what, written out here (not imported) so that the test states the policy.
+INTAKE = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER}
+DISPATCHERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
+HANDLERS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.GRID_WORKER, R.PARTY_SECRETARY}
+FOLLOW_UP = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
+IMPORTERS = {R.DISTRICT_ADMIN}
 COMMUNITY, GRID = "QH-01-01", "QH-01-01-G01"
 NEIGHBOUR_GRID = "QH-01-02-G01"  # a grid of the next community of the same street
 ADMIN = Caller(Principal("admin", frozenset({R.DISTRICT_ADMIN}), ("QH",)), "setup")
