@@ -427,6 +427,15 @@ def _cyrillic(text: str) -> str:
     return text + "\u0405"
 
 
+def _arabic_indic(text: str) -> str:
+    """The first ASCII digit as its Arabic-Indic twin (a digit to ``\\d`` and ``int``);
+    one appended when there is none."""
+    for n, char in enumerate(text):
+        if char.isascii() and char.isdigit():
+            return text[:n] + chr(0x660 + int(char)) + text[n + 1 :]
+    return text + "\u0660"
+
+
 MANGLINGS: dict[str, Callable[[str], str]] = {
     "trailing newline": lambda v: v + "\n",
     "leading space": lambda v: " " + v,
@@ -437,8 +446,12 @@ MANGLINGS: dict[str, Callable[[str], str]] = {
     "escape": lambda v: "\x1b" + v,
     "zero-width space": lambda v: v + "\u200b",
     "right-to-left override": lambda v: "\u202e" + v,
+    "non-breaking space": lambda v: v + "\u00a0",
+    "ideographic space": lambda v: "\u3000" + v,
+    "first character a space": lambda v: " " + v[1:],
     "full-width": _full_width,
     "one full-width character": lambda v: v[:-1] + _full_width(v[-1]) if v else "\uff10",
+    "one Arabic-Indic digit": _arabic_indic,
     "Cyrillic look-alike": _cyrillic,
     "over-long": lambda v: v + "0" * 200,
     "just over 100": lambda v: (v * 101)[:101],
