@@ -20,7 +20,6 @@ from civitas.eventkit import (
 )
 
 
-
 def in_ci(environ: Mapping[str, str]) -> bool:
     """Any non-empty CI value (true, 1, yes, …) is CI: a missing dependency fails there,
     never skips."""

@@ -20,11 +20,13 @@ class UnitKind(enum.StrEnum):
     GRID = "grid"
 
 
+# ASCII only ([0-9], not \d, which takes full-width and Arabic-Indic digits too),
+# matched whole: a look-alike or a trailing newline is another, invalid code.
 _CODE_SHAPES = [
-    (UnitKind.GRID, re.compile(r"^(?P<parent>[A-Z]{2,4}-\d{2}-\d{2})-G\d{2,3}$")),
-    (UnitKind.COMMUNITY, re.compile(r"^(?P<parent>[A-Z]{2,4}-\d{2})-\d{2}$")),
-    (UnitKind.STREET, re.compile(r"^(?P<parent>[A-Z]{2,4})-\d{2}$")),
-    (UnitKind.DISTRICT, re.compile(r"^[A-Z]{2,4}$")),
+    (UnitKind.GRID, re.compile(r"(?P<parent>[A-Z]{2,4}-[0-9]{2}-[0-9]{2})-G[0-9]{2,3}")),
+    (UnitKind.COMMUNITY, re.compile(r"(?P<parent>[A-Z]{2,4}-[0-9]{2})-[0-9]{2}")),
+    (UnitKind.STREET, re.compile(r"(?P<parent>[A-Z]{2,4})-[0-9]{2}")),
+    (UnitKind.DISTRICT, re.compile(r"[A-Z]{2,4}")),
 ]
 
 

@@ -329,6 +329,9 @@ async def test_trend_member_card_timeline_and_statement_and_the_same_over_http(
             await d.http("/api/scorecards/QH/trend?months=99"),
             await d.http("/api/members/unknown/card"),
             await d.http("/api/cases/unknown/timeline"),
+            await d.http(f"/api/members/{uuid.uuid4()}/card"),
+            await d.http(f"/api/cases/{uuid.uuid4()}/timeline"),
+            await d.http("/api/scorecards/QH/trend?months=%C2%B2"),  # "²": a digit to isdigit
         ]
 
     assert len(trend) == 13
@@ -353,5 +356,5 @@ async def test_trend_member_card_timeline_and_statement_and_the_same_over_http(
             always_print_fields_with_no_presence=True,
         ),
     )
-    assert [status for status, _ in refusals] == [401, 401, 400, 400, 400, 404, 404]
+    assert [status for status, _ in refusals] == [401, 401, 400, 400, 400, 400, 400, 404, 404, 400]
     assert all(body["error"] for _, body in refusals)

@@ -122,3 +122,26 @@ def test_the_chassis_client_names_each_command_it_sends_and_leaves_the_rest() ->
     assert with_request_id(chosen) is chosen
     query = party_orgs_pb2.GetAdminUnitRequest(code="QH")
     assert with_request_id(query) is query
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "{%s}",  # braces
+        "urn:uuid:%s",
+        " %s",
+        "%s\n",
+        "%s\u200b",  # a zero-width space
+    ],
+)
+def test_a_look_alike_of_a_request_id_is_no_request_id(look_alike: str) -> None:
+    given = str(uuid.uuid4())
+    with pytest.raises(InvalidInput, match="request_id"):
+        request_id_of(opening(request_id=look_alike % given))
+
+
+def test_unicode_digits_in_a_request_id_are_refused() -> None:
+    given = "0" + str(uuid.uuid4())[1:]
+    for digit in ("０", "٠"):  # full-width and Arabic-Indic zero: uuid.UUID takes both
+        with pytest.raises(InvalidInput, match="request_id"):
+            request_id_of(opening(request_id=digit + given[1:]))

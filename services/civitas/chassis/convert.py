@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from civitas.errors import InvalidInput
+from civitas.eventkit.ids import parse_uuid
 
 E = TypeVar("E", bound=enum.StrEnum)
 
@@ -28,13 +28,14 @@ def enum_out(value: enum.StrEnum, proto_enum: Any, prefix: str) -> Any:
 
 
 def uuid_in(value: str, field: str) -> str:
-    """A required id field holding a UUID, normalized."""
+    """A required id field holding a UUID (hex digits and dashes, nothing else), in
+    lower case."""
     if not value:
         raise InvalidInput(f"{field} is required")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)") from None
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)")
+    return parsed
 
 
 def timestamp_out(moment: datetime | None) -> Timestamp | None:

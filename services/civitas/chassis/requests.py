@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -41,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from civitas.errors import AlreadyExists, InvalidInput
 from civitas.eventkit import KeyedLocks, natural_id
+from civitas.eventkit.ids import parse_uuid
 
 from .auth import Principal
 
@@ -78,10 +78,10 @@ def request_id_of(request: Message) -> str | None:
     value = getattr(request, REQUEST_ID)
     if not value:
         return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidInput(f"request_id {value!r} is not a UUID") from None
+    parsed = parse_uuid(value)
+    if parsed is None:
+        raise InvalidInput(f"request_id {value!r} is not a UUID")
+    return parsed
 
 
 def digest_of(method: str, principal: Principal, request: Message) -> bytes:

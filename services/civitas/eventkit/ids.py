@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import uuid
 
 CIVITAS_NAMESPACE = uuid.UUID("5b0f2c1e-8f0a-4d8e-9c57-2a4c1d6e0b39")
@@ -33,3 +34,14 @@ def new_uuid() -> uuid.UUID:
     seeded once from the OS (and again in a forked child, so processes differ).
     """
     return uuid.UUID(bytes=_ids.randbytes(16), version=4)
+
+
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def parse_uuid(text: str) -> str | None:
+    """``text`` as a canonical (lower-case) uuid when it is one written the usual way,
+    else None. Stricter than ``uuid.UUID``, which also takes braces, ``urn:uuid:``,
+    Unicode digits and a space where a digit should be, so that look-alikes of one id
+    would name the same thing."""
+    return str(uuid.UUID(text)) if _UUID_TEXT.fullmatch(text) else None

@@ -82,7 +82,7 @@ def _error(status: int, message: str) -> web.Response:
 
 def _months(request: web.Request) -> int:
     text = request.query.get("months", "12")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²" and "１２" are digits to isdigit
         raise InvalidInput(f"months {text!r} is not a whole number")
     return int(text)
 
