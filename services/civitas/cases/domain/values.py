@@ -23,11 +23,10 @@ caller of funds can open an expenditure under an id a case will ask for."""
 
 
 def unit_code(value: str, field: str, *kinds: UnitKind) -> str:
-    """A unit code of one of ``kinds``, ASCII only: ``geography`` reads ``\\d``, which
-    also matches full-width and other scripts' digits (``QH-０１-０２`` would be a
-    community no one works for)."""
+    """A unit code of one of ``kinds`` (whole and ASCII, as ``geography`` reads codes),
+    refused naming the field it came in."""
     try:
-        kind = parse_unit_code(value)[0] if value.isascii() else None
+        kind: UnitKind | None = parse_unit_code(value)[0]
     except InvalidInput:
         kind = None
     if kind not in kinds:
