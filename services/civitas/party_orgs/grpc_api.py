@@ -30,24 +30,11 @@ MEMBER_NUMBER = (
 )
 
 
-UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def id_in(value: str, field: str) -> str:
-    """An id field: a UUID written out whole, in ASCII (``uuid_in`` alone also takes
-    look-alike digits, braces and ``urn:uuid:``, and would read them as another id)."""
-    if value and not UUID.fullmatch(value):
-        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)")
-    return uuid_in(value, field)
-
-
 def unit_code_in(value: str, field: str, kind: UnitKind | None = None) -> str:
-    """A unit code a request names, checked whole: ASCII only (a full-width or other
-    look-alike digit makes no code), the code's shape, and its kind when one is asked."""
+    """A unit code a request names, checked whole (ASCII letters and digits only: a
+    look-alike makes no code), and of the kind asked for, if any."""
     if not value:
         raise InvalidInput(f"{field} is required: a unit code such as QH-03-07")
-    if not value.isascii():
-        raise InvalidInput(f"{field} {value!r} is not a unit code: ASCII letters, digits, '-'")
     found, _ = parse_unit_code(value)
     if kind is not None and found is not kind:
         raise InvalidInput(f"{field} {value} is a {found}'s code, not a {kind}'s")
@@ -234,7 +221,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.AssignGridPostRequest, context: Any
     ) -> pb.AssignGridPostResponse:
         grid = unit_code_in(request.grid_code, "grid_code")
-        member_id = id_in(request.member_id, "member_id") if request.member_id else None
+        member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
         unit = await self.app.assign_post(
             current_caller(),
             grid,
@@ -303,7 +290,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.FoundPartyOrgRequest, context: Any
     ) -> pb.FoundPartyOrgResponse:
         kind = enum_in(request.kind, pb.PartyOrgKind, "PARTY_ORG_KIND_", OrgKind, "kind")
-        parent = id_in(request.parent_id, "parent_id") if request.parent_id else None
+        parent = uuid_in(request.parent_id, "parent_id") if request.parent_id else None
         unit_code = unit_code_in(request.unit_code, "unit_code")
         org = await self.app.found_org(current_caller(), kind, request.name, parent, unit_code)
         return pb.FoundPartyOrgResponse(org=await self._org_out(org))
@@ -313,8 +300,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.MovePartyOrgResponse:
         org = await self.app.move_org(
             current_caller(),
-            id_in(request.org_id, "org_id"),
-            id_in(request.new_parent_id, "new_parent_id"),
+            uuid_in(request.org_id, "org_id"),
+            uuid_in(request.new_parent_id, "new_parent_id"),
         )
         return pb.MovePartyOrgResponse(org=await self._org_out(org))
 
@@ -323,10 +310,10 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.SeatCommitteeMemberResponse:
         seat = request.seat
         role = enum_in(seat.role, pb.SeatRole, "SEAT_ROLE_", SeatRole, "seat.role")
-        member_id = id_in(seat.member_id, "seat.member_id") if seat.member_id else None
+        member_id = uuid_in(seat.member_id, "seat.member_id") if seat.member_id else None
         org = await self.app.seat(
             current_caller(),
-            id_in(request.org_id, "org_id"),
+            uuid_in(request.org_id, "org_id"),
             role,
             seat.holder,
             member_id,
@@ -342,10 +329,10 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             raise InvalidInput("name the holder, or give their person_id")
         org = await self.app.unseat(
             current_caller(),
-            id_in(request.org_id, "org_id"),
+            uuid_in(request.org_id, "org_id"),
             role,
             request.holder,
-            id_in(request.person_id, "person_id") if request.person_id else None,
+            uuid_in(request.person_id, "person_id") if request.person_id else None,
         )
         return pb.UnseatCommitteeMemberResponse(org=await self._org_out(org))
 
@@ -353,21 +340,21 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.DissolvePartyOrgRequest, context: Any
     ) -> pb.DissolvePartyOrgResponse:
         org = await self.app.dissolve_org(
-            current_caller(), id_in(request.org_id, "org_id"), request.reason
+            current_caller(), uuid_in(request.org_id, "org_id"), request.reason
         )
         return pb.DissolvePartyOrgResponse(org=await self._org_out(org))
 
     async def GetPartyOrg(
         self, request: pb.GetPartyOrgRequest, context: Any
     ) -> pb.GetPartyOrgResponse:
-        org_id = id_in(request.org_id, "org_id")
+        org_id = uuid_in(request.org_id, "org_id")
         org = await self.app._get(self.app.orgs, org_id, f"organization {org_id}")
         return pb.GetPartyOrgResponse(org=await self._org_out(org))
 
     async def WalkOrgTree(
         self, request: pb.WalkOrgTreeRequest, context: Any
     ) -> pb.WalkOrgTreeResponse:
-        root = id_in(request.root_id, "root_id") if request.root_id else None
+        root = uuid_in(request.root_id, "root_id") if request.root_id else None
         if request.max_depth < 0:
             raise InvalidInput("max_depth must be >= 0")
         if root is not None:
@@ -392,7 +379,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             current_caller(),
             key_in(request.member_number, "member_number", MEMBER_NUMBER),
             request.name,
-            id_in(request.org_id, "org_id"),
+            uuid_in(request.org_id, "org_id"),
             request.working,
             request.employer or None,
         )
@@ -403,8 +390,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.StartMemberTransferResponse:
         member = await self.app.start_transfer(
             current_caller(),
-            id_in(request.member_id, "member_id"),
-            id_in(request.to_org_id, "to_org_id"),
+            uuid_in(request.member_id, "member_id"),
+            uuid_in(request.to_org_id, "to_org_id"),
         )
         return pb.StartMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -412,7 +399,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ReceiveMemberTransferRequest, context: Any
     ) -> pb.ReceiveMemberTransferResponse:
         member = await self.app.receive_transfer(
-            current_caller(), id_in(request.member_id, "member_id")
+            current_caller(), uuid_in(request.member_id, "member_id")
         )
         return pb.ReceiveMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -420,7 +407,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.CancelMemberTransferRequest, context: Any
     ) -> pb.CancelMemberTransferResponse:
         member = await self.app.cancel_transfer(
-            current_caller(), id_in(request.member_id, "member_id"), request.reason
+            current_caller(), uuid_in(request.member_id, "member_id"), request.reason
         )
         return pb.CancelMemberTransferResponse(member=await self._member_to_proto(member))
 
@@ -429,7 +416,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.ReportToCommunityResponse:
         member = await self.app.report_to_community(
             current_caller(),
-            id_in(request.member_id, "member_id"),
+            uuid_in(request.member_id, "member_id"),
             unit_code_in(request.community_code, "community_code", UnitKind.COMMUNITY),
         )
         return pb.ReportToCommunityResponse(member=await self._member_to_proto(member))
@@ -451,7 +438,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             raise InvalidInput("activity.occurred_at is required")
         member = await self.app.record_activity(
             current_caller(),
-            id_in(request.member_id, "member_id"),
+            uuid_in(request.member_id, "member_id"),
             key_in(activity.activity_id, "activity.activity_id"),
             kind,
             activity.description,
@@ -468,7 +455,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         feedback = request.feedback
         member = await self.app.record_feedback(
             current_caller(),
-            id_in(request.member_id, "member_id"),
+            uuid_in(request.member_id, "member_id"),
             key_in(feedback.feedback_id, "feedback.feedback_id"),
             feedback.rating,
             feedback.comment,
@@ -489,14 +476,14 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         )
         member = await self.app.rate_appraisal(
             current_caller(),
-            id_in(request.member_id, "member_id"),
+            uuid_in(request.member_id, "member_id"),
             request.appraisal.year,
             rating,
         )
         return pb.RateAppraisalResponse(member=await self._member_to_proto(member))
 
     async def GetMember(self, request: pb.GetMemberRequest, context: Any) -> pb.GetMemberResponse:
-        member_id = id_in(request.member_id, "member_id")
+        member_id = uuid_in(request.member_id, "member_id")
         member = await self.app._get(self.app.members, member_id, f"member {member_id}")
         return pb.GetMemberResponse(member=await self._member_to_proto(member))
 
@@ -507,8 +494,8 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.FormPairingResponse:
         pairing = await self.app.form_pairing(
             current_caller(),
-            id_in(request.organ_org_id, "organ_org_id"),
-            id_in(request.community_org_id, "community_org_id"),
+            uuid_in(request.organ_org_id, "organ_org_id"),
+            uuid_in(request.community_org_id, "community_org_id"),
         )
         return pb.FormPairingResponse(pairing=pairing_to_proto(pairing))
 
@@ -516,14 +503,14 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.EndPairingRequest, context: Any
     ) -> pb.EndPairingResponse:
         pairing = await self.app.end_pairing(
-            current_caller(), id_in(request.pairing_id, "pairing_id"), request.reason
+            current_caller(), uuid_in(request.pairing_id, "pairing_id"), request.reason
         )
         return pb.EndPairingResponse(pairing=pairing_to_proto(pairing))
 
     async def ListPairings(
         self, request: pb.ListPairingsRequest, context: Any
     ) -> pb.ListPairingsResponse:
-        org_id = id_in(request.org_id, "org_id") if request.org_id else None
+        org_id = uuid_in(request.org_id, "org_id") if request.org_id else None
         await self.directory_ready()
         ids = await asyncio.to_thread(self.directory.pairings_of, org_id)
         return pb.ListPairingsResponse(

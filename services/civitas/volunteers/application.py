@@ -37,8 +37,7 @@ _PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 
 
 def _community(code: str) -> str:
-    """A community's code, checked whole (ASCII: a look-alike digit makes no code)."""
-    if not (code or "").isascii() or parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
+    if parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
         raise InvalidInput(f"community_code {code!r} is not a community's code")
     return code
 

@@ -21,17 +21,6 @@ SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 """A record's id in an earlier system, as ImportActivity takes it."""
 
 
-UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def id_in(value: str, field: str) -> str:
-    """An id field: a UUID written out whole, in ASCII (``uuid_in`` alone also takes
-    look-alike digits, braces and ``urn:uuid:``, and would read them as another id)."""
-    if value and not UUID.fullmatch(value):
-        raise InvalidInput(f"{field} {value!r} is not an id (a UUID)")
-    return uuid_in(value, field)
-
-
 def source_id_in(value: str) -> str | None:
     if value and not SOURCE_ID.fullmatch(value):
         raise InvalidInput(
@@ -115,7 +104,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
     async def RegisterVolunteer(
         self, request: pb.RegisterVolunteerRequest, context: Any
     ) -> pb.RegisterVolunteerResponse:
-        member_id = id_in(request.member_id, "member_id") if request.member_id else None
+        member_id = uuid_in(request.member_id, "member_id") if request.member_id else None
         volunteer = await self.app.register(
             current_caller(),
             request.name,
@@ -131,7 +120,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.SuspendVolunteerRequest, context: Any
     ) -> pb.SuspendVolunteerResponse:
         volunteer = await self.app.suspend(
-            current_caller(), id_in(request.volunteer_id, "volunteer_id"), request.reason
+            current_caller(), uuid_in(request.volunteer_id, "volunteer_id"), request.reason
         )
         return pb.SuspendVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
@@ -139,7 +128,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.ReinstateVolunteerRequest, context: Any
     ) -> pb.ReinstateVolunteerResponse:
         volunteer = await self.app.reinstate(
-            current_caller(), id_in(request.volunteer_id, "volunteer_id")
+            current_caller(), uuid_in(request.volunteer_id, "volunteer_id")
         )
         return pb.ReinstateVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
@@ -165,8 +154,8 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
 
     def _ids(self, request: Any) -> tuple[str, str]:
         return (
-            id_in(request.activity_id, "activity_id"),
-            id_in(request.volunteer_id, "volunteer_id"),
+            uuid_in(request.activity_id, "activity_id"),
+            uuid_in(request.volunteer_id, "volunteer_id"),
         )
 
     async def SignUp(self, request: pb.SignUpRequest, context: Any) -> pb.SignUpResponse:
@@ -207,7 +196,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         self, request: pb.IssueCertificateRequest, context: Any
     ) -> pb.IssueCertificateResponse:
         volunteer = await self.app.issue_certificate(
-            current_caller(), id_in(request.volunteer_id, "volunteer_id")
+            current_caller(), uuid_in(request.volunteer_id, "volunteer_id")
         )
         out = await self._volunteer_out(volunteer)
         return pb.IssueCertificateResponse(volunteer=out, certificate=out.certificates[-1])
@@ -225,7 +214,7 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
                 raise InvalidInput(f"attendance[{n}] needs checked_in_at and checked_out_at")
             records.append(
                 PastAttendance(
-                    id_in(record.volunteer_id, f"attendance[{n}].volunteer_id"),
+                    uuid_in(record.volunteer_id, f"attendance[{n}].volunteer_id"),
                     timestamp_in(record.checked_in_at),
                     timestamp_in(record.checked_out_at),
                     record.verified_tenths_of_hours or None,
@@ -251,11 +240,11 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
     async def GetVolunteer(
         self, request: pb.GetVolunteerRequest, context: Any
     ) -> pb.GetVolunteerResponse:
-        volunteer = await self.app.get_volunteer(id_in(request.volunteer_id, "volunteer_id"))
+        volunteer = await self.app.get_volunteer(uuid_in(request.volunteer_id, "volunteer_id"))
         return pb.GetVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
 
     async def GetActivity(
         self, request: pb.GetActivityRequest, context: Any
     ) -> pb.GetActivityResponse:
-        activity = await self.app.get_activity(id_in(request.activity_id, "activity_id"))
+        activity = await self.app.get_activity(uuid_in(request.activity_id, "activity_id"))
         return pb.GetActivityResponse(activity=self._activity_out(activity))
