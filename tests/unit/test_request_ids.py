@@ -145,3 +145,10 @@ def test_unicode_digits_in_a_request_id_are_refused() -> None:
     for digit in ("０", "٠"):  # full-width and Arabic-Indic zero: uuid.UUID takes both
         with pytest.raises(InvalidInput, match="request_id"):
             request_id_of(opening(request_id=digit + given[1:]))
+
+
+def test_queries_are_named_exactly_and_everything_else_is_a_command() -> None:
+    for query in ("GetCase", "ListCases", "ResolveGrid", "WalkOrgTree", "VerifyChains"):
+        assert is_query(query)
+    for command in ("ResolveCase", "VerifyHours", "RegisterCase", "Transfer"):
+        assert not is_query(command)

@@ -112,13 +112,15 @@ def may_see_personal_data(principal: Principal, *record_units: str) -> bool:
     return any(principal.covers(unit) for unit in record_units if unit)
 
 
-QUERY_PREFIXES = ("Get", "List", "Walk", "Resolve", "Verify")
+QUERY_PREFIXES = ("Get", "List")
+QUERIES = frozenset({"ResolveGrid", "WalkOrgTree", "VerifyChains"})
 
 
 def is_query(method_name: str) -> bool:
     """Whether an RPC only reads (any valid token may read); every other one is a
-    command, which checks role and scope."""
-    return method_name.startswith(QUERY_PREFIXES)
+    command, which checks role and scope. Named once, exactly: ``ResolveCase`` is a
+    command although ``ResolveGrid`` is a query."""
+    return method_name.startswith(QUERY_PREFIXES) or method_name in QUERIES
 
 
 SERVICE_GRANTS: dict[str, frozenset[str]] = {

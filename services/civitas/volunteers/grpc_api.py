@@ -208,6 +208,8 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         for field in ("starts_at", "ends_at"):
             if not spec.HasField(field):
                 raise InvalidInput(f"activity.{field} is required")
+        if spec.request_id:  # the import's own request_id names the request
+            raise InvalidInput("activity.request_id is not read: give the import's request_id")
         records = []
         for n, record in enumerate(request.attendance):
             if not (record.HasField("checked_in_at") and record.HasField("checked_out_at")):

@@ -626,19 +626,23 @@ class VerifyHoursRequest(_message.Message):
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     VOLUNTEER_ID_FIELD_NUMBER: _builtins.int
     TENTHS_OF_HOURS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     activity_id: _builtins.str
     volunteer_id: _builtins.str
     tenths_of_hours: _builtins.int
+    request_id: _builtins.str
+    """Optional; a UUID naming this request (AIP-155): see the README's "Retries"."""
     def __init__(
         self,
         *,
         activity_id: _builtins.str = ...,
         volunteer_id: _builtins.str = ...,
         tenths_of_hours: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "tenths_of_hours", b"tenths_of_hours", "volunteer_id", b"volunteer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "request_id", b"request_id", "tenths_of_hours", b"tenths_of_hours", "volunteer_id", b"volunteer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
