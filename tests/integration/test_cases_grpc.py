@@ -40,7 +40,8 @@ class World:
     authority: TokenAuthority
 
     def token(self, *roles: Role, scope: tuple[str, ...] = ("QH",)) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {self.authority.mint('staff', roles, scope)}")]
+        subject = "cases" if Role.SERVICE in roles else "staff"  # a service token names one
+        return [("authorization", f"Bearer {self.authority.mint(subject, roles, scope)}")]
 
     async def head(self) -> int:
         return await self.running.store.head_position()

@@ -628,7 +628,7 @@ async def test_party_orgs_runs_with_every_store_on_postgres(clock: ManualClock) 
             ids = await seed(client)
             resolved = await client.stub.ResolveGrid(
                 pb.ResolveGridRequest(community_code="QH-01-01", address="大光路12号"),
-                metadata=client.token(Role.SERVICE, scope=()),
+                metadata=client.token(Role.SERVICE, scope=("QH",), subject="cases"),
             )
             member = await client.stub.GetMember(
                 pb.GetMemberRequest(member_id=ids["member"]),

@@ -172,6 +172,7 @@ def forged(**claims: Any) -> Any:
     ("claims", "says"),
     [
         ({"roles": ["service", "district_admin"]}, "service role and no other"),
+        ({"roles": ["service"], "sub": "staff-1"}, "names its service"),
         ({"scope": ["QH-01-01\n"]}, "unit code"),
         ({"scope": "QH"}, "lists"),
         ({"sub": "x" * 65}, "subject"),

@@ -636,7 +636,9 @@ def requests(method: MethodDescriptor, known: Known) -> st.SearchStrategy[Messag
 
 SCOPES = [("QH",), ("QH-01",), ("QH-01-01",), ("QH-02",), ("QH-01-01-G01",), ("QH-01", "QH-02")]
 PEOPLE_ROLES = [r for r in Role if r is not Role.SERVICE]
-SERVICE_SUBJECTS = ["volunteers", "funds", "cases", "insights", "party_orgs", "stranger"]
+# A service token naming no service is refused when minted and when presented
+# (tests/integration/test_request_edge.py).
+SERVICE_SUBJECTS = ["volunteers", "funds", "cases", "insights", "party_orgs"]
 GARBAGE_AUTHORIZATION = [
     "",
     "Bearer",

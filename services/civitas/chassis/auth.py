@@ -20,6 +20,8 @@ from civitas.errors import DomainError, NotAllowed, Unauthenticated
 from civitas.eventkit import Metadata
 from civitas.geography import parse_unit_code
 
+from .settings import PORTS
+
 ISSUER = "civitas"
 AUDIENCE = "civitas"
 MAX_TOKEN_SECONDS = 12 * 3600
@@ -240,6 +242,8 @@ def _principal(subject: object, roles: list[Role], scope: list[object]) -> Princ
         raise ValueError(f"subject {subject!r} is not 1-64 letters, digits and _.@:-")
     if Role.SERVICE in roles and len(set(roles)) > 1:
         raise ValueError("a service token holds the service role and no other")
+    if Role.SERVICE in roles and subject not in PORTS:
+        raise ValueError(f"a service token names its service, one of {sorted(PORTS)}")
     if len(scope) > 50:
         raise ValueError("a scope names at most 50 units")
     for code in scope:
