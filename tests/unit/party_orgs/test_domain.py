@@ -68,11 +68,13 @@ def test_a_malformed_unit_code_is_refused(code: str) -> None:
         AdminUnit.register(code, "name", 0, [])
 
 
-def test_only_a_grid_covers_addresses_and_population_is_not_negative() -> None:
+def test_only_a_grid_covers_addresses_and_population_is_bounded() -> None:
     with pytest.raises(InvalidInput, match="only a grid"):
         AdminUnit.register("QH-01-01", "社区", 100, ["大光路1号"])
-    with pytest.raises(InvalidInput, match="population"):
-        AdminUnit.register("QH-01-01", "社区", -1, [])
+    for population in (-1, 10_000_001, 2**31, 2**63 - 1):  # int64 in the request
+        with pytest.raises(InvalidInput, match="population is from 0 to 10,000,000"):
+            AdminUnit.register("QH-01-01", "社区", population, [])
+    assert AdminUnit.register("QH-01-01", "社区", 10_000_000, []).population == 10_000_000
     with pytest.raises(InvalidInput, match="name is required"):
         AdminUnit.register("QH-01-01", "  ", 1, [])
 

@@ -61,6 +61,11 @@ def _post_vacated_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+MAX_POPULATION = 10_000_000
+"""More residents than any district has (Nanjing as a whole has about 9.5 million):
+insights keeps a unit's population in a 32-bit column and a scorecard's field."""
+
+
 class AdminUnit(Aggregate):
     """A street, community or grid (or the district); its id is its code."""
 
@@ -79,8 +84,8 @@ class AdminUnit(Aggregate):
     @classmethod
     def register(cls, code: str, name: str, population: int, addresses: list[str]) -> AdminUnit:
         kind, parent = parse_unit_code(code)
-        if population < 0:
-            raise InvalidInput(f"population must be >= 0, not {population}")
+        if not 0 <= population <= MAX_POPULATION:
+            raise InvalidInput(f"population is from 0 to {MAX_POPULATION:,}, not {population}")
         if addresses and kind is not UnitKind.GRID:
             raise InvalidInput("only a grid covers addresses")
         cleaned = [check_text("address", a) for a in addresses]
