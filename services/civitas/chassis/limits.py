@@ -46,7 +46,7 @@ FREE_TEXT = frozenset(
 )
 """Fields of free text: up to 500 characters, line breaks and tabs allowed."""
 
-LONGER_CHARS = {"address": 200, "addresses": 200, "page_token": 200, "title": 200}
+LONGER_CHARS = {"address": 200, "page_token": 200, "title": 200}
 
 DEFAULT_ITEMS = 50
 ITEMS = {"attendance": 1000, "addresses": 200}
