@@ -25,7 +25,7 @@ from civitas.eventkit import (
     natural_id,
 )
 from civitas.eventkit.ids import new_uuid
-from civitas.eventkit.personal import PersonalDataVault
+from civitas.eventkit.personal import PersonalDataVault, is_person_id
 from civitas.geography import UnitKind
 from civitas.validation import required_text
 
@@ -529,9 +529,7 @@ def _authorize_grid(
 
 def _person_id(field: str, text: str | None) -> str | None:
     """A person id given by a caller: a member's id, or one a vault made (kind-uuid)."""
-    if text is not None and not _PERSON_ID.fullmatch(text):
+    if text is not None and not is_person_id(text):
         raise InvalidInput(f"{field} {text!r} is not a person's id")
     return text
 
-
-_PERSON_ID = re.compile(r"([a-z_]+-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

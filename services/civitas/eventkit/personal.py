@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -41,6 +42,16 @@ _index = sa.Table(
     sa.Column("person_id", sa.String(200), nullable=False, index=True),
 )
 _INDEX_KEY_ID = "__index_key__"
+_PERSON_ID = re.compile(
+    r"(?:[a-z_]{1,20}-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
+)
+
+
+def is_person_id(text: str) -> bool:
+    """Whether ``text`` is a person's id as the vaults write it, whole: a member's id (a
+    UUID), or the kind of person and a UUID a vault drew (``resident-…``,
+    ``volunteer-…``, ``holder-…``, ``staff-…``, ``mediator-…``), in lower case."""
+    return _PERSON_ID.fullmatch(text) is not None
 
 
 class PersonalDataVault:
