@@ -637,8 +637,10 @@ async def load_case_funding(
         return (await cases.ImportCase(request)).case
 
     async def approved(expenditure_id: str) -> None:
-        """Approve until no approval is missing (above the street's threshold it takes
-        two); funds opens the expenditure once it has read the case's request."""
+        """Give the approval the expenditure waits for, once funds has opened it from the
+        case's request. Each approval comes from another person: the demo's requests are
+        below the street's threshold and need one; one above it would wait for a street
+        approver (a third person) and stay pending here."""
         for _ in range(300):
             try:
                 got = await approver.GetExpenditure(
