@@ -601,6 +601,7 @@ async def load_case_funding(
     when every request had its outcome already."""
     from civitas.cases.v1 import cases_pb2 as cpb
     from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
+    from civitas.eventkit import natural_id
     from civitas.funds.v1 import funds_pb2 as fpb
     from civitas.funds.v1 import funds_pb2_grpc as fpb_grpc
 
@@ -615,8 +616,17 @@ async def load_case_funding(
     pending = cpb.FUNDING_STATUS_PENDING
 
     async def taken(n: int, grid: tuple[str, str, list[str]], problem: str) -> Any:
-        """The case, dispatched to the grid and accepted by its handler (imported with
-        a fixed id: a second run gets the same case back)."""
+        """The case, dispatched to the grid and accepted by its handler, imported under a
+        fixed source id. A second run finds it under the id cases derives from the source
+        id (sending the import again would be another request under that source id: its
+        times are today's, and cases refuses that)."""
+        source_id = f"demo-saga-{n}"
+        try:
+            imported = natural_id("imported-case", source_id)
+            return (await cases.GetCase(cpb.GetCaseRequest(case_id=str(imported)))).case
+        except grpc.aio.AioRpcError as missing:
+            if missing.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
         code, _, addresses = grid
         request = cpb.ImportCaseRequest(
             intake=cpb.RegisterCaseRequest(
@@ -630,7 +640,7 @@ async def load_case_funding(
             ),
             category="公共设施",
             grid_code=code,
-            source_id=f"demo-saga-{n}",
+            source_id=source_id,
         )
         request.received_at.FromDatetime(now - timedelta(hours=2))
         request.dispatched_at.FromDatetime(now - timedelta(hours=1))
