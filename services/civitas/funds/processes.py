@@ -3,9 +3,10 @@
 - A case's request for money (cases' ``CaseFundingRequested``) opens an
   expenditure under the id the case chose, so a redelivered request opens nothing
   twice; it is refused at once when the fund or the payee does not exist.
-- People approve it as they approve any expenditure: the approver is never the
-  requester, and above the threshold the street approves too. The saga approves
-  nothing on anyone's behalf.
+- People approve it as they approve any expenditure: each approval comes from
+  another person, never the requester, and above the threshold the street approves
+  too. The saga approves nothing on anyone's behalf; it acts as a principal that holds
+  no role, through internal steps that no caller's token can reach.
 - Once it has every approval (funds' own ``ExpenditureApproved``), the money is
   held and paid, or the expenditure is voided with the reason when the fund
   cannot cover it. Cases records the outcome from funds' events.
