@@ -11,6 +11,7 @@ are refused with :class:`AlreadyExists` and nothing is stored.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,18 +101,16 @@ def parse_account_id(value: str, field: str = "account_id") -> tuple[AccountKind
     if len(value) > MAX_ACCOUNT_ID_CHARS:
         raise InvalidInput(f"{field} is longer than {MAX_ACCOUNT_ID_CHARS} characters")
     parts = value.split(":")
-    kinds = {kind.value for kind in AccountKind}
-    try:
-        if len(parts) != 3 or parts[0] not in kinds:
-            raise InvalidInput("not three parts")
+    kinds = sorted(kind.value for kind in AccountKind)
+    if len(parts) == 3 and parts[0] in kinds:
         kind, owner, key = AccountKind(parts[0]), parts[1], parts[2]
-        account_id(kind, owner, key)
-    except InvalidInput:
-        raise InvalidInput(
-            f"{field} {value!r:.60} is not kind:owner:key (a kind of {sorted(kinds)}, "
-            "a unit code and a short lower-case key, e.g. fund:QH-01-01:special)"
-        ) from None
-    return kind, owner, key
+        with contextlib.suppress(InvalidInput):  # a bad owner or key: said below, whole
+            account_id(kind, owner, key)
+            return kind, owner, key
+    raise InvalidInput(
+        f"{field} {value!r:.60} is not kind:owner:key (a kind of {kinds}, "
+        "a unit code and a short lower-case key, e.g. fund:QH-01-01:special)"
+    )
 
 
 def owner_of(account: str, field: str = "account_id") -> str:
