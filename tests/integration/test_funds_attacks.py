@@ -25,7 +25,8 @@ C = grpc.StatusCode
 YUAN = 100
 COMMUNITY = "QH-01-01"
 FUND = f"fund:{COMMUNITY}:special"
-OWN_PAYEE = f"payee:{COMMUNITY}:shop"  # a payee the community's finance may pay directly
+OWN_FUND = f"fund:{COMMUNITY}:activities"  # another fund the community's finance may fill
+OWN_PAYEE = f"payee:{COMMUNITY}:shop"  # paid from a fund only through an expenditure
 DISTRICT_PAYEE = "payee:QH:yinfa"
 DEPARTMENT = "source:QH:civil-affairs"
 HUGE = 10**11  # a billion yuan
@@ -68,8 +69,8 @@ class Ledger:
 
 @pytest.fixture
 async def ledger(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Ledger]:
-    """The community's special fund for the year, a payee of its own, a district payee
-    and a department's budget."""
+    """The community's special fund for the year, another fund and a payee of its own, a
+    district payee and a department's budget."""
     settings = ServiceSettings.from_env(
         "funds", {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET}
     )
@@ -83,6 +84,7 @@ async def ledger(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Ledger]:
             pb.AllocateYearRequest(community_code=COMMUNITY, year=year), metadata=ADMIN
         )
         for kind, owner, key, name in [
+            (pb.ACCOUNT_KIND_FUND, COMMUNITY, "activities", "社区活动经费"),
             (pb.ACCOUNT_KIND_PAYEE, COMMUNITY, "shop", "社区便民店"),
             (pb.ACCOUNT_KIND_PAYEE, "QH", "yinfa", "银发餐桌服务社"),
             (pb.ACCOUNT_KIND_SOURCE, "QH", "civil-affairs", "区民政局"),
@@ -110,12 +112,12 @@ async def test_an_allocations_key_sent_as_an_idempotency_key_creates_no_money(
             ),
             INSIDER,
         )
-        for payee in (OWN_PAYEE, DISTRICT_PAYEE)
+        for payee in (OWN_FUND, DISTRICT_PAYEE)
     ]
 
     assert codes == [C.FAILED_PRECONDITION, C.PERMISSION_DENIED]  # short of money; not his
     assert await ledger.head() == before
-    assert [await ledger.balance(p) for p in (OWN_PAYEE, DISTRICT_PAYEE)] == [0, 0]
+    assert [await ledger.balance(p) for p in (OWN_FUND, DISTRICT_PAYEE)] == [0, 0]
     assert await ledger.balance(FUND) == 200_000 * YUAN
     assert await ledger.trial_total() == 0
 
@@ -124,12 +126,12 @@ async def test_a_key_used_once_cannot_credit_another_account_or_debit_another_so
     ledger: Ledger,
 ) -> None:
     first = pb.TransferRequest(
-        idempotency_key="invoice-7", from_account=FUND, to_account=OWN_PAYEE, amount_fen=100
+        idempotency_key="invoice-7", from_account=FUND, to_account=OWN_FUND, amount_fen=100
     )
     await ledger.stub.Transfer(first, metadata=INSIDER)
     await ledger.stub.Transfer(
         pb.TransferRequest(
-            idempotency_key="grant-1", from_account=DEPARTMENT, to_account=OWN_PAYEE, amount_fen=50
+            idempotency_key="grant-1", from_account=DEPARTMENT, to_account=OWN_FUND, amount_fen=50
         ),
         metadata=ADMIN,
     )
@@ -141,7 +143,7 @@ async def test_a_key_used_once_cannot_credit_another_account_or_debit_another_so
             pb.TransferRequest(
                 idempotency_key="invoice-7",
                 from_account=FUND,
-                to_account=OWN_PAYEE,
+                to_account=OWN_FUND,
                 amount_fen=HUGE,  # the same accounts, another amount
             ),
             INSIDER,
@@ -151,7 +153,7 @@ async def test_a_key_used_once_cannot_credit_another_account_or_debit_another_so
             pb.TransferRequest(
                 idempotency_key="grant-1",
                 from_account="source:QH:budget",  # another source: a debit with no credit
-                to_account=OWN_PAYEE,
+                to_account=OWN_FUND,
                 amount_fen=50,
             ),
             ADMIN,
@@ -161,7 +163,7 @@ async def test_a_key_used_once_cannot_credit_another_account_or_debit_another_so
             pb.TransferRequest(
                 idempotency_key="invoice-7",
                 from_account=FUND,
-                to_account=OWN_PAYEE,
+                to_account=OWN_FUND,
                 amount_fen=100,
                 memo="another memo",
             ),
@@ -171,7 +173,7 @@ async def test_a_key_used_once_cannot_credit_another_account_or_debit_another_so
 
     assert codes == [C.ALREADY_EXISTS] * 3
     assert await ledger.head() == before
-    assert await ledger.balance(OWN_PAYEE) == 150
+    assert await ledger.balance(OWN_FUND) == 150
     assert await ledger.balance("source:QH:budget") == -200_000 * YUAN
     assert await ledger.trial_total() == 0
 
@@ -241,3 +243,26 @@ async def test_one_district_admin_cannot_give_both_approvals(ledger: Ledger) -> 
     assert list(after.expenditure.approvers) == ["admin-1"]
     assert approved.expenditure.status == pb.EXPENDITURE_STATUS_APPROVED
     assert list(approved.expenditure.approvers) == ["admin-1", "admin-2"]
+
+
+async def test_a_fund_pays_a_payee_only_through_an_expenditure_others_approve(
+    ledger: Ledger,
+) -> None:
+    """A community's finance officer holds both accounts in scope, yet a transfer from the
+    fund to the community's own payee would skip the approvals of an expenditure."""
+    before = await ledger.head()
+    for who in (INSIDER, ADMIN):
+        code = await ledger.refused(
+            "Transfer",
+            pb.TransferRequest(
+                idempotency_key="shop-invoice-1",
+                from_account=FUND,
+                to_account=OWN_PAYEE,
+                amount_fen=10_000 * YUAN,
+                memo="直接付款",
+            ),
+            who,
+        )
+        assert code is C.FAILED_PRECONDITION
+    assert await ledger.head() == before
+    assert (await ledger.balance(FUND), await ledger.balance(OWN_PAYEE)) == (200_000 * YUAN, 0)

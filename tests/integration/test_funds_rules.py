@@ -124,8 +124,10 @@ async def test_an_account_key_is_bound_to_the_account_it_opened(world: World) ->
 async def test_only_sources_run_negative_and_an_expenditure_pays_only_a_payee(
     world: World,
 ) -> None:
-    await world.app.transfer(SETUP, "fee-1", FUND, PAYEE, 300, "服务费")
+    await world.app.transfer(SETUP, "fee-1", "source:QH:budget", PAYEE, 300, "服务费")
     before = await world.store.head_position()
+    with pytest.raises(RuleViolation, match="only through an expenditure"):
+        await world.app.transfer(SETUP, "fee-2", FUND, PAYEE, 300, "服务费")
     with pytest.raises(RuleViolation, match=r"payee:QH:yinfa has 3\.00 yuan available"):
         await world.app.transfer(SETUP, "tap-1", PAYEE, FUND, 301, "退款")
     with pytest.raises(RuleViolation, match="fund:QH-01-02:special is a fund account, not a"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +213,9 @@ async def volunteers_at_their_longest(stub: vgrpc.VolunteersServiceStub, member_
 async def funds_at_their_longest(stub: fgrpc.FundsServiceStub) -> None:
     m = caller()
     longest_key = "k" + "y" * 40  # an account key's longest
-    fund = await stub.AllocateYear(
-        fpb.AllocateYearRequest(community_code="QH-01-01", year=2026), metadata=m
+    year = datetime.now(UTC).year  # the open fiscal year, on the service's own clock
+    await stub.AllocateYear(
+        fpb.AllocateYearRequest(community_code="QH-01-01", year=year), metadata=m
     )
     payee = await stub.OpenAccount(
         fpb.OpenAccountRequest(
@@ -224,7 +226,7 @@ async def funds_at_their_longest(stub: fgrpc.FundsServiceStub) -> None:
     await stub.Transfer(
         fpb.TransferRequest(
             idempotency_key=KEY,
-            from_account=fund.fund.account_id,
+            from_account="source:QH:budget",  # a fund pays a payee only by an expenditure
             to_account=payee.account.account_id,
             amount_fen=100,
             memo=TEXT,

@@ -221,21 +221,28 @@ class Funds:
     ) -> tuple[str, Account, Account]:
         """Move money between two accounts the caller has in scope. The key binds the
         transfer: the same key again with the same request is a retry; with anything
-        else it is refused and nothing moves."""
+        else it is refused and nothing moves. Money leaves a fund for a payee or an
+        expense account only through an expenditure (approved by other people), never
+        by a transfer."""
         transfer_id = client_transfer_id_for(idempotency_key)
         owners = owner_of(from_account, "from_account"), owner_of(to_account, "to_account")
         check_amount(amount_fen)
         memo = _memo(memo)
         authorize_all(caller.principal, FINANCE, *owners)
-        await self._account(from_account, NotFound)
-        await self._account(to_account, NotFound)
+        paying = await self._account(from_account, NotFound)
+        receiving = await self._account(to_account, NotFound)
+        if paying.kind is AccountKind.FUND and receiving.kind in PAYABLE:
+            raise RuleViolation(
+                f"{from_account} pays {to_account} only through an expenditure, which "
+                "people other than its requester approve (RequestExpenditure)"
+            )
         try:
             paying, receiving = await self._move_id(
                 transfer_id, from_account, to_account, amount_fen, memo, caller
             )
         except AlreadyExists as conflict:
             raise AlreadyExists(
-                f"idempotency_key {idempotency_key.strip()!r} was used for another transfer "
+                f"idempotency_key {idempotency_key!r} was used for another transfer "
                 f"({conflict})"
             ) from None
         return transfer_id, paying, receiving
@@ -535,7 +542,7 @@ class Funds:
                 task = await self.tasks.get(wanted.id)
         if not task.is_same_assignment(wanted):
             raise AlreadyExists(
-                f"idempotency_key {idempotency_key.strip()!r} was used for another task; "
+                f"idempotency_key {idempotency_key!r} was used for another task; "
                 "nothing was done"
             )
         task.check_not_cancelled()

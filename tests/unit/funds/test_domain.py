@@ -18,6 +18,7 @@ from civitas.funds.domain.accounts import (
     transfer_id_for,
 )
 from civitas.funds.domain.expenditures import ApprovalLevel, Expenditure, ExpenditureStatus
+from civitas.funds.domain.tasks import task_id_for
 
 NOW = datetime(2026, 6, 1, 10, tzinfo=UTC)
 
@@ -215,8 +216,20 @@ def test_only_a_source_may_run_negative() -> None:
 def test_a_callers_keys_never_name_a_transfer_the_system_derived() -> None:
     for key in ("allocation:2026:QH-01-01", "expenditure:e1", "task:t1", "invoice-88"):
         assert client_transfer_id_for(key) != transfer_id_for(key)
-    assert client_transfer_id_for(" invoice-88 ") == client_transfer_id_for("invoice-88")
-    with pytest.raises(InvalidInput, match="idempotency_key is longer than 100"):
+    assert client_transfer_id_for("k" * 100)
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [" invoice-88", "invoice-88 ", "invoice-88\n", "invoice\u200b-88", "invоice-88", "ｉnvoice-88"],
+)
+def test_a_key_is_taken_whole_and_a_look_alike_is_refused(look_alike: str) -> None:
+    """Never trimmed, never folded: a look-alike would otherwise name the key it resembles
+    (a space, a zero-width space, a Cyrillic о, a full-width ｉ)."""
+    for derive in (client_transfer_id_for, task_id_for):
+        with pytest.raises(InvalidInput, match="idempotency_key"):
+            derive(look_alike)
+    with pytest.raises(InvalidInput, match="idempotency_key"):
         client_transfer_id_for("k" * 101)
 
 

@@ -20,6 +20,7 @@ those derived from a caller's idempotency key (:func:`client_transfer_id_for`).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ MAX_AMOUNT_FEN = 10**12
 """The most one movement may carry: 10,000,000,000 yuan (far above any budget line, and
 far below what the ledger's 64-bit columns hold)."""
 MAX_KEY_CHARS = 100
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/#-]{0,99}")
 
 
 class AccountKind(enum.StrEnum):
@@ -45,21 +47,26 @@ def transfer_id_for(system_key: str) -> str:
     """The transfer the system makes for one of its own keys (``allocation:2026:QH-01-01``,
     ``expenditure:<id>``, ``task:<id>``): a retry finds the same transfer. Never called
     with a caller's key (see :func:`client_transfer_id_for`)."""
-    return str(natural_id("transfer", _checked_key(system_key)))
+    return str(natural_id("transfer", checked_key(system_key)))
 
 
 def client_transfer_id_for(idempotency_key: str) -> str:
     """The transfer a caller's idempotency key names: derived in a namespace of its own,
     so that no key a caller sends can name a transfer the system derived for itself."""
-    return str(natural_id("client-transfer", _checked_key(idempotency_key)))
+    return str(natural_id("client-transfer", checked_key(idempotency_key)))
 
 
-def _checked_key(key: str) -> str:
-    key = (key or "").strip()
+def checked_key(key: str) -> str:
+    """An idempotency key as given, whole: 1-100 ASCII letters, digits and ``_.:@/#-``
+    (a letter or digit first). Nothing is trimmed: a key with a space, an invisible or a
+    look-alike character is refused, never taken for the key it resembles."""
     if not key:
         raise InvalidInput("idempotency_key is required")
-    if len(key) > MAX_KEY_CHARS:
-        raise InvalidInput(f"idempotency_key is longer than {MAX_KEY_CHARS} characters")
+    if not _KEY.fullmatch(key):
+        raise InvalidInput(
+            f"idempotency_key {key[:MAX_KEY_CHARS]!r} is not 1-{MAX_KEY_CHARS} ASCII letters, "
+            "digits and _.:@/#- (a letter or digit first)"
+        )
     return key
 
 

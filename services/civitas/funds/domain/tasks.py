@@ -15,11 +15,11 @@ from civitas.errors import RuleViolation
 from civitas.eventkit import Aggregate, DomainEvent, applies, natural_id
 from civitas.validation import required_text
 
-from .accounts import check_amount, transfer_id_for
+from .accounts import check_amount, checked_key, transfer_id_for
 
 
 def task_id_for(idempotency_key: str) -> str:
-    return str(natural_id("task", required_text("idempotency_key", idempotency_key, 100)))
+    return str(natural_id("task", checked_key(idempotency_key)))
 
 
 class TaskStatus(enum.StrEnum):
