@@ -76,12 +76,18 @@ def start_metrics_server(host: str, port: int) -> int:
     return int(http_server.server_port)
 
 
-async def serve_until_stopped(server: GrpcServer) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+async def serve_until_stopped(
+    server: GrpcServer, announce: Callable[[], None] | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully. ``announce`` says the
+    server is ready, once the signals are caught: a signal sent as soon as it is read
+    stops the server gracefully instead of killing the process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if announce is not None:
+        announce()
     await stop.wait()
     log.info("stopping", port=server.port)
     await server.stop()

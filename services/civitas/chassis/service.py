@@ -196,8 +196,8 @@ def serve(
         settings = ServiceSettings.from_env(service)
         start_metrics_server(settings.host, settings.metrics_port)
         async with run(settings) as running:
-            print(f"{service} ready on {settings.host}:{running.server.port}", flush=True)
-            await serve_until_stopped(running.server)
+            ready = f"{service} ready on {settings.host}:{running.server.port}"
+            await serve_until_stopped(running.server, lambda: print(ready, flush=True))
 
     try:
         asyncio.run(main())
