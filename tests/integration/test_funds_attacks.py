@@ -266,3 +266,35 @@ async def test_a_fund_pays_a_payee_only_through_an_expenditure_others_approve(
         assert code is C.FAILED_PRECONDITION
     assert await ledger.head() == before
     assert (await ledger.balance(FUND), await ledger.balance(OWN_PAYEE)) == (200_000 * YUAN, 0)
+
+
+DISTRICT_FINANCE = token("finance-qh", Role.FINANCE_OFFICER, "QH")
+
+
+async def test_no_transfer_pays_a_payee_or_tops_up_a_fund_past_the_policy(ledger: Ledger) -> None:
+    """A district finance officer acting alone: the budget paying a payee of his
+    choosing, money paid to one payee moved on to another, and the special fund topped
+    up past the yearly allocation by a plain transfer. Each is refused; nothing moves."""
+    before = await ledger.head()
+    moves = [
+        ("source:QH:budget", DISTRICT_PAYEE, C.FAILED_PRECONDITION),  # paid only by expenditure
+        (OWN_PAYEE, DISTRICT_PAYEE, C.FAILED_PRECONDITION),
+        ("source:QH:budget", FUND, C.PERMISSION_DENIED),  # money enters the funds by policy
+    ]
+    for n, (source, target, code) in enumerate(moves):
+        refused = await ledger.refused(
+            "Transfer",
+            pb.TransferRequest(
+                idempotency_key=f"alone-{n}",
+                from_account=source,
+                to_account=target,
+                amount_fen=HUGE,
+                memo="一个人办",
+            ),
+            DISTRICT_FINANCE,
+        )
+        assert refused is code, (source, target)
+    assert await ledger.head() == before
+    assert await ledger.balance(FUND) == 200_000 * YUAN
+    assert await ledger.balance(DISTRICT_PAYEE) == 0
+    assert await ledger.trial_total() == 0

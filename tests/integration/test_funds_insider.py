@@ -34,7 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from civitas.chassis.auth import Caller, Principal, Role
 from civitas.errors import DomainError
-from civitas.eventkit import ManualClock, SqliteEventStore
+from civitas.eventkit import EventFilter, ManualClock, SqliteEventStore
 from civitas.funds.application import CaseRequest, Funds
 from civitas.funds.domain.accounts import YUAN, AccountKind
 from civitas.funds.domain.expenditures import Expenditure, ExpenditureStatus
@@ -474,6 +474,24 @@ class FundsInsider(RuleBasedStateMachine):
                 reserved.add(expenditure.transfer_id)
         holds = {t for p in self.positions().values() for t, _ in p.holds}
         assert holds <= reserved
+
+
+    @invariant()
+    def payees_and_expense_accounts_are_paid_only_by_approved_expenditures(self) -> None:
+        """No transfer credits one: a single finance officer could otherwise pay anyone,
+        or move approved money on, with nobody else approving."""
+        approved = set()
+        for expenditure_id in self.expenditures + self.case_expenditures:
+            expenditure: Expenditure = self.run(self.app.expenditures.get(expenditure_id))
+            if expenditure.approvals:
+                approved.add(expenditure.transfer_id)
+        credits = self.run(
+            self.store.read_all(limit=100_000, filter=EventFilter.of(event_types=["Credited"]))
+        )
+        for credit in credits:
+            account = credit.stream_id.partition("-")[2]
+            if account.startswith(("payee:", "expense:")):
+                assert credit.data["transfer_id"] in approved, f"{account} paid unapproved"
 
 
 FundsInsider.TestCase.settings = settings(

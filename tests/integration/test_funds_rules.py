@@ -14,15 +14,17 @@ import pytest
 from civitas.chassis.auth import Caller, Principal, Role
 from civitas.chassis.requests import id_for
 from civitas.errors import AlreadyExists, InvalidInput, NotAllowed, RuleViolation
-from civitas.eventkit import ManualClock, SqliteEventStore
+from civitas.eventkit import EventFilter, ManualClock, SqliteEventStore
 from civitas.funds.application import MAX_ALLOCATION_FEN, YEARLY_ALLOCATION_FEN
-from civitas.funds.domain.accounts import YUAN, AccountKind
+from civitas.funds.domain.accounts import YUAN, AccountKind, client_transfer_id_for
 from civitas.funds.domain.expenditures import ExpenditureStatus
 from tests.integration.test_funds_authorization import (
     CLERK,
     DEPARTMENT,
     FUND,
+    NEIGHBOUR_FUND,
     PAYEE,
+    SECRETARY,
     SETUP,
     World,
     build_world,
@@ -124,10 +126,14 @@ async def test_an_account_key_is_bound_to_the_account_it_opened(world: World) ->
 async def test_only_sources_run_negative_and_an_expenditure_pays_only_a_payee(
     world: World,
 ) -> None:
-    await world.app.transfer(SETUP, "fee-1", "source:QH:budget", PAYEE, 300, "服务费")
+    fee = await world.app.request_expenditure(CLERK, "QH-01-01", PAYEE, 300, "服务费", "发票", None)
+    await world.app.approve(SECRETARY, fee.id)
+    await world.app.reserve(SETUP, fee.id)
+    await world.app.disburse(SETUP, fee.id)
     before = await world.store.head_position()
-    with pytest.raises(RuleViolation, match="only through an expenditure"):
-        await world.app.transfer(SETUP, "fee-2", FUND, PAYEE, 300, "服务费")
+    for source in (FUND, "source:QH:budget", PAYEE):  # a payee is paid by an expenditure alone
+        with pytest.raises(RuleViolation, match="only through an expenditure"):
+            await world.app.transfer(SETUP, f"fee-from-{source}", source, PAYEE, 300, "服务费")
     with pytest.raises(RuleViolation, match=r"payee:QH:yinfa has 3\.00 yuan available"):
         await world.app.transfer(SETUP, "tap-1", PAYEE, FUND, 301, "退款")
     with pytest.raises(RuleViolation, match="fund:QH-01-02:special is a fund account, not a"):
@@ -201,3 +207,27 @@ async def test_a_year_is_closed_only_once_it_has_begun(world: World, clock: Manu
         await world.app.close_year(SETUP, "fund:QH-01-01:subsidy", 0)
     closed = await world.app.close_year(COMMUNITY_FINANCE, "fund:QH-01-01:subsidy", 2025)
     assert closed.closed_years == {2025: 0}
+
+
+async def test_after_a_crash_between_debit_and_credit_the_key_moves_nothing_else(
+    world: World, clock: ManualClock
+) -> None:
+    """The transfer's own record is written before its debit: a crash that leaves the
+    debit without its credit leaves the key bound to the whole movement, so reusing it
+    from another source is refused, and the retry completes the transfer."""
+    subsidy = "fund:QH-01-01:subsidy"
+    key, now = "inv-8", clock.now()
+    transfer_id = client_transfer_id_for(key)
+    await world.app._bind(transfer_id, FUND, subsidy, 500, "", SETUP)  # the crashed attempt:
+    await world.app.accounts.update(FUND, lambda a: a.debit(transfer_id, 500, subsidy, now))
+    before = await world.store.head_position()
+
+    with pytest.raises(AlreadyExists, match="'inv-8' was used for another transfer"):
+        await world.app.transfer(SETUP, key, NEIGHBOUR_FUND, subsidy, 500, "")
+    assert await world.store.head_position() == before
+
+    await world.app.transfer(SETUP, key, FUND, subsidy, 500, "")  # the retry completes it
+    opened = await world.store.read_all(filter=EventFilter.of(event_types=["LedgerAccountOpened"]))
+    ids = [e.stream_id.partition("-")[2] for e in opened]
+    assert sum([await balance(world, account) for account in ids]) == 0  # the ledger sums to 0
+    assert await balance(world, subsidy) == 500

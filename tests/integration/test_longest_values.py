@@ -217,7 +217,7 @@ async def funds_at_their_longest(stub: fgrpc.FundsServiceStub) -> None:
     await stub.AllocateYear(
         fpb.AllocateYearRequest(community_code="QH-01-01", year=year), metadata=m
     )
-    payee = await stub.OpenAccount(
+    await stub.OpenAccount(
         fpb.OpenAccountRequest(
             kind=fpb.ACCOUNT_KIND_PAYEE, owner_code="QH-01-01-G01", key=longest_key, name=NAME
         ),
@@ -226,8 +226,8 @@ async def funds_at_their_longest(stub: fgrpc.FundsServiceStub) -> None:
     await stub.Transfer(
         fpb.TransferRequest(
             idempotency_key=KEY,
-            from_account="source:QH:budget",  # a fund pays a payee only by an expenditure
-            to_account=payee.account.account_id,
+            from_account="source:QH:budget",  # a district admin's transfer from the budget
+            to_account="fund:QH-01-01:special",
             amount_fen=100,
             memo=TEXT,
         ),

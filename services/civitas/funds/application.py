@@ -44,6 +44,7 @@ from .domain.accounts import (
 )
 from .domain.expenditures import ApprovalLevel, Expenditure, ExpenditureStatus
 from .domain.tasks import Task, task_id_for
+from .domain.transfers import TransferRecord
 
 A = TypeVar("A", Account, Expenditure)
 R = Role
@@ -113,6 +114,26 @@ def parse_account_id(value: str, field: str = "account_id") -> tuple[AccountKind
     )
 
 
+def check_route(principal: Principal, paying: Account, receiving: Account) -> None:
+    """Which movements a caller's Transfer may make. Payees and expense accounts are
+    paid only by an expenditure, which people other than its requester approve: a
+    transfer never credits one (else one finance officer could pay anyone, or move
+    approved money on). Money enters the funds from a budget (a source) by policy:
+    the yearly allocation, task funding, or a district admin's transfer; a finance
+    officer moves money between funds, returns it to a budget, and books refunds from
+    payees and expense accounts into funds."""
+    if receiving.kind in PAYABLE:
+        raise RuleViolation(
+            f"{receiving.id} is paid only through an expenditure, which people other than "
+            "its requester approve (RequestExpenditure), never by a transfer"
+        )
+    if paying.kind is AccountKind.SOURCE and R.DISTRICT_ADMIN not in principal.roles:
+        raise NotAllowed(
+            f"{principal.subject} may not move money out of a budget ({paying.id}): a "
+            "district admin does, or the yearly allocation and task funding"
+        )
+
+
 def owner_of(account: str, field: str = "account_id") -> str:
     """The unit an account id names as its owner (the id checked first)."""
     return parse_account_id(account, field)[1]
@@ -154,6 +175,7 @@ class Funds:
         self.accounts = Repository(store, Account)
         self.expenditures = Repository(store, Expenditure)
         self.tasks = Repository(store, Task)
+        self.transfers = Repository(store, TransferRecord)
         self.store = store
         self.clock = clock
         self.street_threshold_fen = street_threshold_fen
@@ -221,9 +243,8 @@ class Funds:
     ) -> tuple[str, Account, Account]:
         """Move money between two accounts the caller has in scope. The key binds the
         transfer: the same key again with the same request is a retry; with anything
-        else it is refused and nothing moves. Money leaves a fund for a payee or an
-        expense account only through an expenditure (approved by other people), never
-        by a transfer."""
+        else it is refused and nothing moves. See :func:`check_route` for which
+        movements a transfer may make at all."""
         transfer_id = client_transfer_id_for(idempotency_key)
         owners = owner_of(from_account, "from_account"), owner_of(to_account, "to_account")
         check_amount(amount_fen)
@@ -231,19 +252,14 @@ class Funds:
         authorize_all(caller.principal, FINANCE, *owners)
         paying = await self._account(from_account, NotFound)
         receiving = await self._account(to_account, NotFound)
-        if paying.kind is AccountKind.FUND and receiving.kind in PAYABLE:
-            raise RuleViolation(
-                f"{from_account} pays {to_account} only through an expenditure, which "
-                "people other than its requester approve (RequestExpenditure)"
-            )
+        check_route(caller.principal, paying, receiving)
         try:
             paying, receiving = await self._move_id(
                 transfer_id, from_account, to_account, amount_fen, memo, caller
             )
         except AlreadyExists as conflict:
             raise AlreadyExists(
-                f"idempotency_key {idempotency_key!r} was used for another transfer "
-                f"({conflict})"
+                f"idempotency_key {idempotency_key!r} was used for another transfer ({conflict})"
             ) from None
         return transfer_id, paying, receiving
 
@@ -542,8 +558,7 @@ class Funds:
                 task = await self.tasks.get(wanted.id)
         if not task.is_same_assignment(wanted):
             raise AlreadyExists(
-                f"idempotency_key {idempotency_key!r} was used for another task; "
-                "nothing was done"
+                f"idempotency_key {idempotency_key!r} was used for another task; nothing was done"
             )
         task.check_not_cancelled()
         return task
@@ -621,18 +636,24 @@ class Funds:
         held_only: bool = False,
     ) -> tuple[Account, Account]:
         """Debit, then credit, under one transfer id: a retry completes a half-done move.
-        Each account is read once, under its lock, and both sides are checked (funds
-        available, years open, the transfer id free or booked the same) before either is
-        booked, so a refusal stores nothing."""
+        The transfer's own record binds the id to the whole movement and is written
+        before the debit; each account is read once, under its lock, and both sides are
+        checked (funds available, years open, the transfer id free or booked the same)
+        before anything is written, so a refusal stores nothing."""
         check_amount(amount_fen)
         if source == target:
             raise InvalidInput("a transfer moves money between two different accounts")
         now = self.clock.now()
         async with self.locks.hold(source, target):
+            record = await self.transfers.find(transfer_id)
+            if record is not None:
+                record.check_same(source, target, amount_fen, memo)
             paying = await self._account(source, RuleViolation)
             receiving = await self._account(target, RuleViolation)
             paying.check_debit(transfer_id, amount_fen, target, now, memo, held_only)
             receiving.check_credit(transfer_id, amount_fen, source, now, memo)
+            if record is None:
+                await self._bind(transfer_id, source, target, amount_fen, memo, caller)
             paying = await self.accounts.update(
                 source,
                 lambda a: a.debit(transfer_id, amount_fen, target, now, memo, held_only=held_only),
@@ -646,6 +667,20 @@ class Funds:
                 loaded=receiving,
             )
         return paying, receiving
+
+    async def _bind(
+        self, transfer_id: str, source: str, target: str, amount_fen: int, memo: str, caller: Caller
+    ) -> None:
+        """Record what the transfer id moves, before either side is booked: after a crash
+        between the two, no other movement can take the id (funds.domain.transfers)."""
+        try:
+            await self.transfers.save(
+                TransferRecord.intend(transfer_id, source, target, amount_fen, memo),
+                caller.metadata,
+            )
+        except ConcurrencyError:  # bound meanwhile, by another process
+            bound = await self.transfers.get(transfer_id)
+            bound.check_same(source, target, amount_fen, memo)
 
     def _approval_level(self, principal: Principal, expenditure: Expenditure) -> ApprovalLevel:
         missing = [

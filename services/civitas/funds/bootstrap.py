@@ -20,13 +20,14 @@ from .application import Funds
 from .domain.accounts import YUAN, Account
 from .domain.expenditures import Expenditure
 from .domain.tasks import Task
+from .domain.transfers import TransferRecord
 from .grpc_api import FundsServicer
 from .ledger import Ledger, LedgerQueries
 from .processes import CaseExpenditureSettlement, CaseFundingRequests
 from .v1 import funds_pb2, funds_pb2_grpc
 
 SERVICE_NAME = funds_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name
-AGGREGATES = [Account, Expenditure, Task]  # whose histories auditors may read
+AGGREGATES = [Account, Expenditure, Task, TransferRecord]  # whose histories auditors may read
 log = structlog.get_logger("civitas.funds")
 
 

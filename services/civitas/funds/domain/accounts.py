@@ -32,6 +32,9 @@ YUAN = 100  # fen per yuan
 MAX_AMOUNT_FEN = 10**12
 """The most one movement may carry: 10,000,000,000 yuan (far above any budget line, and
 far below what the ledger's 64-bit columns hold)."""
+MAX_SOURCE_DEBT_FEN = 10**15
+"""How far below zero a source (a budget) may run: 10 trillion yuan, so that no balance
+leaves the 64-bit integers the ledger, its read models and the protos keep."""
 MAX_KEY_CHARS = 100
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/#-]{0,99}")
 
@@ -317,7 +320,13 @@ class Account(Aggregate):
             raise RuleViolation(f"nothing is held under {transfer_id}: it was released")
 
     def _check_covers(self, amount_fen: int) -> None:
-        if self.kind is not AccountKind.SOURCE and amount_fen > self.available_fen:
+        if self.kind is AccountKind.SOURCE:
+            if self.balance_fen - amount_fen < -MAX_SOURCE_DEBT_FEN:
+                raise RuleViolation(
+                    f"{self.id} would owe more than {MAX_SOURCE_DEBT_FEN // YUAN:,} yuan"
+                )
+            return
+        if amount_fen > self.available_fen:
             raise RuleViolation(
                 f"{self.id} has {self.available_fen / YUAN:.2f} yuan available "
                 f"(balance less reservations), less than {amount_fen / YUAN:.2f}"
