@@ -475,7 +475,6 @@ class FundsInsider(RuleBasedStateMachine):
         holds = {t for p in self.positions().values() for t, _ in p.holds}
         assert holds <= reserved
 
-
     @invariant()
     def payees_and_expense_accounts_are_paid_only_by_approved_expenditures(self) -> None:
         """No transfer credits one: a single finance officer could otherwise pay anyone,

@@ -532,4 +532,3 @@ def _person_id(field: str, text: str | None) -> str | None:
     if text is not None and not is_person_id(text):
         raise InvalidInput(f"{field} {text!r} is not a person's id")
     return text
-

@@ -17,6 +17,7 @@ from .v1 import privacy_pb2_grpc as pb_grpc
 
 PRIVACY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PrivacyService"].full_name
 
+
 def person_id_in(value: str) -> str:
     """A person's id as the vaults write it, whole: nothing trimmed, no other case. An
     id that is near one (a space, a capital letter) would delete nothing and look as if
