@@ -495,7 +495,7 @@ def bad_requests(ids: dict[str, str]) -> list[tuple[str, object, C, str]]:
         (
             "AdmitMember",
             pb.AdmitMemberRequest(member_number="M-1", name="x", org_id=ids["organ"]),
-            C.FAILED_PRECONDITION,
+            C.ALREADY_EXISTS,
             "admitted already",
         ),
         (

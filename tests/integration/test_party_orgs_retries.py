@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from civitas.chassis.auth import Role
-from civitas.errors import InvalidInput, NotAllowed, RuleViolation
+from civitas.errors import AlreadyExists, InvalidInput, NotAllowed
 from civitas.eventkit import ManualClock
 from civitas.party_orgs.domain.orgs import OrgKind
 from tests.support.party_orgs import ADMIN, World, build_world, caller
@@ -84,7 +84,7 @@ async def test_a_member_number_names_one_admission(world: World) -> None:
 
     again = await world.app.admit_member(ADMIN, "M-300", "钱红", world.grid_branch, False, None)
     for name, working, employer in [("钱虹", False, None), ("钱红", True, "区财政局")]:
-        with pytest.raises(RuleViolation, match="M-300 is admitted already"):
+        with pytest.raises(AlreadyExists, match="M-300 is admitted already"):
             await world.app.admit_member(ADMIN, "M-300", name, world.grid_branch, working, employer)
 
     assert again.id == first.id

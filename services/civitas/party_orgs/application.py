@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import TypeVar
 
 from civitas.chassis.auth import Caller, Role, authorize, authorize_all
-from civitas.errors import Conflict, InvalidInput, NotAllowed, NotFound, RuleViolation
+from civitas.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    RuleViolation,
+)
 from civitas.eventkit import (
     UNSEALED,
     AggregateNotFound,
@@ -292,7 +299,9 @@ class PartyOrgs:
             asked = (org_id, working, (employer or "").strip() or None)
             if admitted == asked and await self._name_of(existing) == name.strip():
                 return existing  # a retry
-            raise RuleViolation(f"member number {member_number} is admitted already")
+            raise AlreadyExists(
+                f"member number {member_number} is admitted already, as another admission"
+            )
         member = Member.admit(
             member_number, await self.vault.seal(member_id, name.strip()), org_id, working, employer
         )
