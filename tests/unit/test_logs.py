@@ -110,6 +110,9 @@ def test_an_object_logged_whole_is_masked_in_what_it_shows(
         ("sqlite:///var/cases/events.db", "sqlite:///var/cases/events.db"),
         ("http://127.0.0.1:8080/community/QH-01-02", "http://127.0.0.1:8080/community/QH-01-02"),
         ("a member with a basic appraisal", "a member with a basic appraisal"),
+        ("{'auth_secret': 'abc', 'port': 1}", "{'auth_secret': '***', 'port': 1}"),  # a dict
+        ('{"password": "hunter2", "user": "u"}', '{"password": "***", "user": "u"}'),  # JSON
+        ("Authorization: Basic dXNlcjpodW50ZXIy", "Authorization: Basic ***"),
     ],
 )
 def test_text_keeps_what_is_not_secret_and_masks_what_is(text: str, masked: str) -> None:

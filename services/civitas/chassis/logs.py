@@ -43,6 +43,17 @@ _TEXT_SECRETS: list[tuple[re.Pattern[str], str]] = [
         ),
         rf"\1=\2{MASK}",
     ),
+    # 'password': '...' or "auth_secret": "..." in a dict's repr or in JSON
+    (
+        re.compile(
+            r"""(['"]\w*(?:passw\w*|pwd|secret|token|api[_-]?key|authori[sz]ation)['"]\s*:\s*)"""
+            r"""(['"])(?:(?!\2).)*\2""",
+            re.IGNORECASE,
+        ),
+        rf"\1\2{MASK}\2",
+    ),
+    # Authorization: Basic <base64 user:password>
+    (re.compile(r"\b(Basic)\s+[A-Za-z0-9+/=]{8,}", re.IGNORECASE), rf"\1 {MASK}"),
 ]
 
 
