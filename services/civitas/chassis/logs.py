@@ -53,7 +53,10 @@ _TEXT_SECRETS: list[tuple[re.Pattern[str], str]] = [
         rf"\1\2{MASK}\2",
     ),
     # Authorization: Basic <base64 user:password>
-    (re.compile(r"\b(Basic)\s+[A-Za-z0-9+/=]{8,}", re.IGNORECASE), rf"\1 {MASK}"),
+    (
+        re.compile(r"\b(authorization\s*[:=]\s*['\"]?Basic)\s+[A-Za-z0-9+/=]+", re.IGNORECASE),
+        rf"\1 {MASK}",
+    ),
 ]
 
 
