@@ -10,11 +10,11 @@ durable append, under the per-account locks. Every transfer moves 1 fen under it
 own idempotency key. Cases, in one run and interleaved (A, B, C, … A, B, C …),
 median of ``BENCH_REPEATS`` (default 5) runs of ``BENCH_SECONDS`` (default 1.5):
 
-1. one writer: transfers one at a time from a community's special fund to a payee;
+1. one writer: transfers one at a time from a community's special fund to another fund;
 2. concurrent: 50 asyncio tasks, each transferring from its own community's fund
-   (QH-01-01 … QH-05-10, allocated beforehand) to its own payee, so no two tasks
+   (QH-01-01 … QH-05-10, allocated beforehand) to its own receiving fund, so no two tasks
    share an account;
-3. contended: 50 tasks all paying out of ONE fund account, each to its own payee
+3. contended: 50 tasks all paying out of ONE fund account, each to its own receiving fund
    (the hot account that the per-account lock serializes);
 4. long history: case 1 on accounts that already hold ``BENCH_HISTORY`` (default
    5,000) entries each (booked beforehand in one append per account, which also
@@ -22,8 +22,10 @@ median of ``BENCH_REPEATS`` (default 5) runs of ``BENCH_SECONDS`` (default 1.5):
 
 and the baseline, measured beside them: the same store's raw append rate, single
 events of the size of a ``Debited`` event to streams of their own, expected version
-exact, with one writer and with 50 concurrent writers. A transfer is two appends, so
-the ratios compare transfers/s with appends/s / 2: the store's limit for transfers.
+exact, with one writer and with 50 concurrent writers. A transfer is three appends (its
+own record, which binds the id to the whole movement, then the debit and the credit);
+the ratios compare transfers/s with appends/s / 2, the limit of the double entry
+itself, so they include what the record costs.
 
 Every run of every case (warm-up included) gets a fresh SQLite file in a fresh temp
 dir, set up outside the timed part and removed afterwards; after each run the source
@@ -101,18 +103,20 @@ async def fresh_store() -> AsyncIterator[SqliteEventStore]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def payee(n: int) -> str:
-    return f"payee:QH:p{n}"
+def receiver(n: int) -> str:
+    return f"fund:QH:r{n}"
 
 
-async def open_payees(funds: Funds, count: int) -> list[str]:
+async def open_receivers(funds: Funds, count: int) -> list[str]:
+    """Funds the transfers pay into (a transfer never pays a payee: only an approved
+    expenditure does)."""
     await asyncio.gather(
         *(
-            funds.open_account(CALLER, AccountKind.PAYEE, "QH", f"p{n}", "payee")
+            funds.open_account(CALLER, AccountKind.FUND, "QH", f"r{n}", "receiving fund")
             for n in range(count)
         )
     )
-    return [payee(n) for n in range(count)]
+    return [receiver(n) for n in range(count)]
 
 
 async def allocate(funds: Funds, communities: list[str]) -> list[str]:
@@ -169,7 +173,7 @@ async def one_writer(seconds: float, history: int = 0) -> float:
     async with fresh_store() as store:
         funds = Funds(store, SystemClock(), STREET_THRESHOLD_FEN)
         [fund] = await allocate(funds, COMMUNITIES[:1])
-        [target] = await open_payees(funds, 1)
+        [target] = await open_receivers(funds, 1)
         if history:
             await book_history(funds, fund, target, history)
         before = (await funds.accounts.get(fund)).balance_fen
@@ -184,7 +188,7 @@ async def concurrent(seconds: float) -> float:
     async with fresh_store() as store:
         funds = Funds(store, SystemClock(), STREET_THRESHOLD_FEN)
         sources = await allocate(funds, COMMUNITIES[:TASKS])
-        targets = await open_payees(funds, TASKS)
+        targets = await open_receivers(funds, TASKS)
         writers = [
             Transferrer(funds, s, t, str(n))
             for n, (s, t) in enumerate(zip(sources, targets, strict=True))
@@ -200,7 +204,7 @@ async def contended(seconds: float) -> float:
     async with fresh_store() as store:
         funds = Funds(store, SystemClock(), STREET_THRESHOLD_FEN)
         [fund] = await allocate(funds, COMMUNITIES[:1])
-        targets = await open_payees(funds, TASKS)
+        targets = await open_receivers(funds, TASKS)
         writers = [Transferrer(funds, fund, t, str(n)) for n, t in enumerate(targets)]
         rate = await concurrent_rate(seconds, [w.step for w in writers])
         paid = sum(w.done for w in writers)
@@ -217,7 +221,7 @@ def debit_like_data(n: int) -> dict[str, Any]:
     return {
         "transfer_id": str(transfer_id_for(f"bench-raw-{n}")),
         "amount_fen": AMOUNT_FEN,
-        "to_account": payee(n % TASKS),
+        "to_account": receiver(n % TASKS),
         "booked_at": datetime.now(UTC).isoformat(),
         "memo": MEMO,
     }
@@ -285,7 +289,7 @@ def results_of(samples: dict[str, list[float]]) -> list[Result]:
             TRANSFERS,
             half_one,
             halved(samples["append_one"]),
-            note="one task, one transfer at a time between a fund and a payee; "
+            note="one task, one transfer at a time between two funds; "
             "ratio = transfers/s / (one-writer appends/s / 2)",
             extra=gained("transfer_one"),
         ),
@@ -295,7 +299,7 @@ def results_of(samples: dict[str, list[float]]) -> list[Result]:
             TRANSFERS,
             half_50,
             halved(samples["append_50"]),
-            note="50 tasks, each between its own community fund and its own payee; "
+            note="50 tasks, each between its own community fund and its own receiving fund; "
             "ratio = transfers/s / (50-writer appends/s / 2)",
             extra=gained("transfer_50"),
         ),
@@ -313,8 +317,8 @@ def results_of(samples: dict[str, list[float]]) -> list[Result]:
             TRANSFERS,
             half_one,
             halved(samples["append_one"]),
-            note="50 tasks all paying out of one fund, each to its own payee; the fund's lock "
-            "serializes them, so the limit is one writer's: ratio = transfers/s / "
+            note="50 tasks all paying out of one fund, each to its own receiving fund; the "
+            "fund's lock serializes them, so the limit is one writer's: ratio = transfers/s / "
             "(one-writer appends/s / 2)",
             extra=gained("transfer_hot"),
         ),
