@@ -1,15 +1,24 @@
 """Erasure by crypto-shredding: a resident, a volunteer, a party member who holds a
 grid post and a committee seat and handles a case, and the case's mediator forgotten
-with `civitas forget`; afterwards no plaintext of theirs in any event store, read
-model, vault or Kafka message, the views say erased, and the hash chains verify."""
+with `civitas forget`; afterwards no plaintext of theirs and no byte of their keys in
+any event store, read model, vault or Kafka message, the views say erased, and the
+hash chains verify. And the vault alone, on SQLite and PostgreSQL: a forgotten key is
+in none of its files (WAL and free pages too, relation files and their indexes), and a
+load in flight cannot cache it again."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import sqlite3
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -17,11 +26,13 @@ from civitas.cases.bootstrap import run_cases
 from civitas.cases.v1 import cases_pb2 as cpb
 from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
 from civitas.chassis.auth import Role
-from civitas.eventkit import ManualClock
+from civitas.eventkit import ManualClock, create_read_model_engine, personal
+from civitas.eventkit.personal import ErasureIncomplete, PersonalDataVault
 from civitas.insights.bootstrap import run_insights
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as vpb
+from tests.conftest import IN_CI, missing_dependency
 from tests.integration.test_volunteers import SECRET, World, platform, report, settings_for
 from tests.support.platform import run_cli
 from tests.support.processes import eventually, relayed
@@ -151,6 +162,166 @@ async def dispatch_another(
 def files_bytes(root: Path) -> bytes:
     """Every file the services wrote: event stores, read models, vaults, WAL files."""
     return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+def keys_of(engine: sa.Engine, people: list[str]) -> list[bytes]:
+    """The people's keys as the vault holds them (read before they are forgotten)."""
+    query = sa.text("SELECT key FROM personal_keys WHERE person_id IN :people").bindparams(
+        sa.bindparam("people", expanding=True)
+    )
+    with engine.connect() as conn:
+        return [bytes(key) for (key,) in conn.execute(query, {"people": people})]
+
+
+def postgres_relation_files(engine: sa.Engine, tables: list[str]) -> dict[str, Path]:
+    """After a CHECKPOINT, the files of the tables, their indexes, TOAST tables and
+    TOAST indexes (every fork and segment), by relation file path."""
+    query = sa.text(
+        """SELECT pg_relation_filepath(r) FROM (
+             SELECT t.oid AS r FROM pg_class t WHERE t.oid = CAST(:table AS regclass)
+             UNION SELECT indexrelid FROM pg_index WHERE indrelid = CAST(:table AS regclass)
+             UNION SELECT reltoastrelid FROM pg_class WHERE oid = CAST(:table AS regclass)
+             UNION SELECT indexrelid FROM pg_index i JOIN pg_class t
+               ON i.indrelid = t.reltoastrelid WHERE t.oid = CAST(:table AS regclass)
+           ) relations WHERE r <> 0"""
+    )
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+            data = Path(str(conn.exec_driver_sql("SHOW data_directory").scalar()))
+            paths = [str(p) for t in tables for (p,) in conn.execute(query, {"table": t})]
+    except sa.exc.ProgrammingError as refused:  # not allowed: CHECKPOINT, data_directory
+        missing_dependency(
+            f"PostgreSQL's relation files ({refused.orig}; scripts/postgres-up.sh grants "
+            "the test role pg_checkpoint and pg_read_all_settings)"
+        )
+    return {p: data / p for p in paths}
+
+
+def relation_bytes(files: dict[str, Path]) -> bytes:
+    """Every fork and segment of each relation file (16384, 16384_fsm, 16384.1, …);
+    a file gone (a rewritten table's old one, after a checkpoint) holds nothing."""
+    found = bytearray()
+    for path in files.values():
+        name = re.compile(rf"{path.name}(_fsm|_vm|_init)?(\.[0-9]+)?")
+        try:
+            siblings = [f for f in path.parent.iterdir() if name.fullmatch(f.name)]
+            found += b"".join(f.read_bytes() for f in sorted(siblings))
+        except PermissionError as refused:
+            if IN_CI:
+                pytest.fail(f"cannot read PostgreSQL's files ({refused}): run as root")
+            pytest.skip(f"cannot read PostgreSQL's files ({refused}): run as root")
+    return bytes(found)
+
+
+def sqlite_files(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("vault.db*")))
+
+
+async def sealed_people(vault: PersonalDataVault, count: int) -> list[tuple[str, str]]:
+    """``count`` residents, each with a name sealed under their own key."""
+    people = []
+    for n in range(count):
+        person = await vault.person_for("resident", f"1380000{n:04d}")
+        people.append((person, await vault.seal(person, f"居民{n}")))
+    return people
+
+
+async def test_a_forgotten_key_is_in_no_file_of_the_vault(
+    read_model_urls: Callable[[str], str], tmp_path: Path
+) -> None:
+    url = read_model_urls("vault")
+    engine = create_read_model_engine(url)
+    try:
+        vault = PersonalDataVault(engine)
+        await vault.setup()
+        people = await sealed_people(vault, 40)
+        gone = [people[17], people[-1]]  # the last one's space is not reused by others
+        kept = people[3][0]
+        gone_keys, [kept_key] = keys_of(engine, [p for p, _ in gone]), keys_of(engine, [kept])
+        postgres = url.startswith("postgresql")
+        before = postgres_relation_files(engine, ["personal_keys"]) if postgres else {}
+
+        forgotten = [await vault.forget(person) for person, _ in gone]
+
+        if postgres:
+            after = postgres_relation_files(engine, ["personal_keys", "personal_index"])
+            on_disk = relation_bytes({**before, **after})
+        else:
+            on_disk = sqlite_files(tmp_path)
+            wal = (tmp_path / "vault.db-wal").stat().st_size  # while still open
+        opened = [await vault.open(p, sealed) for p, sealed in (*gone, people[3])]
+    finally:
+        engine.dispose()
+
+    assert forgotten == [True, True]
+    assert opened == [None, None, "居民3"]
+    assert len(gone_keys) == 2
+    assert kept_key in on_disk  # the files searched are the ones that hold keys
+    assert [key for key in gone_keys if key in on_disk] == []
+    if not postgres:
+        assert wal == 0  # checkpointed and truncated
+
+
+async def test_a_reader_in_the_way_leaves_the_erasure_incomplete_until_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(personal, "SCRUB_WAIT_MS", 50)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/vault.db")
+    reader = sqlite3.connect(tmp_path / "vault.db", isolation_level=None)
+    try:
+        vault = PersonalDataVault(engine)
+        await vault.setup()
+        [(person, _)] = await sealed_people(vault, 1)
+        [key] = keys_of(engine, [person])
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM personal_keys").fetchone()  # holds the WAL
+
+        with pytest.raises(ErasureIncomplete, match="ask to forget the person again"):
+            await vault.forget(person)
+        held = await vault.holds_key(person)
+        reader.execute("COMMIT")
+        again = await vault.forget(person)
+        on_disk = sqlite_files(tmp_path)
+    finally:
+        reader.close()
+        engine.dispose()
+
+    assert held is False  # the key was deleted all the same
+    assert again is False
+    assert key not in on_disk
+
+
+async def test_a_load_in_flight_cannot_put_a_forgotten_key_back_into_the_cache(
+    tmp_path: Path,
+) -> None:
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/vault.db")
+    read, resume = threading.Event(), threading.Event()
+
+    def pause(person_id: str) -> None:
+        if not person_id.startswith("__"):
+            read.set()
+            resume.wait(10)
+
+    try:
+        sealing = PersonalDataVault(engine)
+        await sealing.setup()
+        [(person, sealed)] = await sealed_people(sealing, 1)
+        vault = PersonalDataVault(engine, after_read=pause)  # its cache is empty
+        await vault.setup()
+        opening = asyncio.create_task(vault.open(person, sealed))
+        assert await asyncio.to_thread(read.wait, 10)  # the load has read the key
+        forgotten = await vault.forget(person)
+        resume.set()
+        opened = await opening
+        shown = await vault.show(person, sealed)
+    finally:
+        resume.set()
+        engine.dispose()
+
+    assert forgotten is True
+    assert opened is None  # the load reports the person as erased
+    assert shown == "[erased]"  # and cached nothing
 
 
 @pytest.mark.kafka

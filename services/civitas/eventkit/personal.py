@@ -5,6 +5,11 @@ like, sealed with AES-GCM under that person's own key, the person id bound in as
 associated data. Forgetting a person deletes their key: every copy of the
 ciphertext, in any store, read model or Kafka topic, becomes noise, while the
 events' hashes (which cover the ciphertext) still verify.
+
+A deleted key must not survive in the vault's own files either: SQLite vaults run
+with ``secure_delete`` and have their WAL checkpointed and truncated after each
+forget; PostgreSQL vaults have their two small tables rewritten (``VACUUM FULL``),
+which leaves the dead rows in no relation file.
 """
 
 from __future__ import annotations
@@ -15,10 +20,16 @@ import hashlib
 import hmac
 import os
 import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.exc
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from civitas.errors import RuleViolation, Unavailable
 
 from .domain import UNSEALED, SealedName
 from .ids import new_uuid
@@ -47,6 +58,21 @@ _PERSON_ID = re.compile(
 )
 
 
+SCRUB_ATTEMPTS = 3
+SCRUB_WAIT_MS = 2000
+
+
+class ErasureIncomplete(Unavailable):
+    """The key is deleted, but the vault's files could not yet be rid of its bytes (a
+    reader kept the SQLite WAL open, or a lock kept PostgreSQL from rewriting the
+    table). Asking to forget the person again finishes the work."""
+
+
+class VaultCannotErase(RuntimeError):
+    """The database under the vault cannot overwrite what it deletes (SQLite built
+    without ``secure_delete``): a forgotten key would stay in its free pages."""
+
+
 def is_person_id(text: str) -> bool:
     """Whether ``text`` is a person's id as the vaults write it, whole: a member's id (a
     UUID), or the kind of person and a UUID a vault drew (``resident-…``,
@@ -57,13 +83,23 @@ def is_person_id(text: str) -> bool:
 class PersonalDataVault:
     """Keeps one data key per person in a small table of its own database."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(
+        self, engine: sa.Engine, *, after_read: Callable[[str], None] | None = None
+    ) -> None:
+        """``after_read`` is called on the loading thread once a key has been read and
+        before it may be cached (tests pause a load there to race it with a forget)."""
         self.engine = engine
         self._cache: dict[str, bytes] = {}
+        self._forgets: dict[str, int] = {}  # per person: how many forgets have finished
+        self._lock = threading.Lock()
+        self._after_read = after_read
         self._index_key: bytes | None = None
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _secure_delete)
 
     async def setup(self) -> None:
-        """Create the tables if they are missing, and the secret of the lookup index."""
+        """Create the tables if they are missing, and the secret of the lookup index.
+        Refuses (:class:`VaultCannotErase`) a SQLite that cannot securely delete."""
         await asyncio.to_thread(_tables.create_all, self.engine)
         self._index_key = await self._key(_INDEX_KEY_ID, create=True)
 
@@ -132,8 +168,10 @@ class PersonalDataVault:
         return SealedName(person_id, await self.seal(person_id, name))
 
     async def forget(self, person_id: str) -> bool:
-        """Delete the person's key; True when there was one. The vault's own keys (ids
-        beginning with ``__``) are not people's and are refused."""
+        """Delete the person's key; True when there was one. Then rid the vault's files
+        of the deleted bytes (:class:`ErasureIncomplete` when that cannot be done yet;
+        the key is deleted all the same, and asking again finishes it). The vault's own
+        keys (ids beginning with ``__``) are not people's and are refused."""
         if person_id.startswith("__"):
             raise ValueError(f"{person_id!r} is not a person's id")
 
@@ -143,15 +181,25 @@ class PersonalDataVault:
                 return conn.execute(_keys.delete().where(_keys.c.person_id == person_id)).rowcount
 
         deleted = await asyncio.to_thread(delete)
-        self._cache.pop(person_id, None)  # after: a read meanwhile cannot put it back
+        with self._lock:  # a load that began before this point may not cache what it read
+            self._forgets[person_id] = self._forgets.get(person_id, 0) + 1
+            self._cache.pop(person_id, None)
+        await asyncio.to_thread(self._scrub)
         return deleted > 0
 
     async def _key(self, person_id: str, *, create: bool) -> bytes | None:
-        if person_id in self._cache:
-            return self._cache[person_id]
+        with self._lock:
+            if person_id in self._cache:
+                return self._cache[person_id]
+            forgets = self._forgets.get(person_id, 0)
         key = await asyncio.to_thread(self._load_or_create, person_id, create)
-        if key is not None:
-            self._cache[person_id] = key
+        with self._lock:
+            if self._forgets.get(person_id, 0) != forgets:  # forgotten while loading
+                if create:
+                    raise RuleViolation(f"{person_id} was forgotten meanwhile: nothing sealed")
+                return None
+            if key is not None:
+                self._cache[person_id] = key
         return key
 
     def _load_or_create(self, person_id: str, create: bool) -> bytes | None:
@@ -159,14 +207,61 @@ class PersonalDataVault:
         try:
             with self.engine.begin() as conn:
                 found = conn.scalar(query)
-                if found is not None or not create:
-                    return found
-                key = AESGCM.generate_key(bit_length=256)
-                conn.execute(_keys.insert().values(person_id=person_id, key=key))
-                return key
+                if found is None and create:
+                    found = AESGCM.generate_key(bit_length=256)
+                    conn.execute(_keys.insert().values(person_id=person_id, key=found))
         except sa.exc.IntegrityError:  # a concurrent call made the key first: use theirs
             with self.engine.connect() as conn:
-                return conn.scalar(query)
+                found = conn.scalar(query)
+        if self._after_read is not None:
+            self._after_read(person_id)
+        return found
+
+    def _scrub(self) -> None:
+        """Leave deleted rows' bytes in no file of the vault: on SQLite (whose deletes
+        overwrite in place) checkpoint the WAL and truncate it, on PostgreSQL rewrite
+        both tables. A reader or lock in the way is waited for, a few times."""
+        for attempt in range(SCRUB_ATTEMPTS):
+            if attempt:
+                self.engine.dispose()  # close idle pooled connections, then try again
+                time.sleep(0.05 * attempt)
+            if self._scrubbed():
+                return
+        raise ErasureIncomplete(
+            "the key is deleted, but the vault's files still hold its bytes (a reader "
+            "or a lock was in the way): ask to forget the person again"
+        )
+
+    def _scrubbed(self) -> bool:
+        wait_ms = SCRUB_WAIT_MS
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+                busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+                conn.exec_driver_sql("PRAGMA busy_timeout=30000")
+            return bool(busy == 0)
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql(f"SET lock_timeout = {wait_ms}")
+                conn.exec_driver_sql(f"VACUUM FULL {_keys.name}, {_index.name}")
+                conn.exec_driver_sql("RESET lock_timeout")
+        except sa.exc.OperationalError:  # the lock was not granted in time
+            return False
+        return True
+
+
+def _secure_delete(dbapi_conn: Any, _record: object) -> None:
+    """Every connection of a SQLite vault overwrites what it deletes, or is refused."""
+    cursor = dbapi_conn.cursor()
+    try:
+        took = cursor.execute("PRAGMA secure_delete=ON").fetchone()
+    finally:
+        cursor.close()
+    if not took or took[0] != 1:
+        raise VaultCannotErase(
+            "this SQLite does not take PRAGMA secure_delete=ON, so a forgotten key would "
+            "stay in the vault's free pages: use a SQLite built with secure delete"
+        )
 
 
 def _b64(data: bytes) -> str:
