@@ -25,6 +25,8 @@ def _audit(args: argparse.Namespace) -> int:
     from civitas.errors import DomainError
 
     try:
+        if args.audit in ("anchor", "prove", "check-proof") or getattr(args, "anchor", None):
+            return _anchors(args)
         if args.audit == "verify":
             return asyncio.run(commands.verify(args.service, Path(args.var)))
         return asyncio.run(
@@ -33,6 +35,28 @@ def _audit(args: argparse.Namespace) -> int:
     except (DomainError, ValueError) as refused:
         print(f"civitas audit: {refused}", file=sys.stderr)
         return 2
+
+
+def _anchors(args: argparse.Namespace) -> int:
+    from civitas.audit import anchoring, commands
+    from civitas.eventkit.anchors import AnchorError
+
+    var = Path(args.var)
+    try:
+        if args.audit == "anchor":
+            return asyncio.run(anchoring.anchor(args.service, var, args.public_key_only))
+        if args.audit == "prove":
+            return asyncio.run(anchoring.prove_event(args.stream, args.revision, args.owner, var))
+        if args.audit == "check-proof":
+            return anchoring.check_proof_file(args.proof, args.digest, args.public_key, var)
+        verified = asyncio.run(commands.verify(args.service, var))
+        anchored = asyncio.run(
+            anchoring.verify_anchor(args.service, var, args.anchor, args.public_key)
+        )
+        return verified or anchored
+    except AnchorError as failed:
+        print(f"civitas audit {args.audit}: {failed}", file=sys.stderr)
+        return 1
 
 
 def positive_seconds(text: str) -> float:
@@ -246,6 +270,35 @@ def _run(argv: list[str] | None) -> int:
         "--service", action="append", default=[], help="repeatable (default: every service)"
     )
     verify_cmd.add_argument("--var", default=var_default)
+    verify_cmd.add_argument(
+        "--anchor",
+        metavar="FILE|DIGEST",
+        help="also prove the store extends these anchors: an anchors file, a signed anchor's "
+        "JSON, or '<service> <tree_size> <root hex>'",
+    )
+    verify_cmd.add_argument(
+        "--public-key", default="", help="hex or PEM file (default: the local anchor key's)"
+    )
+    anchor_cmd = audits.add_parser("anchor", help="print each service's signed current digest")
+    anchor_cmd.add_argument("--service", action="append", default=[], help="repeatable")
+    anchor_cmd.add_argument(
+        "--public-key", dest="public_key_only", action="store_true", help="print the public key"
+    )
+    anchor_cmd.add_argument("--var", default=var_default)
+    prove_cmd = audits.add_parser("prove", help="a Merkle inclusion proof of one event (JSON)")
+    prove_cmd.add_argument("stream", help="e.g. case-<id>")
+    prove_cmd.add_argument("revision", type=int, help="the event's revision (0 is the first)")
+    prove_cmd.add_argument("--service", dest="owner", help="the store (default: by category)")
+    prove_cmd.add_argument("--var", default=var_default)
+    check_cmd = audits.add_parser("check-proof", help="check a proof alone, against a digest")
+    check_cmd.add_argument("proof", help="the file `civitas audit prove` wrote")
+    check_cmd.add_argument(
+        "--digest", help="the published digest (default: the anchor in the proof)"
+    )
+    check_cmd.add_argument(
+        "--public-key", default="", help="hex or PEM file (default: the local anchor key's)"
+    )
+    check_cmd.add_argument("--var", default=var_default)
     history_cmd = audits.add_parser("history", help="an aggregate's state then, and its events")
     history_cmd.add_argument("stream", help="e.g. case-<id>, account-fund:QH-01-01:special")
     when = history_cmd.add_mutually_exclusive_group()

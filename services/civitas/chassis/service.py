@@ -31,6 +31,7 @@ from civitas.eventkit.personal import PersonalDataVault
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner
 from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
+from .anchoring import anchoring
 from .auth import TokenAuthority
 from .logs import configure_logging
 from .requests import RequestLog
@@ -103,7 +104,8 @@ async def serving(
         requests=requests,
     )
     try:
-        yield server
+        async with anchoring(infra.store, settings):
+            yield server
     finally:
         await server.stop()
 
