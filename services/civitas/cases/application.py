@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from civitas.chassis.auth import Caller, Principal, Role, authorize, authorize_all
 from civitas.chassis.requests import id_for
-from civitas.errors import AlreadyExists, InvalidInput, NotFound
+from civitas.errors import AlreadyExists, InvalidInput, NotFound, RuleViolation
 from civitas.eventkit import (
     AggregateNotFound,
     Clock,
@@ -27,9 +27,10 @@ from civitas.eventkit import (
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault, is_person_id
 from civitas.geography import UnitKind
+from civitas.sealing import split_address
 from civitas.validation import required_text
 
-from .domain.case import Case, Channel, DeadlinePolicy, Urgency
+from .domain.case import LONG_TEXT, Case, Channel, DeadlinePolicy, Urgency
 from .domain.values import funding_amount, grid_of, payee_account, unit_code
 from .grids import Assignment, GridResolver
 
@@ -68,6 +69,30 @@ class CaseKey:
             return cls(f"source_id {source_id!r}", str(natural_id("imported-case", source_id)))
         case_id = id_for("case", request_id)
         return cls(f"request_id {request_id}", case_id) if case_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """A request's address and description, checked: the address split into the clear
+    part the grid needs and the rest, which is sealed with the description."""
+
+    clear_address: str
+    address_rest: str
+    description: str
+
+    @classmethod
+    def of(cls, address: str, description: str) -> Intake:
+        clear, rest = split_address(required_text("address", address, 300))
+        if not clear.strip():
+            raise InvalidInput(
+                f"address {address.strip()!r} names no street, estate or building before its room"
+            )
+        return cls(clear, rest, required_text("description", description, LONG_TEXT))
+
+    async def sealed(self, vault: PersonalDataVault, resident: str) -> tuple[str | None, str]:
+        """The address rest (None when there is none) and description, sealed."""
+        rest = await vault.seal(resident, self.address_rest) if self.address_rest else None
+        return rest, await vault.seal(resident, self.description)
 
 
 def digest_of(*fields: object) -> str:
@@ -201,18 +226,20 @@ class Cases:
         second registration under it returns the first case (another request under it is
         refused)."""
         unit_code(community_code, "community_code", UnitKind.COMMUNITY)
+        intake = Intake.of(address, description)
         authorize(caller.principal, INTAKE, community_code)
         resident, name, phone = await self._resident(resident_name, resident_phone)
         fields = (channel, community_code, address.strip(), description.strip(), urgency)
         digest = digest_of("register", *fields, resident, name)
 
         async def build(case_id: str, sealed_digest: str | None) -> Case:
+            rest, text = await intake.sealed(self.vault, resident)
             return Case.register(
                 case_id,
                 channel,
                 community_code,
-                address,
-                description,
+                intake.clear_address,
+                text,
                 urgency,
                 resident,
                 await self.vault.seal(resident, name),
@@ -220,6 +247,7 @@ class Cases:
                 self.clock.now(),
                 self.policy,
                 sealed_digest,
+                rest,
             )
 
         return await self._create(caller, CaseKey.of(None, request_id), resident, digest, build)
@@ -281,7 +309,7 @@ class Cases:
         return await self._command(caller, case_id, HANDLERS, lambda c: c.return_to_sender(reason))
 
     async def note_progress(self, caller: Caller, case_id: str, note: str) -> Case:
-        return await self._command(caller, case_id, HANDLERS, lambda c: c.note_progress(note))
+        return await self._sealing(caller, case_id, "note", note, lambda c, t: c.note_progress(t))
 
     async def open_mediation(
         self, caller: Caller, case_id: str, mediator: str, person_id: str | None = None
@@ -316,16 +344,34 @@ class Cases:
         return await self.vault.seal_name(person, name)
 
     async def hold_mediation_session(self, caller: Caller, case_id: str, summary: str) -> Case:
-        return await self._command(
-            caller, case_id, HANDLERS, lambda c: c.hold_mediation_session(summary)
+        return await self._sealing(
+            caller, case_id, "summary", summary, lambda c, t: c.hold_mediation_session(t)
         )
 
     async def conclude_mediation(
         self, caller: Caller, case_id: str, agreed: bool, terms: str
     ) -> Case:
-        return await self._command(
-            caller, case_id, HANDLERS, lambda c: c.conclude_mediation(agreed, terms)
+        return await self._sealing(
+            caller, case_id, "terms", terms, lambda c, t: c.conclude_mediation(agreed, t)
         )
+
+    async def _sealing(
+        self,
+        caller: Caller,
+        case_id: str,
+        field: str,
+        text: str,
+        change: Callable[[Case, str], object],
+    ) -> Case:
+        """A handler's command whose text is sealed under the case's resident's key. A
+        forgotten resident's case takes no more of it: sealing would make them a key
+        again."""
+        text = required_text(field, text, LONG_TEXT)
+        case = await self._authorized(caller, case_id, HANDLERS)
+        if not await self.vault.holds_key(case.resident_id):
+            raise RuleViolation(f"the resident was forgotten: no {field} is recorded for them")
+        sealed = await self.vault.seal(case.resident_id, text)
+        return await self._update(caller, case, lambda c: change(c, sealed))
 
     async def resolve(self, caller: Caller, case_id: str, resolution: str) -> Case:
         now = self.clock.now()
@@ -403,6 +449,7 @@ class Cases:
         _authorize_grid(caller.principal, IMPORTERS, community, record.grid_code)
         key = CaseKey.of(record.source_id, request_id)
         record.check_times(self.clock.now())
+        intake = Intake.of(record.address, record.description)
         resident, name, phone = await self._resident(record.resident_name, record.resident_phone)
 
         async def build(case_id: str, sealed_digest: str | None) -> Case:
@@ -410,12 +457,13 @@ class Cases:
             if record.grid_code:
                 assignment = await self.grids.resolve(community, None, record.grid_code)
                 _authorize_grid(caller.principal, IMPORTERS, community, assignment.grid_code)
+            rest, text = await intake.sealed(self.vault, resident)
             case = Case.register(
                 case_id,
                 record.channel,
                 community,
-                record.address,
-                record.description,
+                intake.clear_address,
+                text,
                 record.urgency,
                 resident,
                 await self.vault.seal(resident, name),
@@ -423,6 +471,7 @@ class Cases:
                 record.received_at,
                 self.policy,
                 sealed_digest,
+                rest,
             )
             handler = await self._seal_handler(assignment) if assignment else None
             record.replay_onto(case, assignment, handler, self.policy)

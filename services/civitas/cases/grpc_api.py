@@ -12,11 +12,13 @@ from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.chassis.requests import request_id_of
 from civitas.errors import InvalidInput
 from civitas.eventkit import SealedName
+from civitas.eventkit.personal import ERASED
 from civitas.geography import UnitKind
+from civitas.sealing import shown, shown_details
 
 from .application import Cases, HistoricalCase
 from .case_index import CaseFilter, CaseQueries
-from .domain.case import UNSEALED_NAMES, Case, Channel, Status, Urgency
+from .domain.case import Case, Channel, Status, Urgency
 from .domain.values import unit_code
 from .v1 import cases_pb2 as pb
 from .v1 import cases_pb2_grpc as pb_grpc
@@ -32,14 +34,11 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
 
     async def _case_out(self, case: Case, timeline: bool = False) -> pb.Case:
         resident = case.resident_id
+        visible = may_see_personal_data(current_principal(), case.community_code)
         entries = []
         if timeline:
             for event in await self.app.store.read_stream(case.stream_id):
-                details = {
-                    k: v
-                    for k, v in event.data.items()
-                    if "ciphertext" not in k and k not in UNSEALED_NAMES
-                }
+                details = await shown_details(event.data, resident, self.app.vault, visible)
                 entries.append(
                     pb.TimelineEntry(
                         version=event.stream_version,
@@ -56,8 +55,8 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
             status=enum_out(case.status, pb.Status, "STATUS_"),
             channel=enum_out(case.channel, pb.Channel, "CHANNEL_"),
             community_code=case.community_code,
-            address=case.address,
-            description=case.description,
+            address=case.address + await self._rest(case.address_rest, visible),
+            description=await shown(self.app.vault, case.description, visible),
             urgency=enum_out(case.urgency, pb.Urgency, "URGENCY_"),
             category=case.kind or "",
             resident_id=case.resident_id,
@@ -92,6 +91,12 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
                 for r in case.funding.values()
             ],
         )
+
+    async def _rest(self, rest: SealedName | None, visible: bool) -> str:
+        """The sealed rest of an address, after its clear part: as given, or ``[hidden]``
+        or ``[erased]`` after a space."""
+        text = await shown(self.app.vault, rest, visible)
+        return f" {text}" if text in (HIDDEN, ERASED) else text
 
     async def _shown(self, case: Case, sealed: SealedName | None) -> str:
         """A name or phone the case holds, under the one rule of who may see them (""

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from civitas.cases.application import Intake
 from civitas.cases.domain.case import (
     FINAL,
     Case,
@@ -323,13 +324,14 @@ def test_deadlines_are_configurable_and_bad_settings_are_refused() -> None:
 
 
 def test_long_descriptions_and_notes_are_accepted_up_to_two_thousand_characters() -> None:
-    case = Case.register(
-        "x", Channel.ONLINE, "QH-01-01", "a", "长" * 2000, Urgency.LOW, "r", "", "", T0, POLICY
-    )
+    intake = Intake.of("大光路12号", "长" * 2000)
+    with pytest.raises(InvalidInput, match="longer than 2000"):
+        Intake.of("大光路12号", "长" * 2001)
+    case = new_case()
     case.classify("类别", Urgency.LOW, POLICY)
     with pytest.raises(InvalidInput, match="longer than 2000"):
         case.answer_on_spot("长" * 2001, T0)
-    assert len(case.description) == 2000
+    assert len(intake.description) == 2000
 
 
 def test_a_satisfied_resident_closes_the_case_and_it_cannot_be_reopened() -> None:
@@ -424,3 +426,64 @@ def test_money_is_asked_for_only_while_the_case_is_worked_on() -> None:
         case.request_funds(100, "payee:QH:yinfa", "x", "y")
     with pytest.raises(RuleViolation, match="no funding request"):
         case.record_funding_outcome("unknown", True, "")
+
+
+def test_a_registration_notes_and_mediation_written_before_sealing_still_read() -> None:
+    at = T0.isoformat()
+    v1 = {
+        "channel": "online",
+        "community_code": "QH-01-01",
+        "address": "大光路12号3栋2单元302室",
+        "description": "楼道灯坏了",
+        "urgency": "normal",
+        "resident_id": "r1",
+        "resident_name_ciphertext": "pd1:a:b",
+        "resident_phone_ciphertext": "pd1:c:d",
+        **{k: at for k in ("registered_at", "dispatch_due", "resolution_due")},
+    }
+    case = Case("c1")
+    case.apply(registry.decode("CaseRegistered", 1, v1))
+    events = [
+        registry.decode("ProgressNoted", 1, {"note": "已联系物业"}),
+        registry.decode("MediationSessionHeld", 1, {"summary": "双方到场"}),
+        registry.decode("MediationConcluded", 1, {"agreed": True, "terms": "三日内修复"}),
+    ]
+
+    assert (case.address, case.address_rest) == (
+        "大光路12号3栋",
+        SealedName("r1", None, "2单元302室"),
+    )
+    assert case.description == SealedName("r1", None, "楼道灯坏了")
+    assert [getattr(e, f) for e, f in zip(events, ("note", "summary", "terms"), strict=True)] == [
+        "已联系物业",
+        "双方到场",
+        "三日内修复",
+    ]
+    assert [type(e).schema_version for e in events] == [2, 2, 2]
+
+
+def test_new_registrations_keep_only_the_clear_part_of_the_address() -> None:
+    case = Case.register(
+        "c2",
+        Channel.ONLINE,
+        "QH-01-01",
+        "大光路12号3栋",
+        "sealed(d)",
+        Urgency.LOW,
+        "r1",
+        "pd1:a:b",
+        "pd1:c:d",
+        T0,
+        POLICY,
+        None,
+        "sealed(rest)",
+    )
+    registered = case.collect_pending()[0].to_data()
+
+    assert registered["address"] == "大光路12号3栋"
+    assert (registered["address_rest_ciphertext"], registered["address_rest"]) == (
+        "sealed(rest)",
+        None,
+    )
+    assert case.address_rest == SealedName("r1", "sealed(rest)")
+    assert case.description == SealedName("r1", "sealed(d)")

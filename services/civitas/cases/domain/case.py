@@ -30,6 +30,7 @@ from civitas.eventkit import (
     applies,
     registry,
 )
+from civitas.sealing import split_address
 from civitas.validation import required_text
 
 from .values import expenditure_id_for, funding_amount, payee_account
@@ -141,10 +142,17 @@ class DeadlinePolicy:
 
 
 class CaseRegistered(DomainEvent):
+    """``address`` is the clear part the grid needs; the rest of it and the description
+    are sealed under the resident's key (``civitas.sealing``). Schema 1 kept the whole
+    address and the description in plaintext: its upcaster cuts the address, and
+    ``description`` and ``address_rest`` carry that plaintext."""
+
+    schema_version = 2
     channel: Channel
     community_code: str
     address: str
-    description: str
+    address_rest_ciphertext: str | None
+    description_ciphertext: str | None
     urgency: Urgency
     resident_id: str
     resident_name_ciphertext: str
@@ -157,6 +165,18 @@ class CaseRegistered(DomainEvent):
     # their name and phone, so that a later request under the same key is compared with
     # it and an erasure erases it too.
     request_digest_ciphertext: str | None = None
+    description: str | None = None
+    address_rest: str | None = None
+
+
+def _registered_v1(data: dict[str, Any]) -> dict[str, Any]:
+    data["address"], rest = split_address(data["address"])
+    data["address_rest"], data["address_rest_ciphertext"] = rest or None, None
+    data["description_ciphertext"] = None
+    return data
+
+
+registry.upcaster("CaseRegistered", 1)(_registered_v1)
 
 
 class CaseClassified(DomainEvent):
@@ -184,11 +204,6 @@ def _unsealed(data: dict[str, Any], name: str) -> dict[str, Any]:
     data[f"{name}_person"] = UNSEALED
     data[f"{name}_ciphertext"] = None
     return data
-
-
-UNSEALED_NAMES = ("handler", "by", "mediator")
-"""Fields of schema-1 events that carry a person's name in plaintext: views leave
-them out, as they leave out ciphertext."""
 
 
 class CaseDispatched(DomainEvent):
@@ -222,8 +237,19 @@ class CaseReassigned(DomainEvent):
     handler: str | None = None
 
 
+# Notes and mediation records are sealed under the resident's key; schema 1 kept them
+# in plaintext, which the optional last field carries.
+
+
+def _text_v1(data: dict[str, Any], name: str) -> dict[str, Any]:
+    data[f"{name}_ciphertext"] = None
+    return data
+
+
 class ProgressNoted(DomainEvent):
-    note: str
+    schema_version = 2
+    note_ciphertext: str | None
+    note: str | None = None
 
 
 class MediationOpened(DomainEvent):
@@ -240,12 +266,21 @@ registry.upcaster("MediationOpened", 1)(lambda data: _unsealed(data, "mediator")
 
 
 class MediationSessionHeld(DomainEvent):
-    summary: str
+    schema_version = 2
+    summary_ciphertext: str | None
+    summary: str | None = None
 
 
 class MediationConcluded(DomainEvent):
+    schema_version = 2
     agreed: bool
-    terms: str
+    terms_ciphertext: str | None
+    terms: str | None = None
+
+
+registry.upcaster("ProgressNoted", 1)(lambda data: _text_v1(data, "note"))
+registry.upcaster("MediationSessionHeld", 1)(lambda data: _text_v1(data, "summary"))
+registry.upcaster("MediationConcluded", 1)(lambda data: _text_v1(data, "terms"))
 
 
 class CaseResolved(DomainEvent):
@@ -307,6 +342,14 @@ class CaseFundingRefused(DomainEvent):
     reason: str
 
 
+def _sealed_text(label: str, ciphertext: str) -> str:
+    """Text the application sealed, having checked its plaintext (at most
+    :data:`LONG_TEXT` characters): the domain sees only that it is there."""
+    if not (ciphertext or "").strip():
+        raise InvalidInput(f"{label} is required")
+    return ciphertext
+
+
 class Case(Aggregate):
     """One resident's request."""
 
@@ -317,8 +360,9 @@ class Case(Aggregate):
         self.status = Status.REGISTERED
         self.channel = Channel.ONLINE
         self.community_code = ""
-        self.address = ""
-        self.description = ""
+        self.address = ""  # the clear part: down to the building
+        self.address_rest: SealedName | None = None
+        self.description: SealedName | None = None
         self.urgency = Urgency.NORMAL
         self.kind: str | None = None
         self.resident_id = ""
@@ -355,7 +399,10 @@ class Case(Aggregate):
         now: datetime,
         policy: DeadlinePolicy,
         request_digest: str | None = None,
+        address_rest: str | None = None,
     ) -> Case:
+        """``address`` is the clear part (:func:`civitas.sealing.split_address`);
+        ``address_rest`` and ``description`` are ciphertext under the resident's key."""
         dispatch_due, resolution_due = policy.due(now, urgency)
         case = cls(case_id)
         case._record(
@@ -363,7 +410,8 @@ class Case(Aggregate):
                 channel=channel,
                 community_code=community_code,
                 address=required_text("address", address, 300),
-                description=required_text("description", description, LONG_TEXT),
+                address_rest_ciphertext=address_rest,
+                description_ciphertext=_sealed_text("description", description),
                 urgency=urgency,
                 resident_id=resident_id,
                 resident_name_ciphertext=name_ciphertext,
@@ -447,8 +495,9 @@ class Case(Aggregate):
         return self.handler is not None and self.handler.person_id == person_id
 
     def note_progress(self, note: str) -> None:
+        """``note`` is ciphertext under the resident's key, as are a mediation's records."""
         self._check_status(Status.IN_PROGRESS, Status.IN_MEDIATION, doing="note progress on")
-        self._record(ProgressNoted(note=required_text("note", note, LONG_TEXT)))
+        self._record(ProgressNoted(note_ciphertext=_sealed_text("note", note)))
 
     def check_can_open_mediation(self) -> None:
         self._check_status(Status.IN_PROGRESS, doing="open mediation on")
@@ -463,12 +512,12 @@ class Case(Aggregate):
 
     def hold_mediation_session(self, summary: str) -> None:
         self._check_status(Status.IN_MEDIATION, doing="hold a mediation session on")
-        self._record(MediationSessionHeld(summary=required_text("summary", summary, LONG_TEXT)))
+        self._record(MediationSessionHeld(summary_ciphertext=_sealed_text("summary", summary)))
 
     def conclude_mediation(self, agreed: bool, terms: str) -> None:
         self._check_status(Status.IN_MEDIATION, doing="conclude mediation on")
         self._record(
-            MediationConcluded(agreed=agreed, terms=required_text("terms", terms, LONG_TEXT))
+            MediationConcluded(agreed=agreed, terms_ciphertext=_sealed_text("terms", terms))
         )
 
     def resolve(self, resolution: str, now: datetime) -> None:
@@ -622,8 +671,15 @@ class Case(Aggregate):
     def _on_registered(self, event: CaseRegistered) -> None:
         self.status, self.channel = Status.REGISTERED, event.channel
         self.community_code, self.address = event.community_code, event.address
-        self.description, self.urgency = event.description, event.urgency
+        self.urgency = event.urgency
         self.resident_id, self.registered_at = event.resident_id, event.registered_at
+        self.description = SealedName(
+            event.resident_id, event.description_ciphertext, event.description
+        )
+        if event.address_rest_ciphertext or event.address_rest:
+            self.address_rest = SealedName(
+                event.resident_id, event.address_rest_ciphertext, event.address_rest
+            )
         self.resident_name_ciphertext = event.resident_name_ciphertext
         self.resident_phone_ciphertext = event.resident_phone_ciphertext
         self.request_digest = event.request_digest_ciphertext

@@ -1,0 +1,115 @@
+"""What of a case is sealed personal data and what stays clear: written once, read by
+cases (its events and views) and insights (its timelines).
+
+Sealed under the resident's key: their name and phone, the address below the building
+(:func:`split_address`), the description, progress notes and mediation records;
+handlers', acceptors' and mediators' names under their own person's key. Clear: the
+community, grid, the address down to the building (what ``ResolveGrid`` matches),
+category, statuses and times. In an event, ``<field>_ciphertext`` is sealed under the
+person ``<field>_person`` names, else under the record's own person (the case's
+resident). Events of older schemas carried some of these fields in plaintext: views
+show those by the same rule, and ``[erased]`` once their person is forgotten.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from civitas.chassis.auth import HIDDEN
+from civitas.eventkit import SealedName
+from civitas.eventkit.personal import PersonalDataVault
+
+CIPHERTEXT = "_ciphertext"
+NOT_SHOWN = frozenset({"request_digest"})
+"""Sealed, but no view shows it: a digest that compares a retried request."""
+LEGACY_NAMES = frozenset({"handler", "by", "mediator"})
+"""Names schema-1 events of cases carried in plaintext: views leave them out."""
+LEGACY_TEXT = ("description", "note", "summary", "terms", "address_rest")
+"""The sealed free text of a case, which timelines show by the rule (names they leave
+out: the case shows them once). Schema-1 events carried it in plaintext (the address
+rest is cut from their whole ``address``): shown the same way, erased with the
+resident."""
+
+_BUILDING = re.compile(r"栋|幢|座|号楼")
+_BELOW_BUILDING = re.compile(
+    r"[0-9０-９A-Za-z一二三四五六七八九十]+\s*(?:单元|室|层|楼|户|号房)|[0-9]+-[0-9]+"
+)
+_STREET_NUMBER = re.compile(r"[0-9０-９]+号")
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """An address as (clear, rest), ``clear + rest == address``. Clear runs through the
+    building (the first 栋, 幢, 座 or 号楼), else through the street number (the first
+    ``<digits>号``), else the whole address; it stops earlier at a unit, floor or room
+    (``2单元``, ``5楼``, ``302室``, ``2-302``). The rest is sealed. Grid prefixes reach
+    down to the building at most, so the clear part is what ``ResolveGrid`` needs."""
+    building = _BUILDING.search(address) or _STREET_NUMBER.search(address)
+    cut = building.end() if building else len(address)
+    below = _BELOW_BUILDING.search(address)
+    if below and below.start() < cut:
+        cut = below.start()
+    return address[:cut], address[cut:]
+
+
+def legacy_fields(data: Mapping[str, Any]) -> dict[str, str]:
+    """Free text an event of an older schema carried in plaintext, by field."""
+    found = {f: data[f] for f in LEGACY_TEXT if data.get(f) and not data.get(f"{f}{CIPHERTEXT}")}
+    if _whole_address(data):
+        rest = split_address(data["address"])[1]
+        if rest:
+            found["address_rest"] = rest
+    return found
+
+
+def sealed_fields(data: Mapping[str, Any], owner: str) -> dict[str, SealedName]:
+    """Every field a view shows by the rule for personal data, by its name: sealed ones
+    under their person (``owner`` unless ``<field>_person`` names one), and the
+    plaintext of older schemas under ``owner``."""
+    fields = {
+        key.removesuffix(CIPHERTEXT): SealedName(
+            data.get(f"{key.removesuffix(CIPHERTEXT)}_person") or owner, value
+        )
+        for key, value in data.items()
+        if key.endswith(CIPHERTEXT) and value and key.removesuffix(CIPHERTEXT) not in NOT_SHOWN
+    }
+    for field, text in legacy_fields(data).items():
+        fields[field] = SealedName(owner, None, text)
+    return fields
+
+
+def clear_details(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's data without anything sealed or personal: what every caller sees."""
+    hidden = {*LEGACY_NAMES, *LEGACY_TEXT}
+    details = {k: v for k, v in data.items() if not k.endswith(CIPHERTEXT) and k not in hidden}
+    if _whole_address(data):
+        details["address"] = split_address(data["address"])[0]
+    return details
+
+
+async def shown(vault: PersonalDataVault, sealed: SealedName | None, visible: bool) -> str:
+    """One sealed value for a view: "" when there is none, ``[hidden]`` to a caller who
+    may not see it, ``[erased]`` once its person is forgotten."""
+    if sealed is None:
+        return ""
+    if not visible:
+        return HIDDEN
+    return await vault.show_name(sealed)
+
+
+async def shown_details(
+    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
+) -> dict[str, Any]:
+    """An event's data for a timeline: clear fields, and each piece of sealed text shown
+    by the rule (plaintext, ``[hidden]`` or ``[erased]``); names are left out."""
+    details = clear_details(data)
+    for field, sealed in sealed_fields(data, owner).items():
+        if field in LEGACY_TEXT:
+            details[field] = await shown(vault, sealed, visible)
+    return details
+
+
+def _whole_address(data: Mapping[str, Any]) -> bool:
+    """A registration of schema 1, which kept the whole address in the clear."""
+    return isinstance(data.get("address"), str) and f"address_rest{CIPHERTEXT}" not in data
