@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -73,6 +74,36 @@ def content_digest(
 def chain(previous: bytes, digest: bytes) -> bytes:
     """The next link of a stream's hash chain."""
     return hashlib.sha256(previous + digest).digest()
+
+
+def global_link(
+    previous: bytes, position: int, stream_id: str, stream_version: int, event_hash: bytes
+) -> bytes:
+    """The next link of the chain over the store's global order (the ledger).
+
+    It covers the previous link, the event's stream hash (which covers its content and
+    its stream's history), its global position, its revision and its stream:
+    ``sha256(previous || hash || position (8 bytes, big-endian) || revision (8 bytes) ||
+    stream id (UTF-8))``, the one field of variable length last. The PostgreSQL store
+    computes the same bytes in SQL (``int8send``)."""
+    return hashlib.sha256(
+        previous
+        + bytes(event_hash)
+        + struct.pack(">qq", position, stream_version)
+        + stream_id.encode()
+    ).digest()
+
+
+def ledger_links(
+    previous: bytes, rows: Iterable[tuple[int, str, int, bytes]]
+) -> list[tuple[int, str, int, bytes]]:
+    """Extend the global chain from ``previous`` over ``(position, stream id, revision,
+    hash)`` rows in position order: the ledger entries, each with its link."""
+    entries = []
+    for position, stream_id, stream_version, event_hash in rows:
+        previous = global_link(previous, position, stream_id, stream_version, event_hash)
+        entries.append((position, stream_id, stream_version, previous))
+    return entries
 
 
 def first_broken_link(events: Iterable[RecordedEvent]) -> RecordedEvent | None:

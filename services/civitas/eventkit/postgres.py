@@ -12,10 +12,17 @@ fsyncs) still run concurrently and PostgreSQL groups them.
 
 A long-running transaction anywhere on the server holds the reader's horizon
 back until it ends: subscribers wait, they never skip.
+
+The ledger (the global chain) follows the same horizon: a row cannot chain to the
+previous position at insert time without serializing writers until commit, so a
+sealer extends the ledger over rows every reader can see, in position order, one
+sealer at a time (``seal``). Each append runs it after its own insert, sealing what
+committed before it; ``verify`` runs it first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -23,7 +30,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from .audit import RawEvent
+from .audit import LedgerEntry, RawEvent
 from .errors import ConcurrencyError, EventIdConflict
 from .hashing import GENESIS
 from .records import AppendResult, EventFilter, ExpectedVersion, RecordedEvent, StreamState
@@ -32,6 +39,7 @@ from .store import EventStore, PreparedEvent, idempotent_result
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _EXPECTED_CODES = {StreamState.NO_STREAM: -1, StreamState.ANY: -2, StreamState.EXISTS: -3}
 _LOCK_KEY = 0x63697669  # "civi": serializes only the reservation of positions
+_SEAL_LOCK = _LOCK_KEY + 2  # one sealer at a time (+1 guards the DDL)
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -128,6 +136,65 @@ BEGIN
     RETURN QUERY SELECT v_version + n, v_positions[n];
 END
 $fn$;
+
+CREATE TABLE IF NOT EXISTS {s}.ledger (
+    position       bigint PRIMARY KEY,
+    stream_id      text   NOT NULL,
+    stream_version bigint NOT NULL,
+    link           bytea  NOT NULL
+);
+
+-- The sealer: extends the ledger over rows every reader can see, in position order,
+-- one sealer at a time (-1: another one holds the turn). Called in a transaction
+-- that has its xid already (after an append's reservation) or that inserts no event.
+CREATE OR REPLACE FUNCTION {s}.seal(p_limit integer) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_position bigint := 0;
+    v_link bytea := '\\x{genesis}'::bytea;
+    n integer := 0;
+    r record;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock({seal_lock}) THEN
+        RETURN -1;
+    END IF;
+    SELECT l.position, l.link INTO v_position, v_link
+        FROM {s}.ledger l ORDER BY l.position DESC LIMIT 1;
+    IF NOT FOUND THEN
+        v_position := 0;
+        v_link := '\\x{genesis}'::bytea;
+    END IF;
+    FOR r IN SELECT e.position, e.stream_id, e.stream_version, e.hash FROM {s}.events e
+              WHERE e.position > v_position
+                AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY e.position LIMIT p_limit LOOP
+        v_link := sha256(v_link || r.hash || int8send(r.position) || int8send(r.stream_version)
+                         || convert_to(r.stream_id, 'UTF8'));
+        INSERT INTO {s}.ledger (position, stream_id, stream_version, link)
+            VALUES (r.position, r.stream_id, r.stream_version, v_link);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+
+-- An append, then the sealer over what committed before it (its own rows wait for
+-- the next append, or verify): the merge delay of one append.
+CREATE OR REPLACE FUNCTION {s}.append_and_seal(
+    p_stream text, p_category text, p_expected bigint,
+    p_ids uuid[], p_types text[], p_schema_versions integer[], p_occurred timestamptz[],
+    p_actors text[], p_correlations text[], p_causations text[], p_data text[], p_digests bytea[]
+) RETURNS TABLE (last_version bigint, last_position bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN QUERY SELECT * FROM {s}.append_events(
+        p_stream, p_category, p_expected, p_ids, p_types, p_schema_versions, p_occurred,
+        p_actors, p_correlations, p_causations, p_data, p_digests);
+    IF coalesce(array_length(p_ids, 1), 0) > 0 THEN
+        PERFORM {s}.seal(1000);
+    END IF;
+END
+$fn$;
 """
 
 _COLUMNS = (
@@ -161,7 +228,7 @@ class PostgresEventStore(EventStore):
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, reset=_keep_session
         )
-        ddl = _SCHEMA.format(s=schema, lock=_LOCK_KEY, genesis=GENESIS.hex())
+        ddl = _SCHEMA.format(s=schema, lock=_LOCK_KEY, seal_lock=_SEAL_LOCK, genesis=GENESIS.hex())
         async with pool.acquire() as conn, conn.transaction():
             # DDL from several processes at once would race; one at a time.
             await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY + 1})")
@@ -177,10 +244,11 @@ class PostgresEventStore(EventStore):
     ) -> AppendResult:
         code = _EXPECTED_CODES[expected] if isinstance(expected, StreamState) else expected
         args = _columns(events)
+        function = "append_and_seal" if self.global_chain else "append_events"
         async with self._pool.acquire() as conn:
             try:
                 row = await conn.fetchrow(
-                    f"SELECT * FROM {self.schema}.append_events("
+                    f"SELECT * FROM {self.schema}.{function}("
                     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     stream_id,
                     category,
@@ -251,13 +319,39 @@ class PostgresEventStore(EventStore):
     async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
         rows = await self._pool.fetch(
             "SELECT position, stream_id, stream_version, event_id, type, schema_version, "
-            "occurred_at, actor, correlation_id, causation_id, data, hash "
+            "occurred_at, actor, correlation_id, causation_id, data, hash, category "
             f"FROM {self.schema}.events WHERE position > $1 "  # every committed row: the
             "ORDER BY position LIMIT $2",  # heads, read first, bound what is judged
             after,
             limit,
         )
         return [RawEvent(*row) for row in rows]
+
+    async def _seal(self) -> int:
+        sealed = 0
+        for _ in range(200):  # an append holding the sealer's turn ends within ms
+            n = await self._pool.fetchval(f"SELECT {self.schema}.seal(5000)")
+            if n == 0:
+                break
+            if n < 0:
+                await asyncio.sleep(0.01)
+            sealed += max(n, 0)
+        return sealed
+
+    async def _ledger_head(self) -> int:
+        value = await self._pool.fetchval(
+            f"SELECT coalesce(max(position), 0) FROM {self.schema}.ledger"
+        )
+        return int(value)
+
+    async def _read_ledger(self, after: int, limit: int) -> list[LedgerEntry]:
+        rows = await self._pool.fetch(
+            "SELECT position, stream_id, stream_version, link "
+            f"FROM {self.schema}.ledger WHERE position > $1 ORDER BY position LIMIT $2",
+            after,
+            limit,
+        )
+        return [LedgerEntry(*row) for row in rows]
 
     async def _stream_heads(self) -> dict[str, tuple[int, bytes]]:
         rows = await self._pool.fetch(f"SELECT stream_id, version, hash FROM {self.schema}.streams")

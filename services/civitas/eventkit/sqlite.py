@@ -5,6 +5,7 @@ tasks queue up; the writer takes every append that is waiting, applies each in a
 savepoint (so one failed append does not undo the others), and commits them all
 with one fsync. Readers use their own connections on a small thread pool, and
 because SQLite has one writer at a time, global positions become visible in order.
+The same commit extends the ledger (the global chain) over the events it stores.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import Any
 
 import orjson
 
-from .audit import RawEvent
+from .audit import LedgerEntry, RawEvent
 from .errors import ConcurrencyError, EventIdConflict, EventStoreError
 from .files import private_file
-from .hashing import GENESIS, chain, utc_iso
+from .hashing import GENESIS, chain, ledger_links, utc_iso
 from .records import (
     AppendResult,
     EventFilter,
@@ -64,6 +65,12 @@ CREATE TABLE IF NOT EXISTS streams (
     version   INTEGER NOT NULL,
     hash      BLOB    NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger (
+    position       INTEGER PRIMARY KEY,
+    stream_id      TEXT    NOT NULL,
+    stream_version INTEGER NOT NULL,
+    link           BLOB    NOT NULL
+);
 """
 
 _COLUMNS = (
@@ -202,6 +209,8 @@ class SqliteEventStore(EventStore):
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = [self._apply_in_savepoint(request) for request in group]
+            if self.global_chain:
+                _seal(conn)
             conn.execute("COMMIT")
         except BaseException as exc:  # the group failed to commit: nothing is stored
             if conn.in_transaction:
@@ -350,11 +359,46 @@ class SqliteEventStore(EventStore):
     async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
         rows = await self._query(
             "SELECT position, stream_id, stream_version, event_id, type, schema_version, "
-            "occurred_at, actor, correlation_id, causation_id, data, hash FROM events "
+            "occurred_at, actor, correlation_id, causation_id, data, hash, category FROM events "
             "WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
         return [RawEvent(*row) for row in rows]
+
+    async def _seal(self) -> int:
+        def run() -> int:
+            conn = _connect(self.path)
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # takes turns with the writer thread
+                sealed = _seal(conn)
+                conn.execute("COMMIT")
+                return sealed
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(run)
+
+    async def _verify_bounds(self) -> tuple[dict[str, tuple[int, bytes]], int, bool]:
+        def run() -> tuple[dict[str, tuple[int, bytes]], int, bool]:
+            conn = self._reader()
+            conn.execute("BEGIN")  # one snapshot: the commit that stores events seals them
+            try:
+                sealed_to = conn.execute("SELECT coalesce(max(position), 0) FROM ledger")
+                heads = conn.execute("SELECT stream_id, version, hash FROM streams")
+                found = int(sealed_to.fetchone()[0]), heads.fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return {row[0]: (row[1], bytes(row[2])) for row in found[1]}, found[0], True
+
+        return await asyncio.wrap_future(self._pool.submit(run))
+
+    async def _read_ledger(self, after: int, limit: int) -> list[LedgerEntry]:
+        rows = await self._query(
+            "SELECT position, stream_id, stream_version, link FROM ledger "
+            "WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [LedgerEntry(*row) for row in rows]
 
     async def _stream_heads(self) -> dict[str, tuple[int, bytes]]:
         rows = await self._query("SELECT stream_id, version, hash FROM streams", ())
@@ -403,6 +447,25 @@ def _row(
         prepared.data_json,
         digest_chain,
     )
+
+
+def _seal(conn: sqlite3.Connection) -> int:
+    """Extend the ledger over every event after its last entry, in the caller's write
+    transaction: the events the writer has just inserted (or, once, a store's whole
+    history from before the ledger)."""
+    tail = conn.execute("SELECT position, link FROM ledger ORDER BY position DESC LIMIT 1")
+    position, link = tail.fetchone() or (0, GENESIS)
+    rows = conn.execute(
+        "SELECT position, stream_id, stream_version, hash FROM events WHERE position > ? "
+        "ORDER BY position",
+        (position,),
+    ).fetchall()
+    entries = ledger_links(bytes(link), rows)
+    conn.executemany(
+        "INSERT INTO ledger (position, stream_id, stream_version, link) VALUES (?, ?, ?, ?)",
+        entries,
+    )
+    return len(entries)
 
 
 def _chunked(conn: sqlite3.Connection, sql: str, values: list[str]) -> list[tuple[Any, ...]]:

@@ -10,7 +10,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from .audit import ChainReport, ChainVerifier, Progress, RawEvent
+from .audit import ChainReport, ChainVerifier, LedgerEntry, Progress, RawEvent, side_by_side
 from .clock import Clock, SystemClock
 from .errors import EventIdConflict, EventTooLarge, InvalidEvent, StoreClosed
 from .hashing import canonical_json, content_digest
@@ -56,8 +56,11 @@ class EventStore(abc.ABC):
         clock: Clock | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         poll_interval: float = 0.05,
+        global_chain: bool = True,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        # False only for the benchmark's baseline (today's append path, no ledger).
+        self.global_chain = global_chain
         self.max_event_bytes = max_event_bytes
         self.poll_interval = poll_interval
         self._closed = False
@@ -174,27 +177,79 @@ class EventStore(abc.ABC):
     ) -> None:
         await self.close()
 
+    async def seal(self) -> int:
+        """Extend the ledger (the global chain) over every event visible to all readers;
+        the number of events sealed. Appends do this as they go; ``civitas audit
+        upgrade`` does it once for a store from before the ledger."""
+        self._check_open()
+        return await self._seal()
+
     async def verify(
         self, *, batch_size: int = 5000, progress: Progress | None = None
     ) -> ChainReport:
-        """Recompute every stream's hash chain from the rows as stored; name each broken
-        stream's first broken link. ``progress`` is told the position reached."""
+        """Check both chains from the rows as stored (see :mod:`audit`) and each
+        snapshot's binding; name each broken stream's first bad global position.
+        ``progress`` is told the position reached."""
         self._check_open()
-        verifier = ChainVerifier(await self._stream_heads())  # the heads first: see there
+        heads, sealed_to, inline = await self._verify_bounds()
+        verifier = ChainVerifier(heads, sealed_to, inline)
+        pairs = side_by_side(self._raw_rows(batch_size), self._ledger(batch_size, sealed_to))
+        count = 0
+        async for row, entry in pairs:
+            verifier.feed(row, entry)
+            count += 1
+            if progress is not None and count % batch_size == 0:
+                progress((row or entry or LedgerEntry(0, "", 0, b"")).position)
+        for binding in verifier.bindings:
+            covered = await self._read_stream(binding.stream_id, binding.stream_version, False, 1)
+            found = covered[0] if covered else None
+            ok = found is not None and found.stream_version == binding.stream_version
+            verifier.snapshot_disagrees(binding, found.hash if found and ok else None)
+        return verifier.finish()
+
+    async def _raw_rows(self, batch_size: int) -> AsyncIterator[RawEvent]:
         after = 0
         while rows := await self._read_raw(after, batch_size):
             for row in rows:
-                verifier.feed(row)
+                yield row
             after = rows[-1].position
-            if progress is not None:
-                progress(after)
-        return verifier.finish()
+
+    async def _ledger(self, batch_size: int, upto: int | None) -> AsyncIterator[LedgerEntry]:
+        after = 0
+        while upto is not None and (entries := await self._read_ledger(after, batch_size)):
+            for entry in entries:
+                if entry.position > upto:
+                    return
+                yield entry
+            after = entries[-1].position
 
     # -- for backends -----------------------------------------------------
 
     @abc.abstractmethod
     async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
         """Stored rows after a global position, undecoded, in order."""
+
+    async def _seal(self) -> int:
+        """Extend the ledger over every visible event (a backend without one: 0)."""
+        return 0
+
+    async def _verify_bounds(
+        self,
+    ) -> tuple[dict[str, tuple[int, bytes]] | None, int | None, bool]:
+        """The heads, the ledger's last position, and whether every event within the
+        heads must be in the ledger already. Here: seal, then the ledger's last
+        position, then the heads (both only grow, so the heads cover the ledger)."""
+        await self._seal()
+        sealed_to = await self._ledger_head()
+        return await self._stream_heads(), sealed_to, False
+
+    async def _ledger_head(self) -> int | None:
+        """The ledger's last position (0 when empty; None: the backend keeps none)."""
+        return None
+
+    async def _read_ledger(self, after: int, limit: int) -> list[LedgerEntry]:
+        """Ledger entries after a position, in order."""
+        return []
 
     @abc.abstractmethod
     async def _stream_heads(self) -> dict[str, tuple[int, bytes]] | None:
