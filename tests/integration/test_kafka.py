@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
+from civitas.chassis.anchoring import Anchorer, AnchorSettings, KafkaAnchors
 from civitas.eventkit import (
     NewEvent,
     ProjectionRunner,
@@ -26,6 +27,7 @@ from civitas.eventkit import (
     StreamState,
     create_read_model_engine,
 )
+from civitas.eventkit.anchors import Anchor, anchors_topic, load_or_create_key
 from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, events_topic
 from civitas.eventkit.kafka.topics import dead_letter_topic
 from tests.support.accounts import BalancesProjection, read_balances
@@ -419,3 +421,26 @@ async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
         await asyncio.to_thread(broker, "down")
         await store.close()
     assert sum(row[3] for row in expected) > 20 * 50  # writes went on through the restart
+
+
+async def test_a_signed_anchor_reaches_the_services_anchors_topic(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store = SqliteEventStore(tmp_path / "funds.db")
+    await fill_accounts(store, accounts=3, movements=5)
+    settings = AnchorSettings("funds", tmp_path / "anchor.key", tmp_path / "anchors.jsonl", 60)
+    topic = anchors_topic("funds", unique("anchors-"))
+    kafka = KafkaAnchors(kafka_bootstrap, topic)
+    try:
+        anchor = await Anchorer(store, settings, kafka=kafka).anchor_once()
+    finally:
+        await kafka.close()
+        await store.close()
+    assert anchor is not None
+
+    ((key, value, _, partition),) = await messages_on(kafka_bootstrap, topic)
+    published = Anchor.from_json(value.decode())
+    assert (key, partition) == (b"funds", 0)
+    assert published == anchor
+    assert settings.anchors_file.read_text().splitlines() == [value.decode()]
+    published.check(load_or_create_key(settings.key_file).public_key())
