@@ -1,11 +1,14 @@
 """What the platform writes under var/ is its owner's alone from the first moment:
-folders 0700, files 0600 (SQLite's -wal and -shm too), whatever the umask; a token
+folders 0700, files 0600 (SQLite's -wal, -shm and -journal too, and after a forget
+has truncated a vault's WAL), whatever the umask; a token
 secret that others may read or change is refused."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import stat
 import sys
 from collections.abc import Iterator
@@ -137,22 +140,34 @@ def test_a_read_model_database_its_wal_and_shm_are_owner_only(tmp_path: Path) ->
     }
 
 
-async def test_a_vault_of_personal_data_keys_is_owner_only(tmp_path: Path) -> None:
+async def test_a_vault_of_personal_data_keys_is_owner_only_before_and_after_a_forget(
+    tmp_path: Path,
+) -> None:
     engine = create_read_model_engine(f"sqlite:///{tmp_path}/var/cases/vault.db")
     try:
         vault = PersonalDataVault(engine)
         await vault.setup()
-        await vault.seal(await vault.person_for("resident", "13800000000"), "王芳")
+        person = await vault.person_for("resident", "13800000000")
+        await vault.seal(person, "王芳")
         written = modes(tmp_path / "var")
+        await vault.forget(person)  # checkpoints, truncates the WAL, reopens connections
+        await vault.seal(await vault.person_for("resident", "13800000001"), "李娜")
+        after_forget = not_owner_only(tmp_path / "var")
     finally:
         engine.dispose()
+    with contextlib.closing(sqlite3.connect(tmp_path / "var" / "cases" / "vault.db")) as conn:
+        conn.execute("PRAGMA journal_mode=PERSIST")  # should SQLite use a rollback journal
+        conn.execute("DELETE FROM personal_index")
+        conn.commit()
+        journal = modes(tmp_path / "var")["var/cases/vault.db-journal"]
 
     assert {path for path in written if path.startswith("var/cases/vault.db")} == {
         "var/cases/vault.db",
         "var/cases/vault.db-wal",
         "var/cases/vault.db-shm",
     }
-    assert not_owner_only(tmp_path / "var") == {}
+    assert not_owner_only(tmp_path / "var") == after_forget == {}
+    assert journal == "0o600"
 
 
 async def test_a_running_service_has_made_nothing_that_others_may_open(tmp_path: Path) -> None:
