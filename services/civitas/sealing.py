@@ -88,18 +88,31 @@ def clear_details(data: Mapping[str, Any]) -> dict[str, Any]:
     return details
 
 
-async def shown(vault: PersonalDataVault, sealed: SealedName | None, visible: bool) -> str:
+def kept_for_timeline(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a read model keeps of an event for a timeline: its clear fields, and its
+    sealed text as ciphertext (plaintext only where an old schema wrote it so); no
+    names, no other ciphertext."""
+    text = {f"{f}{CIPHERTEXT}" for f in LEGACY_TEXT}
+    return {
+        k: v
+        for k, v in data.items()
+        if k not in LEGACY_NAMES and (not k.endswith(CIPHERTEXT) or k in text)
+    }
+
+
+async def shown(vault: PersonalDataVault | None, sealed: SealedName | None, visible: bool) -> str:
     """One sealed value for a view: "" when there is none, ``[hidden]`` to a caller who
-    may not see it, ``[erased]`` once its person is forgotten."""
+    may not see it (or with no vault to open it), ``[erased]`` once its person is
+    forgotten."""
     if sealed is None:
         return ""
-    if not visible:
+    if not visible or vault is None:
         return HIDDEN
     return await vault.show_name(sealed)
 
 
 async def shown_details(
-    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
+    data: Mapping[str, Any], owner: str, vault: PersonalDataVault | None, visible: bool
 ) -> dict[str, Any]:
     """An event's data for a timeline: clear fields, and each piece of sealed text shown
     by the rule (plaintext, ``[hidden]`` or ``[erased]``); names are left out."""

@@ -71,7 +71,9 @@ async def run_insights(
             )
             runner = ProjectionRunner(projection, feed, read_models)
             runners.append(await stack.enter_async_context(projecting(runner)))
-        responses = Responses(InsightsQueries(read_models, clock or SystemClock()))
+        case_keys = create_read_model_engine(settings.of_peer("cases").vault_url)
+        stack.callback(case_keys.dispose)
+        responses = Responses(InsightsQueries(read_models, clock or SystemClock()), case_keys)
         server = await start_grpc_server(
             [
                 (

@@ -7,9 +7,16 @@ returns its JSON mapping, so both answer the same.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
+import sqlalchemy as sa
+
+from civitas.chassis.auth import may_see_personal_data
 from civitas.chassis.convert import timestamp_out
+from civitas.chassis.interceptor import current_principal
+from civitas.eventkit.personal import PersonalDataVault
+from civitas.sealing import shown_details
 
 from .queries import InsightsQueries, MonthPoint, Scorecard
 from .v1 import insights_pb2 as pb
@@ -28,8 +35,10 @@ class Responses:
     """Each query's reply, as protobuf. The queries check what the caller named (codes,
     ids, months) whole, for both edges: nothing is trimmed or guessed."""
 
-    def __init__(self, queries: InsightsQueries) -> None:
+    def __init__(self, queries: InsightsQueries, case_keys: sa.Engine | None = None) -> None:
         self.queries = queries
+        self.case_keys = case_keys
+        """cases' vault, where a case's sealed text is opened for a caller who may see it"""
 
     async def scorecard(self, unit_code: str) -> pb.GetScorecardResponse:
         card = await self.queries.scorecard(unit_code)
@@ -80,7 +89,13 @@ class Responses:
         )
 
     async def case_timeline(self, case_id: str) -> pb.GetCaseTimelineResponse:
+        """The case's events; its sealed text by the one rule for personal data, over
+        the case's community (``[erased]`` once its resident is forgotten)."""
         timeline = await self.queries.case_timeline(case_id)
+        visible = self.case_keys is not None and may_see_personal_data(
+            current_principal(), timeline.community_code
+        )
+        shown = await self._shown_entries(timeline.entries, visible)
         return pb.GetCaseTimelineResponse(
             timeline=pb.CaseTimeline(
                 case_id=timeline.case_id,
@@ -93,12 +108,24 @@ class Responses:
                         occurred_at=timestamp_out(e["occurred_at"]),
                         actor=e["actor"] or "",
                         correlation_id=e["correlation_id"] or "",
-                        details_json=e["details"],
+                        details_json=details,
                     )
-                    for e in timeline.entries
+                    for e, details in zip(timeline.entries, shown, strict=True)
                 ],
             )
         )
+
+    async def _shown_entries(self, entries: list[dict[str, Any]], visible: bool) -> list[str]:
+        """Each entry's details as JSON, sealed text shown by the rule. A vault of its own
+        per call, over cases' keys: no key outlives a forget in a cache here."""
+        vault = PersonalDataVault(self.case_keys) if visible and self.case_keys else None
+        stored = [json.loads(e["details"]) for e in entries]
+        owner = next((d["resident_id"] for d in stored if d.get("resident_id")), "")
+        shown = []
+        for details in stored:
+            details = await shown_details(details, owner, vault, visible)
+            shown.append(json.dumps(details, ensure_ascii=False, sort_keys=True))
+        return shown
 
     async def fund_statement(self, account_id: str) -> pb.GetFundStatementResponse:
         statement = await self.queries.fund_statement(account_id)

@@ -23,6 +23,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from civitas.chassis.auth import TokenAuthority
+from civitas.chassis.interceptor import PRINCIPAL
 from civitas.errors import InvalidInput, NotFound, Unauthenticated
 
 from .grpc_api import Responses
@@ -96,7 +97,8 @@ def build_app(responses: Responses, authority: TokenAuthority) -> web.Applicatio
             try:
                 if not header.startswith("Bearer "):
                     raise Unauthenticated("no bearer token in the Authorization header")
-                authority.verify(header.removeprefix("Bearer ").strip())
+                # the caller, as gRPC's interceptor sets it: one rule for both doors
+                PRINCIPAL.set(authority.verify(header.removeprefix("Bearer ").strip()))
                 return as_json(await query(request))
             except Unauthenticated as refused:
                 return _error(401, str(refused))

@@ -2,9 +2,10 @@
 
 Each projection keeps facts close to the events (a row per case, activity,
 account, member), with the unit codes that scorecards group by; scorecards,
-trends and cards are computed from them when asked. Nothing personal is kept:
-names and phones stay sealed in their own services, and the case timeline leaves
-every ciphertext out.
+trends and cards are computed from them when asked. Nothing personal is kept in the
+clear: names and phones stay in their own services, and the case timeline keeps a
+case's sealed text (address below the building, description, notes, mediation
+records) as the ciphertext it is stored as.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from civitas.eventkit import EventFilter, Projection, RecordedEvent, handles
 from civitas.eventkit.projection import insert_many
 from civitas.geography import community_of, street_of
+from civitas.sealing import kept_for_timeline
 
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
@@ -155,15 +157,10 @@ class CaseFacts(FactsProjection):
             conn.execute(update, rows)
 
 
-# Fields of cases' schema-1 events that carry a person's name in plaintext (later
-# schemas seal it): left out of the timeline, as every ciphertext is.
-UNSEALED_NAMES = frozenset({"handler", "by", "mediator"})
-
-
 def timeline_row(case_id: str, event: RecordedEvent) -> dict[str, Any]:
-    details = {
-        k: v for k, v in event.data.items() if "ciphertext" not in k and k not in UNSEALED_NAMES
-    }
+    """An event of the timeline: no names; the case's sealed text stays sealed, to be
+    shown by the rule when asked (``civitas.sealing``)."""
+    details = kept_for_timeline(event.data)
     return {
         "case_id": case_id,
         "version": event.stream_version,
