@@ -174,7 +174,9 @@ async def test_loading_starts_from_the_latest_snapshot_and_reads_only_what_follo
     account.deposit(5)
     await repository.save(account)
     planted = {"owner": "王", "community": "QH-03-07", "balance_fen": 1000, "is_open": True}
-    snapshot = {"version": 1, "snapshot_version": 1, "state": planted}
+    [_, covered] = await store.read_stream("account-a1")
+    covers = {"version": 1, "hash": covered.hash.hex()}  # bound to the stream as stored
+    snapshot = {"version": 1, "covers": covers, "snapshot_version": 1, "state": planted}
     await store.append("account_snapshot-a1", [NewEvent("Snapshot", snapshot)], StreamState.ANY)
     account = await repository.get("a1")
     account.deposit(1)

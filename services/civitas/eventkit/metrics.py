@@ -32,6 +32,12 @@ EVENTS_APPENDED = Counter(
     "Events appended to the event store (an idempotent re-append counts again)",
     ["category"],
 )
+SNAPSHOTS_REJECTED = Counter(
+    "civitas_snapshots_rejected_total",
+    "Snapshots a repository did not trust and rebuilt from events instead: bound to a hash "
+    "their stream does not have (reason=mismatch), or from before bindings (reason=unbound)",
+    ["category", "reason"],
+)
 APPEND_SECONDS = Histogram(
     "civitas_append_seconds",
     "Time to append one batch of events to a stream, commit included",

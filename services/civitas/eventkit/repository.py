@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from .audit import SNAPSHOT_SUFFIX, snapshot_covers
 from .domain import Aggregate, DomainEvent, EventRegistry, registry
 from .errors import AggregateNotFound, ConcurrencyError, EventStoreError
+from .metrics import SNAPSHOTS_REJECTED
 from .records import AppendResult, NewEvent, RecordedEvent, StreamState
 from .store import EventStore
 
@@ -31,9 +33,6 @@ class Metadata:
     causation_id: str | None = None
 
 
-SNAPSHOT_SUFFIX = "_snapshot"  # snapshots of ``case-42`` go to ``case_snapshot-42``
-
-
 def is_snapshot(event: RecordedEvent) -> bool:
     """Whether an event is a repository's snapshot, not a fact of the domain (readers of
     the whole log, such as the relay, pass over them)."""
@@ -47,6 +46,12 @@ class Repository(Generic[A]):
     change raises :class:`ConcurrencyError` and stores nothing. With the class's
     ``snapshot_every`` set, a snapshot goes to ``<category>_snapshot-<id>`` each time
     the stream passes a multiple of it, and ``get`` starts from the latest one.
+
+    A snapshot is bound to the events it summarizes: it records the revision and hash
+    of the last event it covers (``covers``), and ``get`` reads that event with the
+    rest. A snapshot whose hash the stream does not have, or one without a binding
+    (from before bindings), is not trusted: the aggregate is rebuilt from its events,
+    and a mismatch is logged as a warning and counted.
     """
 
     def __init__(
@@ -66,12 +71,29 @@ class Repository(Generic[A]):
     async def get(self, aggregate_id: str) -> A:
         """The aggregate's current state; raises :class:`AggregateNotFound`."""
         start = await self._latest_snapshot(aggregate_id) if self.use_snapshots else None
-        from_version = start.version + 1 if start is not None else 0
         stream_id = self.aggregate_class.stream_id_of(aggregate_id)
-        recorded = await self.store.read_stream(stream_id, from_version=from_version)
-        if start is None and not recorded:
+        if start is not None:  # its last covered event too, to check the binding
+            snapshot, covered_hash = start
+            recorded = await self.store.read_stream(stream_id, from_version=snapshot.version)
+            if recorded and recorded[0].hash.hex() == covered_hash:
+                return self.aggregate_class.replay(
+                    aggregate_id, self._decode(recorded[1:]), snapshot
+                )
+            self._distrust(stream_id, "mismatch", snapshot.version)
+        recorded = await self.store.read_stream(stream_id)
+        if not recorded:
             raise AggregateNotFound(stream_id)
-        return self.aggregate_class.replay(aggregate_id, self._decode(recorded), start)
+        return self.aggregate_class.replay(aggregate_id, self._decode(recorded))
+
+    def _distrust(self, stream_id: str, reason: str, version: int) -> None:
+        SNAPSHOTS_REJECTED.labels(self.aggregate_class.category, reason).inc()
+        if reason == "mismatch":
+            log.warning(
+                "the snapshot of %s at revision %d is not bound to the stored events "
+                "(forged, or its stream changed): ignored, rebuilt from the events",
+                stream_id,
+                version,
+            )
 
     async def find(self, aggregate_id: str) -> A | None:
         """The aggregate's current state, or None when it has no events."""
@@ -163,7 +185,8 @@ class Repository(Generic[A]):
     def _snapshot_stream(self, aggregate_id: str) -> str:
         return f"{self.aggregate_class.category}{SNAPSHOT_SUFFIX}-{aggregate_id}"
 
-    async def _latest_snapshot(self, aggregate_id: str) -> A | None:
+    async def _latest_snapshot(self, aggregate_id: str) -> tuple[A, str] | None:
+        """The latest snapshot of the current shape and the hash it says it covers."""
         found = await self.store.read_stream(
             self._snapshot_stream(aggregate_id), backwards=True, limit=1
         )
@@ -171,10 +194,16 @@ class Repository(Generic[A]):
             self.aggregate_class.snapshot_version
         ):
             return None  # none yet, or of an older shape: rebuild from the events
+        covers = snapshot_covers(found[0].data)
+        if covers is None or covers[0] != found[0].data.get("version"):
+            stream_id = self.aggregate_class.stream_id_of(aggregate_id)
+            reason = "unbound" if covers is None else "mismatch"
+            self._distrust(stream_id, reason, found[0].data.get("version", -1))
+            return None
         aggregate = self.aggregate_class(aggregate_id)
         aggregate.restore_state(found[0].data["state"])
-        aggregate.version = found[0].data["version"]
-        return aggregate
+        aggregate.version = covers[0]
+        return aggregate, covers[1]
 
     async def _maybe_snapshot(self, aggregate: A, loaded_at: int) -> None:
         every = self.aggregate_class.snapshot_every
@@ -182,15 +211,21 @@ class Repository(Generic[A]):
             return
         if (aggregate.version + 1) // every == (loaded_at + 1) // every:
             return
-        snapshot = NewEvent(
-            type=SNAPSHOT_TYPE,
-            data={
-                "version": aggregate.version,
-                "snapshot_version": self.aggregate_class.snapshot_version,
-                "state": aggregate.snapshot_state(),
-            },
-        )
         try:
+            last = await self.store.read_stream(
+                aggregate.stream_id, from_version=aggregate.version, limit=1
+            )
+            if not last or last[0].stream_version != aggregate.version:
+                return  # moved on meanwhile: the next save snapshots
+            snapshot = NewEvent(
+                type=SNAPSHOT_TYPE,
+                data={
+                    "version": aggregate.version,
+                    "covers": {"version": aggregate.version, "hash": last[0].hash.hex()},
+                    "snapshot_version": self.aggregate_class.snapshot_version,
+                    "state": aggregate.snapshot_state(),
+                },
+            )
             await self.store.append(
                 self._snapshot_stream(aggregate.id), [snapshot], StreamState.ANY
             )
