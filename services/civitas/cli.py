@@ -29,6 +29,8 @@ def _audit(args: argparse.Namespace) -> int:
             return _anchors(args)
         if args.audit == "verify":
             return asyncio.run(commands.verify(args.service, Path(args.var)))
+        if args.audit == "upgrade":
+            return asyncio.run(commands.upgrade(args.service, Path(args.var)))
         return asyncio.run(
             commands.history(args.stream, args.as_of, args.version, args.owner, Path(args.var))
         )
@@ -265,7 +267,9 @@ def _run(argv: list[str] | None) -> int:
 
     audit_cmd = commands.add_parser("audit", help="verify hash chains; show an aggregate's history")
     audits = audit_cmd.add_subparsers(dest="audit", required=True)
-    verify_cmd = audits.add_parser("verify", help="recompute every stream's hash chain")
+    verify_cmd = audits.add_parser(
+        "verify", help="recompute the global chain and every stream's; check snapshots"
+    )
     verify_cmd.add_argument(
         "--service", action="append", default=[], help="repeatable (default: every service)"
     )
@@ -279,6 +283,11 @@ def _run(argv: list[str] | None) -> int:
     verify_cmd.add_argument(
         "--public-key", default="", help="hex or PEM file (default: the local anchor key's)"
     )
+    upgrade_cmd = audits.add_parser(
+        "upgrade", help="once, for a store from before the ledger: chain its history (idempotent)"
+    )
+    upgrade_cmd.add_argument("--service", action="append", default=[], help="repeatable")
+    upgrade_cmd.add_argument("--var", default=var_default)
     anchor_cmd = audits.add_parser("anchor", help="print each service's signed current digest")
     anchor_cmd.add_argument("--service", action="append", default=[], help="repeatable")
     anchor_cmd.add_argument(

@@ -1,4 +1,4 @@
-"""``civitas audit verify`` and ``civitas audit history``: read each service's own
+"""``civitas audit verify``, ``upgrade`` and ``history``: read each service's own
 event store directly (where its settings say it is), and change nothing."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Aggregate, open_event_store
+from civitas.eventkit.audit import ChainReport
 
 from .history import Histories
 
@@ -51,14 +52,50 @@ async def verify(services: list[str], var: Path) -> int:
         finally:
             await store.close()
         print("", file=sys.stderr)
-        verdict = "intact" if report.intact else f"{len(report.broken)} broken"
-        print(f"{service}: {report.events:,} events in {report.streams:,} streams: {verdict}")
-        for link in report.broken:
-            where = f"position {link.position}" if link.position else "its head record"
-            print(f"  first broken link: {link.stream_id} revision {link.stream_version} ({where})")
-            print(f"    {link.reason}")
+        _print_report(service, report)
         broken += len(report.broken)
     return 1 if broken else 0
+
+
+def _print_report(service: str, report: ChainReport) -> None:
+    verdict = "intact" if report.intact else f"{len(report.broken)} broken"
+    print(f"{service}: {report.events:,} events in {report.streams:,} streams: {verdict}")
+    if report.digest is None:
+        print("  no ledger on this backend: each stream's chain only")
+    else:
+        print(
+            f"  ledger: {report.sealed:,} events sealed, {report.unsealed:,} not yet "
+            f"(appended during the check); last link {report.digest.hex()}"
+        )
+    if report.snapshots:
+        print(
+            f"  snapshots: {report.snapshots:,}, {report.unbound_snapshots:,} from before "
+            "bindings (not trusted: rebuilt from events)"
+        )
+    if report.first is not None:
+        first = report.first
+        print(f"  first bad global position: {first.position} ({first.stream_id})")
+    for link in report.broken:
+        where = f"position {link.position}" if link.position else "its head record"
+        print(f"  first broken link: {link.stream_id} revision {link.stream_version} ({where})")
+        print(f"    {link.reason}")
+
+
+async def upgrade(services: list[str], var: Path) -> int:
+    """Chain each service's history into its ledger (a store from before the ledger;
+    idempotent: a store that has one already seals only what is new), then verify."""
+    for service in services or EVENT_KEEPERS:
+        store = await open_event_store(store_url(service, var))
+        try:
+            sealed = await store.seal()
+            report = await store.verify()
+        finally:
+            await store.close()
+        print(f"{service}: {sealed:,} events added to the ledger")
+        _print_report(service, report)
+        if not report.intact:
+            return 1
+    return 0
 
 
 async def history(
