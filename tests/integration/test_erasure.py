@@ -27,6 +27,7 @@ from civitas.cases.bootstrap import run_cases
 from civitas.cases.v1 import cases_pb2 as cpb
 from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
 from civitas.chassis.auth import Role
+from civitas.errors import RuleViolation
 from civitas.eventkit import ManualClock, create_read_model_engine, personal
 from civitas.eventkit.personal import ErasureIncomplete, PersonalDataVault
 from civitas.insights.bootstrap import run_insights
@@ -305,8 +306,9 @@ async def test_a_reader_in_the_way_leaves_the_erasure_incomplete_until_asked_aga
     assert key not in on_disk
 
 
+@pytest.mark.parametrize("use", ["open", "seal"])
 async def test_a_load_in_flight_cannot_put_a_forgotten_key_back_into_the_cache(
-    tmp_path: Path,
+    tmp_path: Path, use: str
 ) -> None:
     engine = create_read_model_engine(f"sqlite:///{tmp_path}/vault.db")
     read, resume = threading.Event(), threading.Event()
@@ -322,18 +324,23 @@ async def test_a_load_in_flight_cannot_put_a_forgotten_key_back_into_the_cache(
         [(person, sealed)] = await sealed_people(sealing, 1)
         vault = PersonalDataVault(engine, after_read=pause)  # its cache is empty
         await vault.setup()
-        opening = asyncio.create_task(vault.open(person, sealed))
+        using = vault.open(person, sealed) if use == "open" else vault.seal(person, "王芳")
+        loading = asyncio.create_task(using)
         assert await asyncio.to_thread(read.wait, 10)  # the load has read the key
         forgotten = await vault.forget(person)
         resume.set()
-        opened = await opening
+        outcome = (await asyncio.gather(loading, return_exceptions=True))[0]
         shown = await vault.show(person, sealed)
     finally:
         resume.set()
         engine.dispose()
 
     assert forgotten is True
-    assert opened is None  # the load reports the person as erased
+    if use == "open":
+        assert outcome is None  # the load reports the person as erased
+    else:
+        assert isinstance(outcome, RuleViolation), outcome  # nothing sealed with a dead key
+        assert "was forgotten meanwhile" in str(outcome)
     assert shown == "[erased]"  # and cached nothing
 
 
