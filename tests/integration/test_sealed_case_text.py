@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+import pytest
 
 from civitas.cases.v1 import cases_pb2 as pb
 from civitas.chassis.auth import Role
@@ -145,6 +146,13 @@ async def test_sealed_case_text_shows_to_the_community_only_and_is_erased_everyw
             metadata=world.token(Role.DISTRICT_ADMIN),
         )
         erased = await views(ours)
+        before = await world.head()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await world.stub.AddProgressNote(
+                pb.AddProgressNoteRequest(case_id=case_id, note="又一条"),
+                metadata=world.token(Role.COMMUNITY_STAFF, scope=ours),
+            )
+        stored = await world.head() - before
     on_disk = files_bytes(tmp_path)
 
     assert shown[0] == {
@@ -166,6 +174,7 @@ async def test_sealed_case_text_shows_to_the_community_only_and_is_erased_everyw
     assert other[2] == dict.fromkeys(TYPES, "[hidden]")
     assert (other[3]["address"], other[3]["description"]) == ("大光路12号5栋", "[hidden]")
     assert forgotten.forgotten
+    assert (refused.value.code(), stored) == (grpc.StatusCode.FAILED_PRECONDITION, 0)
     assert erased[0] == {
         "address": "大光路12号3栋 [erased]",
         "description": "[erased]",
