@@ -676,3 +676,29 @@ async def test_with_kafka_configured_the_service_relays_its_events(
         for *_, h, _ in await messages_on(kafka_bootstrap, "civitas.party_orgs.events.v1")
     }
     assert stored <= published
+
+
+async def test_post_and_seat_holders_show_to_their_unit_and_not_to_another_community(
+    client: Client,
+) -> None:
+    ids = await seed(client)
+    await client.stub.SeatCommitteeMember(
+        pb.SeatCommitteeMemberRequest(
+            org_id=ids["community"],
+            seat=pb.CommitteeSeat(role=pb.SEAT_ROLE_SECRETARY, holder="张书记"),
+        ),
+        metadata=client.token(Role.DISTRICT_ADMIN),
+    )
+
+    async def holders(scope: str) -> tuple[list[str], list[str]]:
+        reader = client.token(Role.COMMUNITY_STAFF, scope=(scope,))
+        unit = await client.stub.GetAdminUnit(
+            pb.GetAdminUnitRequest(code="QH-01-01-G01"), metadata=reader
+        )
+        org = await client.stub.GetPartyOrg(
+            pb.GetPartyOrgRequest(org_id=ids["community"]), metadata=reader
+        )
+        return [p.holder for p in unit.unit.posts], [s.holder for s in org.org.seats]
+
+    assert await holders("QH-01-01") == (["王芳"], ["张书记"])
+    assert await holders("QH-01-02") == (["[hidden]"], ["[hidden]"])
