@@ -17,6 +17,9 @@ For each backend, in one run and interleaved (A, B, C, A, B, C …), median of
    raw driver selecting the same rows (fetch + json.loads of the data) and the
    library's ``select_notifications`` (fetch + json.loads of the state).
 
+The global chain's cost (cases 1, 2 and 4): this store against itself opened with
+``global_chain=False`` (the append path from before the ledger), in the same run.
+
 Every case uses a fresh SQLite file in a fresh temp dir, or a fresh PostgreSQL
 schema, dropped at the end. Durability everywhere: SQLite WAL with
 ``synchronous=FULL``; PostgreSQL with the server's ``fsync=on`` and
@@ -463,6 +466,44 @@ def writer_results(
     return results
 
 
+def chain_cost(backend: str, samples: dict[str, list[float]]) -> list[Result]:
+    """What the global chain (the ledger) costs appends: this store against itself with
+    the chain turned off (today's append path before the ledger), same run, interleaved."""
+    text = "this store with global_chain=False (no ledger: the append path before it), "
+    return [
+        Result(
+            f"{backend}.global_chain_cost.one_writer.single_events",
+            samples["ours"],
+            UNIT,
+            text + "one writer, same run, interleaved",
+            samples["unchained"],
+            Target("ratio", ">=", 0.9),
+            note="ratio = with the global chain / without",
+        ),
+        Result(
+            f"{backend}.global_chain_cost.concurrent_50_writers.single_events",
+            samples["ours_50"],
+            UNIT,
+            text + "50 concurrent writers, same run, interleaved",
+            samples["unchained_50"],
+            note="ratio = with the global chain / without",
+        ),
+    ]
+
+
+def read_cost(backend: str, samples: dict[str, list[float]]) -> Result:
+    return Result(
+        f"{backend}.global_chain_cost.read_all",
+        samples["ours"],
+        UNIT,
+        "the same events read through a store opened with global_chain=False, interleaved "
+        "(read_all never reads the ledger)",
+        samples["unchained"],
+        Target("ratio", ">=", 0.9),
+        note="ratio = with the global chain / without",
+    )
+
+
 def pair(
     case: str,
     samples: dict[str, list[float]],
@@ -518,12 +559,17 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
 
     log("sqlite: one writer and 50 concurrent writers")
     store = SqliteEventStore(tmp / "ours-single.db")
+    plain = SqliteEventStore(tmp / "ours-plain.db", global_chain=False)
     conn = raw_sqlite(tmp / "raw-single.db")
     datastore, recorder, es_durability = es_sqlite(tmp / "es-single.db")
     try:
         samples = await interleaved(
             {
                 "ours": lambda s: rate_for(s, StoreWriter(store).step),
+                "unchained": lambda s: rate_for(s, StoreWriter(plain).step),
+                "unchained_50": lambda s: concurrent_rate(
+                    s, [StoreWriter(plain).step for _ in range(WRITERS)]
+                ),
                 "raw": sync_variant(lambda s: rate_for_sync(s, RawSqliteWriter(conn).step)),
                 "eventsourcing": sync_variant(lambda s: rate_for_sync(s, EsWriter(recorder).step)),
                 "ours_50": lambda s: concurrent_rate(
@@ -539,6 +585,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
         )
     finally:
         await store.close()
+        await plain.close()
         conn.close()
         datastore.close()
     results += writer_results(
@@ -556,6 +603,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
             "concurrent": Target("ratio", ">=", 5),
         },
     )
+    results += chain_cost("sqlite", samples)
 
     log("sqlite: batches of 100")
     store = SqliteEventStore(tmp / "ours-batch.db")
@@ -589,6 +637,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
 
     log(f"sqlite: read_all over {READ_EVENTS:,} events")
     store = SqliteEventStore(tmp / "ours-read.db")
+    plain = SqliteEventStore(tmp / "ours-read.db", global_chain=False)
     datastore, recorder, _ = es_sqlite(tmp / "es-read.db")
     conn = sqlite3.connect(tmp / "ours-read.db", isolation_level=None)
     try:
@@ -599,6 +648,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
         samples = await interleaved(
             {
                 "ours": lambda s: read_store(store, s),
+                "unchained": lambda s: read_store(plain, s),
                 "raw": sync_variant(lambda s: read_raw_sqlite(conn, s)),
                 "eventsourcing": sync_variant(lambda s: read_es(recorder, s)),
             },
@@ -608,6 +658,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
         )
     finally:
         await store.close()
+        await plain.close()
         conn.close()
         datastore.close()
     results += pair(
@@ -621,6 +672,7 @@ async def sqlite_cases(tmp: Path) -> list[Result]:
         },
         target=Target("value", ">=", 100_000),
     )
+    results.append(read_cost("sqlite", samples))
     return results
 
 
@@ -697,6 +749,9 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
     log("postgres: one writer and 50 concurrent writers")
     ours_schema = schemas.name("ours_single")
     store = await PostgresEventStore.open(DSN, schema=ours_schema)
+    plain = await PostgresEventStore.open(
+        DSN, schema=schemas.name("ours_plain"), global_chain=False
+    )
     raw_schema = await schemas.raw_table("raw_single")
     pool = await asyncpg.create_pool(DSN, min_size=1, max_size=PG_POOL)
     conn = await asyncpg.connect(DSN)
@@ -705,6 +760,10 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
         samples = await interleaved(
             {
                 "ours": lambda s: rate_for(s, StoreWriter(store).step),
+                "unchained": lambda s: rate_for(s, StoreWriter(plain).step),
+                "unchained_50": lambda s: concurrent_rate(
+                    s, [StoreWriter(plain).step for _ in range(WRITERS)]
+                ),
                 "raw": lambda s: rate_for(s, RawPgWriter(conn, raw_schema).step),
                 "eventsourcing": sync_variant(lambda s: rate_for_sync(s, EsWriter(recorder).step)),
                 "ours_50": lambda s: concurrent_rate(
@@ -723,6 +782,7 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
         )
     finally:
         await store.close()
+        await plain.close()
         await conn.close()
         await pool.close()
         datastore.close()
@@ -743,6 +803,7 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
         {"one_writer.vs_eventsourcing": Target("ratio", ">=", 3)},
         extra={"diagnostic_events_table_scans": scans},
     )
+    results += chain_cost("postgres", samples)
 
     log("postgres: batches of 100")
     ours_schema = schemas.name("ours_batch")
@@ -782,6 +843,7 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
     log(f"postgres: read_all over {READ_EVENTS:,} events")
     ours_schema = schemas.name("ours_read")
     store = await PostgresEventStore.open(DSN, schema=ours_schema)
+    plain = await PostgresEventStore.open(DSN, schema=ours_schema, global_chain=False)
     pool = await asyncpg.create_pool(DSN, min_size=1, max_size=2)
     datastore, recorder, _ = await es_pg(schemas, "es_read")
     try:
@@ -793,6 +855,7 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
         samples = await interleaved(
             {
                 "ours": lambda s: read_store(store, s),
+                "unchained": lambda s: read_store(plain, s),
                 "raw": lambda s: read_raw_pg(pool, ours_schema, s),
                 "eventsourcing": sync_variant(lambda s: read_es(recorder, s)),
             },
@@ -802,6 +865,7 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
         )
     finally:
         await store.close()
+        await plain.close()
         await pool.close()
         datastore.close()
     results += pair(
@@ -814,6 +878,7 @@ async def postgres_cases(schemas: Schemas) -> list[Result]:
             f"+ json.loads of state ({READ_EVENTS:,} events in its own table)",
         },
     )
+    results.append(read_cost("postgres", samples))
     return results
 
 
