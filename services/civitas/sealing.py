@@ -24,6 +24,9 @@ from civitas.eventkit.personal import PersonalDataVault
 CIPHERTEXT = "_ciphertext"
 NOT_SHOWN = frozenset({"request_digest"})
 """Sealed, but no view shows it: a digest that compares a retried request."""
+UNAVAILABLE = "[unavailable]"
+"""Sealed text another view could not have opened for its caller: the service holding
+the keys did not answer in time."""
 LEGACY_NAMES = frozenset({"handler", "by", "mediator"})
 """Names schema-1 events of cases carried in plaintext: views leave them out."""
 LEGACY_TEXT = ("description", "note", "summary", "terms", "address_rest")
@@ -100,27 +103,51 @@ def kept_for_timeline(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def shown(vault: PersonalDataVault | None, sealed: SealedName | None, visible: bool) -> str:
+async def shown(vault: PersonalDataVault, sealed: SealedName | None, visible: bool) -> str:
     """One sealed value for a view: "" when there is none, ``[hidden]`` to a caller who
-    may not see it (or with no vault to open it), ``[erased]`` once its person is
-    forgotten."""
+    may not see it, ``[erased]`` once its person is forgotten."""
     if sealed is None:
         return ""
-    if not visible or vault is None:
+    if not visible:
         return HIDDEN
     return await vault.show_name(sealed)
 
 
+async def shown_texts(
+    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
+) -> dict[str, str]:
+    """An event's sealed free text by field, each shown by the rule (plaintext,
+    ``[hidden]`` or ``[erased]``): what only the service holding the keys can say."""
+    return {
+        field: await shown(vault, sealed, visible)
+        for field, sealed in sealed_fields(data, owner).items()
+        if field in LEGACY_TEXT
+    }
+
+
 async def shown_details(
-    data: Mapping[str, Any], owner: str, vault: PersonalDataVault | None, visible: bool
+    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
 ) -> dict[str, Any]:
     """An event's data for a timeline: clear fields, and each piece of sealed text shown
     by the rule (plaintext, ``[hidden]`` or ``[erased]``); names are left out."""
+    return {**clear_details(data), **await shown_texts(data, owner, vault, visible)}
+
+
+def details_with(data: Mapping[str, Any], texts: Mapping[str, str]) -> dict[str, Any]:
+    """An event's data for a timeline whose sealed text the service holding the keys
+    opened (``texts``, by field, as :func:`shown_texts` gives it): clear fields, and
+    each sealed field from ``texts``, :data:`UNAVAILABLE` where it is missing. Names
+    are left out; no ciphertext or stored plaintext is ever shown."""
     details = clear_details(data)
-    for field, sealed in sealed_fields(data, owner).items():
-        if field in LEGACY_TEXT:
-            details[field] = await shown(vault, sealed, visible)
+    for field in text_fields(data):
+        details[field] = texts.get(field, UNAVAILABLE)
     return details
+
+
+def text_fields(data: Mapping[str, Any]) -> list[str]:
+    """The fields of sealed free text an event carries (sealed, or plaintext of an older
+    schema): what a timeline shows by the rule."""
+    return [field for field in sealed_fields(data, "") if field in LEGACY_TEXT]
 
 
 def _whole_address(data: Mapping[str, Any]) -> bool:

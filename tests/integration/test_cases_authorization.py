@@ -263,7 +263,7 @@ COMMANDS: dict[str, tuple[Prepare, Run, set[Role]]] = {
     ),
     "ImportCase": (nothing, lambda w, c, _: w.app.import_case(c, record(w, GRID)), IMPORTERS),
 }
-QUERIES = {"GetCase": ANY_SIGNED_IN, "ListCases": ANY_SIGNED_IN}
+QUERIES = {"GetCase": ANY_SIGNED_IN, "ListCases": ANY_SIGNED_IN, "GetCaseTexts": ANY_SIGNED_IN}
 
 CROSSING: list[tuple[str, Prepare, Run, tuple[str, ...]]] = [
     # the case's community but not the grid, and the grid but not the case's community
@@ -402,24 +402,82 @@ async def cases_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Any]
         yield running, pb_grpc.CasesServiceStub(channel)
 
 
+async def online_case(app: Cases, address: str) -> Any:
+    return await app.register(
+        ADMIN, Channel.ONLINE, COMMUNITY, address, "路灯不亮", Urgency.LOW, "周敏", "13800001111"
+    )
+
+
 async def test_any_signed_in_caller_reads_cases(tmp_path: Path, clock: ManualClock) -> None:
     authority = TokenAuthority(SECRET)
     async with cases_server(tmp_path, clock) as (running, stub):
-        case = await running.app.register(
-            ADMIN,
-            Channel.ONLINE,
-            COMMUNITY,
-            "大光路1号",
-            "路灯不亮",
-            Urgency.LOW,
-            "周敏",
-            "13800001111",
-        )
+        case = await online_case(running.app, "大光路1号")
         for role in ANY_SIGNED_IN:
             reader = "volunteers" if role is Role.SERVICE else "reader"  # a service names itself
             token = [("authorization", f"Bearer {authority.mint(reader, [role], ['QH-02'])}")]
             got = await stub.GetCase(pb.GetCaseRequest(case_id=case.id), metadata=token)
             listed = await stub.ListCases(pb.ListCasesRequest(), metadata=token)
+            texts = await stub.GetCaseTexts(pb.GetCaseTextsRequest(case_id=case.id), metadata=token)
 
             assert got.case.case_id == case.id, role
             assert [c.case_id for c in listed.cases] == [case.id], role
+            assert [dict(t.fields) for t in texts.texts] == [{"description": "[hidden]"}], role
+
+
+async def test_case_texts_open_for_the_case_community_by_the_one_rule_and_refuse_bad_input(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    authority = TokenAuthority(SECRET)
+
+    def token(role: Role, scope: str) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {authority.mint('reader', [role], [scope])}")]
+
+    async with cases_server(tmp_path, clock) as (running, stub):
+        case = await online_case(running.app, "大光路1号3栋2单元302室")
+        await running.app.classify(ADMIN, case.id, "公共设施", Urgency.NORMAL)
+        await running.app.file(ADMIN, case.id)
+        await running.app.dispatch(ADMIN, case.id, None)
+        await running.app.accept(ADMIN, case.id, "王芳")
+        await running.app.note_progress(ADMIN, case.id, "已报修")
+        request = pb.GetCaseTextsRequest(case_id=case.id)
+        seen = {
+            who: [
+                (t.version, t.type, dict(t.fields))
+                for t in (await stub.GetCaseTexts(request, metadata=metadata)).texts
+            ]
+            for who, metadata in {
+                "staff": token(R.COMMUNITY_STAFF, COMMUNITY),
+                "finance": token(R.FINANCE_OFFICER, "QH"),
+                "neighbour": token(R.COMMUNITY_STAFF, "QH-01-02"),
+            }.items()
+        }
+        events = await running.store.read_stream(f"case-{case.id}")
+        refused = {}
+        for name, bad, metadata in [
+            ("not an id", "case-1", token(R.AUDITOR, "QH")),
+            ("too long", "x" * 101, token(R.AUDITOR, "QH")),
+            ("unknown", "5b0f2c1e-8f0a-4d8e-9c57-2a4c1d6e0b39", token(R.AUDITOR, "QH")),
+            ("no token", case.id, []),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.GetCaseTexts(pb.GetCaseTextsRequest(case_id=bad), metadata=metadata)
+            refused[name] = error.value.code()
+
+    registered, noted = events[0], next(e for e in events if e.type == "ProgressNoted")
+    assert seen["staff"] == [
+        (
+            registered.stream_version,
+            "CaseRegistered",
+            {"address_rest": "2单元302室", "description": "路灯不亮"},
+        ),
+        (noted.stream_version, "ProgressNoted", {"note": "已报修"}),
+    ]
+    hidden = {"address_rest": "[hidden]", "description": "[hidden]"}
+    assert [f for _, _, f in seen["finance"]] == [hidden, {"note": "[hidden]"}]
+    assert seen["neighbour"] == [(v, t, dict.fromkeys(f, "[hidden]")) for v, t, f in seen["staff"]]
+    assert refused == {
+        "not an id": grpc.StatusCode.INVALID_ARGUMENT,
+        "too long": grpc.StatusCode.INVALID_ARGUMENT,
+        "unknown": grpc.StatusCode.NOT_FOUND,
+        "no token": grpc.StatusCode.UNAUTHENTICATED,
+    }

@@ -397,6 +397,7 @@ def bad_requests(case_id: str) -> list[tuple[str, object, C, str]]:
             "received_at is required",
         ),
         ("GetCase", pb.GetCaseRequest(case_id=unknown), C.NOT_FOUND, "does not exist"),
+        ("GetCaseTexts", pb.GetCaseTextsRequest(case_id="case-1"), C.INVALID_ARGUMENT, "case_id"),
         ("ListCases", pb.ListCasesRequest(page_size=501), C.INVALID_ARGUMENT, "page_size"),
         ("ListCases", pb.ListCasesRequest(page_token="garbage"), C.INVALID_ARGUMENT, "page_token"),
     ]

@@ -93,7 +93,13 @@ async def district(
         await load_funds(f"127.0.0.1:{funds.server.port}", ADMIN, APPROVER, 10)
         insights = await stack.enter_async_context(
             run_insights(
-                settings_for("insights", tmp_path, **read_model_setting(read_models), **feeds),
+                settings_for(
+                    "insights",
+                    tmp_path,
+                    CIVITAS_CASES_ADDRESS=f"127.0.0.1:{cases.server.port}",
+                    **read_model_setting(read_models),
+                    **feeds,
+                ),
                 port=0,
                 http_port=0,
             )

@@ -16,6 +16,7 @@ import pytest
 
 from civitas.cases.v1 import cases_pb2 as pb
 from civitas.chassis.auth import Role
+from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import ManualClock, NewEvent, StreamState
 from civitas.insights.bootstrap import run_insights
 from civitas.insights.v1 import insights_pb2 as ipb
@@ -101,13 +102,29 @@ def seen(case: pb.Case) -> dict[str, Any]:
 TYPES = {"note": "ProgressNoted", "summary": "MediationSessionHeld", "terms": "MediationConcluded"}
 
 
+def insights_settings(tmp_path: Path, world: World | None, **extra: str) -> ServiceSettings:
+    """insights, finding cases' API (``world``'s cases, else where nothing listens), and
+    told of a vault of cases that does not exist: it must never need one."""
+    cases = f"127.0.0.1:{world.running.server.port}" if world else "127.0.0.1:1"
+    return settings_for(
+        "insights",
+        tmp_path,
+        CIVITAS_CASES_ADDRESS=cases,
+        CIVITAS_CASES_VAULT_URL=f"sqlite:///{tmp_path}/{NO_VAULT}/vault.db",
+        **extra,
+    )
+
+
+NO_VAULT = "no-cases-vault-here"
+
+
 async def test_sealed_case_text_shows_to_the_community_only_and_is_erased_everywhere(
     tmp_path: Path, clock: ManualClock
 ) -> None:
     ours = ("QH-01-01",)
     async with (
         platform(tmp_path, clock) as world,
-        run_insights(settings_for("insights", tmp_path), port=0, http_port=0) as insights,
+        run_insights(insights_settings(tmp_path, world), port=0, http_port=0) as insights,
         grpc.aio.insecure_channel(f"127.0.0.1:{insights.server.port}") as channel,
         grpc.aio.insecure_channel(f"127.0.0.1:{world.running.server.port}") as cases,
     ):
@@ -154,6 +171,7 @@ async def test_sealed_case_text_shows_to_the_community_only_and_is_erased_everyw
             )
         stored = await world.head() - before
     on_disk = files_bytes(tmp_path)
+    assert not (tmp_path / NO_VAULT).exists()  # insights opened no vault of cases
 
     assert shown[0] == {
         "address": f"大光路12号3栋{ROOM}",
@@ -190,3 +208,35 @@ async def test_sealed_case_text_shows_to_the_community_only_and_is_erased_everyw
     assert "大光路12号3栋".encode() in on_disk  # the clear part is there: we looked
     for text in (ROOM, *TEXTS.values()):
         assert text.encode() not in on_disk, text
+
+
+async def test_a_timeline_shows_sealed_text_as_unavailable_when_cases_does_not_answer(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with platform(tmp_path, clock) as world:
+        case_id = await handled_case(world)
+        staff = world.token(Role.COMMUNITY_STAFF, scope=("QH-01-01",))
+        async with (
+            run_insights(insights_settings(tmp_path, None), port=0, http_port=0) as insights,
+            grpc.aio.insecure_channel(f"127.0.0.1:{insights.server.port}") as channel,
+        ):
+            for runner in insights.projections:
+                await runner.wait_until_caught_up()
+            timeline = await ipb_grpc.InsightsServiceStub(channel).GetCaseTimeline(
+                ipb.GetCaseTimelineRequest(case_id=case_id), metadata=staff
+            )
+        entries = timeline.timeline.entries
+        events = await world.running.store.read_stream(f"case-{case_id}")
+
+    assert [e.type for e in entries] == [e.type for e in events]  # the timeline answers
+    registered = details(entries, "CaseRegistered")
+    assert (registered["address"], registered["address_rest"], registered["description"]) == (
+        "大光路12号3栋",
+        "[unavailable]",
+        "[unavailable]",
+    )
+    assert {k: details(entries, t)[k] for k, t in TYPES.items()} == dict.fromkeys(
+        TYPES, "[unavailable]"
+    )
+    for entry in entries:
+        assert "ciphertext" not in entry.details_json

@@ -193,7 +193,12 @@ async def running_platform(var: Path, clock: Clock) -> AsyncIterator[Platform]:
             run_funds(_settings("funds", var), clock=clock, port=0)
         )
         insights = await stack.enter_async_context(
-            run_insights(_settings("insights", var), clock=clock, port=0, http_port=0)
+            run_insights(
+                _settings("insights", var, CIVITAS_CASES_ADDRESS=f"127.0.0.1:{cases.server.port}"),
+                clock=clock,
+                port=0,
+                http_port=0,
+            )
         )
         services: dict[str, Served] = {}
         for name, running, store in [

@@ -310,6 +310,19 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         case = await self.app.get(current_caller(), self._id(request))
         return pb.GetCaseResponse(case=await self._case_out(case, timeline=True))
 
+    async def GetCaseTexts(
+        self, request: pb.GetCaseTextsRequest, context: Any
+    ) -> pb.GetCaseTextsResponse:
+        case_id = self._id(request)
+        texts = await self.app.texts(current_caller(), case_id)
+        return pb.GetCaseTextsResponse(
+            case_id=case_id,
+            texts=[
+                pb.CaseText(version=t.version, event_id=t.event_id, type=t.type, fields=t.fields)
+                for t in texts
+            ],
+        )
+
     async def ListCases(self, request: pb.ListCasesRequest, context: Any) -> pb.ListCasesResponse:
         where = self._filter(request)
         size = request.page_size or 50

@@ -41,12 +41,13 @@ def service_config(attempts: int = 4) -> str:
 
 
 class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Adds the bearer token and the current correlation id to every outgoing call, the
+    """Adds the bearer token (unless the channel forwards each caller's own, see
+    :func:`open_channel`) and the current correlation id to every outgoing call, the
     channel's deadline to a call made without one (it covers the retries), and a request
     id to a command that takes one and has none: grpcio's retries resend the same
     bytes, so a retry after a lost reply is answered with the first result."""
 
-    def __init__(self, token: Callable[[], str], timeout_seconds: float) -> None:
+    def __init__(self, token: Callable[[], str] | None, timeout_seconds: float) -> None:
         self.token = token
         self.timeout_seconds = timeout_seconds
 
@@ -54,7 +55,8 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         metadata = list(client_call_details.metadata or ())
-        metadata.append(("authorization", f"Bearer {self.token()}"))
+        if self.token is not None:
+            metadata.append(("authorization", f"Bearer {self.token()}"))
         correlation = CORRELATION_ID.get(None)
         if correlation and not any(k == "x-correlation-id" for k, _ in metadata):
             metadata.append(("x-correlation-id", correlation))
@@ -79,10 +81,13 @@ def with_request_id(request: Any) -> Any:
 
 
 def open_channel(
-    address: str, token: Callable[[], str], *, timeout_seconds: float = 5.0
+    address: str, token: Callable[[], str] | None, *, timeout_seconds: float = 5.0
 ) -> grpc.aio.Channel:
     """A channel to ``address`` whose calls carry a token and the correlation id, with a
-    deadline of ``timeout_seconds`` unless the call sets its own."""
+    deadline of ``timeout_seconds`` unless the call sets its own. With no ``token`` the
+    channel has none of its own: each call carries its caller's, forwarded in its
+    ``authorization`` metadata, so the other service decides by the caller's role and
+    scope (and a call without one is refused there)."""
     return grpc.aio.insecure_channel(
         address,
         options=[

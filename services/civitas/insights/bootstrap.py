@@ -22,6 +22,7 @@ from civitas.eventkit import (
     setting,
 )
 
+from .case_texts import CasesTexts
 from .grpc_api import InsightsServicer, Responses
 from .http import build_app, serving_http
 from .projections import CaseFacts, FundLedger, PartyFacts, Volunteering
@@ -71,9 +72,9 @@ async def run_insights(
             )
             runner = ProjectionRunner(projection, feed, read_models)
             runners.append(await stack.enter_async_context(projecting(runner)))
-        case_keys = create_read_model_engine(settings.of_peer("cases").vault_url)
-        stack.callback(case_keys.dispose)
-        responses = Responses(InsightsQueries(read_models, clock or SystemClock()), case_keys)
+        case_texts = CasesTexts(settings.peer_address("cases"))
+        stack.push_async_callback(case_texts.close)
+        responses = Responses(InsightsQueries(read_models, clock or SystemClock()), case_texts)
         server = await start_grpc_server(
             [
                 (

@@ -10,14 +10,10 @@ import dataclasses
 import json
 from typing import Any
 
-import sqlalchemy as sa
-
-from civitas.chassis.auth import may_see_personal_data
 from civitas.chassis.convert import timestamp_out
-from civitas.chassis.interceptor import current_principal
-from civitas.eventkit.personal import PersonalDataVault
-from civitas.sealing import shown_details
+from civitas.sealing import details_with, text_fields
 
+from .case_texts import CaseTexts, Texts
 from .queries import InsightsQueries, MonthPoint, Scorecard
 from .v1 import insights_pb2 as pb
 from .v1 import insights_pb2_grpc as pb_grpc
@@ -31,14 +27,23 @@ def point_out(point: MonthPoint) -> pb.MonthPoint:
     return pb.MonthPoint(**dataclasses.asdict(point))
 
 
+def _json(details: dict[str, Any]) -> str:
+    return json.dumps(details, ensure_ascii=False, sort_keys=True)
+
+
+def authorization_of(context: Any) -> str:
+    """The caller's ``authorization`` metadata, as the interceptor verified it."""
+    return next((v for k, v in context.invocation_metadata() or () if k == "authorization"), "")
+
+
 class Responses:
     """Each query's reply, as protobuf. The queries check what the caller named (codes,
     ids, months) whole, for both edges: nothing is trimmed or guessed."""
 
-    def __init__(self, queries: InsightsQueries, case_keys: sa.Engine | None = None) -> None:
+    def __init__(self, queries: InsightsQueries, case_texts: CaseTexts | None = None) -> None:
         self.queries = queries
-        self.case_keys = case_keys
-        """cases' vault, where a case's sealed text is opened for a caller who may see it"""
+        self.case_texts = case_texts
+        """cases' API, which opens a case's sealed text for the caller (none: unavailable)"""
 
     async def scorecard(self, unit_code: str) -> pb.GetScorecardResponse:
         card = await self.queries.scorecard(unit_code)
@@ -88,14 +93,15 @@ class Responses:
             )
         )
 
-    async def case_timeline(self, case_id: str) -> pb.GetCaseTimelineResponse:
-        """The case's events; its sealed text by the one rule for personal data, over
-        the case's community (``[erased]`` once its resident is forgotten)."""
+    async def case_timeline(self, case_id: str, authorization: str) -> pb.GetCaseTimelineResponse:
+        """The case's events; its sealed text as cases shows it to the caller, asked with
+        the caller's own ``authorization`` (``[hidden]``, ``[erased]`` by cases' rule;
+        ``[unavailable]`` when cases does not answer)."""
         timeline = await self.queries.case_timeline(case_id)
-        visible = self.case_keys is not None and may_see_personal_data(
-            current_principal(), timeline.community_code
-        )
-        shown = await self._shown_entries(timeline.entries, visible)
+        stored = [json.loads(e["details"]) for e in timeline.entries]
+        texts: Texts = {}
+        if self.case_texts and any(text_fields(d) for d in stored):
+            texts = await self.case_texts.of(timeline.case_id, authorization)
         return pb.GetCaseTimelineResponse(
             timeline=pb.CaseTimeline(
                 case_id=timeline.case_id,
@@ -108,24 +114,12 @@ class Responses:
                         occurred_at=timestamp_out(e["occurred_at"]),
                         actor=e["actor"] or "",
                         correlation_id=e["correlation_id"] or "",
-                        details_json=details,
+                        details_json=_json(details_with(d, texts.get(e["version"], {}))),
                     )
-                    for e, details in zip(timeline.entries, shown, strict=True)
+                    for e, d in zip(timeline.entries, stored, strict=True)
                 ],
             )
         )
-
-    async def _shown_entries(self, entries: list[dict[str, Any]], visible: bool) -> list[str]:
-        """Each entry's details as JSON, sealed text shown by the rule. A vault of its own
-        per call, over cases' keys: no key outlives a forget in a cache here."""
-        vault = PersonalDataVault(self.case_keys) if visible and self.case_keys else None
-        stored = [json.loads(e["details"]) for e in entries]
-        owner = next((d["resident_id"] for d in stored if d.get("resident_id")), "")
-        shown = []
-        for details in stored:
-            details = await shown_details(details, owner, vault, visible)
-            shown.append(json.dumps(details, ensure_ascii=False, sort_keys=True))
-        return shown
 
     async def fund_statement(self, account_id: str) -> pb.GetFundStatementResponse:
         statement = await self.queries.fund_statement(account_id)
@@ -171,7 +165,7 @@ class InsightsServicer(pb_grpc.InsightsServiceServicer):
         return await self.responses.member_card(request.member_id)
 
     async def GetCaseTimeline(self, request: pb.GetCaseTimelineRequest, context: Any) -> Any:
-        return await self.responses.case_timeline(request.case_id)
+        return await self.responses.case_timeline(request.case_id, authorization_of(context))
 
     async def GetFundStatement(self, request: pb.GetFundStatementRequest, context: Any) -> Any:
         return await self.responses.fund_statement(request.account_id)

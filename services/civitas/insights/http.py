@@ -81,6 +81,12 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, dumps=_dumps)
 
 
+def _bearer(request: web.Request) -> str:
+    """The caller's token as an ``authorization`` value, to forward to another service
+    (``api`` has verified it)."""
+    return f"Bearer {request.headers['Authorization'].removeprefix('Bearer ').strip()}"
+
+
 def _months(request: web.Request) -> int:
     text = request.query.get("months", "12")
     if not (text.isascii() and text.isdigit()):  # "²" and "１２" are digits to isdigit
@@ -135,7 +141,8 @@ def build_app(responses: Responses, authority: TokenAuthority) -> web.Applicatio
         "/api/members/{member_id}/card", api(lambda r: responses.member_card(m(r, "member_id")))
     )
     app.router.add_get(
-        "/api/cases/{case_id}/timeline", api(lambda r: responses.case_timeline(m(r, "case_id")))
+        "/api/cases/{case_id}/timeline",
+        api(lambda r: responses.case_timeline(m(r, "case_id"), _bearer(r))),
     )
     app.router.add_get(
         "/api/funds/{account_id}/statement",

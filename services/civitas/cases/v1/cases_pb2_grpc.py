@@ -145,6 +145,11 @@ class CasesServiceStub:
                 request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseRequest.SerializeToString,
                 response_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseResponse.FromString,
                 _registered_method=True)
+        self.GetCaseTexts = channel.unary_unary(
+                '/civitas.cases.v1.CasesService/GetCaseTexts',
+                request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseTextsRequest.SerializeToString,
+                response_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseTextsResponse.FromString,
+                _registered_method=True)
         self.ListCases = channel.unary_unary(
                 '/civitas.cases.v1.CasesService/ListCases',
                 request_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.ListCasesRequest.SerializeToString,
@@ -297,6 +302,16 @@ class CasesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaseTexts(self, request, context):
+        """The case's sealed text (address below the building, description, progress notes,
+        mediation records) as the caller may see it, event by event: what another view of
+        the case (insights' timeline) shows, opened by cases alone, under the same rule as
+        GetCase ("[hidden]", "[erased]"). Ask with the token of the person who will read it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCases(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -415,6 +430,11 @@ def add_CasesServiceServicer_to_server(servicer, server):
                     servicer.GetCase,
                     request_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseRequest.FromString,
                     response_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseResponse.SerializeToString,
+            ),
+            'GetCaseTexts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaseTexts,
+                    request_deserializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseTextsRequest.FromString,
+                    response_serializer=civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseTextsResponse.SerializeToString,
             ),
             'ListCases': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCases,
@@ -1017,6 +1037,33 @@ class CasesService:
             '/civitas.cases.v1.CasesService/GetCase',
             civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseRequest.SerializeToString,
             civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaseTexts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/civitas.cases.v1.CasesService/GetCaseTexts',
+            civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseTextsRequest.SerializeToString,
+            civitas_dot_cases_dot_v1_dot_cases__pb2.GetCaseTextsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,12 @@ class CasesServiceStub:
     with the record's own times, stored as one append. District admins and services.
     """
     GetCase: _grpc.UnaryUnaryMultiCallable[_cases_pb2.GetCaseRequest, _cases_pb2.GetCaseResponse]
+    GetCaseTexts: _grpc.UnaryUnaryMultiCallable[_cases_pb2.GetCaseTextsRequest, _cases_pb2.GetCaseTextsResponse]
+    """The case's sealed text (address below the building, description, progress notes,
+    mediation records) as the caller may see it, event by event: what another view of
+    the case (insights' timeline) shows, opened by cases alone, under the same rule as
+    GetCase ("[hidden]", "[erased]"). Ask with the token of the person who will read it.
+    """
     ListCases: _grpc.UnaryUnaryMultiCallable[_cases_pb2.ListCasesRequest, _cases_pb2.ListCasesResponse]
 
 @_typing.type_check_only
@@ -108,6 +114,12 @@ class CasesServiceAsyncStub(CasesServiceStub):
     with the record's own times, stored as one append. District admins and services.
     """
     GetCase: _aio.UnaryUnaryMultiCallable[_cases_pb2.GetCaseRequest, _cases_pb2.GetCaseResponse]  # type: ignore[assignment]
+    GetCaseTexts: _aio.UnaryUnaryMultiCallable[_cases_pb2.GetCaseTextsRequest, _cases_pb2.GetCaseTextsResponse]  # type: ignore[assignment]
+    """The case's sealed text (address below the building, description, progress notes,
+    mediation records) as the caller may see it, event by event: what another view of
+    the case (insights' timeline) shows, opened by cases alone, under the same rule as
+    GetCase ("[hidden]", "[erased]"). Ask with the token of the person who will read it.
+    """
     ListCases: _aio.UnaryUnaryMultiCallable[_cases_pb2.ListCasesRequest, _cases_pb2.ListCasesResponse]  # type: ignore[assignment]
 
 class CasesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -278,6 +290,18 @@ class CasesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cases_pb2.GetCaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cases_pb2.GetCaseResponse, _abc.Awaitable[_cases_pb2.GetCaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCaseTexts(
+        self,
+        request: _cases_pb2.GetCaseTextsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cases_pb2.GetCaseTextsResponse, _abc.Awaitable[_cases_pb2.GetCaseTextsResponse]]:
+        """The case's sealed text (address below the building, description, progress notes,
+        mediation records) as the caller may see it, event by event: what another view of
+        the case (insights' timeline) shows, opened by cases alone, under the same rule as
+        GetCase ("[hidden]", "[erased]"). Ask with the token of the person who will read it.
+        """
 
     @_abc_1.abstractmethod
     def ListCases(
