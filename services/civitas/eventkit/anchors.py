@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -124,14 +125,19 @@ class Anchor:
 
     @classmethod
     def from_json(cls, text: str | Mapping[str, Any]) -> Anchor:
+        """A signed anchor from its JSON (a line of an anchors file, a Kafka message, a
+        proof's anchor). Every field is checked for its type; an unsigned one is refused:
+        only :func:`parse_digest`'s text form makes an unsigned digest."""
         try:
-            data = json.loads(text) if isinstance(text, str) else dict(text)
-            anchor = cls(**data)
-            bytes.fromhex(anchor.root)
-        except (TypeError, ValueError) as unreadable:
-            raise AnchorError(f"not a Civitas anchor: {unreadable}") from None
-        if anchor.version != ANCHOR_VERSION or len(anchor.root) != 64 or anchor.tree_size < 0:
-            raise AnchorError(f"not a version {ANCHOR_VERSION} anchor: {anchor.to_json()}")
+            data = json.loads(text) if isinstance(text, str) else text
+        except (ValueError, RecursionError) as unreadable:
+            raise AnchorError(f"not a Civitas anchor: not JSON ({unreadable})") from None
+        anchor = _anchor_of(data)
+        if not anchor.signature:
+            raise AnchorError(
+                f"the anchor at tree size {anchor.tree_size} is not signed: an anchor read "
+                "from JSON must be; only '<service> <tree_size> <root hex>' may be unsigned"
+            )
         return anchor
 
     def check(self, public_key: Ed25519PublicKey) -> None:
@@ -151,17 +157,60 @@ class Anchor:
             ) from None
 
 
+def _anchor_of(data: object) -> Anchor:
+    """An anchor from decoded JSON, every field of its type, or :class:`AnchorError`."""
+    if not isinstance(data, Mapping):
+        raise AnchorError("not a Civitas anchor: not a JSON object")
+    names = set(_FIELDS)
+    missing = sorted(names - {"signature", "version"} - set(data))
+    unknown = sorted(str(name) for name in set(data) - names)
+    if missing or unknown:
+        raise AnchorError(f"not a Civitas anchor: missing {missing}, unknown {unknown}")
+    fields = {**{"signature": "", "version": ANCHOR_VERSION}, **data}
+    for name, kind in _FIELDS.items():
+        value = fields[name]
+        if kind is int and (type(value) is not int or value < 0):
+            raise AnchorError(f"not a Civitas anchor: {name} must be a whole number >= 0")
+        if kind is str and not isinstance(value, str):
+            raise AnchorError(f"not a Civitas anchor: {name} must be a string")
+    if fields["version"] != ANCHOR_VERSION:
+        raise AnchorError(f"not a version {ANCHOR_VERSION} anchor: version {fields['version']}")
+    if not _HEX_ROOT.fullmatch(fields["root"]):
+        raise AnchorError("not a Civitas anchor: root must be 64 lowercase hex digits")
+    if fields["signature"]:
+        try:
+            raw = base64.b64decode(fields["signature"], validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 64:
+            raise AnchorError("not a Civitas anchor: signature must be 64 bytes in base64")
+    return Anchor(**fields)
+
+
+_FIELDS = {
+    "service": str,
+    "tree_size": int,
+    "root": str,
+    "last_position": int,
+    "signed_at": str,
+    "key_id": str,
+    "signature": str,
+    "version": int,
+}
+_HEX_ROOT = re.compile(r"[0-9a-f]{64}")
+
+
 def parse_digest(text: str) -> Anchor:
     """A published digest: a signed anchor's JSON line, or ``<service> <tree_size> <root>``
-    (unsigned; it is as good as the place it was published)."""
+    (unsigned; it is as good as the place it was published, and the only unsigned form)."""
     text = text.strip()
     if text.startswith("{"):
         return Anchor.from_json(text)
     parts = text.split()
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not parts[1].isascii() or not parts[1].isdigit():
         raise AnchorError(f"not a digest ('<service> <tree_size> <root hex>' or JSON): {text!r}")
     data = {"service": parts[0], "tree_size": int(parts[1]), "root": parts[2].lower()}
-    return Anchor.from_json({**data, "last_position": 0, "signed_at": "", "key_id": ""})
+    return _anchor_of({**data, "last_position": 0, "signed_at": "", "key_id": ""})
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -201,7 +250,10 @@ def _private_key(path: Path) -> Ed25519PrivateKey:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise AnchorError(f"{path} holds the anchor key but others may read it (mode {mode:o})")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm, OSError):
+        raise AnchorError(f"{path} does not hold a readable PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise AnchorError(f"{path} does not hold an Ed25519 private key")
     return key
@@ -217,10 +269,15 @@ def read_public_key(text: str, default_key_file: Path | None = None) -> Ed25519P
             raise AnchorError(f"not a public key (64 hex digits or a PEM file): {text!r}") from None
     if candidate is None or not candidate.exists():
         raise AnchorError("no public key: pass --public-key (64 hex digits or a PEM file)")
-    data = candidate.read_bytes()
-    if b"PRIVATE KEY" in data:
-        return _private_key(candidate).public_key()
-    key = serialization.load_pem_public_key(data)
+    try:
+        data = candidate.read_bytes()
+        if b"PRIVATE KEY" in data:
+            return _private_key(candidate).public_key()
+        key = serialization.load_pem_public_key(data)
+    except AnchorError:
+        raise
+    except (ValueError, TypeError, UnsupportedAlgorithm, OSError):
+        raise AnchorError(f"{candidate} does not hold a readable PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
         raise AnchorError(f"{candidate} does not hold an Ed25519 key")
     return key

@@ -97,10 +97,12 @@ def check_proof(
     public_key: Ed25519PublicKey | None = None,
 ) -> Anchor:
     """Check a proof against ``digest`` (a published one; default: the anchor the proof
-    carries, whose signature is then required). Returns the digest it checked against;
-    raises :class:`AnchorError` naming the first thing that fails."""
+    carries). An anchor the proof carries is always signed and its signature checked; only
+    a ``digest`` the caller gives (the text form ``<service> <size> <root>`` of
+    :func:`~civitas.eventkit.anchors.parse_digest`) may be unsigned. Returns the digest it
+    checked against; raises :class:`AnchorError` naming the first thing that fails."""
     try:
-        event, index, size = proof["event"], int(proof["leaf_index"]), int(proof["tree_size"])
+        event, index, size = proof["event"], _whole(proof["leaf_index"]), _whole(proof["tree_size"])
         digest_of_content = content_digest(
             stream_id=event["stream_id"],
             event_id=uuid.UUID(event["event_id"]),
@@ -118,7 +120,7 @@ def check_proof(
             int(event["position"]), event["stream_id"], event["stream_version"], stream_hash
         )
         claimed_root = bytes.fromhex(proof["root"])
-    except (KeyError, TypeError, ValueError) as unreadable:
+    except (KeyError, TypeError, ValueError, AttributeError) as unreadable:
         raise AnchorError(f"not a readable proof: {unreadable!r}") from None
     if stream_hash.hex() != proof.get("hash"):
         raise AnchorError("the event's fields do not hash to the stream hash the proof states")
@@ -126,6 +128,12 @@ def check_proof(
     if root != claimed_root:
         raise AnchorError("the audit path does not lead from the event's leaf to the proof's root")
     return _check_against(proof, root, size, digest, public_key)
+
+
+def _whole(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{value!r} is not a whole number >= 0")
+    return value
 
 
 def _check_against(
@@ -138,13 +146,12 @@ def _check_against(
     if digest is None:
         if not proof.get("anchor"):
             raise AnchorError("no anchor covers this proof: pass the published --digest")
-        digest = Anchor.from_json(proof["anchor"])
+        digest = Anchor.from_json(proof["anchor"])  # refuses an unsigned one
+    if digest.signature:  # always, for the proof's own anchor and a signed --digest
         if public_key is None:
-            raise AnchorError("no public key to check the proof's anchor: pass --public-key")
-    if digest.signature:  # an unsigned digest is as good as where it was published
-        if public_key is None:
-            raise AnchorError("the digest is signed: pass --public-key to check it")
+            raise AnchorError("the anchor is signed: pass --public-key to check it")
         digest.check(public_key)
+    # else: an unsigned digest the user gave, as good as where it was published
     if digest.service != proof.get("service"):
         raise AnchorError(f"the digest is {digest.service}'s, the proof {proof.get('service')}'s")
     if digest.tree_size != size or digest.root != root.hex():
