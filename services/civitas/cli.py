@@ -56,7 +56,7 @@ def _anchors(args: argparse.Namespace) -> int:
             anchoring.verify_anchor(args.service, var, args.anchor, args.public_key)
         )
         return verified or anchored
-    except AnchorError as failed:
+    except (AnchorError, ValueError) as failed:  # AnchorError is a ValueError
         print(f"civitas audit {args.audit}: {failed}", file=sys.stderr)
         return 1
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from civitas.chassis.anchoring import AnchorSettings
-from civitas.eventkit import open_event_store
 from civitas.eventkit.anchors import (
     Anchor,
     AnchorError,
@@ -25,7 +24,7 @@ from civitas.eventkit.anchors import (
 from civitas.eventkit.clock import SystemClock
 from civitas.eventkit.proofs import check_proof, prove
 
-from .commands import EVENT_KEEPERS, owner_of, store_url
+from .commands import keepers_present, known_service, open_store, owner_of
 
 
 def _settings(service: str, var: Path) -> AnchorSettings:
@@ -34,12 +33,12 @@ def _settings(service: str, var: Path) -> AnchorSettings:
 
 async def anchor(services: list[str], var: Path, public_key: bool) -> int:
     """Print each service's current digest, signed (or the public key that checks it)."""
-    for service in services or EVENT_KEEPERS:
-        key = load_or_create_key(_settings(service, var).key_file)
+    for service in keepers_present(services, var):
+        key = load_or_create_key(_settings(known_service(service), var).key_file)
         if public_key:
             print(f"{service} ed25519 {public_raw(key.public_key()).hex()}")
             continue
-        store = await open_event_store(store_url(service, var))
+        store = await open_store(service, var)
         try:
             digest = await StoreTree().catch_up(store)
         finally:
@@ -49,25 +48,52 @@ async def anchor(services: list[str], var: Path, public_key: bool) -> int:
 
 
 def _anchors_of(given: str) -> list[Anchor]:
+    """An anchors file's anchors (each signed), or one digest: a signed anchor's JSON, or
+    the unsigned text form ``<service> <size> <root>``."""
     path = Path(given)
-    if path.is_file():
-        with path.open() as lines:
-            return read_anchors(lines)
+    try:
+        is_file, exists = path.is_file(), path.exists()
+    except OSError:  # a name too long for a file: a digest
+        is_file = exists = False
+    if is_file:
+        try:
+            with path.open() as lines:
+                return read_anchors(lines)
+        except (OSError, UnicodeDecodeError) as unreadable:
+            raise AnchorError(f"cannot read {path}: {unreadable}") from None
+    if exists:
+        raise AnchorError(f"{path} is not an anchors file")
     return [parse_digest(given)]
 
 
 async def verify_anchor(services: list[str], var: Path, given: str, public_key: str) -> int:
-    """Check the anchors' signatures, then that each service's store extends every one of
-    its anchors; 1 when any does not."""
+    """Check every signed anchor's signature, then that each service's store extends every
+    one of its anchors. 1 when any does not, when a service asked for has no anchor to be
+    checked against, or when an anchor is of a service not asked for."""
     anchors = _anchors_of(given)
+    for service in services:
+        known_service(service)
+    named = sorted({a.service for a in anchors})
+    for service in named:
+        known_service(service)
+    if stray := [s for s in named if services and s not in services]:
+        print(f"anchors of {', '.join(stray)}, which was not asked for: not checked")
+        return 1
     failed = 0
-    for service in services or sorted({a.service for a in anchors}):
+    if not (services or named):
+        print(f"{given}: no anchors to check against")
+        failed += 1
+    for service in services or named:
         own = [a for a in anchors if a.service == service]
         if any(a.signature for a in own):
             key = read_public_key(public_key, _settings(service, var).key_file)
-            for signed in own:
+            for signed in (a for a in own if a.signature):
                 signed.check(key)
-        store = await open_event_store(store_url(service, var))
+        if not own:
+            print(f"{service}: 0 anchors to check against")
+            failed += 1
+            continue
+        store = await open_store(service, var)
         try:
             problems = await unextended(store, own)
         finally:
@@ -83,10 +109,10 @@ async def verify_anchor(services: list[str], var: Path, given: str, public_key: 
 
 async def prove_event(stream_id: str, revision: int, service: str | None, var: Path) -> int:
     """Print the inclusion proof of one event, against the oldest anchor covering it."""
-    service = service or owner_of(stream_id.partition("-")[0])
+    service = known_service(service or owner_of(stream_id.partition("-")[0]))
     anchors_file = _settings(service, var).anchors_file
     anchors = _anchors_of(str(anchors_file)) if anchors_file.is_file() else []
-    store = await open_event_store(store_url(service, var))
+    store = await open_store(service, var)
     try:
         proof = await prove(store, service, stream_id, revision, anchors)
     finally:
@@ -99,12 +125,16 @@ def check_proof_file(proof_file: str, digest: str | None, public_key: str, var: 
     """Check a proof alone (no store); 1 with what failed."""
     try:
         proof = json.loads(Path(proof_file).read_text())
+        if not isinstance(proof, dict):
+            raise AnchorError("not a proof: not a JSON object")
         published = parse_digest(digest) if digest else None
-        service = str(proof.get("service", ""))
+        service = known_service(str(proof.get("service", "")))
+        if published is not None:
+            known_service(published.service)
         needs_key = published is None or bool(published.signature)
         key = read_public_key(public_key, _settings(service, var).key_file) if needs_key else None
         checked = check_proof(proof, published, key)
-    except (AnchorError, OSError, ValueError, AttributeError) as failed:
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as failed:
         print(f"civitas audit check-proof: the proof does not hold: {failed}", file=sys.stderr)
         return 1
     event = proof["event"]

@@ -9,8 +9,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import Aggregate, open_event_store
+from civitas.eventkit import Aggregate, EventStore, open_event_store
 from civitas.eventkit.audit import ChainReport
 
 from .history import Histories
@@ -33,6 +35,42 @@ def owner_of(category: str) -> str:
     raise SystemExit(f"no service keeps {category!r} streams")
 
 
+def known_service(service: str) -> str:
+    """``service`` if it keeps events, else a :class:`ValueError` naming those that do."""
+    if service not in EVENT_KEEPERS:
+        raise ValueError(f"{service!r} keeps no events: one of {', '.join(EVENT_KEEPERS)}")
+    return service
+
+
+async def open_store(service: str, var: Path) -> EventStore:
+    """A service's existing event store: an audit never creates one (a SQLite file that
+    is not there is an error, not a new empty store)."""
+    url = store_url(known_service(service), var)
+    if missing := _missing_file(url):
+        raise ValueError(f"{service} has no event store at {missing}")
+    return await open_event_store(url)
+
+
+def _missing_file(url: str) -> Path | None:
+    """The SQLite file a store URL names, when it is not there."""
+    path = Path(make_url(url).database or "") if url.startswith("sqlite:") else None
+    return path if path is not None and not path.is_file() else None
+
+
+def keepers_present(services: list[str], var: Path) -> list[str]:
+    """``services`` when named; else every service that keeps events and whose store is
+    there (a SQLite file that is missing is said and skipped, not created)."""
+    if services:
+        return services
+    present = []
+    for service in EVENT_KEEPERS:
+        if _missing_file(store_url(service, var)):
+            print(f"{service}: no event store on this machine, skipped", file=sys.stderr)
+            continue
+        present.append(service)
+    return present
+
+
 def store_url(service: str, var: Path) -> str:
     env = {**os.environ, "CIVITAS_VAR_DIR": str(var), "CIVITAS_AUTH_SECRET": "-" * 32}
     return ServiceSettings.from_env(service, env).eventstore_url
@@ -41,8 +79,8 @@ def store_url(service: str, var: Path) -> str:
 async def verify(services: list[str], var: Path) -> int:
     """Verify each service's chains; 1 when any link is broken."""
     broken = 0
-    for service in services or EVENT_KEEPERS:
-        store = await open_event_store(store_url(service, var))
+    for service in keepers_present(services, var):
+        store = await open_store(service, var)
         try:
 
             def progress(position: int, service: str = service) -> None:
@@ -84,8 +122,8 @@ def _print_report(service: str, report: ChainReport) -> None:
 async def upgrade(services: list[str], var: Path) -> int:
     """Chain each service's history into its ledger (a store from before the ledger;
     idempotent: a store that has one already seals only what is new), then verify."""
-    for service in services or EVENT_KEEPERS:
-        store = await open_event_store(store_url(service, var))
+    for service in keepers_present(services, var):
+        store = await open_store(service, var)
         try:
             sealed = await store.seal()
             report = await store.verify()
@@ -104,7 +142,7 @@ async def history(
     category = stream_id.partition("-")[0]
     service = service or owner_of(category)
     moment = datetime.fromisoformat(as_of) if as_of else None
-    store = await open_event_store(store_url(service, var))
+    store = await open_store(service, var)
     try:
         found = await Histories(store, aggregates_of(service)).history(
             stream_id, as_of=moment, version=version
