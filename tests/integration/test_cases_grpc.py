@@ -644,3 +644,37 @@ async def test_who_accepted_and_who_mediates_can_be_named_by_their_person_id(
     assert data["CaseAccepted"]["by_person"] == member
     assert data["MediationOpened"]["mediator_person"] == mediator
     assert "李明" not in json.dumps(data, ensure_ascii=False)
+
+
+async def test_a_forgotten_members_id_is_refused_as_who_accepted_or_mediates(
+    world: World,
+) -> None:
+    staff = world.token(Role.COMMUNITY_STAFF)
+    case_id = (await dispatched_case(world, "邻里纠纷")).case_id
+    member = str(uuid.uuid4())
+    vault = world.running.app.vault
+    await vault.seal_name(member, "李明")  # the member was named once, then forgotten
+    await vault.forget(member)
+    before = await world.head()
+    with pytest.raises(grpc.aio.AioRpcError) as accepting:
+        await world.stub.AcceptCase(
+            pb.AcceptCaseRequest(case_id=case_id, accepted_by="李明", accepted_by_person_id=member),
+            metadata=staff,
+        )
+    unchanged = await world.head() == before  # nothing stored
+    await world.stub.AcceptCase(
+        pb.AcceptCaseRequest(case_id=case_id, accepted_by="王芳"), metadata=staff
+    )
+    accepted = await world.head()
+    with pytest.raises(grpc.aio.AioRpcError) as mediating:
+        await world.stub.OpenMediation(
+            pb.OpenMediationRequest(case_id=case_id, mediator="李明", mediator_person_id=member),
+            metadata=staff,
+        )
+
+    for refused in (accepting.value, mediating.value):
+        assert refused.code() is C.FAILED_PRECONDITION, refused.details()
+        assert f"person {member} has been forgotten" in (refused.details() or "")
+    assert unchanged
+    assert await world.head() == accepted
+    assert not await vault.holds_key(member)  # and no key made again

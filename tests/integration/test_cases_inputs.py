@@ -142,6 +142,7 @@ async def valid_requests(world: World) -> dict[str, Message]:
             source_id="12345-2026-000731",
         ),
         "GetCase": pb.GetCaseRequest(case_id=case),
+        "GetCaseTexts": pb.GetCaseTextsRequest(case_id=case),
         "ListCases": pb.ListCasesRequest(community_code="QH-01-01"),
     }
 

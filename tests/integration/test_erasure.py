@@ -29,7 +29,7 @@ from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
 from civitas.chassis.auth import Role
 from civitas.errors import RuleViolation
 from civitas.eventkit import ManualClock, create_read_model_engine, personal
-from civitas.eventkit.personal import ErasureIncomplete, PersonalDataVault
+from civitas.eventkit.personal import ErasureIncomplete, PersonalDataVault, PersonForgotten
 from civitas.insights.bootstrap import run_insights
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
@@ -342,6 +342,71 @@ async def test_a_load_in_flight_cannot_put_a_forgotten_key_back_into_the_cache(
         assert isinstance(outcome, RuleViolation), outcome  # nothing sealed with a dead key
         assert "was forgotten meanwhile" in str(outcome)
     assert shown == "[erased]"  # and cached nothing
+
+
+async def test_a_forgotten_id_never_gets_a_key_again_not_even_after_a_restart(
+    read_model_urls: Callable[[str], str],
+) -> None:
+    url = read_model_urls("vault")
+    engine = create_read_model_engine(url)
+    try:
+        vault = PersonalDataVault(engine)
+        await vault.setup()
+        [(person, name), (kept, _)] = await sealed_people(vault, 2)
+        held = await vault.holds_key(person)  # a command checks, then seals: a forget
+        forgotten = await vault.forget(person)  # lands in between (cases' _sealing)
+        with pytest.raises(PersonForgotten, match=f"person {person} has been forgotten"):
+            await vault.seal(person, "note about 302室")
+        again = await vault.forget(person)  # the scrub again, and the tombstone kept
+        engine.dispose()
+        restarted = PersonalDataVault(create_read_model_engine(url))  # an empty cache
+        await restarted.setup()
+        with pytest.raises(PersonForgotten):
+            await restarted.seal_name(person, "张三")
+        shown, other = await restarted.show(person, name), await restarted.seal(kept, "x")
+        rows = keys_of(restarted.engine, [person])
+        restarted.engine.dispose()
+    finally:
+        engine.dispose()
+
+    assert (held, forgotten, again) == (True, True, False)
+    assert rows == []  # no key was made for the forgotten id
+    assert shown == "[erased]"
+    assert other.startswith("pd1:")  # others' keys are made and used as before
+
+
+async def test_a_forget_from_another_vault_wins_over_a_key_being_made(tmp_path: Path) -> None:
+    """Two vaults on one database (two processes): one is making the person's first key
+    when the other forgets them. The key made is deleted, or the seal is refused."""
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/vault.db")
+    other_engine = create_read_model_engine(f"sqlite:///{tmp_path}/vault.db")
+    read, resume = threading.Event(), threading.Event()
+    person = f"resident-{uuid.uuid4()}"
+
+    def pause(person_id: str) -> None:
+        if person_id == person:
+            read.set()
+            resume.wait(10)
+
+    try:
+        vault = PersonalDataVault(engine, after_read=pause)
+        await vault.setup()
+        other = PersonalDataVault(other_engine)
+        await other.setup()
+        sealing = asyncio.create_task(vault.seal(person, "王芳"))
+        assert await asyncio.to_thread(read.wait, 10)  # the new key is committed
+        await other.forget(person)
+        resume.set()
+        await asyncio.gather(sealing, return_exceptions=True)
+        with pytest.raises(PersonForgotten):
+            await other.seal(person, "王芳")
+        rows = keys_of(engine, [person])
+    finally:
+        resume.set()
+        engine.dispose()
+        other_engine.dispose()
+
+    assert rows == []
 
 
 @pytest.mark.kafka

@@ -381,8 +381,8 @@ class Cases:
         change: Callable[[Case, str], object],
     ) -> Case:
         """A handler's command whose text is sealed under the case's resident's key. A
-        forgotten resident's case takes no more of it: sealing would make them a key
-        again."""
+        forgotten resident's case takes no more of it: the vault makes no key for a
+        forgotten id, also when the forget lands between this check and the seal."""
         text = required_text(field, text, LONG_TEXT)
         case = await self._authorized(caller, case_id, HANDLERS)
         if not await self.vault.holds_key(case.resident_id):

@@ -10,6 +10,11 @@ A deleted key must not survive in the vault's own files either: SQLite vaults ru
 with ``secure_delete`` and have their WAL checkpointed and truncated after each
 forget; PostgreSQL vaults have their two small tables rewritten (``VACUUM FULL``),
 which leaves the dead rows in no relation file.
+
+A forgotten person's id is kept as a tombstone (``personal_forgotten``: the random id
+alone, no key, no personal data), and the vault refuses ever to make that id a key
+again (:class:`PersonForgotten`): a seal racing a forget, or a caller naming a
+forgotten id, cannot bring the person back under a new key.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.exc
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from civitas.errors import RuleViolation, Unavailable
@@ -52,6 +58,13 @@ _index = sa.Table(
     sa.Column("lookup", sa.LargeBinary, primary_key=True),
     sa.Column("person_id", sa.String(200), nullable=False, index=True),
 )
+# Tombstones: the ids of forgotten people, which never get a key again. An id is random
+# (or a member's random UUID): it says nothing about the person.
+_forgotten = sa.Table(
+    "personal_forgotten",
+    _tables,
+    sa.Column("person_id", sa.String(200), primary_key=True),
+)
 _INDEX_KEY_ID = "__index_key__"
 _PERSON_ID = re.compile(
     r"(?:[a-z_]{1,20}-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
@@ -66,6 +79,14 @@ class ErasureIncomplete(Unavailable):
     """The key is deleted, but the vault's files could not yet be rid of its bytes (a
     reader kept the SQLite WAL open, or a lock kept PostgreSQL from rewriting the
     table). Asking to forget the person again finishes the work."""
+
+
+class PersonForgotten(RuleViolation):
+    """The person was forgotten: nothing is sealed under their id again."""
+
+    def __init__(self, person_id: str, detail: str = "has been forgotten") -> None:
+        super().__init__(f"person {person_id} {detail}: nothing was sealed for them")
+        self.person_id = person_id
 
 
 class VaultCannotErase(RuntimeError):
@@ -127,7 +148,8 @@ class PersonalDataVault:
         return await asyncio.to_thread(find_or_make)
 
     async def seal(self, person_id: str, plaintext: str) -> str:
-        """Ciphertext of ``plaintext`` under the person's key (made on first use)."""
+        """Ciphertext of ``plaintext`` under the person's key (made on first use;
+        :class:`PersonForgotten` for a person forgotten, whose id gets no key again)."""
         key = await self._key(person_id, create=True)
         assert key is not None
         nonce = os.urandom(12)
@@ -135,14 +157,20 @@ class PersonalDataVault:
         return f"{PREFIX}:{_b64(nonce)}:{_b64(sealed)}"
 
     async def open(self, person_id: str, ciphertext: str) -> str | None:
-        """The plaintext, or None when the person has been forgotten."""
+        """The plaintext, or None when the person has been forgotten, or when the text
+        was not sealed under the key the vault holds for them (a key an older version
+        made again after a forget: what the forgotten key sealed stays unreadable)."""
         key = await self._key(person_id, create=False)
         if key is None:
             return None
         prefix, nonce, sealed = ciphertext.split(":")
         if prefix != PREFIX:
             raise ValueError(f"unknown personal data format {prefix!r}")
-        return AESGCM(key).decrypt(_unb64(nonce), _unb64(sealed), person_id.encode()).decode()
+        try:
+            opened = AESGCM(key).decrypt(_unb64(nonce), _unb64(sealed), person_id.encode())
+        except InvalidTag:
+            return None
+        return opened.decode()
 
     async def show(self, person_id: str, ciphertext: str) -> str:
         """The plaintext for display: ``[erased]`` once the person is forgotten."""
@@ -168,17 +196,23 @@ class PersonalDataVault:
         return SealedName(person_id, await self.seal(person_id, name))
 
     async def forget(self, person_id: str) -> bool:
-        """Delete the person's key; True when there was one. Then rid the vault's files
-        of the deleted bytes (:class:`ErasureIncomplete` when that cannot be done yet;
-        the key is deleted all the same, and asking again finishes it). The vault's own
-        keys (ids beginning with ``__``) are not people's and are refused."""
+        """Delete the person's key and keep their id as a tombstone (no key is made for
+        it again); True when there was a key. Then rid the vault's files of the deleted
+        bytes (:class:`ErasureIncomplete` when that cannot be done yet; the key is
+        deleted all the same, and asking again finishes it). The vault's own keys (ids
+        beginning with ``__``) are not people's and are refused."""
         if person_id.startswith("__"):
             raise ValueError(f"{person_id!r} is not a person's id")
 
         def delete() -> int:
             with self.engine.begin() as conn:
+                self._lock_person(conn, person_id)
                 conn.execute(_index.delete().where(_index.c.person_id == person_id))
-                return conn.execute(_keys.delete().where(_keys.c.person_id == person_id)).rowcount
+                deleted = conn.execute(_keys.delete().where(_keys.c.person_id == person_id))
+                # read after the delete, which made this the one writer (SQLite)
+                if conn.scalar(_tombstone(person_id)) is None:
+                    conn.execute(_forgotten.insert().values(person_id=person_id))
+                return deleted.rowcount
 
         deleted = await asyncio.to_thread(delete)
         with self._lock:  # a load that began before this point may not cache what it read
@@ -196,26 +230,44 @@ class PersonalDataVault:
         with self._lock:
             if self._forgets.get(person_id, 0) != forgets:  # forgotten while loading
                 if create:
-                    raise RuleViolation(f"{person_id} was forgotten meanwhile: nothing sealed")
+                    raise PersonForgotten(person_id, "was forgotten meanwhile")
                 return None
             if key is not None:
                 self._cache[person_id] = key
         return key
 
     def _load_or_create(self, person_id: str, create: bool) -> bytes | None:
+        """The person's key; with ``create``, one made when there is none, unless the
+        id is a tombstone (:class:`PersonForgotten`). A key is inserted before the
+        tombstones are read, in one transaction that a forget of the same person
+        cannot interleave with (SQLite: one writer at a time; PostgreSQL: a lock on
+        the person id), so a forget is either seen, or it deletes the new key."""
         query = sa.select(_keys.c.key).where(_keys.c.person_id == person_id)
         try:
             with self.engine.begin() as conn:
                 found = conn.scalar(query)
                 if found is None and create:
+                    self._lock_person(conn, person_id)
                     found = AESGCM.generate_key(bit_length=256)
                     conn.execute(_keys.insert().values(person_id=person_id, key=found))
+                    if conn.scalar(_tombstone(person_id)) is not None:
+                        raise PersonForgotten(person_id)  # rolls the insert back
         except sa.exc.IntegrityError:  # a concurrent call made the key first: use theirs
             with self.engine.connect() as conn:
                 found = conn.scalar(query)
         if self._after_read is not None:
             self._after_read(person_id)
         return found
+
+    def _lock_person(self, conn: sa.Connection, person_id: str) -> None:
+        """On PostgreSQL, hold a lock on the person id until the transaction ends, so
+        a key's creation and the person's forget run one after the other (SQLite lets
+        one writer at a time in, which does the same)."""
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:person, 0))"),
+                {"person": f"personal-key:{person_id}"},
+            )
 
     def _scrub(self) -> None:
         """Leave deleted rows' bytes in no file of the vault: on SQLite (whose deletes
@@ -248,6 +300,10 @@ class PersonalDataVault:
         except sa.exc.OperationalError:  # the lock was not granted in time
             return False
         return True
+
+
+def _tombstone(person_id: str) -> sa.Select[tuple[str]]:
+    return sa.select(_forgotten.c.person_id).where(_forgotten.c.person_id == person_id)
 
 
 def _secure_delete(dbapi_conn: Any, _record: object) -> None:
