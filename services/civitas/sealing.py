@@ -35,21 +35,37 @@ out: the case shows them once). Schema-1 events carried it in plaintext (the add
 rest is cut from their whole ``address``): shown the same way, erased with the
 resident."""
 
-_BUILDING = re.compile(r"栋|幢|座|号楼")
+_NUMBER = r"[0-9０-９A-Za-zＡ-Ｚａ-ｚ]+"
+"""What names a building, unit, floor or room: digits or Latin letters (``3``, ``A``,
+``B2``), ASCII or full width. A marker counts only right after one, so the same
+character inside a place name (星座花园, 座山路, 号楼 in a name, 楼盘, 单元 in
+一单元…) is not a marker."""
+_CHINESE_NUMBER = r"[一二三四五六七八九十]+"
+_DASH = r"[-－—–‐‑]"
+_BUILDING = re.compile(rf"(?:{_NUMBER}\s*(?:栋|幢|座|号楼)|{_CHINESE_NUMBER}\s*(?:栋|幢|号楼))")
 _BELOW_BUILDING = re.compile(
-    r"[0-9０-９A-Za-z一二三四五六七八九十]+\s*(?:单元|室|层|楼|户|号房)|[0-9]+-[0-9]+"
+    rf"(?:{_NUMBER}|{_CHINESE_NUMBER})\s*(?:单元|室|层|楼|户|号房)"
+    rf"|[0-9０-９]+\s*{_DASH}\s*[0-9０-９]+"
+    r"|(?i:room|rm)\.?\s*[0-9０-９]+"
 )
 _STREET_NUMBER = re.compile(r"[0-9０-９]+号")
+_TRAILING_ROOM = re.compile(r"[0-9０-９]{3,}\s*$")
+"""A bare number of three or more digits ending an address that names no building or
+street number (``金陵小区 1702``): a room."""
 
 
 def split_address(address: str) -> tuple[str, str]:
     """An address as (clear, rest), ``clear + rest == address``. Clear runs through the
-    building (the first 栋, 幢, 座 or 号楼), else through the street number (the first
-    ``<digits>号``), else the whole address; it stops earlier at a unit, floor or room
-    (``2单元``, ``5楼``, ``302室``, ``2-302``). The rest is sealed. Grid prefixes reach
-    down to the building at most, so the clear part is what ``ResolveGrid`` needs."""
+    building (the first 栋, 幢, 座 or 号楼 right after a number: ``3栋``, ``A座``,
+    ``七号楼``), else through the street number (the first ``<digits>号``), else the
+    whole address but a bare room number ending it (``金陵小区 1702``); it stops
+    earlier at a unit, floor or room (``2单元``, ``5楼``, ``302室``, ``2-302`` with any
+    dash, ``Room 302``). A marker inside a name (星座, 座山路, 楼盘) is not one. The rest
+    is sealed. Grid prefixes reach down to the building at most, so the clear part is
+    what ``ResolveGrid`` needs."""
     building = _BUILDING.search(address) or _STREET_NUMBER.search(address)
-    cut = building.end() if building else len(address)
+    trailing = None if building else _TRAILING_ROOM.search(address)
+    cut = building.end() if building else trailing.start() if trailing else len(address)
     below = _BELOW_BUILDING.search(address)
     if below and below.start() < cut:
         cut = below.start()
