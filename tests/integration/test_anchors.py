@@ -3,12 +3,15 @@ every hash in it is caught by the last anchor, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from civitas.chassis.anchoring import Anchorer, AnchorSettings
 from civitas.eventkit import EventStore, NewEvent, PostgresEventStore, SqliteEventStore, StreamState
@@ -162,3 +165,39 @@ def test_the_anchor_settings_come_from_civitas_variables(tmp_path: Path) -> None
     assert settings.anchors_file == tmp_path / "funds" / "anchors.jsonl"
     with pytest.raises(ValueError, match="0 \\(off\\) or more"):
         AnchorSettings.of("funds", tmp_path, {"CIVITAS_ANCHOR_SECONDS": "-1"})
+
+
+async def test_a_refusal_is_counted_for_operators_and_a_shrunk_store_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "funds.db")
+    await fill(store)
+    settings = AnchorSettings("funds", tmp_path / "anchor.key", tmp_path / "a.jsonl", 0.01)
+    await Anchorer(store, settings).anchor_once()
+    await execute(store, "DELETE FROM {s}.events WHERE stream_id = $1", "account-a2")
+    labels = {"service": "funds", "reason": "not_extended"}
+
+    def refused() -> float:
+        return REGISTRY.get_sample_value("civitas_anchoring_refusals_total", labels) or 0
+
+    before = refused()
+    task = asyncio.create_task(Anchorer(store, settings).run())
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if refused() > before:
+                break
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+    assert refused() > before
+    assert len(settings.anchors_file.read_text().splitlines()) == 1  # nothing signed since
+    seen = REGISTRY.get_sample_value(
+        "civitas_anchor_last_success_timestamp_seconds", {"service": "funds"}
+    )
+    assert seen is not None
+    publish_failed = {"service": "funds", "reason": "publish_failed"}
+    assert REGISTRY.get_sample_value("civitas_anchoring_refusals_total", publish_failed) is not None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -27,7 +28,7 @@ from civitas.eventkit import (
     StreamState,
     create_read_model_engine,
 )
-from civitas.eventkit.anchors import Anchor, anchors_topic, load_or_create_key
+from civitas.eventkit.anchors import Anchor, AnchorError, anchors_topic, load_or_create_key
 from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, events_topic
 from civitas.eventkit.kafka.topics import dead_letter_topic
 from tests.support.accounts import BalancesProjection, read_balances
@@ -444,3 +445,39 @@ async def test_a_signed_anchor_reaches_the_services_anchors_topic(
     assert published == anchor
     assert settings.anchors_file.read_text().splitlines() == [value.decode()]
     published.check(load_or_create_key(settings.key_file).public_key())
+
+
+async def test_a_service_whose_anchors_file_is_gone_remembers_its_anchor_from_the_topic(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store = SqliteEventStore(tmp_path / "funds.db")
+    await fill_accounts(store, accounts=3, movements=5)
+    settings = AnchorSettings("funds", tmp_path / "anchor.key", tmp_path / "anchors.jsonl", 60)
+    topic = anchors_topic("funds", unique("anchors-"))
+
+    async def restarted() -> Anchor | None:
+        kafka = KafkaAnchors(kafka_bootstrap, topic)
+        try:
+            return await Anchorer(store, settings, kafka=kafka).anchor_once()
+        finally:
+            await kafka.close()
+
+    try:
+        first = await restarted()
+        assert first is not None
+        kept = settings.anchors_file.read_text()
+        settings.anchors_file.unlink()  # the insider removes the file, then rewrites the store
+        with sqlite3.connect(tmp_path / "funds.db") as conn:
+            for table in ("events", "ledger", "streams"):
+                conn.execute(f"DELETE FROM {table} WHERE stream_id = 'account-2'")
+        grown = [NewEvent("Paid", {"fen": n}) for n in range(7)]  # 12 + 7 events: past 18
+        await store.append("account-x", grown, StreamState.NO_STREAM)
+        with pytest.raises(AnchorError, match=r"is missing, its last anchor on \S+ covers 18"):
+            await restarted()
+        settings.anchors_file.write_text(kept)  # restored from its copy: the rewrite shows
+        with pytest.raises(AnchorError, match="no longer extends its anchor at tree size 18"):
+            await restarted()
+    finally:
+        await store.close()
+    assert not settings.anchors_file.read_text().replace(kept, "")  # nothing signed since
+    assert len(await messages_on(kafka_bootstrap, topic)) == 1

@@ -1,7 +1,12 @@
 """The anchoring task every service that keeps events runs: every
 ``CIVITAS_ANCHOR_SECONDS`` (60; 0 turns it off) it signs its store's current tree head
 when the store has grown, appends the anchor to its anchors file and, with Kafka, to its
-anchors topic. It reads only the rows added since the last period."""
+anchors topic. It reads only the rows added since the last period.
+
+What it signed last is remembered in the anchors file and, with Kafka, on the anchors
+topic: on its first run it reads both and refuses to sign unless the store extends the
+later one, and unless the file is there and not behind the topic. Without Kafka the file
+is its only memory. Refusals are logged and counted (``civitas_anchoring_refusals_total``)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from civitas.eventkit import EventStore, setting
 from civitas.eventkit.anchors import (
@@ -27,6 +32,7 @@ from civitas.eventkit.anchors import (
 )
 from civitas.eventkit.clock import Clock, SystemClock
 from civitas.eventkit.kafka import TopicSpec, ensure_topics
+from civitas.eventkit.metrics import ANCHOR_LAST_SUCCESS, ANCHORING_REFUSALS
 
 from .settings import ServiceSettings
 
@@ -58,10 +64,23 @@ class AnchorSettings:
         )
 
 
+REFUSAL_REASONS = ("not_extended", "file_behind", "topic_unreadable", "publish_failed", "error")
+
+
+class AnchoringRefused(AnchorError):
+    """The anchoring task will not sign; ``reason`` is one of :data:`REFUSAL_REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Anchorer:
     """Signs a store's tree head when it has grown. On its first run it reads the whole
-    store once and refuses to sign a history that does not extend the last anchor in its
-    file (an :class:`AnchorError`, logged); later runs read only the new rows."""
+    store once and the last anchor of its file and (with Kafka) of its topic, and refuses
+    to sign (an :class:`AnchoringRefused`, logged and counted) a history that does not
+    extend the later of the two, or while the file is missing or behind the topic; later
+    runs read only the new rows."""
 
     def __init__(
         self,
@@ -81,33 +100,87 @@ class Anchorer:
     async def anchor_once(self) -> Anchor | None:
         """Sign, write and publish the current tree head; None when nothing was added."""
         if self._tree is None:
-            self._last = self._last_written()
-            last = self._last
-            self._tree = StoreTree({last.tree_size: bytes.fromhex(last.root)} if last else {})
+            last, expect = await self._remembered()
+            self._tree, self._last = StoreTree(expect), last
         digest = await self._tree.catch_up(self.store)
         if self._tree.mismatches:
             size, _ = self._tree.mismatches[0]
-            raise AnchorError(
-                f"the store no longer extends its anchor at tree size {size}: not signing"
+            raise AnchoringRefused(
+                "not_extended",
+                f"the store no longer extends its anchor at tree size {size}: not signing",
             )
-        if self._last is not None and digest.tree_size <= self._last.tree_size:
+        if self._last is not None and digest.tree_size < self._last.tree_size:
+            raise AnchoringRefused(
+                "not_extended",
+                f"the store holds {digest.tree_size:,} events, its last anchor covers "
+                f"{self._last.tree_size:,}: events were deleted; not signing",
+            )
+        if self._last is not None and digest.tree_size == self._last.tree_size:
+            ANCHOR_LAST_SUCCESS.labels(self.settings.service).set(self.clock.now().timestamp())
             return None
         key = load_or_create_key(self.settings.key_file)
         anchor = sign(key, self.settings.service, digest, self.clock.now())
         append_anchor(self.settings.anchors_file, anchor)
         self._last = anchor
-        if self.kafka is not None:
-            await self.kafka.publish(anchor)
+        ANCHOR_LAST_SUCCESS.labels(self.settings.service).set(self.clock.now().timestamp())
+        if self.kafka is not None and not await self.kafka.publish(anchor):
+            ANCHORING_REFUSALS.labels(self.settings.service, "publish_failed").inc()
         return anchor
 
     async def run(self) -> None:
         """Anchor every period until cancelled."""
+        service = self.settings.service
+        for reason in REFUSAL_REASONS:  # every series there from the start, at 0
+            ANCHORING_REFUSALS.labels(service, reason)
+        ANCHOR_LAST_SUCCESS.labels(service).set(self.clock.now().timestamp())
         while True:
             await asyncio.sleep(self.settings.every)
             try:
                 await self.anchor_once()
             except AnchorError as refused:
-                log.error("anchoring refused", reason=str(refused))
+                reason = getattr(refused, "reason", "error")
+                ANCHORING_REFUSALS.labels(service, reason).inc()
+                log.error("anchoring refused", reason=reason, why=str(refused))
+
+    async def _remembered(self) -> tuple[Anchor | None, dict[int, bytes]]:
+        """The later of the file's and the topic's last anchors, and every root the store
+        must reproduce; refused while the file is missing or behind the topic."""
+        written = self._last_written()
+        if self.kafka is None:
+            return written, {written.tree_size: bytes.fromhex(written.root)} if written else {}
+        try:
+            published = await self.kafka.last()
+        except Exception as unreadable:
+            raise AnchoringRefused(
+                "topic_unreadable",
+                f"cannot read the last anchor on {self.kafka.topic} ({unreadable!r}): not "
+                "signing until it can be read",
+            ) from None
+        if published is None:
+            return written, {written.tree_size: bytes.fromhex(written.root)} if written else {}
+        try:
+            published.check(load_or_create_key(self.settings.key_file).public_key())
+        except AnchorError as forged:
+            raise AnchoringRefused(
+                "error", f"the last anchor on {self.kafka.topic} does not check: {forged}"
+            ) from None
+        if written is None or written.tree_size < published.tree_size:
+            held = f"{written.tree_size:,} events" if written else "missing"
+            raise AnchoringRefused(
+                "file_behind",
+                f"the anchors file {self.settings.anchors_file} is {held}, its last anchor "
+                f"on {self.kafka.topic} covers {published.tree_size:,}: restore the file "
+                "from its copy elsewhere (or append the topic's anchors to it), then "
+                "restart; not signing",
+            )
+        expect = {published.tree_size: bytes.fromhex(published.root)}
+        if expect.setdefault(written.tree_size, bytes.fromhex(written.root)).hex() != written.root:
+            raise AnchoringRefused(
+                "not_extended",
+                f"the anchors file and {self.kafka.topic} disagree on the root at tree size "
+                f"{written.tree_size:,}: not signing",
+            )
+        return written, expect
 
     def _last_written(self) -> Anchor | None:
         try:
@@ -127,7 +200,29 @@ class KafkaAnchors:
         self.topic = topic
         self._producer: AIOKafkaProducer | None = None
 
-    async def publish(self, anchor: Anchor) -> None:
+    async def last(self) -> Anchor | None:
+        """The last anchor on the topic (its one partition's last message), or None when
+        the topic is empty or not there yet."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
+        )
+        await consumer.start()
+        try:
+            if self.topic not in await consumer.topics():
+                return None
+            partition = TopicPartition(self.topic, 0)
+            consumer.assign([partition])
+            end = (await consumer.end_offsets([partition]))[partition]
+            if end == 0:
+                return None
+            consumer.seek(partition, end - 1)
+            message = await asyncio.wait_for(consumer.getone(partition), timeout=10)
+            return Anchor.from_json((message.value or b"").decode("utf-8", "replace"))
+        finally:
+            await consumer.stop()
+
+    async def publish(self, anchor: Anchor) -> bool:
+        """Publish one anchor; False (logged) when Kafka did not take it."""
         try:
             if self._producer is None:
                 await ensure_topics(self.bootstrap, [TopicSpec(self.topic, partitions=1)])
@@ -139,6 +234,8 @@ class KafkaAnchors:
             )
         except Exception:
             log.exception("anchor not published to Kafka", topic=self.topic)
+            return False
+        return True
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -65,3 +65,17 @@ CONSUMER_FAILURES = Counter(
     "Events a consumer failed on: retried (reason=retry) or passed over (reason=gave_up)",
     ["consumer", "reason"],
 )
+ANCHOR_LAST_SUCCESS = Gauge(
+    "civitas_anchor_last_success_timestamp_seconds",
+    "When the anchoring task last did its work: signed the store's grown tree head, or found "
+    "nothing new to sign (set when the task starts). Stale while anchoring is refused",
+    ["service"],
+)
+ANCHORING_REFUSALS = Counter(
+    "civitas_anchoring_refusals_total",
+    "Periods the anchoring task did not sign or publish: the store does not extend the last "
+    "anchor (not_extended), the anchors file is missing or behind the anchors topic "
+    "(file_behind), the topic could not be read (topic_unreadable), a publish to Kafka "
+    "failed (publish_failed), or another error (error)",
+    ["service", "reason"],
+)
