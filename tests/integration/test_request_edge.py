@@ -15,10 +15,12 @@ from typing import Any
 import grpc
 import jwt
 import pytest
+import sqlalchemy as sa
 
-from civitas.chassis.auth import AUDIENCE, ISSUER, Role, TokenAuthority
+from civitas.chassis.auth import AUDIENCE, ISSUER, Principal, Role, TokenAuthority
+from civitas.chassis.requests import digest_of
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import EventStore, ManualClock
+from civitas.eventkit import EventStore, ManualClock, create_read_model_engine
 from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
@@ -99,6 +101,83 @@ async def test_another_request_under_a_used_request_id_is_refused_and_changes_no
         C.ALREADY_EXISTS,
         "a different request",
     )
+
+
+REGISTER = "/civitas.party_orgs.v1.PartyOrgsService/RegisterAdminUnit"
+ADMIN = Principal("staff-1", frozenset({Role.DISTRICT_ADMIN}), ("QH",))
+
+
+def kept_digests(tmp_path: Path) -> dict[str, bytes]:
+    """The request log's digests by request id, as party_orgs' database holds them."""
+    settings = ServiceSettings.from_env(
+        "party_orgs", {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET}
+    )
+    engine = create_read_model_engine(settings.read_model_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT request_id, digest FROM request_log")).all()
+    finally:
+        engine.dispose()
+    return {request_id: bytes(digest) for request_id, digest in rows}
+
+
+async def test_the_log_keeps_a_keyed_digest_that_no_guess_of_the_request_can_confirm(
+    edge: Edge, tmp_path: Path
+) -> None:
+    admin, request_id = edge.token(Role.DISTRICT_ADMIN), str(uuid.uuid4())
+    await edge.stub.RegisterAdminUnit(district(request_id), metadata=admin)
+    kept = kept_digests(tmp_path)[request_id]
+    plain = digest_of(REGISTER, ADMIN, district(request_id))  # what a reader could compute
+
+    assert plain not in kept
+    assert len(kept) == 33  # a mark and an HMAC-SHA256
+    await edge.stub.RegisterAdminUnit(district(request_id), metadata=admin)  # still replays
+    await edge.refused(
+        edge.stub.RegisterAdminUnit(district(request_id, "玄武区"), metadata=admin),
+        C.ALREADY_EXISTS,
+        request_id,
+    )
+
+
+async def test_a_request_kept_before_digests_were_keyed_replays_after_the_upgrade(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    settings = ServiceSettings.from_env(
+        "party_orgs", {"CIVITAS_VAR_DIR": str(tmp_path), "CIVITAS_AUTH_SECRET": SECRET}
+    )
+    request_id = str(uuid.uuid4())
+    async with run_party_orgs(settings, clock=clock, port=0) as running:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}")
+        edge = Edge(pb_grpc.PartyOrgsServiceStub(channel), TokenAuthority(SECRET), running.store, 0)
+        await edge.stub.RegisterAdminUnit(
+            district(request_id), metadata=edge.token(Role.DISTRICT_ADMIN)
+        )
+        await channel.close()
+    engine = create_read_model_engine(settings.read_model_url)
+    with engine.begin() as conn:  # as an older version kept it: the plain SHA-256
+        conn.execute(
+            sa.text("UPDATE request_log SET digest = :plain WHERE request_id = :id"),
+            {"plain": digest_of(REGISTER, ADMIN, district(request_id)), "id": request_id},
+        )
+    engine.dispose()
+
+    async with run_party_orgs(settings, clock=clock, port=0) as running:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}")
+        edge = Edge(pb_grpc.PartyOrgsServiceStub(channel), TokenAuthority(SECRET), running.store, 0)
+        admin = edge.token(Role.DISTRICT_ADMIN)
+        head = await edge.store.head_position()
+        again = await edge.stub.RegisterAdminUnit(district(request_id), metadata=admin)
+        replayed = await edge.store.head_position() == head
+        await edge.refused(
+            edge.stub.RegisterAdminUnit(district(request_id, "玄武区"), metadata=admin),
+            C.ALREADY_EXISTS,
+            request_id,
+        )
+        await channel.close()
+
+    assert again.unit.code == "QH"
+    assert replayed
+    assert len(kept_digests(tmp_path)[request_id]) == 33  # keyed in place at start
 
 
 async def test_a_request_that_failed_is_not_kept_and_runs_again(edge: Edge) -> None:

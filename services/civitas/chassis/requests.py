@@ -17,7 +17,12 @@ Requests with one id take turns in a process. Commands that make something under
 random id take the id from the request id instead (:func:`id_for`), so that a crash
 between the command and the log's write still leaves one thing, found on the retry.
 The log lives in the service's read-model database, a row per request id, kept for
-good (a row is about 200 bytes). Rows waiting to be written are committed together
+good (a row is about 200 bytes). The digest it keeps is keyed (HMAC-SHA256 with a key
+derived from the service's auth secret, which is not in the database): a request
+holds free text (a case's note or description), and a plain hash of it would let
+whoever reads the database confirm a guess of that text, also after its person was
+forgotten. Rows an older version wrote with a plain digest are keyed in place when
+the log is set up, so their retries still replay. Rows waiting to be written are committed together
 (group commit): a reply waits for its row to be durable, but concurrent commands
 share one transaction and one fsync.
 """
@@ -26,12 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -45,6 +53,9 @@ from civitas.eventkit.ids import parse_uuid
 from .auth import Principal
 
 REQUEST_ID = "request_id"
+KEYED = b"\x01"
+"""The first byte of a keyed digest (33 bytes); a plain one (an older version's) is the
+32 bytes of its SHA-256 alone."""
 
 _tables = sa.MetaData()
 request_log = sa.Table(
@@ -99,18 +110,52 @@ def digest_of(method: str, principal: Principal, request: Message) -> bytes:
     return hashed.digest()
 
 
+def digest_key(secret: str, service: str) -> bytes:
+    """The key of a service's request digests, derived from its auth secret (HKDF)."""
+    info = f"civitas request log digest v1 {service}".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret.encode())
+
+
+def keyed(key: bytes, plain: bytes) -> bytes:
+    """What the log keeps of a request's plain digest: its HMAC under ``key``, marked."""
+    return KEYED + hmac.new(key, plain, hashlib.sha256).digest()
+
+
 class RequestLog:
     """The request ids one service has answered, in its read-model database."""
 
-    def __init__(self, engine: sa.Engine, service: str) -> None:
+    def __init__(self, engine: sa.Engine, service: str, secret: str) -> None:
+        """``secret`` is the service's auth secret: its digests are keyed with a key
+        derived from it (another secret makes every kept request id refuse its retry
+        with ALREADY_EXISTS)."""
         self.engine = engine
         self.service = service
+        self._key = digest_key(secret, service)
         self._turns = KeyedLocks()
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def setup(self) -> None:
+        """Create the table if missing, and key the plain digests an older version
+        kept (once: a keyed digest is not keyed again)."""
         await asyncio.to_thread(_tables.create_all, self.engine)
+        await asyncio.to_thread(self._key_plain_digests)
+
+    def _key_plain_digests(self) -> None:
+        plain = request_log.c.service == self.service, sa.func.length(request_log.c.digest) == 32
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(request_log.c.request_id, request_log.c.digest).where(*plain)
+            ).all()
+            for request_id, digest in rows:
+                conn.execute(
+                    request_log.update()
+                    .where(
+                        request_log.c.service == self.service,
+                        request_log.c.request_id == request_id,
+                    )
+                    .values(digest=keyed(self._key, bytes(digest)))
+                )
 
     async def once(
         self,
@@ -124,7 +169,7 @@ class RequestLog:
         request_id = request_id_of(request)
         if request_id is None:
             return await run()
-        digest = digest_of(path, principal, request)
+        digest = keyed(self._key, digest_of(path, principal, request))
         async with self._turns.hold(request_id):
             named = await self._recall(request_id, digest)
             if named is not None:
@@ -146,7 +191,7 @@ class RequestLog:
         row = await asyncio.to_thread(read)
         if row is None:
             return None
-        if bytes(row.digest) != digest:
+        if not hmac.compare_digest(bytes(row.digest), digest):
             raise AlreadyExists(
                 f"request_id {request_id} was used for a different request; "
                 "nothing was done (use a new request_id for a new request)"

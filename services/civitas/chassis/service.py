@@ -93,7 +93,7 @@ async def serving(
     if personal_data:
         services.append(privacy_service(infra.vault))
         names.append(PRIVACY_SERVICE_NAME)
-    requests = RequestLog(infra.read_models, settings.service)
+    requests = RequestLog(infra.read_models, settings.service, settings.auth_secret)
     await requests.setup()
     server = await start_grpc_server(
         services,
