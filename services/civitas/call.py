@@ -9,8 +9,8 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message_factory import GetMessageClass
 
+from civitas import catalog
 from civitas.chassis.client import open_channel
-from civitas.chassis.settings import PORTS
 
 
 def _service_descriptor(service: str) -> Any:
@@ -29,15 +29,18 @@ async def call(
     """Call ``service.Method`` (e.g. ``party_orgs.ResolveGrid``) and return the JSON reply;
     the deadline covers the retries on UNAVAILABLE."""
     service, _, method_name = target.partition(".")
-    if service not in PORTS or not method_name:
-        raise SystemExit(f"name a method as SERVICE.Method, with SERVICE one of {sorted(PORTS)}")
+    if service not in catalog.names() or not method_name:
+        known = sorted(catalog.names())
+        raise SystemExit(f"name a method as SERVICE.Method, with SERVICE one of {known}")
     method = _service_descriptor(service).methods_by_name.get(method_name)
     if method is None:
         raise SystemExit(f"{service} has no method {method_name}")
     request = json_format.Parse(request_json or "{}", GetMessageClass(method.input_type)())
     reply_class = GetMessageClass(method.output_type)
     channel = open_channel(
-        address or f"127.0.0.1:{PORTS[service][0]}", lambda: token, timeout_seconds=timeout_seconds
+        address or f"127.0.0.1:{catalog.spec(service).grpc_port}",
+        lambda: token,
+        timeout_seconds=timeout_seconds,
     )
     try:
         rpc = channel.unary_unary(

@@ -15,12 +15,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from civitas import catalog
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.settings import INSIGHTS_HTTP_PORT, PORTS, ensure_secret
 from civitas.eventkit.files import private_dirs
 
-# Every service, in start order: insights last, as it reads the others' events.
-SERVICES = ["party_orgs", "cases", "volunteers", "funds", "insights"]
+SERVICES = catalog.names()  # in start order: insights last, as it reads the others' events
 CONSOLE_TOKEN_HOURS = 8
 """How long the district admin's token ``civitas up`` prints lives: a working day."""
 
@@ -56,7 +56,7 @@ def address_of(service: str, env: dict[str, str], host: str) -> str:
 
 async def start(service: str, env: dict[str, str], host: str) -> Child:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", f"civitas.{service}", env=env
+        sys.executable, "-m", catalog.spec(service).module, env=env
     )
     return Child(service, process, address_of(service, env, host))
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import jwt
 
+from civitas import catalog
 from civitas.errors import DomainError, NotAllowed, Unauthenticated
 from civitas.eventkit import Metadata
 from civitas.geography import parse_unit_code
-
-from .settings import PORTS
 
 ISSUER = "civitas"
 AUDIENCE = "civitas"
@@ -242,8 +241,8 @@ def _principal(subject: object, roles: list[Role], scope: list[object]) -> Princ
         raise ValueError(f"subject {subject!r} is not 1-64 letters, digits and _.@:-")
     if Role.SERVICE in roles and len(set(roles)) > 1:
         raise ValueError("a service token holds the service role and no other")
-    if Role.SERVICE in roles and subject not in PORTS:
-        raise ValueError(f"a service token names its service, one of {sorted(PORTS)}")
+    if Role.SERVICE in roles and subject not in catalog.names():
+        raise ValueError(f"a service token names its service, one of {sorted(catalog.names())}")
     if len(scope) > 50:
         raise ValueError("a scope names at most 50 units")
     for code in scope:

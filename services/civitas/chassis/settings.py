@@ -10,18 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from civitas import catalog
 from civitas.eventkit import setting
 from civitas.eventkit.files import private_dirs
 
-# DESIGN.md's default ports: gRPC, metrics.
-PORTS = {
-    "party_orgs": (50051, 9101),
-    "cases": (50052, 9102),
-    "volunteers": (50053, 9103),
-    "funds": (50054, 9104),
-    "insights": (50055, 9105),
-}
-INSIGHTS_HTTP_PORT = 8080  # the web console and the JSON API
+# Each service's default ports, as its spec declares them: gRPC, metrics.
+PORTS = {spec.name: (spec.grpc_port, spec.metrics_port) for spec in catalog.SERVICES}
+INSIGHTS_HTTP_PORT = catalog.spec("insights").http_port or 8080  # the console and JSON API
 SECRET_FILE = Path("var/auth-secret")
 
 
