@@ -13,7 +13,9 @@ import pytest
 
 from civitas.eventkit import (
     EventStore,
+    InMemoryEventStore,
     ManualClock,
+    MemoryDatabase,
     PostgresEventStore,
     SqliteEventStore,
     open_event_store,
@@ -75,6 +77,7 @@ KURRENTDB_URL = os.environ.get("CIVITAS_TEST_KURRENTDB_URL")
 @pytest.fixture(
     params=[
         "sqlite",
+        "memory",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("kurrentdb", marks=pytest.mark.kurrentdb),
     ]
@@ -85,6 +88,7 @@ async def store_factory(
     """Builds stores of one backend; every store built shares one fresh database."""
     opened: list[EventStore] = []
     schema = f"t_{uuid.uuid4().hex[:12]}"
+    database = MemoryDatabase()  # the memory backend's "one fresh database"
     if request.param == "postgres" and not await postgres_reachable():
         missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
     if request.param == "kurrentdb" and not KURRENTDB_URL:
@@ -95,6 +99,8 @@ async def store_factory(
     async def build(**options: Any) -> EventStore:
         if request.param == "sqlite":
             store: EventStore = SqliteEventStore(tmp_path / "events.db", **options)
+        elif request.param == "memory":
+            store = InMemoryEventStore(database, **options)
         elif request.param == "kurrentdb":
             assert KURRENTDB_URL
             joiner = "&" if "?" in KURRENTDB_URL else "?"

@@ -15,6 +15,7 @@ from civitas.eventkit import (
     EventIdConflict,
     EventStore,
     EventTooLarge,
+    InMemoryEventStore,
     InvalidEvent,
     InvalidExpectedVersion,
     InvalidStreamName,
@@ -26,6 +27,7 @@ from civitas.eventkit import (
     StreamState,
     first_broken_link,
 )
+from tests.support.memory_sql import run_sql
 
 
 def new(type_: str = "Happened", **data: object) -> NewEvent:
@@ -252,6 +254,9 @@ async def tamper(store: EventStore, sql: str) -> None:
     """Run ``sql`` (statements separated by ``;``) on the store's own tables, behind its
     back (``{events}``, ``{streams}`` and ``{ledger}`` name them), as someone with
     access to the database file or server would."""
+    if isinstance(store, InMemoryEventStore):  # its kept rows, through SQLite's tables
+        run_sql(store.database, sql.format(events="events", streams="streams", ledger="ledger"))
+        return
     if not isinstance(store, SqliteEventStore | PostgresEventStore):
         pytest.skip("KurrentDB's log cannot be changed in place from outside the server")
     prefix = f"{store.schema}." if isinstance(store, PostgresEventStore) else ""

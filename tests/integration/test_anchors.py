@@ -14,7 +14,14 @@ import pytest
 from prometheus_client import REGISTRY
 
 from civitas.chassis.anchoring import Anchorer, AnchorSettings
-from civitas.eventkit import EventStore, NewEvent, PostgresEventStore, SqliteEventStore, StreamState
+from civitas.eventkit import (
+    EventStore,
+    InMemoryEventStore,
+    NewEvent,
+    PostgresEventStore,
+    SqliteEventStore,
+    StreamState,
+)
 from civitas.eventkit.anchors import (
     AnchorError,
     StoreTree,
@@ -24,6 +31,7 @@ from civitas.eventkit.anchors import (
 )
 from civitas.eventkit.hashing import GENESIS, canonical_json, chain, content_digest
 from tests.conftest import StoreFactory
+from tests.support.memory_sql import run_sql
 
 
 async def fill(store: EventStore, streams: int = 3, events: int = 4) -> None:
@@ -34,11 +42,14 @@ async def fill(store: EventStore, streams: int = 3, events: int = 4) -> None:
 
 async def execute(store: EventStore, sql: str, *args: object) -> None:
     """Plain SQL, as an insider with write access to the database would run it."""
-    if isinstance(store, SqliteEventStore):
+    plain = sql.replace("{s}.", "").replace("$1", "?").replace("$2", "?")
+    if isinstance(store, InMemoryEventStore):
+        run_sql(store.database, plain, *args)
+    elif isinstance(store, SqliteEventStore):
         import sqlite3
 
         with sqlite3.connect(store.path) as conn:
-            conn.execute(sql.replace("{s}.", "").replace("$1", "?").replace("$2", "?"), args)
+            conn.execute(plain, args)
     else:
         if not isinstance(store, PostgresEventStore):
             pytest.skip("only a SQL store is rewritten with SQL")
@@ -133,7 +144,7 @@ async def test_a_cut_off_tail_with_its_head_moved_back_is_caught(
 
 def _id(store: EventStore, event: object) -> object:
     event_id = event.event_id  # type: ignore[attr-defined]
-    return str(event_id) if isinstance(store, SqliteEventStore) else event_id
+    return str(event_id) if isinstance(store, SqliteEventStore | InMemoryEventStore) else event_id
 
 
 async def test_anchoring_signs_only_when_the_store_grew_and_reads_only_new_rows(

@@ -1,8 +1,8 @@
 """The Civitas event-sourcing kernel, shared by every service.
 
-Event stores (SQLite, PostgreSQL) with KurrentDB's meaning, the hash chain,
-aggregates with versioned events and upcasters, a repository with optimistic
-concurrency and snapshots, and a projection runner with tracked positions.
+Event stores (SQLite, PostgreSQL, and one in memory for tests) with KurrentDB's
+meaning, the hash chain, aggregates with versioned events and upcasters, a repository
+with optimistic concurrency and snapshots, and a projection runner with tracked positions.
 """
 
 from .clock import Clock, ManualClock, SystemClock
@@ -30,6 +30,7 @@ from .errors import (
 )
 from .hashing import GENESIS, canonical_json, chain, content_digest, first_broken_link
 from .ids import natural_id
+from .memory import InMemoryEventStore, MemoryDatabase
 from .postgres import PostgresEventStore
 from .projection import CatchUpFeed, Feed, Projection, ProjectionRunner, StoreFeed, handles
 from .records import (
@@ -63,11 +64,13 @@ __all__ = [
     "EventTooLarge",
     "ExpectedVersion",
     "Feed",
+    "InMemoryEventStore",
     "InvalidEvent",
     "InvalidExpectedVersion",
     "InvalidStreamName",
     "KeyedLocks",
     "ManualClock",
+    "MemoryDatabase",
     "Metadata",
     "NewEvent",
     "PostgresEventStore",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidEvent, InvalidExpectedVersion, InvalidStreamName
+from .errors import ConcurrencyError, InvalidEvent, InvalidExpectedVersion, InvalidStreamName
 from .ids import new_uuid
 
 
@@ -57,6 +57,20 @@ def check_expected_version(expected: object) -> ExpectedVersion:
         f"expected version must be StreamState.ANY, NO_STREAM, EXISTS or a revision >= 0, "
         f"not {expected!r}"
     )
+
+
+def check_stream_state(stream_id: str, expected: ExpectedVersion, current: int | None) -> None:
+    """Raise :class:`ConcurrencyError` unless ``current`` satisfies ``expected``."""
+    if expected is StreamState.ANY:
+        return
+    if expected is StreamState.NO_STREAM:
+        ok = current is None
+    elif expected is StreamState.EXISTS:
+        ok = current is not None
+    else:
+        ok = current == expected
+    if not ok:
+        raise ConcurrencyError(stream_id, expected, current)
 
 
 def check_event_type(event_type: object) -> str:

@@ -27,13 +27,13 @@ import orjson
 from .audit import LedgerEntry, RawEvent
 from .errors import ConcurrencyError, EventIdConflict, EventStoreError
 from .files import private_file
-from .hashing import GENESIS, chain, ledger_links, utc_iso
+from .hashing import GENESIS, chain, ledger_links
 from .records import (
     AppendResult,
     EventFilter,
     ExpectedVersion,
     RecordedEvent,
-    StreamState,
+    check_stream_state,
 )
 from .store import EventStore, PreparedEvent, idempotent_result
 
@@ -238,7 +238,7 @@ class SqliteEventStore(EventStore):
         for request in group:
             head = heads.get(request.stream_id)
             try:
-                _check_version(request.stream_id, request.expected, head[0] if head else None)
+                check_stream_state(request.stream_id, request.expected, head[0] if head else None)
             except ConcurrencyError as exc:  # a conflict, or an exact retry of a stored append
                 ids = [str(p.event.event_id) for p in request.events]
                 earlier = [(i, *queued[i]) for i in ids if i in queued]
@@ -289,7 +289,7 @@ class SqliteEventStore(EventStore):
             "SELECT version, hash FROM streams WHERE stream_id = ?", (request.stream_id,)
         ).fetchone()
         current, last_hash = (row[0], row[1]) if row else (None, GENESIS)
-        _check_version(request.stream_id, request.expected, current)
+        check_stream_state(request.stream_id, request.expected, current)
         if not request.events:
             return AppendResult(-1 if current is None else current, None)
         version = -1 if current is None else current
@@ -432,19 +432,12 @@ class SqliteEventStore(EventStore):
 def _row(
     request: _AppendRequest, prepared: PreparedEvent, version: int, digest_chain: bytes
 ) -> tuple[Any, ...]:
-    event = prepared.event
     return (
-        str(event.event_id),
+        str(prepared.event.event_id),
         request.stream_id,
         request.category,
         version,
-        event.type,
-        event.schema_version,
-        utc_iso(prepared.occurred_at),
-        event.actor,
-        event.correlation_id,
-        event.causation_id,
-        prepared.data_json,
+        *prepared.content_columns(),
         digest_chain,
     )
 
@@ -508,20 +501,6 @@ def _filter_sql(filter: EventFilter | None) -> tuple[str, tuple[str, ...]]:
         where += f" AND type IN ({','.join('?' * len(filter.event_types))})"
         params += filter.event_types
     return where, params
-
-
-def _check_version(stream_id: str, expected: ExpectedVersion, current: int | None) -> None:
-    """Raise :class:`ConcurrencyError` unless ``current`` satisfies ``expected``."""
-    if expected is StreamState.ANY:
-        return
-    if expected is StreamState.NO_STREAM:
-        ok = current is None
-    elif expected is StreamState.EXISTS:
-        ok = current is not None
-    else:
-        ok = current == expected
-    if not ok:
-        raise ConcurrencyError(stream_id, expected, current)
 
 
 def _as_store_error(request: _AppendRequest, exc: BaseException) -> BaseException:

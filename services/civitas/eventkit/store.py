@@ -13,7 +13,7 @@ from typing import Any, Self
 from .audit import ChainReport, ChainVerifier, LedgerEntry, Progress, RawEvent, side_by_side
 from .clock import Clock, SystemClock
 from .errors import EventIdConflict, EventTooLarge, InvalidEvent, StoreClosed
-from .hashing import canonical_json, content_digest
+from .hashing import canonical_json, content_digest, utc_iso
 from .metrics import APPEND_SECONDS, EVENTS_APPENDED
 from .records import (
     AppendResult,
@@ -37,6 +37,20 @@ class PreparedEvent:
     occurred_at: datetime
     data_json: str
     digest: bytes
+
+    def content_columns(self) -> tuple[str, int, str, str | None, str | None, str | None, str]:
+        """What a row keeps of the event's content, in the stores' column order: type,
+        schema version, occurred at (UTC ISO), actor, correlation id, causation id, data."""
+        event = self.event
+        return (
+            event.type,
+            event.schema_version,
+            utc_iso(self.occurred_at),
+            event.actor,
+            event.correlation_id,
+            event.causation_id,
+            self.data_json,
+        )
 
 
 class EventStore(abc.ABC):
