@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from civitas.eventkit import SqliteEventStore, create_read_model_engine, open_event_store, setting
+from civitas.eventkit import (
+    InMemoryEventStore,
+    ManualClock,
+    NewEvent,
+    SqliteEventStore,
+    StreamState,
+    create_read_model_engine,
+    open_event_store,
+    setting,
+)
 
 
 def test_a_service_specific_setting_overrides_the_shared_one() -> None:
@@ -27,6 +36,28 @@ async def test_a_sqlite_url_opens_a_store_in_that_file(tmp_path: Path) -> None:
     assert Path(store.path) == tmp_path / "sub" / "events.db"
     assert (tmp_path / "sub" / "events.db").exists()
     await store.close()
+
+
+async def test_memory_opens_a_fresh_store_that_keeps_nothing_after_it_closes(
+    clock: ManualClock,
+) -> None:
+    first = await open_event_store("memory://", clock=clock)
+    await first.append("case-1", [NewEvent("Happened", {})], StreamState.NO_STREAM)
+    second = await open_event_store("memory://")
+
+    assert isinstance(first, InMemoryEventStore)
+    assert (await first.read_stream("case-1"))[0].occurred_at == clock.now()
+    assert await second.read_all() == []
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.parametrize("url", ["memory://cases", "memory:///x", "memory:"])
+async def test_a_memory_url_takes_nothing_after_it(url: str) -> None:
+    with pytest.raises(ValueError, match="named by memory:// alone"):
+        await open_event_store(url)
+    with pytest.raises(ValueError, match="unknown database URL scheme"):
+        create_read_model_engine("memory://")
 
 
 @pytest.mark.parametrize(

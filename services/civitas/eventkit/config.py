@@ -2,11 +2,14 @@
 
 A service-specific variable (``CIVITAS_CASES_EVENTSTORE_URL``) overrides the shared
 one (``CIVITAS_EVENTSTORE_URL``). URLs: ``sqlite:///path``, ``postgresql://…``
-(``?schema=name`` picks the PostgreSQL schema; the default is ``civitas``).
+(``?schema=name`` picks the PostgreSQL schema; the default is ``civitas``), and
+``memory://`` for tests and demos only: a fresh store in this process, whose events
+are lost when it exits.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -19,11 +22,15 @@ from sqlalchemy.exc import ArgumentError
 
 from .clock import Clock
 from .files import private_file
+from .memory import InMemoryEventStore
 from .postgres import PostgresEventStore
 from .sqlite import SqliteEventStore
 from .store import EventStore
 
 DEFAULT_EVENTSTORE_URL = "sqlite:///var/eventstore.db"
+MEMORY_URL = "memory://"
+
+_log = logging.getLogger(__name__)
 
 
 def setting(
@@ -43,6 +50,8 @@ def setting(
 
 async def open_event_store(url: str, *, clock: Clock | None = None, **options: Any) -> EventStore:
     """Open the event store a URL names."""
+    if url.startswith("memory:"):
+        return _memory_store(url, clock=clock, **options)
     if url.startswith(KURRENTDB_SCHEMES):
         from .kurrentdb import KurrentDBEventStore  # only where KurrentDB is used
 
@@ -57,6 +66,13 @@ async def open_event_store(url: str, *, clock: Clock | None = None, **options: A
     schema = parsed.query.get("schema", "civitas")
     dsn = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
     return await PostgresEventStore.open(dsn, schema=str(schema), **options)
+
+
+def _memory_store(url: str, **options: Any) -> EventStore:
+    if url != MEMORY_URL:
+        raise ValueError(f"{_shown(url)}: the memory store is named by {MEMORY_URL} alone")
+    _log.warning("event store in memory: its events are lost when this process exits")
+    return InMemoryEventStore(**options)
 
 
 KURRENTDB_SCHEMES = ("kurrentdb://", "kurrentdb+discover://", "esdb://", "esdb+discover://")
