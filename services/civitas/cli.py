@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from civitas import runner
+from civitas import catalog, runner
 from civitas.chassis.auth import MAX_TOKEN_SECONDS, Role, TokenAuthority
 from civitas.chassis.logs import configure_logging, redact_text
 from civitas.chassis.settings import PORTS, ServiceSettings, UnsafeSecretFile, read_secret
@@ -320,7 +320,7 @@ def _run(argv: list[str] | None) -> int:
         "forget", help="erase a person: delete their key in every service's vault"
     )
     forget_cmd.add_argument("person", help="person id: resident-…, volunteer-… or a member id")
-    for keeper in ("party_orgs", "cases", "volunteers"):
+    for keeper in catalog.personal_data_keepers():
         forget_cmd.add_argument(
             f"--{keeper.replace('_', '-')}", dest=keeper, default=address_of(keeper)
         )

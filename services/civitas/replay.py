@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from tqdm import tqdm
 
+from civitas import catalog as services
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import (
     CatchUpFeed,
@@ -55,19 +56,10 @@ class Replayable:
 
 
 def catalog() -> dict[str, Replayable]:
-    from civitas.cases.case_index import CaseIndex
-    from civitas.funds.ledger import Ledger
-    from civitas.insights.projections import CaseFacts, FundLedger, PartyFacts, Volunteering
-    from civitas.party_orgs.directory import Directory
-
+    """Every projection a service declares, by name."""
     return {
-        "insights_party": Replayable("insights", "party_orgs", PartyFacts),
-        "insights_cases": Replayable("insights", "cases", CaseFacts),
-        "insights_volunteering": Replayable("insights", "volunteers", Volunteering),
-        "insights_funds": Replayable("insights", "funds", FundLedger),
-        "cases_index": Replayable("cases", "cases", CaseIndex),
-        "funds_ledger": Replayable("funds", "funds", Ledger),
-        "party_orgs_directory": Replayable("party_orgs", "party_orgs", Directory),
+        name: Replayable(owner, projected.source, projected.projection)
+        for name, (owner, projected) in services.projections().items()
     }
 
 

@@ -11,21 +11,19 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from civitas import catalog
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Aggregate, EventStore, open_event_store
 from civitas.eventkit.audit import ChainReport
 
 from .history import Histories
 
-EVENT_KEEPERS = ["party_orgs", "cases", "volunteers", "funds"]
+EVENT_KEEPERS = catalog.event_keepers()
 
 
 def aggregates_of(service: str) -> list[type[Aggregate]]:
-    """The aggregates a service keeps (its composition root says)."""
-    import importlib
-
-    bootstrap = importlib.import_module(f"civitas.{service}.bootstrap")
-    return list(bootstrap.AGGREGATES)
+    """The aggregates a service keeps (its spec says)."""
+    return catalog.spec(service).aggregate_types()
 
 
 def owner_of(category: str) -> str:

@@ -17,17 +17,18 @@ from civitas.chassis.service import infrastructure, projecting, reacting, servin
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
+from civitas.kept import kept_services
 
 from .application import Cases
 from .case_index import CaseIndex, CaseQueries, PageTokens, supervising
-from .domain.case import Case, DeadlinePolicy
+from .domain.case import DeadlinePolicy
 from .grids import GridResolver, PartyOrgsGrids
 from .grpc_api import CasesServicer
 from .processes import FundingOutcomes
+from .spec import SPEC
 from .v1 import cases_pb2, cases_pb2_grpc
 
 SERVICE_NAME = cases_pb2.DESCRIPTOR.services_by_name["CasesService"].full_name
-AGGREGATES = [Case]  # whose histories auditors may read
 log = structlog.get_logger("civitas.cases")
 
 
@@ -65,7 +66,7 @@ async def run_cases(
         )
         queries = CaseQueries(infra.read_models, PageTokens(page_token_key(settings)))
         outcomes = await stack.enter_async_context(
-            reacting(FundingOutcomes(app), "funds", settings, infra)
+            reacting(FundingOutcomes(app), SPEC.source_of(FundingOutcomes.name), settings, infra)
         )
         server = await stack.enter_async_context(
             serving(
@@ -76,8 +77,7 @@ async def run_cases(
                     CasesServicer(app, queries, index.wait_until_caught_up),
                 ),
                 SERVICE_NAME,
-                AGGREGATES,
-                personal_data=True,
+                beside=kept_services(SPEC, infra),
                 port=port,
             )
         )

@@ -14,10 +14,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 import structlog
 
-from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
 from civitas.errors import DomainError, Unavailable
 from civitas.eventkit import (
-    Aggregate,
     EventStore,
     Feed,
     ProjectionRunner,
@@ -29,7 +27,6 @@ from civitas.eventkit.kafka import KafkaFeed, events_topic
 from civitas.eventkit.metrics import CONSUMER_FAILURES
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner
-from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
 
 from .anchoring import anchoring
 from .auth import TokenAuthority
@@ -73,26 +70,30 @@ async def infrastructure(settings: ServiceSettings) -> AsyncIterator[Infrastruct
         vault_engine.dispose()
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A gRPC service served beside a service's own API: its full name, how to add it."""
+
+    name: str
+    api: tuple[AddServicer, Any]
+
+
 @contextlib.asynccontextmanager
 async def serving(
     settings: ServiceSettings,
     infra: Infrastructure,
     api: tuple[AddServicer, Any],
     name: str,
-    aggregates: Sequence[type[Aggregate]],
     *,
-    personal_data: bool,
+    beside: Sequence[Served] = (),
     port: int | None = None,
 ) -> AsyncIterator[GrpcServer]:
-    """Serve a service's API (``name`` is its full gRPC name) beside what every service
-    that keeps events serves: the audit service over its store (the histories of
-    ``aggregates``) and, where it keeps ``personal_data``, the privacy service over its
-    vault. ``port`` overrides the settings' (0 binds a free one). Stopped on exit."""
-    services = [api, audit_service(infra.store, aggregates)]
-    names = [name, AUDIT_SERVICE_NAME]
-    if personal_data:
-        services.append(privacy_service(infra.vault))
-        names.append(PRIVACY_SERVICE_NAME)
+    """Serve a service's API (``name`` is its full gRPC name) and the services ``beside``
+    it (the audit and privacy services its composition root adds, see
+    :func:`civitas.kept.kept_services`). ``port`` overrides the settings' (0 binds a free
+    one). Stopped on exit."""
+    services = [api, *(served.api for served in beside)]
+    names = [name, *(served.name for served in beside)]
     requests = RequestLog(infra.read_models, settings.service, settings.auth_secret)
     await requests.setup()
     server = await start_grpc_server(

@@ -15,19 +15,17 @@ from civitas.chassis.service import infrastructure, projecting, reacting, servin
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
+from civitas.kept import kept_services
 
 from .application import Funds
-from .domain.accounts import YUAN, Account
-from .domain.expenditures import Expenditure
-from .domain.tasks import Task
-from .domain.transfers import TransferRecord
+from .domain.accounts import YUAN
 from .grpc_api import FundsServicer
 from .ledger import Ledger, LedgerQueries
 from .processes import CaseExpenditureSettlement, CaseFundingRequests
+from .spec import SPEC
 from .v1 import funds_pb2, funds_pb2_grpc
 
 SERVICE_NAME = funds_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name
-AGGREGATES = [Account, Expenditure, Task, TransferRecord]  # whose histories auditors may read
 log = structlog.get_logger("civitas.funds")
 
 
@@ -56,10 +54,20 @@ async def run_funds(
         queries = LedgerQueries(infra.read_models)
         processes = [
             await stack.enter_async_context(
-                reacting(CaseFundingRequests(app), "cases", settings, infra)
+                reacting(
+                    CaseFundingRequests(app),
+                    SPEC.source_of(CaseFundingRequests.name),
+                    settings,
+                    infra,
+                )
             ),
             await stack.enter_async_context(
-                reacting(CaseExpenditureSettlement(app), "funds", settings, infra)
+                reacting(
+                    CaseExpenditureSettlement(app),
+                    SPEC.source_of(CaseExpenditureSettlement.name),
+                    settings,
+                    infra,
+                )
             ),
         ]
         server = await stack.enter_async_context(
@@ -71,8 +79,7 @@ async def run_funds(
                     FundsServicer(app, queries, ledger.wait_until_caught_up),
                 ),
                 SERVICE_NAME,
-                AGGREGATES,
-                personal_data=False,
+                beside=kept_services(SPEC, infra),
                 port=port,
             )
         )

@@ -25,8 +25,8 @@ from civitas.eventkit import (
 from .case_texts import CasesTexts
 from .grpc_api import InsightsServicer, Responses
 from .http import build_app, serving_http
-from .projections import CaseFacts, FundLedger, PartyFacts, Volunteering
 from .queries import InsightsQueries
+from .spec import SPEC
 from .v1 import insights_pb2, insights_pb2_grpc
 
 SERVICE_NAME = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"].full_name
@@ -42,13 +42,8 @@ class RunningInsights:
 
 
 def sources() -> list[tuple[str, Projection]]:
-    """Which service's events each projection reads."""
-    return [
-        ("party_orgs", PartyFacts()),
-        ("cases", CaseFacts()),
-        ("volunteers", Volunteering()),
-        ("funds", FundLedger()),
-    ]
+    """Which service's events each projection reads (insights' spec says)."""
+    return [(projected.source, projected.projection()) for projected in SPEC.projections]
 
 
 @contextlib.asynccontextmanager

@@ -13,18 +13,15 @@ from civitas.chassis.server import GrpcServer
 from civitas.chassis.service import infrastructure, projecting, serving
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
+from civitas.kept import kept_services
 
 from .application import PartyOrgs
 from .directory import Directory, DirectoryQueries
-from .domain.members import Member
-from .domain.orgs import PartyOrg
-from .domain.pairings import Pairing
-from .domain.units import AdminUnit
 from .grpc_api import PartyOrgsServicer
+from .spec import SPEC
 from .v1 import party_orgs_pb2, party_orgs_pb2_grpc
 
 SERVICE_NAME = party_orgs_pb2.DESCRIPTOR.services_by_name["PartyOrgsService"].full_name
-AGGREGATES = [AdminUnit, PartyOrg, Member, Pairing]  # whose histories auditors may read
 log = structlog.get_logger("civitas.party_orgs")
 
 
@@ -58,8 +55,7 @@ async def run_party_orgs(
                 infra,
                 (party_orgs_pb2_grpc.add_PartyOrgsServiceServicer_to_server, servicer),
                 SERVICE_NAME,
-                AGGREGATES,
-                personal_data=True,
+                beside=kept_services(SPEC, infra),
                 port=port,
             )
         )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import grpc
 
+from civitas import catalog
 from civitas.chassis.client import open_channel
 
 from .v1 import privacy_pb2 as pb
 from .v1 import privacy_pb2_grpc as pb_grpc
 
-KEEPERS = ["party_orgs", "cases", "volunteers"]
+KEEPERS = catalog.personal_data_keepers()
 
 
 async def forget(person_id: str, addresses: dict[str, str], token: str) -> int:

@@ -14,17 +14,16 @@ from civitas.chassis.service import infrastructure, reacting, serving
 from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import Clock, EventStore, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
+from civitas.kept import kept_services
 
 from .application import Volunteers
-from .domain.activities import Activity
-from .domain.volunteers import CertificateBook, Volunteer
 from .grpc_api import VolunteersServicer
 from .members import PartyMembers, PartyOrgsMembers
 from .processes import HoursToMemberCards, MemberVolunteerProfiles
+from .spec import SPEC
 from .v1 import volunteers_pb2, volunteers_pb2_grpc
 
 SERVICE_NAME = volunteers_pb2.DESCRIPTOR.services_by_name["VolunteersService"].full_name
-AGGREGATES = [Volunteer, Activity, CertificateBook]  # whose histories auditors may read
 log = structlog.get_logger("civitas.volunteers")
 
 
@@ -54,10 +53,20 @@ async def run_volunteers(
         app = Volunteers(infra.store, infra.vault, clock or SystemClock(), members)
         runners = [
             await stack.enter_async_context(
-                reacting(MemberVolunteerProfiles(app), "party_orgs", settings, infra)
+                reacting(
+                    MemberVolunteerProfiles(app),
+                    SPEC.source_of(MemberVolunteerProfiles.name),
+                    settings,
+                    infra,
+                )
             ),
             await stack.enter_async_context(
-                reacting(HoursToMemberCards(members, app), "volunteers", settings, infra)
+                reacting(
+                    HoursToMemberCards(members, app),
+                    SPEC.source_of(HoursToMemberCards.name),
+                    settings,
+                    infra,
+                )
             ),
         ]
         server = await stack.enter_async_context(
@@ -69,8 +78,7 @@ async def run_volunteers(
                     VolunteersServicer(app),
                 ),
                 SERVICE_NAME,
-                AGGREGATES,
-                personal_data=True,
+                beside=kept_services(SPEC, infra),
                 port=port,
             )
         )

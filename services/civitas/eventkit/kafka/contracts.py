@@ -13,15 +13,13 @@ import sys
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from civitas import catalog
+
 from .envelope import EventEnvelope
 from .topics import events_topic
 
-SERVICES = {
-    "party_orgs": "administrative units, party organizations, members, pairings",
-    "cases": "residents' requests from intake to follow-up",
-    "volunteers": "volunteers, activities, attendance, verified hours, certificates",
-    "funds": "the double-entry ledger of community funds",
-}
+# Every service that keeps events publishes them on its topic (its spec's summary).
+SERVICES = {spec.name: spec.summary for spec in catalog.SERVICES if spec.keeps_events}
 
 
 def asyncapi_document() -> str:
