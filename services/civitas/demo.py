@@ -445,7 +445,11 @@ async def load_volunteers(address: str, token: str, members: int, activities: in
         for reply in registered:
             volunteer = reply.volunteer
             by_community.setdefault(volunteer.community_code, []).append(volunteer.volunteer_id)
-        now = datetime.now(UTC)
+        # The plan is anchored at the start of today (UTC), not at this second: a second
+        # run of the demo must plan the very same activities, or their source ids would
+        # name other activities (any start rounded to the hour crossing an hour between
+        # the two runs did that).
+        now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         per_activity = max(1, PERSON_TIMES // max(activities, 1))
         plans: list[Any] = []
         for _ in range(activities):
