@@ -23,13 +23,15 @@ from civitas.errors import InvalidInput
 from civitas.eventkit import Clock, Projection, RecordedEvent, handles
 from civitas.geography import street_of
 
-from .domain.case import OPEN, Status
+from .lifecycle import OPEN, STATUS_AFTER, UNDISPATCHED, Status, status_after, values
 
 log = structlog.get_logger("civitas.cases")
 OPEN_CASES = Gauge("civitas_cases_open", "Cases registered and not yet resolved or ended")
 OVERDUE_CASES = Gauge("civitas_cases_overdue", "Open cases past a dispatch or resolution deadline")
-UNDISPATCHED = [Status.REGISTERED.value, Status.CLASSIFIED.value, Status.FILED.value]
-OPEN_VALUES = sorted(s.value for s in OPEN)
+UNDISPATCHED_VALUES = values(UNDISPATCHED)
+OPEN_VALUES = values(OPEN)
+STATUS_ONLY = sorted(set(STATUS_AFTER) - {"CaseRegistered", "CaseClassified"})
+"""Events whose only mark on the index is the status after them."""
 
 metadata = sa.MetaData()
 cases = sa.Table(
@@ -47,25 +49,17 @@ cases = sa.Table(
     sa.Column("resolution_noticed", sa.Boolean, nullable=False, default=False),
 )
 
-STATUS_AFTER = {
-    "CaseFiled": Status.FILED,
-    "CaseDispatched": Status.DISPATCHED,
-    "CaseAccepted": Status.IN_PROGRESS,
-    "CaseReturned": Status.FILED,
-    "CaseReassigned": Status.DISPATCHED,
-    "MediationOpened": Status.IN_MEDIATION,
-    "MediationConcluded": Status.IN_PROGRESS,
-    "CaseResolved": Status.RESOLVED,
-    "CaseFollowedUp": Status.FOLLOWED_UP,
-    "CaseClosed": Status.CLOSED,
-    "CaseMerged": Status.MERGED,
-    "CaseRejected": Status.REJECTED,
-    "CaseWithdrawn": Status.WITHDRAWN,
-}
-
 
 def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _status_after(event: RecordedEvent) -> str:
+    """The stored value of the status a case is in after this event (the life cycle's)."""
+    status = status_after(event.type, event.data)
+    if status is None:
+        raise ValueError(f"{event.type} sets no status")
+    return status.value
 
 
 def _same(stored: datetime, new: datetime) -> bool:
@@ -93,7 +87,7 @@ class CaseIndex(Projection):
         conn.execute(
             cases.insert().values(
                 case_id=event.stream_id.partition("-")[2],
-                status=Status.REGISTERED.value,
+                status=_status_after(event),
                 channel=data["channel"],
                 community_code=data["community_code"],
                 street_code=street_of(data["community_code"]) or "",
@@ -112,7 +106,7 @@ class CaseIndex(Projection):
             sa.select(cases.c.dispatch_due, cases.c.resolution_due).where(case)
         ).one()
         changes: dict[str, object] = {
-            "status": Status.CLASSIFIED.value,
+            "status": _status_after(event),
             "dispatch_due": dispatch_due,
             "resolution_due": resolution_due,
         }
@@ -125,12 +119,11 @@ class CaseIndex(Projection):
     @handles("CaseReopened")
     def on_reopened(self, event: RecordedEvent, conn: sa.Connection) -> None:
         changes: dict[str, object] = {
-            "status": Status.IN_PROGRESS.value,
+            "status": _status_after(event),
             "resolution_noticed": False,
             "resolution_due": _when(event.data["resolution_due"]),
         }
         if event.data.get("dispatch_due"):  # answered on the spot: back to be dispatched
-            changes["status"] = Status.FILED.value
             changes["dispatch_due"] = _when(event.data["dispatch_due"])
             changes["dispatch_noticed"] = False
         conn.execute(
@@ -148,12 +141,12 @@ class CaseIndex(Projection):
             .values({column: True})
         )
 
-    @handles(*STATUS_AFTER)
+    @handles(*STATUS_ONLY)
     def on_status(self, event: RecordedEvent, conn: sa.Connection) -> None:
         conn.execute(
             cases.update()
             .where(cases.c.case_id == event.stream_id.partition("-")[2])
-            .values(status=STATUS_AFTER[event.type].value)
+            .values(status=_status_after(event))
         )
 
 
@@ -162,7 +155,7 @@ def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(
         cases.c.status.in_(OPEN_VALUES),
         sa.or_(
-            sa.and_(cases.c.status.in_(UNDISPATCHED), cases.c.dispatch_due < now),
+            sa.and_(cases.c.status.in_(UNDISPATCHED_VALUES), cases.c.dispatch_due < now),
             cases.c.resolution_due < now,
         ),
     )
@@ -256,7 +249,7 @@ class CaseQueries:
     def needing_notice(self, now: datetime, limit: int = 1000) -> list[str]:
         """Overdue cases with a breached deadline that has no notice yet."""
         late_dispatch = sa.and_(
-            cases.c.status.in_(UNDISPATCHED),
+            cases.c.status.in_(UNDISPATCHED_VALUES),
             cases.c.dispatch_due < now,
             cases.c.dispatch_noticed.is_(False),
         )

@@ -18,8 +18,9 @@ from civitas.sealing import shown, shown_details
 
 from .application import Cases, HistoricalCase
 from .case_index import CaseFilter, CaseQueries
-from .domain.case import Case, Channel, Status, Urgency
+from .domain.case import Case, Channel, Urgency
 from .domain.values import unit_code
+from .lifecycle import Status
 from .v1 import cases_pb2 as pb
 from .v1 import cases_pb2_grpc as pb_grpc
 

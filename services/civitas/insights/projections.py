@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from civitas.cases import lifecycle
 from civitas.eventkit import EventFilter, Projection, RecordedEvent, handles
 from civitas.eventkit.projection import insert_many
 from civitas.geography import community_of, street_of
@@ -84,25 +85,9 @@ case_events = sa.Table(
     sa.Column("details", sa.Text, nullable=False),
 )
 
-# The status a case is in after each event that moves it (cases' event contract).
-STATUS_AFTER = {
-    "CaseClassified": "classified",
-    "CaseFiled": "filed",
-    "CaseDispatched": "dispatched",
-    "CaseAccepted": "in_progress",
-    "CaseReturned": "filed",
-    "CaseReassigned": "dispatched",
-    "MediationOpened": "in_mediation",
-    "MediationConcluded": "in_progress",
-    "CaseResolved": "resolved",
-    "CaseFollowedUp": "followed_up",
-    "CaseClosed": "closed",
-    "CaseMerged": "merged",
-    "CaseRejected": "rejected",
-    "CaseWithdrawn": "withdrawn",
-}
-ENDED = {"resolved", "followed_up", "closed", "merged", "rejected", "withdrawn"}
-UNDISPATCHED = {"registered", "classified", "filed"}
+# A case's status after each event is cases' to say (its event contract).
+ENDED = lifecycle.values(lifecycle.ENDED)
+UNDISPATCHED = lifecycle.values(lifecycle.UNDISPATCHED)
 
 
 class CaseFacts(FactsProjection):
@@ -176,7 +161,7 @@ def registered_row(case_id: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "case_id": case_id,
         **_units(data["community_code"]),
-        "status": "registered",
+        "status": lifecycle.STATUS_AFTER["CaseRegistered"].value,
         "registered_at": _when(data["registered_at"]),
         "dispatch_due": _when(data["dispatch_due"]),
         "resolution_due": _when(data["resolution_due"]),
@@ -200,12 +185,12 @@ def case_changes(event: RecordedEvent) -> dict[str, Any]:
             "resolved_at": None,
             "satisfaction": None,  # the unhappy rating was the last word on the old answer
             "resolution_due": _when(data["resolution_due"]),
-            "status": "in_progress",
         }
         if data.get("dispatch_due"):  # answered on the spot: dispatched anew
-            values.update(status="filed", dispatch_due=_when(data["dispatch_due"]))
-    if event.type in STATUS_AFTER:
-        values["status"] = STATUS_AFTER[event.type]
+            values["dispatch_due"] = _when(data["dispatch_due"])
+    status = lifecycle.status_after(event.type, data)
+    if status is not None:
+        values["status"] = status.value
     return values
 
 

@@ -33,6 +33,7 @@ from civitas.eventkit import (
 from civitas.sealing import split_address
 from civitas.validation import required_text
 
+from ..lifecycle import FINAL, OPEN, UNDISPATCHED, Status, status_after
 from .values import expenditure_id_for, funding_amount, payee_account
 
 
@@ -50,25 +51,7 @@ class Urgency(enum.StrEnum):
     LOW = "low"
 
 
-class Status(enum.StrEnum):
-    REGISTERED = "registered"
-    CLASSIFIED = "classified"
-    FILED = "filed"
-    DISPATCHED = "dispatched"
-    IN_PROGRESS = "in_progress"
-    IN_MEDIATION = "in_mediation"
-    RESOLVED = "resolved"
-    FOLLOWED_UP = "followed_up"
-    CLOSED = "closed"
-    MERGED = "merged"
-    REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"
-
-
 LONG_TEXT = 2000  # descriptions, notes, reasons
-
-FINAL = {Status.CLOSED, Status.MERGED, Status.REJECTED, Status.WITHDRAWN}
-OPEN = set(Status) - FINAL - {Status.RESOLVED, Status.FOLLOWED_UP}
 
 
 class FundingStatus(enum.StrEnum):
@@ -642,7 +625,7 @@ class Case(Aggregate):
     def breached(self, now: datetime) -> list[Deadline]:
         """The deadlines this case has passed, by its state now."""
         late = []
-        undispatched = self.status in (Status.REGISTERED, Status.CLASSIFIED, Status.FILED)
+        undispatched = self.status in UNDISPATCHED
         if undispatched and self.dispatch_due and now > self.dispatch_due:
             late.append(Deadline.DISPATCH)
         if self.status in OPEN and self.resolution_due and now > self.resolution_due:
@@ -667,9 +650,15 @@ class Case(Aggregate):
 
     # -- state changes ------------------------------------------------------------------
 
+    def apply(self, event: DomainEvent) -> None:
+        """The event's own change, then the status the life cycle gives after it
+        (``civitas.cases.lifecycle``, which the read models follow too)."""
+        super().apply(event)
+        self.status = status_after(event.event_type, vars(event)) or self.status
+
     @applies
     def _on_registered(self, event: CaseRegistered) -> None:
-        self.status, self.channel = Status.REGISTERED, event.channel
+        self.channel = event.channel
         self.community_code, self.address = event.community_code, event.address
         self.urgency = event.urgency
         self.resident_id, self.registered_at = event.resident_id, event.registered_at
@@ -691,7 +680,7 @@ class Case(Aggregate):
             self.notices.discard(Deadline.DISPATCH)  # a new deadline gets its own notice
         if event.resolution_due != self.resolution_due:
             self.notices.discard(Deadline.RESOLUTION)
-        self.status, self.kind, self.urgency = Status.CLASSIFIED, event.category, event.urgency
+        self.kind, self.urgency = event.category, event.urgency
         self.dispatch_due, self.resolution_due = event.dispatch_due, event.resolution_due
 
     @applies
@@ -700,25 +689,25 @@ class Case(Aggregate):
 
     @applies
     def _on_filed(self, event: CaseFiled) -> None:
-        self.status = Status.FILED
+        pass
 
     @applies
     def _on_dispatched(self, event: CaseDispatched) -> None:
-        self.status, self.grid_code = Status.DISPATCHED, event.grid_code
+        self.grid_code = event.grid_code
         self.handler = SealedName(event.handler_person, event.handler_ciphertext, event.handler)
         self.dispatched_at = event.dispatched_at
 
     @applies
     def _on_accepted(self, event: CaseAccepted) -> None:
-        self.status = Status.IN_PROGRESS
+        pass
 
     @applies
     def _on_returned(self, event: CaseReturned) -> None:
-        self.status, self.grid_code, self.handler = Status.FILED, None, None
+        self.grid_code, self.handler = None, None
 
     @applies
     def _on_reassigned(self, event: CaseReassigned) -> None:
-        self.status, self.grid_code = Status.DISPATCHED, event.grid_code
+        self.grid_code = event.grid_code
         self.handler = SealedName(event.handler_person, event.handler_ciphertext, event.handler)
 
     @applies
@@ -727,7 +716,6 @@ class Case(Aggregate):
 
     @applies
     def _on_mediation_opened(self, event: MediationOpened) -> None:
-        self.status = Status.IN_MEDIATION
         self.mediator = SealedName(event.mediator_person, event.mediator_ciphertext, event.mediator)
 
     @applies
@@ -736,23 +724,22 @@ class Case(Aggregate):
 
     @applies
     def _on_mediation_concluded(self, event: MediationConcluded) -> None:
-        self.status = Status.IN_PROGRESS
+        pass
 
     @applies
     def _on_resolved(self, event: CaseResolved) -> None:
-        self.status, self.resolved_at = Status.RESOLVED, event.resolved_at
+        self.resolved_at = event.resolved_at
 
     @applies
     def _on_followed_up(self, event: CaseFollowedUp) -> None:
-        self.status, self.satisfaction = Status.FOLLOWED_UP, event.satisfaction
+        self.satisfaction = event.satisfaction
 
     @applies
     def _on_closed(self, event: CaseClosed) -> None:
-        self.status = Status.CLOSED
+        pass
 
     @applies
     def _on_reopened(self, event: CaseReopened) -> None:
-        self.status = Status.IN_PROGRESS if event.dispatch_due is None else Status.FILED
         self.satisfaction, self.resolved_at = None, None
         self.resolution_due = event.resolution_due
         self.notices.discard(Deadline.RESOLUTION)
@@ -762,15 +749,15 @@ class Case(Aggregate):
 
     @applies
     def _on_merged(self, event: CaseMerged) -> None:
-        self.status, self.merged_into = Status.MERGED, event.into_case_id
+        self.merged_into = event.into_case_id
 
     @applies
     def _on_rejected(self, event: CaseRejected) -> None:
-        self.status = Status.REJECTED
+        pass
 
     @applies
     def _on_withdrawn(self, event: CaseWithdrawn) -> None:
-        self.status = Status.WITHDRAWN
+        pass
 
     @applies
     def _on_notice(self, event: SupervisionNoticeIssued) -> None:
