@@ -81,7 +81,7 @@ class PartyOrgs:
             parent_code or code,
         )
         if parent_code is not None:
-            await self._get(
+            await self.existing(
                 self.units, parent_code, f"parent unit {parent_code}", missing=RuleViolation
             )
         unit = AdminUnit.register(code, name, population, addresses)
@@ -129,9 +129,11 @@ class PartyOrgs:
         both the unit and the parent's unit (the parent's list of children changes)."""
         parse_unit_code(unit_code)
         authorize(caller.principal, ORG_ADMINS, unit_code)
-        unit = await self._get(self.units, unit_code, f"unit {unit_code}", missing=RuleViolation)
+        unit = await self.existing(
+            self.units, unit_code, f"unit {unit_code}", missing=RuleViolation
+        )
         parent = (
-            await self._get(
+            await self.existing(
                 self.orgs, parent_id, f"parent organization {parent_id}", missing=RuleViolation
             )
             if parent_id
@@ -156,9 +158,9 @@ class PartyOrgs:
         new parent and the detach from the previous one (the org remembers it). The
         caller works for the org's unit, the new parent's and the previous parent's
         while that one still lists the org."""
-        org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        org = await self.existing(self.orgs, org_id, f"organization {org_id}")
         authorize(caller.principal, ORG_ADMINS, org.unit_code)
-        new_parent = await self._get(
+        new_parent = await self.existing(
             self.orgs, new_parent_id, f"organization {new_parent_id}", missing=RuleViolation
         )
         leaving = org.parent_id if org.parent_id != new_parent_id else org.previous_parent_id
@@ -204,7 +206,7 @@ class PartyOrgs:
         """Unseat the holder of a seat, named by their person id or, while they are not
         forgotten, by their name."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
-        org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        org = await self.existing(self.orgs, org_id, f"organization {org_id}")
         seat = await self._seat_held(org, role, holder, person_id)
         return await self._update(self.orgs, org_id, lambda o: o.unseat(seat), caller, loaded=org)
 
@@ -227,7 +229,9 @@ class PartyOrgs:
         id; anyone else's is one the vault keeps for the name."""
         name = check_text("holder", holder)
         if member_id:
-            await self._get(self.members, member_id, f"member {member_id}", missing=RuleViolation)
+            await self.existing(
+                self.members, member_id, f"member {member_id}", missing=RuleViolation
+            )
         person = member_id or await self.vault.person_for("holder", name)
         return await self.vault.seal_name(person, name)
 
@@ -253,7 +257,7 @@ class PartyOrgs:
         after a crash) completes the detach. The caller works for the org's unit and its
         parent's (whose list of children changes)."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
-        org = await self._get(self.orgs, org_id, f"organization {org_id}")
+        org = await self.existing(self.orgs, org_id, f"organization {org_id}")
         if org.parent_id:
             authorize_all(
                 caller.principal, ORG_ADMINS, org.unit_code, await self.unit_of(org.parent_id)
@@ -313,7 +317,7 @@ class PartyOrgs:
         """Start a transfer. The sending organization writes the letter, so the caller
         works for the member's organization; the receiving one agrees by receiving."""
         member = await self._member_in_scope(caller, MEMBER_ADMINS, member_id)
-        target = await self._get(
+        target = await self.existing(
             self.orgs, to_org_id, f"organization {to_org_id}", missing=RuleViolation
         )
         if target.dissolved:
@@ -327,7 +331,7 @@ class PartyOrgs:
         caller works for the receiving organization; the release from the sending one
         was agreed when that one started the transfer."""
         authorize_all(caller.principal, MEMBER_ADMINS)
-        member = await self._get(self.members, member_id, f"member {member_id}")
+        member = await self.existing(self.members, member_id, f"member {member_id}")
         now = self.clock.now()
         if member.transfer is not None:
             source, target = member.transfer.from_org_id, member.transfer.to_org_id
@@ -366,11 +370,11 @@ class PartyOrgs:
         if kind is not UnitKind.COMMUNITY:
             raise InvalidInput(f"{community_code} is a {kind}, not a community")
         authorize(caller.principal, MEMBER_ADMINS, community_code)
-        member = await self._get(self.members, member_id, f"member {member_id}")
+        member = await self.existing(self.members, member_id, f"member {member_id}")
         authorize_all(
             caller.principal, MEMBER_ADMINS, await self.unit_of(member.org_id), community_code
         )
-        await self._get(
+        await self.existing(
             self.units, community_code, f"community {community_code}", missing=RuleViolation
         )
         return await self._change_member(
@@ -425,10 +429,10 @@ class PartyOrgs:
     ) -> Pairing:
         """Pair an organ's org with a community's: the caller works for both units."""
         authorize_all(caller.principal, PAIRING_ADMINS)
-        organ = await self._get(
+        organ = await self.existing(
             self.orgs, organ_org_id, f"organization {organ_org_id}", missing=RuleViolation
         )
-        community = await self._get(
+        community = await self.existing(
             self.orgs, community_org_id, f"organization {community_org_id}", missing=RuleViolation
         )
         authorize_all(caller.principal, PAIRING_ADMINS, organ.unit_code, community.unit_code)
@@ -441,7 +445,7 @@ class PartyOrgs:
     async def end_pairing(self, caller: Caller, pairing_id: str, reason: str) -> Pairing:
         """End a pairing: as forming it, the caller works for both organizations' units."""
         authorize_all(caller.principal, PAIRING_ADMINS)
-        pairing = await self._get(self.pairings, pairing_id, f"pairing {pairing_id}")
+        pairing = await self.existing(self.pairings, pairing_id, f"pairing {pairing_id}")
         authorize_all(
             caller.principal,
             PAIRING_ADMINS,
@@ -462,7 +466,7 @@ class PartyOrgs:
         """The member, once the caller holds a role (checked before anything is read) and
         works for the member's organization's unit."""
         authorize_all(caller.principal, roles)
-        member = await self._get(self.members, member_id, f"member {member_id}")
+        member = await self.existing(self.members, member_id, f"member {member_id}")
         await self._authorize_for_org(caller, roles, member.org_id)
         return member
 
@@ -485,17 +489,18 @@ class PartyOrgs:
         """The unit an org is bound to: fixed when it is founded, so kept once read."""
         unit = self._org_units.get(org_id)
         if unit is None:
-            unit = (await self._get(self.orgs, org_id, f"organization {org_id}")).unit_code
+            unit = (await self.existing(self.orgs, org_id, f"organization {org_id}")).unit_code
             self._org_units[org_id] = unit
         return unit
 
-    async def _get(
+    async def existing(
         self,
         repository: Repository[A],
         aggregate_id: str,
         what: str,
         missing: type[Exception] = NotFound,
     ) -> A:
+        """The aggregate, or ``missing`` saying that ``what`` does not exist."""
         found = await repository.find(aggregate_id)
         if found is None:
             raise missing(f"{what} does not exist")

@@ -20,6 +20,7 @@ from .directory import Directory, DirectoryQueries
 from .grpc_api import PartyOrgsServicer
 from .spec import SPEC
 from .v1 import party_orgs_pb2, party_orgs_pb2_grpc
+from .views import PartyOrgViews
 
 SERVICE_NAME = party_orgs_pb2.DESCRIPTOR.services_by_name["PartyOrgsService"].full_name
 log = structlog.get_logger("civitas.party_orgs")
@@ -46,9 +47,10 @@ async def run_party_orgs(
         directory = await stack.enter_async_context(
             projecting(ProjectionRunner(Directory(), StoreFeed(infra.store), infra.read_models))
         )
-        servicer = PartyOrgsServicer(
+        views = PartyOrgViews(
             app, DirectoryQueries(infra.read_models), directory.wait_until_caught_up
         )
+        servicer = PartyOrgsServicer(app, views)
         server = await stack.enter_async_context(
             serving(
                 settings,

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_caller, current_principal
-from civitas.errors import InvalidInput, NotFound
+from civitas.errors import InvalidInput
 from civitas.geography import UnitKind, parse_unit_code
 
 from .application import PartyOrgs
-from .directory import DirectoryQueries
 from .domain.members import AppraisalRating, CardActivityKind, Member
-from .domain.orgs import CommitteeMemberSeated, OrgKind, PartyOrg, SeatRole, org_id_for
+from .domain.orgs import OrgKind, PartyOrg, SeatRole
 from .domain.pairings import Pairing
-from .domain.units import AdminUnit, GridPostAssigned
+from .domain.units import AdminUnit
 from .v1 import party_orgs_pb2 as pb
 from .v1 import party_orgs_pb2_grpc as pb_grpc
+from .views import PartyOrgViews
 
 KEY = (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}"), "1-100 ASCII letters, digits and _.:@-")
 """A card activity's or a feedback's id, as its writer chose it."""
@@ -65,22 +62,16 @@ def pairing_to_proto(pairing: Pairing) -> pb.Pairing:
 class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     """Converts between protobuf and the application; nothing else."""
 
-    def __init__(
-        self,
-        app: PartyOrgs,
-        directory: DirectoryQueries,
-        directory_ready: Callable[[], Awaitable[None]],
-    ) -> None:
+    def __init__(self, app: PartyOrgs, views: PartyOrgViews) -> None:
         self.app = app
-        self.directory = directory
-        self.directory_ready = directory_ready
+        self.views = views
 
     async def _member_to_proto(self, member: Member) -> pb.Member:
         transfer = member.transfer
         return pb.Member(
             member_id=member.id,
             member_number=member.member_number,
-            name=await self._member_name(member),
+            name=await self.views.member_name(current_principal(), member),
             org_id=member.org_id,
             working=member.working,
             employer=member.employer or "",
@@ -128,12 +119,13 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             posts=[
                 pb.GridPost(
                     post=p.post,
-                    holder=await self._holder_name(p, unit.id),
+                    holder=holder.name,
                     member_id=p.member_id or "",
                     duty=p.duty,
-                    person_id=await self.app.holder_person(p),
+                    person_id=holder.person_id,
                 )
                 for p in unit.posts.values()
+                for holder in [await self.views.holder(current_principal(), p, unit.id)]
             ],
         )
 
@@ -147,46 +139,30 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
             seats=[
                 pb.CommitteeSeat(
                     role=enum_out(s.role, pb.SeatRole, "SEAT_ROLE_"),
-                    holder=await self._holder_name(s, org.unit_code),
+                    holder=holder.name,
                     member_id=s.member_id or "",
                     stationed_unit=s.stationed_unit or "",
-                    person_id=await self.app.holder_person(s),
+                    person_id=holder.person_id,
                 )
                 for s in org.seats
+                for holder in [await self.views.holder(current_principal(), s, org.unit_code)]
             ],
             member_count=len(org.members),
             child_ids=sorted(org.children),
             dissolved=org.dissolved,
         )
 
-    async def _member_name(self, member: Member) -> str:
-        """A member's record belongs to their organization's unit and to the community
-        they report to: their name shows to callers who work for either."""
-        units = (await self.app.unit_of(member.org_id), member.residence_community or "")
-        if not may_see_personal_data(current_principal(), *units):
-            return HIDDEN
-        return await self.app.vault.show(member.id, member.name_ciphertext)
-
-    async def _holder_name(
-        self, held: GridPostAssigned | CommitteeMemberSeated, unit_code: str
-    ) -> str:
-        """A post's holder belongs to the grid, a seat's to the org's unit: the name shows
-        to callers who work for it."""
-        if not may_see_personal_data(current_principal(), unit_code):
-            return HIDDEN
-        return await self.app.holder_name(held)
-
     async def current(self, kind: str, object_id: str) -> Any:
         """What a command's reply named, as it is now: the reply to a repeated request id
         (chassis.requests)."""
         if kind == pb.AdminUnit.DESCRIPTOR.full_name:
-            return await self._unit_out(await self.app.units.get(object_id))
+            return await self._unit_out(await self.views.unit(object_id))
         if kind == pb.PartyOrg.DESCRIPTOR.full_name:
-            return await self._org_out(await self.app.orgs.get(object_id))
+            return await self._org_out(await self.views.org(object_id))
         if kind == pb.Member.DESCRIPTOR.full_name:
-            return await self._member_to_proto(await self.app.members.get(object_id))
+            return await self._member_to_proto(await self.views.member(object_id))
         if kind == pb.Pairing.DESCRIPTOR.full_name:
-            return pairing_to_proto(await self.app.pairings.get(object_id))
+            return pairing_to_proto(await self.views.pairing(object_id))
         raise LookupError(f"party_orgs replies name no {kind}")
 
     # -- units ------------------------------------------------------------------
@@ -243,16 +219,14 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.GetAdminUnitRequest, context: Any
     ) -> pb.GetAdminUnitResponse:
         code = unit_code_in(request.code, "code")
-        unit = await self.app._get(self.app.units, code, f"unit {code}")
+        unit = await self.views.unit(code)
         return pb.GetAdminUnitResponse(unit=await self._unit_out(unit))
 
     async def ListAdminUnits(
         self, request: pb.ListAdminUnitsRequest, context: Any
     ) -> pb.ListAdminUnitsResponse:
         parent = unit_code_in(request.parent_code, "parent_code") if request.parent_code else None
-        await self.directory_ready()
-        codes = await asyncio.to_thread(self.directory.children, parent)
-        found = [await self.app.units.get(code) for code in codes]
+        found = await self.views.units_under(parent)
         return pb.ListAdminUnitsResponse(units=[await self._unit_out(u) for u in found])
 
     async def ResolveGrid(
@@ -260,28 +234,18 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
     ) -> pb.ResolveGridResponse:
         community = unit_code_in(request.community_code, "community_code", UnitKind.COMMUNITY)
         target = request.WhichOneof("target")
-        if target == "grid_code":
-            grid_code = unit_code_in(request.grid_code, "grid_code", UnitKind.GRID)
-            if parse_unit_code(grid_code)[1] != community:
-                raise InvalidInput(f"{grid_code} is not a grid of {community}")
-        elif target == "address" and request.address.strip():
-            await self.directory_ready()
-            found = await asyncio.to_thread(
-                self.directory.grid_covering, community, request.address.strip()
-            )
-            if found is None:
-                raise NotFound(f"no grid of {community} covers {request.address!r}")
-            grid_code = found
-        else:
-            raise InvalidInput("give an address or a grid_code")
-        grid = await self.app._get(self.app.units, grid_code, f"grid {grid_code}")
-        branch_id = org_id_for(OrgKind.GRID_BRANCH, grid_code)
-        branch = await self.app.orgs.find(branch_id) if branch_id else None
-        unit = await self._unit_out(grid)
+        grid_code = (
+            unit_code_in(request.grid_code, "grid_code", UnitKind.GRID)
+            if target == "grid_code"
+            else None
+        )
+        address = request.address if target == "address" else ""
+        found = await self.views.resolve_grid(community, grid_code, address)
+        grid = await self._unit_out(found.grid)
         return pb.ResolveGridResponse(
-            grid=unit,
-            grid_branch=await self._org_out(branch) if branch and not branch.dissolved else None,
-            post_holders=unit.posts,
+            grid=grid,
+            grid_branch=await self._org_out(found.branch) if found.branch else None,
+            post_holders=grid.posts,
         )
 
     # -- orgs -----------------------------------------------------------------------
@@ -348,26 +312,16 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.GetPartyOrgRequest, context: Any
     ) -> pb.GetPartyOrgResponse:
         org_id = uuid_in(request.org_id, "org_id")
-        org = await self.app._get(self.app.orgs, org_id, f"organization {org_id}")
+        org = await self.views.org(org_id)
         return pb.GetPartyOrgResponse(org=await self._org_out(org))
 
     async def WalkOrgTree(
         self, request: pb.WalkOrgTreeRequest, context: Any
     ) -> pb.WalkOrgTreeResponse:
         root = uuid_in(request.root_id, "root_id") if request.root_id else None
-        if request.max_depth < 0:
-            raise InvalidInput("max_depth must be >= 0")
-        if root is not None:
-            await self.app._get(self.app.orgs, root, f"organization {root}")
-        await self.directory_ready()
-        nodes = await asyncio.to_thread(self.directory.walk, root, request.max_depth)
+        nodes = await self.views.walk(root, request.max_depth)
         return pb.WalkOrgTreeResponse(
-            nodes=[
-                pb.OrgTreeNode(
-                    org=await self._org_out(await self.app.orgs.get(n.org_id)), depth=n.depth
-                )
-                for n in nodes
-            ]
+            nodes=[pb.OrgTreeNode(org=await self._org_out(o), depth=d) for o, d in nodes]
         )
 
     # -- members --------------------------------------------------------------------
@@ -484,7 +438,7 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
 
     async def GetMember(self, request: pb.GetMemberRequest, context: Any) -> pb.GetMemberResponse:
         member_id = uuid_in(request.member_id, "member_id")
-        member = await self.app._get(self.app.members, member_id, f"member {member_id}")
+        member = await self.views.member(member_id)
         return pb.GetMemberResponse(member=await self._member_to_proto(member))
 
     # -- pairings -------------------------------------------------------------------
@@ -511,8 +465,5 @@ class PartyOrgsServicer(pb_grpc.PartyOrgsServiceServicer):
         self, request: pb.ListPairingsRequest, context: Any
     ) -> pb.ListPairingsResponse:
         org_id = uuid_in(request.org_id, "org_id") if request.org_id else None
-        await self.directory_ready()
-        ids = await asyncio.to_thread(self.directory.pairings_of, org_id)
-        return pb.ListPairingsResponse(
-            pairings=[pairing_to_proto(await self.app.pairings.get(i)) for i in ids]
-        )
+        found = await self.views.pairings_of(org_id)
+        return pb.ListPairingsResponse(pairings=[pairing_to_proto(p) for p in found])
