@@ -15,8 +15,13 @@ from pathlib import Path
 from civitas import catalog, runner
 from civitas.chassis.auth import MAX_TOKEN_SECONDS, Role, TokenAuthority
 from civitas.chassis.logs import configure_logging, redact_text
-from civitas.chassis.settings import PORTS, ServiceSettings, UnsafeSecretFile, read_secret
-from civitas.eventkit import open_event_store, setting
+from civitas.chassis.settings import (
+    Locations,
+    UnsafeSecretFile,
+    from_environment,
+    read_secret,
+)
+from civitas.eventkit import open_event_store
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
 
@@ -90,7 +95,7 @@ def token_lifetime(text: str) -> int:
 
 
 def _token(args: argparse.Namespace) -> str:
-    secret = setting("auth_secret") or read_secret(Path(args.var))
+    secret = from_environment("auth_secret") or read_secret(Path(args.var))
     if not secret:
         raise SystemExit("no token secret: set CIVITAS_AUTH_SECRET or run `civitas up` first")
     authority = TokenAuthority(secret)
@@ -190,7 +195,7 @@ def _run(argv: list[str] | None) -> int:
         help="event store URL (default: the --service's own store, else "
         f"$CIVITAS_EVENTSTORE_URL or {DEFAULT_EVENTSTORE_URL})",
     )
-    var_default = setting("var_dir", default="var")
+    var_default = from_environment("var_dir", default="var")
     commands = parser.add_subparsers(dest="command", required=True)
 
     up_cmd = commands.add_parser("up", help="run every service on this machine until Ctrl-C")
@@ -233,14 +238,15 @@ def _run(argv: list[str] | None) -> int:
     )
     relay_cmd.add_argument(
         "--kafka",
-        default=setting("kafka_bootstrap", default="127.0.0.1:9092"),
+        default=from_environment("kafka_bootstrap", default="127.0.0.1:9092"),
         help="bootstrap servers (default: $CIVITAS_KAFKA_BOOTSTRAP or %(default)s)",
     )
     relay_cmd.add_argument("--partitions", type=int, default=6)
     relay_cmd.add_argument("--batch-size", type=int, default=1000)
 
     def address_of(service: str) -> str:
-        return setting(f"{service}_address") or f"127.0.0.1:{PORTS[service][0]}"
+        default = f"127.0.0.1:{catalog.spec(service).grpc_port}"
+        return from_environment(f"{service}_address") or default
 
     demo_cmd = commands.add_parser("demo", help="load the seed's district into running services")
     demo_cmd.add_argument("--party-orgs", default=address_of("party_orgs"))
@@ -359,10 +365,8 @@ def _run(argv: list[str] | None) -> int:
         addresses = {keeper: getattr(args, keeper) for keeper in KEEPERS}
         return asyncio.run(forget(args.person, addresses, args.token or _token(args)))
     if getattr(args, "service", None) and args.store is None:
-        args.store = ServiceSettings.from_env(
-            args.service, {**os.environ, "CIVITAS_AUTH_SECRET": "-" * 32}
-        ).eventstore_url
-    args.store = args.store or setting("eventstore_url", default=DEFAULT_EVENTSTORE_URL)
+        args.store = Locations.of(args.service).eventstore_url
+    args.store = args.store or from_environment("eventstore_url", default=DEFAULT_EVENTSTORE_URL)
 
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "up":

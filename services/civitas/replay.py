@@ -15,7 +15,6 @@ applied passed over by per-stream versions.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from civitas import catalog as services
-from civitas.chassis.settings import ServiceSettings
+from civitas.chassis.settings import Locations
 from civitas.eventkit import (
     CatchUpFeed,
     EventFilter,
@@ -100,9 +99,9 @@ class ProgressFeed:
         return await self.feed.head()
 
 
-def settings_of(service: str, var: Path) -> ServiceSettings:
-    env = {**os.environ, "CIVITAS_VAR_DIR": str(var), "CIVITAS_AUTH_SECRET": "-" * 32}
-    return ServiceSettings.from_env(service, env)
+def settings_of(service: str, var: Path) -> Locations:
+    """Where ``service`` keeps its stores under ``var`` (and its Kafka)."""
+    return Locations.of(service, var=var)
 
 
 def shadow_url(live_url: str, name: str) -> str:
@@ -284,7 +283,7 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
 
 async def replay_from_kafka(
     service: str,
-    origin: ServiceSettings,
+    origin: Locations,
     projection: Projection,
     shadow: sa.Engine,
     bar: tqdm[Any],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -17,7 +16,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from civitas import catalog
 from civitas.chassis.auth import Role, TokenAuthority
-from civitas.chassis.settings import INSIGHTS_HTTP_PORT, PORTS, ensure_secret
+from civitas.chassis.settings import (
+    INSIGHTS_HTTP_PORT,
+    ensure_secret,
+    environment,
+    from_environment,
+    own_setting,
+)
 from civitas.eventkit.files import private_dirs
 
 SERVICES = catalog.names()  # in start order: insights last, as it reads the others' events
@@ -50,7 +55,7 @@ async def wait_healthy(address: str, within: float = 30.0, name: str = "server")
 
 def address_of(service: str, env: dict[str, str], host: str) -> str:
     """Where a service will listen: its port setting in ``env``, or its default port."""
-    port = env.get(f"CIVITAS_{service.upper()}_GRPC_PORT") or str(PORTS[service][0])
+    port = own_setting(env, service, "grpc_port") or str(catalog.spec(service).grpc_port)
     return f"{host}:{port}"
 
 
@@ -65,8 +70,8 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
     """Start every service, print how to reach them, stop them all on Ctrl-C or SIGTERM;
     1 if a service is not healthy within ``ready_within`` seconds or exits on its own."""
     private_dirs(var_dir)  # 0700 (each service's stores make their folders so too)
-    secret = os.environ.get("CIVITAS_AUTH_SECRET") or ensure_secret(var_dir)
-    env = {**os.environ, "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
+    secret = from_environment("auth_secret") or ensure_secret(var_dir)
+    env = {**environment(), "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
     for service in SERVICES:  # every service finds the others where they listen
         env.setdefault(f"CIVITAS_{service.upper()}_ADDRESS", address_of(service, env, host))
     children: list[Child] = []
@@ -106,13 +111,13 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
         )
         until = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + lifetime))
         for child in children:
-            metrics = env.get(f"CIVITAS_{child.service.upper()}_METRICS_PORT") or str(
-                PORTS[child.service][1]
+            metrics = own_setting(env, child.service, "metrics_port") or str(
+                catalog.spec(child.service).metrics_port
             )
             print(
                 f"  {child.service:<12} grpc {child.address}  metrics http://{host}:{metrics}/metrics"
             )
-        console = env.get("CIVITAS_INSIGHTS_HTTP_PORT") or str(INSIGHTS_HTTP_PORT)
+        console = own_setting(env, "insights", "http_port") or str(INSIGHTS_HTTP_PORT)
         print(
             f"\nadmin token (district_admin, scope QH, {CONSOLE_TOKEN_HOURS} h: until {until}):"
             f"\n{token}\n"

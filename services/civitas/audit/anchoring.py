@@ -4,11 +4,11 @@ digests of each service's store, and proofs that one event is in it."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from civitas.chassis.anchoring import AnchorSettings
+from civitas.chassis.settings import environment
 from civitas.eventkit.anchors import (
     Anchor,
     AnchorError,
@@ -28,7 +28,7 @@ from .commands import keepers_present, known_service, open_store, owner_of
 
 
 def _settings(service: str, var: Path) -> AnchorSettings:
-    return AnchorSettings.of(service, var, {**os.environ, "CIVITAS_VAR_DIR": str(var)})
+    return AnchorSettings.of(service, var, environment())
 
 
 async def anchor(services: list[str], var: Path, public_key: bool) -> int:

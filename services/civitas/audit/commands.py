@@ -4,7 +4,6 @@ event store directly (where its settings say it is), and change nothing."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from civitas import catalog
-from civitas.chassis.settings import ServiceSettings
+from civitas.chassis.settings import Locations
 from civitas.eventkit import Aggregate, EventStore, open_event_store
 from civitas.eventkit.audit import ChainReport
 
@@ -70,8 +69,7 @@ def keepers_present(services: list[str], var: Path) -> list[str]:
 
 
 def store_url(service: str, var: Path) -> str:
-    env = {**os.environ, "CIVITAS_VAR_DIR": str(var), "CIVITAS_AUTH_SECRET": "-" * 32}
-    return ServiceSettings.from_env(service, env).eventstore_url
+    return Locations.of(service, var=var).eventstore_url
 
 
 async def verify(services: list[str], var: Path) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from .grpc_api import CasesServicer
 from .processes import FundingOutcomes
 from .spec import SPEC
 from .v1 import cases_pb2, cases_pb2_grpc
+from .views import CaseViews
 
 SERVICE_NAME = cases_pb2.DESCRIPTOR.services_by_name["CasesService"].full_name
 log = structlog.get_logger("civitas.cases")
@@ -59,7 +59,7 @@ async def run_cases(
             resolver = PartyOrgsGrids(settings.peer_address("party_orgs"), infra.authority)
             stack.push_async_callback(resolver.close)
             grids = resolver
-        policy = DeadlinePolicy.parse(os.environ.get("CIVITAS_CASES_DEADLINES", ""))
+        policy = DeadlinePolicy.parse(settings.own("deadlines", ""))
         app = Cases(infra.store, infra.vault, clock, grids, policy)
         index = await stack.enter_async_context(
             projecting(ProjectionRunner(CaseIndex(), StoreFeed(infra.store), infra.read_models))
@@ -74,14 +74,14 @@ async def run_cases(
                 infra,
                 (
                     cases_pb2_grpc.add_CasesServiceServicer_to_server,
-                    CasesServicer(app, queries, index.wait_until_caught_up),
+                    CasesServicer(app, CaseViews(app, queries, index.wait_until_caught_up)),
                 ),
                 SERVICE_NAME,
                 beside=kept_services(SPEC, infra),
                 port=port,
             )
         )
-        every = supervise_every or float(os.environ.get("CIVITAS_CASES_SUPERVISE_SECONDS", "30"))
+        every = supervise_every or float(settings.own("supervise_seconds", "30"))
         await stack.enter_async_context(relaying(infra.store, settings))
         await stack.enter_async_context(supervising(app.supervise, queries, clock, every))
         log.info("cases listening", port=server.port, store=settings.eventstore_url)

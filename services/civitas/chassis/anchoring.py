@@ -53,13 +53,16 @@ class AnchorSettings:
         """``CIVITAS_[<SERVICE>_]ANCHOR_KEY_FILE`` (default ``var/anchor.key``, shared by the
         services of one machine), ``CIVITAS_[<SERVICE>_]ANCHORS_FILE`` (default
         ``var/<service>/anchors.jsonl``) and ``CIVITAS_[<SERVICE>_]ANCHOR_SECONDS`` (60)."""
-        every = float(setting("anchor_seconds", service, "60", env) or "60")
+        every = float(setting("anchor_seconds", service, "60", environ=env) or "60")
         if not every >= 0:
             raise ValueError(f"CIVITAS_ANCHOR_SECONDS must be 0 (off) or more, not {every}")
         return cls(
             service,
-            Path(setting("anchor_key_file", service, str(var / "anchor.key"), env) or ""),
-            Path(setting("anchors_file", service, str(var / service / "anchors.jsonl"), env) or ""),
+            Path(setting("anchor_key_file", service, str(var / "anchor.key"), environ=env) or ""),
+            Path(
+                setting("anchors_file", service, str(var / service / "anchors.jsonl"), environ=env)
+                or ""
+            ),
             every,
         )
 

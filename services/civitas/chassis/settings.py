@@ -1,4 +1,8 @@
-"""A service's settings, from ``CIVITAS_`` variables (service-specific ones win)."""
+"""A service's settings, from ``CIVITAS_`` variables (service-specific ones win).
+
+The one module that reads the process's environment (:func:`environment`): the rest
+of Civitas is given the settings, or a mapping, and a tool that needs a port asks the
+catalog."""
 
 from __future__ import annotations
 
@@ -18,6 +22,62 @@ from civitas.eventkit.files import private_dirs
 PORTS = {spec.name: (spec.grpc_port, spec.metrics_port) for spec in catalog.SERVICES}
 INSIGHTS_HTTP_PORT = catalog.spec("insights").http_port or 8080  # the console and JSON API
 SECRET_FILE = Path("var/auth-secret")
+
+
+def environment() -> Mapping[str, str]:
+    """The process's environment, where every ``CIVITAS_`` variable is read."""
+    return os.environ
+
+
+def from_environment(
+    name: str, service: str | None = None, default: str | None = None
+) -> str | None:
+    """``CIVITAS_<SERVICE>_<NAME>``, else ``CIVITAS_<NAME>``, else ``default``, from the
+    process's environment (for the command line, before any service is chosen)."""
+    return setting(name, service, default, environ=environment())
+
+
+def own_setting(env: Mapping[str, str], service: str, name: str) -> str | None:
+    """``CIVITAS_<SERVICE>_<NAME>`` alone (no shared fallback), or None when unset."""
+    return env.get(f"CIVITAS_{service.upper()}_{name.upper()}") or None
+
+
+@dataclass(frozen=True, slots=True)
+class Locations:
+    """Where a service keeps its events, read models and personal data, and its Kafka:
+    what a tool (audit, replay, the command line) needs of a service, no secret."""
+
+    service: str
+    eventstore_url: str
+    read_model_url: str
+    vault_url: str
+    kafka_bootstrap: str | None
+    kafka_namespace: str
+    var_dir: Path
+
+    @classmethod
+    def of(
+        cls, service: str, environ: Mapping[str, str] | None = None, var: Path | None = None
+    ) -> Locations:
+        """``service``'s locations from ``environ`` (the process's by default); ``var``
+        stands for ``CIVITAS_VAR_DIR``."""
+        env = environment() if environ is None else environ
+        var = var or Path(setting("var_dir", service, "var", environ=env) or "var")
+        urls = {
+            name: _own_schema(
+                _get(env, f"{name}_url", service, f"sqlite:///{var}/{service}/{file}.db"), service
+            )
+            for name, file in (("eventstore", "events"), ("read_model", "read"), ("vault", "vault"))
+        }
+        return cls(
+            service=service,
+            eventstore_url=urls["eventstore"],
+            read_model_url=urls["read_model"],
+            vault_url=urls["vault"],
+            kafka_bootstrap=setting("kafka_bootstrap", service, None, environ=env),
+            kafka_namespace=_get(env, "kafka_namespace", service, "civitas"),
+            var_dir=var,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,39 +102,38 @@ class ServiceSettings:
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read the settings of ``service``; unset ones take the embedded defaults."""
-        env = os.environ if environ is None else environ
-        var = Path(setting("var_dir", service, "var", env) or "var")
+        env = environment() if environ is None else environ
+        where = Locations.of(service, env)
         grpc_port, metrics_port = PORTS.get(service, (0, 0))
-        secret = setting("auth_secret", service, None, env) or read_secret(var)
+        secret = setting("auth_secret", service, None, environ=env) or read_secret(where.var_dir)
         if not secret:
             raise ValueError(
                 "no token secret: set CIVITAS_AUTH_SECRET (civitas up writes var/auth-secret)"
             )
-        urls = {
-            name: _own_schema(
-                _get(env, f"{name}_url", service, f"sqlite:///{var}/{service}/{file}.db"), service
-            )
-            for name, file in (("eventstore", "events"), ("read_model", "read"), ("vault", "vault"))
-        }
         return cls(
             service=service,
-            eventstore_url=urls["eventstore"],
-            read_model_url=urls["read_model"],
-            vault_url=urls["vault"],
+            eventstore_url=where.eventstore_url,
+            read_model_url=where.read_model_url,
+            vault_url=where.vault_url,
             host=_get(env, "host", service, "127.0.0.1"),
             grpc_port=int(_get(env, "grpc_port", service, str(grpc_port))),
             metrics_port=int(_get(env, "metrics_port", service, str(metrics_port))),
             auth_secret=secret,
-            kafka_bootstrap=setting("kafka_bootstrap", service, None, env),
+            kafka_bootstrap=where.kafka_bootstrap,
             kafka_partitions=int(_get(env, "kafka_partitions", service, "6")),
-            kafka_namespace=_get(env, "kafka_namespace", service, "civitas"),
-            var_dir=var,
+            kafka_namespace=where.kafka_namespace,
+            var_dir=where.var_dir,
             peers={
                 peer: env.get(f"CIVITAS_{peer.upper()}_ADDRESS") or f"127.0.0.1:{ports[0]}"
                 for peer, ports in PORTS.items()
             },
             environ=dict(env),
         )
+
+    def own(self, name: str, default: str) -> str:
+        """This service's own ``CIVITAS_<SERVICE>_<NAME>`` (no shared fallback), or
+        ``default``."""
+        return own_setting(self.environ, self.service, name) or default
 
     def peer_address(self, service: str) -> str:
         """Where another service listens: ``CIVITAS_<SERVICE>_ADDRESS`` or its default port."""
@@ -88,7 +147,7 @@ class ServiceSettings:
 
 
 def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:
-    return setting(name, service, default, env) or default
+    return setting(name, service, default, environ=env) or default
 
 
 def _own_schema(url: str, service: str) -> str:

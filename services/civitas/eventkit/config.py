@@ -10,7 +10,6 @@ are lost when it exits.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import Mapping
@@ -37,15 +36,16 @@ def setting(
     name: str,
     service: str | None = None,
     default: str | None = None,
-    environ: Mapping[str, str] | None = None,
+    *,
+    environ: Mapping[str, str],
 ) -> str | None:
-    """``CIVITAS_<SERVICE>_<NAME>`` if set, else ``CIVITAS_<NAME>``, else ``default``."""
-    env = os.environ if environ is None else environ
+    """``CIVITAS_<SERVICE>_<NAME>`` if set in ``environ``, else ``CIVITAS_<NAME>``, else
+    ``default``. The kernel reads no environment: the chassis's settings give it one."""
     if service:
-        specific = env.get(f"CIVITAS_{service.upper()}_{name.upper()}")
+        specific = environ.get(f"CIVITAS_{service.upper()}_{name.upper()}")
         if specific:
             return specific
-    return env.get(f"CIVITAS_{name.upper()}") or default
+    return environ.get(f"CIVITAS_{name.upper()}") or default
 
 
 async def open_event_store(url: str, *, clock: Clock | None = None, **options: Any) -> EventStore:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -46,7 +45,7 @@ async def run_funds(
     them on exit."""
     async with contextlib.AsyncExitStack() as stack:
         infra = await stack.enter_async_context(infrastructure(settings))
-        threshold = int(os.environ.get("CIVITAS_FUNDS_STREET_THRESHOLD_YUAN", "20000")) * YUAN
+        threshold = int(settings.own("street_threshold_yuan", "20000")) * YUAN
         app = Funds(infra.store, clock or SystemClock(), threshold)
         ledger = await stack.enter_async_context(
             projecting(ProjectionRunner(Ledger(), StoreFeed(infra.store), infra.read_models))

@@ -85,7 +85,7 @@ async def run_insights(
         stack.push_async_callback(server.stop)
         if http_port is None:
             http_port = int(
-                setting("http_port", "insights", str(INSIGHTS_HTTP_PORT), settings.environ)
+                setting("http_port", "insights", str(INSIGHTS_HTTP_PORT), environ=settings.environ)
                 or INSIGHTS_HTTP_PORT
             )
         bound = await stack.enter_async_context(
