@@ -25,7 +25,7 @@ from civitas.cases.v1 import cases_pb2 as pb
 from civitas.cases.v1 import cases_pb2_grpc as pb_grpc
 from civitas.chassis.auth import Caller, Principal, Role, TokenAuthority
 from civitas.errors import InvalidInput, NotAllowed
-from civitas.eventkit import ManualClock, SqliteEventStore, create_read_model_engine
+from civitas.eventkit import EventStore, InMemoryEventStore, ManualClock, create_read_model_engine
 from civitas.eventkit.personal import PersonalDataVault
 from tests.integration.test_cases_grpc import SECRET, settings_for
 from tests.support.authorization import (
@@ -67,13 +67,13 @@ class FakeGrids:
 @dataclass
 class World:
     app: Cases
-    store: SqliteEventStore
+    store: EventStore
     grids: FakeGrids
     clock: ManualClock
 
 
 async def build_world(tmp_path: Path, clock: ManualClock) -> World:
-    store = SqliteEventStore(tmp_path / "events.db")
+    store = InMemoryEventStore()
     vault = PersonalDataVault(create_read_model_engine(f"sqlite:///{tmp_path}/vault.db"))
     await vault.setup()
     grids = FakeGrids()

@@ -16,7 +16,7 @@ import pytest
 from civitas.chassis.auth import Caller, Principal, Role, TokenAuthority
 from civitas.chassis.settings import ServiceSettings
 from civitas.errors import RuleViolation
-from civitas.eventkit import EventStore, ManualClock, SqliteEventStore
+from civitas.eventkit import EventStore, InMemoryEventStore, ManualClock
 from civitas.funds.application import Funds
 from civitas.funds.bootstrap import run_funds
 from civitas.funds.domain.accounts import YUAN, AccountKind
@@ -135,8 +135,8 @@ PARTIAL_SCOPES: dict[str, list[tuple[str, ...]]] = {
 
 
 @pytest.fixture
-async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
-    store = SqliteEventStore(tmp_path / "funds.db")
+async def world(clock: ManualClock) -> AsyncIterator[World]:
+    store = InMemoryEventStore()
     yield await build_world(store, clock)
     await store.close()
 

@@ -18,13 +18,10 @@ for money and settles it. After every step:
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +31,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from civitas.chassis.auth import Caller, Principal, Role
 from civitas.errors import DomainError
-from civitas.eventkit import EventFilter, ManualClock, SqliteEventStore
+from civitas.eventkit import EventFilter, InMemoryEventStore, ManualClock
 from civitas.funds.application import CaseRequest, Funds
 from civitas.funds.domain.accounts import YUAN, AccountKind
 from civitas.funds.domain.expenditures import Expenditure, ExpenditureStatus
@@ -102,8 +99,7 @@ class FundsInsider(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.dir = Path(tempfile.mkdtemp(prefix="civitas-funds-insider-"))
-        self.store = SqliteEventStore(self.dir / "funds.db")
+        self.store = InMemoryEventStore()  # the rules under test, not the storage
         self.app = Funds(self.store, ManualClock(NOW), street_threshold_fen=20_000 * YUAN)
         self.accounts: dict[str, str] = {}  # account id -> its owner
         self.expenditures: list[str] = []
@@ -121,7 +117,6 @@ class FundsInsider(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.run(self.store.close())
         self.loop.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- the world, and the check around every step --------------------------------------
 

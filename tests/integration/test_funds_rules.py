@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from civitas.chassis.auth import Caller, Principal, Role
 from civitas.chassis.requests import id_for
 from civitas.errors import AlreadyExists, InvalidInput, NotAllowed, RuleViolation
-from civitas.eventkit import EventFilter, ManualClock, SqliteEventStore
+from civitas.eventkit import EventFilter, InMemoryEventStore, ManualClock
 from civitas.funds.application import MAX_ALLOCATION_FEN, YEARLY_ALLOCATION_FEN
 from civitas.funds.domain.accounts import YUAN, AccountKind, client_transfer_id_for
 from civitas.funds.domain.expenditures import ExpenditureStatus
@@ -42,8 +41,8 @@ COMMUNITY_FINANCE = caller("finance-qh-01-01", R.FINANCE_OFFICER, "QH-01-01")
 
 
 @pytest.fixture
-async def world(tmp_path: Path, clock: ManualClock) -> AsyncIterator[World]:
-    store = SqliteEventStore(tmp_path / "funds.db")
+async def world(clock: ManualClock) -> AsyncIterator[World]:
+    store = InMemoryEventStore()
     yield await build_world(store, clock)
     await store.close()
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from civitas.chassis.auth import Caller, Principal, Role
-from civitas.eventkit import ManualClock, SqliteEventStore, create_read_model_engine
+from civitas.eventkit import EventStore, InMemoryEventStore, ManualClock, create_read_model_engine
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.party_orgs.application import PartyOrgs
 from civitas.party_orgs.domain.orgs import OrgKind, SeatRole
@@ -22,7 +22,7 @@ def caller(*roles: Role, scope: tuple[str, ...] = ("QH",), subject: str = "teste
 @dataclass
 class World:
     app: PartyOrgs
-    store: SqliteEventStore
+    store: EventStore
     street_committee: str
     community_committee: str
     grid_branch: str
@@ -39,7 +39,7 @@ class World:
 
 
 async def build_world(tmp_path: Path, clock: ManualClock) -> World:
-    store = SqliteEventStore(tmp_path / "events.db")
+    store = InMemoryEventStore()  # commands and their retries, not the storage
     vault = PersonalDataVault(create_read_model_engine(f"sqlite:///{tmp_path}/vault.db"))
     await vault.setup()
     app = PartyOrgs(store, vault, clock)
