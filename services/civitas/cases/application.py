@@ -18,7 +18,6 @@ from civitas.chassis.auth import (
     Role,
     authorize,
     authorize_all,
-    may_see_personal_data,
 )
 from civitas.chassis.requests import id_for
 from civitas.errors import AlreadyExists, InvalidInput, NotFound, RuleViolation
@@ -27,6 +26,7 @@ from civitas.eventkit import (
     Clock,
     ConcurrencyError,
     EventStore,
+    RecordedEvent,
     Repository,
     SealedName,
     natural_id,
@@ -34,7 +34,7 @@ from civitas.eventkit import (
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault, is_person_id
 from civitas.geography import UnitKind
-from civitas.sealing import shown_texts, split_address
+from civitas.sealing import split_address
 from civitas.validation import required_text
 
 from .domain.case import LONG_TEXT, Case, Channel, DeadlinePolicy, Urgency
@@ -55,16 +55,6 @@ _PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 _SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/#-]{0,99}")
 EARLIEST_IMPORT = datetime(2000, 1, 1, tzinfo=UTC)
 """No imported record is older: the district's earlier systems start after it."""
-
-
-@dataclass(frozen=True, slots=True)
-class EventTexts:
-    """The sealed free text one event of a case carries, by field, as a caller sees it."""
-
-    version: int
-    event_id: str
-    type: str
-    fields: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,19 +498,9 @@ class Cases:
         """A case, for anyone signed in (auditors included)."""
         return await self._load(case_id)
 
-    async def texts(self, caller: Caller, case_id: str) -> list[EventTexts]:
-        """The sealed free text of each of the case's events that carries some, shown to
-        ``caller`` by the one rule over the case's community (for anyone signed in)."""
-        case = await self._load(case_id)
-        visible = may_see_personal_data(caller.principal, case.community_code)
-        found = []
-        for event in await self.store.read_stream(case.stream_id):
-            fields = await shown_texts(event.data, case.resident_id, self.vault, visible)
-            if fields:
-                found.append(
-                    EventTexts(event.stream_version, str(event.event_id), event.type, fields)
-                )
-        return found
+    async def history(self, case: Case) -> list[RecordedEvent]:
+        """Every event of the case, as stored (its timeline and sealed text)."""
+        return await self.store.read_stream(case.stream_id)
 
     # -- helpers ------------------------------------------------------------------------
 

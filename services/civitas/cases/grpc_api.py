@@ -2,111 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.chassis.requests import request_id_of
 from civitas.errors import InvalidInput
-from civitas.eventkit import SealedName
-from civitas.eventkit.personal import ERASED
 from civitas.geography import UnitKind
-from civitas.sealing import shown, shown_details
 
 from .application import Cases, HistoricalCase
-from .case_index import CaseFilter, CaseQueries
+from .case_index import CaseFilter
 from .domain.case import Case, Channel, Urgency
 from .domain.values import unit_code
 from .lifecycle import Status
 from .v1 import cases_pb2 as pb
 from .v1 import cases_pb2_grpc as pb_grpc
+from .views import CaseView, CaseViews
 
 
 class CasesServicer(pb_grpc.CasesServiceServicer):
     """Converts between protobuf and the application; nothing else."""
 
-    def __init__(self, app: Cases, queries: CaseQueries, index_ready: Any) -> None:
+    def __init__(self, app: Cases, views: CaseViews) -> None:
         self.app = app
-        self.queries = queries
-        self.index_ready = index_ready
+        self.views = views
 
-    async def _case_out(self, case: Case, timeline: bool = False) -> pb.Case:
-        resident = case.resident_id
-        visible = may_see_personal_data(current_principal(), case.community_code)
-        entries = []
-        if timeline:
-            for event in await self.app.store.read_stream(case.stream_id):
-                details = await shown_details(event.data, resident, self.app.vault, visible)
-                entries.append(
-                    pb.TimelineEntry(
-                        version=event.stream_version,
-                        type=event.type,
-                        occurred_at=timestamp_out(event.occurred_at),
-                        actor=event.actor or "",
-                        correlation_id=event.correlation_id or "",
-                        details_json=json.dumps(details, ensure_ascii=False, sort_keys=True),
-                    )
-                )
-        now = self.app.clock.now()
-        return pb.Case(
-            case_id=case.id,
-            status=enum_out(case.status, pb.Status, "STATUS_"),
-            channel=enum_out(case.channel, pb.Channel, "CHANNEL_"),
-            community_code=case.community_code,
-            address=case.address + await self._rest(case.address_rest, visible),
-            description=await shown(self.app.vault, case.description, visible),
-            urgency=enum_out(case.urgency, pb.Urgency, "URGENCY_"),
-            category=case.kind or "",
-            resident_id=case.resident_id,
-            resident_name=await self._shown(
-                case, SealedName(resident, case.resident_name_ciphertext)
-            ),
-            resident_phone=await self._shown(
-                case, SealedName(resident, case.resident_phone_ciphertext)
-            ),
-            registered_at=timestamp_out(case.registered_at),
-            dispatch_due=timestamp_out(case.dispatch_due),
-            resolution_due=timestamp_out(case.resolution_due),
-            grid_code=case.grid_code or "",
-            handler=await self._shown(case, case.handler),
-            handler_person_id=case.handler.person_id if case.handler else "",
-            satisfaction=case.satisfaction or 0,
-            merged_into_case_id=case.merged_into or "",
-            overdue=bool(case.breached(now)),
-            supervision_notices=[
-                enum_out(n, pb.Deadline, "DEADLINE_") for n in sorted(case.notices)
-            ],
-            timeline=entries,
-            funding=[
-                pb.FundingRequest(
-                    expenditure_id=r.expenditure_id,
-                    status=enum_out(r.status, pb.FundingStatus, "FUNDING_STATUS_"),
-                    amount_fen=r.amount_fen,
-                    payee_account=r.payee_account,
-                    purpose=r.purpose,
-                    reason=r.reason,
-                )
-                for r in case.funding.values()
-            ],
-        )
-
-    async def _rest(self, rest: SealedName | None, visible: bool) -> str:
-        """The sealed rest of an address, after its clear part: as given, or ``[hidden]``
-        or ``[erased]`` after a space."""
-        text = await shown(self.app.vault, rest, visible)
-        return f" {text}" if text in (HIDDEN, ERASED) else text
-
-    async def _shown(self, case: Case, sealed: SealedName | None) -> str:
-        """A name or phone the case holds, under the one rule of who may see them (""
-        when there is none, ``[erased]`` once its person is forgotten)."""
-        if sealed is None:
-            return ""
-        if not may_see_personal_data(current_principal(), case.community_code):
-            return HIDDEN
-        return await self.app.name_of(sealed)
+    async def _case_out(self, case: Case) -> pb.Case:
+        return case_message(await self.views.seen(current_principal(), case))
 
     def _id(self, request: Any) -> str:
         return uuid_in(request.case_id, "case_id")
@@ -308,14 +231,14 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         return pb.ImportCaseResponse(case=await self._case_out(case))
 
     async def GetCase(self, request: pb.GetCaseRequest, context: Any) -> pb.GetCaseResponse:
-        case = await self.app.get(current_caller(), self._id(request))
-        return pb.GetCaseResponse(case=await self._case_out(case, timeline=True))
+        view = await self.views.case(current_caller(), self._id(request))
+        return pb.GetCaseResponse(case=case_message(view))
 
     async def GetCaseTexts(
         self, request: pb.GetCaseTextsRequest, context: Any
     ) -> pb.GetCaseTextsResponse:
         case_id = self._id(request)
-        texts = await self.app.texts(current_caller(), case_id)
+        texts = await self.views.texts(current_caller(), case_id)
         return pb.GetCaseTextsResponse(
             case_id=case_id,
             texts=[
@@ -325,16 +248,15 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
         )
 
     async def ListCases(self, request: pb.ListCasesRequest, context: Any) -> pb.ListCasesResponse:
-        where = self._filter(request)
-        size = request.page_size or 50
-        if not 1 <= size <= 500:
-            raise InvalidInput(f"page_size is from 1 to 500, not {size}")
-        await self.index_ready()
-        ids, token = await asyncio.to_thread(
-            self.queries.page, where, self.app.clock.now(), size, request.page_token or None
+        views, token = await self.views.page(
+            current_caller(),
+            self._filter(request),
+            request.page_size or 50,
+            request.page_token or None,
         )
-        found = [await self._case_out(await self.app.get(current_caller(), i)) for i in ids]
-        return pb.ListCasesResponse(cases=found, next_page_token=token or "")
+        return pb.ListCasesResponse(
+            cases=[case_message(v) for v in views], next_page_token=token or ""
+        )
 
     @staticmethod
     def _filter(request: pb.ListCasesRequest) -> CaseFilter:
@@ -370,6 +292,56 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
                 timestamp_in(request.registered_to) if request.HasField("registered_to") else None
             ),
         )
+
+
+def case_message(view: CaseView) -> pb.Case:
+    """A case as its caller may see it (:class:`CaseView`), as a message."""
+    case = view.case
+    return pb.Case(
+        case_id=case.id,
+        status=enum_out(case.status, pb.Status, "STATUS_"),
+        channel=enum_out(case.channel, pb.Channel, "CHANNEL_"),
+        community_code=case.community_code,
+        address=view.address,
+        description=view.description,
+        urgency=enum_out(case.urgency, pb.Urgency, "URGENCY_"),
+        category=case.kind or "",
+        resident_id=case.resident_id,
+        resident_name=view.resident_name,
+        resident_phone=view.resident_phone,
+        registered_at=timestamp_out(case.registered_at),
+        dispatch_due=timestamp_out(case.dispatch_due),
+        resolution_due=timestamp_out(case.resolution_due),
+        grid_code=case.grid_code or "",
+        handler=view.handler,
+        handler_person_id=case.handler.person_id if case.handler else "",
+        satisfaction=case.satisfaction or 0,
+        merged_into_case_id=case.merged_into or "",
+        overdue=view.overdue,
+        supervision_notices=[enum_out(n, pb.Deadline, "DEADLINE_") for n in sorted(case.notices)],
+        timeline=[
+            pb.TimelineEntry(
+                version=e.version,
+                type=e.type,
+                occurred_at=timestamp_out(e.occurred_at),
+                actor=e.actor,
+                correlation_id=e.correlation_id,
+                details_json=json.dumps(e.details, ensure_ascii=False, sort_keys=True),
+            )
+            for e in view.timeline
+        ],
+        funding=[
+            pb.FundingRequest(
+                expenditure_id=r.expenditure_id,
+                status=enum_out(r.status, pb.FundingStatus, "FUNDING_STATUS_"),
+                amount_fen=r.amount_fen,
+                payee_account=r.payee_account,
+                purpose=r.purpose,
+                reason=r.reason,
+            )
+            for r in case.funding.values()
+        ],
+    )
 
 
 def _satisfaction(value: int) -> int:

@@ -1,0 +1,151 @@
+"""cases' queries (cosmicpython's ``views``): a case as a caller sees it, its timeline
+and sealed text, and the lists the case index answers. Personal data is shown here,
+by the one rule over the case's community (``may_see_personal_data``): names, phone,
+the address below the building, the description, notes and mediation records show
+to callers who work for it, ``[hidden]`` to others, ``[erased]`` once forgotten."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from civitas.chassis.auth import HIDDEN, Caller, Principal, may_see_personal_data
+from civitas.errors import InvalidInput
+from civitas.eventkit import SealedName
+from civitas.eventkit.personal import ERASED
+from civitas.sealing import shown, shown_details, shown_texts
+
+from .application import Cases
+from .case_index import CaseFilter, CaseQueries
+from .domain.case import Case
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class EventTexts:
+    """The sealed free text one event of a case carries, by field, as a caller sees it."""
+
+    version: int
+    event_id: str
+    type: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One event of a case's timeline: clear fields, and sealed text by the rule."""
+
+    version: int
+    type: str
+    occurred_at: datetime
+    actor: str
+    correlation_id: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """A case as one caller sees it: the case's clear facts, and each piece of personal
+    data shown by the rule ("" where the case has none)."""
+
+    case: Case
+    address: str
+    description: str
+    resident_name: str
+    resident_phone: str
+    handler: str
+    overdue: bool
+    timeline: list[TimelineEntry]
+
+
+class CaseViews:
+    """Reads for cases' edge; lists catch up with the case index first, so a caller
+    reads their own writes."""
+
+    def __init__(
+        self, app: Cases, queries: CaseQueries, index_ready: Callable[[], Awaitable[None]]
+    ) -> None:
+        self.app = app
+        self.queries = queries
+        self.index_ready = index_ready
+
+    async def case(self, caller: Caller, case_id: str) -> CaseView:
+        """A case with its timeline (for anyone signed in)."""
+        return await self.seen(caller.principal, await self.app.get(caller, case_id), True)
+
+    async def page(
+        self, caller: Caller, where: CaseFilter, size: int, token: str | None
+    ) -> tuple[list[CaseView], str | None]:
+        """A page of cases, newest first, and the next page's token (None at the end)."""
+        if not 1 <= size <= MAX_PAGE:
+            raise InvalidInput(f"page_size is from 1 to {MAX_PAGE}, not {size}")
+        await self.index_ready()
+        now = self.app.clock.now()
+        ids, next_token = await asyncio.to_thread(self.queries.page, where, now, size, token)
+        found = [await self.app.get(caller, i) for i in ids]
+        return [await self.seen(caller.principal, c) for c in found], next_token
+
+    async def texts(self, caller: Caller, case_id: str) -> list[EventTexts]:
+        """The sealed free text of each of the case's events that carries some, shown to
+        ``caller`` by the rule (for anyone signed in)."""
+        case = await self.app.get(caller, case_id)
+        visible = may_see_personal_data(caller.principal, case.community_code)
+        found = []
+        for event in await self.app.history(case):
+            fields = await shown_texts(event.data, case.resident_id, self.app.vault, visible)
+            if fields:
+                found.append(
+                    EventTexts(event.stream_version, str(event.event_id), event.type, fields)
+                )
+        return found
+
+    async def seen(self, principal: Principal, case: Case, timeline: bool = False) -> CaseView:
+        """``case`` as ``principal`` may see it (with its timeline when asked)."""
+        visible = may_see_personal_data(principal, case.community_code)
+        vault, resident = self.app.vault, case.resident_id
+        return CaseView(
+            case=case,
+            address=case.address + await self._rest(case.address_rest, visible),
+            description=await shown(vault, case.description, visible),
+            resident_name=await self._name(
+                SealedName(resident, case.resident_name_ciphertext), visible
+            ),
+            resident_phone=await self._name(
+                SealedName(resident, case.resident_phone_ciphertext), visible
+            ),
+            handler=await self._name(case.handler, visible),
+            overdue=bool(case.breached(self.app.clock.now())),
+            timeline=await self._timeline(case, visible) if timeline else [],
+        )
+
+    async def _timeline(self, case: Case, visible: bool) -> list[TimelineEntry]:
+        return [
+            TimelineEntry(
+                version=event.stream_version,
+                type=event.type,
+                occurred_at=event.occurred_at,
+                actor=event.actor or "",
+                correlation_id=event.correlation_id or "",
+                details=await shown_details(event.data, case.resident_id, self.app.vault, visible),
+            )
+            for event in await self.app.history(case)
+        ]
+
+    async def _rest(self, rest: SealedName | None, visible: bool) -> str:
+        """The sealed rest of an address, after its clear part: as given, or ``[hidden]``
+        or ``[erased]`` after a space."""
+        text = await shown(self.app.vault, rest, visible)
+        return f" {text}" if text in (HIDDEN, ERASED) else text
+
+    async def _name(self, sealed: SealedName | None, visible: bool) -> str:
+        """A name or phone the case holds ("" when there is none, ``[erased]`` once its
+        person is forgotten)."""
+        if sealed is None:
+            return ""
+        if not visible:
+            return HIDDEN
+        return await self.app.name_of(sealed)
