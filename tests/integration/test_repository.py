@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from civitas.errors import NotFound, RuleViolation
 from civitas.eventkit import (
     AggregateNotFound,
     ConcurrencyError,
@@ -105,6 +106,34 @@ async def test_find_gives_none_for_an_unknown_aggregate_and_the_state_for_a_know
     assert missing is None
     assert found is not None
     assert found.owner == "王"
+
+
+async def test_load_refuses_an_unknown_aggregate_naming_its_kind_and_id(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+
+    with pytest.raises(NotFound, match=r"^account a1 does not exist$"):
+        await repository.load("a1", "account")
+    with pytest.raises(RuleViolation, match=r"^payee a1 does not exist$"):
+        await repository.load("a1", "payee", RuleViolation)
+    with pytest.raises(NotFound, match=r"^account a1 does not exist$"):
+        await repository.update("a1", lambda a: a.deposit(1), kind="account")
+
+
+async def test_create_or_fetch_saves_a_new_aggregate_or_gives_the_one_stored_first(
+    store: EventStore,
+) -> None:
+    repository = Repository(store, Account)
+    first = Account.open("a1", owner="王", community="QH-03-07")
+    second = Account.open("a1", owner="李", community="QH-01-01")
+
+    assert await repository.create_or_fetch(first) is first
+    stored = await repository.create_or_fetch(second)
+
+    assert stored is not second
+    assert stored.owner == "王"
+    assert len(await store.read_stream("account-a1")) == 1
 
 
 async def test_a_long_stream_loads_from_its_snapshot_with_the_same_state(

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from civitas.errors import NotFound
+
 from .audit import SNAPSHOT_SUFFIX, snapshot_covers
 from .domain import Aggregate, DomainEvent, EventRegistry, registry
 from .errors import AggregateNotFound, ConcurrencyError, EventStoreError
@@ -102,6 +104,27 @@ class Repository(Generic[A]):
         except AggregateNotFound:
             return None
 
+    async def load(self, aggregate_id: str, kind: str, missing: type[Exception] = NotFound) -> A:
+        """The aggregate an application was asked about; when it has no events, the
+        refusal ``missing`` (:class:`NotFound` unless told), saying ``{kind} {id} does
+        not exist``."""
+        found = await self.find(aggregate_id)
+        if found is None:
+            raise missing(f"{kind} {aggregate_id} does not exist")
+        return found
+
+    async def create_or_fetch(self, aggregate: A, metadata: Metadata | None = None) -> A:
+        """Save a new aggregate (its stream must not exist yet); when one was saved
+        under its id first (a retried request, or a concurrent copy: a
+        :class:`ConcurrencyError`), the stored one instead, for the caller to compare.
+        The caller tells the two apart by identity: ``stored is aggregate`` when this
+        one was saved."""
+        try:
+            await self.save(aggregate, metadata)
+        except ConcurrencyError:
+            return await self.get(aggregate.id)
+        return aggregate
+
     async def get_as_of(
         self, aggregate_id: str, *, version: int | None = None, moment: datetime | None = None
     ) -> A:
@@ -120,16 +143,19 @@ class Repository(Generic[A]):
     async def update(
         self,
         aggregate_id: str,
-        change: Callable[[A], None],
+        change: Callable[[A], object],
         metadata: Metadata | None = None,
         *,
         loaded: A | None = None,
+        kind: str | None = None,
         attempts: int = 10,
     ) -> A:
         """Load (or take the ``loaded`` aggregate, unchanged since it was read), apply
-        ``change`` (a command method call), save; on a version conflict wait, load
-        again and retry, up to ``attempts`` times. The command's guards run again on
-        the fresh state, so a retry never acts on stale data.
+        ``change`` (a command method call; what it returns is ignored), save; on a
+        version conflict wait, load again and retry, up to ``attempts`` times. The
+        command's guards run again on the fresh state, so a retry never acts on stale
+        data. With a ``kind``, a missing aggregate is refused as :meth:`load` refuses
+        it; without, it raises :class:`AggregateNotFound`.
 
         The wait is jittered and doubles with each conflict (5 ms, 10 ms, … up to
         half a second, at most 1.6 s in all): a writer elsewhere that updates the
@@ -142,9 +168,12 @@ class Repository(Generic[A]):
         other processes."""
         async with self._turns.hold(aggregate_id):
             for attempt in range(1, attempts + 1):
-                aggregate = (
-                    loaded if attempt == 1 and loaded is not None else await self.get(aggregate_id)
-                )
+                if attempt == 1 and loaded is not None:
+                    aggregate = loaded
+                elif kind is not None:
+                    aggregate = await self.load(aggregate_id, kind)
+                else:
+                    aggregate = await self.get(aggregate_id)
                 change(aggregate)
                 try:
                     await self.save(aggregate, metadata)
