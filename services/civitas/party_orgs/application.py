@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
 
 from civitas.chassis.auth import Caller, Role, authorize, authorize_all
 from civitas.errors import (
@@ -18,14 +17,11 @@ from civitas.errors import (
     Conflict,
     InvalidInput,
     NotAllowed,
-    NotFound,
     RuleViolation,
 )
 from civitas.eventkit import (
     UNSEALED,
-    AggregateNotFound,
     Clock,
-    ConcurrencyError,
     EventStore,
     Repository,
     SealedName,
@@ -39,7 +35,6 @@ from .domain.orgs import CommitteeMemberSeated, OrgKind, PartyOrg, SeatRole, new
 from .domain.pairings import Pairing, pairing_id_for
 from .domain.units import AdminUnit, GridPostAssigned
 
-A = TypeVar("A", AdminUnit, PartyOrg, Member, Pairing)
 R = Role
 UNIT_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}
 ORG_ADMINS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.PARTY_SECRETARY}
@@ -81,24 +76,20 @@ class PartyOrgs:
             parent_code or code,
         )
         if parent_code is not None:
-            await self.existing(
-                self.units, parent_code, f"parent unit {parent_code}", missing=RuleViolation
-            )
+            await self.units.load(parent_code, "parent unit", RuleViolation)
         unit = AdminUnit.register(code, name, population, addresses)
-        try:
-            await self.units.save(unit, caller.metadata)
-        except ConcurrencyError:
-            raise RuleViolation(f"unit {code} is registered already") from None
+        if await self.units.create_or_fetch(unit, caller.metadata) is not unit:
+            raise RuleViolation(f"unit {code} is registered already")
         return unit
 
     async def rename_unit(self, caller: Caller, code: str, name: str) -> AdminUnit:
         authorize(caller.principal, UNIT_ADMINS, _parent_or_self(code))
-        return await self._update(self.units, code, lambda u: u.rename(name), caller)
+        return await self.units.update(code, lambda u: u.rename(name), caller.metadata, kind="unit")
 
     async def open_service_centre(self, caller: Caller, street_code: str, name: str) -> AdminUnit:
         authorize(caller.principal, UNIT_ADMINS, street_code)
-        return await self._update(
-            self.units, street_code, lambda u: u.open_service_centre(name), caller
+        return await self.units.update(
+            street_code, lambda u: u.open_service_centre(name), caller.metadata, kind="unit"
         )
 
     async def assign_post(
@@ -112,13 +103,18 @@ class PartyOrgs:
     ) -> AdminUnit:
         authorize(caller.principal, UNIT_ADMINS, grid_code)
         sealed = await self._seal_holder(holder, member_id)
-        return await self._update(
-            self.units, grid_code, lambda u: u.assign_post(post, sealed, member_id, duty), caller
+        return await self.units.update(
+            grid_code,
+            lambda u: u.assign_post(post, sealed, member_id, duty),
+            caller.metadata,
+            kind="unit",
         )
 
     async def vacate_post(self, caller: Caller, grid_code: str, post: str) -> AdminUnit:
         authorize(caller.principal, UNIT_ADMINS, grid_code)
-        return await self._update(self.units, grid_code, lambda u: u.vacate_post(post), caller)
+        return await self.units.update(
+            grid_code, lambda u: u.vacate_post(post), caller.metadata, kind="unit"
+        )
 
     # -- party organizations ------------------------------------------------
 
@@ -129,13 +125,9 @@ class PartyOrgs:
         both the unit and the parent's unit (the parent's list of children changes)."""
         parse_unit_code(unit_code)
         authorize(caller.principal, ORG_ADMINS, unit_code)
-        unit = await self.existing(
-            self.units, unit_code, f"unit {unit_code}", missing=RuleViolation
-        )
+        unit = await self.units.load(unit_code, "unit", RuleViolation)
         parent = (
-            await self.existing(
-                self.orgs, parent_id, f"parent organization {parent_id}", missing=RuleViolation
-            )
+            await self.orgs.load(parent_id, "parent organization", RuleViolation)
             if parent_id
             else None
         )
@@ -143,14 +135,14 @@ class PartyOrgs:
             authorize_all(caller.principal, ORG_ADMINS, unit_code, parent.unit_code)
         org_id = new_org_id(kind, unit_code, parent_id, name)
         org = PartyOrg.found(org_id, kind, name, parent, unit_code, unit.kind)
-        try:
-            await self.orgs.save(org, caller.metadata)
-        except ConcurrencyError:
-            org = await self.orgs.get(org_id)  # one per unit: a retry, or a second one?
-            if (org.parent_id, org.name, org.dissolved) != (parent_id, name.strip(), False):
-                raise RuleViolation(f"{unit_code} has a {kind} already") from None
+        stored = await self.orgs.create_or_fetch(org, caller.metadata)
+        if stored is not org and not _same_founding(stored, parent_id, name):
+            raise RuleViolation(f"{unit_code} has a {kind} already")  # one per unit
+        org = stored
         if parent is not None:
-            await self._update(self.orgs, parent.id, lambda p: p.attach_child(org.id), caller)
+            await self.orgs.update(
+                parent.id, lambda p: p.attach_child(org.id), caller.metadata, kind="organization"
+            )
         return org
 
     async def move_org(self, caller: Caller, org_id: str, new_parent_id: str) -> PartyOrg:
@@ -158,11 +150,9 @@ class PartyOrgs:
         new parent and the detach from the previous one (the org remembers it). The
         caller works for the org's unit, the new parent's and the previous parent's
         while that one still lists the org."""
-        org = await self.existing(self.orgs, org_id, f"organization {org_id}")
+        org = await self.orgs.load(org_id, "organization")
         authorize(caller.principal, ORG_ADMINS, org.unit_code)
-        new_parent = await self.existing(
-            self.orgs, new_parent_id, f"organization {new_parent_id}", missing=RuleViolation
-        )
+        new_parent = await self.orgs.load(new_parent_id, "organization", RuleViolation)
         leaving = org.parent_id if org.parent_id != new_parent_id else org.previous_parent_id
         units = [org.unit_code, new_parent.unit_code]
         if leaving and leaving != new_parent_id:
@@ -172,17 +162,17 @@ class PartyOrgs:
         authorize_all(caller.principal, ORG_ADMINS, *units)
         if org.parent_id != new_parent_id:
             ancestors = await self.ancestors(new_parent)
-            org = await self._update(
-                self.orgs,
-                org_id,
-                lambda o: o.move_under(new_parent, ancestors),
-                caller,
-                loaded=org,
+            org = await self.orgs.update(
+                org_id, lambda o: o.move_under(new_parent, ancestors), caller.metadata, loaded=org
             )
-        await self._update(self.orgs, new_parent_id, lambda p: p.attach_child(org_id), caller)
+        await self.orgs.update(
+            new_parent_id, lambda p: p.attach_child(org_id), caller.metadata, kind="organization"
+        )
         previous = org.previous_parent_id
         if previous and previous != new_parent_id:
-            await self._update(self.orgs, previous, lambda p: p.detach_child(org_id), caller)
+            await self.orgs.update(
+                previous, lambda p: p.detach_child(org_id), caller.metadata, kind="organization"
+            )
         return org
 
     async def seat(
@@ -196,8 +186,11 @@ class PartyOrgs:
     ) -> PartyOrg:
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
         sealed = await self._seal_holder(holder, member_id)
-        return await self._update(
-            self.orgs, org_id, lambda o: o.seat(role, sealed, member_id, stationed_unit), caller
+        return await self.orgs.update(
+            org_id,
+            lambda o: o.seat(role, sealed, member_id, stationed_unit),
+            caller.metadata,
+            kind="organization",
         )
 
     async def unseat(
@@ -206,9 +199,9 @@ class PartyOrgs:
         """Unseat the holder of a seat, named by their person id or, while they are not
         forgotten, by their name."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
-        org = await self.existing(self.orgs, org_id, f"organization {org_id}")
+        org = await self.orgs.load(org_id, "organization")
         seat = await self._seat_held(org, role, holder, person_id)
-        return await self._update(self.orgs, org_id, lambda o: o.unseat(seat), caller, loaded=org)
+        return await self.orgs.update(org_id, lambda o: o.unseat(seat), caller.metadata, loaded=org)
 
     async def holder_name(self, held: GridPostAssigned | CommitteeMemberSeated) -> str:
         """A post's or seat's holder for display: ``[erased]`` once they are forgotten."""
@@ -229,9 +222,7 @@ class PartyOrgs:
         id; anyone else's is one the vault keeps for the name."""
         name = check_text("holder", holder)
         if member_id:
-            await self.existing(
-                self.members, member_id, f"member {member_id}", missing=RuleViolation
-            )
+            await self.members.load(member_id, "member", RuleViolation)
         person = member_id or await self.vault.person_for("holder", name)
         return await self.vault.seal_name(person, name)
 
@@ -257,17 +248,22 @@ class PartyOrgs:
         after a crash) completes the detach. The caller works for the org's unit and its
         parent's (whose list of children changes)."""
         await self._authorize_for_org(caller, ORG_ADMINS, org_id)
-        org = await self.existing(self.orgs, org_id, f"organization {org_id}")
+        org = await self.orgs.load(org_id, "organization")
         if org.parent_id:
             authorize_all(
                 caller.principal, ORG_ADMINS, org.unit_code, await self.unit_of(org.parent_id)
             )
         if not org.dissolved:
-            org = await self._update(
-                self.orgs, org_id, lambda o: o.dissolve(reason), caller, loaded=org
+            org = await self.orgs.update(
+                org_id, lambda o: o.dissolve(reason), caller.metadata, loaded=org
             )
         if org.parent_id:
-            await self._update(self.orgs, org.parent_id, lambda p: p.detach_child(org_id), caller)
+            await self.orgs.update(
+                org.parent_id,
+                lambda p: p.detach_child(org_id),
+                caller.metadata,
+                kind="organization",
+            )
         return org
 
     async def ancestors(self, org: PartyOrg) -> list[str]:
@@ -309,7 +305,9 @@ class PartyOrgs:
         member = Member.admit(
             member_number, await self.vault.seal(member_id, name.strip()), org_id, working, employer
         )
-        await self._update(self.orgs, org_id, lambda o: o.enroll(member_id), caller)
+        await self.orgs.update(
+            org_id, lambda o: o.enroll(member_id), caller.metadata, kind="organization"
+        )
         await self.members.save(member, caller.metadata)
         return member
 
@@ -317,9 +315,7 @@ class PartyOrgs:
         """Start a transfer. The sending organization writes the letter, so the caller
         works for the member's organization; the receiving one agrees by receiving."""
         member = await self._member_in_scope(caller, MEMBER_ADMINS, member_id)
-        target = await self.existing(
-            self.orgs, to_org_id, f"organization {to_org_id}", missing=RuleViolation
-        )
+        target = await self.orgs.load(to_org_id, "organization", RuleViolation)
         if target.dissolved:
             raise RuleViolation(f"{target.name} is dissolved")
         now = self.clock.now()
@@ -331,19 +327,20 @@ class PartyOrgs:
         caller works for the receiving organization; the release from the sending one
         was agreed when that one started the transfer."""
         authorize_all(caller.principal, MEMBER_ADMINS)
-        member = await self.existing(self.members, member_id, f"member {member_id}")
+        member = await self.members.load(member_id, "member")
         now = self.clock.now()
         if member.transfer is not None:
             source, target = member.transfer.from_org_id, member.transfer.to_org_id
             await self._authorize_for_org(caller, MEMBER_ADMINS, target)
             if now > member.transfer.letter_expires_at:
                 member.receive_transfer(now)  # raises: the letter expired
-            await self._update(self.orgs, target, lambda o: o.enroll(member_id), caller)
-            member = await self._update(
-                self.members,
+            await self.orgs.update(
+                target, lambda o: o.enroll(member_id), caller.metadata, kind="organization"
+            )
+            member = await self.members.update(
                 member_id,
                 _still_bound_for(target, lambda m: m.receive_transfer(now)),
-                caller,
+                caller.metadata,
                 loaded=member,
             )
         elif member.last_transfer is not None and member.org_id == member.last_transfer.to_org_id:
@@ -351,8 +348,12 @@ class PartyOrgs:
             await self._authorize_for_org(caller, MEMBER_ADMINS, target)
         else:
             raise RuleViolation("no transfer is under way")
-        await self._update(self.orgs, target, lambda o: o.enroll(member_id), caller)
-        await self._update(self.orgs, source, lambda o: o.release(member_id), caller)
+        await self.orgs.update(
+            target, lambda o: o.enroll(member_id), caller.metadata, kind="organization"
+        )
+        await self.orgs.update(
+            source, lambda o: o.release(member_id), caller.metadata, kind="organization"
+        )
         return member
 
     async def cancel_transfer(self, caller: Caller, member_id: str, reason: str) -> Member:
@@ -370,13 +371,11 @@ class PartyOrgs:
         if kind is not UnitKind.COMMUNITY:
             raise InvalidInput(f"{community_code} is a {kind}, not a community")
         authorize(caller.principal, MEMBER_ADMINS, community_code)
-        member = await self.existing(self.members, member_id, f"member {member_id}")
+        member = await self.members.load(member_id, "member")
         authorize_all(
             caller.principal, MEMBER_ADMINS, await self.unit_of(member.org_id), community_code
         )
-        await self.existing(
-            self.units, community_code, f"community {community_code}", missing=RuleViolation
-        )
+        await self.units.load(community_code, "community", RuleViolation)
         return await self._change_member(
             caller, member, lambda m: m.report_to_community(community_code)
         )
@@ -429,12 +428,8 @@ class PartyOrgs:
     ) -> Pairing:
         """Pair an organ's org with a community's: the caller works for both units."""
         authorize_all(caller.principal, PAIRING_ADMINS)
-        organ = await self.existing(
-            self.orgs, organ_org_id, f"organization {organ_org_id}", missing=RuleViolation
-        )
-        community = await self.existing(
-            self.orgs, community_org_id, f"organization {community_org_id}", missing=RuleViolation
-        )
+        organ = await self.orgs.load(organ_org_id, "organization", RuleViolation)
+        community = await self.orgs.load(community_org_id, "organization", RuleViolation)
         authorize_all(caller.principal, PAIRING_ADMINS, organ.unit_code, community.unit_code)
         pairing_id = pairing_id_for(organ_org_id, community_org_id)
         pairing = await self.pairings.find(pairing_id) or Pairing(pairing_id)
@@ -445,14 +440,16 @@ class PartyOrgs:
     async def end_pairing(self, caller: Caller, pairing_id: str, reason: str) -> Pairing:
         """End a pairing: as forming it, the caller works for both organizations' units."""
         authorize_all(caller.principal, PAIRING_ADMINS)
-        pairing = await self.existing(self.pairings, pairing_id, f"pairing {pairing_id}")
+        pairing = await self.pairings.load(pairing_id, "pairing")
         authorize_all(
             caller.principal,
             PAIRING_ADMINS,
             await self.unit_of(pairing.organ_org_id),
             await self.unit_of(pairing.community_org_id),
         )
-        return await self._update(self.pairings, pairing_id, lambda p: p.end(reason), caller)
+        return await self.pairings.update(
+            pairing_id, lambda p: p.end(reason), caller.metadata, kind="pairing"
+        )
 
     # -- helpers --------------------------------------------------------------
 
@@ -466,7 +463,7 @@ class PartyOrgs:
         """The member, once the caller holds a role (checked before anything is read) and
         works for the member's organization's unit."""
         authorize_all(caller.principal, roles)
-        member = await self.existing(self.members, member_id, f"member {member_id}")
+        member = await self.members.load(member_id, "member")
         await self._authorize_for_org(caller, roles, member.org_id)
         return member
 
@@ -483,42 +480,20 @@ class PartyOrgs:
                 raise Conflict(f"member {fresh.id} moved to another organization; ask again")
             change(fresh)
 
-        return await self._update(self.members, member.id, guarded, caller, loaded=member)
+        return await self.members.update(member.id, guarded, caller.metadata, loaded=member)
 
     async def unit_of(self, org_id: str) -> str:
         """The unit an org is bound to: fixed when it is founded, so kept once read."""
         unit = self._org_units.get(org_id)
         if unit is None:
-            unit = (await self.existing(self.orgs, org_id, f"organization {org_id}")).unit_code
+            unit = (await self.orgs.load(org_id, "organization")).unit_code
             self._org_units[org_id] = unit
         return unit
 
-    async def existing(
-        self,
-        repository: Repository[A],
-        aggregate_id: str,
-        what: str,
-        missing: type[Exception] = NotFound,
-    ) -> A:
-        """The aggregate, or ``missing`` saying that ``what`` does not exist."""
-        found = await repository.find(aggregate_id)
-        if found is None:
-            raise missing(f"{what} does not exist")
-        return found
 
-    async def _update(
-        self,
-        repository: Repository[A],
-        aggregate_id: str,
-        change: Callable[[A], None],
-        caller: Caller,
-        what: str | None = None,
-        loaded: A | None = None,
-    ) -> A:
-        try:
-            return await repository.update(aggregate_id, change, caller.metadata, loaded=loaded)
-        except AggregateNotFound:
-            raise NotFound(f"{what or aggregate_id} does not exist") from None
+def _same_founding(org: PartyOrg, parent_id: str | None, name: str) -> bool:
+    """Whether a standing org was founded as asked (a retry), not as another one."""
+    return (org.parent_id, org.name, org.dissolved) == (parent_id, name.strip(), False)
 
 
 def _parent_or_self(code: str) -> str:

@@ -52,16 +52,16 @@ class PartyOrgViews:
         self.directory_ready = directory_ready
 
     async def unit(self, code: str) -> AdminUnit:
-        return await self.app.existing(self.app.units, code, f"unit {code}")
+        return await self.app.units.load(code, "unit")
 
     async def org(self, org_id: str) -> PartyOrg:
-        return await self.app.existing(self.app.orgs, org_id, f"organization {org_id}")
+        return await self.app.orgs.load(org_id, "organization")
 
     async def member(self, member_id: str) -> Member:
-        return await self.app.existing(self.app.members, member_id, f"member {member_id}")
+        return await self.app.members.load(member_id, "member")
 
     async def pairing(self, pairing_id: str) -> Pairing:
-        return await self.app.existing(self.app.pairings, pairing_id, f"pairing {pairing_id}")
+        return await self.app.pairings.load(pairing_id, "pairing")
 
     async def units_under(self, parent_code: str | None) -> list[AdminUnit]:
         """The units under a unit (the districts when None), by code."""
@@ -104,7 +104,7 @@ class PartyOrgViews:
             grid_code = found
         else:
             raise InvalidInput("give an address or a grid_code")
-        grid = await self.app.existing(self.app.units, grid_code, f"grid {grid_code}")
+        grid = await self.app.units.load(grid_code, "grid")
         branch_id = org_id_for(OrgKind.GRID_BRANCH, grid_code)
         branch = await self.app.orgs.find(branch_id) if branch_id else None
         return GridFound(grid, branch if branch and not branch.dissolved else None)
