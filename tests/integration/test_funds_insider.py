@@ -210,7 +210,7 @@ class FundsInsider(RuleBasedStateMachine):
                 return self.known_positions
             for new in stored:
                 if new.type == "LedgerAccountOpened":
-                    self.accounts[new.stream_id.partition("-")[2]] = new.data["owner_code"]
+                    self.accounts[new.aggregate_id] = new.data["owner_code"]
             self.read_up_to = stored[-1].position if stored else self.read_up_to
             found = {}
             for account in self.accounts:
@@ -483,7 +483,7 @@ class FundsInsider(RuleBasedStateMachine):
             self.store.read_all(limit=100_000, filter=EventFilter.of(event_types=["Credited"]))
         )
         for credit in credits:
-            account = credit.stream_id.partition("-")[2]
+            account = credit.aggregate_id
             if account.startswith(("payee:", "expense:")):
                 assert credit.data["transfer_id"] in approved, f"{account} paid unapproved"
 

@@ -227,6 +227,6 @@ async def test_after_a_crash_between_debit_and_credit_the_key_moves_nothing_else
 
     await world.app.transfer(SETUP, key, FUND, subsidy, 500, "")  # the retry completes it
     opened = await world.store.read_all(filter=EventFilter.of(event_types=["LedgerAccountOpened"]))
-    ids = [e.stream_id.partition("-")[2] for e in opened]
+    ids = [e.aggregate_id for e in opened]
     assert sum([await balance(world, account) for account in ids]) == 0  # the ledger sums to 0
     assert await balance(world, subsidy) == 500

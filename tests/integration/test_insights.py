@@ -183,7 +183,7 @@ def expected_cases(events: list[RecordedEvent], prefix: str) -> dict[str, Any]:
     resolved: dict[str, datetime] = {}
     rating: dict[str, int] = {}
     for e in events:
-        case = e.stream_id.partition("-")[2]
+        case = e.aggregate_id
         if e.type == "CaseRegistered" and e.data["community_code"].startswith(prefix):
             registered[case] = datetime.fromisoformat(e.data["registered_at"])
         elif case not in registered:
@@ -307,9 +307,7 @@ async def test_trend_member_card_timeline_and_statement_and_the_same_over_http(
             await d.stub.GetMemberCard(pb.GetMemberCardRequest(member_id=MEMBER), metadata=READER)
         ).card
         case_id = next(
-            e.stream_id.partition("-")[2]
-            for e in await d.events("cases")
-            if e.type == "CaseFollowedUp"
+            e.aggregate_id for e in await d.events("cases") if e.type == "CaseFollowedUp"
         )
         timeline = (
             await d.stub.GetCaseTimeline(

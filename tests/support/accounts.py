@@ -151,7 +151,7 @@ class BalancesProjection(Projection):
 
     @handles("AccountOpened")
     def on_opened(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        account = event.stream_id.partition("-")[2]
+        account = event.aggregate_id
         community = event.data.get("community", "unknown")
         conn.execute(
             balances.insert().values(
@@ -163,7 +163,7 @@ class BalancesProjection(Projection):
     @handles("MoneyDeposited", "MoneyWithdrawn")
     def on_movement(self, event: RecordedEvent, conn: sa.Connection) -> None:
         sign = 1 if event.type == "MoneyDeposited" else -1
-        account = event.stream_id.partition("-")[2]
+        account = event.aggregate_id
         conn.execute(
             balances.update()
             .where(balances.c.account == account)

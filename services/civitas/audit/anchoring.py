@@ -23,6 +23,7 @@ from civitas.eventkit.anchors import (
 )
 from civitas.eventkit.clock import SystemClock
 from civitas.eventkit.proofs import check_proof, prove
+from civitas.eventkit.records import stream_parts
 
 from .commands import keepers_present, known_service, open_store, owner_of
 
@@ -109,7 +110,7 @@ async def verify_anchor(services: list[str], var: Path, given: str, public_key: 
 
 async def prove_event(stream_id: str, revision: int, service: str | None, var: Path) -> int:
     """Print the inclusion proof of one event, against the oldest anchor covering it."""
-    service = known_service(service or owner_of(stream_id.partition("-")[0]))
+    service = known_service(service or owner_of(stream_parts(stream_id)[0]))
     anchors_file = _settings(service, var).anchors_file
     anchors = _anchors_of(str(anchors_file)) if anchors_file.is_file() else []
     store = await open_store(service, var)

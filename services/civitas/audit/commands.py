@@ -12,7 +12,7 @@ from sqlalchemy import make_url
 
 from civitas import catalog
 from civitas.chassis.settings import Locations
-from civitas.eventkit import Aggregate, EventStore, open_event_store
+from civitas.eventkit import Aggregate, EventStore, open_event_store, stream_parts
 from civitas.eventkit.audit import ChainReport
 
 from .history import Histories
@@ -135,7 +135,7 @@ async def upgrade(services: list[str], var: Path) -> int:
 async def history(
     stream_id: str, as_of: str | None, version: int | None, service: str | None, var: Path
 ) -> int:
-    category = stream_id.partition("-")[0]
+    category, _ = stream_parts(stream_id)
     service = service or owner_of(category)
     moment = datetime.fromisoformat(as_of) if as_of else None
     store = await open_store(service, var)

@@ -86,7 +86,7 @@ class CaseIndex(Projection):
         data = event.data
         conn.execute(
             cases.insert().values(
-                case_id=event.stream_id.partition("-")[2],
+                case_id=event.aggregate_id,
                 status=_status_after(event),
                 channel=data["channel"],
                 community_code=data["community_code"],
@@ -99,7 +99,7 @@ class CaseIndex(Projection):
 
     @handles("CaseClassified")
     def on_classified(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        case = cases.c.case_id == event.stream_id.partition("-")[2]
+        case = cases.c.case_id == event.aggregate_id
         dispatch_due = _when(event.data["dispatch_due"])
         resolution_due = _when(event.data["resolution_due"])
         before = conn.execute(
@@ -126,26 +126,20 @@ class CaseIndex(Projection):
         if event.data.get("dispatch_due"):  # answered on the spot: back to be dispatched
             changes["dispatch_due"] = _when(event.data["dispatch_due"])
             changes["dispatch_noticed"] = False
-        conn.execute(
-            cases.update()
-            .where(cases.c.case_id == event.stream_id.partition("-")[2])
-            .values(changes)
-        )
+        conn.execute(cases.update().where(cases.c.case_id == event.aggregate_id).values(changes))
 
     @handles("SupervisionNoticeIssued")
     def on_notice(self, event: RecordedEvent, conn: sa.Connection) -> None:
         column = f"{event.data['deadline']}_noticed"
         conn.execute(
-            cases.update()
-            .where(cases.c.case_id == event.stream_id.partition("-")[2])
-            .values({column: True})
+            cases.update().where(cases.c.case_id == event.aggregate_id).values({column: True})
         )
 
     @handles(*STATUS_ONLY)
     def on_status(self, event: RecordedEvent, conn: sa.Connection) -> None:
         conn.execute(
             cases.update()
-            .where(cases.c.case_id == event.stream_id.partition("-")[2])
+            .where(cases.c.case_id == event.aggregate_id)
             .values(status=_status_after(event))
         )
 

@@ -33,7 +33,7 @@ class FundingOutcomes(ProcessManager):
         reason = f"{outcome}: {event.data['reason']}" if "reason" in event.data else outcome
         await self.app.record_funding_outcome(
             case_id,
-            event.stream_id.partition("-")[2],
+            event.aggregate_id,
             outcome == "paid",
             reason,
             event.correlation_id,

@@ -41,6 +41,7 @@ from .records import (
     RecordedEvent,
     StreamState,
     split_stream_id,
+    stream_parts,
 )
 from .repository import KeyedLocks, Metadata, Repository
 from .sqlite import SqliteEventStore
@@ -97,4 +98,5 @@ __all__ = [
     "registry",
     "setting",
     "split_stream_id",
+    "stream_parts",
 ]

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from .hashing import GENESIS, chain, content_digest, global_link
+from .records import stream_parts
 
 SNAPSHOT_SUFFIX = "_snapshot"  # snapshots of ``case-42`` go to ``case_snapshot-42``
 
@@ -196,7 +197,7 @@ class ChainVerifier:
         if link != bytes(row.hash):
             self._break(row, "the stored hash does not follow from the stored content")
             return
-        if row.category is not None and row.category != row.stream_id.partition("-")[0]:
+        if row.category is not None and row.category != stream_parts(row.stream_id)[0]:
             self._break(row, f"the stored category {row.category!r} is not the stream's")
             return
         if reason := self._head_disagrees(row, link):
@@ -218,7 +219,7 @@ class ChainVerifier:
         return None
 
     def _bind_snapshot(self, row: RawEvent) -> None:
-        category, _, entity = row.stream_id.partition("-")
+        category, entity = stream_parts(row.stream_id)
         if not category.endswith(SNAPSHOT_SUFFIX):
             return
         covers = snapshot_covers(row.data)

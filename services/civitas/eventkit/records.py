@@ -34,6 +34,14 @@ _TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$")
 MAX_STREAM_ID_LENGTH = 255
 
 
+def stream_parts(stream_id: str) -> tuple[str, str]:
+    """``(category, aggregate id)`` of a stream id, the text either side of its first
+    ``-`` (a category holds none), unchecked: for ids the store took, or rows read back
+    as they are. An id from outside goes through :func:`split_stream_id`."""
+    category, _, aggregate_id = stream_id.partition("-")
+    return category, aggregate_id
+
+
 def split_stream_id(stream_id: object) -> tuple[str, str]:
     """Return ``(category, id)`` of a stream id, or raise :class:`InvalidStreamName`."""
     if not isinstance(stream_id, str):
@@ -44,7 +52,7 @@ def split_stream_id(stream_id: object) -> tuple[str, str]:
             f"stream id {stream_id!r} is not 'category-id' (category: lower-case letters, digits "
             f"and '_'; id: letters, digits and '_.:@-'; at most {MAX_STREAM_ID_LENGTH} characters)"
         )
-    return match["category"], match["id"]
+    return stream_parts(stream_id)
 
 
 def check_expected_version(expected: object) -> ExpectedVersion:
@@ -117,7 +125,12 @@ class RecordedEvent:
     @property
     def category(self) -> str:
         """The stream's category (``case`` for ``case-42``)."""
-        return self.stream_id.partition("-")[0]
+        return stream_parts(self.stream_id)[0]
+
+    @property
+    def aggregate_id(self) -> str:
+        """The id of the aggregate whose stream this is (``42`` for ``case-42``)."""
+        return stream_parts(self.stream_id)[1]
 
 
 @dataclass(frozen=True, slots=True)

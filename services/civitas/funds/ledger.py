@@ -37,7 +37,7 @@ reservations = sa.Table(
 
 
 def _account_of(event: RecordedEvent) -> str:
-    return event.stream_id.partition("-")[2]
+    return event.aggregate_id
 
 
 class Ledger(Projection):

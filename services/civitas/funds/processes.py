@@ -31,7 +31,7 @@ class CaseFundingRequests(ProcessManager):
         data = event.data
         request = CaseRequest(
             expenditure_id=data["expenditure_id"],
-            case_id=event.stream_id.partition("-")[2],
+            case_id=event.aggregate_id,
             community_code=data["community_code"],
             payee_account=data["payee_account"],
             amount_fen=data["amount_fen"],
@@ -50,4 +50,4 @@ class CaseExpenditureSettlement(ProcessManager):
 
     @reacts("ExpenditureApproved")
     async def on_approved(self, event: RecordedEvent) -> None:
-        await self.app.settle_for_case(event.stream_id.partition("-")[2], event.correlation_id)
+        await self.app.settle_for_case(event.aggregate_id, event.correlation_id)

@@ -41,7 +41,7 @@ def _unit_columns() -> list[sa.Column[Any]]:
 
 
 def _id_of(event: RecordedEvent) -> str:
-    return event.stream_id.partition("-")[2]
+    return event.aggregate_id
 
 
 def _when(text: str) -> datetime:

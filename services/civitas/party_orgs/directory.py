@@ -46,7 +46,7 @@ pairings = sa.Table(
 
 
 def _id(event: RecordedEvent) -> str:
-    return event.stream_id.partition("-")[2]
+    return event.aggregate_id
 
 
 class Directory(Projection):

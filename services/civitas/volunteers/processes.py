@@ -35,12 +35,12 @@ class MemberVolunteerProfiles(ProcessManager):
 
     @reacts("ReportedToCommunity")
     async def on_reported(self, event: RecordedEvent) -> None:
-        member_id = event.stream_id.partition("-")[2]
+        member_id = event.aggregate_id
         await self.app.follow_member(member_id, event.data["community_code"], event.correlation_id)
 
     @reacts("TransferReceived")
     async def on_transferred(self, event: RecordedEvent) -> None:
-        member_id = event.stream_id.partition("-")[2]
+        member_id = event.aggregate_id
         await self.app.follow_member(member_id, None, event.correlation_id)
 
 
@@ -56,7 +56,7 @@ class HoursToMemberCards(ProcessManager):
         member_id = event.data.get("member_id")
         if not member_id:
             return
-        activity_id = event.stream_id.partition("-")[2]
+        activity_id = event.aggregate_id
         volunteer_id = event.data["volunteer_id"]
         activity = await self.app.get_activity(activity_id)
         served_until = activity.roster[volunteer_id].checked_out or activity.ends_at
