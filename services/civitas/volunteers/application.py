@@ -6,40 +6,31 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from civitas.chassis.auth import Caller, Principal, Role, authorize
 from civitas.chassis.requests import id_for
-from civitas.errors import AlreadyExists, InvalidInput, NotFound, RuleViolation
+from civitas.errors import AlreadyExists, InvalidInput, RuleViolation
 from civitas.eventkit import (
     Clock,
-    ConcurrencyError,
     EventStore,
     Repository,
     natural_id,
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault
-from civitas.geography import UnitKind, parse_unit_code
+from civitas.geography import checked_community
 from civitas.validation import required_text
 
 from .domain.activities import Activity, Brand
 from .domain.volunteers import CertificateBook, Volunteer, volunteer_id_for_member
 from .members import MemberInfo, PartyMembers
 
-T = TypeVar("T", Volunteer, Activity, CertificateBook)
 R = Role
 COORDINATORS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.VOLUNTEER_COORDINATOR}
 ATTENDANCE = COORDINATORS | {R.GRID_WORKER}
 IMPORTERS = {R.DISTRICT_ADMIN}
 PROCESS = Principal("volunteers-process", frozenset({R.SERVICE}), ("QH",))
 _PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
-
-
-def _community(code: str) -> str:
-    if parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
-        raise InvalidInput(f"community_code {code!r} is not a community's code")
-    return code
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +86,7 @@ class Volunteers:
         """A volunteer; a party member's volunteer takes the member's name when none is
         given, and gets the id derived from the member's (registering again is a no-op).
         Anyone else's id derives from the request id when there is one."""
-        authorize(caller.principal, COORDINATORS, _community(community_code))
+        authorize(caller.principal, COORDINATORS, checked_community(community_code))
         if not _PHONE.fullmatch(phone or ""):
             raise InvalidInput(f"phone {phone!r} is not a phone number")
         if member_id is not None:
@@ -113,7 +104,7 @@ class Volunteers:
             await self.vault.seal(person, name),
             await self.vault.seal(person, phone),
         )
-        stored = await self._create(volunteer, caller)
+        stored = await self.volunteers.create_or_fetch(volunteer, caller.metadata)
         if stored is not volunteer and not await self._same_registration(stored, volunteer, name):
             raise AlreadyExists(
                 f"request_id {request_id} registered volunteer {stored.id} with other "
@@ -147,7 +138,7 @@ class Volunteers:
             await self.vault.seal(member_id, phone),
             member.units,
         )
-        return await self._create(volunteer, caller)
+        return await self.volunteers.create_or_fetch(volunteer, caller.metadata)
 
     async def follow_member(
         self, member_id: str, reported_to: str | None, correlation_id: str | None
@@ -165,11 +156,11 @@ class Volunteers:
             community = (member.residence_community if reported_to else None) or (
                 existing.community_code
             )
-            return await self._update(
-                self.volunteers,
-                existing,
+            return await self.volunteers.update(
+                existing.id,
                 lambda v: v.follow_member(community, member.units),
-                caller,
+                caller.metadata,
+                loaded=existing,
             )
         if reported_to is None:
             return None  # no profile, and no report to make one
@@ -184,7 +175,7 @@ class Volunteers:
             "",
             member.units,
         )
-        return await self._create(volunteer, caller)
+        return await self.volunteers.create_or_fetch(volunteer, caller.metadata)
 
     async def _member(self, member_id: str) -> MemberInfo:
         member = await self.members.member(member_id)
@@ -194,11 +185,15 @@ class Volunteers:
 
     async def suspend(self, caller: Caller, volunteer_id: str, reason: str) -> Volunteer:
         volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
-        return await self._update(self.volunteers, volunteer, lambda v: v.suspend(reason), caller)
+        return await self.volunteers.update(
+            volunteer.id, lambda v: v.suspend(reason), caller.metadata, loaded=volunteer
+        )
 
     async def reinstate(self, caller: Caller, volunteer_id: str) -> Volunteer:
         volunteer = await self._volunteer(caller, volunteer_id, COORDINATORS)
-        return await self._update(self.volunteers, volunteer, lambda v: v.reinstate(), caller)
+        return await self.volunteers.update(
+            volunteer.id, lambda v: v.reinstate(), caller.metadata, loaded=volunteer
+        )
 
     async def create_activity(
         self,
@@ -215,7 +210,7 @@ class Volunteers:
     ) -> Activity:
         """A new activity, under an id derived from the request id when there is one: a
         retry after a crash finds the one it made."""
-        authorize(caller.principal, COORDINATORS, _community(community_code))
+        authorize(caller.principal, COORDINATORS, checked_community(community_code))
         activity = Activity.create(
             id_for("activity", request_id) or str(new_uuid()),
             brand,
@@ -227,47 +222,43 @@ class Volunteers:
             capacity,
             skills,
         )
-        try:
-            await self.activities.save(activity, caller.metadata)
-        except ConcurrencyError:  # this request made it before: the same one, or refused
-            existing = await self.activities.get(activity.id)
-            if existing.describes() != activity.describes():
-                raise AlreadyExists(
-                    f"request_id {request_id} created activity {activity.id} with other "
-                    "details; nothing was stored (use a new request_id)"
-                ) from None
-            return existing
-        return activity
+        stored = await self.activities.create_or_fetch(activity, caller.metadata)
+        if stored.describes() != activity.describes():  # made before, by another request
+            raise AlreadyExists(
+                f"request_id {request_id} created activity {activity.id} with other "
+                "details; nothing was stored (use a new request_id)"
+            )
+        return stored
 
     async def sign_up(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
         activity = await self._activity(caller, activity_id, ATTENDANCE)
-        volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", RuleViolation)
+        volunteer = await self.volunteers.load(volunteer_id, "volunteer", RuleViolation)
         now = self.clock.now()
-        return await self._update(
-            self.activities,
-            activity,
+        return await self.activities.update(
+            activity.id,
             lambda a: a.sign_up(volunteer.id, volunteer.suspended, now),
-            caller,
+            caller.metadata,
+            loaded=activity,
         )
 
     async def cancel(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
         activity = await self._activity(caller, activity_id, ATTENDANCE)
-        return await self._update(
-            self.activities, activity, lambda a: a.cancel(volunteer_id), caller
+        return await self.activities.update(
+            activity.id, lambda a: a.cancel(volunteer_id), caller.metadata, loaded=activity
         )
 
     async def check_in(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
         activity = await self._activity(caller, activity_id, ATTENDANCE)
         now = self.clock.now()
-        return await self._update(
-            self.activities, activity, lambda a: a.check_in(volunteer_id, now), caller
+        return await self.activities.update(
+            activity.id, lambda a: a.check_in(volunteer_id, now), caller.metadata, loaded=activity
         )
 
     async def check_out(self, caller: Caller, activity_id: str, volunteer_id: str) -> Activity:
         activity = await self._activity(caller, activity_id, ATTENDANCE)
         now = self.clock.now()
-        return await self._update(
-            self.activities, activity, lambda a: a.check_out(volunteer_id, now), caller
+        return await self.activities.update(
+            activity.id, lambda a: a.check_out(volunteer_id, now), caller.metadata, loaded=activity
         )
 
     async def verify_hours(
@@ -277,21 +268,24 @@ class Volunteers:
         amount. A retry after a crash between the two completes the credit (whatever it
         asks for), then refuses a different amount."""
         activity = await self._activity(caller, activity_id, COORDINATORS)
-        volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", RuleViolation)
+        volunteer = await self.volunteers.load(volunteer_id, "volunteer", RuleViolation)
         attendance = activity.roster.get(volunteer_id)
         already = attendance.verified_tenths if attendance else None
         if already is None:
-            activity = await self._update(
-                self.activities,
-                activity,
+            activity = await self.activities.update(
+                activity.id,
                 lambda a: a.verify_hours(
                     volunteer_id, volunteer.member_id, tenths_of_hours, caller.principal.subject
                 ),
-                caller,
+                caller.metadata,
+                loaded=activity,
             )
             already = tenths_of_hours
-        await self._update(
-            self.volunteers, volunteer, lambda v: v.credit_hours(activity_id, already), caller
+        await self.volunteers.update(
+            volunteer.id,
+            lambda v: v.credit_hours(activity_id, already),
+            caller.metadata,
+            loaded=volunteer,
         )
         if already != tenths_of_hours:
             raise RuleViolation(f"the hours were verified as {already / 10:.1f} h already")
@@ -301,8 +295,11 @@ class Volunteers:
         self, caller: Caller, activity_id: str, volunteer_id: str, reason: str
     ) -> Activity:
         activity = await self._activity(caller, activity_id, COORDINATORS)
-        return await self._update(
-            self.activities, activity, lambda a: a.decline_hours(volunteer_id, reason), caller
+        return await self.activities.update(
+            activity.id,
+            lambda a: a.decline_hours(volunteer_id, reason),
+            caller.metadata,
+            loaded=activity,
         )
 
     async def issue_certificate(self, caller: Caller, volunteer_id: str) -> Volunteer:
@@ -310,8 +307,11 @@ class Volunteers:
         volunteer.check_can_certify()  # before a number is taken
         now = self.clock.now()
         number = await self._certificate_number(str(now.year), volunteer, caller)
-        return await self._update(
-            self.volunteers, volunteer, lambda v: v.issue_certificate(number, now), caller
+        return await self.volunteers.update(
+            volunteer.id,
+            lambda v: v.issue_certificate(number, now),
+            caller.metadata,
+            loaded=volunteer,
         )
 
     async def import_activity(
@@ -334,7 +334,7 @@ class Volunteers:
         from the record's source id (else from the request id): importing the same record
         again completes the credits and returns it, another record under the same key is
         refused."""
-        authorize(caller.principal, IMPORTERS, _community(community_code))
+        authorize(caller.principal, IMPORTERS, checked_community(community_code))
         if ends_at > self.clock.now():
             raise InvalidInput("only activities that have ended can be imported")
         if source_id:
@@ -368,8 +368,8 @@ class Volunteers:
     ) -> None:
         volunteers: dict[str, Volunteer] = {}
         for record in attendance:
-            volunteer = volunteers.get(record.volunteer_id) or await self._get(
-                self.volunteers, record.volunteer_id, "volunteer", RuleViolation
+            volunteer = volunteers.get(record.volunteer_id) or await self.volunteers.load(
+                record.volunteer_id, "volunteer", RuleViolation
             )
             volunteers[volunteer.id] = volunteer
             record.replay_onto(activity, volunteer, caller.principal.subject)
@@ -377,13 +377,8 @@ class Volunteers:
     async def _import_once(self, imported: Activity, caller: Caller, key: str) -> Activity:
         """Store an imported activity once: the one stored under its id already must be
         the same record (the activity and every attendance), else the key was reused."""
-        existing = await self.activities.find(imported.id)
-        if existing is None:
-            try:
-                await self.activities.save(imported, caller.metadata)
-                return imported
-            except ConcurrencyError:  # imported meanwhile
-                existing = await self.activities.get(imported.id)
+        found = await self.activities.find(imported.id)
+        existing = found or await self.activities.create_or_fetch(imported, caller.metadata)
         same = existing.describes() == imported.describes() and existing.roster == imported.roster
         if not same:
             raise AlreadyExists(
@@ -393,10 +388,10 @@ class Volunteers:
         return existing
 
     async def get_volunteer(self, volunteer_id: str) -> Volunteer:
-        return await self._get(self.volunteers, volunteer_id, "volunteer", NotFound)
+        return await self.volunteers.load(volunteer_id, "volunteer")
 
     async def get_activity(self, activity_id: str) -> Activity:
-        return await self._get(self.activities, activity_id, "activity", NotFound)
+        return await self.activities.load(activity_id, "activity")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -409,22 +404,10 @@ class Volunteers:
         if await self.books.find(year) is None:
             book = CertificateBook(year)
             take(book)
-            try:
-                await self.books.save(book, caller.metadata)
-                return numbers[0]
-            except ConcurrencyError:
-                pass  # someone opened this year's book first
+            if await self.books.create_or_fetch(book, caller.metadata) is book:
+                return numbers[0]  # else someone opened this year's book first
         await self.books.update(year, take, caller.metadata)  # takes turns in this process
         return numbers[0]
-
-    async def _create(self, volunteer: Volunteer, caller: Caller) -> Volunteer:
-        """Store a new volunteer; one made under the same id meanwhile (a member's, or a
-        request's retried) is returned instead."""
-        try:
-            await self.volunteers.save(volunteer, caller.metadata)
-        except ConcurrencyError:
-            return await self.volunteers.get(volunteer.id)
-        return volunteer
 
     async def _same_registration(self, stored: Volunteer, new: Volunteer, name: str) -> bool:
         """Whether two registrations under one id register the same person alike."""
@@ -434,27 +417,11 @@ class Volunteers:
         return await self.vault.show(stored.person_id, stored.name_ciphertext) == name
 
     async def _volunteer(self, caller: Caller, volunteer_id: str, roles: set[Role]) -> Volunteer:
-        volunteer = await self._get(self.volunteers, volunteer_id, "volunteer", NotFound)
+        volunteer = await self.volunteers.load(volunteer_id, "volunteer")
         authorize(caller.principal, roles, volunteer.community_code)
         return volunteer
 
     async def _activity(self, caller: Caller, activity_id: str, roles: set[Role]) -> Activity:
-        activity = await self._get(self.activities, activity_id, "activity", NotFound)
+        activity = await self.activities.load(activity_id, "activity")
         authorize(caller.principal, roles, activity.community_code)
         return activity
-
-    async def _get(
-        self, repository: Repository[T], aggregate_id: str, what: str, missing: type[Exception]
-    ) -> T:
-        found = await repository.find(aggregate_id)
-        if found is None:
-            raise missing(f"{what} {aggregate_id} does not exist")
-        return found
-
-    async def _update(
-        self, repository: Repository[T], aggregate: T, change: Callable[[T], object], caller: Caller
-    ) -> T:
-        def apply(fresh: T) -> None:
-            change(fresh)
-
-        return await repository.update(aggregate.id, apply, caller.metadata, loaded=aggregate)
