@@ -13,25 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from civitas.chassis.auth import Caller, Principal, Role, authorize, authorize_all
 from civitas.chassis.requests import id_for
-from civitas.errors import AlreadyExists, InvalidInput, NotAllowed, NotFound, RuleViolation
+from civitas.errors import AlreadyExists, InvalidInput, NotAllowed, RuleViolation
 from civitas.eventkit import (
-    AggregateNotFound,
     Clock,
-    ConcurrencyError,
     EventStore,
     KeyedLocks,
     RecordedEvent,
     Repository,
 )
 from civitas.eventkit.ids import new_uuid
-from civitas.geography import UnitKind, parse_unit_code, street_of
+from civitas.geography import UnitKind, checked_community, parse_unit_code, street_of
 from civitas.validation import required_text
 
 from .domain.accounts import (
@@ -46,7 +42,6 @@ from .domain.expenditures import ApprovalLevel, Expenditure, ExpenditureStatus
 from .domain.tasks import Task, task_id_for
 from .domain.transfers import TransferRecord
 
-A = TypeVar("A", Account, Expenditure)
 R = Role
 FINANCE = {R.DISTRICT_ADMIN, R.FINANCE_OFFICER}
 REQUESTERS = {
@@ -149,12 +144,6 @@ def allocation_key(year: int, community_code: str) -> str:
     return f"allocation:{year}:{community_code}"
 
 
-def _community(code: str, field: str = "community_code") -> str:
-    if parse_unit_code(code)[0] is not UnitKind.COMMUNITY:
-        raise InvalidInput(f"{field} {code} is not a community's code")
-    return code
-
-
 def _year(year: int) -> int:
     if isinstance(year, bool) or not isinstance(year, int) or not FIRST_YEAR <= year <= LAST_YEAR:
         raise InvalidInput(f"year {year!r} is out of range ({FIRST_YEAR}-{LAST_YEAR})")
@@ -206,7 +195,7 @@ class Funds:
     ) -> Account:
         """A community's special fund for the open fiscal year, from the district budget;
         once per community and year (its key is the system's own)."""
-        _community(community_code)
+        checked_community(community_code)
         _year(year)
         authorize_all(caller.principal, FINANCE, owner_of(DISTRICT_BUDGET), community_code)
         amount = self._allocation(caller.principal, amount_fen)
@@ -216,7 +205,10 @@ class Funds:
         fund = special_fund_of(community_code)
         transfer_id = transfer_id_for(allocation_key(year, community_code))
         memo = f"{year}年为民服务专项资金"
-        budget_account, fund_account = await self._find(DISTRICT_BUDGET), await self._find(fund)
+        budget_account, fund_account = (
+            await self.accounts.find(DISTRICT_BUDGET),
+            await self.accounts.find(fund),
+        )
         try:  # refused before anything is stored, opening included
             if budget_account is not None:
                 budget_account.check_debit(transfer_id, amount, fund, now, memo)
@@ -250,8 +242,8 @@ class Funds:
         check_amount(amount_fen)
         memo = _memo(memo)
         authorize_all(caller.principal, FINANCE, *owners)
-        paying = await self._account(from_account, NotFound)
-        receiving = await self._account(to_account, NotFound)
+        paying = await self.accounts.load(from_account, "account")
+        receiving = await self.accounts.load(to_account, "account")
         check_route(caller.principal, paying, receiving)
         try:
             paying, receiving = await self._move_id(
@@ -277,12 +269,12 @@ class Funds:
         """Ask for money from a community's special fund, to a payee or expense account.
         With a request id, the expenditure's id derives from it: a retry finds the
         first one, and the id sent with another request is refused."""
-        _community(community_code)
+        checked_community(community_code)
         parse_account_id(payee, "payee_account")
         authorize(caller.principal, REQUESTERS, community_code)
         fund = special_fund_of(community_code)
-        await self._account(fund, RuleViolation)
-        payee_account = await self._account(payee, NotFound)
+        await self.accounts.load(fund, "account", RuleViolation)
+        payee_account = await self.accounts.load(payee, "account")
         if payee_account.kind not in PAYABLE:
             raise RuleViolation(f"{payee} is a {payee_account.kind} account, not a payee")
         expenditure = Expenditure.request(
@@ -303,7 +295,7 @@ class Funds:
         return await self._save_once(expenditure, request_id, caller)
 
     async def approve(self, caller: Caller, expenditure_id: str) -> Expenditure:
-        expenditure = await self._expenditure(expenditure_id)
+        expenditure = await self.expenditures.load(expenditure_id, "expenditure")
         level = self._approval_level(caller.principal, expenditure)
         scope = (
             expenditure.community_code
@@ -315,11 +307,11 @@ class Funds:
             COMMUNITY_APPROVERS if level is ApprovalLevel.COMMUNITY else STREET_APPROVERS,
             scope,
         )
-        return await self._update(
-            self.expenditures,
-            expenditure,
+        return await self.expenditures.update(
+            expenditure.id,
             lambda e: e.approve(caller.principal.subject, level),
-            caller,
+            caller.metadata,
+            loaded=expenditure,
         )
 
     async def reserve(self, caller: Caller, expenditure_id: str) -> Expenditure:
@@ -331,8 +323,8 @@ class Funds:
                 f"cannot reserve funds for an expenditure that is {expenditure.status}"
             )
         expenditure = await self._hold(expenditure.id, caller)
-        return await self._update(
-            self.expenditures, expenditure, lambda e: e.mark_reserved(), caller
+        return await self.expenditures.update(
+            expenditure.id, lambda e: e.mark_reserved(), caller.metadata, loaded=expenditure
         )
 
     async def disburse(self, caller: Caller, expenditure_id: str) -> Expenditure:
@@ -341,8 +333,8 @@ class Funds:
             raise RuleViolation(f"cannot disburse an expenditure that is {expenditure.status}")
         await self._pay(expenditure, caller)
         now = self.clock.now()
-        return await self._update(
-            self.expenditures, expenditure, lambda e: e.mark_disbursed(now), caller
+        return await self.expenditures.update(
+            expenditure.id, lambda e: e.mark_disbursed(now), caller.metadata, loaded=expenditure
         )
 
     async def void(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
@@ -353,15 +345,15 @@ class Funds:
         return await self._void(expenditure, required_text("reason", reason, 500), caller)
 
     async def reject(self, caller: Caller, expenditure_id: str, reason: str) -> Expenditure:
-        expenditure = await self._expenditure(expenditure_id)
+        expenditure = await self.expenditures.load(expenditure_id, "expenditure")
         authorize(
             caller.principal, COMMUNITY_APPROVERS | STREET_APPROVERS, expenditure.community_code
         )
-        return await self._update(
-            self.expenditures,
-            expenditure,
+        return await self.expenditures.update(
+            expenditure.id,
             lambda e: e.reject(caller.principal.subject, reason),
-            caller,
+            caller.metadata,
+            loaded=expenditure,
         )
 
     async def request_for_case(
@@ -391,17 +383,14 @@ class Funds:
         refusal = await self._refusal_of_case_request(fund, request.payee_account)
         if refusal:
             expenditure.reject(SAGA.subject, refusal)
-        try:
-            await self.expenditures.save(expenditure, Caller(SAGA, correlation_id).metadata)
-        except ConcurrencyError:
-            return await self.expenditures.get(request.expenditure_id)  # saved meanwhile
-        return expenditure
+        metadata = Caller(SAGA, correlation_id).metadata
+        return await self.expenditures.create_or_fetch(expenditure, metadata)  # or saved meanwhile
 
     async def settle_for_case(self, expenditure_id: str, correlation_id: str | None) -> Expenditure:
         """Once a case's expenditure has every approval, hold its money and pay it; when
         the fund cannot cover it or the payment is refused, void it with the reason. Each
         step finds what an earlier, interrupted run did, so running it again is safe."""
-        expenditure = await self._expenditure(expenditure_id)
+        expenditure = await self.expenditures.load(expenditure_id, "expenditure")
         if not expenditure.by_case_request:
             return expenditure  # not opened by the saga: finance officers reserve and pay
         if expenditure.status not in (ExpenditureStatus.APPROVED, ExpenditureStatus.RESERVED):
@@ -411,7 +400,7 @@ class Funds:
             expenditure = await self._hold(expenditure_id, caller)
             await self._pay(expenditure, caller)
         except RuleViolation as refused:
-            fresh = await self._expenditure(expenditure_id)
+            fresh = await self.expenditures.load(expenditure_id, "expenditure")
             return await self._void(fresh, f"not paid: {refused}", caller)
         now = self.clock.now()
 
@@ -420,7 +409,9 @@ class Funds:
                 e.mark_reserved()
             e.mark_disbursed(now)
 
-        return await self._update(self.expenditures, expenditure, settle, caller)
+        return await self.expenditures.update(
+            expenditure.id, settle, caller.metadata, loaded=expenditure
+        )
 
     async def assign_task(
         self,
@@ -435,10 +426,10 @@ class Funds:
         the community's task account; a retry with the same key and request completes or
         finds it, the same key with another request is refused. An assignment whose money
         cannot move is refused before anything is stored."""
-        _community(community_code)
+        checked_community(community_code)
         department_owner = owner_of(department_account, "department_account")
         authorize_all(caller.principal, FINANCE, department_owner, community_code)
-        department = await self._account(department_account, NotFound)
+        department = await self.accounts.load(department_account, "account")
         if department.kind is not AccountKind.SOURCE:
             raise RuleViolation(f"{department_account} is not a department's budget")
         task_id = task_id_for(idempotency_key)
@@ -467,7 +458,7 @@ class Funds:
         authorize(caller.principal, FINANCE, owner_of(account))
         if _year(year) > self.clock.now().year:
             raise RuleViolation(f"{year} has not begun: only a year that has begun is closed")
-        await self._account(account, NotFound)
+        await self.accounts.load(account, "account")
         async with self.locks.hold(account):
             return await self.accounts.update(
                 account, lambda a: a.close_year(year), caller.metadata
@@ -478,7 +469,7 @@ class Funds:
     ) -> tuple[Account, list[RecordedEvent]]:
         """The account, and its booked entries, now or as of a past moment."""
         parse_account_id(account)
-        found = await self._account(account, NotFound)
+        found = await self.accounts.load(account, "account")
         if as_of is not None:
             found = await self.accounts.get_as_of(account, moment=as_of)
         entries = [
@@ -489,13 +480,10 @@ class Funds:
         return found, entries
 
     async def get_task(self, task_id: str) -> Task:
-        found = await self.tasks.find(task_id)
-        if found is None:
-            raise NotFound(f"task {task_id} does not exist")
-        return found
+        return await self.tasks.load(task_id, "task")
 
     async def get_expenditure(self, expenditure_id: str) -> Expenditure:
-        return await self._expenditure(expenditure_id)
+        return await self.expenditures.load(expenditure_id, "expenditure")
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -524,17 +512,12 @@ class Funds:
         (a retry after a lost reply or a concurrent copy) return it if it is the same
         request, refuse it otherwise."""
         found = await self.expenditures.find(expenditure.id)
-        if found is None:
-            try:
-                await self.expenditures.save(expenditure, caller.metadata)
-                return expenditure
-            except ConcurrencyError:
-                found = await self.expenditures.get(expenditure.id)
-        if not found.is_same_request(expenditure):
+        stored = found or await self.expenditures.create_or_fetch(expenditure, caller.metadata)
+        if stored is not expenditure and not stored.is_same_request(expenditure):
             raise AlreadyExists(
                 f"request_id {request_id} was used for another expenditure; nothing was done"
             )
-        return found
+        return stored
 
     async def _task_once(
         self, wanted: Task, idempotency_key: str, department: Account, funding: str, caller: Caller
@@ -546,16 +529,14 @@ class Funds:
             now = self.clock.now()
             memo = _task_memo(wanted)
             department.check_debit(wanted.transfer_id, wanted.amount_fen, funding, now, memo)
-            receiving = await self._find(funding)
+            receiving = await self.accounts.find(funding)
             if receiving is not None:
                 receiving.check_credit(
                     wanted.transfer_id, wanted.amount_fen, department.id, now, memo
                 )
-            try:
-                await self.tasks.save(wanted, caller.metadata)
+            task = await self.tasks.create_or_fetch(wanted, caller.metadata)
+            if task is wanted:
                 return wanted
-            except ConcurrencyError:
-                task = await self.tasks.get(wanted.id)
         if not task.is_same_assignment(wanted):
             raise AlreadyExists(
                 f"idempotency_key {idempotency_key!r} was used for another task; nothing was done"
@@ -576,9 +557,9 @@ class Funds:
         """Reserve an approved expenditure's money on its fund (once: the transfer id is the
         key). Its status is read under the fund's lock, which a void takes too, so a
         voided expenditure never gets a hold."""
-        expenditure = await self._expenditure(expenditure_id)
+        expenditure = await self.expenditures.load(expenditure_id, "expenditure")
         async with self.locks.hold(expenditure.fund_account):
-            expenditure = await self._expenditure(expenditure_id)
+            expenditure = await self.expenditures.load(expenditure_id, "expenditure")
             if expenditure.status not in (ExpenditureStatus.APPROVED, ExpenditureStatus.RESERVED):
                 raise RuleViolation(
                     f"cannot hold money for an expenditure that is {expenditure.status}"
@@ -609,12 +590,12 @@ class Funds:
         """Void and release under the fund's lock, which a payment takes too (and a
         payment pays only what is still held)."""
         async with self.locks.hold(expenditure.fund_account):
-            fund = await self._account(expenditure.fund_account, RuleViolation)
+            fund = await self.accounts.load(expenditure.fund_account, "account", RuleViolation)
             if fund.has_paid(expenditure.transfer_id):
                 raise RuleViolation(f"expenditure {expenditure.id} is paid already")
             if expenditure.status is not ExpenditureStatus.VOIDED:  # else: finish its release
-                expenditure = await self._update(
-                    self.expenditures, expenditure, lambda e: e.void(reason), caller
+                expenditure = await self.expenditures.update(
+                    expenditure.id, lambda e: e.void(reason), caller.metadata, loaded=expenditure
                 )
             await self.accounts.update(
                 expenditure.fund_account,
@@ -648,8 +629,8 @@ class Funds:
             record = await self.transfers.find(transfer_id)
             if record is not None:
                 record.check_same(source, target, amount_fen, memo)
-            paying = await self._account(source, RuleViolation)
-            receiving = await self._account(target, RuleViolation)
+            paying = await self.accounts.load(source, "account", RuleViolation)
+            receiving = await self.accounts.load(target, "account", RuleViolation)
             paying.check_debit(transfer_id, amount_fen, target, now, memo, held_only)
             receiving.check_credit(transfer_id, amount_fen, source, now, memo)
             if record is None:
@@ -673,13 +654,9 @@ class Funds:
     ) -> None:
         """Record what the transfer id moves, before either side is booked: after a crash
         between the two, no other movement can take the id (funds.domain.transfers)."""
-        try:
-            await self.transfers.save(
-                TransferRecord.intend(transfer_id, source, target, amount_fen, memo),
-                caller.metadata,
-            )
-        except ConcurrencyError:  # bound meanwhile, by another process
-            bound = await self.transfers.get(transfer_id)
+        intended = TransferRecord.intend(transfer_id, source, target, amount_fen, memo)
+        bound = await self.transfers.create_or_fetch(intended, caller.metadata)
+        if bound is not intended:  # bound meanwhile, by another process
             bound.check_same(source, target, amount_fen, memo)
 
     def _approval_level(self, principal: Principal, expenditure: Expenditure) -> ApprovalLevel:
@@ -697,40 +674,13 @@ class Funds:
     async def _open(
         self, account: str, kind: AccountKind, owner_code: str, name: str, caller: Caller
     ) -> Account:
-        try:
-            opened = Account.open(account, kind, owner_code, name)
-            await self.accounts.save(opened, caller.metadata)
-            return opened
-        except ConcurrencyError:
-            return await self.accounts.get(account)  # opened already
+        opened = Account.open(account, kind, owner_code, name)
+        return await self.accounts.create_or_fetch(opened, caller.metadata)  # or opened already
 
     async def _finance(self, caller: Caller, expenditure_id: str) -> Expenditure:
-        expenditure = await self._expenditure(expenditure_id)
+        expenditure = await self.expenditures.load(expenditure_id, "expenditure")
         authorize(caller.principal, FINANCE, expenditure.community_code)
         return expenditure
-
-    async def _find(self, account: str) -> Account | None:
-        return await self.accounts.find(account)
-
-    async def _account(self, account: str, missing: type[Exception]) -> Account:
-        try:
-            return await self.accounts.get(account)
-        except AggregateNotFound:
-            raise missing(f"account {account} does not exist") from None
-
-    async def _expenditure(self, expenditure_id: str) -> Expenditure:
-        try:
-            return await self.expenditures.get(expenditure_id)
-        except AggregateNotFound:
-            raise NotFound(f"expenditure {expenditure_id} does not exist") from None
-
-    async def _update(
-        self, repository: Repository[A], aggregate: A, change: Callable[[A], object], caller: Caller
-    ) -> A:
-        def apply(fresh: A) -> None:
-            change(fresh)
-
-        return await repository.update(aggregate.id, apply, caller.metadata, loaded=aggregate)
 
 
 def _task_memo(task: Task) -> str:
