@@ -54,3 +54,30 @@ def community_of(code: str) -> str | None:
     if kind is UnitKind.COMMUNITY:
         return code
     return parent if kind is UnitKind.GRID else None
+
+
+def unit_code(code: str, field: str, *kinds: UnitKind) -> str:
+    """``code`` when it names a unit of one of ``kinds`` (read whole, as
+    :func:`parse_unit_code` reads codes), else :class:`InvalidInput` naming ``field``."""
+    try:
+        kind: UnitKind | None = parse_unit_code(code)[0]
+    except InvalidInput:
+        kind = None
+    if kind not in kinds:
+        names = " or ".join(k.value for k in kinds)
+        raise InvalidInput(f"{field} {code!r} is not a {names}'s code")
+    return code
+
+
+def checked_community(code: str, field: str = "community_code") -> str:
+    """``code`` when it names a community (``QH-03-07``): the one check every service
+    makes of a community's code."""
+    return unit_code(code, field, UnitKind.COMMUNITY)
+
+
+def grid_of(community: str, grid: str, field: str = "grid_code") -> str:
+    """``grid`` when it is a grid of ``community``, else :class:`InvalidInput`."""
+    unit_code(grid, field, UnitKind.GRID)
+    if community_of(grid) != community:
+        raise InvalidInput(f"{field} {grid!r} is not a grid of {community}")
+    return grid

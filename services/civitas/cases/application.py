@@ -20,11 +20,9 @@ from civitas.chassis.auth import (
     authorize_all,
 )
 from civitas.chassis.requests import id_for
-from civitas.errors import AlreadyExists, InvalidInput, NotFound, RuleViolation
+from civitas.errors import AlreadyExists, InvalidInput, RuleViolation
 from civitas.eventkit import (
-    AggregateNotFound,
     Clock,
-    ConcurrencyError,
     EventStore,
     RecordedEvent,
     Repository,
@@ -33,12 +31,12 @@ from civitas.eventkit import (
 )
 from civitas.eventkit.ids import new_uuid
 from civitas.eventkit.personal import PersonalDataVault, is_person_id
-from civitas.geography import UnitKind
+from civitas.geography import UnitKind, checked_community, grid_of, unit_code
 from civitas.sealing import split_address
 from civitas.validation import required_text
 
 from .domain.case import LONG_TEXT, Case, Channel, DeadlinePolicy, Urgency
-from .domain.values import funding_amount, grid_of, payee_account, unit_code
+from .domain.values import funding_amount, payee_account
 from .grids import Assignment, GridResolver
 
 R = Role
@@ -232,7 +230,7 @@ class Cases:
         """A resident's request; with a request id, its case's id derives from it and a
         second registration under it returns the first case (another request under it is
         refused)."""
-        unit_code(community_code, "community_code", UnitKind.COMMUNITY)
+        checked_community(community_code)
         intake = Intake.of(address, description)
         authorize(caller.principal, INTAKE, community_code)
         resident, name, phone = await self._resident(resident_name, resident_phone)
@@ -276,31 +274,33 @@ class Cases:
         in the case's community, and the caller must work for both."""
         if grid_code:
             unit_code(grid_code, "grid_code", UnitKind.GRID)
-        case = await self._load(case_id)
+        case = await self.cases.load(case_id, "case")
         _authorize_grid(caller.principal, DISPATCHERS, case.community_code, grid_code)
         case.check_can_dispatch()  # refuse before asking party_orgs anything
         assignment = await self.grids.resolve(case.community_code, case.address, grid_code)
         _authorize_grid(caller.principal, DISPATCHERS, case.community_code, assignment.grid_code)
         handler = await self._seal_handler(assignment)
         now = self.clock.now()
-        return await self._update(
-            caller,
-            case,
+        return await self.cases.update(
+            case.id,
             lambda c: c.dispatch(assignment.grid_code, assignment.grid_branch_id, handler, now),
+            caller.metadata,
+            loaded=case,
         )
 
     async def reassign(self, caller: Caller, case_id: str, grid_code: str, reason: str) -> Case:
         """To another grid of the case's community (or another person of its grid)."""
         unit_code(grid_code or "", "grid_code", UnitKind.GRID)
-        case = await self._load(case_id)
+        case = await self.cases.load(case_id, "case")
         _authorize_grid(caller.principal, DISPATCHERS, case.community_code, grid_code)
         assignment = await self.grids.resolve(case.community_code, None, grid_code)
         _authorize_grid(caller.principal, DISPATCHERS, case.community_code, assignment.grid_code)
         handler = await self._seal_handler(assignment)
-        return await self._update(
-            caller,
-            case,
+        return await self.cases.update(
+            case.id,
             lambda c: c.reassign(assignment.grid_code, assignment.grid_branch_id, handler, reason),
+            caller.metadata,
+            loaded=case,
         )
 
     async def accept(
@@ -310,7 +310,9 @@ class Cases:
         case = await self._authorized(caller, case_id, HANDLERS)
         case.check_can_accept()  # before the name is sealed for nothing
         sealed = await self._seal_named(case, "accepted by", by, kind="staff", person=person)
-        return await self._update(caller, case, lambda c: c.accept(sealed))
+        return await self.cases.update(
+            case.id, lambda c: c.accept(sealed), caller.metadata, loaded=case
+        )
 
     async def return_to_sender(self, caller: Caller, case_id: str, reason: str) -> Case:
         return await self._command(caller, case_id, HANDLERS, lambda c: c.return_to_sender(reason))
@@ -325,7 +327,9 @@ class Cases:
         case = await self._authorized(caller, case_id, HANDLERS)
         case.check_can_open_mediation()
         sealed = await self._seal_named(case, "mediator", mediator, kind="mediator", person=person)
-        return await self._update(caller, case, lambda c: c.open_mediation(sealed))
+        return await self.cases.update(
+            case.id, lambda c: c.open_mediation(sealed), caller.metadata, loaded=case
+        )
 
     async def name_of(self, name: SealedName | None) -> str:
         """A name the case holds, for display: ``[erased]`` once the person is forgotten."""
@@ -378,7 +382,9 @@ class Cases:
         if not await self.vault.holds_key(case.resident_id):
             raise RuleViolation(f"the resident was forgotten: no {field} is recorded for them")
         sealed = await self.vault.seal(case.resident_id, text)
-        return await self._update(caller, case, lambda c: change(c, sealed))
+        return await self.cases.update(
+            case.id, lambda c: change(c, sealed), caller.metadata, loaded=case
+        )
 
     async def resolve(self, caller: Caller, case_id: str, resolution: str) -> Case:
         now = self.clock.now()
@@ -403,9 +409,14 @@ class Cases:
 
     async def merge(self, caller: Caller, duplicate_id: str, original_id: str) -> Case:
         """A duplicate into its original: the caller works for both cases' communities."""
-        duplicate, original = await self._load(duplicate_id), await self._load(original_id)
+        duplicate, original = (
+            await self.cases.load(duplicate_id, "case"),
+            await self.cases.load(original_id, "case"),
+        )
         authorize_all(caller.principal, INTAKE, duplicate.community_code, original.community_code)
-        return await self._update(caller, duplicate, lambda c: c.merge_into(original))
+        return await self.cases.update(
+            duplicate.id, lambda c: c.merge_into(original), caller.metadata, loaded=duplicate
+        )
 
     async def reject(self, caller: Caller, case_id: str, reason: str) -> Case:
         return await self._command(caller, case_id, INTAKE, lambda c: c.reject(reason))
@@ -450,7 +461,7 @@ class Cases:
         """Record a case from the past: the same domain steps, with the record's times.
         Its source id (else its request id) names the case: importing the same record
         again returns it, another record under the same key is refused."""
-        community = unit_code(record.community_code, "community_code", UnitKind.COMMUNITY)
+        community = checked_community(record.community_code)
         if record.grid_code:
             unit_code(record.grid_code, "grid_code", UnitKind.GRID)
         _authorize_grid(caller.principal, IMPORTERS, community, record.grid_code)
@@ -496,7 +507,7 @@ class Cases:
 
     async def get(self, caller: Caller, case_id: str) -> Case:
         """A case, for anyone signed in (auditors included)."""
-        return await self._load(case_id)
+        return await self.cases.load(case_id, "case")
 
     async def history(self, case: Case) -> list[RecordedEvent]:
         """Every event of the case, as stored (its timeline and sealed text)."""
@@ -527,25 +538,19 @@ class Cases:
             case = await build(str(new_uuid()), None)
             await self.cases.save(case, caller.metadata)
             return case
-        found = await self._made_by(key, digest)
-        if found is not None:
-            return found
-        case = await build(key.case_id, await self.vault.seal(resident, digest))
-        try:
-            await self.cases.save(case, caller.metadata)
-        except ConcurrencyError:  # made meanwhile under the same key
-            found = await self._made_by(key, digest)
-            if found is None:
-                raise
-            return found
-        return case
-
-    async def _made_by(self, key: CaseKey, digest: str) -> Case | None:
-        """The case the key made, when it made it for this request; None when it made
-        none; :class:`AlreadyExists` when it made one for another request."""
         found = await self.cases.find(key.case_id)
-        if found is None or found.request_digest is None:
-            return found  # none, or imported before records were compared
+        if found is None:
+            case = await build(key.case_id, await self.vault.seal(resident, digest))
+            found = await self.cases.create_or_fetch(case, caller.metadata)
+            if found is case:
+                return case  # else made meanwhile under the same key
+        return await self._made_by(key, digest, found)
+
+    async def _made_by(self, key: CaseKey, digest: str, found: Case) -> Case:
+        """The case the key made, when it made it for this request; :class:`AlreadyExists`
+        when it made it for another request."""
+        if found.request_digest is None:
+            return found  # imported before records were compared
         kept = await self.vault.open(found.resident_id, found.request_digest)
         if kept is None or not hmac.compare_digest(kept, digest):
             raise AlreadyExists(
@@ -557,24 +562,12 @@ class Cases:
         self, caller: Caller, case_id: str, roles: set[Role], change: Callable[[Case], object]
     ) -> Case:
         case = await self._authorized(caller, case_id, roles)
-        return await self._update(caller, case, change)
+        return await self.cases.update(case.id, change, caller.metadata, loaded=case)
 
     async def _authorized(self, caller: Caller, case_id: str, roles: set[Role]) -> Case:
-        case = await self._load(case_id)
+        case = await self.cases.load(case_id, "case")
         authorize(caller.principal, roles, case.community_code)
         return case
-
-    async def _update(self, caller: Caller, case: Case, change: Callable[[Case], object]) -> Case:
-        def apply(fresh: Case) -> None:
-            change(fresh)
-
-        return await self.cases.update(case.id, apply, caller.metadata, loaded=case)
-
-    async def _load(self, case_id: str) -> Case:
-        try:
-            return await self.cases.get(case_id)
-        except AggregateNotFound:
-            raise NotFound(f"case {case_id} does not exist") from None
 
 
 def _authorize_grid(

@@ -9,12 +9,11 @@ from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_o
 from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.chassis.requests import request_id_of
 from civitas.errors import InvalidInput
-from civitas.geography import UnitKind
+from civitas.geography import UnitKind, unit_code
 
 from .application import Cases, HistoricalCase
 from .case_index import CaseFilter
 from .domain.case import Case, Channel, Urgency
-from .domain.values import unit_code
 from .lifecycle import Status
 from .v1 import cases_pb2 as pb
 from .v1 import cases_pb2_grpc as pb_grpc

@@ -27,7 +27,7 @@ from civitas.eventkit import (
     SealedName,
 )
 from civitas.eventkit.personal import ERASED, PersonalDataVault
-from civitas.geography import UnitKind, parse_unit_code
+from civitas.geography import UnitKind, checked_community, parse_unit_code
 from civitas.validation import required_text as check_text
 
 from .domain.members import AppraisalRating, CardActivityKind, Member, member_id_for
@@ -367,9 +367,7 @@ class PartyOrgs:
         """A working member reports to a residence community. The caller works for both
         the member's organization and that community: the member's record then belongs
         to the community too, and its staff see the member's name."""
-        kind, _ = parse_unit_code(community_code)
-        if kind is not UnitKind.COMMUNITY:
-            raise InvalidInput(f"{community_code} is a {kind}, not a community")
+        checked_community(community_code)
         authorize(caller.principal, MEMBER_ADMINS, community_code)
         member = await self.members.load(member_id, "member")
         authorize_all(

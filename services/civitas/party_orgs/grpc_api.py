@@ -8,7 +8,7 @@ from typing import Any
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.errors import InvalidInput
-from civitas.geography import UnitKind, parse_unit_code
+from civitas.geography import UnitKind, parse_unit_code, unit_code
 
 from .application import PartyOrgs
 from .domain.members import AppraisalRating, CardActivityKind, Member
@@ -32,9 +32,9 @@ def unit_code_in(value: str, field: str, kind: UnitKind | None = None) -> str:
     look-alike makes no code), and of the kind asked for, if any."""
     if not value:
         raise InvalidInput(f"{field} is required: a unit code such as QH-03-07")
-    found, _ = parse_unit_code(value)
-    if kind is not None and found is not kind:
-        raise InvalidInput(f"{field} {value} is a {found}'s code, not a {kind}'s")
+    if kind is not None:
+        return unit_code(value, field, kind)
+    parse_unit_code(value)
     return value
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from civitas.chassis.auth import HIDDEN, Principal, may_see_personal_data
 from civitas.errors import InvalidInput, NotFound
-from civitas.geography import parse_unit_code
+from civitas.geography import grid_of
 
 from .application import PartyOrgs
 from .directory import DirectoryQueries
@@ -92,8 +92,7 @@ class PartyOrgViews:
         """The grid named, which must lie in the community, or else the community's grid
         whose address prefix matches ``address`` longest; with its grid branch."""
         if grid_code:
-            if parse_unit_code(grid_code)[1] != community_code:
-                raise InvalidInput(f"{grid_code} is not a grid of {community_code}")
+            grid_of(community_code, grid_code)
         elif address.strip():
             await self.directory_ready()
             found = await asyncio.to_thread(

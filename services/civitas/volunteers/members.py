@@ -11,6 +11,7 @@ import grpc
 from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.client import open_channel
 from civitas.errors import RuleViolation, Unavailable
+from civitas.geography import community_of
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 
@@ -74,7 +75,7 @@ class PartyOrgsMembers:
                 raise _unavailable(exc) from None
             raise
         unit = org.org.unit_code
-        org_community = "-".join(unit.split("-")[:3]) if unit.count("-") >= 2 else None
+        org_community = community_of(unit) if unit else None
         return MemberInfo(
             member.member_id,
             member.name,

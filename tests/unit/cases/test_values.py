@@ -8,14 +8,12 @@ from civitas.cases.domain.values import (
     MAX_FUNDING_FEN,
     expenditure_id_for,
     funding_amount,
-    grid_of,
     payee_account,
-    unit_code,
 )
 from civitas.chassis.requests import id_for
 from civitas.errors import InvalidInput
 from civitas.eventkit import natural_id
-from civitas.geography import UnitKind
+from civitas.geography import UnitKind, grid_of, unit_code
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Values a case takes from its callers, each checked whole: unit codes, payees' accounts,
-amounts of money, and the ids of the expenditures a case asks funds to open."""
+"""Values a case takes from its callers, each checked whole: payees' accounts, amounts of
+money, and the ids of the expenditures a case asks funds to open (unit codes are checked
+by ``civitas.geography``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import uuid
 
 from civitas.errors import InvalidInput
-from civitas.geography import UnitKind, community_of, parse_unit_code
+from civitas.geography import UnitKind, unit_code
 
 MAX_FUNDING_FEN = 100_000_000
 """The most one request for money may ask: 1,000,000 yuan, five years of a
@@ -20,27 +21,6 @@ _FUNDING_NAMESPACE = uuid.UUID("0c3a6f1e-5d2b-4f7a-9e8c-1b4d7a2e9f60")
 """Expenditure ids of cases' requests for money: a uuid5 namespace of cases' own. Ids
 made from a caller's key (``natural_id``, ``id_for``) live in another namespace, so no
 caller of funds can open an expenditure under an id a case will ask for."""
-
-
-def unit_code(value: str, field: str, *kinds: UnitKind) -> str:
-    """A unit code of one of ``kinds`` (whole and ASCII, as ``geography`` reads codes),
-    refused naming the field it came in."""
-    try:
-        kind: UnitKind | None = parse_unit_code(value)[0]
-    except InvalidInput:
-        kind = None
-    if kind not in kinds:
-        names = " or ".join(k.value for k in kinds)
-        raise InvalidInput(f"{field} {value!r} is not a {names}'s code")
-    return value
-
-
-def grid_of(community_code: str, grid_code: str) -> str:
-    """A grid that lies in the community, else :class:`InvalidInput`."""
-    unit_code(grid_code, "grid_code", UnitKind.GRID)
-    if community_of(grid_code) != community_code:
-        raise InvalidInput(f"grid_code {grid_code!r} is not a grid of {community_code}")
-    return grid_code
 
 
 def payee_account(value: str) -> str:
