@@ -22,6 +22,7 @@ from .members import PartyMembers, PartyOrgsMembers
 from .processes import HoursToMemberCards, MemberVolunteerProfiles
 from .spec import SPEC
 from .v1 import volunteers_pb2, volunteers_pb2_grpc
+from .views import VolunteerViews
 
 SERVICE_NAME = volunteers_pb2.DESCRIPTOR.services_by_name["VolunteersService"].full_name
 log = structlog.get_logger("civitas.volunteers")
@@ -75,7 +76,7 @@ async def run_volunteers(
                 infra,
                 (
                     volunteers_pb2_grpc.add_VolunteersServiceServicer_to_server,
-                    VolunteersServicer(app),
+                    VolunteersServicer(app, VolunteerViews(app)),
                 ),
                 SERVICE_NAME,
                 beside=kept_services(SPEC, infra),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from civitas.chassis.auth import HIDDEN, may_see_personal_data
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
 from civitas.chassis.interceptor import current_caller, current_principal
 from civitas.chassis.requests import request_id_of
@@ -16,6 +15,7 @@ from .domain.activities import Activity, Brand
 from .domain.volunteers import Volunteer
 from .v1 import volunteers_pb2 as pb
 from .v1 import volunteers_pb2_grpc as pb_grpc
+from .views import VolunteerView, VolunteerViews
 
 SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 """A record's id in an earlier system, as ImportActivity takes it."""
@@ -30,36 +30,37 @@ def source_id_in(value: str) -> str | None:
     return value or None
 
 
+def volunteer_message(view: VolunteerView) -> pb.Volunteer:
+    volunteer = view.volunteer
+    return pb.Volunteer(
+        volunteer_id=volunteer.id,
+        name=view.name,
+        community_code=volunteer.community_code,
+        skills=volunteer.skills,
+        member_id=volunteer.member_id or "",
+        suspended=volunteer.suspended,
+        tenths_by_activity=volunteer.hours,
+        total_tenths_of_hours=volunteer.total_tenths,
+        certificates=[
+            pb.Certificate(
+                number=c.number,
+                total_tenths_of_hours=c.total_tenths_of_hours,
+                issued_at=timestamp_out(c.issued_at),
+            )
+            for c in volunteer.certificates
+        ],
+    )
+
+
 class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
     """Converts between protobuf and the application; nothing else."""
 
-    def __init__(self, app: Volunteers) -> None:
+    def __init__(self, app: Volunteers, views: VolunteerViews) -> None:
         self.app = app
+        self.views = views
 
     async def _volunteer_out(self, volunteer: Volunteer) -> pb.Volunteer:
-        name = (
-            await self.app.vault.show(volunteer.person_id, volunteer.name_ciphertext)
-            if may_see_personal_data(current_principal(), *volunteer.record_units)
-            else HIDDEN
-        )
-        return pb.Volunteer(
-            volunteer_id=volunteer.id,
-            name=name,
-            community_code=volunteer.community_code,
-            skills=volunteer.skills,
-            member_id=volunteer.member_id or "",
-            suspended=volunteer.suspended,
-            tenths_by_activity=volunteer.hours,
-            total_tenths_of_hours=volunteer.total_tenths,
-            certificates=[
-                pb.Certificate(
-                    number=c.number,
-                    total_tenths_of_hours=c.total_tenths_of_hours,
-                    issued_at=timestamp_out(c.issued_at),
-                )
-                for c in volunteer.certificates
-            ],
-        )
+        return volunteer_message(await self.views.seen(current_principal(), volunteer))
 
     @staticmethod
     def _activity_out(activity: Activity) -> pb.Activity:
@@ -89,15 +90,15 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
         """What a command's reply named, as it is now: the reply to a repeated request id
         (chassis.requests)."""
         if kind == pb.Volunteer.DESCRIPTOR.full_name:
-            return await self._volunteer_out(await self.app.get_volunteer(object_id))
+            return volunteer_message(await self.views.volunteer(current_principal(), object_id))
         if kind == pb.Activity.DESCRIPTOR.full_name:
-            return self._activity_out(await self.app.get_activity(object_id))
+            return self._activity_out(await self.views.activity(object_id))
         raise LookupError(f"volunteers replies name no {kind}")
 
     async def replay_IssueCertificate(self, named: list[str]) -> pb.IssueCertificateResponse:
         """A repeated IssueCertificate: the volunteer now, and the certificate it issued."""
         volunteer_id, number = named
-        out = await self._volunteer_out(await self.app.get_volunteer(volunteer_id))
+        out = volunteer_message(await self.views.volunteer(current_principal(), volunteer_id))
         issued = next(c for c in out.certificates if c.number == number)
         return pb.IssueCertificateResponse(volunteer=out, certificate=issued)
 
@@ -242,11 +243,12 @@ class VolunteersServicer(pb_grpc.VolunteersServiceServicer):
     async def GetVolunteer(
         self, request: pb.GetVolunteerRequest, context: Any
     ) -> pb.GetVolunteerResponse:
-        volunteer = await self.app.get_volunteer(uuid_in(request.volunteer_id, "volunteer_id"))
-        return pb.GetVolunteerResponse(volunteer=await self._volunteer_out(volunteer))
+        volunteer_id = uuid_in(request.volunteer_id, "volunteer_id")
+        view = await self.views.volunteer(current_principal(), volunteer_id)
+        return pb.GetVolunteerResponse(volunteer=volunteer_message(view))
 
     async def GetActivity(
         self, request: pb.GetActivityRequest, context: Any
     ) -> pb.GetActivityResponse:
-        activity = await self.app.get_activity(uuid_in(request.activity_id, "activity_id"))
+        activity = await self.views.activity(uuid_in(request.activity_id, "activity_id"))
         return pb.GetActivityResponse(activity=self._activity_out(activity))
