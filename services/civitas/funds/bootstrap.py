@@ -23,6 +23,7 @@ from .ledger import Ledger, LedgerQueries
 from .processes import CaseExpenditureSettlement, CaseFundingRequests
 from .spec import SPEC
 from .v1 import funds_pb2, funds_pb2_grpc
+from .views import FundsViews
 
 SERVICE_NAME = funds_pb2.DESCRIPTOR.services_by_name["FundsService"].full_name
 log = structlog.get_logger("civitas.funds")
@@ -75,7 +76,7 @@ async def run_funds(
                 infra,
                 (
                     funds_pb2_grpc.add_FundsServiceServicer_to_server,
-                    FundsServicer(app, queries, ledger.wait_until_caught_up),
+                    FundsServicer(app, FundsViews(app, queries, ledger.wait_until_caught_up)),
                 ),
                 SERVICE_NAME,
                 beside=kept_services(SPEC, infra),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from civitas.chassis.convert import enum_in, enum_out, timestamp_in, timestamp_out, uuid_in
@@ -13,9 +12,10 @@ from .application import Funds
 from .domain.accounts import Account, AccountKind
 from .domain.expenditures import Expenditure
 from .domain.tasks import Task
-from .ledger import AccountBalance, LedgerQueries
+from .ledger import AccountBalance
 from .v1 import funds_pb2 as pb
 from .v1 import funds_pb2_grpc as pb_grpc
+from .views import FundsViews
 
 
 def account_out(account: Account | AccountBalance) -> pb.Account:
@@ -58,12 +58,9 @@ def task_out(task: Task) -> pb.Task:
 class FundsServicer(pb_grpc.FundsServiceServicer):
     """Converts between protobuf and the application; nothing else."""
 
-    def __init__(
-        self, app: Funds, ledger: LedgerQueries, ledger_ready: Callable[[], Awaitable[None]]
-    ) -> None:
+    def __init__(self, app: Funds, views: FundsViews) -> None:
         self.app = app
-        self.ledger = ledger
-        self.ledger_ready = ledger_ready
+        self.views = views
 
     @staticmethod
     def _id(request: Any) -> str:
@@ -73,10 +70,9 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
         """What a command's reply named, as it is now: the reply to a repeated request id
         (chassis.requests)."""
         if kind == pb.Account.DESCRIPTOR.full_name:
-            account, _ = await self.app.statement(object_id, None)
-            return account_out(account)
+            return account_out(await self.views.account(object_id))
         if kind == pb.Expenditure.DESCRIPTOR.full_name:
-            return expenditure_out(await self.app.get_expenditure(object_id))
+            return expenditure_out(await self.views.expenditure(object_id))
         raise LookupError(f"funds replies name no {kind}")
 
     async def OpenAccount(
@@ -125,7 +121,7 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
         return pb.AssignTaskResponse(task=task_out(task))
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> pb.GetTaskResponse:
-        task = await self.app.get_task(uuid_in(request.task_id, "task_id"))
+        task = await self.views.task(uuid_in(request.task_id, "task_id"))
         return pb.GetTaskResponse(task=task_out(task))
 
     async def RequestExpenditure(
@@ -184,23 +180,23 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
         self, request: pb.GetExpenditureRequest, context: Any
     ) -> pb.GetExpenditureResponse:
         return pb.GetExpenditureResponse(
-            expenditure=expenditure_out(await self.app.get_expenditure(self._id(request)))
+            expenditure=expenditure_out(await self.views.expenditure(self._id(request)))
         )
 
     async def GetStatement(
         self, request: pb.GetStatementRequest, context: Any
     ) -> pb.GetStatementResponse:
         as_of = timestamp_in(request.as_of) if request.HasField("as_of") else None
-        account, entries = await self.app.statement(request.account_id, as_of)
+        account, entries = await self.views.statement(request.account_id, as_of)
         return pb.GetStatementResponse(
             account=account_out(account),
             entries=[
                 pb.Entry(
-                    transfer_id=e.data["transfer_id"],
-                    amount_fen=e.data["amount_fen"] * (1 if e.type == "Credited" else -1),
-                    counterpart_account=e.data.get("from_account") or e.data["to_account"],
-                    booked_at=timestamp_out(e.occurred_at),
-                    memo=e.data.get("memo", ""),
+                    transfer_id=e.transfer_id,
+                    amount_fen=e.amount_fen,
+                    counterpart_account=e.counterpart_account,
+                    booked_at=timestamp_out(e.booked_at),
+                    memo=e.memo,
                 )
                 for e in entries
             ],
@@ -209,9 +205,7 @@ class FundsServicer(pb_grpc.FundsServiceServicer):
     async def GetTrialBalance(
         self, request: pb.GetTrialBalanceRequest, context: Any
     ) -> pb.GetTrialBalanceResponse:
-        await self.ledger_ready()  # every transfer booked before the call is in it
-        accounts = await self.ledger.trial_balance()
+        balance = await self.views.trial_balance()
         return pb.GetTrialBalanceResponse(
-            accounts=[account_out(a) for a in accounts],
-            total_fen=sum(a.balance_fen for a in accounts),
+            accounts=[account_out(a) for a in balance.accounts], total_fen=balance.total_fen
         )
