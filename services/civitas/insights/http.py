@@ -163,9 +163,8 @@ async def serving_http(app: web.Application, host: str, port: int) -> AsyncItera
     site = web.TCPSite(runner, host, port)
     await site.start()
     try:
-        server = site._server  # the bound port, when 0 was asked for
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
+        addresses = runner.addresses  # the bound port, when 0 was asked for
+        bound = addresses[0][1] if addresses else port
         log.info("insights console and JSON API", url=f"http://{host}:{bound}/")
         yield bound
     finally:
