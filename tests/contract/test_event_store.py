@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from datetime import UTC, timedelta
 
@@ -15,19 +14,16 @@ from civitas.eventkit import (
     EventIdConflict,
     EventStore,
     EventTooLarge,
-    InMemoryEventStore,
     InvalidEvent,
     InvalidExpectedVersion,
     InvalidStreamName,
     ManualClock,
     NewEvent,
-    PostgresEventStore,
-    SqliteEventStore,
     StoreClosed,
     StreamState,
     first_broken_link,
 )
-from tests.support.memory_sql import run_sql
+from tests.support.tampering import tamper
 
 
 def new(type_: str = "Happened", **data: object) -> NewEvent:
@@ -248,26 +244,6 @@ async def test_the_hash_chain_exposes_a_changed_event(store: EventStore) -> None
     ]
 
     assert first_broken_link(tampered) is tampered[1]
-
-
-async def tamper(store: EventStore, sql: str) -> None:
-    """Run ``sql`` (statements separated by ``;``) on the store's own tables, behind its
-    back (``{events}``, ``{streams}`` and ``{ledger}`` name them), as someone with
-    access to the database file or server would."""
-    if isinstance(store, InMemoryEventStore):  # its kept rows, through SQLite's tables
-        run_sql(store.database, sql.format(events="events", streams="streams", ledger="ledger"))
-        return
-    if not isinstance(store, SqliteEventStore | PostgresEventStore):
-        pytest.skip("KurrentDB's log cannot be changed in place from outside the server")
-    prefix = f"{store.schema}." if isinstance(store, PostgresEventStore) else ""
-    tables = {t: prefix + t for t in ("events", "streams", "ledger")}
-    if isinstance(store, SqliteEventStore):
-        conn = sqlite3.connect(store.path)
-        with conn:
-            conn.executescript(f"BEGIN; {sql.format(**tables)}; COMMIT;")
-        conn.close()
-    else:
-        await store._pool.execute(sql.format(**tables))
 
 
 async def test_verify_names_the_first_broken_link_after_one_stored_byte_changes(

@@ -10,8 +10,7 @@ import pytest
 
 from civitas.eventkit import EventStore, NewEvent, PostgresEventStore, StreamState
 from civitas.eventkit.hashing import chain, content_digest
-
-from .test_event_store import tamper
+from tests.support.tampering import tamper
 
 
 def new(n: int) -> NewEvent:
