@@ -7,6 +7,7 @@ privacy, is where they meet, so the chassis imports neither."""
 from __future__ import annotations
 
 from civitas.audit.grpc_api import AUDIT_SERVICE_NAME, audit_service
+from civitas.audit.history import Histories
 from civitas.chassis.catalog import ServiceSpec
 from civitas.chassis.service import Infrastructure, Served
 from civitas.privacy.grpc_api import PRIVACY_SERVICE_NAME, privacy_service
@@ -17,9 +18,8 @@ def kept_services(spec: ServiceSpec, infra: Infrastructure) -> list[Served]:
     and the privacy service (one that keeps personal data)."""
     served = []
     if spec.keeps_events:
-        served.append(
-            Served(AUDIT_SERVICE_NAME, audit_service(infra.store, spec.aggregate_types()))
-        )
+        histories = Histories(infra.store, spec.aggregate_types())
+        served.append(Served(AUDIT_SERVICE_NAME, audit_service(histories)))
     if spec.personal_data:
         served.append(Served(PRIVACY_SERVICE_NAME, privacy_service(infra.vault)))
     return served

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -10,7 +10,6 @@ import grpc
 from civitas.chassis.auth import Role, authorize
 from civitas.chassis.convert import timestamp_in, timestamp_out
 from civitas.chassis.interceptor import current_principal
-from civitas.eventkit import Aggregate, EventStore
 
 from .history import Histories, state_json
 from .v1 import audit_pb2 as pb
@@ -21,8 +20,7 @@ AUDIT_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AuditService"].full_name
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):
-    def __init__(self, store: EventStore, histories: Histories) -> None:
-        self.store = store
+    def __init__(self, histories: Histories) -> None:
         self.histories = histories
 
     async def GetHistory(self, request: pb.GetHistoryRequest, context: Any) -> Any:
@@ -55,7 +53,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
 
     async def VerifyChains(self, request: pb.VerifyChainsRequest, context: Any) -> Any:
         authorize(current_principal(), AUDITORS, None)
-        report = await self.store.verify()
+        report = await self.histories.verify()
         return pb.VerifyChainsResponse(
             streams=report.streams,
             events=report.events,
@@ -72,8 +70,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
 
 
 def audit_service(
-    store: EventStore, aggregates: Iterable[type[Aggregate]]
+    histories: Histories,
 ) -> tuple[Callable[[Any, grpc.aio.Server], None], AuditServicer]:
-    """The audit service over a service's own store, for ``start_grpc_server``."""
-    servicer = AuditServicer(store, Histories(store, aggregates))
-    return pb_grpc.add_AuditServiceServicer_to_server, servicer
+    """The audit service over a service's own histories, for ``start_grpc_server``."""
+    return pb_grpc.add_AuditServiceServicer_to_server, AuditServicer(histories)

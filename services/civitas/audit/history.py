@@ -21,6 +21,7 @@ from civitas.eventkit import (
     Repository,
     split_stream_id,
 )
+from civitas.eventkit.audit import ChainReport
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class Histories:
     def __init__(self, store: EventStore, aggregates: Iterable[type[Aggregate]]) -> None:
         self.store = store
         self.repositories = {a.category: Repository(store, a) for a in aggregates}
+
+    async def verify(self) -> ChainReport:
+        """Both hash chains of the store, checked from the rows as stored."""
+        return await self.store.verify()
 
     async def history(
         self, stream_id: str, *, as_of: datetime | None = None, version: int | None = None
