@@ -1,0 +1,5 @@
+import sys
+
+from civitas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""``civitas call``: one RPC of a service, its request and reply as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+
+from civitas.chassis.auth import MAX_TOKEN_SECONDS
+from civitas.cli.options import Commands, positive_seconds, until_interrupted
+from civitas.cli.tokens import district_admin
+
+
+def call(commands: Commands, var_default: str) -> None:
+    command = commands.add_parser(
+        "call", help='call an RPC: civitas call party_orgs.GetAdminUnit \'{"code":"QH"}\''
+    )
+    command.add_argument("method", help="SERVICE.Method, e.g. party_orgs.ResolveGrid")
+    command.add_argument("request", nargs="?", default="{}", help="the request as JSON")
+    command.add_argument("--address", help="host:port (default: the service's local port)")
+    command.add_argument("--token", help="bearer token (default: a district admin's)")
+    command.add_argument(
+        "--timeout", type=positive_seconds, default=5.0, help="deadline in seconds (default 5)"
+    )
+    command.add_argument("--var", default=var_default)
+    command.set_defaults(run=until_interrupted(_call))
+
+
+def _call(args: argparse.Namespace) -> int:
+    from civitas.call import call as call_rpc
+
+    # without --token, a district admin's, living as long as the call may take
+    ttl = min(MAX_TOKEN_SECONDS, max(600, math.ceil(args.timeout) + 60))
+    token = args.token or district_admin(args.var, "cli", ttl)
+    print(asyncio.run(call_rpc(args.method, args.request, token, args.address, args.timeout)))
+    return 0
