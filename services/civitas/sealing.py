@@ -17,9 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from civitas.chassis.auth import HIDDEN
 from civitas.eventkit import SealedName
-from civitas.eventkit.personal import PersonalDataVault
 
 CIPHERTEXT = "_ciphertext"
 NOT_SHOWN = frozenset({"request_digest"})
@@ -117,36 +115,6 @@ def kept_for_timeline(data: Mapping[str, Any]) -> dict[str, Any]:
         for k, v in data.items()
         if k not in LEGACY_NAMES and (not k.endswith(CIPHERTEXT) or k in text)
     }
-
-
-async def shown(vault: PersonalDataVault, sealed: SealedName | None, visible: bool) -> str:
-    """One sealed value for a view: "" when there is none, ``[hidden]`` to a caller who
-    may not see it, ``[erased]`` once its person is forgotten."""
-    if sealed is None:
-        return ""
-    if not visible:
-        return HIDDEN
-    return await vault.show_name(sealed)
-
-
-async def shown_texts(
-    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
-) -> dict[str, str]:
-    """An event's sealed free text by field, each shown by the rule (plaintext,
-    ``[hidden]`` or ``[erased]``): what only the service holding the keys can say."""
-    return {
-        field: await shown(vault, sealed, visible)
-        for field, sealed in sealed_fields(data, owner).items()
-        if field in LEGACY_TEXT
-    }
-
-
-async def shown_details(
-    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
-) -> dict[str, Any]:
-    """An event's data for a timeline: clear fields, and each piece of sealed text shown
-    by the rule (plaintext, ``[hidden]`` or ``[erased]``); names are left out."""
-    return {**clear_details(data), **await shown_texts(data, owner, vault, visible)}
 
 
 def details_with(data: Mapping[str, Any], texts: Mapping[str, str]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ to callers who work for it, ``[hidden]`` to others, ``[erased]`` once forgotten.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,14 +15,44 @@ from typing import Any
 from civitas.chassis.auth import HIDDEN, Caller, Principal, may_see_personal_data
 from civitas.errors import InvalidInput
 from civitas.eventkit import SealedName
-from civitas.eventkit.personal import ERASED
-from civitas.sealing import shown, shown_details, shown_texts
+from civitas.eventkit.personal import ERASED, PersonalDataVault
+from civitas.sealing import LEGACY_TEXT, clear_details, sealed_fields
 
 from .application import Cases
 from .case_index import CaseFilter, CaseQueries
 from .domain.case import Case
 
 MAX_PAGE = 500
+
+
+async def shown(vault: PersonalDataVault, sealed: SealedName | None, visible: bool) -> str:
+    """One sealed value for a view: "" when there is none, ``[hidden]`` to a caller who
+    may not see it, ``[erased]`` once its person is forgotten."""
+    if sealed is None:
+        return ""
+    if not visible:
+        return HIDDEN
+    return await vault.show_name(sealed)
+
+
+async def shown_texts(
+    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
+) -> dict[str, str]:
+    """An event's sealed free text by field, each shown by the rule (plaintext,
+    ``[hidden]`` or ``[erased]``): what only the service holding the keys can say."""
+    return {
+        field: await shown(vault, sealed, visible)
+        for field, sealed in sealed_fields(data, owner).items()
+        if field in LEGACY_TEXT
+    }
+
+
+async def shown_details(
+    data: Mapping[str, Any], owner: str, vault: PersonalDataVault, visible: bool
+) -> dict[str, Any]:
+    """An event's data for a timeline: clear fields, and each piece of sealed text shown
+    by the rule (plaintext, ``[hidden]`` or ``[erased]``); names are left out."""
+    return {**clear_details(data), **await shown_texts(data, owner, vault, visible)}
 
 
 @dataclass(frozen=True, slots=True)
