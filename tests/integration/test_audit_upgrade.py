@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from civitas.eventkit import NewEvent, SqliteEventStore, StreamState
-from tests.integration.test_audit import civitas
+from tests.support.platform import run_cli
+
+SECRET = "audit-upgrade-secret-" + "q" * 40  # the audit commands mint no token
+
+
+async def civitas(tmp_path: Path, *args: str) -> tuple[int, str]:
+    return await run_cli([*args, "--var", str(tmp_path)], SECRET)
 
 
 async def test_upgrade_chains_an_old_store_once_and_verify_then_passes(tmp_path: Path) -> None:

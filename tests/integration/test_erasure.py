@@ -36,6 +36,7 @@ from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as vpb
 from tests.conftest import IN_CI, missing_dependency
 from tests.integration.test_volunteers import SECRET, World, platform, report, settings_for
+from tests.support.disk import files_bytes
 from tests.support.platform import run_cli
 from tests.support.processes import eventually, relayed
 
@@ -171,11 +172,6 @@ def vault_keys(root: Path, people: list[str]) -> list[bytes]:
             query = f"SELECT key FROM personal_keys WHERE person_id IN ({marks})"
             keys += [bytes(key) for (key,) in conn.execute(query, people)]
     return keys
-
-
-def files_bytes(root: Path) -> bytes:
-    """Every file the services wrote: event stores, read models, vaults, WAL files."""
-    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
 
 
 def keys_of(engine: sa.Engine, people: list[str]) -> list[bytes]:

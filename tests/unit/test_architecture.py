@@ -72,7 +72,6 @@ SCRIPTS = "#17 scripts grew large: test modules serve as fixture libraries for o
 # Helpers and fixtures taken from other test modules (the imported module: its importers),
 # to move to tests/support.
 FIXTURE_LIBRARIES = {
-    "integration.test_audit": ("integration.test_audit_upgrade",),
     "integration.test_cases_authorization": (
         "integration.test_cases_inputs",
         "integration.test_cases_keys",
@@ -88,7 +87,6 @@ FIXTURE_LIBRARIES = {
         "integration.test_replay",
         "integration.test_sealed_case_text",
     ),
-    "integration.test_erasure": ("integration.test_sealed_case_text",),
     "integration.test_funds_authorization": ("integration.test_funds_rules",),
     "integration.test_kafka": ("integration.test_party_orgs_grpc",),
     "integration.test_party_orgs_grpc": (
