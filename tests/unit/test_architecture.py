@@ -1,6 +1,6 @@
 """The layering, kept true by reading every module's imports (an AST walk, no import).
 
-Five rules, each a function from one module to the violations it holds:
+Six rules, each a function from one module to the violations it holds:
 
 - a ``domain`` module imports the standard library, pydantic (events are pydantic
   models), the kernel's domain parts and the shared domain vocabulary, nothing else;
@@ -10,7 +10,9 @@ Five rules, each a function from one module to the violations it holds:
   service publishes (``PUBLISHED``);
 - a test imports helpers from ``tests/support`` (or ``tests/conftest.py``), not from
   another test module;
-- the kernel (``eventkit``) and the chassis import no service.
+- the kernel (``eventkit``) and the chassis import no service;
+- the demo (``civitas.demo``) talks to services over gRPC: of a service it imports
+  only the generated ``v1`` stubs.
 
 Today's code breaks some of them: ``KNOWN_VIOLATIONS`` lists each, with the point of
 #17 it waits for. The list may only shrink: a new violation fails, and so does an
@@ -273,12 +275,23 @@ def shared_rule(module: Module) -> Iterator[str]:
             yield f"shared: {module.name} imports {target}"
 
 
+def demo_rule(module: Module) -> Iterator[str]:
+    """The demo's loaders talk to services over gRPC: of a service, only its ``v1``."""
+    if not _within(module.name, "civitas.demo"):
+        return
+    for target in sorted(imports(module)):
+        service = _service_of(target)
+        if service is not None and not _within(target, f"civitas.{service}.v1"):
+            yield f"demo: {module.name} imports {target}"
+
+
 RULES: list[Callable[[Module], Iterator[str]]] = [
     domain_rule,
     edge_rule,
     services_rule,
     support_rule,
     shared_rule,
+    demo_rule,
 ]
 
 
@@ -374,6 +387,14 @@ def test_the_rules_see_the_modules_they_govern() -> None:
             "from civitas.audit.grpc_api import audit_service\nfrom civitas import catalog",
             shared_rule,
             ["shared: civitas.chassis.service imports civitas.audit.grpc_api"],
+        ),
+        (
+            "civitas.demo.funds",
+            "from civitas.funds.application import DISTRICT_BUDGET\n"
+            "from civitas.funds.v1 import funds_pb2\nfrom civitas.eventkit import natural_id\n"
+            "from civitas.chassis.client import open_channel\nfrom .plan import Loader",
+            demo_rule,
+            ["demo: civitas.demo.funds imports civitas.funds.application"],
         ),
     ],
 )
