@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from civitas.chassis.anchoring import Anchorer, AnchorSettings, KafkaAnchors
@@ -33,7 +33,7 @@ from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, events_topic
 from civitas.eventkit.kafka.topics import dead_letter_topic
 from tests.support.accounts import BalancesProjection, read_balances
 from tests.support.platform import free_port
-from tests.support.processes import eventually
+from tests.support.processes import eventually, messages_on
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,30 +84,6 @@ async def kafka_projection(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         engine.dispose()
-
-
-Message = tuple[bytes | None, bytes | None, dict[str, bytes], int]
-
-
-async def messages_on(bootstrap: str, topic: str) -> list[Message]:
-    """Every message on a topic: key, value, headers, partition."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.assignment() or {
-            TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-        }
-        ends = await consumer.end_offsets(list(partitions))
-        found = []
-        while sum(ends.values()) > len(found):
-            batches = await consumer.getmany(timeout_ms=1000)
-            for records in batches.values():
-                found += [(r.key, r.value, dict(r.headers), r.partition) for r in records]
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def test_each_stream_keeps_its_order_across_partitions(

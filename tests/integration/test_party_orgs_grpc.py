@@ -645,7 +645,7 @@ async def test_party_orgs_runs_with_every_store_on_postgres(clock: ManualClock) 
 async def test_with_kafka_configured_the_service_relays_its_events(
     tmp_path: Path, clock: ManualClock, kafka_bootstrap: str
 ) -> None:
-    from tests.integration.test_kafka import messages_on
+    from tests.support.processes import messages_on
 
     settings = ServiceSettings.from_env(
         "party_orgs",

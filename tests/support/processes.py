@@ -146,3 +146,29 @@ async def streams_applied(
         await eventually(done, what, seconds, poll=0.2)
     except AssertionError as late:
         raise AssertionError(f"{late}: streams behind {behind()}") from None
+
+
+Message = tuple[bytes | None, bytes | None, dict[str, bytes], int]
+
+
+async def messages_on(bootstrap: str, topic: str) -> list[Message]:
+    """Every message on a topic: key, value, headers, partition."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.assignment() or {
+            TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+        }
+        ends = await consumer.end_offsets(list(partitions))
+        found: list[Message] = []
+        while sum(ends.values()) > len(found):
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                found += [(r.key, r.value, dict(r.headers), r.partition) for r in records]
+        return found
+    finally:
+        await consumer.stop()
