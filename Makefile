@@ -79,7 +79,7 @@ unit: $(STAMP)
 
 test: $(STAMP) postgres-up kafka-up prometheus-install check
 	bash scripts/chromium-install.sh
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 bench-eventstore: $(STAMP) postgres-up
 	$(BIN)/python -m benchmarks.eventstore
