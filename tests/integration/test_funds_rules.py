@@ -17,7 +17,7 @@ from civitas.eventkit import EventFilter, InMemoryEventStore, ManualClock
 from civitas.funds.application import MAX_ALLOCATION_FEN, YEARLY_ALLOCATION_FEN
 from civitas.funds.domain.accounts import YUAN, AccountKind, client_transfer_id_for
 from civitas.funds.domain.expenditures import ExpenditureStatus
-from tests.integration.test_funds_authorization import (
+from tests.support.funds_world import (
     CLERK,
     DEPARTMENT,
     FUND,

@@ -89,7 +89,6 @@ FIXTURE_LIBRARIES = {
         "integration.test_replay",
         "integration.test_sealed_case_text",
     ),
-    "integration.test_funds_authorization": ("integration.test_funds_rules",),
     "integration.test_party_orgs_grpc": (
         "integration.test_cases_grpc",
         "integration.test_funding_saga",
