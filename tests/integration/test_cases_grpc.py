@@ -24,8 +24,8 @@ from civitas.chassis.settings import ServiceSettings
 from civitas.eventkit import ManualClock
 from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
-from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
-from tests.integration.test_party_orgs_grpc import seed
+from tests.support.party_orgs_grpc import Client as PartyOrgsClient
+from tests.support.party_orgs_grpc import seed
 from tests.support.processes import eventually
 
 SECRET = "cases-secret-" + "q" * 40

@@ -23,8 +23,8 @@ from civitas.volunteers.bootstrap import RunningVolunteers, run_volunteers
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as pb
 from civitas.volunteers.v1 import volunteers_pb2_grpc as pb_grpc
-from tests.integration.test_party_orgs_grpc import Client as PartyOrgsClient
-from tests.integration.test_party_orgs_grpc import seed
+from tests.support.party_orgs_grpc import Client as PartyOrgsClient
+from tests.support.party_orgs_grpc import seed
 from tests.support.processes import (
     consumed,
     eventually,

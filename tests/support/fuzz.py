@@ -232,7 +232,7 @@ async def running_platform(var: Path, clock: Clock) -> AsyncIterator[Platform]:
 async def load_district(platform: Platform, clock: Clock) -> None:
     """Units, orgs, a member, a case, a volunteer, an activity, accounts, an
     expenditure and a task, each recorded in ``platform.known``."""
-    from tests.integration.test_party_orgs_grpc import Client, seed
+    from tests.support.party_orgs_grpc import Client, seed
 
     known, admin = platform.known, platform.metadata(Role.DISTRICT_ADMIN)
     party = platform.services["party_orgs"]

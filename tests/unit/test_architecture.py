@@ -89,12 +89,6 @@ FIXTURE_LIBRARIES = {
         "integration.test_replay",
         "integration.test_sealed_case_text",
     ),
-    "integration.test_party_orgs_grpc": (
-        "integration.test_cases_grpc",
-        "integration.test_funding_saga",
-        "integration.test_volunteers",
-        "support.fuzz",
-    ),
     "integration.test_volunteers": (
         "integration.test_erasure",
         "integration.test_party_orgs_authorization",
