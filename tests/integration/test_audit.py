@@ -18,7 +18,7 @@ from civitas.audit.v1 import audit_pb2_grpc as apb_grpc
 from civitas.cases.v1 import cases_pb2 as pb
 from civitas.chassis.auth import Role
 from civitas.eventkit import ManualClock
-from tests.integration.test_cases_grpc import SECRET, platform, register
+from tests.support.cases_platform import SECRET, platform, register
 from tests.support.platform import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,6 @@ from civitas.chassis.auth import Caller, Principal, Role, TokenAuthority
 from civitas.errors import InvalidInput, NotAllowed
 from civitas.eventkit import EventStore, InMemoryEventStore, ManualClock, create_read_model_engine
 from civitas.eventkit.personal import PersonalDataVault
-from tests.integration.test_cases_grpc import SECRET, settings_for
 from tests.support.authorization import (
     ANY_SIGNED_IN,
     admits_exactly,
@@ -35,6 +34,7 @@ from tests.support.authorization import (
     refuses_scope,
     rows_cover_the_service,
 )
+from tests.support.cases_platform import SECRET, settings_for
 
 R = Role
 # Who may do what, written out here (not imported) so that the test states the policy.

@@ -24,7 +24,7 @@ from civitas.funds.v1 import funds_pb2 as fpb
 from civitas.funds.v1 import funds_pb2_grpc as fpb_grpc
 from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
-from tests.integration.test_cases_grpc import SECRET, registration, settings_for
+from tests.support.cases_platform import SECRET, registration, settings_for
 from tests.support.party_orgs_grpc import Client as PartyOrgsClient
 from tests.support.party_orgs_grpc import seed
 from tests.support.processes import consumed, eventually, forget_progress, publish_again

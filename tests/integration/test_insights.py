@@ -35,7 +35,7 @@ from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 from civitas.volunteers.bootstrap import run_volunteers
 from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
-from tests.integration.test_cases_grpc import SECRET, settings_for
+from tests.support.cases_platform import SECRET, settings_for
 from tests.support.processes import last_versions, streams_applied
 
 pytestmark = pytest.mark.slow

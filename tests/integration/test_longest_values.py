@@ -33,7 +33,7 @@ from civitas.volunteers.bootstrap import run_volunteers
 from civitas.volunteers.v1 import volunteers_pb2 as vpb
 from civitas.volunteers.v1 import volunteers_pb2_grpc as vgrpc
 from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
-from tests.integration.test_cases_grpc import SECRET, settings_for
+from tests.support.cases_platform import SECRET, settings_for
 from tests.support.processes import last_versions, streams_applied
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -38,7 +38,7 @@ from civitas.replay import (
     swap,
     swap_in,
 )
-from tests.integration.test_cases_grpc import SECRET, settings_for
+from tests.support.cases_platform import SECRET, settings_for
 from tests.support.platform import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from civitas.insights.bootstrap import run_insights
 from civitas.insights.v1 import insights_pb2 as ipb
 from civitas.insights.v1 import insights_pb2_grpc as ipb_grpc
 from civitas.privacy.v1 import privacy_pb2, privacy_pb2_grpc
-from tests.integration.test_cases_grpc import World, platform, registration, settings_for
+from tests.support.cases_platform import World, platform, registration, settings_for
 from tests.support.disk import files_bytes
 
 ROOM = "2单元1702室"

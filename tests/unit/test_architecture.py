@@ -78,17 +78,6 @@ FIXTURE_LIBRARIES = {
         "integration.test_cases_inputs",
         "integration.test_cases_keys",
     ),
-    "integration.test_cases_grpc": (
-        "integration.test_audit",
-        "integration.test_cases_authorization",
-        "integration.test_cases_inputs",
-        "integration.test_cases_keys",
-        "integration.test_funding_saga",
-        "integration.test_insights",
-        "integration.test_longest_values",
-        "integration.test_replay",
-        "integration.test_sealed_case_text",
-    ),
     "integration.test_volunteers": (
         "integration.test_erasure",
         "integration.test_party_orgs_authorization",
