@@ -7,7 +7,6 @@ caller reads, over real gRPC."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,11 +17,8 @@ import grpc
 import pytest
 
 from civitas.cases.application import Cases, HistoricalCase
-from civitas.cases.bootstrap import run_cases
 from civitas.cases.domain.case import Channel, Urgency
-from civitas.cases.grids import Assignment
 from civitas.cases.v1 import cases_pb2 as pb
-from civitas.cases.v1 import cases_pb2_grpc as pb_grpc
 from civitas.chassis.auth import Caller, Principal, Role, TokenAuthority
 from civitas.errors import InvalidInput, NotAllowed
 from civitas.eventkit import EventStore, InMemoryEventStore, ManualClock, create_read_model_engine
@@ -34,7 +30,7 @@ from tests.support.authorization import (
     refuses_scope,
     rows_cover_the_service,
 )
-from tests.support.cases_platform import SECRET, settings_for
+from tests.support.cases_platform import SECRET, FakeGrids, cases_server
 
 R = Role
 # Who may do what, written out here (not imported) so that the test states the policy.
@@ -46,22 +42,6 @@ IMPORTERS = {R.DISTRICT_ADMIN}
 COMMUNITY, GRID = "QH-01-01", "QH-01-01-G01"
 NEIGHBOUR_GRID = "QH-01-02-G01"  # a grid of the next community of the same street
 ADMIN = Caller(Principal("admin", frozenset({R.DISTRICT_ADMIN}), ("QH",)), "setup")
-HANDLER_PERSON = "member-5b0f2c1e-8f0a-4d8e-9c57-2a4c1d6e0b39"
-
-
-class FakeGrids:
-    """party_orgs' ResolveGrid as a table: the grid named, else the community's first,
-    with 王芳 on its lead post. Set ``answer`` to have it answer that grid whatever it is
-    asked, as a party_orgs that misbehaves might."""
-
-    def __init__(self) -> None:
-        self.answer: str | None = None
-
-    async def resolve(
-        self, community_code: str, address: str | None, grid_code: str | None
-    ) -> Assignment:
-        grid = self.answer or grid_code or f"{community_code}-G01"
-        return Assignment(grid, None, "王芳", HANDLER_PERSON)
 
 
 @dataclass
@@ -390,16 +370,6 @@ async def test_an_import_names_no_grid_of_another_community(world: World) -> Non
     with pytest.raises(InvalidInput, match=f"not a grid of {COMMUNITY}"):
         await world.app.import_case(ADMIN, record(world, NEIGHBOUR_GRID))
     assert await world.store.head_position() == before
-
-
-@contextlib.asynccontextmanager
-async def cases_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Any]:
-    settings = settings_for("cases", tmp_path)
-    async with (
-        run_cases(settings, clock=clock, port=0, grids=FakeGrids()) as running,
-        grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}") as channel,
-    ):
-        yield running, pb_grpc.CasesServiceStub(channel)
 
 
 async def online_case(app: Cases, address: str) -> Any:

@@ -27,8 +27,7 @@ from civitas.cases.v1 import cases_pb2 as pb
 from civitas.cases.v1 import cases_pb2_grpc as pb_grpc
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.eventkit import ManualClock
-from tests.integration.test_cases_authorization import cases_server
-from tests.support.cases_platform import SECRET, registration, stamp
+from tests.support.cases_platform import SECRET, cases_server, registration, stamp
 
 C = grpc.StatusCode
 AUTHORITY = TokenAuthority(SECRET)

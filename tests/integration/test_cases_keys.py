@@ -25,8 +25,7 @@ from civitas.chassis.requests import id_for
 from civitas.demo import plan_district, plan_requests
 from civitas.errors import AlreadyExists
 from civitas.eventkit import ManualClock
-from tests.integration.test_cases_authorization import cases_server
-from tests.support.cases_platform import SECRET, registration, stamp
+from tests.support.cases_platform import SECRET, cases_server, registration, stamp
 
 C = grpc.StatusCode
 AUTHORITY = TokenAuthority(SECRET)

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from civitas.cases.bootstrap import RunningCases, run_cases
+from civitas.cases.grids import Assignment
 from civitas.cases.v1 import cases_pb2 as pb
 from civitas.cases.v1 import cases_pb2_grpc as pb_grpc
 from civitas.chassis.auth import Role, TokenAuthority
@@ -105,3 +107,31 @@ def stamp(moment: datetime) -> Timestamp:
     value = Timestamp()
     value.FromDatetime(moment)
     return value
+
+
+HANDLER_PERSON = "member-5b0f2c1e-8f0a-4d8e-9c57-2a4c1d6e0b39"
+
+
+class FakeGrids:
+    """party_orgs' ResolveGrid as a table: the grid named, else the community's first,
+    with 王芳 on its lead post. Set ``answer`` to have it answer that grid whatever it is
+    asked, as a party_orgs that misbehaves might."""
+
+    def __init__(self) -> None:
+        self.answer: str | None = None
+
+    async def resolve(
+        self, community_code: str, address: str | None, grid_code: str | None
+    ) -> Assignment:
+        grid = self.answer or grid_code or f"{community_code}-G01"
+        return Assignment(grid, None, "王芳", HANDLER_PERSON)
+
+
+@contextlib.asynccontextmanager
+async def cases_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Any]:
+    settings = settings_for("cases", tmp_path)
+    async with (
+        run_cases(settings, clock=clock, port=0, grids=FakeGrids()) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.server.port}") as channel,
+    ):
+        yield running, pb_grpc.CasesServiceStub(channel)

@@ -74,10 +74,6 @@ SCRIPTS = "#17 scripts grew large: test modules serve as fixture libraries for o
 # Helpers and fixtures taken from other test modules (the imported module: its importers),
 # to move to tests/support.
 FIXTURE_LIBRARIES = {
-    "integration.test_cases_authorization": (
-        "integration.test_cases_inputs",
-        "integration.test_cases_keys",
-    ),
     "integration.test_volunteers": (
         "integration.test_erasure",
         "integration.test_party_orgs_authorization",
