@@ -35,10 +35,10 @@ from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as vpb
 from tests.conftest import IN_CI, missing_dependency
-from tests.integration.test_volunteers import SECRET, World, platform, report, settings_for
 from tests.support.disk import files_bytes
 from tests.support.platform import run_cli
 from tests.support.processes import eventually, relayed
+from tests.support.volunteers_platform import SECRET, World, platform, report, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RESIDENT = ("周敏", "13800001111")

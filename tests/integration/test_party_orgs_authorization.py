@@ -17,7 +17,6 @@ from civitas.eventkit import ManualClock
 from civitas.party_orgs.domain.members import AppraisalRating, CardActivityKind
 from civitas.party_orgs.domain.orgs import OrgKind, SeatRole
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
-from tests.integration.test_volunteers import platform
 from tests.support.authorization import (
     ANY_SIGNED_IN,
     admits_exactly,
@@ -26,6 +25,7 @@ from tests.support.authorization import (
     rows_cover_the_service,
 )
 from tests.support.party_orgs import World, build_world
+from tests.support.volunteers_platform import platform
 
 R = Role
 UNITS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF}

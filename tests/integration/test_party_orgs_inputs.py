@@ -18,7 +18,7 @@ from civitas.chassis.auth import Role
 from civitas.eventkit import ManualClock
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.v1 import volunteers_pb2 as pb
-from tests.integration.test_volunteers import World, platform, stamp
+from tests.support.volunteers_platform import World, platform, stamp
 
 
 def full_width(value: str) -> str:

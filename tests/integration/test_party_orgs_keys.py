@@ -17,7 +17,7 @@ import pytest
 from civitas.chassis.auth import Role
 from civitas.eventkit import ManualClock
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
-from tests.integration.test_volunteers import World, platform
+from tests.support.volunteers_platform import World, platform
 
 C = grpc.StatusCode
 WHEN = datetime(2026, 2, 20, 9, tzinfo=UTC)

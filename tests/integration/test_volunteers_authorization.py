@@ -17,7 +17,6 @@ from civitas.eventkit import ManualClock
 from civitas.volunteers.application import PastAttendance, Volunteers
 from civitas.volunteers.domain.activities import Brand
 from civitas.volunteers.v1 import volunteers_pb2 as pb
-from tests.integration.test_volunteers import platform
 from tests.support.authorization import (
     ANY_SIGNED_IN,
     admits_exactly,
@@ -25,6 +24,7 @@ from tests.support.authorization import (
     refuses_scope,
     rows_cover_the_service,
 )
+from tests.support.volunteers_platform import platform
 
 R = Role
 COORDINATORS = {R.DISTRICT_ADMIN, R.STREET_STAFF, R.COMMUNITY_STAFF, R.VOLUNTEER_COORDINATOR}

@@ -20,8 +20,8 @@ from civitas.eventkit import ManualClock
 from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
 from civitas.volunteers.v1 import volunteers_pb2 as pb
-from tests.integration.test_volunteers import World, platform, profile_events
 from tests.support.processes import eventually, handled_all
+from tests.support.volunteers_platform import World, platform, profile_events
 
 R = Role
 CALLERS: dict[str, tuple[Role, tuple[str, ...]]] = {

@@ -20,7 +20,7 @@ from civitas.eventkit import ManualClock, natural_id
 from civitas.volunteers.application import PastAttendance
 from civitas.volunteers.domain.activities import Activity, Brand
 from civitas.volunteers.v1 import volunteers_pb2 as pb
-from tests.integration.test_volunteers import World, platform, stamp
+from tests.support.volunteers_platform import World, platform, stamp
 
 C = grpc.StatusCode
 PAST = datetime(2026, 2, 1, 9, tzinfo=UTC)
