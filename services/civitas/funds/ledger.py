@@ -2,7 +2,8 @@
 
 One row per account (balance, and what pending reservations hold), and one row per
 pending reservation, so that the debit which settles a reservation releases its
-hold here as it does on the account. Built by a projection from funds' events.
+hold here as it does on the account. Built by a projection from funds' events, each
+taken for what ``civitas.funds.postings`` says it does to its account.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from civitas.eventkit import Projection, RecordedEvent, handles
 
+from . import postings
 from .domain.accounts import AccountKind
 
 metadata = sa.MetaData()
@@ -36,10 +38,6 @@ reservations = sa.Table(
 )
 
 
-def _account_of(event: RecordedEvent) -> str:
-    return event.aggregate_id
-
-
 class Ledger(Projection):
     """Balances of every account, kept as funds books entries and holds."""
 
@@ -56,43 +54,34 @@ class Ledger(Projection):
         conn.execute(reservations.delete())
         conn.execute(accounts.delete())
 
-    @handles("LedgerAccountOpened")
-    def on_opened(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        data = event.data
-        conn.execute(
-            accounts.insert().values(
-                account_id=_account_of(event),
-                kind=data["kind"],
-                owner_code=data["owner_code"],
-                name=data["name"],
-                balance_fen=0,
-                reserved_fen=0,
-            )
-        )
-
-    @handles("FundsReserved")
-    def on_reserved(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        account, amount = _account_of(event), event.data["amount_fen"]
-        conn.execute(
-            reservations.insert().values(
-                account_id=account, transfer_id=event.data["transfer_id"], amount_fen=amount
-            )
-        )
-        self._change(conn, account, reserved=amount)
-
-    @handles("ReservationReleased")
-    def on_released(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        self._settle(conn, _account_of(event), event.data["transfer_id"])
-
-    @handles("Debited")
-    def on_debited(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        account = _account_of(event)
-        self._settle(conn, account, event.data["transfer_id"])
-        self._change(conn, account, balance=-event.data["amount_fen"])
-
-    @handles("Credited")
-    def on_credited(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        self._change(conn, _account_of(event), balance=event.data["amount_fen"])
+    @handles(*postings.EVENT_TYPES)
+    def on_account_event(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        """What the event does to its account (``civitas.funds.postings``), in order."""
+        account = event.aggregate_id
+        for change in postings.changes(event.type, event.data):
+            match change:
+                case postings.Opened(kind, owner_code, name):
+                    conn.execute(
+                        accounts.insert().values(
+                            account_id=account,
+                            kind=kind,
+                            owner_code=owner_code,
+                            name=name,
+                            balance_fen=0,
+                            reserved_fen=0,
+                        )
+                    )
+                case postings.Held(transfer_id, amount):
+                    conn.execute(
+                        reservations.insert().values(
+                            account_id=account, transfer_id=transfer_id, amount_fen=amount
+                        )
+                    )
+                    self._change(conn, account, reserved=amount)
+                case postings.Released(transfer_id):
+                    self._settle(conn, account, transfer_id)
+                case postings.Posted(amount_fen=amount):
+                    self._change(conn, account, balance=amount)
 
     @staticmethod
     def _settle(conn: sa.Connection, account: str, transfer_id: str) -> None:

@@ -1,6 +1,7 @@
 """funds' queries (cosmicpython's ``views``): an account's statement (its booked entries,
-signed, now or as of a past moment), the trial balance the ledger read model answers,
-an expenditure and a task. Funds keep no personal data: nothing here is hidden."""
+signed as ``postings`` says, now or as of a past moment), the trial balance the ledger
+read model answers, an expenditure and a task. Funds keep no personal data: nothing here
+is hidden."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from . import postings
 from .application import Funds
 from .domain.accounts import Account
 from .domain.expenditures import Expenditure
@@ -54,16 +56,18 @@ class FundsViews:
     ) -> tuple[Account, list[Entry]]:
         """The account, and its booked entries, now or as of a past moment."""
         account, booked = await self.app.statement(account_id, as_of)
-        entries = [
-            Entry(
-                transfer_id=e.data["transfer_id"],
-                amount_fen=e.data["amount_fen"] * (1 if e.type == "Credited" else -1),
-                counterpart_account=e.data.get("from_account") or e.data["to_account"],
-                booked_at=e.occurred_at,
-                memo=e.data.get("memo", ""),
+        entries = []
+        for e in booked:
+            posted = postings.posting(e.type, e.data)
+            entries.append(
+                Entry(
+                    transfer_id=posted.transfer_id,
+                    amount_fen=posted.amount_fen,
+                    counterpart_account=posted.counterpart,
+                    booked_at=e.occurred_at,
+                    memo=posted.memo,
+                )
             )
-            for e in booked
-        ]
         return account, entries
 
     async def trial_balance(self) -> TrialBalance:
