@@ -45,6 +45,7 @@ DOMAIN_VOCABULARY = {
     "civitas.geography": "unit codes and the one check of a community's code",
     "civitas.cases.lifecycle": "a case's status after each event (standard library only)",
     "civitas.sealing": "what of a case is sealed and what stays clear (split_address)",
+    "civitas.funds.postings": "what each funds event does to a balance and its holds",
 }
 """Shared modules a domain may import; each is held to the domain rule itself."""
 DOMAIN_THIRD_PARTY = {"pydantic": "events are pydantic models, as the kernel's DomainEvent"}
@@ -64,6 +65,8 @@ PUBLISHED = {
     "civitas.catalog": "every service's declaration: names, ports, peers",
     "civitas.cases.lifecycle": "cases' event contract: a case's status after each event",
     "civitas.sealing": "cases' event contract: which fields are sealed, one rule over them",
+    "civitas.funds.postings": "funds' event contract: what each event books and holds on "
+    "its account, and which postings are allocations and payments",
 }
 """What a service may import of another service besides its ``v1`` stubs; with
 ``civitas.<service>.spec`` of every service (its declaration, read by the catalog)."""

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from civitas.cases import lifecycle
 from civitas.eventkit import EventFilter, Projection, RecordedEvent, handles
 from civitas.eventkit.projection import insert_many
+from civitas.funds import postings
 from civitas.geography import community_of, street_of
 from civitas.sealing import kept_for_timeline
 
@@ -299,60 +300,53 @@ class FundLedger(FactsProjection):
         holds,
     )
 
-    @handles("LedgerAccountOpened")
-    def on_opened(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        data = event.data
-        conn.execute(
-            accounts.insert().values(
-                account_id=_id_of(event),
-                kind=data["kind"],
-                owner_code=data["owner_code"],
-                **_units(data["owner_code"]),
-                name=data["name"],
-                balance_fen=0,
-                reserved_fen=0,
-            )
-        )
-
-    @handles("FundsReserved")
-    def on_reserved(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        account, amount = _id_of(event), event.data["amount_fen"]
-        conn.execute(
-            holds.insert().values(
-                account_id=account, transfer_id=event.data["transfer_id"], amount_fen=amount
-            )
-        )
-        self._change(conn, account, reserved=amount)
-
-    @handles("ReservationReleased")
-    def on_released(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        self._release(conn, _id_of(event), event.data["transfer_id"])
-
-    @handles("Debited")
-    def on_debited(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        self._release(conn, _id_of(event), event.data["transfer_id"])
-        self._book(conn, event, -event.data["amount_fen"], event.data["to_account"])
-
-    @handles("Credited")
-    def on_credited(self, event: RecordedEvent, conn: sa.Connection) -> None:
-        self._book(conn, event, event.data["amount_fen"], event.data["from_account"])
-
-    def _book(self, conn: sa.Connection, event: RecordedEvent, amount: int, other: str) -> None:
+    @handles(*postings.EVENT_TYPES)
+    def on_account_event(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        """What the event does to its account, as funds state it (``civitas.funds.postings``)."""
         account = _id_of(event)
-        self._change(conn, account, balance=amount)
+        for change in postings.changes(event.type, event.data):
+            match change:
+                case postings.Opened(kind, owner_code, name):
+                    conn.execute(
+                        accounts.insert().values(
+                            account_id=account,
+                            kind=kind,
+                            owner_code=owner_code,
+                            **_units(owner_code),
+                            name=name,
+                            balance_fen=0,
+                            reserved_fen=0,
+                        )
+                    )
+                case postings.Held(transfer_id, amount):
+                    conn.execute(
+                        holds.insert().values(
+                            account_id=account, transfer_id=transfer_id, amount_fen=amount
+                        )
+                    )
+                    self._change(conn, account, reserved=amount)
+                case postings.Released(transfer_id):
+                    self._release(conn, account, transfer_id)
+                case postings.Posted():
+                    self._book(conn, account, change, event.position)
+
+    def _book(
+        self, conn: sa.Connection, account: str, posted: postings.Posted, position: int
+    ) -> None:
+        self._change(conn, account, balance=posted.amount_fen)
         balance = conn.execute(
             sa.select(accounts.c.balance_fen).where(accounts.c.account_id == account)
         ).scalar_one()
         conn.execute(
             entries.insert().values(
                 account_id=account,
-                transfer_id=event.data["transfer_id"],
-                amount_fen=amount,
-                counterpart=other,
-                booked_at=_when(event.data["booked_at"]),
-                memo=event.data.get("memo", ""),
+                transfer_id=posted.transfer_id,
+                amount_fen=posted.amount_fen,
+                counterpart=posted.counterpart,
+                booked_at=posted.booked_at,
+                memo=posted.memo,
                 balance_fen=balance,
-                position=event.position,
+                position=position,
             )
         )
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from civitas.errors import InvalidInput, NotFound
 from civitas.eventkit import Clock
+from civitas.funds import postings
 from civitas.geography import UnitKind, parse_unit_code
 
 from .projections import (
@@ -183,11 +184,14 @@ def months_in(months: int) -> int:
     return months
 
 
-FUNDS = accounts.c.kind == "fund"
-ALLOCATED = (entries.c.amount_fen > 0) & entries.c.counterpart.like("source:%")
-DISBURSED = (entries.c.amount_fen < 0) & (
-    entries.c.counterpart.like("payee:%") | entries.c.counterpart.like("expense:%")
-)
+def _counterpart_is(kinds: frozenset[str]) -> sa.ColumnElement[bool]:
+    return sa.or_(*(entries.c.counterpart.like(f"{kind}:%") for kind in sorted(kinds)))
+
+
+FUNDS = accounts.c.kind == "fund"  # what a unit's funds figures count: its funds' accounts
+# An allocation and a payment are funds' to say (its event contract, postings.Kind).
+ALLOCATED = (entries.c.amount_fen > 0) & _counterpart_is(postings.BUDGETS)
+DISBURSED = (entries.c.amount_fen < 0) & _counterpart_is(postings.PAID_OUT_TO)
 
 
 class InsightsQueries:
