@@ -127,6 +127,15 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             STARTED.labels(*labels).inc()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
+            counted = False
+
+            def count() -> None:
+                nonlocal counted
+                if not counted:
+                    counted = True
+                    HANDLED.labels(*labels, code.name).inc()
+                    LATENCY.labels(*labels).observe(time.perf_counter() - started)
+
             given = metadata.get("x-correlation-id")
             correlation = given if given and _CORRELATION_ID.fullmatch(given) else new_uuid().hex
             CORRELATION_ID.set(correlation)
@@ -154,15 +163,17 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 raise
             except Exception as exc:
                 known = status_of(exc)
+                message = str(exc)
                 if known is None:  # a bug: keep its traceback, tell the caller little
-                    code = grpc.StatusCode.INTERNAL
                     log.exception("unexpected error", method=method)
-                    await context.abort(code, f"internal error (correlation id {correlation})")
-                code = known
-                await context.abort(known, str(exc))
+                    message = f"internal error (correlation id {correlation})"
+                code = known or grpc.StatusCode.INTERNAL
+                # Counted before the status leaves: abort sends it at once, and a caller
+                # that reads the metrics after its call must find the call counted.
+                count()
+                await context.abort(code, message)
             finally:
-                HANDLED.labels(*labels, code.name).inc()
-                LATENCY.labels(*labels).observe(time.perf_counter() - started)
+                count()
                 structlog.contextvars.unbind_contextvars("correlation_id", "rpc")
 
         return grpc.unary_unary_rpc_method_handler(
