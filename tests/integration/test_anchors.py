@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -29,7 +27,7 @@ from civitas.eventkit.anchors import (
     read_anchors,
     unextended,
 )
-from civitas.eventkit.hashing import GENESIS, canonical_json, chain, content_digest
+from civitas.eventkit.hashing import GENESIS, canonical_json, chain
 from tests.conftest import StoreFactory
 from tests.support.memory_sql import run_sql
 
@@ -64,23 +62,7 @@ async def rewrite_and_rehash(store: EventStore, stream_id: str, revision: int) -
         data = row.data
         if row.stream_version == revision:
             data = canonical_json({**json.loads(row.data), "payee": "insider"})
-        occurred = row.occurred_at
-        if isinstance(occurred, str):
-            occurred = datetime.fromisoformat(occurred)
-        previous = chain(
-            previous,
-            content_digest(
-                stream_id=row.stream_id,
-                event_id=uuid.UUID(str(row.event_id)),
-                type=row.type,
-                schema_version=row.schema_version,
-                occurred_at=occurred,
-                actor=row.actor,
-                correlation_id=row.correlation_id,
-                causation_id=row.causation_id,
-                data_json=data,
-            ),
-        )
+        previous = chain(previous, row.content_digest(data))
         await execute(
             store,
             "UPDATE {s}.events SET data = $1, hash = $2 WHERE position = $3".replace(

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import uuid
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,9 @@ from civitas.audit.anchoring import verify_anchor
 from civitas.cli import main
 from civitas.eventkit import NewEvent, SqliteEventStore, StreamState
 from civitas.eventkit.anchors import Anchor, append_anchor, leaf_bytes
-from civitas.eventkit.hashing import GENESIS, chain, content_digest
+from civitas.eventkit.hashing import GENESIS, chain
 from civitas.eventkit.merkle import leaf_hash
+from civitas.eventkit.proofs import event_digest
 
 STREAM = "case-proof1"
 
@@ -152,20 +151,7 @@ def forge_unsigned(var: Path, anchor: dict[str, object] | None) -> None:
     anchor made to match it and its signature dropped (or no anchor at all)."""
     proof = json.loads((var / "proof.json").read_text())
     event = {**proof["event"], "actor": "mallory", "data": '{"b":1000000}'}
-    stream_hash = chain(
-        GENESIS,
-        content_digest(
-            stream_id=event["stream_id"],
-            event_id=uuid.UUID(event["event_id"]),
-            type=event["type"],
-            schema_version=event["schema_version"],
-            occurred_at=datetime.fromisoformat(event["occurred_at"]),
-            actor=event["actor"],
-            correlation_id=event["correlation_id"],
-            causation_id=event["causation_id"],
-            data_json=event["data"],
-        ),
-    )
+    stream_hash = chain(GENESIS, event_digest(event))
     leaf = leaf_bytes(event["position"], event["stream_id"], event["stream_version"], stream_hash)
     root = leaf_hash(leaf).hex()
     forged = {

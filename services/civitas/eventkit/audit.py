@@ -53,6 +53,26 @@ class RawEvent:
     category: str | None = None
     """As stored, for the category filter (None: the backend derives it)."""
 
+    @property
+    def moment(self) -> datetime:
+        """When it occurred, as a datetime (SQLite keeps ISO text)."""
+        moment = self.occurred_at
+        return moment if isinstance(moment, datetime) else datetime.fromisoformat(moment)
+
+    def content_digest(self, data: str | None = None) -> bytes:
+        """The digest of the row's content as stored (or with ``data`` in its place)."""
+        return content_digest(
+            stream_id=self.stream_id,
+            event_id=uuid.UUID(str(self.event_id)),
+            type=self.type,
+            schema_version=self.schema_version,
+            occurred_at=self.moment,
+            actor=self.actor,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            data_json=self.data if data is None else data,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
@@ -190,7 +210,7 @@ class ChainVerifier:
             self._break(row, f"revision {row.stream_version} follows {version}")
             return
         try:
-            link = chain(previous, _digest(row))
+            link = chain(previous, row.content_digest())
         except (ValueError, TypeError) as unreadable:
             self._break(row, f"unreadable: {unreadable}")
             return
@@ -288,25 +308,6 @@ def snapshot_covers(data: str | dict[str, Any]) -> tuple[int, str] | None:
     if not isinstance(version, int) or not isinstance(digest, str):
         return None
     return version, digest
-
-
-def _digest(row: RawEvent) -> bytes:
-    occurred = (
-        row.occurred_at
-        if isinstance(row.occurred_at, datetime)
-        else datetime.fromisoformat(row.occurred_at)
-    )
-    return content_digest(
-        stream_id=row.stream_id,
-        event_id=uuid.UUID(str(row.event_id)),
-        type=row.type,
-        schema_version=row.schema_version,
-        occurred_at=occurred,
-        actor=row.actor,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        data_json=row.data,
-    )
 
 
 async def side_by_side(

@@ -18,7 +18,6 @@ import threading
 import uuid
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -236,9 +235,6 @@ def _row(
 
 def _recorded(row: RawEvent) -> RecordedEvent:
     """Decode a kept row afresh, so no caller shares (or changes) what is stored."""
-    occurred_at = row.occurred_at
-    if not isinstance(occurred_at, datetime):
-        occurred_at = datetime.fromisoformat(occurred_at)
     return RecordedEvent(
         event_id=uuid.UUID(row.event_id),
         stream_id=row.stream_id,
@@ -246,7 +242,7 @@ def _recorded(row: RawEvent) -> RecordedEvent:
         position=row.position,
         type=row.type,
         schema_version=row.schema_version,
-        occurred_at=occurred_at,
+        occurred_at=row.moment,
         actor=row.actor,
         correlation_id=row.correlation_id,
         causation_id=row.causation_id,

@@ -9,16 +9,14 @@ stream hash, the leaf hash and the root, and compares the root with a published 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .anchors import Anchor, AnchorError, leaf_bytes, row_leaf_hash
 from .audit import RawEvent
-from .hashing import GENESIS, chain, content_digest, utc_iso
+from .hashing import GENESIS, chain, utc_iso
 from .merkle import audit_path, leaf_hash, root_from_path, tree_head
 from .store import EventStore
 
@@ -82,13 +80,17 @@ async def prove(
 
 
 def _fields(row: RawEvent) -> dict[str, Any]:
-    occurred = row.occurred_at
-    if not isinstance(occurred, datetime):
-        occurred = datetime.fromisoformat(occurred)
     fields = {name: getattr(row, name) for name in EVENT_FIELDS}
     fields["event_id"] = str(row.event_id)
-    fields["occurred_at"] = utc_iso(occurred)
+    fields["occurred_at"] = utc_iso(row.moment)
     return fields
+
+
+def event_digest(event: Mapping[str, Any]) -> bytes:
+    """The content digest of a proof's event (its fields as :func:`prove` writes them)."""
+    fields = {name: event[name] for name in EVENT_FIELDS}
+    fields["schema_version"] = int(fields["schema_version"])
+    return RawEvent(**fields, hash=b"").content_digest()
 
 
 def check_proof(
@@ -103,18 +105,7 @@ def check_proof(
     checked against; raises :class:`AnchorError` naming the first thing that fails."""
     try:
         event, index, size = proof["event"], _whole(proof["leaf_index"]), _whole(proof["tree_size"])
-        digest_of_content = content_digest(
-            stream_id=event["stream_id"],
-            event_id=uuid.UUID(event["event_id"]),
-            type=event["type"],
-            schema_version=int(event["schema_version"]),
-            occurred_at=datetime.fromisoformat(event["occurred_at"]),
-            actor=event["actor"],
-            correlation_id=event["correlation_id"],
-            causation_id=event["causation_id"],
-            data_json=event["data"],
-        )
-        stream_hash = chain(bytes.fromhex(proof["previous_hash"]), digest_of_content)
+        stream_hash = chain(bytes.fromhex(proof["previous_hash"]), event_digest(event))
         path = [bytes.fromhex(p) for p in proof["audit_path"]]
         leaf = leaf_bytes(
             int(event["position"]), event["stream_id"], event["stream_version"], stream_hash
