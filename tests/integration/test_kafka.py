@@ -400,18 +400,32 @@ async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
     assert sum(row[3] for row in expected) > 20 * 50  # writes went on through the restart
 
 
-async def test_a_signed_anchor_reaches_the_services_anchors_topic(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
+async def funds_to_anchor(tmp_path: Path) -> tuple[SqliteEventStore, AnchorSettings, str]:
+    """funds' store of 18 events, its anchor settings and a topic of this test's own."""
     store = SqliteEventStore(tmp_path / "funds.db")
     await fill_accounts(store, accounts=3, movements=5)
     settings = AnchorSettings("funds", tmp_path / "anchor.key", tmp_path / "anchors.jsonl", 60)
-    topic = anchors_topic("funds", unique("anchors-"))
-    kafka = KafkaAnchors(kafka_bootstrap, topic)
+    return store, settings, anchors_topic("funds", unique("anchors-"))
+
+
+async def anchored_once(
+    bootstrap: str, topic: str, store: SqliteEventStore, settings: AnchorSettings
+) -> Anchor | None:
+    """One period of a (re)started service's anchoring, publishing to ``topic``."""
+    kafka = KafkaAnchors(bootstrap, topic)
     try:
-        anchor = await Anchorer(store, settings, kafka=kafka).anchor_once()
+        return await Anchorer(store, settings, kafka=kafka).anchor_once()
     finally:
         await kafka.close()
+
+
+async def test_a_signed_anchor_reaches_the_services_anchors_topic(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    store, settings, topic = await funds_to_anchor(tmp_path)
+    try:
+        anchor = await anchored_once(kafka_bootstrap, topic, store, settings)
+    finally:
         await store.close()
     assert anchor is not None
 
@@ -426,17 +440,10 @@ async def test_a_signed_anchor_reaches_the_services_anchors_topic(
 async def test_a_service_whose_anchors_file_is_gone_remembers_its_anchor_from_the_topic(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    store = SqliteEventStore(tmp_path / "funds.db")
-    await fill_accounts(store, accounts=3, movements=5)
-    settings = AnchorSettings("funds", tmp_path / "anchor.key", tmp_path / "anchors.jsonl", 60)
-    topic = anchors_topic("funds", unique("anchors-"))
+    store, settings, topic = await funds_to_anchor(tmp_path)
 
     async def restarted() -> Anchor | None:
-        kafka = KafkaAnchors(kafka_bootstrap, topic)
-        try:
-            return await Anchorer(store, settings, kafka=kafka).anchor_once()
-        finally:
-            await kafka.close()
+        return await anchored_once(kafka_bootstrap, topic, store, settings)
 
     try:
         first = await restarted()
