@@ -103,6 +103,7 @@ LINGER_MS = 5
 MAX_BATCH_SIZE = 512 * 1024
 EVENT_TYPE = "IssueNoted"
 RUN = uuid.uuid4().hex[:8]
+NAMESPACE = f"bench{RUN}"  # the consumer groups' and their dead-letter topics' namespace
 Message = tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]
 
 
@@ -470,9 +471,9 @@ async def latency_run(tmp: Path, topics: Topics, rep: int) -> dict[str, Any]:
     engine = create_read_model_engine(f"sqlite:///{tmp / f'read-model-{rep}.db'}")
     topic = topics.spec("live")
     group = unique("group")
-    topics.add(dead_letter_topic(group))
+    topics.add(dead_letter_topic(group, NAMESPACE))
     relay = Relay(store, BOOTSTRAP, topic)
-    clock = CommitClock(KafkaFeed(BOOTSTRAP, [topic.name], group), size)
+    clock = CommitClock(KafkaFeed(BOOTSTRAP, [topic.name], group, namespace=NAMESPACE), size)
     runner = ProjectionRunner(MarksProjection(), clock, engine)
     writer = PacedWriter(store, size)
     await ensure_topics(BOOTSTRAP, [topic])  # so that the consumer finds it at once

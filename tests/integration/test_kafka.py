@@ -43,6 +43,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
+NAMESPACE = unique("t")  # this module's topics and groups; never the default namespace
+
+
 async def fill_accounts(store: SqliteEventStore, accounts: int, movements: int) -> None:
     """Appends movements round-robin across accounts, so streams interleave in the log."""
     for a in range(accounts):
@@ -73,7 +76,7 @@ async def kafka_projection(
 ) -> AsyncIterator[sa.Engine]:
     """The balances projection fed from Kafka, running in the background."""
     engine = create_read_model_engine(f"sqlite:///{tmp_path}/{label}.db")
-    feed = KafkaFeed(bootstrap, [topic], unique("balances-"), batch_size=200)
+    feed = KafkaFeed(bootstrap, [topic], unique("balances-"), namespace=NAMESPACE, batch_size=200)
     runner = ProjectionRunner(BalancesProjection(), feed, engine)
     await runner.setup()
     task = asyncio.create_task(runner.run())
@@ -93,7 +96,7 @@ async def test_each_stream_keeps_its_order_across_partitions(
     for m in range(30):
         for s in range(40):
             await store.append(f"case-{s}", [NewEvent("Noted", {"m": m})], StreamState.ANY)
-    topic = TopicSpec(unique("civitas.order."), partitions=6)
+    topic = TopicSpec(unique(f"{NAMESPACE}.order."), partitions=6)
     relay = Relay(store, kafka_bootstrap, topic, batch_size=250)
     await relay.start()
     await relay.drain()
@@ -103,7 +106,7 @@ async def test_each_stream_keeps_its_order_across_partitions(
     async def handle(batch: list[RecordedEvent]) -> None:
         seen.extend(batch)
 
-    feed = KafkaFeed(kafka_bootstrap, [topic.name], unique("order-"))
+    feed = KafkaFeed(kafka_bootstrap, [topic.name], unique("order-"), namespace=NAMESPACE)
     task = asyncio.create_task(feed.run(handle))
 
     async def all_seen() -> bool:
@@ -132,7 +135,7 @@ async def test_messages_carry_the_stream_key_and_the_event_headers(
         "CaseRegistered", {"title": "路灯"}, correlation_id="corr-7", causation_id="cmd-7"
     )
     await store.append("case-7", [event], StreamState.NO_STREAM)
-    topic = TopicSpec(unique("civitas.headers."), partitions=2)
+    topic = TopicSpec(unique(f"{NAMESPACE}.headers."), partitions=2)
     relay = Relay(store, kafka_bootstrap, topic)
     await relay.start()
     await relay.drain()
@@ -156,7 +159,7 @@ async def test_events_published_twice_after_a_lost_checkpoint_are_absorbed(
 ) -> None:
     store = SqliteEventStore(tmp_path / "events.db")
     await fill_accounts(store, accounts=10, movements=20)
-    topic = TopicSpec(unique("civitas.twice."), partitions=3)
+    topic = TopicSpec(unique(f"{NAMESPACE}.twice."), partitions=3)
     relay = Relay(store, kafka_bootstrap, topic, batch_size=70)
     await relay.start()
     await relay.drain()
@@ -245,7 +248,7 @@ async def test_an_undecodable_message_is_set_aside_and_the_consumer_goes_on(
 ) -> None:
     store = SqliteEventStore(tmp_path / "events.db")
     await fill_accounts(store, accounts=2, movements=3)
-    topic = TopicSpec(unique("civitas.dlq."), partitions=1)
+    topic = TopicSpec(unique(f"{NAMESPACE}.dlq."), partitions=1)
     relay = Relay(store, kafka_bootstrap, topic)
     await relay.start()
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
@@ -271,7 +274,8 @@ async def test_an_undecodable_message_is_set_aside_and_the_consumer_goes_on(
             if labels.get("topic") == topic.name
         )
 
-    dead = await messages_on(kafka_bootstrap, dead_letter_topic(group))
+    dlq = dead_letter_topic(group.removeprefix(f"{NAMESPACE}."), NAMESPACE)
+    dead = await messages_on(kafka_bootstrap, dlq)
     reasons = sorted(h["reason"].decode() for _, _, h, _ in dead)
     assert len(dead) == 2
     assert all(r.startswith("not an event envelope") for r in reasons)
@@ -304,7 +308,7 @@ async def test_a_batch_whose_handler_fails_comes_again_and_nothing_is_skipped(
 ) -> None:
     store = SqliteEventStore(tmp_path / "events.db")
     await fill_accounts(store, accounts=4, movements=12)
-    topic = TopicSpec(unique("civitas.retry."), partitions=3)
+    topic = TopicSpec(unique(f"{NAMESPACE}.retry."), partitions=3)
     relay = Relay(store, kafka_bootstrap, topic)
     await relay.start()
     await relay.drain()
@@ -313,7 +317,9 @@ async def test_a_batch_whose_handler_fails_comes_again_and_nothing_is_skipped(
 
     engine = create_read_model_engine(f"sqlite:///{tmp_path}/failing.db")
     projection = FailingAtFirst(failures=3)
-    feed = KafkaFeed(kafka_bootstrap, [topic.name], unique("failing-"), batch_size=10)
+    feed = KafkaFeed(
+        kafka_bootstrap, [topic.name], unique("failing-"), namespace=NAMESPACE, batch_size=10
+    )
     runner = ProjectionRunner(projection, feed, engine)
     await runner.setup()
     task = asyncio.create_task(runner.run())
@@ -360,7 +366,7 @@ async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
     broker("up")
     store = SqliteEventStore(tmp_path / "events.db")
     await fill_accounts(store, accounts=20, movements=1)
-    topic = TopicSpec(unique("civitas.restart."), partitions=3)
+    topic = TopicSpec(unique(f"{NAMESPACE}.restart."), partitions=3)
     relay_task = asyncio.create_task(Relay(store, bootstrap, topic, retry_delay=0.5).run())
     writing = True
 

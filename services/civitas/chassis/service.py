@@ -153,7 +153,7 @@ async def events_of(
     if settings.kafka_bootstrap:
         namespace = settings.kafka_namespace
         topic = events_topic(service, namespace)
-        yield KafkaFeed(settings.kafka_bootstrap, [topic], f"{namespace}.{group}")
+        yield KafkaFeed(settings.kafka_bootstrap, [topic], group, namespace=namespace)
     elif service == settings.service and own_store is not None:
         yield StoreFeed(own_store)
     else:

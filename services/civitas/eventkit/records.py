@@ -103,6 +103,9 @@ class NewEvent:
     correlation_id: str | None = None
     causation_id: str | None = None
     occurred_at: datetime | None = None
+    trace_context: Mapping[str, str] | None = None
+    """The W3C ``traceparent`` (and ``tracestate``) of the span that appends the event:
+    operational metadata, stored beside the event but outside its hash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,12 @@ class RecordedEvent:
     causation_id: str | None
     data: dict[str, Any]
     hash: bytes
+    # The identity of the store the event came from, as a Kafka envelope states it;
+    # None when read from a store directly (the reader knows which store that is).
+    origin: str | None = None
+    # The W3C trace context of the span that appended the event (not hashed), so a
+    # consumer's span joins the trace of the command that caused it.
+    trace_context: dict[str, str] | None = None
 
     @property
     def category(self) -> str:

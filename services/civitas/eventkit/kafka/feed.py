@@ -22,9 +22,11 @@ from ..metrics import CONSUMER_FAILURES, CONSUMER_LAG, DEAD_LETTERS
 from ..projection import BatchHandler
 from ..records import EventFilter, RecordedEvent
 from .envelope import UndecodableMessage, decode_message
-from .topics import TopicSpec, dead_letter_topic, ensure_topics
+from .topics import dead_letter_spec, ensure_topics
 
 log = logging.getLogger(__name__)
+
+METADATA_MAX_AGE_MS = 2000  # how soon a consumer sees a topic created after it subscribed
 
 
 class KafkaFeed:
@@ -33,6 +35,11 @@ class KafkaFeed:
     Where to start is the group's committed offsets (the earliest message for a new
     group), not the ``after`` position the runner passes: positions are per store,
     and a topic's partitions keep order per stream only.
+
+    The consumer group is ``<namespace>.<group>`` and its dead-letter topic
+    ``<namespace>.dlq.<group>``. A consumer never creates the topics it reads (their
+    publishers do, as the catalog declares them): one subscribed before its topic
+    exists finds it at the next metadata refresh, a few seconds later.
     """
 
     def __init__(
@@ -41,24 +48,29 @@ class KafkaFeed:
         topics: Sequence[str],
         group: str,
         *,
+        namespace: str,
         batch_size: int = 500,
         batch_timeout_ms: int = 20,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)
-        self.group = group
+        self.group = f"{namespace}.{group}"
         self.batch_size = batch_size
         self.batch_timeout_ms = batch_timeout_ms
-        self.dead_letters = TopicSpec(
-            dead_letter_topic(group), partitions=1, retention_ms=14 * 24 * 3600 * 1000
-        )
+        self.dead_letters = dead_letter_spec(group, namespace)
 
     async def run(
         self, handle: BatchHandler, *, after: int = 0, filter: EventFilter | None = None
     ) -> None:
         """Consume until cancelled."""
         await ensure_topics(self.bootstrap, [self.dead_letters])
-        broker = KafkaBroker(self.bootstrap, enable_idempotence=True, acks="all", logger=None)
+        broker = KafkaBroker(
+            self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            logger=None,
+        )
 
         @broker.subscriber(
             *self.topics,

@@ -21,9 +21,10 @@ def events_topic(service: str, namespace: str = "civitas") -> str:
     return f"{namespace}.{service}.events.v1"
 
 
-def dead_letter_topic(group: str) -> str:
-    """Where a consumer group sets aside the messages it cannot decode."""
-    return f"civitas.dlq.{group}"
+def dead_letter_topic(group: str, namespace: str) -> str:
+    """Where a consumer group sets aside the messages it cannot decode:
+    ``<namespace>.dlq.<group>``, in the namespace of the topics it reads."""
+    return f"{namespace}.dlq.{group}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,16 @@ class TopicSpec:
     partitions: int = 6
     retention_ms: int = FOREVER
     replication_factor: int = 1
+
+
+DEAD_LETTER_RETENTION_MS = 14 * 24 * 3600 * 1000
+
+
+def dead_letter_spec(group: str, namespace: str) -> TopicSpec:
+    """A consumer group's dead-letter topic as declared: one partition, kept two weeks."""
+    return TopicSpec(
+        dead_letter_topic(group, namespace), partitions=1, retention_ms=DEAD_LETTER_RETENTION_MS
+    )
 
 
 def _create(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
