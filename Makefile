@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check deploy-check k8s-rules asyncapi proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check deploy-check k8s-rules asyncapi events-breaking events-baseline proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck proto-lint proto-breaking prometheus-check deploy-check
+check: lint typecheck proto-lint proto-breaking events-breaking prometheus-check deploy-check
 
 prometheus-install:
 	bash scripts/prometheus-install.sh
@@ -71,8 +71,18 @@ proto-breaking: $(BUF)
 proto-baseline: $(BUF)
 	cd proto && ../$(BUF) build -o baseline.json
 
+# Events as buf breaking does protos: the event classes against the schemas recorded in
+# services/civitas/contracts/events/ (every version ever published); `make events-baseline`
+# moves the record forward on purpose, and the AsyncAPI document with it.
+events-breaking: $(STAMP)
+	$(BIN)/python -m civitas.contracts.breaking
+
+events-baseline: $(STAMP)
+	$(BIN)/python -m civitas.contracts.schemas
+	$(MAKE) asyncapi
+
 asyncapi: $(STAMP)
-	$(BIN)/python -m civitas.eventkit.kafka.contracts > docs/asyncapi.json
+	$(BIN)/python -m civitas.contracts.asyncapi > docs/asyncapi.json
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from civitas.eventkit import Aggregate, Projection
+    from civitas.eventkit import Aggregate, DomainEvent, Projection
 
 
 def load(target: str) -> Any:
@@ -76,6 +76,12 @@ class ServiceSpec:
     def aggregate_types(self) -> list[type[Aggregate]]:
         """Its aggregates, whose histories auditors may read (imported now)."""
         return [load(target) for target in self.aggregates]
+
+    def event_classes(self) -> list[type[DomainEvent]]:
+        """The event classes it publishes, by type name: every one its aggregates record
+        (their ``@applies`` handlers), imported now. Its schemas are generated from them."""
+        found = {cls for aggregate in self.aggregate_types() for cls in aggregate.event_classes()}
+        return sorted(found, key=lambda cls: cls.event_type)
 
     def source_of(self, process_manager: str) -> str:
         """Whose events the named process manager reacts to."""

@@ -52,6 +52,10 @@ class EventRegistry:
 
         return register
 
+    def upcaster_of(self, event_type: str, from_version: int) -> Upcaster | None:
+        """The function that lifts ``event_type`` data of ``from_version`` one version up."""
+        return self._upcasters.get((event_type, from_version))
+
     def decode(self, event_type: str, schema_version: int, data: dict[str, Any]) -> DomainEvent:
         """Build the current event class from stored data, upcasting older shapes."""
         cls = self._classes.get(event_type)
@@ -111,7 +115,9 @@ class DomainEvent(BaseModel):
     goes up with each change of shape, with an upcaster for the step.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # An attribute's docstring becomes its description in the published schema: the
+    # field's recorded meaning, which the contract check holds to its schema version.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
@@ -165,6 +171,11 @@ class Aggregate:
                 if getattr(attribute, "__applies__", False):
                     event_class = typing.get_type_hints(attribute)["event"]
                     cls._appliers[event_class] = attribute
+
+    @classmethod
+    def event_classes(cls) -> tuple[type[DomainEvent], ...]:
+        """The event classes it records: those its ``@applies`` handlers take."""
+        return tuple(cls._appliers)
 
     def apply(self, event: DomainEvent) -> None:
         """Change state for one event, through the ``@applies`` handler of its class."""
