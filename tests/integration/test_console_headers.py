@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.eventkit import GENESIS, ManualClock, RecordedEvent, create_read_model_engine
 from civitas.insights.bootstrap import sources
-from civitas.insights.grpc_api import Responses
 from civitas.insights.http import build_app
 from civitas.insights.projections import PartyFacts
 from civitas.insights.queries import InsightsQueries
+from civitas.insights.views import InsightsViews
 
 AUTHORITY = TokenAuthority("h" * 40)
 TOKEN = AUTHORITY.mint("auditor", [Role.AUDITOR], ["QH"])
@@ -50,7 +50,7 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
         for _, projection in sources():
             projection.create(conn)
         PartyFacts().apply(district_registered(), conn)
-    apps = [build_app(Responses(InsightsQueries(e, CLOCK)), AUTHORITY) for e in (engine, empty)]
+    apps = [build_app(InsightsViews(InsightsQueries(e, CLOCK)), AUTHORITY) for e in (engine, empty)]
     async with TestClient(TestServer(apps[0])) as client, TestClient(TestServer(apps[1])) as broken:
         yield Console(client, broken)
     engine.dispose()

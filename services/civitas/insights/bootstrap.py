@@ -23,11 +23,12 @@ from civitas.eventkit import (
 )
 
 from .case_texts import CasesTexts
-from .grpc_api import InsightsServicer, Responses
+from .grpc_api import InsightsServicer
 from .http import build_app, serving_http
 from .queries import InsightsQueries
 from .spec import SPEC
 from .v1 import insights_pb2, insights_pb2_grpc
+from .views import InsightsViews
 
 SERVICE_NAME = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"].full_name
 log = structlog.get_logger("civitas.insights")
@@ -69,12 +70,13 @@ async def run_insights(
             runners.append(await stack.enter_async_context(projecting(runner)))
         case_texts = CasesTexts(settings.peer_address("cases"))
         stack.push_async_callback(case_texts.close)
-        responses = Responses(InsightsQueries(read_models, clock or SystemClock()), case_texts)
+        queries = InsightsQueries(read_models, clock or SystemClock())
+        views = InsightsViews(queries, case_texts)
         server = await start_grpc_server(
             [
                 (
                     insights_pb2_grpc.add_InsightsServiceServicer_to_server,
-                    InsightsServicer(responses),
+                    InsightsServicer(views),
                 )
             ],
             [SERVICE_NAME],
@@ -89,7 +91,7 @@ async def run_insights(
                 or INSIGHTS_HTTP_PORT
             )
         bound = await stack.enter_async_context(
-            serving_http(build_app(responses, authority), settings.host, http_port)
+            serving_http(build_app(views, authority), settings.host, http_port)
         )
         log.info("insights listening", port=server.port, http_port=bound)
-        yield RunningInsights(responses.queries, server, bound, runners)
+        yield RunningInsights(queries, server, bound, runners)

@@ -1,4 +1,4 @@
-"""insights over HTTP: the queries as JSON, and the web console's pages.
+"""insights over HTTP: its views as JSON, and the web console's pages.
 
 JSON is protobuf's JSON mapping of the gRPC replies (snake_case field names, every
 field present, int64 as strings), so the HTTP and gRPC answers never drift. The
@@ -16,6 +16,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 from aiohttp import web
@@ -26,7 +27,15 @@ from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.interceptor import PRINCIPAL
 from civitas.errors import InvalidInput, NotFound, Unauthenticated
 
-from .grpc_api import Responses
+from .grpc_api import (
+    member_card_reply,
+    scorecard_reply,
+    scorecards_reply,
+    statement_reply,
+    timeline_reply,
+    trend_reply,
+)
+from .views import InsightsViews
 
 CONSOLE = Path(__file__).parent / "console"
 PAGES = {
@@ -36,7 +45,7 @@ PAGES = {
     "/case/{case_id}": "case.html",
 }
 log = structlog.get_logger("civitas.insights")
-Query = Callable[[web.Request], Awaitable[Message]]
+T = TypeVar("T")
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -94,10 +103,14 @@ def _months(request: web.Request) -> int:
     return int(text)
 
 
-def build_app(responses: Responses, authority: TokenAuthority) -> web.Application:
+def build_app(views: InsightsViews, authority: TokenAuthority) -> web.Application:
     """The aiohttp application: /api/... (JSON) and the console."""
 
-    def api(query: Query) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def api(
+        query: Callable[[web.Request], Awaitable[T]], reply: Callable[[T], Message]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A route of the API: the view ``query`` asks, as gRPC's ``reply`` in JSON."""
+
         async def handle(request: web.Request) -> web.Response:
             header = request.headers.get("Authorization", "")
             try:
@@ -105,7 +118,7 @@ def build_app(responses: Responses, authority: TokenAuthority) -> web.Applicatio
                     raise Unauthenticated("no bearer token in the Authorization header")
                 # the caller, as gRPC's interceptor sets it: one rule for both doors
                 PRINCIPAL.set(authority.verify(header.removeprefix("Bearer ").strip()))
-                return as_json(await query(request))
+                return as_json(reply(await query(request)))
             except Unauthenticated as refused:
                 return _error(401, str(refused))
             except InvalidInput as bad:
@@ -129,24 +142,28 @@ def build_app(responses: Responses, authority: TokenAuthority) -> web.Applicatio
 
     app = web.Application()
     app.on_response_prepare.append(_secure)
-    app.router.add_get("/api/scorecards/{code}", api(lambda r: responses.scorecard(m(r, "code"))))
     app.router.add_get(
-        "/api/scorecards/{code}/children", api(lambda r: responses.children(m(r, "code")))
+        "/api/scorecards/{code}", api(lambda r: views.scorecard(m(r, "code")), scorecard_reply)
+    )
+    app.router.add_get(
+        "/api/scorecards/{code}/children",
+        api(lambda r: views.children(m(r, "code")), scorecards_reply),
     )
     app.router.add_get(
         "/api/scorecards/{code}/trend",
-        api(lambda r: responses.trend(m(r, "code"), _months(r))),
+        api(lambda r: views.trend(m(r, "code"), _months(r)), trend_reply),
     )
     app.router.add_get(
-        "/api/members/{member_id}/card", api(lambda r: responses.member_card(m(r, "member_id")))
+        "/api/members/{member_id}/card",
+        api(lambda r: views.member_card(m(r, "member_id")), member_card_reply),
     )
     app.router.add_get(
         "/api/cases/{case_id}/timeline",
-        api(lambda r: responses.case_timeline(m(r, "case_id"), _bearer(r))),
+        api(lambda r: views.case_timeline(m(r, "case_id"), _bearer(r)), timeline_reply),
     )
     app.router.add_get(
         "/api/funds/{account_id}/statement",
-        api(lambda r: responses.fund_statement(m(r, "account_id"))),
+        api(lambda r: views.fund_statement(m(r, "account_id")), statement_reply),
     )
     for route, name in PAGES.items():
         app.router.add_get(route, page(name))

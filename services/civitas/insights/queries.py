@@ -3,8 +3,8 @@
 Scorecards are computed when asked, from the facts the projections keep, so that
 "overdue" is judged by the clock now. A scorecard's figures come from a few
 statements on one connection, not one snapshot: while events are being applied
-they may differ by the events applied in between. They return plain data; the
-edges (gRPC, HTTP) convert it.
+they may differ by the events applied in between. They return plain data, which
+insights' views serve to both edges (gRPC, HTTP).
 """
 
 from __future__ import annotations
