@@ -331,10 +331,6 @@ class Cases:
             case.id, lambda c: c.open_mediation(sealed), caller.metadata, loaded=case
         )
 
-    async def name_of(self, name: SealedName | None) -> str:
-        """A name the case holds, for display: ``[erased]`` once the person is forgotten."""
-        return await self.vault.show_name(name)
-
     async def _seal_handler(self, assignment: Assignment) -> SealedName:
         """The handler's name, sealed in cases' own vault under the person id party_orgs
         gave: forgetting that person here erases it from cases too."""
@@ -349,7 +345,7 @@ class Cases:
         name = required_text(field, text, 100)
         handler = case.handler
         if person is None and handler and handler.ciphertext:
-            person = handler.person_id if await self.name_of(handler) == name else None
+            person = handler.person_id if await self.vault.show_name(handler) == name else None
         if person is None:
             person = await self.vault.person_for(kind, name)
         return await self.vault.seal_name(person, name)

@@ -141,13 +141,13 @@ class CaseViews:
             case=case,
             address=case.address + await self._rest(case.address_rest, visible),
             description=await shown(vault, case.description, visible),
-            resident_name=await self._name(
-                SealedName(resident, case.resident_name_ciphertext), visible
+            resident_name=await shown(
+                vault, SealedName(resident, case.resident_name_ciphertext), visible
             ),
-            resident_phone=await self._name(
-                SealedName(resident, case.resident_phone_ciphertext), visible
+            resident_phone=await shown(
+                vault, SealedName(resident, case.resident_phone_ciphertext), visible
             ),
-            handler=await self._name(case.handler, visible),
+            handler=await shown(vault, case.handler, visible),
             overdue=bool(case.breached(self.app.clock.now())),
             timeline=await self._timeline(case, visible) if timeline else [],
         )
@@ -170,12 +170,3 @@ class CaseViews:
         or ``[erased]`` after a space."""
         text = await shown(self.app.vault, rest, visible)
         return f" {text}" if text in (HIDDEN, ERASED) else text
-
-    async def _name(self, sealed: SealedName | None, visible: bool) -> str:
-        """A name or phone the case holds ("" when there is none, ``[erased]`` once its
-        person is forgotten)."""
-        if sealed is None:
-            return ""
-        if not visible:
-            return HIDDEN
-        return await self.app.name_of(sealed)

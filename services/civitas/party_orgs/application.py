@@ -203,12 +203,6 @@ class PartyOrgs:
         seat = await self._seat_held(org, role, holder, person_id)
         return await self.orgs.update(org_id, lambda o: o.unseat(seat), caller.metadata, loaded=org)
 
-    async def holder_name(self, held: GridPostAssigned | CommitteeMemberSeated) -> str:
-        """A post's or seat's holder for display: ``[erased]`` once they are forgotten."""
-        return await self.vault.show_name(
-            SealedName(held.holder_person, held.holder_ciphertext, held.holder)
-        )
-
     async def holder_person(self, held: GridPostAssigned | CommitteeMemberSeated) -> str:
         """The person a post or seat is held by. A holder named in plaintext before names
         were sealed, and no member, gets the id the vault keeps for that name, as a new
@@ -239,7 +233,7 @@ class PartyOrgs:
                 continue
             if person_id and await self.holder_person(seat) == person_id:
                 return seat
-            if name and await self.holder_name(seat) == name:
+            if name and await self.vault.show_name(holder_of(seat)) == name:
                 return seat
         raise RuleViolation(f"{person_id or name} holds no {role} seat in {org.name}")
 
@@ -487,6 +481,12 @@ class PartyOrgs:
             unit = (await self.orgs.load(org_id, "organization")).unit_code
             self._org_units[org_id] = unit
         return unit
+
+
+def holder_of(held: GridPostAssigned | CommitteeMemberSeated) -> SealedName:
+    """A post's or seat's holder's name as the event holds it (sealed, or in plaintext
+    from before names were sealed)."""
+    return SealedName(held.holder_person, held.holder_ciphertext, held.holder)
 
 
 def _same_founding(org: PartyOrg, parent_id: str | None, name: str) -> bool:

@@ -12,7 +12,7 @@ from civitas.chassis.auth import HIDDEN, Principal, may_see_personal_data
 from civitas.errors import InvalidInput, NotFound
 from civitas.geography import grid_of
 
-from .application import PartyOrgs
+from .application import PartyOrgs, holder_of
 from .directory import DirectoryQueries
 from .domain.members import Member
 from .domain.orgs import CommitteeMemberSeated, OrgKind, PartyOrg, org_id_for
@@ -129,4 +129,4 @@ class PartyOrgViews:
         person = await self.app.holder_person(held)
         if not may_see_personal_data(principal, unit_code):
             return Holder(HIDDEN, person)
-        return Holder(await self.app.holder_name(held), person)
+        return Holder(await self.app.vault.show_name(holder_of(held)), person)
