@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message_factory import GetMessageClass
 
 from civitas import catalog
 from civitas.chassis.client import open_channel
-
-
-def _service_descriptor(service: str) -> Any:
-    module = importlib.import_module(f"civitas.{service}.v1.{service}_pb2")
-    (descriptor,) = module.DESCRIPTOR.services_by_name.values()
-    return descriptor
 
 
 async def call(
@@ -32,13 +23,14 @@ async def call(
     if service not in catalog.names() or not method_name:
         known = sorted(catalog.names())
         raise SystemExit(f"name a method as SERVICE.Method, with SERVICE one of {known}")
-    method = _service_descriptor(service).methods_by_name.get(method_name)
+    declared = catalog.spec(service)  # its stubs name the service's methods
+    method = declared.grpc_service().methods_by_name.get(method_name)
     if method is None:
         raise SystemExit(f"{service} has no method {method_name}")
     request = json_format.Parse(request_json or "{}", GetMessageClass(method.input_type)())
     reply_class = GetMessageClass(method.output_type)
     channel = open_channel(
-        address or f"127.0.0.1:{catalog.spec(service).grpc_port}",
+        address or f"127.0.0.1:{declared.grpc_port}",
         lambda: token,
         timeout_seconds=timeout_seconds,
     )

@@ -33,6 +33,23 @@ def test_a_deadline_that_is_not_a_finite_time_above_zero_is_refused(
     assert f"seconds: {timeout!r}" in said
 
 
+@pytest.mark.parametrize(
+    ("target", "refusal"),
+    [
+        ("parks.GetPark", "name a method as SERVICE.Method, with SERVICE one of"),
+        ("party_orgs", "name a method as SERVICE.Method"),
+        ("party_orgs.GetPark", "party_orgs has no method GetPark"),
+    ],
+)
+async def test_a_method_its_service_s_stubs_do_not_declare_is_refused_before_dialling(
+    target: str, refusal: str
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        await call(target, "{}", "t", "127.0.0.1:1", 0.5)
+
+    assert str(refused.value.code).startswith(refusal)
+
+
 async def test_a_call_to_a_server_that_never_answers_ends_at_its_deadline() -> None:
     with socket.socket() as silent:  # accepts connections, says nothing
         silent.bind(("127.0.0.1", 0))

@@ -45,6 +45,17 @@ def test_each_declaration_names_what_the_service_runs(spec: ServiceSpec) -> None
     assert set(spec.peers) <= set(catalog.names())
 
 
+@pytest.mark.parametrize("spec", catalog.SERVICES, ids=lambda s: s.name)
+def test_each_declaration_names_its_own_generated_stubs_holding_its_service(
+    spec: ServiceSpec,
+) -> None:
+    service = spec.grpc_service()  # imports spec.stubs
+
+    assert spec.stubs.startswith(f"civitas.{spec.name}.v1.")
+    assert service.full_name.startswith(f"civitas.{spec.name}.v1.")
+    assert service.methods
+
+
 def test_importing_the_catalog_loads_no_service_runtime() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, civitas.catalog; print(' '.join(sys.modules))"],

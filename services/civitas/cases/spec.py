@@ -7,6 +7,7 @@ SPEC = ServiceSpec(
     grpc_port=50052,
     metrics_port=9102,
     summary="residents' requests from intake to follow-up",
+    stubs="civitas.cases.v1.cases_pb2",
     aggregates=("civitas.cases.domain.case:Case",),
     projections=(Projected("cases_index", "cases", "civitas.cases.case_index:CaseIndex"),),
     process_managers=(

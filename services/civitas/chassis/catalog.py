@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from google.protobuf.descriptor import ServiceDescriptor
+
     from civitas.eventkit import Aggregate, DomainEvent, Projection
 
 
@@ -56,6 +58,7 @@ class ServiceSpec:
     grpc_port: int
     metrics_port: int
     summary: str
+    stubs: str  # its generated protobuf module (``civitas.cases.v1.cases_pb2``)
     aggregates: tuple[str, ...] = ()
     projections: tuple[Projected, ...] = ()
     process_managers: tuple[Reacting, ...] = ()
@@ -72,6 +75,14 @@ class ServiceSpec:
     def module(self) -> str:
         """What ``python -m`` runs to start it as a process."""
         return f"civitas.{self.name}"
+
+    def grpc_service(self) -> ServiceDescriptor:
+        """The one gRPC service its stubs declare (imported now): what ``civitas call``
+        calls."""
+        stubs = importlib.import_module(self.stubs)
+        (service,) = stubs.DESCRIPTOR.services_by_name.values()
+        found: ServiceDescriptor = service
+        return found
 
     def aggregate_types(self) -> list[type[Aggregate]]:
         """Its aggregates, whose histories auditors may read (imported now)."""

@@ -7,6 +7,7 @@ SPEC = ServiceSpec(
     grpc_port=50054,
     metrics_port=9104,
     summary="the double-entry ledger of community funds",
+    stubs="civitas.funds.v1.funds_pb2",
     aggregates=(
         "civitas.funds.domain.accounts:Account",
         "civitas.funds.domain.expenditures:Expenditure",

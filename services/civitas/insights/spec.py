@@ -8,6 +8,7 @@ SPEC = ServiceSpec(
     grpc_port=50055,
     metrics_port=9105,
     summary="scorecards, trends, members' cards, case timelines and fund statements",
+    stubs="civitas.insights.v1.insights_pb2",
     projections=(
         Projected("insights_party", "party_orgs", "civitas.insights.projections:PartyFacts"),
         Projected("insights_cases", "cases", "civitas.insights.projections:CaseFacts"),

@@ -7,6 +7,7 @@ SPEC = ServiceSpec(
     grpc_port=50051,
     metrics_port=9101,
     summary="administrative units, party organizations, members, pairings",
+    stubs="civitas.party_orgs.v1.party_orgs_pb2",
     aggregates=(
         "civitas.party_orgs.domain.units:AdminUnit",
         "civitas.party_orgs.domain.orgs:PartyOrg",

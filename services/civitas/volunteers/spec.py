@@ -7,6 +7,7 @@ SPEC = ServiceSpec(
     grpc_port=50053,
     metrics_port=9103,
     summary="volunteers, activities, attendance, verified hours, certificates",
+    stubs="civitas.volunteers.v1.volunteers_pb2",
     aggregates=(
         "civitas.volunteers.domain.volunteers:Volunteer",
         "civitas.volunteers.domain.activities:Activity",
