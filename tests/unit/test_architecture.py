@@ -4,8 +4,9 @@ Six rules, each a function from one module to the violations it holds:
 
 - a ``domain`` module imports the standard library, pydantic (events are pydantic
   models), the kernel's domain parts and the shared domain vocabulary, nothing else;
-- an edge (``grpc_api.py``, ``http.py``) imports no store and touches no private
-  member of another object;
+- an edge (``grpc_api.py``, ``http.py``) imports no store and no private name, touches
+  no private member of another object, and shows no personal data (that is its
+  service's views' work, by the one rule);
 - a service imports of another service only its generated ``v1`` stubs and what that
   service publishes (``PUBLISHED``);
 - a test imports helpers from ``tests/support`` (or ``tests/conftest.py``), not from
@@ -60,6 +61,14 @@ STORES = {
     "asyncpg": "a PostgreSQL driver",
 }
 EDGES = {"grpc_api", "http"}
+PERSONAL_DATA_SHOWN = {
+    "civitas.sealing": "which fields of a case are sealed, and a timeline's text by them",
+    "civitas.chassis.auth.may_see_personal_data": "the one rule over who sees what",
+    "civitas.chassis.auth.HIDDEN": "personal data as a caller who may not see it sees it",
+    "civitas.eventkit.personal.ERASED": "personal data once its person is forgotten",
+}
+SHOWING = {"show", "show_name"}  # the vault's reads for display
+"""How personal data is shown to a caller: a service's views use them, an edge never."""
 
 PUBLISHED = {
     "civitas.catalog": "every service's declaration: names, ports, peers",
@@ -137,6 +146,16 @@ def _from_imports(module: Module) -> Iterator[tuple[ast.ImportFrom, str]]:
             yield node, target
 
 
+def imported_names(module: Module) -> set[str]:
+    """Every name ``module`` takes with ``from … import``, as ``module.name``; a name
+    taken from a package is followed to the module it comes from."""
+    return {
+        f"{_reexports(target).get(alias.name, target)}.{alias.name}"
+        for node, target in _from_imports(module)
+        for alias in node.names
+    }
+
+
 def imports(module: Module) -> set[str]:
     """Every module ``module`` imports, by absolute name; a name taken from a package is
     followed to the module it comes from (``civitas.eventkit.Aggregate`` → its domain)."""
@@ -189,12 +208,20 @@ def domain_rule(module: Module) -> Iterator[str]:
 
 
 def edge_rule(module: Module) -> Iterator[str]:
-    """An edge imports no store and touches no private member of another object."""
+    """An edge imports no store and no private name, touches no private member of
+    another object, and shows no personal data (its service's views do)."""
     if module.name.rpartition(".")[2] not in EDGES or not module.name.startswith("civitas."):
         return
     for target in sorted(imports(module)):
-        if _within(target, *STORES):
+        if _within(target, *STORES, *PERSONAL_DATA_SHOWN):
             yield f"edge: {module.name} imports {target}"
+    for name in sorted(imported_names(module)):
+        private = name.rpartition(".")[2].startswith("_")
+        if private or name in PERSONAL_DATA_SHOWN:
+            yield f"edge: {module.name} imports {name}"
+    shows = {ast.unparse(node) for node in ast.walk(module.tree) if _shows(node)}
+    for call in sorted(shows):
+        yield f"edge: {module.name} shows personal data: {call}"
     touched = {
         f"{ast.unparse(node.value)}.{node.attr}"
         for node in ast.walk(module.tree)
@@ -205,6 +232,15 @@ def edge_rule(module: Module) -> Iterator[str]:
     }
     for member in sorted(touched):
         yield f"edge: {module.name} touches {member}"
+
+
+def _shows(node: ast.AST) -> bool:
+    """A call of the vault's display reads (``vault.show_name(…)``)."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in SHOWING
+    )
 
 
 def services_rule(module: Module) -> Iterator[str]:
@@ -322,6 +358,31 @@ def test_the_rules_see_the_modules_they_govern() -> None:
                 "edge: civitas.funds.grpc_api imports civitas.eventkit.store",
                 "edge: civitas.funds.grpc_api imports sqlalchemy",
                 "edge: civitas.funds.grpc_api touches self.app._get",
+            ],
+        ),
+        (
+            "civitas.insights.grpc_api",  # as it was before insights' views
+            "from civitas.sealing import details_with, text_fields\n"
+            "from civitas.chassis.convert import timestamp_out\n"
+            "from .case_texts import CaseTexts\nfrom .queries import InsightsQueries",
+            edge_rule,
+            ["edge: civitas.insights.grpc_api imports civitas.sealing"],
+        ),
+        (
+            "civitas.volunteers.grpc_api",
+            "from civitas.chassis.auth import HIDDEN, Caller, may_see_personal_data\n"
+            "from civitas.eventkit.personal import ERASED\n"
+            "from .application import Volunteers, _seal\n"
+            "async def f(self, v):\n    return await self.app.vault.show_name(v.name)",
+            edge_rule,
+            [
+                "edge: civitas.volunteers.grpc_api imports civitas.chassis.auth.HIDDEN",
+                "edge: civitas.volunteers.grpc_api imports "
+                "civitas.chassis.auth.may_see_personal_data",
+                "edge: civitas.volunteers.grpc_api imports civitas.eventkit.personal.ERASED",
+                "edge: civitas.volunteers.grpc_api imports civitas.volunteers.application._seal",
+                "edge: civitas.volunteers.grpc_api shows personal data: "
+                "self.app.vault.show_name(v.name)",
             ],
         ),
         (
