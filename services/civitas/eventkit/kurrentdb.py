@@ -67,6 +67,7 @@ def metadata_of(prepared: PreparedEvent, link: bytes) -> bytes:
             "correlation_id": event.correlation_id,
             "causation_id": event.causation_id,
             "hash": link.hex(),
+            **({"trace_context": dict(event.trace_context)} if event.trace_context else {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -304,6 +305,7 @@ class KurrentDBEventStore(EventStore):
             meta.get("causation_id"),
             json.loads(e.data),
             bytes.fromhex(meta.get("hash", "")),
+            trace_context=meta.get("trace_context"),
         )
 
 

@@ -31,7 +31,7 @@ from .records import (
     RecordedEvent,
     check_stream_state,
 )
-from .store import EventStore, PreparedEvent, idempotent_result
+from .store import EventStore, PreparedEvent, idempotent_result, stored_trace_context
 
 
 def _position(row: RawEvent | LedgerEntry) -> int:
@@ -52,6 +52,7 @@ class MemoryDatabase:
     streams: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     ledger: list[LedgerEntry] = field(default_factory=list)
     checkpoints: dict[str, int] = field(default_factory=dict)
+    traces: dict[str, str] = field(default_factory=dict)  # event id -> trace context (JSON)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _by_stream: dict[str, list[RawEvent]] = field(default_factory=dict, repr=False)
     _by_id: dict[str, RawEvent] = field(default_factory=dict, repr=False)
@@ -110,6 +111,8 @@ class MemoryDatabase:
         for position, prepared in enumerate(events, self.head_position + 1):
             version, last_hash = version + 1, chain(last_hash, prepared.digest)
             rows.append(_row(position, stream_id, category, version, prepared, last_hash))
+            if trace := prepared.trace_column():
+                self.traces[str(prepared.event.event_id)] = trace
         self.add(rows)
         self.streams[stream_id] = (version, last_hash)
         if seal:
@@ -160,7 +163,7 @@ class InMemoryEventStore(EventStore):
                 chosen = rows[: bisect_right(rows, start, key=_revision)][::-1]
             else:
                 chosen = rows[bisect_left(rows, start, key=_revision) :]
-        return [_recorded(row) for row in chosen[:limit]]
+        return [self._recorded(row) for row in chosen[:limit]]
 
     async def _read_all(
         self, after: int, limit: int, filter: EventFilter | None
@@ -173,7 +176,7 @@ class InMemoryEventStore(EventStore):
                     chosen.append(row)
                     if len(chosen) == limit:
                         break
-        return [_recorded(row) for row in chosen]
+        return [self._recorded(row) for row in chosen]
 
     async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
         await asyncio.sleep(0)
@@ -219,6 +222,24 @@ class InMemoryEventStore(EventStore):
     async def _close(self) -> None:
         """Nothing to release: the database lives as long as someone holds it."""
 
+    def _recorded(self, row: RawEvent) -> RecordedEvent:
+        """Decode a kept row afresh, so no caller shares (or changes) what is stored."""
+        return RecordedEvent(
+            event_id=uuid.UUID(row.event_id),
+            stream_id=row.stream_id,
+            stream_version=row.stream_version,
+            position=row.position,
+            type=row.type,
+            schema_version=row.schema_version,
+            occurred_at=row.moment,
+            actor=row.actor,
+            correlation_id=row.correlation_id,
+            causation_id=row.causation_id,
+            data=orjson.loads(row.data),
+            hash=bytes(row.hash),
+            trace_context=stored_trace_context(self.database.traces.get(row.event_id)),
+        )
+
 
 def _row(
     position: int,
@@ -231,24 +252,6 @@ def _row(
     event_id = str(prepared.event.event_id)
     content = prepared.content_columns()
     return RawEvent(position, stream_id, version, event_id, *content, digest_chain, category)
-
-
-def _recorded(row: RawEvent) -> RecordedEvent:
-    """Decode a kept row afresh, so no caller shares (or changes) what is stored."""
-    return RecordedEvent(
-        event_id=uuid.UUID(row.event_id),
-        stream_id=row.stream_id,
-        stream_version=row.stream_version,
-        position=row.position,
-        type=row.type,
-        schema_version=row.schema_version,
-        occurred_at=row.moment,
-        actor=row.actor,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        data=orjson.loads(row.data),
-        hash=bytes(row.hash),
-    )
 
 
 def _passes(filter: EventFilter, row: RawEvent) -> bool:

@@ -34,7 +34,7 @@ from .audit import LedgerEntry, RawEvent
 from .errors import ConcurrencyError, EventIdConflict
 from .hashing import GENESIS
 from .records import AppendResult, EventFilter, ExpectedVersion, RecordedEvent, StreamState
-from .store import EventStore, PreparedEvent, idempotent_result
+from .store import EventStore, PreparedEvent, idempotent_result, stored_trace_context
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _EXPECTED_CODES = {StreamState.NO_STREAM: -1, StreamState.ANY: -2, StreamState.EXISTS: -3}
@@ -59,8 +59,16 @@ CREATE TABLE IF NOT EXISTS {s}.events (
     causation_id   text,
     data           text        NOT NULL,
     hash           bytea       NOT NULL,
+    trace_context  text,
     UNIQUE (stream_id, stream_version)
 );
+-- A store made before events kept their trace context (not hashed) gets the column,
+-- and its append functions give way to the ones that take it.
+ALTER TABLE {s}.events ADD COLUMN IF NOT EXISTS trace_context text;
+DROP FUNCTION IF EXISTS {s}.append_and_seal(text, text, bigint, uuid[], text[], integer[],
+    timestamptz[], text[], text[], text[], text[], bytea[]);
+DROP FUNCTION IF EXISTS {s}.append_events(text, text, bigint, uuid[], text[], integer[],
+    timestamptz[], text[], text[], text[], text[], bytea[]);
 CREATE INDEX IF NOT EXISTS events_by_category ON {s}.events (category, position);
 CREATE INDEX IF NOT EXISTS events_by_type ON {s}.events (type, position);
 CREATE TABLE IF NOT EXISTS {s}.checkpoints (
@@ -76,7 +84,8 @@ CREATE TABLE IF NOT EXISTS {s}.streams (
 CREATE OR REPLACE FUNCTION {s}.append_events(
     p_stream text, p_category text, p_expected bigint,
     p_ids uuid[], p_types text[], p_schema_versions integer[], p_occurred timestamptz[],
-    p_actors text[], p_correlations text[], p_causations text[], p_data text[], p_digests bytea[]
+    p_actors text[], p_correlations text[], p_causations text[], p_data text[], p_digests bytea[],
+    p_traces text[] DEFAULT NULL
 ) RETURNS TABLE (last_version bigint, last_position bigint)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -126,10 +135,10 @@ BEGIN
     END LOOP;
     INSERT INTO {s}.events (position, tx_id, event_id, stream_id, category, stream_version,
                             type, schema_version, occurred_at, actor, correlation_id,
-                            causation_id, data, hash)
+                            causation_id, data, hash, trace_context)
     SELECT v_positions[i], pg_current_xact_id(), p_ids[i], p_stream, p_category,
            v_version + i, p_types[i], p_schema_versions[i], p_occurred[i], p_actors[i],
-           p_correlations[i], p_causations[i], p_data[i], v_hashes[i]
+           p_correlations[i], p_causations[i], p_data[i], v_hashes[i], p_traces[i]
       FROM generate_series(1, n) AS i;
     INSERT INTO {s}.streams (stream_id, version, hash) VALUES (p_stream, v_version + n, v_hash)
         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, hash = excluded.hash;
@@ -183,13 +192,14 @@ $fn$;
 CREATE OR REPLACE FUNCTION {s}.append_and_seal(
     p_stream text, p_category text, p_expected bigint,
     p_ids uuid[], p_types text[], p_schema_versions integer[], p_occurred timestamptz[],
-    p_actors text[], p_correlations text[], p_causations text[], p_data text[], p_digests bytea[]
+    p_actors text[], p_correlations text[], p_causations text[], p_data text[], p_digests bytea[],
+    p_traces text[] DEFAULT NULL
 ) RETURNS TABLE (last_version bigint, last_position bigint)
 LANGUAGE plpgsql AS $fn$
 BEGIN
     RETURN QUERY SELECT * FROM {s}.append_events(
         p_stream, p_category, p_expected, p_ids, p_types, p_schema_versions, p_occurred,
-        p_actors, p_correlations, p_causations, p_data, p_digests);
+        p_actors, p_correlations, p_causations, p_data, p_digests, p_traces);
     IF coalesce(array_length(p_ids, 1), 0) > 0 THEN
         PERFORM {s}.seal(1000);
     END IF;
@@ -199,7 +209,7 @@ $fn$;
 
 _COLUMNS = (
     "event_id, stream_id, stream_version, position, type, schema_version, occurred_at, "
-    "actor, correlation_id, causation_id, data, hash"
+    "actor, correlation_id, causation_id, data, hash, trace_context"
 )
 _VISIBLE = "tx_id < pg_snapshot_xmin(pg_current_snapshot())"
 
@@ -249,7 +259,7 @@ class PostgresEventStore(EventStore):
             try:
                 row = await conn.fetchrow(
                     f"SELECT * FROM {self.schema}.{function}("
-                    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     stream_id,
                     category,
                     code,
@@ -397,6 +407,7 @@ def _columns(events: list[PreparedEvent]) -> list[list[Any]]:
         [p.event.causation_id for p in events],
         [p.data_json for p in events],
         [p.digest for p in events],
+        [p.trace_column() for p in events],
     ]
 
 
@@ -414,6 +425,7 @@ def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
         row[9],
         orjson.loads(row[10]),
         row[11],
+        trace_context=stored_trace_context(row[12]),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 from civitas.errors import NotFound
 
+from . import tracing
 from .audit import SNAPSHOT_SUFFIX, snapshot_covers
 from .domain import Aggregate, DomainEvent, EventRegistry, registry
 from .errors import AggregateNotFound, ConcurrencyError, EventStoreError
@@ -28,7 +29,9 @@ SNAPSHOT_TYPE = "Snapshot"
 
 @dataclass(frozen=True, slots=True)
 class Metadata:
-    """Who caused the events being saved, and in answer to what."""
+    """Who caused the events being saved, and in answer to what. A correlation or
+    causation id left out is taken from the work in hand (:mod:`.tracing`): the request
+    being served, or the event a process manager reacts to."""
 
     actor: str | None = None
     correlation_id: str | None = None
@@ -192,18 +195,20 @@ class Repository(Generic[A]):
         meta = metadata or Metadata()
         loaded_at = aggregate.version - len(pending)
         expected = StreamState.NO_STREAM if loaded_at < 0 else loaded_at
-        new_events = [
-            NewEvent(
-                type=event.event_type,
-                data=event.to_data(),
-                schema_version=event.schema_version,
-                actor=meta.actor,
-                correlation_id=meta.correlation_id,
-                causation_id=meta.causation_id,
-            )
-            for event in pending
-        ]
-        result = await self.store.append(aggregate.stream_id, new_events, expected)
+        with tracing.appending(aggregate.stream_id, len(pending)) as trace_context:
+            new_events = [
+                NewEvent(
+                    type=event.event_type,
+                    data=event.to_data(),
+                    schema_version=event.schema_version,
+                    actor=meta.actor,
+                    correlation_id=meta.correlation_id or tracing.current_correlation_id(),
+                    causation_id=meta.causation_id or tracing.current_causation_id(),
+                    trace_context=trace_context,
+                )
+                for event in pending
+            ]
+            result = await self.store.append(aggregate.stream_id, new_events, expected)
         aggregate.mark_saved()
         await self._maybe_snapshot(aggregate, loaded_at)
         return result

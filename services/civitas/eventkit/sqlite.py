@@ -35,7 +35,7 @@ from .records import (
     RecordedEvent,
     check_stream_state,
 )
-from .store import EventStore, PreparedEvent, idempotent_result
+from .store import EventStore, PreparedEvent, idempotent_result, stored_trace_context
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
     causation_id   TEXT,
     data           TEXT    NOT NULL,
     hash           BLOB    NOT NULL,
+    trace_context  TEXT,
     UNIQUE (stream_id, stream_version)
 );
 CREATE INDEX IF NOT EXISTS events_by_category ON events (category, position);
@@ -75,14 +76,14 @@ CREATE TABLE IF NOT EXISTS ledger (
 
 _COLUMNS = (
     "event_id, stream_id, stream_version, position, type, schema_version, occurred_at, "
-    "actor, correlation_id, causation_id, data, hash"
+    "actor, correlation_id, causation_id, data, hash, trace_context"
 )
 
 _INSERT_COLUMNS = (
     "event_id, stream_id, category, stream_version, type, schema_version, occurred_at, "
-    "actor, correlation_id, causation_id, data, hash"
+    "actor, correlation_id, causation_id, data, hash, trace_context"
 )
-_INSERT_MARKS = ", ".join("?" * 12)
+_INSERT_MARKS = ", ".join("?" * 13)
 _UPSERT_STREAM = (
     "INSERT INTO streams (stream_id, version, hash) VALUES (?, ?, ?) "
     "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, hash = excluded.hash"
@@ -144,6 +145,7 @@ def row_to_event(row: tuple[Any, ...]) -> RecordedEvent:
         row[9],
         orjson.loads(row[10]),
         row[11],
+        trace_context=stored_trace_context(row[12]),
     )
 
 
@@ -159,6 +161,7 @@ class SqliteEventStore(EventStore):
         private_file(Path(self.path))  # owner-only before SQLite opens it
         self._writer = _connect(self.path)
         self._writer.executescript(_SCHEMA)
+        _add_trace_column(self._writer)
         self._queue: queue.SimpleQueue[_AppendRequest | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._thread.start()
@@ -439,7 +442,15 @@ def _row(
         version,
         *prepared.content_columns(),
         digest_chain,
+        prepared.trace_column(),
     )
+
+
+def _add_trace_column(conn: sqlite3.Connection) -> None:
+    """A store made before events kept their trace context gets the column on open."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "trace_context" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN trace_context TEXT")
 
 
 def _seal(conn: sqlite3.Connection) -> int:

@@ -10,6 +10,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
+
 from .audit import ChainReport, ChainVerifier, LedgerEntry, Progress, RawEvent, side_by_side
 from .clock import Clock, SystemClock
 from .errors import EventIdConflict, EventTooLarge, InvalidEvent, StoreClosed
@@ -51,6 +53,16 @@ class PreparedEvent:
             event.causation_id,
             self.data_json,
         )
+
+    def trace_column(self) -> str | None:
+        """The event's trace context as the stores keep it (JSON text; not hashed)."""
+        context = self.event.trace_context
+        return orjson.dumps(dict(context)).decode() if context else None
+
+
+def stored_trace_context(text: str | None) -> dict[str, str] | None:
+    """A stored trace context column read back (None for events stored without one)."""
+    return orjson.loads(text) if text else None
 
 
 class EventStore(abc.ABC):
