@@ -295,29 +295,30 @@ class CasesServicer(pb_grpc.CasesServiceServicer):
 
 def case_message(view: CaseView) -> pb.Case:
     """A case as its caller may see it (:class:`CaseView`), as a message."""
-    case = view.case
     return pb.Case(
-        case_id=case.id,
-        status=enum_out(case.status, pb.Status, "STATUS_"),
-        channel=enum_out(case.channel, pb.Channel, "CHANNEL_"),
-        community_code=case.community_code,
+        case_id=view.case_id,
+        status=enum_out(view.status, pb.Status, "STATUS_"),
+        channel=enum_out(view.channel, pb.Channel, "CHANNEL_"),
+        community_code=view.community_code,
         address=view.address,
         description=view.description,
-        urgency=enum_out(case.urgency, pb.Urgency, "URGENCY_"),
-        category=case.kind or "",
-        resident_id=case.resident_id,
+        urgency=enum_out(view.urgency, pb.Urgency, "URGENCY_"),
+        category=view.category,
+        resident_id=view.resident_id,
         resident_name=view.resident_name,
         resident_phone=view.resident_phone,
-        registered_at=timestamp_out(case.registered_at),
-        dispatch_due=timestamp_out(case.dispatch_due),
-        resolution_due=timestamp_out(case.resolution_due),
-        grid_code=case.grid_code or "",
+        registered_at=timestamp_out(view.registered_at),
+        dispatch_due=timestamp_out(view.dispatch_due),
+        resolution_due=timestamp_out(view.resolution_due),
+        grid_code=view.grid_code,
         handler=view.handler,
-        handler_person_id=case.handler.person_id if case.handler else "",
-        satisfaction=case.satisfaction or 0,
-        merged_into_case_id=case.merged_into or "",
+        handler_person_id=view.handler_person_id,
+        satisfaction=view.satisfaction,
+        merged_into_case_id=view.merged_into_case_id,
         overdue=view.overdue,
-        supervision_notices=[enum_out(n, pb.Deadline, "DEADLINE_") for n in sorted(case.notices)],
+        supervision_notices=[
+            enum_out(n, pb.Deadline, "DEADLINE_") for n in view.supervision_notices
+        ],
         timeline=[
             pb.TimelineEntry(
                 version=e.version,
@@ -331,14 +332,14 @@ def case_message(view: CaseView) -> pb.Case:
         ],
         funding=[
             pb.FundingRequest(
-                expenditure_id=r.expenditure_id,
-                status=enum_out(r.status, pb.FundingStatus, "FUNDING_STATUS_"),
-                amount_fen=r.amount_fen,
-                payee_account=r.payee_account,
-                purpose=r.purpose,
-                reason=r.reason,
+                expenditure_id=f.expenditure_id,
+                status=enum_out(f.status, pb.FundingStatus, "FUNDING_STATUS_"),
+                amount_fen=f.amount_fen,
+                payee_account=f.payee_account,
+                purpose=f.purpose,
+                reason=f.reason,
             )
-            for r in case.funding.values()
+            for f in view.funding
         ],
     )
 

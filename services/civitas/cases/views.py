@@ -20,7 +20,8 @@ from civitas.sealing import LEGACY_TEXT, clear_details, sealed_fields
 
 from .application import Cases
 from .case_index import CaseFilter, CaseQueries
-from .domain.case import Case
+from .domain.case import Case, Channel, Deadline, FundingStatus, Urgency
+from .lifecycle import Status
 
 MAX_PAGE = 500
 
@@ -78,18 +79,46 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class CaseView:
-    """A case as one caller sees it: the case's clear facts, and each piece of personal
-    data shown by the rule ("" where the case has none)."""
+class Funding:
+    """Money a case asked for from the community fund, and what became of it."""
 
-    case: Case
+    expenditure_id: str
+    status: FundingStatus
+    amount_fen: int
+    payee_account: str
+    purpose: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """A case as one caller sees it, a read model (the edge gets no aggregate): the
+    case's clear facts, and each piece of personal data shown by the rule ("" where the
+    case has none)."""
+
+    case_id: str
+    status: Status
+    channel: Channel
+    urgency: Urgency
+    category: str
+    community_code: str
     address: str
     description: str
+    resident_id: str
     resident_name: str
     resident_phone: str
+    registered_at: datetime | None
+    dispatch_due: datetime | None
+    resolution_due: datetime | None
+    grid_code: str
     handler: str
+    handler_person_id: str
+    satisfaction: int
+    merged_into_case_id: str
     overdue: bool
+    supervision_notices: list[Deadline]
     timeline: list[TimelineEntry]
+    funding: list[Funding]
 
 
 class CaseViews:
@@ -138,18 +167,38 @@ class CaseViews:
         visible = may_see_personal_data(principal, case.community_code)
         vault, resident = self.app.vault, case.resident_id
         return CaseView(
-            case=case,
+            case_id=case.id,
+            status=case.status,
+            channel=case.channel,
+            urgency=case.urgency,
+            category=case.kind or "",
+            community_code=case.community_code,
             address=case.address + await self._rest(case.address_rest, visible),
             description=await shown(vault, case.description, visible),
+            resident_id=resident,
             resident_name=await shown(
                 vault, SealedName(resident, case.resident_name_ciphertext), visible
             ),
             resident_phone=await shown(
                 vault, SealedName(resident, case.resident_phone_ciphertext), visible
             ),
+            registered_at=case.registered_at,
+            dispatch_due=case.dispatch_due,
+            resolution_due=case.resolution_due,
+            grid_code=case.grid_code or "",
             handler=await shown(vault, case.handler, visible),
+            handler_person_id=case.handler.person_id if case.handler else "",
+            satisfaction=case.satisfaction or 0,
+            merged_into_case_id=case.merged_into or "",
             overdue=bool(case.breached(self.app.clock.now())),
+            supervision_notices=sorted(case.notices),
             timeline=await self._timeline(case, visible) if timeline else [],
+            funding=[
+                Funding(
+                    r.expenditure_id, r.status, r.amount_fen, r.payee_account, r.purpose, r.reason
+                )
+                for r in case.funding.values()
+            ],
         )
 
     async def _timeline(self, case: Case, visible: bool) -> list[TimelineEntry]:
