@@ -9,9 +9,9 @@ from uuid import uuid4
 
 import pytest
 
+from civitas.contracts.asyncapi import asyncapi_document
 from civitas.eventkit import RecordedEvent
 from civitas.eventkit.kafka import decode_message, encode_event
-from civitas.contracts.asyncapi import asyncapi_document
 from civitas.eventkit.kafka.envelope import UndecodableMessage
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
