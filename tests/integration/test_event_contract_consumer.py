@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from civitas import catalog
-from civitas.contracts.schemas import EVENTS
+from civitas.contracts import EVENTS
 from civitas.eventkit import SqliteEventStore
 from civitas.eventkit.kafka import Relay, TopicSpec, events_topic
 from tests.support import plain_consumer

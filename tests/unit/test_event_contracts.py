@@ -14,9 +14,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from civitas import catalog
+from civitas.contracts import schemas_of
 from civitas.contracts.asyncapi import asyncapi_document
 from civitas.contracts.breaking import breaking_changes
-from civitas.contracts.schemas import current, proposed, publishers, recorded, schemas_of
+from civitas.contracts.schemas import current, proposed, publishers, recorded
 from civitas.eventkit import DomainEvent, RecordedEvent, registry
 from civitas.eventkit.kafka import encode_event
 from civitas.eventkit.schemas import SchemaKey, marked

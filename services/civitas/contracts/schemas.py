@@ -4,16 +4,13 @@ record: ``make events-baseline``)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from civitas import catalog
 from civitas.eventkit import registry
 from civitas.eventkit.schemas import (
-    EventSchemas,
     SchemaKey,
     event_schema,
     file_name,
@@ -21,7 +18,7 @@ from civitas.eventkit.schemas import (
     with_upcaster,
 )
 
-EVENTS = Path(__file__).resolve().parent / "events"
+from . import folder
 
 Schemas = dict[SchemaKey, dict[str, Any]]
 
@@ -31,20 +28,9 @@ def publishers() -> list[str]:
     return catalog.event_keepers()
 
 
-def folder(service: str) -> Path:
-    """Where the schemas of ``service``'s events are kept."""
-    return EVENTS / service
-
-
 def recorded(service: str) -> Schemas:
     """The schemas committed for ``service``: the baseline."""
     return read_folder(folder(service))
-
-
-@functools.cache
-def schemas_of(service: str) -> EventSchemas:
-    """The schemas of every event ``service`` publishes, for its consumers to check with."""
-    return EventSchemas.load(folder(service))
 
 
 def current(service: str) -> Schemas:
