@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -10,9 +11,10 @@ import grpc
 from google.protobuf.message import Message
 
 from civitas.eventkit.ids import new_uuid
+from civitas.eventkit.tracing import current_causation_id, current_correlation_id
 
-from .interceptor import CORRELATION_ID
 from .requests import REQUEST_ID
+from .tracing import client_span, end_status
 
 
 def service_config(attempts: int = 4) -> str:
@@ -42,10 +44,12 @@ def service_config(attempts: int = 4) -> str:
 
 class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     """Adds the bearer token (unless the channel forwards each caller's own, see
-    :func:`open_channel`) and the current correlation id to every outgoing call, the
-    channel's deadline to a call made without one (it covers the retries), and a request
-    id to a command that takes one and has none: grpcio's retries resend the same
-    bytes, so a retry after a lost reply is answered with the first result."""
+    :func:`open_channel`), the current correlation and causation ids and trace context
+    to every outgoing call, the channel's deadline to a call made without one (it
+    covers the retries), and a request id to a command that takes one and has none:
+    grpcio's retries resend the same bytes, so a retry after a lost reply is answered
+    with the first result. Each call is a client span, ended when its reply (or its
+    error) is in."""
 
     def __init__(self, token: Callable[[], str] | None, timeout_seconds: float) -> None:
         self.token = token
@@ -57,14 +61,25 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-
         metadata = list(client_call_details.metadata or ())
         if self.token is not None:
             metadata.append(("authorization", f"Bearer {self.token()}"))
-        correlation = CORRELATION_ID.get(None)
-        if correlation and not any(k == "x-correlation-id" for k, _ in metadata):
-            metadata.append(("x-correlation-id", correlation))
+        for key, value in (
+            ("x-correlation-id", current_correlation_id()),
+            ("x-causation-id", current_causation_id()),
+        ):
+            if value and not any(k == key for k, _ in metadata):
+                metadata.append((key, value))
         timeout = client_call_details.timeout
-        details = client_call_details._replace(
-            metadata=metadata, timeout=self.timeout_seconds if timeout is None else timeout
-        )
-        return await continuation(details, with_request_id(request))
+        method = client_call_details.method
+        with client_span(
+            method.decode() if isinstance(method, bytes) else method, metadata
+        ) as span:
+            details = client_call_details._replace(
+                metadata=metadata, timeout=self.timeout_seconds if timeout is None else timeout
+            )
+            call = await continuation(details, with_request_id(request))
+            with contextlib.suppress(grpc.aio.AioRpcError):  # the caller gets it too
+                await call
+            end_status(span, await call.code(), server=False)
+        return call
 
 
 def with_request_id(request: Any) -> Any:

@@ -22,15 +22,18 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import structlog
 from google.protobuf.message import DecodeError
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
 from civitas import errors
 from civitas.eventkit import AggregateNotFound, ConcurrencyError, StoreClosed
 from civitas.eventkit.ids import new_uuid
+from civitas.eventkit.tracing import CAUSATION_ID, CORRELATION_ID
 
 from .auth import Caller, Principal, TokenAuthority, check_service_call
 from .limits import check_request
 from .requests import RequestLog
+from .tracing import end_status, server_span
 
 log = structlog.get_logger("civitas.grpc")
 
@@ -39,7 +42,6 @@ if TYPE_CHECKING:
 else:
     Handler = grpc.RpcMethodHandler
 PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
-CORRELATION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id")
 
 STARTED = Counter(
     "grpc_server_started_total",
@@ -122,6 +124,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         inner: Any = handler.unary_unary
         decode: Any = handler.request_deserializer
 
+        async def traced(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            with server_span(path, metadata):
+                return await handle(raw, context)
+
         async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             labels = ("unary", service, method)
             STARTED.labels(*labels).inc()
@@ -135,16 +141,20 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     counted = True
                     HANDLED.labels(*labels, code.name).inc()
                     LATENCY.labels(*labels).observe(time.perf_counter() - started)
+                    end_status(trace.get_current_span(), code, server=True)
 
             given = metadata.get("x-correlation-id")
             correlation = given if given and _CORRELATION_ID.fullmatch(given) else new_uuid().hex
             CORRELATION_ID.set(correlation)
             structlog.contextvars.bind_contextvars(correlation_id=correlation, rpc=method)
+            cause = metadata.get("x-causation-id")
             try:
                 if given is not None and given != correlation:
                     raise errors.InvalidInput(
                         "x-correlation-id is 1-64 letters, digits and _.:- (it was not)"
                     )
+                if cause is not None:
+                    CAUSATION_ID.set(_causation_id(cause))
                 request = _decoded(decode, raw)
                 if open_call:
                     return await inner(request, context)
@@ -177,7 +187,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 structlog.contextvars.unbind_contextvars("correlation_id", "rpc")
 
         return grpc.unary_unary_rpc_method_handler(
-            handle,
+            traced,
             request_deserializer=None,  # decoded in ``handle``: bad bytes are bad input
             response_serializer=handler.response_serializer,
         )
@@ -188,6 +198,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if scheme.lower() != "bearer" or not token:
             raise errors.Unauthenticated("no bearer token in the 'authorization' metadata")
         return self.authority.verify(token)
+
+
+def _causation_id(given: str) -> str:
+    """The id of what caused a call (``x-causation-id``: the event a process manager
+    reacts to), which the events the call records keep as their causation."""
+    if not _CORRELATION_ID.fullmatch(given):
+        raise errors.InvalidInput("x-causation-id is 1-64 letters, digits and _.:- (it was not)")
+    return given
 
 
 def _decoded(decode: Any, raw: bytes) -> Any:

@@ -1,5 +1,5 @@
-"""Structured logs (JSON lines) carrying the correlation id of the request, with
-secrets masked.
+"""Structured logs (JSON lines) carrying the correlation id of the request or event in
+hand and the current trace and span ids, with secrets masked.
 
 Every line a service writes passes :func:`redact_secrets` last before it is rendered,
 whether it comes from structlog or from the standard ``logging`` module (libraries,
@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from civitas.eventkit.tracing import current_correlation_id
 
 MASK = "***"
 
@@ -92,9 +95,25 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     }
 
 
+def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """A structlog processor: the trace and span ids of the current span (when tracing
+    is on or a caller's trace passes through) and the correlation id of the work in
+    hand (a request served, or an event a process manager reacts to), so a line can be
+    found from a trace and a trace from a line."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    correlation = current_correlation_id()
+    if correlation:
+        event_dict.setdefault("correlation_id", correlation)
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -39,7 +39,8 @@ from .server import (
     start_grpc_server,
     start_metrics_server,
 )
-from .settings import ServiceSettings
+from .settings import ServiceSettings, TraceSettings
+from .tracing import configure_tracing
 
 log = structlog.get_logger("civitas.service")
 
@@ -190,17 +191,23 @@ class Running(Protocol):
 def serve(
     service: str, run: Callable[[ServiceSettings], AbstractAsyncContextManager[Running]]
 ) -> None:
-    """A service's process: private files, logs, settings, /metrics, then serve until
-    SIGTERM or SIGINT. A failure is logged like any other line (secrets masked), exit 1."""
+    """A service's process: private files, logs, traces, settings, /metrics, then serve
+    until SIGTERM or SIGINT. A failure is logged like any other line (secrets masked),
+    exit 1. Spans still batched are sent on the way out."""
     os.umask(0o077)  # whatever the service creates is for its owner alone
     configure_logging(service)  # first, so that no line escapes the masking
 
     async def main() -> None:
         settings = ServiceSettings.from_env(service)
+        tracing = configure_tracing(service, TraceSettings.from_env(service))
         start_metrics_server(settings.host, settings.metrics_port)
-        async with run(settings) as running:
-            ready = f"{service} ready on {settings.host}:{running.server.port}"
-            await serve_until_stopped(running.server, lambda: print(ready, flush=True))
+        try:
+            async with run(settings) as running:
+                ready = f"{service} ready on {settings.host}:{running.server.port}"
+                await serve_until_stopped(running.server, lambda: print(ready, flush=True))
+        finally:
+            if tracing is not None:
+                tracing.shutdown()
 
     try:
         asyncio.run(main())

@@ -146,6 +146,42 @@ class ServiceSettings:
         return ServiceSettings.from_env(service, {**self.environ, **shared})
 
 
+@dataclass(frozen=True, slots=True)
+class TraceSettings:
+    """Where a service's spans go: nowhere (the default: no tracer provider at all),
+    over OTLP/gRPC to ``CIVITAS_OTLP_ENDPOINT`` (a collector), or for local use to
+    stderr (``CIVITAS_TRACE_EXPORTER=console``) or a file of JSON lines
+    (``CIVITAS_TRACE_EXPORTER=file:<path>``). An endpoint alone means OTLP."""
+
+    exporter: str | None
+    otlp_endpoint: str | None = None
+    file: Path | None = None
+
+    @classmethod
+    def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> TraceSettings:
+        """``service``'s trace settings; an exporter that names no known kind, or OTLP
+        without an endpoint, is refused with what to set."""
+        env = environment() if environ is None else environ
+        endpoint = setting("otlp_endpoint", service, None, environ=env)
+        chosen = setting("trace_exporter", service, None, environ=env) or (
+            "otlp" if endpoint else None
+        )
+        if chosen in (None, "none", "off"):
+            return cls(None)
+        if chosen == "otlp" and not endpoint:
+            raise ValueError(
+                "CIVITAS_TRACE_EXPORTER=otlp needs CIVITAS_OTLP_ENDPOINT (such as "
+                "http://otel-collector:4317)"
+            )
+        if chosen.startswith("file:") and chosen != "file:":
+            return cls("file", file=Path(chosen.removeprefix("file:")))
+        if chosen not in ("otlp", "console"):
+            raise ValueError(
+                f"CIVITAS_TRACE_EXPORTER is otlp, console, file:<path> or none, not {chosen!r}"
+            )
+        return cls(chosen, otlp_endpoint=endpoint)
+
+
 def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:
     return setting(name, service, default, environ=env) or default
 
