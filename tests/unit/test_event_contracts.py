@@ -165,11 +165,11 @@ def test_a_consumer_check_names_the_event_the_field_and_what_is_wrong() -> None:
 
     assert cases.check(_event("CaseDispatched", 2, dispatched)) is None
     assert cases.check(_event("CaseDispatched", 2, dispatched | {"grid_code": 7})) == (
-        'invalid: CaseDispatched v2: data.grid_code: 7 is not of type "string"'
+        'CaseDispatched v2: data.grid_code: 7 is not of type "string"'
     )
     unnamed = {k: v for k, v in dispatched.items() if k != "handler_person"}
     assert cases.check(_event("CaseDispatched", 2, unnamed)) == (
-        'invalid: CaseDispatched v2: data: "handler_person" is a required property'
+        'CaseDispatched v2: data: "handler_person" is a required property'
     )
     assert cases.check(_event("CaseDispatched", 3, dispatched)) == "no schema for CaseDispatched v3"
     assert cases.check(_event("FundsReserved", 1, {})) == "no schema for FundsReserved v1"

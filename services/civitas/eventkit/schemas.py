@@ -113,7 +113,9 @@ class EventSchemas:
         return set(self._schemas)
 
     def check(self, event: RecordedEvent) -> str | None:
-        """Why ``event``'s data does not match the schema of its type and version, or None."""
+        """Why ``event``'s data does not match the schema of its type and version
+        (``CaseDispatched v2: data.grid_code: 7 is not of type "string"``, ``no schema for
+        CaseDispatched v3``), or None: a consumer's ``check``, whose reason parks it."""
         key = (event.type, event.schema_version)
         validator = self._validators.get(key) or self._compile(key)
         if validator is None:
@@ -122,7 +124,7 @@ class EventSchemas:
             return None
         error = next(validator.iter_errors(event.data))
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.instance_path)
-        return f"invalid: {event.type} v{event.schema_version}: data{where}: {error.message}"
+        return f"{event.type} v{event.schema_version}: data{where}: {error.message}"
 
     def _compile(self, key: SchemaKey) -> jsonschema_rs.Draft202012Validator | None:
         schema = self._schemas.get(key)
