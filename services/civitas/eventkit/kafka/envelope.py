@@ -1,8 +1,8 @@
 """The message contract: every event goes to Kafka as one JSON envelope.
 
 Key: the stream id (so one stream's events keep their order in one partition).
-Headers: event id, type, correlation id, causation id (for routing and tracing
-without parsing the value).
+Headers: event id, type, correlation id, causation id, and the W3C ``traceparent``
+and ``tracestate`` of the append (for routing and tracing without parsing the value).
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ class EventEnvelope(BaseModel):
     causation_id: str | None
     data: dict[str, Any]
     hash: str = Field(description="hex SHA-256, chained to the stream's previous event")
+    trace_context: dict[str, str] | None = Field(
+        default=None,
+        description="W3C traceparent (and tracestate) of the span that appended the event, "
+        "also sent as headers: a consumer's span joins the trace of the command that "
+        "caused the event",
+    )
 
 
 class UndecodableMessage(ValueError):
@@ -56,6 +62,7 @@ def encode_event(event: RecordedEvent) -> tuple[bytes, bytes, dict[str, str]]:
             "causation_id": event.causation_id,
             "data": event.data,
             "hash": event.hash.hex(),
+            "trace_context": event.trace_context,
         }
     )
     headers = {"event_id": str(event.event_id), "type": event.type}
@@ -63,6 +70,7 @@ def encode_event(event: RecordedEvent) -> tuple[bytes, bytes, dict[str, str]]:
         headers["correlation_id"] = event.correlation_id
     if event.causation_id:
         headers["causation_id"] = event.causation_id
+    headers.update(event.trace_context or {})  # traceparent, tracestate: W3C's own names
     return event.stream_id.encode(), value, headers
 
 
@@ -89,4 +97,5 @@ def decode_message(value: bytes | None) -> RecordedEvent:
         envelope.causation_id,
         envelope.data,
         bytes.fromhex(envelope.hash),
+        trace_context=envelope.trace_context,
     )
