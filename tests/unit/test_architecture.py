@@ -1,6 +1,6 @@
 """The layering, kept true by reading every module's imports (an AST walk, no import).
 
-Six rules, each a function from one module to the violations it holds:
+Seven rules, each a function from one module to the violations it holds:
 
 - a ``domain`` module imports the standard library, pydantic (events are pydantic
   models), the kernel's domain parts and the shared domain vocabulary, nothing else;
@@ -9,6 +9,9 @@ Six rules, each a function from one module to the violations it holds:
   service's views' work, by the one rule);
 - a service imports of another service only its generated ``v1`` stubs and what that
   service publishes (``PUBLISHED``);
+- a service's layers point down: its views and edges are imported only by its edges
+  and its composition root, never by its application, domain, projections or
+  process managers;
 - a test imports helpers from ``tests/support`` (or ``tests/conftest.py``), not from
   another test module;
 - the kernel (``eventkit``) and the chassis import no service;
@@ -61,6 +64,7 @@ STORES = {
     "asyncpg": "a PostgreSQL driver",
 }
 EDGES = {"grpc_api", "http"}
+COMPOSITION = {"bootstrap", "__main__"}
 PERSONAL_DATA_SHOWN = {
     "civitas.sealing": "which fields of a case are sealed, and a timeline's text by them",
     "civitas.chassis.auth.may_see_personal_data": "the one rule over who sees what",
@@ -257,6 +261,18 @@ def services_rule(module: Module) -> Iterator[str]:
         yield f"services: {module.name} imports {target}"
 
 
+def layers_rule(module: Module) -> Iterator[str]:
+    """A service's views and edges are imported only by its edges (insights' HTTP door
+    answers with its gRPC replies) and its composition root: what sits below reads up
+    to nothing."""
+    own = _service_of(module.name)
+    if own is None or module.name.rpartition(".")[2] in EDGES | COMPOSITION:
+        return
+    for target in sorted(imports(module)):
+        if _service_of(target) == own and target.rpartition(".")[2] in {"views", *EDGES}:
+            yield f"layers: {module.name} imports {target}"
+
+
 def support_rule(module: Module) -> Iterator[str]:
     """A test imports helpers from ``tests/support`` or ``tests/conftest.py`` only."""
     if not module.name.startswith("tests."):
@@ -289,6 +305,7 @@ RULES: list[Callable[[Module], Iterator[str]]] = [
     domain_rule,
     edge_rule,
     services_rule,
+    layers_rule,
     support_rule,
     shared_rule,
     demo_rule,
@@ -396,6 +413,22 @@ def test_the_rules_see_the_modules_they_govern() -> None:
                 "services: civitas.insights.projections imports civitas.cases.domain.case",
                 "services: civitas.insights.projections imports civitas.funds.ledger",
             ],
+        ),
+        (
+            "civitas.cases.application",
+            "from .views import CaseViews\nfrom .grpc_api import case_message\n"
+            "from .domain.case import Case\nfrom civitas.cases.case_index import CaseFilter",
+            layers_rule,
+            [
+                "layers: civitas.cases.application imports civitas.cases.grpc_api",
+                "layers: civitas.cases.application imports civitas.cases.views",
+            ],
+        ),
+        (
+            "civitas.cases.bootstrap",
+            "from .views import CaseViews\nfrom .grpc_api import CasesServicer",
+            layers_rule,
+            [],
         ),
         (
             "tests.integration.test_x",
