@@ -148,13 +148,29 @@ def of_kind(overlay: Path, kind: str) -> list[dict[str, Any]]:
     return [resource for resource in rendered(overlay) if resource["kind"] == kind]
 
 
+def configured(overlay: Path, container: dict[str, Any]) -> dict[str, str]:
+    """The settings a container takes from the overlay's ConfigMaps (``envFrom``)."""
+    configs = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(overlay, "ConfigMap")}
+    names = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
+    return {k: v for name in names for k, v in configs[name].items()}
+
+
+def service_deployments(overlay: Path) -> list[dict[str, Any]]:
+    """The services' Deployments (not a component's, such as the tracing collector)."""
+    return [
+        d
+        for d in of_kind(overlay, "Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "service"
+    ]
+
+
 def test_there_are_dev_and_prod_overlays() -> None:
     assert {"dev", "prod"} <= {overlay.name for overlay in OVERLAYS}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_every_deployment_is_hardened_bounded_and_probed_over_grpc_health(overlay: Path) -> None:
-    deployments = of_kind(overlay, "Deployment")
+    deployments = service_deployments(overlay)
     assert sorted(d["metadata"]["name"] for d in deployments) == sorted(map(host, SERVICES))
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
@@ -176,11 +192,9 @@ def test_every_deployment_is_hardened_bounded_and_probed_over_grpc_health(overla
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_every_service_reads_kafka_from_the_strimzi_cluster(overlay: Path) -> None:
     (kafka,) = of_kind(overlay, "Kafka")
-    configs = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(overlay, "ConfigMap")}
-    for deployment in of_kind(overlay, "Deployment"):
+    for deployment in service_deployments(overlay):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        names = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
-        settings = {k: v for name in names for k, v in configs[name].items()}
+        settings = configured(overlay, container)
         secrets = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
 
         assert settings["CIVITAS_KAFKA_BOOTSTRAP"] == (
@@ -249,3 +263,35 @@ def test_the_dashboards_are_in_a_configmap_for_grafana(overlay: Path) -> None:
 
     assert sorted(configmap["data"]) == dashboards
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_compose_tracing_is_wired_but_optional() -> None:
+    services = compose()["services"]
+    collector = load_yaml((ROOT / "deploy" / "tracing" / "collector.yml").read_text())[0]
+    datasources = load_yaml(
+        (ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "tempo.yml").read_text()
+    )[0]["datasources"]
+
+    assert services["otel-collector"]["profiles"] == ["tracing"]
+    assert services["tempo"]["profiles"] == ["tracing"]
+    for service in SERVICES:  # off unless the operator sets the endpoint
+        endpoint = services[host(service)]["environment"]["CIVITAS_OTLP_ENDPOINT"]
+        assert interpolated(endpoint) == ""
+    assert collector["exporters"]["otlp/tempo"]["endpoint"] == "tempo:4317"
+    assert [(d["type"], d["url"]) for d in datasources] == [("tempo", "$TEMPO_URL")]
+    assert services["grafana"]["environment"]["TEMPO_URL"] == "http://tempo:3200"
+
+
+def test_the_dev_tracing_overlay_sends_every_services_spans_to_its_collector() -> None:
+    (overlay,) = [o for o in OVERLAYS if o.name == "dev-tracing"]
+    configs = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(overlay, "ConfigMap")}
+    for deployment in service_deployments(overlay):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        settings = configured(overlay, container)
+
+        assert settings["CIVITAS_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+    assert {s["metadata"]["name"] for s in of_kind(overlay, "Service")} >= {
+        "otel-collector",
+        "tempo",
+    }
+    assert configs["civitas-tempo-datasource"]["tempo-datasource.yaml"].count("type: tempo") == 1
