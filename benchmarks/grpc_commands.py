@@ -12,7 +12,11 @@ Two servers, each its own process on this machine:
   projection following the store;
 - the baseline, ``benchmarks.grpc_echo``: a bare grpc.aio server with one unary
   bytes-in/bytes-out method, no interceptors, no auth, no store, echoing a payload
-  as large as the command's request.
+  as large as the command's request;
+- party_orgs again, with tracing on: the SDK's tracer provider, every call sampled
+  (server span, append span), spans batched and exported as JSON lines to
+  ``/dev/null`` (``CIVITAS_TRACE_EXPORTER=file:/dev/null``: the whole export path but
+  the network), against which the first party_orgs is the baseline.
 
 The command is RecordCardActivity on members admitted beforehand (``BENCH_GRPC_MEMBERS``,
 default 2000, in full branches of ``BENCH_GRPC_BRANCH_SIZE``, default 50, the most a
@@ -23,7 +27,7 @@ during the run; the file records how far).
 
 This process is the load generator: one channel per server, ``BENCH_GRPC_CONCURRENCY``
 (default 32) calls in flight, and also one call in flight for the unloaded latency.
-The four variants (echo and command, at 32 and at 1 in flight) run interleaved,
+The six variants (echo, command and traced command, at 32 and at 1 in flight) run interleaved,
 ``BENCH_REPEATS`` (default 5) rounds of ``BENCH_SECONDS`` (default 3) each after a
 warm-up; every figure is the median of the rounds. Both servers get the same
 ``authorization`` metadata. The client shares the two cores with the server it
@@ -358,13 +362,19 @@ async def measure(tmp: Path) -> tuple[list[Result], dict[str, Any]]:
             )
             servers.append(echo)
             await wait_echo(echo)
-        try:
-            await wait_healthy(party_orgs.address)
-        except TimeoutError:
-            raise RuntimeError(f"party_orgs did not start:\n{party_orgs.log_tail()}") from None
+        traced = party_orgs
+        if not PROFILE:
+            traced = start_traced(env, tmp)
+            servers.append(traced)
+        for server in {party_orgs.name: party_orgs, traced.name: traced}.values():
+            try:
+                await wait_healthy(server.address)
+            except TimeoutError:
+                raise RuntimeError(f"{server.name} did not start:\n{server.log_tail()}") from None
         async with (
             grpc.aio.insecure_channel(party_orgs.address) as command_channel,
             grpc.aio.insecure_channel(echo.address if echo else party_orgs.address) as echo_channel,
+            grpc.aio.insecure_channel(traced.address) as traced_channel,
         ):
             started = time.perf_counter()
             members = await set_up_members(command_channel, metadata)
@@ -390,6 +400,10 @@ async def measure(tmp: Path) -> tuple[list[Result], dict[str, Any]]:
                 "echo.c1": Variant(echo_call, 1, echo),
                 "command.c1": Variant(command, 1, party_orgs),
             }
+            members = await set_up_members(traced_channel, metadata)
+            traced_command = CommandCalls(traced_channel, members, metadata)
+            variants[f"traced.c{CONCURRENCY}"] = Variant(traced_command, CONCURRENCY, traced)
+            variants["traced.c1"] = Variant(traced_command, 1, traced)
             await interleaved(
                 variants, repeats=REPEATS, seconds=SECONDS, warmup_seconds=WARMUP, label=""
             )
@@ -401,10 +415,61 @@ async def measure(tmp: Path) -> tuple[list[Result], dict[str, Any]]:
             "command_reply_bytes_at_end": command.last_reply_bytes,
             "activities_per_member_at_end": round(command.calls / len(members), 1),
         }
-        return build_results(variants, request_bytes), details
+        return build_results(variants, request_bytes) + tracing_results(variants), details
     finally:
         for server in servers:
             server.stop()
+
+
+def start_traced(env: dict[str, str], tmp: Path) -> ServerProcess:
+    """party_orgs with tracing on, in a store of its own, spans exported to /dev/null."""
+    port = free_port()
+    traced_env = {
+        **env,
+        "CIVITAS_VAR_DIR": str(tmp / "var-traced"),
+        "CIVITAS_PARTY_ORGS_GRPC_PORT": str(port),
+        "CIVITAS_PARTY_ORGS_METRICS_PORT": str(free_port()),
+        "CIVITAS_TRACE_EXPORTER": "file:/dev/null",
+    }
+    return start_process("party_orgs_traced", ["-m", "civitas.party_orgs"], traced_env, tmp, port)
+
+
+def tracing_results(variants: dict[str, Variant]) -> list[Result]:
+    """The command with tracing on against the same command with it off."""
+    results = []
+    for in_flight in (CONCURRENCY, 1):
+        off, on = (
+            variants[f"command.c{in_flight}"].measured,
+            variants[f"traced.c{in_flight}"].measured,
+        )
+        baseline = f"the same command on party_orgs with tracing off, {in_flight} in flight"
+        results.append(
+            Result(
+                f"record_card_activity.c{in_flight}.tracing_on.throughput",
+                [r.rate for r in on],
+                "calls/s (higher is better)",
+                baseline=baseline,
+                baseline_samples=[r.rate for r in off],
+                target=Target(on="ratio", op=">=", threshold=0.9),
+            )
+        )
+    off, on = (
+        variants[f"command.c{CONCURRENCY}"].measured,
+        variants[f"traced.c{CONCURRENCY}"].measured,
+    )
+    if all(r.server_cpu_ms_per_call is not None for r in off + on):
+        results.append(
+            Result(
+                f"record_card_activity.c{CONCURRENCY}.tracing_on.server_cpu_per_call",
+                [1000 * r.server_cpu_ms_per_call for r in on if r.server_cpu_ms_per_call],
+                "µs of server CPU (user+sys, all threads) per call (lower is better)",
+                baseline=f"party_orgs with tracing off, {CONCURRENCY} in flight",
+                baseline_samples=[
+                    1000 * r.server_cpu_ms_per_call for r in off if r.server_cpu_ms_per_call
+                ],
+            )
+        )
+    return results
 
 
 def build_results(variants: dict[str, Variant], request_bytes: int) -> list[Result]:
