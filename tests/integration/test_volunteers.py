@@ -24,6 +24,7 @@ from tests.support.processes import (
 )
 from tests.support.volunteers_platform import (
     World,
+    attended_activity,
     platform,
     profile_events,
     report,
@@ -64,33 +65,6 @@ async def test_a_member_reporting_to_a_community_gets_one_volunteer_profile(
     assert (got.volunteer.member_id, got.volunteer.community_code) == (member, "QH-01-01")
     assert after_redelivery == ["VolunteerRegistered"]
     assert after_restart == ["VolunteerRegistered"]
-
-
-async def attended_activity(world: World, volunteer_id: str) -> str:
-    staff = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-01-01",))
-    start = world.clock.now() + timedelta(hours=1)
-    activity = (
-        await world.stub.CreateActivity(
-            pb.CreateActivityRequest(
-                brand=pb.BRAND_ELDERLY_DINING,
-                title="银发餐桌",
-                organizer="大光路社区",
-                community_code="QH-01-01",
-                starts_at=stamp(start),
-                ends_at=stamp(start + timedelta(hours=3)),
-                capacity=10,
-            ),
-            metadata=staff,
-        )
-    ).activity
-    ids = {"activity_id": activity.activity_id, "volunteer_id": volunteer_id}
-    await world.stub.SignUp(pb.SignUpRequest(**ids), metadata=staff)
-    world.clock.advance(timedelta(hours=1))
-    await world.stub.CheckIn(pb.CheckInRequest(**ids), metadata=staff)
-    world.clock.advance(timedelta(hours=2, minutes=30))
-    await world.stub.CheckOut(pb.CheckOutRequest(**ids), metadata=staff)
-    await world.stub.VerifyHours(pb.VerifyHoursRequest(**ids, tenths_of_hours=25), metadata=staff)
-    return activity.activity_id
 
 
 async def test_a_members_verified_hours_reach_the_card_once(world: World) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -20,6 +21,7 @@ from civitas.party_orgs.v1 import party_orgs_pb2 as po
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as po_grpc
 from civitas.volunteers.bootstrap import RunningVolunteers, run_volunteers
 from civitas.volunteers.domain.volunteers import volunteer_id_for_member
+from civitas.volunteers.v1 import volunteers_pb2 as pb
 from civitas.volunteers.v1 import volunteers_pb2_grpc as pb_grpc
 from tests.support.party_orgs_grpc import Client as PartyOrgsClient
 from tests.support.party_orgs_grpc import seed
@@ -101,3 +103,32 @@ async def report(world: World) -> str:
 async def profile_events(world: World, member_id: str) -> list[str]:
     stream = f"volunteer-{volunteer_id_for_member(member_id)}"
     return [e.type for e in await world.volunteers.store.read_stream(stream)]
+
+
+async def attended_activity(world: World, volunteer_id: str) -> str:
+    """A new activity the volunteer signs up for, attends and has 2.5 hours verified
+    for (volunteers' ``HoursVerified``); its id."""
+    staff = world.token(Role.VOLUNTEER_COORDINATOR, scope=("QH-01-01",))
+    start = world.clock.now() + timedelta(hours=1)
+    activity = (
+        await world.stub.CreateActivity(
+            pb.CreateActivityRequest(
+                brand=pb.BRAND_ELDERLY_DINING,
+                title="银发餐桌",
+                organizer="大光路社区",
+                community_code="QH-01-01",
+                starts_at=stamp(start),
+                ends_at=stamp(start + timedelta(hours=3)),
+                capacity=10,
+            ),
+            metadata=staff,
+        )
+    ).activity
+    ids = {"activity_id": activity.activity_id, "volunteer_id": volunteer_id}
+    await world.stub.SignUp(pb.SignUpRequest(**ids), metadata=staff)
+    world.clock.advance(timedelta(hours=1))
+    await world.stub.CheckIn(pb.CheckInRequest(**ids), metadata=staff)
+    world.clock.advance(timedelta(hours=2, minutes=30))
+    await world.stub.CheckOut(pb.CheckOutRequest(**ids), metadata=staff)
+    await world.stub.VerifyHours(pb.VerifyHoursRequest(**ids, tenths_of_hours=25), metadata=staff)
+    return activity.activity_id
