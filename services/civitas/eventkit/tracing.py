@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -108,6 +110,33 @@ def continuing(consumer: str, event: RecordedEvent) -> Iterator[None]:
             if correlation is not None:
                 CORRELATION_ID.reset(correlation)
             CAUSATION_ID.reset(causation)
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def traced_batches(handle: Handler) -> Handler:
+    """Decorate a consumer's ``_handle(self, batch, ...)``: each batch in a
+    :func:`consuming` span named after the consumer (``self.name``)."""
+
+    @functools.wraps(handle)
+    async def traced(runner: Any, batch: Sequence[RecordedEvent], *args: Any, **kw: Any) -> Any:
+        with consuming(runner.name, batch):
+            return await handle(runner, batch, *args, **kw)
+
+    return cast(Handler, traced)
+
+
+def traced_reactions(react: Handler) -> Handler:
+    """Decorate a process manager runner's ``_react(self, event)``: each reaction
+    :func:`continuing` the event's trace, correlation id and cause."""
+
+    @functools.wraps(react)
+    async def traced(runner: Any, event: RecordedEvent, *args: Any, **kw: Any) -> Any:
+        with continuing(runner.name, event):
+            return await react(runner, event, *args, **kw)
+
+    return cast(Handler, traced)
 
 
 def current_correlation_id() -> str | None:
