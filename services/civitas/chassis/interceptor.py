@@ -1,14 +1,15 @@
 """The server interceptor: every unary call's edge, in one place.
 
-In order: the correlation id comes from ``x-correlation-id`` (a short token, checked)
-or is made up, and is bound to the logs and to the request's context so that events
-record it; the request's bytes are decoded here, so a malformed payload is answered
-INVALID_ARGUMENT; the token in ``authorization: Bearer …`` is verified (health and
-reflection need none), and a service's token may call only the commands granted to
-its service; every value of the request is checked against its bound
-(:mod:`.limits`); a command with a request id runs once per id (:mod:`.requests`).
-Known domain errors become their status codes; anything else is a bug: logged with
-its traceback and answered INTERNAL.
+Each call is a server span (:mod:`.tracing`), a child of the caller's ``traceparent``.
+In order: the correlation id comes from ``x-correlation-id`` (a short token, checked) or
+is made up, and is bound to the logs and to the request's context so that events record
+it, with the cause a process manager names in ``x-causation-id``; the request's bytes
+are decoded here, so a malformed payload is answered INVALID_ARGUMENT; the token in
+``authorization: Bearer …`` is verified (health and reflection need none), and a
+service's token may call only the commands granted to its service; every value of the
+request is checked against its bound (:mod:`.limits`); a command with a request id runs
+once per id (:mod:`.requests`). Known domain errors become their status codes; anything
+else is a bug: logged with its traceback and answered INTERNAL.
 """
 
 from __future__ import annotations
