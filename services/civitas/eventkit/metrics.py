@@ -79,3 +79,28 @@ ANCHORING_REFUSALS = Counter(
     "failed (publish_failed), or another error (error)",
     ["service", "reason"],
 )
+CONSUMER_BEHIND_MESSAGES = Gauge(
+    "civitas_consumer_behind_messages",
+    "Messages a consumer (projection or process manager) has not handled yet, probed every "
+    "few seconds whether batches come or not: store head - its position (0 when none of "
+    "them is for it), or on Kafka the high watermarks - the group's committed offsets",
+    ["consumer"],
+)
+CONSUMER_BEHIND_SECONDS = Gauge(
+    "civitas_consumer_behind_seconds",
+    "Age of the oldest event a consumer has not handled yet (0 when caught up), probed every "
+    "few seconds: grows while a consumer does not advance, whatever the reason",
+    ["consumer"],
+)
+EVENTS_PARKED = Counter(
+    "civitas_events_parked_total",
+    "Events a consumer parked instead of applying, by kind: undecodable, invalid, failed "
+    "(its handler, every attempt), gap (a version beyond the next), out_of_order, origin "
+    "(another store), behind (an earlier event of its stream is parked)",
+    ["consumer", "reason"],
+)
+PARKED_EVENTS = Gauge(
+    "civitas_parked_events",
+    "Events a consumer holds parked now (civitas dlq list), retry requested included",
+    ["consumer"],
+)

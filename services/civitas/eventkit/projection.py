@@ -23,13 +23,26 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .metrics import PROJECTION_DELAY, PROJECTION_EVENTS, PROJECTION_LAG
+from . import parking
+from .metrics import (
+    CONSUMER_BEHIND_MESSAGES,
+    CONSUMER_BEHIND_SECONDS,
+    CONSUMER_FAILURES,
+    EVENTS_PARKED,
+    PARKED_EVENTS,
+    PROJECTION_DELAY,
+    PROJECTION_EVENTS,
+    PROJECTION_LAG,
+)
+from .parking import Parking, Undecodable
 from .records import EventFilter, RecordedEvent
 from .store import EventStore
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, RecordedEvent, sa.Connection], None]
+Check = Callable[[RecordedEvent], "str | None"]
+"""Run on each event before it is handled; a text is the reason to park it (invalid)."""
 H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
 
@@ -195,6 +208,10 @@ class Projection(abc.ABC):
     def clear(self, conn: sa.Connection) -> None:
         """Empty the read model (for a rebuild)."""
 
+    def handles_type(self, event_type: str) -> bool:
+        """Whether events of this type have a handler here."""
+        return event_type in self._handlers
+
     def apply(self, event: RecordedEvent, conn: sa.Connection) -> None:
         """Run the handler for this event's type, if there is one."""
         handler = self._handlers.get(event.type)
@@ -208,22 +225,144 @@ class Projection(abc.ABC):
             self.apply(event, conn)
 
 
-def apply_tracked(conn: sa.Connection, projection: Projection, batch: list[RecordedEvent]) -> int:
-    """Apply the events of ``batch`` the projection has not applied yet, and record its
-    progress, in ``conn``'s transaction, which holds the projection's lock (see
-    :func:`hold_projection`); returns how many were applied."""
-    name = projection.name
-    applied = applied_versions(conn, name, {event.stream_id for event in batch})
-    changed: dict[str, int] = {}
-    fresh = []
-    for event in batch:
-        if event.stream_version <= applied.get(event.stream_id, -1):
-            continue  # delivered again (a relay restart, a Kafka redelivery)
-        fresh.append(event)
-        applied[event.stream_id] = changed[event.stream_id] = event.stream_version
+def apply_tracked(
+    conn: sa.Connection,
+    projection: Projection,
+    batch: list[RecordedEvent],
+    *,
+    complete: bool = False,
+    check: Check | None = None,
+) -> int:
+    """Apply the events of ``batch`` the projection has not applied yet, park those it
+    must not apply (see :class:`Gate`), and record its progress, in ``conn``'s
+    transaction, which holds the projection's lock (see :func:`hold_projection`);
+    returns how many were applied."""
+    gate = Gate.load(conn, projection.name, batch, complete=complete, check=check)
+    fresh = [event for event in batch if gate.admit(event, projection.handles_type)]
     projection.apply_all(fresh, conn)
-    save_tracking(conn, name, changed, max(event.position for event in batch))
+    gate.save(conn)
     return len(fresh)
+
+
+@dataclasses.dataclass
+class Gate:
+    """What a consumer knows of the streams in one batch, to sort each event: apply it,
+    pass over it (delivered again, or a type it does not handle), or park it.
+
+    Loaded with one query each (last versions, blocked streams, pinned origins), so a
+    rebuild pays three queries per batch, none per event. Events are sorted in order:
+
+    * **behind**: its stream has an open parked event at or below its version;
+    * delivered again: its version is at or below the last handled one; unless its
+      position is above every position handled (no redelivery can be), then
+      **out_of_order**: an earlier event took its version (a forged one, applied from a
+      feed that cannot see gaps);
+    * **origin**: it comes from another store than its category's first events;
+    * **gap**: on a ``complete`` feed (every event of each stream reaches the consumer,
+      its type filter applied here, after this check), a version beyond the next
+      expected one. A feed that filters types itself (the store feed, in SQL) cannot
+      tell a gap from a type passed over, and the store keeps versions contiguous;
+    * **invalid**: the ``check`` gave a reason.
+
+    Parking an event blocks its stream from that version on; earlier versions still
+    flow, so a forged event far ahead holds back only what comes after it."""
+
+    consumer: str
+    applied: dict[str, int]
+    blocked: dict[str, int]
+    origins: dict[str, str]
+    position: int
+    complete: bool
+    check: Check | None = None
+    changed: dict[str, int] = dataclasses.field(default_factory=dict)
+    pins: dict[str, str] = dataclasses.field(default_factory=dict)
+    parked: list[tuple[RecordedEvent, Parking]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def load(
+        cls,
+        conn: sa.Connection,
+        consumer: str,
+        batch: list[RecordedEvent],
+        *,
+        complete: bool,
+        check: Check | None = None,
+    ) -> Gate:
+        """The consumer's knowledge of ``batch``'s streams, read in ``conn``."""
+        origins = parking.pinned_origins(conn, consumer) if any(e.origin for e in batch) else {}
+        return cls(
+            consumer,
+            applied_versions(conn, consumer, {event.stream_id for event in batch}),
+            parking.blocked_streams(conn, consumer),
+            origins,
+            tracked_position(conn, consumer),
+            complete,
+            check,
+        )
+
+    def sort(self, event: RecordedEvent, handles: Callable[[str], bool]) -> bool | Parking:
+        """True: apply it (then call :meth:`done`); False: pass over it; or why to park it."""
+        last, position = self.applied.get(event.stream_id, -1), self.position
+        self.position = max(position, event.position)
+        version = event.stream_version
+        if version >= self.blocked.get(event.stream_id, version + 1):
+            return Parking("behind", f"{event.stream_id}@{self.blocked[event.stream_id]} is parked")
+        if version <= last:
+            if event.position <= position:
+                return False  # delivered again
+            return Parking("out_of_order", f"version {version} after version {last} was handled")
+        origin, pinned = event.origin, self.origins.get(event.category)
+        if origin is not None and pinned is not None and origin != pinned:
+            return Parking("origin", f"from store {origin}, {event.category} is from {pinned}")
+        if self.complete and version > last + 1:
+            return Parking("gap", f"version {version}, expected {last + 1}")
+        if not handles(event.type):
+            self.done(event)  # seen: the next version of its stream is expected
+            return False
+        reason = self.check(event) if self.check is not None else None
+        return Parking("invalid", reason) if reason else True
+
+    def admit(self, event: RecordedEvent, handles: Callable[[str], bool]) -> bool:
+        """Sort ``event``: park it here, or say whether to apply it (marked done)."""
+        verdict = self.sort(event, handles)
+        if isinstance(verdict, Parking):
+            self.park(event, verdict)
+            return False
+        if verdict:
+            self.done(event)
+        return verdict
+
+    def done(self, event: RecordedEvent) -> None:
+        """The event is handled: its stream's next version is expected, and the first
+        origin handled of its category is pinned."""
+        self.applied[event.stream_id] = self.changed[event.stream_id] = event.stream_version
+        origin = event.origin
+        if origin is not None and event.category not in self.origins:
+            self.origins[event.category] = self.pins[event.category] = origin
+
+    def park(self, event: RecordedEvent, why: Parking) -> None:
+        """Park ``event``: its stream is blocked from its version on."""
+        self.position = max(self.position, event.position)
+        blocked = self.blocked.get(event.stream_id, event.stream_version)
+        self.blocked[event.stream_id] = min(blocked, event.stream_version)
+        self.parked.append((event, why))
+
+    def save(self, conn: sa.Connection) -> None:
+        """Write the parked events, new origin pins, and the consumer's progress."""
+        for event, why in self.parked:
+            parking.park(conn, self.consumer, event, why)
+            EVENTS_PARKED.labels(self.consumer, why.kind).inc()
+            log.warning(
+                "%s parked %s@%s (%s): %s",
+                self.consumer,
+                event.stream_id,
+                event.stream_version,
+                event.type,
+                why.reason,
+            )
+        parking.pin_origins(conn, self.consumer, self.pins)
+        self.pins = {}
+        save_tracking(conn, self.consumer, self.changed, self.position)
 
 
 BatchHandler = Callable[[list[RecordedEvent]], Awaitable[None]]
@@ -235,6 +374,14 @@ class Feed(Protocol):
     A feed delivers batches in order per stream (Kafka keeps no order across
     partitions) and may deliver an event again after a restart; consumers skip
     what they have applied by stream version.
+
+    A feed may also offer (the runner asks with ``getattr``, so a wrapper without them
+    still works): ``complete_streams`` (true when every event of each stream reaches the
+    consumer, its type filter left to the runner, so that a gap in a stream's versions
+    can be seen); ``behind(after=, filter=)``, how many messages and seconds a consumer
+    at ``after`` is behind the head (the lag probe); and ``publish_parked(parked)``
+    with ``run(..., undecodable=)``, for a feed that sets parked events and messages it
+    cannot decode aside where others can see them (Kafka's dead-letter topic).
     """
 
     async def run(self, handle: BatchHandler, *, after: int, filter: EventFilter | None) -> None:
@@ -259,11 +406,21 @@ class CatchUpFeed(Feed, Protocol):
 
 
 class StoreFeed:
-    """The embedded feed: a catch-up subscription on an event store."""
+    """The embedded feed: a catch-up subscription on an event store.
 
-    def __init__(self, store: EventStore, batch_size: int = 500) -> None:
+    By default the consumer's type filter runs in SQL (a rebuild reads only what it
+    handles), so a stream's versions legitimately skip and the consumer trusts the
+    store to keep them contiguous. With ``complete_streams`` it reads every event of the
+    filter's categories and the runner filters types after checking versions: for a
+    consumer that reads a store it does not own, where a row written behind the
+    store's back (a forged version far ahead) must be parked, not applied."""
+
+    def __init__(
+        self, store: EventStore, batch_size: int = 500, *, complete_streams: bool = False
+    ) -> None:
         self.store = store
         self.batch_size = batch_size
+        self.complete_streams = complete_streams
 
     async def run(self, handle: BatchHandler, *, after: int, filter: EventFilter | None) -> None:
         """Call ``handle`` with each batch after ``after``: catch up, then follow."""
@@ -282,6 +439,15 @@ class StoreFeed:
     async def head(self) -> int:
         """The position of the newest event a reader may see now."""
         return await self.store.head_position()
+
+    async def behind(self, *, after: int, filter: EventFilter | None) -> tuple[int, float]:
+        """How far a consumer at position ``after`` is behind: the events stored after
+        it (0 when none of them is for it) and the age of the first one it has not
+        handled (0 when caught up)."""
+        first = await self.read(after=after, filter=filter, limit=1)
+        if not first:
+            return 0, 0.0
+        return await self.head() - after, max(0.0, time.time() - first[0].occurred_at.timestamp())
 
 
 def observe_applied(
@@ -328,44 +494,211 @@ def collecting_less() -> Iterator[None]:
             gc.set_threshold(*_collecting.normal)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retrying:
+    """How a consumer retries an event its handler fails on: ``attempts`` in all,
+    waiting ``backoff`` seconds after the first failure, twice as long after each next
+    one, at most ``cap``; then the event is parked."""
+
+    attempts: int = 5
+    backoff: float = 0.2
+    cap: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """The wait after the ``failures``-th failure in a row."""
+        return min(self.cap, self.backoff * 2.0 ** (failures - 1))
+
+
+RETRYING = Retrying()  # the defaults: settings give a service's own (ServiceSettings.retrying)
+PROBE_EVERY = 5.0  # seconds between lag probes: a stalled consumer shows within one
+RETRY_POLL = 3.0  # seconds between looks for retry requests (``civitas dlq retry``)
+
+
+def _create_tables(conn: sa.Connection) -> None:
+    tracking.create_all(conn)
+    parking.parking.create_all(conn)
+
+
 class TrackedRunner(abc.ABC):
     """What runners of projections and of process managers share: a feed, a database
-    that tracks the consumer's position and last versions per stream, and the loops
-    that hand it batches from where it stopped."""
+    that tracks the consumer's position, last versions per stream and parked events,
+    and the loops that hand it batches from where it stopped.
 
-    def __init__(self, name: str, filter: EventFilter, feed: Feed, engine: sa.Engine) -> None:
+    ``check`` runs on each event before it is handled; a text it returns is the reason
+    to park the event as invalid (a schema validator is one). ``retrying`` says how
+    often a failing handler is tried before its event is parked. While running, a probe
+    sets the lag gauges every few seconds whatever batches do, and retry requests are
+    looked for (see :meth:`retry_parked`)."""
+
+    def __init__(
+        self,
+        name: str,
+        filter: EventFilter,
+        feed: Feed,
+        engine: sa.Engine,
+        *,
+        check: Check | None = None,
+        retrying: Retrying = RETRYING,
+    ) -> None:
         self.name = name
         self.filter = filter
         self.feed = feed
         self.engine = engine
+        self.check = check
+        self.retrying = retrying
+        self._serial = asyncio.Lock()  # batches and retries, one at a time
+
+    @property
+    def complete(self) -> bool:
+        """Whether the feed delivers every event of each stream (gaps can be seen)."""
+        return bool(getattr(self.feed, "complete_streams", False))
+
+    @property
+    def feed_filter(self) -> EventFilter:
+        """What the feed is asked for: on a complete feed the categories alone, the
+        type filter applied by the runner after the versions are checked."""
+        if self.complete:
+            return EventFilter.of(categories=self.filter.categories)
+        return self.filter
 
     async def setup(self) -> None:
-        """Create the tracking tables."""
-        await asyncio.to_thread(self._in_transaction, tracking.create_all)
+        """Create the tracking and parking tables."""
+        await self._db(_create_tables)
 
     async def position(self) -> int:
         """The position of the last event this consumer has handled."""
-        return await asyncio.to_thread(self._in_transaction, tracked_position, self.name)
+        return await self._db(tracked_position, self.name)
 
     async def run(self) -> None:
-        """Handle events as they come, until cancelled."""
+        """Handle events as they come, until cancelled; meanwhile probe the lag and
+        apply the parked sequences an operator asked to retry."""
         await self.setup()
         after = await self.position()
-        await self.feed.run(self._handle, after=after, filter=self.filter)
+        options: dict[str, Any] = {}
+        if hasattr(self.feed, "publish_parked"):
+            options["undecodable"] = self._park_undecodable
+        tasks = [
+            asyncio.create_task(_every(PROBE_EVERY, self.observe_lag, self.name)),
+            asyncio.create_task(_every(RETRY_POLL, self.retry_parked, self.name)),
+        ]
+        try:
+            await self.feed.run(self._handle, after=after, filter=self.feed_filter, **options)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def catch_up(self) -> int:
         """Handle every event available now; returns the position reached."""
         return await self._drain(self._handle)
 
+    async def observe_lag(self) -> tuple[int, float]:
+        """Set the consumer's gauges: messages and seconds behind its feed's head (when
+        the feed can tell), and events parked now; returns the first two."""
+        parked = await self._db(parking.count_open, self.name)
+        PARKED_EVENTS.labels(self.name).set(parked)
+        behind = getattr(self.feed, "behind", None)
+        if behind is None:
+            return 0, 0.0
+        messages, seconds = await behind(after=await self.position(), filter=self.feed_filter)
+        CONSUMER_BEHIND_MESSAGES.labels(self.name).set(messages)
+        CONSUMER_BEHIND_SECONDS.labels(self.name).set(seconds)
+        return messages, seconds
+
+    async def retry_parked(self) -> int:
+        """Apply again, in each stream's order, the parked sequences an operator asked to
+        retry (``civitas dlq retry``), unparking each event applied; returns how many.
+        An event that fails again stays parked with one attempt more, and so do the
+        events behind it; a dropped event is passed over."""
+        async with self._serial:
+            applied = 0
+            for stream in await self._db(parking.retry_requested, self.name):
+                applied += await self._retry_stream(stream)
+        if applied:
+            await self.observe_lag()
+        return applied
+
+    async def _retry_stream(self, stream: str) -> int:
+        applied = 0
+        for row in await self._db(parking.sequence, self.name, stream):
+            event = row.event()
+            if row.state == parking.PARKED:
+                break  # not asked for: what follows waits behind it
+            if row.state == parking.DROPPED:
+                if event is not None:
+                    await self._db(self._pass_over, event)
+                continue
+            if event is None:
+                error = "not an event: it can only be dropped"
+                await self._db(parking.failed_again, row.id, error)
+                break
+            if await self._retry_event(event, row.id) is not None:
+                break
+            applied += 1
+        await self._db(parking.reopen, self.name, stream)
+        return applied
+
+    def _pass_over(self, conn: sa.Connection, event: RecordedEvent) -> None:
+        """A dropped event counts as handled when it is its stream's next one."""
+        self._hold(conn)
+        applied = applied_versions(conn, self.name, {event.stream_id}).get(event.stream_id, -1)
+        if event.stream_version == applied + 1:
+            save_tracking(conn, self.name, {event.stream_id: event.stream_version}, event.position)
+
+    @abc.abstractmethod
+    def _hold(self, conn: sa.Connection) -> None:
+        """Take the consumer's lock, where it has one (a projection's)."""
+
     @abc.abstractmethod
     async def _handle(self, batch: list[RecordedEvent]) -> None:
         """Handle one batch and record the consumer's progress."""
+
+    @abc.abstractmethod
+    async def _retry_event(self, event: RecordedEvent, row: int) -> str | None:
+        """Apply a parked event again and settle its row; the error, if it failed."""
+
+    async def _attempts(
+        self, work: Callable[[], Awaitable[T]], not_poison: tuple[type[Exception], ...] = ()
+    ) -> T | Exception:
+        """``work``'s result, tried up to the configured attempts with backoff; else the
+        last error. An error in ``not_poison`` is raised at once."""
+        error: Exception = RuntimeError("no attempt")
+        for attempt in range(1, self.retrying.attempts + 1):
+            try:
+                return await work()
+            except not_poison:
+                raise
+            except Exception as exc:
+                error = exc
+                CONSUMER_FAILURES.labels(self.name, "failed").inc()
+                log.warning("%s failed (attempt %s): %r", self.name, attempt, exc)
+                if attempt < self.retrying.attempts:
+                    await asyncio.sleep(self.retrying.delay(attempt))
+        return error
+
+    def _failed(self, error: Exception) -> Parking:
+        return Parking(
+            "failed",
+            f"the handler failed {self.retrying.attempts} times",
+            f"{type(error).__name__}: {error}",
+            self.retrying.attempts,
+        )
+
+    async def _park_undecodable(self, message: Undecodable) -> None:
+        await self._db(parking.park_undecodable, self.name, message)
+        EVENTS_PARKED.labels(self.name, "undecodable").inc()
+
+    async def _announce(self, parked: list[tuple[RecordedEvent, Parking]]) -> None:
+        """Set parked events aside where the feed shows them (Kafka's dead-letter topic)."""
+        publish = getattr(self.feed, "publish_parked", None)
+        if parked and publish is not None:
+            await publish(parked)
 
     async def _drain(self, handle: BatchHandler) -> int:
         feed = self._catch_up_feed()
         await self.setup()
         after = await self.position()
-        while batch := await feed.read(after=after, filter=self.filter):
+        while batch := await feed.read(after=after, filter=self.feed_filter):
             await handle(batch)
             after = batch[-1].position
         return after
@@ -379,22 +712,51 @@ class TrackedRunner(abc.ABC):
         with self.engine.begin() as conn:
             return work(conn, *args)
 
+    async def _db(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(conn, *args)`` in a transaction of its own, on a worker thread."""
+        return await asyncio.to_thread(self._in_transaction, work, *args)
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[Any]], consumer: str) -> None:
+    """Run ``work`` every ``seconds`` until cancelled; a failure is logged, not fatal."""
+    while True:
+        try:
+            await work()
+        except Exception:
+            log.exception("%s: %s failed; trying again", consumer, getattr(work, "__name__", work))
+        await asyncio.sleep(seconds)
+
 
 class ProjectionRunner(TrackedRunner):
     """Runs one projection from a feed into a read-model database.
 
     Each batch is applied in one transaction on a worker thread, together with the
-    projection's new position.
+    projection's new position. When a batch fails, its events are applied one at a
+    time, each in a transaction of its own with the projection's lock, to find the one
+    that fails: it is tried again with backoff and then parked, the events of its
+    stream behind it are parked too, and the position moves on. A failure of the
+    database itself (``OperationalError``: unreachable, locked) is not the events'
+    fault: the batch comes again, and the lag shows the wait.
     """
 
-    def __init__(self, projection: Projection, feed: Feed, engine: sa.Engine) -> None:
-        super().__init__(projection.name, projection.filter, feed, engine)
+    def __init__(
+        self,
+        projection: Projection,
+        feed: Feed,
+        engine: sa.Engine,
+        *,
+        check: Check | None = None,
+        retrying: Retrying = RETRYING,
+    ) -> None:
+        super().__init__(
+            projection.name, projection.filter, feed, engine, check=check, retrying=retrying
+        )
         self.projection = projection
 
     async def setup(self) -> None:
         """Create the tracking tables and the read model's tables."""
         await super().setup()
-        await asyncio.to_thread(self._in_transaction, self.projection.create)
+        await self._db(self.projection.create)
 
     async def wait_until_caught_up(self, within: float = 5.0, poll: float = 0.01) -> None:
         """Wait until this projection has applied every event stored when the call began
@@ -405,7 +767,7 @@ class ProjectionRunner(TrackedRunner):
         async with asyncio.timeout(within):
             while True:  # the runner commits in its own transactions: poll its position
                 after = await self.position()
-                left = await feed.read(after=after, filter=self.filter, limit=1)
+                left = await feed.read(after=after, filter=self.feed_filter, limit=1)
                 if not left or left[0].position > target:
                     return
                 await asyncio.sleep(poll)
@@ -418,17 +780,81 @@ class ProjectionRunner(TrackedRunner):
         top bucket). The garbage collector runs less often meanwhile (see
         :func:`collecting_less`)."""
         await self.setup()
-        await asyncio.to_thread(self._in_transaction, self._clear)
+        await self._db(self._clear)
         with collecting_less():
             return await self._drain(functools.partial(self._handle, delays=False))
 
     async def _handle(self, batch: list[RecordedEvent], *, delays: bool = True) -> None:
-        applied = await asyncio.to_thread(self._in_transaction, self._apply_batch, batch)
+        async with self._serial:
+            try:
+                applied, parked = await self._db(self._apply_batch, batch)
+            except sa.exc.OperationalError:
+                raise
+            except Exception:
+                log.exception("%s failed on a batch; applying it one event at a time", self.name)
+                applied, parked = await self._one_by_one(batch)
+        await self._announce(parked)
         observe_applied(self.name, batch, applied, delays=delays)
 
-    def _apply_batch(self, conn: sa.Connection, batch: list[RecordedEvent]) -> int:
-        hold_projection(conn, self.projection.name)
-        return apply_tracked(conn, self.projection, batch)
+    async def _one_by_one(
+        self, batch: list[RecordedEvent]
+    ) -> tuple[int, list[tuple[RecordedEvent, Parking]]]:
+        applied, parked = 0, []
+        for event in batch:
+            work = functools.partial(self._db, self._apply_batch, [event])
+            result = await self._attempts(work, (sa.exc.OperationalError,))
+            if isinstance(result, Exception):
+                why = self._failed(result)
+                await self._db(self._park, event, why)
+                parked.append((event, why))
+            else:
+                applied += result[0]
+                parked += result[1]
+        return applied, parked
+
+    def _hold(self, conn: sa.Connection) -> None:
+        hold_projection(conn, self.name)
+
+    def _gate(self, conn: sa.Connection, batch: list[RecordedEvent]) -> Gate:
+        self._hold(conn)
+        return Gate.load(conn, self.name, batch, complete=self.complete, check=self.check)
+
+    def _apply_batch(
+        self, conn: sa.Connection, batch: list[RecordedEvent]
+    ) -> tuple[int, list[tuple[RecordedEvent, Parking]]]:
+        gate = self._gate(conn, batch)
+        fresh = [event for event in batch if gate.admit(event, self.projection.handles_type)]
+        self.projection.apply_all(fresh, conn)
+        gate.save(conn)
+        return len(fresh), gate.parked
+
+    def _park(self, conn: sa.Connection, event: RecordedEvent, why: Parking) -> None:
+        gate = self._gate(conn, [event])
+        gate.park(event, why)
+        gate.save(conn)
+
+    async def _retry_event(self, event: RecordedEvent, row: int) -> str | None:
+        work = functools.partial(self._db, self._apply_parked, event, row)
+        result = await self._attempts(work, (sa.exc.OperationalError,))
+        if isinstance(result, Exception):
+            error = self._failed(result).error
+            await self._db(parking.failed_again, row, error)
+            return error
+        return result
+
+    def _apply_parked(self, conn: sa.Connection, event: RecordedEvent, row: int) -> str | None:
+        gate = self._gate(conn, [event])
+        gate.blocked.pop(event.stream_id, None)  # it heads its stream's parked sequence
+        verdict = gate.sort(event, self.projection.handles_type)
+        if isinstance(verdict, Parking):
+            parking.failed_again(conn, row, verdict.reason)
+            return verdict.reason
+        if verdict:
+            self.projection.apply_all([event], conn)
+            gate.done(event)
+        gate.save(conn)
+        parking.unpark(conn, row)
+        return None
 
     def _clear(self, conn: sa.Connection) -> None:
         hold_projection(conn, self.projection.name)

@@ -1,30 +1,37 @@
 """The Kafka feed: a FastStream batch subscriber with one consumer group per consumer.
 
 A batch's offsets are committed only after ``handle`` returned, that is after the
-consumer's read-model transaction committed; if ``handle`` raises, the consumer
-rewinds and the batch comes again. A message that is not an event envelope goes to
-the group's dead-letter topic with the reason, and the consumer goes on.
+consumer's read-model transaction committed; if ``handle`` raises (its database, not
+its events: a runner parks the events it cannot apply, so a batch always completes),
+the consumer rewinds and the batch comes again. A message that is not an event
+envelope, and each event a consumer parks, go to the group's dead-letter topic with
+the reason, and the consumer goes on. The lag is probed from the broker
+(:meth:`KafkaFeed.behind`), not only after a batch: a group that does not advance shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from ..metrics import CONSUMER_FAILURES, CONSUMER_LAG, DEAD_LETTERS
+from ..parking import Parking, Undecodable, event_to_json
 from ..projection import BatchHandler
 from ..records import EventFilter, RecordedEvent
 from .envelope import UndecodableMessage, decode_message
 from .topics import dead_letter_spec, ensure_topics
 
 log = logging.getLogger(__name__)
+UndecodableHandler = Callable[[Undecodable], Awaitable[None]]
 
 METADATA_MAX_AGE_MS = 2000  # how soon a consumer sees a topic created after it subscribed
 
@@ -40,7 +47,12 @@ class KafkaFeed:
     ``<namespace>.dlq.<group>``. A consumer never creates the topics it reads (their
     publishers do, as the catalog declares them): one subscribed before its topic
     exists finds it at the next metadata refresh, a few seconds later.
+
+    Every message of the topics reaches the runner (``complete_streams``): the runner
+    sees each stream's versions whole, and applies its type filter after checking them.
     """
+
+    complete_streams = True
 
     def __init__(
         self,
@@ -58,17 +70,25 @@ class KafkaFeed:
         self.batch_size = batch_size
         self.batch_timeout_ms = batch_timeout_ms
         self.dead_letters = dead_letter_spec(group, namespace)
+        self._broker: KafkaBroker | None = None  # while running: publishes dead letters
 
     async def run(
-        self, handle: BatchHandler, *, after: int = 0, filter: EventFilter | None = None
+        self,
+        handle: BatchHandler,
+        *,
+        after: int = 0,
+        filter: EventFilter | None = None,
+        undecodable: UndecodableHandler | None = None,
     ) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled. A message that is not an event goes to the dead-letter
+        topic and, given ``undecodable``, is parked in the consumer's store too."""
         await ensure_topics(self.bootstrap, [self.dead_letters])
         broker = KafkaBroker(
             self.bootstrap,
             enable_idempotence=True,
             acks="all",
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            allow_auto_create_topics=False,  # FastStream would make them: 1 partition
             logger=None,
         )
 
@@ -83,22 +103,29 @@ class KafkaFeed:
         )
         async def consume(body: Any, message: KafkaMessage) -> None:
             records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
-            events = [e for e in await self._decode(broker, records) if _passes(e, filter)]
+            decoded = await self._decode(broker, records, undecodable)
+            events = [e for e in decoded if _passes(e, filter)]
             if events:
                 try:
                     await handle(events)
-                except Exception:
+                except Exception:  # not the events (a runner parks those): its database
                     CONSUMER_FAILURES.labels(self.group, "nack").inc()  # redelivered
                     log.exception("%s failed on a batch; it will be delivered again", self.group)
                     raise
-            await self._record_lag(message.consumer)
 
         async with broker:
             await broker.start()
-            await asyncio.Event().wait()
+            self._broker = broker
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self._broker = None
 
     async def _decode(
-        self, broker: KafkaBroker, records: Sequence[ConsumerRecord[Any, Any]]
+        self,
+        broker: KafkaBroker,
+        records: Sequence[ConsumerRecord[Any, Any]],
+        undecodable: UndecodableHandler | None,
     ) -> list[RecordedEvent]:
         events = []
         for record in records:
@@ -106,7 +133,82 @@ class KafkaFeed:
                 events.append(decode_message(record.value))
             except UndecodableMessage as exc:
                 await self._set_aside(broker, record, str(exc))
+                if undecodable is not None:
+                    await undecodable(
+                        Undecodable(
+                            f"{record.topic}[{record.partition}]@{record.offset}",
+                            (record.key or b"").decode("utf-8", "replace"),
+                            record.value or b"",
+                            str(exc),
+                        )
+                    )
         return events
+
+    async def publish_parked(self, parked: list[tuple[RecordedEvent, Parking]]) -> None:
+        """Publish events the consumer parked on its dead-letter topic, with the reason."""
+        broker = self._broker
+        if broker is None:
+            return  # not consuming: the consumer's store keeps them
+        for event, why in parked:
+            await broker.publish(
+                event_to_json(event),
+                self.dead_letters.name,
+                key=event.stream_id.encode(),
+                headers={
+                    "reason": why.reason,
+                    "error": why.error or "",
+                    "attempts": str(why.attempts),
+                    "stream_id": event.stream_id,
+                    "stream_version": str(event.stream_version),
+                    "event_id": str(event.event_id),
+                    "group": self.group,
+                },
+            )
+            DEAD_LETTERS.labels(self.group, "parked").inc()
+
+    async def behind(
+        self, *, after: int = 0, filter: EventFilter | None = None
+    ) -> tuple[int, float]:
+        """How far the group is behind, read from the broker whether batches come or not:
+        the high watermarks minus its committed offsets (the earliest offsets where it
+        has committed none), and the age of the oldest message it has not committed.
+        Sets ``civitas_consumer_lag_messages`` per topic too. ``after`` and ``filter``
+        are the store feed's business: a group's offsets say it all."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await admin.start()
+        await reader.start()
+        try:
+            return await self._behind(admin, reader)
+        finally:
+            await reader.stop()
+            await admin.close()
+
+    async def _behind(
+        self, admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer
+    ) -> tuple[int, float]:
+        await reader.topics()  # metadata of every topic, for partitions_for_topic
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self.topics
+            for p in sorted(reader.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return 0, 0.0
+        committed = await admin.list_consumer_group_offsets(self.group)
+        ends = await reader.end_offsets(partitions)
+        firsts = await reader.beginning_offsets(partitions)
+        unread: dict[TopicPartition, int] = {}
+        lag = dict.fromkeys(self.topics, 0)
+        for tp in partitions:
+            done = committed.get(tp)
+            start = done.offset if done is not None and done.offset >= 0 else firsts[tp]
+            lag[tp.topic] += max(0, ends[tp] - start)
+            if ends[tp] > start:
+                unread[tp] = start
+        for topic, messages in lag.items():
+            CONSUMER_LAG.labels(self.group, topic).set(messages)
+        return sum(lag.values()), await _oldest_age(reader, unread)
 
     async def _set_aside(
         self, broker: KafkaBroker, record: ConsumerRecord[Any, Any], reason: str
@@ -128,16 +230,17 @@ class KafkaFeed:
         )
         DEAD_LETTERS.labels(self.group, record.topic).inc()
 
-    async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
-        lag: dict[str, int] = {}
-        for partition in consumer.assignment():
-            high = consumer.highwater(partition)
-            if high is None:
-                continue
-            position = await consumer.position(partition)
-            lag[partition.topic] = lag.get(partition.topic, 0) + max(0, high - position)
-        for topic, value in lag.items():
-            CONSUMER_LAG.labels(self.group, topic).set(value)
+
+async def _oldest_age(reader: AIOKafkaConsumer, unread: dict[TopicPartition, int]) -> float:
+    """Seconds since the oldest of the first unread messages was written (0: none)."""
+    if not unread:
+        return 0.0
+    reader.assign(list(unread))
+    for tp, offset in unread.items():
+        reader.seek(tp, offset)
+    fetched = await reader.getmany(timeout_ms=2000, max_records=len(unread) * 10)
+    firsts = [records[0].timestamp for records in fetched.values() if records]
+    return max(0.0, time.time() - min(firsts) / 1000) if firsts else 0.0
 
 
 def _passes(event: RecordedEvent, filter: EventFilter | None) -> bool:

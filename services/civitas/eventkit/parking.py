@@ -1,0 +1,328 @@
+"""Parked events: what a consumer could not apply, kept in its own database, in order.
+
+A consumer (projection or process manager) parks an event it cannot apply (it cannot
+be decoded, fails its check, fails its handler every time, or arrives with a stream
+version beyond the next one) with the reason, the attempts and the error, and goes
+on with other streams. Parking keeps each stream's order, as Axon's sequenced
+dead-letter queue does: from a stream's first open parked version on, its later
+events are parked behind it, so no read model applies event n+1 without n. Earlier
+versions still flow: a forged event far ahead blocks only what comes after it.
+
+A row is never deleted. Its ``state`` says what became of it: ``parked``; ``retry``
+(an operator asked the running consumer to run the sequence again); ``applied`` (a
+retry applied it); ``dropped`` (an operator gave it up, with who, why and when). A
+dropped event counts as passed over when the sequence behind it is retried; the
+events behind it stay parked until they are retried or dropped too.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from .records import RecordedEvent
+
+PARKED = "parked"
+RETRY = "retry"
+APPLIED = "applied"
+DROPPED = "dropped"
+OPEN = (PARKED, RETRY)  # what blocks a stream
+
+parking = sa.MetaData()
+parked_table = sa.Table(
+    "parked_events",
+    parking,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("consumer", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),  # the event id, or where a message was
+    sa.Column("stream_id", sa.String(255), nullable=False),
+    sa.Column("stream_version", sa.BigInteger, nullable=True),  # None: not decoded
+    sa.Column("position", sa.BigInteger, nullable=True),
+    sa.Column("event_type", sa.String(200), nullable=True),
+    sa.Column("reason", sa.String(1000), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),  # the event as JSON, or raw bytes
+    sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("resolved_by", sa.String(200), nullable=True),
+    sa.Column("resolution", sa.String(1000), nullable=True),
+    sa.UniqueConstraint("consumer", "key", name="parked_events_once"),
+    sa.Index("parked_events_by_stream", "consumer", "state", "stream_id", "stream_version"),
+)
+origins_table = sa.Table(  # the store identity a consumer first saw per stream category
+    "consumer_origins",
+    parking,
+    sa.Column("consumer", sa.String(200), primary_key=True),
+    sa.Column("category", sa.String(64), primary_key=True),
+    sa.Column("origin", sa.String(200), nullable=False),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Parking:
+    """Why an event is parked (``kind``: undecodable, invalid, failed, gap, out_of_order,
+    origin or behind; the metric's label), and what was tried."""
+
+    kind: str
+    detail: str
+    error: str | None = None
+    attempts: int = 0
+
+    @property
+    def reason(self) -> str:
+        """What ``civitas dlq`` shows: the kind, then the detail."""
+        return f"{self.kind}: {self.detail}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A message a feed could not decode: its bytes, where it was, and why."""
+
+    key: str  # where it was (topic[partition]@offset): unique per consumer
+    stream_id: str  # the message key, as claimed: never used to block a stream
+    raw: bytes
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParkedEvent:
+    """One row of a consumer's parked events, as ``civitas dlq`` shows it."""
+
+    id: int
+    consumer: str
+    stream_id: str
+    stream_version: int | None
+    event_type: str | None
+    reason: str
+    error: str | None
+    attempts: int
+    state: str
+    parked_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+    payload: bytes
+
+    def event(self) -> RecordedEvent | None:
+        """The parked event, or None for a message that was never decoded."""
+        return None if self.stream_version is None else event_from_json(self.payload)
+
+
+def event_to_json(event: RecordedEvent) -> bytes:
+    """The event as it is kept: every field, so that a retry applies the same event."""
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    fields["hash"] = event.hash.hex()
+    return orjson.dumps(fields)
+
+
+def event_from_json(payload: bytes) -> RecordedEvent:
+    """The event :func:`event_to_json` kept."""
+    fields: dict[str, Any] = orjson.loads(payload)
+    fields["event_id"] = uuid.UUID(fields["event_id"])
+    fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+    fields["hash"] = bytes.fromhex(fields["hash"])
+    return RecordedEvent(**fields)
+
+
+def park(conn: sa.Connection, consumer: str, event: RecordedEvent, why: Parking) -> None:
+    """Keep ``event`` as parked (once: parking it again, redelivered, changes nothing)."""
+    _insert_once(
+        conn,
+        consumer=consumer,
+        key=str(event.event_id),
+        stream_id=event.stream_id,
+        stream_version=event.stream_version,
+        position=event.position,
+        event_type=event.type,
+        payload=event_to_json(event),
+        why=why,
+    )
+
+
+def park_undecodable(conn: sa.Connection, consumer: str, message: Undecodable) -> None:
+    """Keep a message that is not an event, with its raw bytes (base64 in the payload)."""
+    _insert_once(
+        conn,
+        consumer=consumer,
+        key=message.key,
+        stream_id=message.stream_id,
+        stream_version=None,
+        position=None,
+        event_type=None,
+        payload=base64.b64encode(message.raw),
+        why=Parking("undecodable", message.reason),
+    )
+
+
+def _insert_once(conn: sa.Connection, *, why: Parking, **row: Any) -> None:
+    values = {
+        **row,
+        "reason": why.reason[:1000],
+        "error": why.error,
+        "attempts": why.attempts,
+        "state": PARKED,
+        "parked_at": datetime.now(UTC),
+    }
+    exists = conn.scalar(
+        sa.select(parked_table.c.id).where(
+            parked_table.c.consumer == row["consumer"], parked_table.c.key == row["key"]
+        )
+    )
+    if exists is None:
+        conn.execute(parked_table.insert().values(**values))
+
+
+def blocked_streams(conn: sa.Connection, consumer: str) -> dict[str, int]:
+    """Each blocked stream's first open parked version: from there on, its events park.
+    One query per batch; cheap while nothing is parked (an index leads with consumer)."""
+    rows = conn.execute(
+        sa.select(parked_table.c.stream_id, sa.func.min(parked_table.c.stream_version))
+        .where(
+            parked_table.c.consumer == consumer,
+            parked_table.c.state.in_(OPEN),
+            parked_table.c.stream_version.is_not(None),
+        )
+        .group_by(parked_table.c.stream_id)
+    )
+    return {stream: int(version) for stream, version in rows}
+
+
+def pinned_origins(conn: sa.Connection, consumer: str) -> dict[str, str]:
+    """The store identity each stream category's events came from first."""
+    rows = conn.execute(
+        sa.select(origins_table.c.category, origins_table.c.origin).where(
+            origins_table.c.consumer == consumer
+        )
+    )
+    return {category: origin for category, origin in rows}
+
+
+def pin_origins(conn: sa.Connection, consumer: str, pins: dict[str, str]) -> None:
+    """Record the first origin seen of new categories."""
+    if pins:
+        conn.execute(
+            origins_table.insert(),
+            [{"consumer": consumer, "category": c, "origin": o} for c, o in pins.items()],
+        )
+
+
+def count_open(conn: sa.Connection, consumer: str) -> int:
+    """How many of the consumer's events are parked now (retry requested included)."""
+    return int(
+        conn.scalar(
+            sa.select(sa.func.count()).where(
+                parked_table.c.consumer == consumer, parked_table.c.state.in_(OPEN)
+            )
+        )
+        or 0
+    )
+
+
+def select(
+    conn: sa.Connection,
+    *,
+    consumer: str | None = None,
+    stream: str | None = None,
+    states: Iterable[str] = OPEN,
+    ids: Iterable[int] | None = None,
+) -> list[ParkedEvent]:
+    """Parked rows, in each stream's order."""
+    query = sa.select(*(parked_table.c[f.name] for f in dataclasses.fields(ParkedEvent)))
+    query = query.where(parked_table.c.state.in_(list(states)))
+    if consumer is not None:
+        query = query.where(parked_table.c.consumer == consumer)
+    if stream is not None:
+        query = query.where(parked_table.c.stream_id == stream)
+    if ids is not None:
+        query = query.where(parked_table.c.id.in_(list(ids)))
+    order = (parked_table.c.consumer, parked_table.c.stream_id, parked_table.c.stream_version)
+    return [ParkedEvent(*row) for row in conn.execute(query.order_by(*order, parked_table.c.id))]
+
+
+def request_retry(conn: sa.Connection, consumer: str | None, stream: str | None) -> int:
+    """Mark the parked sequences (all, or a consumer's, or a stream's) for the running
+    consumer to apply again; returns how many rows were marked."""
+    return _resolve(conn, consumer, stream, None, {"state": RETRY})
+
+
+def drop(
+    conn: sa.Connection,
+    consumer: str | None,
+    stream: str | None,
+    by: str,
+    why: str,
+    *,
+    ids: Iterable[int] | None = None,
+) -> int:
+    """Give parked rows up (a consumer's, a stream's, or those with ``ids``), keeping
+    them with who, why and when; returns how many. A reason is required."""
+    if not why.strip():
+        raise ValueError("a drop needs a reason")
+    values = {"state": DROPPED, "resolved_at": datetime.now(UTC), "resolved_by": by}
+    return _resolve(conn, consumer, stream, ids, values | {"resolution": why})
+
+
+def _resolve(
+    conn: sa.Connection,
+    consumer: str | None,
+    stream: str | None,
+    ids: Iterable[int] | None,
+    values: dict[str, Any],
+) -> int:
+    where: list[sa.ColumnElement[bool]] = [parked_table.c.state.in_(OPEN)]
+    if consumer is not None:
+        where.append(parked_table.c.consumer == consumer)
+    if stream is not None:
+        where.append(parked_table.c.stream_id == stream)
+    if ids is not None:
+        where.append(parked_table.c.id.in_(list(ids)))
+    return conn.execute(parked_table.update().where(*where).values(**values)).rowcount
+
+
+def retry_requested(conn: sa.Connection, consumer: str) -> list[str]:
+    """The streams whose parked sequence the consumer is asked to apply again."""
+    rows = conn.execute(
+        sa.select(parked_table.c.stream_id)
+        .where(parked_table.c.consumer == consumer, parked_table.c.state == RETRY)
+        .distinct()
+    )
+    return sorted(rows.scalars())
+
+
+def sequence(conn: sa.Connection, consumer: str, stream: str) -> list[ParkedEvent]:
+    """A stream's parked sequence: open and dropped rows, in version order."""
+    return select(conn, consumer=consumer, stream=stream, states=(*OPEN, DROPPED))
+
+
+def unpark(conn: sa.Connection, row: int) -> None:
+    """A retry applied the row's event: it is no longer parked (the row is kept)."""
+    values = {"state": APPLIED, "resolved_at": datetime.now(UTC)}
+    conn.execute(parked_table.update().where(parked_table.c.id == row).values(**values))
+
+
+def failed_again(conn: sa.Connection, row: int, error: str | None) -> None:
+    """A retry of the row's event failed: parked again, with one attempt more."""
+    values = {"state": PARKED, "error": error, "attempts": parked_table.c.attempts + 1}
+    conn.execute(parked_table.update().where(parked_table.c.id == row).values(**values))
+
+
+def reopen(conn: sa.Connection, consumer: str, stream: str) -> None:
+    """Rows of a retried sequence left behind a failure go back to parked."""
+    conn.execute(
+        parked_table.update()
+        .where(
+            parked_table.c.consumer == consumer,
+            parked_table.c.stream_id == stream,
+            parked_table.c.state == RETRY,
+        )
+        .values(state=PARKED)
+    )

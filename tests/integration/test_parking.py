@@ -1,0 +1,359 @@
+"""Poison events on the store feed: parked with their reason, in each stream's order,
+never skipped and never blocking other streams; retried or dropped by an operator;
+and a consumer that does not advance shows it in its lag and its alert."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+
+from civitas.chassis.service import in_background
+from civitas.cli import main
+from civitas.eventkit import (
+    NewEvent,
+    ProjectionRunner,
+    RecordedEvent,
+    SqliteEventStore,
+    StoreFeed,
+    StreamState,
+    create_read_model_engine,
+    parking,
+)
+from civitas.eventkit.process import ProcessManager, ProcessManagerRunner, reacts
+from civitas.eventkit.projection import Retrying, TrackedRunner
+from tests.support.accounts import BalancesProjection
+from tests.support.parking import (
+    BROKEN,
+    BrokenOnOneStream,
+    amounts_are_integers,
+    balances_of,
+    deposit,
+    forge_far_ahead,
+    open_accounts,
+    parked_of,
+)
+from tests.support.processes import eventually
+from tests.support.prometheus import RULES, signal_of
+
+QUICK = Retrying(attempts=3, backoff=0.01)
+
+
+def kinds(rows: list[parking.ParkedEvent]) -> list[tuple[str, int | None, str, int]]:
+    return [(r.stream_id, r.stream_version, r.reason.split(":")[0], r.attempts) for r in rows]
+
+
+async def rebuilt(store: SqliteEventStore, tmp_path: Path) -> list[tuple[object, ...]]:
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/rebuilt.db")
+    await ProjectionRunner(BalancesProjection(), StoreFeed(store), engine).rebuild()
+    try:
+        return balances_of(engine)
+    finally:
+        engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running(runner: TrackedRunner) -> AsyncIterator[None]:
+    """The runner following its feed in the background, as a service runs it."""
+    await runner.setup()
+    async with in_background(runner.name, runner.run):
+        yield
+
+
+async def test_a_handler_failing_on_one_stream_parks_it_while_others_flow_and_a_retry_applies_it(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=4, movements=3)
+    engine = create_read_model_engine(read_model_urls("live"))
+    projection = BrokenOnOneStream()
+    runner = ProjectionRunner(projection, StoreFeed(store, batch_size=5), engine, retrying=QUICK)
+    async with running(runner):
+        await deposit(store, "account-0", 100, 3)
+        await deposit(store, BROKEN, 7, 3)
+        await deposit(store, "account-2", 1000, 3)
+        head = await store.head_position()
+
+        async def moved_on() -> bool:
+            return await runner.position() == head
+
+        await eventually(moved_on, "the runner to pass the failing stream by", 30)
+        balances = {row[0]: row[2] for row in balances_of(engine)}
+        assert balances == {"0": 106, "1": 1, "2": 1006, "3": 6}
+        assert kinds(parked_of(engine, runner.name)) == [
+            (BROKEN, 2, "failed", 3),
+            (BROKEN, 3, "behind", 0),
+            (BROKEN, 4, "behind", 0),
+        ]
+        assert parked_of(engine, runner.name)[0].error == (
+            "ValueError: cannot apply MoneyDeposited to account-1"
+        )
+        assert await runner.observe_lag() == (0, 0.0)  # the other streams are not held up
+        assert REGISTRY.get_sample_value("civitas_parked_events", {"consumer": runner.name}) == 3
+
+        projection.broken = False  # the fix is deployed
+        assert main(["dlq", "retry", "--consumer", "x"]) == 2  # no such consumer
+        with engine.begin() as conn:
+            assert parking.request_retry(conn, runner.name, BROKEN) == 3
+
+        async def retried() -> bool:  # by the running consumer's own poll
+            return not parked_of(engine, runner.name, parking.OPEN)
+
+        await eventually(retried, "the running consumer to apply the retried sequence", 30)
+    assert balances_of(engine) == await rebuilt(store, tmp_path)
+    assert {r.state for r in parked_of(engine, runner.name)} == {parking.APPLIED}
+    engine.dispose()
+    await store.close()
+
+
+async def forged_after_two_deposits(tmp_path: Path) -> SqliteEventStore:
+    """Three accounts of two deposits; then an insider writes ``account-1``'s version
+    1000 into the store's file, and two genuine deposits follow (versions 3 and 4)."""
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=3, movements=2)
+    forge_far_ahead(tmp_path / "events.db", BROKEN, version=1000, amount=500_000)
+    await deposit(store, BROKEN, 5, 2)
+    await deposit(store, BROKEN, 6, 3)
+    return store
+
+
+async def test_a_forged_far_ahead_event_is_parked_and_the_genuine_ones_are_applied(
+    tmp_path: Path,
+) -> None:
+    store = await forged_after_two_deposits(tmp_path)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    feed = StoreFeed(store, complete_streams=True)  # every event of each stream: gaps show
+
+    await ProjectionRunner(BalancesProjection(), feed, engine).catch_up()
+
+    [forged] = parked_of(engine, "account_balances")
+    assert (forged.stream_version, forged.reason) == (1000, "gap: version 1000, expected 3")
+    assert {row[0]: row[2] for row in balances_of(engine)}["1"] == 1 + 2 + 5 + 6
+    engine.dispose()
+    await store.close()
+
+
+async def test_after_a_forged_event_a_feed_that_filters_types_parks_the_genuine_ones_unskipped(
+    tmp_path: Path,
+) -> None:
+    """The store feed filters types in SQL, so it cannot see the gap and the forged
+    event is applied; the genuine events after it are parked (out of order), never
+    passed over as if applied."""
+    store = await forged_after_two_deposits(tmp_path)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+
+    await ProjectionRunner(BalancesProjection(), StoreFeed(store), engine).catch_up()
+
+    parked = parked_of(engine, "account_balances")
+    assert kinds(parked) == [(BROKEN, 3, "out_of_order", 0), (BROKEN, 4, "behind", 0)]
+    assert parked[0].reason == "out_of_order: version 3 after version 1000 was handled"
+    engine.dispose()
+    await store.close()
+
+
+async def test_an_invalid_event_is_parked_dropped_with_a_reason_and_the_rest_retried(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=3, movements=1)
+    await deposit(store, BROKEN, "lots", 1)  # not what the schema allows
+    await deposit(store, BROKEN, 5, 2)
+    await deposit(store, "account-0", 7, 1)
+    engine = create_read_model_engine(read_model_urls("live"))
+    runner = ProjectionRunner(
+        BalancesProjection(), StoreFeed(store), engine, check=amounts_are_integers
+    )
+
+    await runner.catch_up()
+
+    invalid, behind = parked_of(engine, runner.name)
+    assert invalid.reason == "invalid: data.amount_fen: 'lots' is not an integer"
+    assert behind.reason == "behind: account-1@2 is parked"
+    assert {row[0]: row[2] for row in balances_of(engine)} == {"0": 8, "1": 1, "2": 1}
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="reason"):
+            parking.drop(conn, runner.name, None, "ops", " ", ids=[invalid.id])
+        assert parking.drop(conn, runner.name, None, "ops", "amount lost", ids=[invalid.id]) == 1
+        assert parking.request_retry(conn, runner.name, BROKEN) == 1  # the one behind
+    assert await runner.retry_parked() == 1
+
+    assert {row[0]: row[2] for row in balances_of(engine)} == {"0": 8, "1": 6, "2": 1}
+    dropped, applied = parked_of(engine, runner.name)
+    assert (dropped.state, dropped.resolved_by, dropped.resolution) == (
+        parking.DROPPED,
+        "ops",
+        "amount lost",
+    )
+    assert applied.state == parking.APPLIED
+    engine.dispose()
+    await store.close()
+
+
+class Refused(Exception):
+    """A domain refusal: the reaction's answer is no."""
+
+
+class Recorder(ProcessManager):
+    """Records the deposits it reacts to; a bug on ``account-1`` until fixed; refuses
+    a deposit of 13 (a decision, not poison)."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+        self.broken = True
+
+    @reacts("MoneyDeposited")
+    async def on_deposit(self, event: RecordedEvent) -> None:
+        if event.data["amount_fen"] == 13:
+            raise Refused("not 13")
+        if self.broken and event.stream_id == BROKEN:
+            raise RuntimeError("bug")
+        self.seen.append((event.stream_id, event.stream_version))
+
+
+async def test_a_process_manager_parks_a_failing_stream_counts_refusals_and_retries_in_order(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=3, movements=2)
+    await deposit(store, "account-2", 13, 2)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/pm.db")
+    manager = Recorder()
+    runner = ProcessManagerRunner(
+        manager, StoreFeed(store), engine, give_up_on=(Refused,), retrying=QUICK
+    )
+    refused = REGISTRY.get_sample_value(
+        "civitas_consumer_failures_total", {"consumer": "recorder", "reason": "gave_up"}
+    )
+
+    await runner.catch_up()
+
+    assert manager.seen == [("account-0", 1), ("account-0", 2), ("account-2", 1), ("account-2", 2)]
+    assert kinds(parked_of(engine, "recorder")) == [
+        (BROKEN, 1, "failed", 3),
+        (BROKEN, 2, "behind", 0),
+    ]
+    assert (
+        REGISTRY.get_sample_value(
+            "civitas_consumer_failures_total", {"consumer": "recorder", "reason": "gave_up"}
+        )
+        == (refused or 0) + 1
+    )
+    manager.broken = False
+    with engine.begin() as conn:
+        parking.request_retry(conn, "recorder", None)
+    assert await runner.retry_parked() == 2
+    assert manager.seen[-2:] == [(BROKEN, 1), (BROKEN, 2)]
+    engine.dispose()
+    await store.close()
+
+
+class Stalled(BalancesProjection):
+    """A projection whose handler hangs (a lock never released, a call without a
+    deadline) until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def apply_all(self, events: list[RecordedEvent], conn: sa.Connection) -> None:
+        self.release.wait(60)
+        super().apply_all(events, conn)
+
+
+def consumer_behind_alert() -> tuple[str, float]:
+    """The shipped alert on a consumer's seconds behind: its signal and threshold."""
+    text = (RULES / "events.yml").read_text()
+    found = re.search(r"- alert: CivitasConsumerBehind\n\s+expr: (.+)\n", text)
+    assert found is not None, "events.yml has no CivitasConsumerBehind with a one-line expr"
+    expr = found.group(1).strip()
+    return signal_of(expr), float(expr.rpartition(">")[2])
+
+
+async def test_a_stalled_consumer_shows_growing_lag_and_its_alert_condition_holds(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    ago = datetime.now(UTC) - timedelta(minutes=10)
+    opened = NewEvent("AccountOpened", {"owner": "o", "community": "QH-01"}, occurred_at=ago)
+    await store.append("account-0", [opened], StreamState.NO_STREAM)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    projection = Stalled()
+    runner = ProjectionRunner(projection, StoreFeed(store), engine)
+    signal, threshold = consumer_behind_alert()
+    assert signal == "max by (job, consumer) (civitas_consumer_behind_seconds)"
+    try:
+        async with running(runner):
+            first = await runner.observe_lag()
+            await asyncio.sleep(1.1)
+            await deposit(store, "account-0", 5, 0)
+            second = await runner.observe_lag()
+            assert second[0] > first[0] >= 1  # messages behind
+            assert second[1] > first[1] > threshold  # seconds behind: 10 minutes and growing
+            scraped = REGISTRY.get_sample_value(
+                "civitas_consumer_behind_seconds", {"consumer": runner.name}
+            )
+            assert scraped is not None
+            assert scraped > threshold  # the alert's condition holds
+            projection.release.set()
+            head = await store.head_position()
+
+            async def caught_up() -> bool:
+                return await runner.position() == head
+
+            await eventually(caught_up, "the released consumer to catch up", 30)
+            assert await runner.observe_lag() == (0, 0.0)
+    finally:
+        projection.release.set()
+    engine.dispose()
+    await store.close()
+
+
+async def test_the_dlq_command_lists_shows_retries_and_drops_with_a_reason(
+    tmp_path: Path,
+    read_model_urls: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = read_model_urls("cases")
+    monkeypatch.setenv("CIVITAS_CASES_READ_MODEL_URL", url)
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=2, movements=1)
+    [event] = await store.read_stream(BROKEN, from_version=1)
+    engine = create_read_model_engine(url)
+    with engine.begin() as conn:
+        parking.parking.create_all(conn)
+        why = parking.Parking("failed", "the handler failed 3 times", "KeyError: 'x'", 3)
+        parking.park(conn, "cases_index", event, why)
+    var = ["--var", str(tmp_path / "var")]
+
+    assert main(["dlq", "list", *var]) == 0
+    listed = capsys.readouterr().out
+    assert all(word in listed for word in ("cases_index", BROKEN, "MoneyDeposited"))
+    assert "failed: the handler failed 3 times / KeyError: 'x'" in listed
+    assert main(["dlq", "show", "--consumer", "cases_index", "--stream", BROKEN, *var]) == 0
+    assert '"amount_fen":1' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["dlq", "drop", "--consumer", "cases_index", *var])  # no reason
+    assert main(["dlq", "drop", "--consumer", "cases_index", "--reason", "  ", *var]) == 2
+    assert main(["dlq", "retry", "--consumer", "cases_index", *var]) == 0
+    assert "1 parked event(s) marked for retry" in capsys.readouterr().out
+    assert (
+        main(["dlq", "drop", "--stream", BROKEN, "--reason", "bad import", "--by", "li", *var]) == 0
+    )
+    assert main(["dlq", "list", *var]) == 0
+    assert "cases_index" not in capsys.readouterr().out
+    assert main(["dlq", "list", "--all", *var]) == 0
+    assert "dropped" in capsys.readouterr().out
+    [row] = parked_of(engine, "cases_index")
+    assert (row.state, row.resolved_by, row.resolution) == (parking.DROPPED, "li", "bad import")
+    engine.dispose()
+    await store.close()

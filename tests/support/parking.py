@@ -1,0 +1,83 @@
+"""What the parking tests share on either feed: accounts whose events a consumer parks,
+a projection that breaks on one stream until fixed, a check, and forged rows."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from civitas.eventkit import NewEvent, RecordedEvent, StreamState
+from civitas.eventkit.parking import APPLIED, DROPPED, OPEN, ParkedEvent, select
+from civitas.eventkit.store import EventStore
+from tests.support.accounts import BalancesProjection, read_balances
+
+BROKEN = "account-1"
+ALL_STATES = (*OPEN, APPLIED, DROPPED)
+
+
+class BrokenOnOneStream(BalancesProjection):
+    """The balances projection, whose handler fails on every movement of ``account-1``
+    while ``broken`` (a bug there), and works for every other stream."""
+
+    def __init__(self) -> None:
+        self.broken = True
+
+    def apply(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        if self.broken and event.stream_id == BROKEN and event.stream_version >= 2:
+            raise ValueError(f"cannot apply {event.type} to {event.stream_id}")
+        super().apply(event, conn)
+
+
+def amounts_are_integers(event: RecordedEvent) -> str | None:
+    """A check standing for a schema validator: a movement's amount is an integer."""
+    amount = event.data.get("amount_fen", 0)
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        return None
+    return f"data.amount_fen: {amount!r} is not an integer"
+
+
+async def open_accounts(store: EventStore, accounts: int, movements: int) -> None:
+    """``accounts`` accounts with ``movements`` deposits each (versions 1..movements)."""
+    for a in range(accounts):
+        events = [NewEvent("AccountOpened", {"owner": f"o{a}", "community": "QH-01"})]
+        events += [NewEvent("MoneyDeposited", {"amount_fen": m}) for m in range(1, movements + 1)]
+        await store.append(f"account-{a}", events, StreamState.NO_STREAM)
+
+
+async def deposit(store: EventStore, stream: str, amount: object, expected: int) -> None:
+    await store.append(stream, [NewEvent("MoneyDeposited", {"amount_fen": amount})], expected)
+
+
+def forge_far_ahead(path: Path, stream: str, version: int, amount: int) -> None:
+    """Write a row into an SQLite store behind its back, as an insider with the file
+    would: a copy of the stream's first deposit at a far-ahead version (the store's
+    own head for the stream is left as it was, so genuine appends go on)."""
+    conn = sqlite3.connect(path)
+    try:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+        copied = [c for c in columns if c not in ("position", "event_id", "stream_version", "data")]
+        with conn:
+            conn.execute(
+                f"INSERT INTO events (event_id, stream_version, data, {', '.join(copied)}) "
+                f"SELECT ?, ?, ?, {', '.join(copied)} FROM events "
+                "WHERE stream_id = ? AND type = 'MoneyDeposited' ORDER BY stream_version LIMIT 1",
+                (str(uuid.uuid4()), version, f'{{"amount_fen": {amount}}}', stream),
+            )
+    finally:
+        conn.close()
+
+
+def balances_of(engine: sa.Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return read_balances(conn)
+
+
+def parked_of(
+    engine: sa.Engine, consumer: str, states: tuple[str, ...] = ALL_STATES
+) -> list[ParkedEvent]:
+    """Every parked row of ``consumer`` (whatever became of it), in stream order."""
+    with engine.connect() as conn:
+        return select(conn, consumer=consumer, states=states)
