@@ -85,10 +85,11 @@ KURRENTDB_URL = os.environ.get("CIVITAS_TEST_KURRENTDB_URL")
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
-    """Builds stores of one backend; every store built shares one fresh database."""
+    """Builds stores of one backend; every store built shares one fresh database, but
+    ``build(apart=True)`` opens a second one (another store altogether)."""
     opened: list[EventStore] = []
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    database = MemoryDatabase()  # the memory backend's "one fresh database"
+    schemas = {False: f"t_{uuid.uuid4().hex[:12]}", True: f"t_{uuid.uuid4().hex[:12]}"}
+    databases = {False: MemoryDatabase(), True: MemoryDatabase()}  # the memory backend's
     if request.param == "postgres" and not await postgres_reachable():
         missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
     if request.param == "kurrentdb" and not KURRENTDB_URL:
@@ -96,11 +97,13 @@ async def store_factory(
         # machines this project is built on (see the README); even CI skips here.
         pytest.skip("no KurrentDB server: set CIVITAS_TEST_KURRENTDB_URL to run these")
 
-    async def build(**options: Any) -> EventStore:
+    async def build(*, apart: bool = False, **options: Any) -> EventStore:
+        schema = schemas[apart]
         if request.param == "sqlite":
-            store: EventStore = SqliteEventStore(tmp_path / "events.db", **options)
+            name = "apart.db" if apart else "events.db"
+            store: EventStore = SqliteEventStore(tmp_path / name, **options)
         elif request.param == "memory":
-            store = InMemoryEventStore(database, **options)
+            store = InMemoryEventStore(databases[apart], **options)
         elif request.param == "kurrentdb":
             assert KURRENTDB_URL
             joiner = "&" if "?" in KURRENTDB_URL else "?"
@@ -114,7 +117,8 @@ async def store_factory(
     for store in opened:
         await store.close()
     if request.param == "postgres":
-        await drop_schema(schema)
+        for schema in schemas.values():
+            await drop_schema(schema)
 
 
 @pytest.fixture

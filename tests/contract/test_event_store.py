@@ -473,6 +473,24 @@ async def test_a_saved_checkpoint_survives_reopening_the_store(store_factory) ->
         await reopened.save_checkpoint("", 1)
 
 
+async def test_a_store_keeps_the_identity_it_was_made_with_and_no_other_store_has_it(
+    store_factory,
+) -> None:
+    store = await store_factory()
+    identity = await store.identity()
+    await store.append("case-1", [new()], StreamState.NO_STREAM)
+    await store.close()
+
+    reopened = await store_factory()
+    another = await store_factory(apart=True)
+
+    assert uuid.UUID(identity)
+    assert await reopened.identity() == identity
+    assert await another.identity() != identity
+    with pytest.raises(StoreClosed):
+        await store.identity()
+
+
 async def test_a_retry_racing_its_first_attempt_gets_the_same_result(store: EventStore) -> None:
     batch = [new(), new()]
 

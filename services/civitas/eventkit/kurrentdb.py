@@ -20,6 +20,7 @@ URL: ``kurrentdb://host:2113?tls=false&namespace=cases`` (``esdb://`` works too)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -35,7 +36,7 @@ from kurrentdbclient import StreamState as KurrentState
 from kurrentdbclient.exceptions import NotFoundError, WrongCurrentVersionError
 
 from .audit import RawEvent
-from .errors import ConcurrencyError, EventIdConflict
+from .errors import ConcurrencyError, EventIdConflict, EventStoreError
 from .hashing import GENESIS, chain
 from .records import AppendResult, EventFilter, ExpectedVersion, RecordedEvent, StreamState
 from .store import EventStore, PreparedEvent
@@ -109,6 +110,10 @@ class KurrentDBEventStore(EventStore):
     def _checkpoint_stream(self, name: str) -> str:
         """Outside the namespace's pattern, so readers of events never see it."""
         return f"{self.namespace}@checkpoint-{name}"
+
+    def _identity_stream(self) -> str:
+        """Where the namespace's identity is kept (its first event), outside the pattern."""
+        return f"{self.namespace}@store"
 
     # -- the backend ------------------------------------------------------------------
 
@@ -286,6 +291,29 @@ class KurrentDBEventStore(EventStore):
             ),
             current_version=KurrentState.ANY,
         )
+
+    async def _identity(self) -> str:
+        """The first event of the identity stream; the first reader of a namespace
+        without one writes it (expecting no stream: of two at once, one wins)."""
+        if kept := await self._kept_identity():
+            return kept
+        made = json.dumps({"identity": str(uuid.uuid4())}).encode()
+        with contextlib.suppress(WrongCurrentVersionError):
+            await self._client.append_to_stream(
+                self._identity_stream(),
+                events=KurrentEvent(type="StoreIdentityMade", data=made),
+                current_version=KurrentState.NO_STREAM,
+            )
+        if kept := await self._kept_identity():
+            return kept
+        raise EventStoreError(f"{self._identity_stream()} holds no identity")
+
+    async def _kept_identity(self) -> str | None:
+        with contextlib.suppress(NotFoundError):
+            found = await self._client.read_stream(self._identity_stream(), limit=1)
+            async for first in found:
+                return str(json.loads(first.data)["identity"])
+        return None
 
     async def _close(self) -> None:
         await self._client.close()

@@ -53,6 +53,7 @@ class MemoryDatabase:
     ledger: list[LedgerEntry] = field(default_factory=list)
     checkpoints: dict[str, int] = field(default_factory=dict)
     traces: dict[str, str] = field(default_factory=dict)  # event id -> trace context (JSON)
+    identity: str = field(default_factory=lambda: str(uuid.uuid4()))  # made with it, kept
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _by_stream: dict[str, list[RawEvent]] = field(default_factory=dict, repr=False)
     _by_id: dict[str, RawEvent] = field(default_factory=dict, repr=False)
@@ -218,6 +219,9 @@ class InMemoryEventStore(EventStore):
     async def _save_checkpoint(self, name: str, position: int) -> None:
         with self.database.lock:
             self.database.checkpoints[name] = position
+
+    async def _identity(self) -> str:
+        return self.database.identity
 
     async def _close(self) -> None:
         """Nothing to release: the database lives as long as someone holds it."""

@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS {s}.streams (
     version   bigint NOT NULL,
     hash      bytea  NOT NULL
 );
+-- The store's identity: made with the schema, in its transaction, never replaced.
+CREATE TABLE IF NOT EXISTS {s}.store_identity (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    identity uuid    NOT NULL
+);
+INSERT INTO {s}.store_identity (identity) VALUES (gen_random_uuid()) ON CONFLICT DO NOTHING;
 
 CREATE OR REPLACE FUNCTION {s}.append_events(
     p_stream text, p_category text, p_expected bigint,
@@ -372,6 +378,10 @@ class PostgresEventStore(EventStore):
             f"SELECT coalesce(max(position), 0) FROM {self.schema}.events WHERE {_VISIBLE}"
         )
         return int(value)
+
+    async def _identity(self) -> str:
+        value = await self._pool.fetchval(f"SELECT identity FROM {self.schema}.store_identity")
+        return str(value)
 
     async def _load_checkpoint(self, name: str) -> int:
         value = await self._pool.fetchval(

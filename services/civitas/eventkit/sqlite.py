@@ -72,7 +72,22 @@ CREATE TABLE IF NOT EXISTS ledger (
     stream_version INTEGER NOT NULL,
     link           BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS store_identity (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    identity TEXT    NOT NULL
+);
 """
+
+
+def _schema_script() -> str:
+    """The schema and, in the same transaction, the store's identity: made once, never
+    replaced (a store that has one keeps it; several processes opening a new file at
+    once agree on the first)."""
+    return (
+        f"BEGIN IMMEDIATE;{_SCHEMA}"
+        f"INSERT OR IGNORE INTO store_identity VALUES (1, '{uuid.uuid4()}');COMMIT;"
+    )
+
 
 _COLUMNS = (
     "event_id, stream_id, stream_version, position, type, schema_version, occurred_at, "
@@ -160,7 +175,7 @@ class SqliteEventStore(EventStore):
             raise ValueError("SqliteEventStore needs a file: WAL and readers need a path")
         private_file(Path(self.path))  # owner-only before SQLite opens it
         self._writer = _connect(self.path)
-        self._writer.executescript(_SCHEMA)
+        self._writer.executescript(_schema_script())
         _add_trace_column(self._writer)
         self._queue: queue.SimpleQueue[_AppendRequest | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
@@ -169,6 +184,10 @@ class SqliteEventStore(EventStore):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite-reader")
+
+    async def _identity(self) -> str:
+        rows = await self._query("SELECT identity FROM store_identity", ())
+        return str(rows[0][0])
 
     # -- writes -----------------------------------------------------------
 

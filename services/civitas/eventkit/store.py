@@ -186,6 +186,15 @@ class EventStore(abc.ABC):
         self._check_open()
         return await self._head_position()
 
+    async def identity(self) -> str:
+        """The identity (a UUID) this store was given when it was made, kept for its
+        life and never replaced. Every envelope a relay publishes carries it, so that a
+        topic's readers can tell one store's history from another's: a store that was
+        reset starts stream versions at 0 again under the same stream ids. A store made
+        before stores had one is given one when it is first opened."""
+        self._check_open()
+        return await self._identity()
+
     async def close(self) -> None:
         """Release connections; later calls raise :class:`StoreClosed`."""
         if not self._closed:
@@ -310,6 +319,9 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def _save_checkpoint(self, name: str, position: int) -> None: ...
+
+    @abc.abstractmethod
+    async def _identity(self) -> str: ...
 
     @abc.abstractmethod
     async def _close(self) -> None: ...
