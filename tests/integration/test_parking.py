@@ -5,18 +5,14 @@ and a consumer that does not advance shows it in its lag and its alert."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from civitas.chassis.service import in_background
 from civitas.cli import main
 from civitas.eventkit import (
     NewEvent,
@@ -29,43 +25,24 @@ from civitas.eventkit import (
     parking,
 )
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner, reacts
-from civitas.eventkit.projection import Retrying, TrackedRunner
 from tests.support.accounts import BalancesProjection
 from tests.support.parking import (
     BROKEN,
+    QUICK,
     BrokenOnOneStream,
+    Stalled,
     amounts_are_integers,
     balances_of,
     deposit,
     forge_far_ahead,
+    kinds,
     open_accounts,
     parked_of,
+    rebuilt,
+    running,
 )
 from tests.support.processes import eventually
 from tests.support.prometheus import RULES, signal_of
-
-QUICK = Retrying(attempts=3, backoff=0.01)
-
-
-def kinds(rows: list[parking.ParkedEvent]) -> list[tuple[str, int | None, str, int]]:
-    return [(r.stream_id, r.stream_version, r.reason.split(":")[0], r.attempts) for r in rows]
-
-
-async def rebuilt(store: SqliteEventStore, tmp_path: Path) -> list[tuple[object, ...]]:
-    engine = create_read_model_engine(f"sqlite:///{tmp_path}/rebuilt.db")
-    await ProjectionRunner(BalancesProjection(), StoreFeed(store), engine).rebuild()
-    try:
-        return balances_of(engine)
-    finally:
-        engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def running(runner: TrackedRunner) -> AsyncIterator[None]:
-    """The runner following its feed in the background, as a service runs it."""
-    await runner.setup()
-    async with in_background(runner.name, runner.run):
-        yield
 
 
 async def test_a_handler_failing_on_one_stream_parks_it_while_others_flow_and_a_retry_applies_it(
@@ -255,18 +232,6 @@ async def test_a_process_manager_parks_a_failing_stream_counts_refusals_and_retr
     assert manager.seen[-2:] == [(BROKEN, 1), (BROKEN, 2)]
     engine.dispose()
     await store.close()
-
-
-class Stalled(BalancesProjection):
-    """A projection whose handler hangs (a lock never released, a call without a
-    deadline) until ``release`` is set."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def apply_all(self, events: list[RecordedEvent], conn: sa.Connection) -> None:
-        self.release.wait(60)
-        super().apply_all(events, conn)
 
 
 def consumer_behind_alert() -> tuple[str, float]:

@@ -3,18 +3,31 @@ a projection that breaks on one stream until fixed, a check, and forged rows."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from civitas.eventkit import NewEvent, RecordedEvent, StreamState
+from civitas.chassis.service import in_background
+from civitas.eventkit import (
+    NewEvent,
+    ProjectionRunner,
+    RecordedEvent,
+    StoreFeed,
+    StreamState,
+    create_read_model_engine,
+)
 from civitas.eventkit.parking import APPLIED, DROPPED, OPEN, ParkedEvent, select
+from civitas.eventkit.projection import Retrying, TrackedRunner
 from civitas.eventkit.store import EventStore
 from tests.support.accounts import BalancesProjection, read_balances
 
 BROKEN = "account-1"
+QUICK = Retrying(attempts=3, backoff=0.01)  # a failing handler, tried briefly
 ALL_STATES = (*OPEN, APPLIED, DROPPED)
 
 
@@ -70,6 +83,16 @@ def forge_far_ahead(path: Path, stream: str, version: int, amount: int) -> None:
         conn.close()
 
 
+async def rebuilt(store: EventStore, tmp_path: Path) -> list[tuple[object, ...]]:
+    """The balances a rebuild from the store makes: what a consumer must end with."""
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/rebuilt.db")
+    await ProjectionRunner(BalancesProjection(), StoreFeed(store), engine).rebuild()
+    try:
+        return balances_of(engine)
+    finally:
+        engine.dispose()
+
+
 def balances_of(engine: sa.Engine) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return read_balances(conn)
@@ -81,3 +104,28 @@ def parked_of(
     """Every parked row of ``consumer`` (whatever became of it), in stream order."""
     with engine.connect() as conn:
         return select(conn, consumer=consumer, states=states)
+
+
+def kinds(rows: list[ParkedEvent]) -> list[tuple[str, int | None, str, int]]:
+    """Each row's stream, version, kind of reason and attempts."""
+    return [(r.stream_id, r.stream_version, r.reason.split(":")[0], r.attempts) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def running(runner: TrackedRunner) -> AsyncIterator[None]:
+    """The runner following its feed in the background, as a service runs it."""
+    await runner.setup()
+    async with in_background(runner.name, runner.run):
+        yield
+
+
+class Stalled(BalancesProjection):
+    """A projection whose handler hangs (a lock never released, a call without a
+    deadline) until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def apply_all(self, events: list[RecordedEvent], conn: sa.Connection) -> None:
+        self.release.wait(60)
+        super().apply_all(events, conn)

@@ -187,11 +187,12 @@ class KafkaFeed:
     async def _behind(
         self, admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer
     ) -> tuple[int, float]:
-        await reader.topics()  # metadata of every topic, for partitions_for_topic
+        described = await admin.describe_topics()  # all: naming one could create it
         partitions = [
-            TopicPartition(topic, p)
-            for topic in self.topics
-            for p in sorted(reader.partitions_for_topic(topic) or ())
+            TopicPartition(topic["topic"], partition["partition"])
+            for topic in described
+            if topic["topic"] in self.topics and not topic["error_code"]
+            for partition in topic["partitions"]
         ]
         if not partitions:
             return 0, 0.0
