@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from . import parking
+from . import parking, tracing
 from .metrics import CONSUMER_FAILURES
 from .parking import Parking
 from .projection import RETRYING, Check, Feed, Gate, Retrying, TrackedRunner, observe_applied
@@ -98,6 +98,7 @@ class ProcessManagerRunner(TrackedRunner):
         self.give_up_on = give_up_on
         self.retry_delay = retry_delay
 
+    @tracing.traced_batches
     async def _handle(self, batch: list[RecordedEvent]) -> None:
         async with self._serial:
             gate = await self._db(self._gate, batch)
@@ -123,6 +124,7 @@ class ProcessManagerRunner(TrackedRunner):
     def _gate(self, conn: sa.Connection, batch: list[RecordedEvent]) -> Gate:
         return Gate.load(conn, self.name, batch, complete=self.complete, check=self.check)
 
+    @tracing.traced_reactions
     async def _react(self, event: RecordedEvent) -> Parking | None:
         """React; None when done (or refused for good), else why to park the event."""
         result = await self._attempts(functools.partial(self._react_when_possible, event))

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import parking
+from . import parking, tracing
 from .metrics import (
     CONSUMER_BEHIND_MESSAGES,
     CONSUMER_BEHIND_SECONDS,
@@ -784,6 +784,7 @@ class ProjectionRunner(TrackedRunner):
         with collecting_less():
             return await self._drain(functools.partial(self._handle, delays=False))
 
+    @tracing.traced_batches
     async def _handle(self, batch: list[RecordedEvent], *, delays: bool = True) -> None:
         async with self._serial:
             try:
