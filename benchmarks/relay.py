@@ -196,9 +196,10 @@ async def encoded_messages(store: SqliteEventStore) -> list[Message]:
     """The relay's messages for every event in the store, encoded once, beforehand."""
     messages: list[Message] = []
     after = 0
+    identity = await store.identity()
     while batch := await store.read_all(after=after, limit=1000):
         for event in batch:
-            key, value, headers = encode_event(event)
+            key, value, headers = encode_event(event, identity)
             # tuples of bytes and str only, which the garbage collector stops tracking
             # (aiokafka wants a list: made per send, as the relay does)
             messages.append((key, value, tuple((k, v.encode()) for k, v in headers.items())))

@@ -299,7 +299,7 @@ async def replay_from_kafka(
     from the store must start there. It passes over, by per-stream versions, what the
     shadow has."""
     from civitas.eventkit.kafka import events_topic
-    from civitas.eventkit.kafka.relay import relay_checkpoint
+    from civitas.eventkit.kafka.history import relay_checkpoint
     from civitas.eventkit.kafka.replay import KafkaReplayFeed
 
     if not origin.kafka_bootstrap:

@@ -12,18 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from aiokafka.errors import KafkaError as ConsumerError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kafka.errors import KafkaError as AdminError
 
 from civitas import catalog
 from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.preflight import check_kafka
 from civitas.chassis.settings import (
     INSIGHTS_HTTP_PORT,
+    Locations,
     ensure_secret,
     environment,
     from_environment,
     own_setting,
 )
 from civitas.eventkit.files import private_dirs
+from civitas.eventkit.kafka.history import ForeignHistory
+from civitas.eventkit.kafka.topics import TopicMismatch
 
 SERVICES = catalog.names()  # in start order: insights last, as it reads the others' events
 CONSOLE_TOKEN_HOURS = 8
@@ -74,6 +80,9 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
     env = {**environment(), "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
     for service in SERVICES:  # every service finds the others where they listen
         env.setdefault(f"CIVITAS_{service.upper()}_ADDRESS", address_of(service, env, host))
+    if refused := await kafka_refusal(env, var_dir):
+        print(f"civitas: not starting: {refused}", file=sys.stderr)
+        return 1
     children: list[Child] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -135,6 +144,23 @@ async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30
         return 0
     finally:
         await stop_all(children)
+
+
+async def kafka_refusal(env: dict[str, str], var_dir: Path) -> str | None:
+    """Why the platform cannot start on the Kafka ``env`` names (its topics hold
+    another store's events, or differ from their declaration, or the broker does not
+    answer), in words for an operator; None when it can, or when there is no Kafka."""
+    keepers = [Locations.of(service, env, var_dir) for service in catalog.event_keepers()]
+    bootstrap, namespace = keepers[0].kafka_bootstrap, keepers[0].kafka_namespace
+    if not bootstrap:
+        return None
+    try:
+        await check_kafka(bootstrap, namespace, keepers)
+    except (ForeignHistory, TopicMismatch) as refused:
+        return str(refused)
+    except (AdminError, ConsumerError, OSError, TimeoutError) as unreachable:
+        return f"Kafka at {bootstrap} did not answer ({unreachable!r})"
+    return None
 
 
 async def stop_all(children: list[Child], grace: float = 10.0) -> None:

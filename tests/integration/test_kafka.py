@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from civitas.chassis.anchoring import Anchorer, AnchorSettings, KafkaAnchors
+from civitas.chassis.topics import anchors_spec
 from civitas.eventkit import (
     NewEvent,
     ProjectionRunner,
@@ -28,7 +29,7 @@ from civitas.eventkit import (
     StreamState,
     create_read_model_engine,
 )
-from civitas.eventkit.anchors import Anchor, AnchorError, anchors_topic, load_or_create_key
+from civitas.eventkit.anchors import Anchor, AnchorError, load_or_create_key
 from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, events_topic
 from civitas.eventkit.kafka.topics import dead_letter_topic
 from tests.support.accounts import BalancesProjection, read_balances
@@ -187,7 +188,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         events += [NewEvent("MoneyDeposited", {"amount_fen": m}) for m in range(1, 201)]
         await store.append(f"account-{a}", events, StreamState.NO_STREAM)
     head = await store.head_position()
-    service = unique("k")
+    service, namespace = "funds", unique("t")
     relay_cmd = [
         sys.executable,
         "-m",
@@ -199,11 +200,13 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         service,
         "--kafka",
         kafka_bootstrap,
+        "--namespace",
+        namespace,
         "--batch-size",
         "20",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    checkpoint = f"relay:{events_topic(service)}"
+    checkpoint = f"relay:{events_topic(service, namespace)}"
 
     first = await asyncio.create_subprocess_exec(*relay_cmd, cwd=ROOT, env=env)
     try:
@@ -228,7 +231,8 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         await second.wait()
     expected = await rebuilt_from_store(store, tmp_path)
 
-    async with kafka_projection(kafka_bootstrap, events_topic(service), tmp_path) as live:
+    topic = events_topic(service, namespace)
+    async with kafka_projection(kafka_bootstrap, topic, tmp_path) as live:
 
         async def caught_up() -> bool:
             return rows(live) == expected
@@ -236,7 +240,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(kafka_bootstrap: str, tmp_
         await eventually(caught_up, "the Kafka-fed read model to equal a rebuild", 90)
 
     assert 0 < killed_at < head
-    messages = await messages_on(kafka_bootstrap, events_topic(service))
+    messages = await messages_on(kafka_bootstrap, topic)
     assert {h["event_id"] for _, _, h, _ in messages} == {
         str(e.event_id).encode() for e in await store.read_all(limit=100_000)
     }
@@ -406,16 +410,16 @@ async def test_relay_and_consumer_resume_after_the_broker_restarts_under_load(
     assert sum(row[3] for row in expected) > 20 * 50  # writes went on through the restart
 
 
-async def funds_to_anchor(tmp_path: Path) -> tuple[SqliteEventStore, AnchorSettings, str]:
+async def funds_to_anchor(tmp_path: Path) -> tuple[SqliteEventStore, AnchorSettings, TopicSpec]:
     """funds' store of 18 events, its anchor settings and a topic of this test's own."""
     store = SqliteEventStore(tmp_path / "funds.db")
     await fill_accounts(store, accounts=3, movements=5)
     settings = AnchorSettings("funds", tmp_path / "anchor.key", tmp_path / "anchors.jsonl", 60)
-    return store, settings, anchors_topic("funds", unique("anchors-"))
+    return store, settings, anchors_spec("funds", unique("anchors"))
 
 
 async def anchored_once(
-    bootstrap: str, topic: str, store: SqliteEventStore, settings: AnchorSettings
+    bootstrap: str, topic: TopicSpec, store: SqliteEventStore, settings: AnchorSettings
 ) -> Anchor | None:
     """One period of a (re)started service's anchoring, publishing to ``topic``."""
     kafka = KafkaAnchors(bootstrap, topic)
@@ -435,7 +439,7 @@ async def test_a_signed_anchor_reaches_the_services_anchors_topic(
         await store.close()
     assert anchor is not None
 
-    ((key, value, _, partition),) = await messages_on(kafka_bootstrap, topic)
+    ((key, value, _, partition),) = await messages_on(kafka_bootstrap, topic.name)
     published = Anchor.from_json(value.decode())
     assert (key, partition) == (b"funds", 0)
     assert published == anchor
@@ -469,4 +473,4 @@ async def test_a_service_whose_anchors_file_is_gone_remembers_its_anchor_from_th
     finally:
         await store.close()
     assert not settings.anchors_file.read_text().replace(kept, "")  # nothing signed since
-    assert len(await messages_on(kafka_bootstrap, topic)) == 1
+    assert len(await messages_on(kafka_bootstrap, topic.name)) == 1

@@ -533,12 +533,14 @@ async def test_with_kafka_configured_the_service_relays_its_events(
 ) -> None:
     from tests.support.processes import messages_on
 
+    namespace = f"t{uuid.uuid4().hex[:10]}"  # never the default namespace: an operator's
     settings = ServiceSettings.from_env(
         "party_orgs",
         {
             "CIVITAS_VAR_DIR": str(tmp_path),
             "CIVITAS_AUTH_SECRET": SECRET,
             "CIVITAS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "CIVITAS_KAFKA_NAMESPACE": namespace,
         },
     )
     async with run_party_orgs(settings, clock=clock, port=0) as running:
@@ -555,11 +557,11 @@ async def test_with_kafka_configured_the_service_relays_its_events(
             for e in await running.store.read_all(limit=10_000)
             if not e.category.endswith("_snapshot")
         }
-        await relayed(running.store, "party_orgs", "civitas")
+        await relayed(running.store, "party_orgs", namespace)
 
     published = {
         h["event_id"]
-        for *_, h, _ in await messages_on(kafka_bootstrap, "civitas.party_orgs.events.v1")
+        for *_, h, _ in await messages_on(kafka_bootstrap, f"{namespace}.party_orgs.events.v1")
     }
     assert stored <= published
 

@@ -81,11 +81,11 @@ def address_of(env: dict[str, str], service: str) -> str:
 
 
 async def run_cli(
-    args: list[str], secret: str, settings: Mapping[str, str] | None = None
+    args: list[str], secret: str, settings: Mapping[str, str] | None = None, answer: str = ""
 ) -> tuple[int, str]:
     """The civitas command line as a user types it, with the platform's token secret
-    (and ``settings``): its exit code and what it printed, with the tail of what it
-    complained of when it failed."""
+    (and ``settings``, and ``answer`` typed when it asks): its exit code and what it
+    printed, with the tail of what it complained of when it failed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CIVITAS_AUTH_SECRET": secret, **(settings or {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -93,10 +93,11 @@ async def run_cli(
         "civitas.cli",
         *args,
         env=env,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    out, err = await process.communicate(answer.encode())
     if process.returncode:
         return process.returncode, out.decode() + err.decode()[-3000:]
     return 0, out.decode()

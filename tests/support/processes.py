@@ -37,7 +37,7 @@ async def handled_all(runner: ProcessManagerRunner, store: EventStore, seconds: 
 async def relayed(store: EventStore, service: str, namespace: str, seconds: float = 60) -> None:
     """Wait until the service's relay has published every event of ``store`` now."""
     from civitas.eventkit.kafka import events_topic
-    from civitas.eventkit.kafka.relay import relay_checkpoint
+    from civitas.eventkit.kafka.history import relay_checkpoint
 
     head = await store.head_position()
     checkpoint = relay_checkpoint(events_topic(service, namespace))

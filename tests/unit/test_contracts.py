@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +48,9 @@ def test_an_event_survives_the_trip_through_a_message() -> None:
         bytes(range(32)),
     )
 
-    key, value, headers = encode_event(event)
+    store = str(uuid4())
+
+    key, value, headers = encode_event(event, store)
 
     assert key == b"case-9"
     assert headers == {
@@ -56,7 +59,7 @@ def test_an_event_survives_the_trip_through_a_message() -> None:
         "correlation_id": "corr-9",
         "causation_id": "cmd-9",
     }
-    assert decode_message(value) == event
+    assert decode_message(value) == dataclasses.replace(event, origin=store)
 
 
 @pytest.mark.parametrize(

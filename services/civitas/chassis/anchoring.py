@@ -24,7 +24,6 @@ from civitas.eventkit.anchors import (
     Anchor,
     AnchorError,
     StoreTree,
-    anchors_topic,
     append_anchor,
     load_or_create_key,
     read_anchors,
@@ -35,6 +34,7 @@ from civitas.eventkit.kafka import TopicSpec, ensure_topics
 from civitas.eventkit.metrics import ANCHOR_LAST_SUCCESS, ANCHORING_REFUSALS
 
 from .settings import ServiceSettings
+from .topics import anchors_spec
 
 log = structlog.get_logger("civitas.anchors")
 
@@ -198,9 +198,10 @@ class KafkaAnchors:
     """Publishes anchors to ``civitas.<service>.anchors.v1`` (one partition, kept forever).
     A failed publish is logged; the anchors file keeps the anchor either way."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: TopicSpec) -> None:
         self.bootstrap = bootstrap
-        self.topic = topic
+        self.spec = topic
+        self.topic = topic.name
         self._producer: AIOKafkaProducer | None = None
 
     async def last(self) -> Anchor | None:
@@ -228,7 +229,7 @@ class KafkaAnchors:
         """Publish one anchor; False (logged) when Kafka did not take it."""
         try:
             if self._producer is None:
-                await ensure_topics(self.bootstrap, [TopicSpec(self.topic, partitions=1)])
+                await ensure_topics(self.bootstrap, [self.spec])
                 producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
                 await producer.start()
                 self._producer = producer
@@ -254,7 +255,7 @@ async def anchoring(store: EventStore, settings: ServiceSettings) -> AsyncIterat
         return
     kafka = None
     if settings.kafka_bootstrap:
-        topic = anchors_topic(settings.service, settings.kafka_namespace)
+        topic = anchors_spec(settings.service, settings.kafka_namespace)
         kafka = KafkaAnchors(settings.kafka_bootstrap, topic)
     anchorer = Anchorer(store, anchor_settings, kafka=kafka)
     from .service import in_background  # service.py starts this task: imported late

@@ -49,6 +49,16 @@ class Reacting:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsTopic:
+    """How a service's events topic is made: partitions (streams spread over them by
+    key; never added later, which would move keys) and retention (-1: kept for ever,
+    so that a consumer can be rebuilt from the topic)."""
+
+    partitions: int = 6
+    retention_ms: int = -1
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """Everything the platform needs to know about one service, declared once: the
     runner, audit, privacy, replay, the Kafka contracts, insights, the CLI and the
@@ -65,6 +75,7 @@ class ServiceSpec:
     personal_data: bool = False
     peers: tuple[str, ...] = ()  # the services it calls over gRPC
     http_port: int | None = None
+    events: EventsTopic = EventsTopic()  # its Kafka topics: civitas.chassis.topics
 
     @property
     def keeps_events(self) -> bool:

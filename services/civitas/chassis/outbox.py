@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import structlog
 
 from civitas.eventkit import EventStore
-from civitas.eventkit.kafka import Relay, TopicSpec, events_topic
+from civitas.eventkit.kafka import Relay
 
 from .settings import ServiceSettings
+from .topics import events_spec
 
 log = structlog.get_logger("civitas.relay")
 
@@ -23,10 +24,7 @@ async def relaying(store: EventStore, settings: ServiceSettings) -> AsyncIterato
     if not settings.kafka_bootstrap:
         yield None
         return
-    topic = TopicSpec(
-        events_topic(settings.service, settings.kafka_namespace),
-        partitions=settings.kafka_partitions,
-    )
+    topic = events_spec(settings.service, settings.kafka_namespace)
     relay = Relay(store, settings.kafka_bootstrap, topic)
     task = asyncio.create_task(relay.run(), name=f"relay-{settings.service}")
     log.info("relaying", topic=topic.name, bootstrap=settings.kafka_bootstrap)

@@ -17,6 +17,7 @@ from pathlib import Path
 from civitas import catalog
 from civitas.eventkit import setting
 from civitas.eventkit.files import private_dirs
+from civitas.eventkit.projection import Retrying
 
 # Each service's default ports, as its spec declares them: gRPC, metrics.
 PORTS = {spec.name: (spec.grpc_port, spec.metrics_port) for spec in catalog.SERVICES}
@@ -93,7 +94,6 @@ class ServiceSettings:
     metrics_port: int
     auth_secret: str = field(repr=False)
     kafka_bootstrap: str | None
-    kafka_partitions: int
     kafka_namespace: str
     var_dir: Path
     peers: dict[str, str]
@@ -120,7 +120,6 @@ class ServiceSettings:
             metrics_port=int(_get(env, "metrics_port", service, str(metrics_port))),
             auth_secret=secret,
             kafka_bootstrap=where.kafka_bootstrap,
-            kafka_partitions=int(_get(env, "kafka_partitions", service, "6")),
             kafka_namespace=where.kafka_namespace,
             var_dir=where.var_dir,
             peers={
@@ -134,6 +133,25 @@ class ServiceSettings:
         """This service's own ``CIVITAS_<SERVICE>_<NAME>`` (no shared fallback), or
         ``default``."""
         return own_setting(self.environ, self.service, name) or default
+
+    def retrying(self) -> Retrying:
+        """How its consumers retry an event their handler fails on before parking it:
+        ``CIVITAS_CONSUMER_ATTEMPTS`` tries in all (default 5), waiting
+        ``CIVITAS_CONSUMER_BACKOFF`` seconds after the first failure (default 0.2),
+        twice as long after each next one; a bad value is refused with its name."""
+        attempts = _get(self.environ, "consumer_attempts", self.service, "5")
+        backoff = _get(self.environ, "consumer_backoff", self.service, "0.2")
+        try:
+            retrying = Retrying(int(attempts), float(backoff))
+        except ValueError:
+            retrying = Retrying(0, 0.0)
+        if retrying.attempts < 1 or not 0 < retrying.backoff < 3600:
+            raise ValueError(
+                "CIVITAS_CONSUMER_ATTEMPTS must be a whole number of at least 1 and "
+                f"CIVITAS_CONSUMER_BACKOFF seconds above 0 (below an hour), not {attempts!r}, "
+                f"{backoff!r}"
+            )
+        return retrying
 
     def peer_address(self, service: str) -> str:
         """Where another service listens: ``CIVITAS_<SERVICE>_ADDRESS`` or its default port."""

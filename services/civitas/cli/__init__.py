@@ -8,7 +8,7 @@ import sys
 
 from civitas.chassis.logs import configure_logging
 from civitas.chassis.settings import UnsafeSecretFile, from_environment
-from civitas.cli import audit, call, demo, dlq, platform, privacy, replay, stores, tokens
+from civitas.cli import audit, call, demo, dlq, kafka, platform, privacy, replay, stores, tokens
 from civitas.cli.options import Register
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
@@ -23,6 +23,7 @@ COMMANDS: tuple[Register, ...] = (  # in the order `civitas --help` lists them
     replay.replay,
     dlq.dlq,
     stores.events,
+    kafka.kafka,
 )
 
 

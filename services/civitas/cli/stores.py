@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from civitas import catalog
 from civitas.chassis.logs import redact_text
 from civitas.chassis.settings import Locations, from_environment
 from civitas.cli.options import Commands, until_interrupted
@@ -17,14 +18,19 @@ def relay(commands: Commands, var_default: str) -> None:
     command.add_argument(
         "--service",
         required=True,
-        help="service name, e.g. cases (its own store, unless --store names another)",
+        choices=catalog.event_keepers(),
+        help="its own store, unless --store names another; its topic as the catalog declares it",
     )
     command.add_argument(
         "--kafka",
         default=from_environment("kafka_bootstrap", default="127.0.0.1:9092"),
         help="bootstrap servers (default: $CIVITAS_KAFKA_BOOTSTRAP or %(default)s)",
     )
-    command.add_argument("--partitions", type=int, default=6)
+    command.add_argument(
+        "--namespace",
+        default=from_environment("kafka_namespace", default="civitas"),
+        help="of the topic (default: $CIVITAS_KAFKA_NAMESPACE or %(default)s)",
+    )
     command.add_argument("--batch-size", type=int, default=1000)
     command.set_defaults(run=until_interrupted(_relay))
 
@@ -45,22 +51,20 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def _relay(args: argparse.Namespace) -> int:
-    asyncio.run(
-        _publish(_store_url(args), args.kafka, args.service, args.partitions, args.batch_size)
-    )
+    asyncio.run(_publish(args))
     return 0
 
 
-async def _publish(
-    url: str, bootstrap: str, service: str, partitions: int, batch_size: int
-) -> None:
-    from civitas.eventkit.kafka import Relay, TopicSpec, events_topic
+async def _publish(args: argparse.Namespace) -> None:
+    from civitas.chassis.topics import events_spec
+    from civitas.eventkit.kafka import Relay
 
+    url, bootstrap = _store_url(args), args.kafka
     store = await open_event_store(url)
-    topic = TopicSpec(events_topic(service), partitions=partitions)
+    topic = events_spec(args.service, args.namespace)
     print(f"civitas: relaying {redact_text(url)} to {topic.name} on {bootstrap}", flush=True)
     try:
-        await Relay(store, bootstrap, topic, batch_size=batch_size).run()
+        await Relay(store, bootstrap, topic, batch_size=args.batch_size).run()
     finally:
         await store.close()
 

@@ -34,6 +34,12 @@ class EventEnvelope(BaseModel):
     causation_id: str | None
     data: dict[str, Any]
     hash: str = Field(description="hex SHA-256, chained to the stream's previous event")
+    store: str | None = Field(
+        default=None,
+        description="identity of the event store the event was published from (one topic "
+        "holds one store's history: a reset store's events are told from the old ones); "
+        "always set, absent only on messages published before stores had identities",
+    )
     trace_context: dict[str, str] | None = Field(
         default=None,
         description="W3C traceparent (and tracestate) of the span that appended the event, "
@@ -46,8 +52,9 @@ class UndecodableMessage(ValueError):
     """A message on an events topic that is not a valid envelope."""
 
 
-def encode_event(event: RecordedEvent) -> tuple[bytes, bytes, dict[str, str]]:
-    """Key, value and headers of the message that carries ``event``."""
+def encode_event(event: RecordedEvent, store: str) -> tuple[bytes, bytes, dict[str, str]]:
+    """Key, value and headers of the message that carries ``event`` from the store
+    whose identity is ``store``."""
     value = orjson.dumps(  # transport only: the hashed canonical form is the store's
         {
             "event_id": str(event.event_id),
@@ -63,6 +70,7 @@ def encode_event(event: RecordedEvent) -> tuple[bytes, bytes, dict[str, str]]:
             "data": event.data,
             "hash": event.hash.hex(),
             "trace_context": event.trace_context,
+            "store": store,
         }
     )
     headers = {"event_id": str(event.event_id), "type": event.type}
@@ -98,4 +106,5 @@ def decode_message(value: bytes | None) -> RecordedEvent:
         envelope.data,
         bytes.fromhex(envelope.hash),
         trace_context=envelope.trace_context,
+        origin=envelope.store,
     )

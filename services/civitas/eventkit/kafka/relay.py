@@ -5,6 +5,11 @@ service's topic (key: stream id), waits until the broker acknowledged every
 message, and only then moves the checkpoint. A crash between the two publishes
 some events again at new offsets; consumers skip them by stream version. No
 service ever writes to Kafka and to its store as two separate steps.
+
+Every message carries the store's identity, and a relay refuses to start on a
+topic whose messages came from another store (:mod:`.history`), or that differs
+from its declaration (:class:`.topics.TopicMismatch`): neither mends itself, so
+neither is retried.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from ..records import RecordedEvent
 from ..repository import is_snapshot
 from ..store import EventStore
 from .envelope import encode_event
-from .topics import MAX_MESSAGE_BYTES, TopicSpec, ensure_topics
+from .history import ForeignHistory, check_history, owner_of, relay_checkpoint
+from .topics import MAX_MESSAGE_BYTES, TopicMismatch, TopicSpec, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +49,6 @@ def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:
         max_request_size=MAX_MESSAGE_BYTES,
         client_id="civitas-relay",
     )
-
-
-def relay_checkpoint(topic: str) -> str:
-    """The name of the checkpoint a relay keeps in its store: every event up to it is on
-    ``topic``, acknowledged."""
-    return f"relay:{topic}"
 
 
 class Relay:
@@ -78,9 +78,15 @@ class Relay:
         self.window = window
         self.retry_delay = retry_delay
         self.checkpoint_name = relay_checkpoint(topic.name)
+        self.identity = ""  # the store's, read at start
 
     async def start(self) -> None:
-        """Create the topic if it is missing and connect the producer."""
+        """Refuse a topic that holds another store's events (:class:`ForeignHistory`),
+        create the topic if it is missing (or refuse one that differs from its
+        declaration), and connect the producer."""
+        owner = await owner_of(self.store, self.topic.name)
+        await check_history(self.bootstrap, self.topic.name, owner)
+        self.identity = owner.identity
         await ensure_topics(self.bootstrap, [self.topic])
         await self.producer.start()
 
@@ -91,7 +97,7 @@ class Relay:
     async def run(self) -> None:
         """Relay until cancelled. Any failure (the broker not up yet, a lost store
         connection) is logged, and the relay starts over from its checkpoint after a
-        pause: it never stops on its own."""
+        pause; it stops only when the topic is not its to publish into."""
         started = False
         try:
             while True:
@@ -100,6 +106,9 @@ class Relay:
                         await self.start()
                         started = True
                     await self._relay(follow=True)
+                except (ForeignHistory, TopicMismatch) as refused:
+                    log.error("the relay to %s refuses to start: %s", self.topic.name, refused)
+                    raise
                 except Exception as exc:
                     cause = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
                     log.warning(
@@ -150,7 +159,7 @@ class Relay:
         for event in batch:
             if is_snapshot(event):
                 continue  # snapshots only speed up loading; they are no contract
-            key, value, headers = encode_event(event)
+            key, value, headers = encode_event(event, self.identity)
             record = {
                 "key": key,
                 "value": value,
