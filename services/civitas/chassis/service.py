@@ -178,6 +178,7 @@ async def reacting(
             infra.read_models,
             retryable=(Unavailable,),
             give_up_on=(DomainError,),
+            retrying=settings.retrying(),
         )
         await runner.setup()
         async with in_background(manager.name, runner.run):
