@@ -12,9 +12,9 @@ import structlog
 
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer
-from civitas.chassis.service import infrastructure, projecting, reacting, serving
+from civitas.chassis.service import infrastructure, own_projection, projecting, reacting, serving
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
+from civitas.eventkit import Clock, EventStore, ProjectionRunner, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
 from civitas.kept import kept_services
 
@@ -62,7 +62,7 @@ async def run_cases(
         policy = DeadlinePolicy.parse(settings.own("deadlines", ""))
         app = Cases(infra.store, infra.vault, clock, grids, policy)
         index = await stack.enter_async_context(
-            projecting(ProjectionRunner(CaseIndex(), StoreFeed(infra.store), infra.read_models))
+            projecting(own_projection(CaseIndex(), SPEC.name, infra))
         )
         queries = CaseQueries(infra.read_models, PageTokens(page_token_key(settings)))
         outcomes = await stack.enter_async_context(

@@ -14,10 +14,12 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 import structlog
 
+from civitas.contracts import schemas_of
 from civitas.errors import DomainError, Unavailable
 from civitas.eventkit import (
     EventStore,
     Feed,
+    Projection,
     ProjectionRunner,
     StoreFeed,
     create_read_model_engine,
@@ -145,6 +147,13 @@ async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner
         yield runner
 
 
+def own_projection(projection: Projection, service: str, infra: Infrastructure) -> ProjectionRunner:
+    """A projection of the service's own events, read from its store, each event
+    checked against the schema of its type and version before it is applied."""
+    check = schemas_of(service).check
+    return ProjectionRunner(projection, StoreFeed(infra.store), infra.read_models, check=check)
+
+
 @contextlib.asynccontextmanager
 async def events_of(
     service: str, settings: ServiceSettings, own_store: EventStore | None, group: str
@@ -178,6 +187,7 @@ async def reacting(
             infra.read_models,
             retryable=(Unavailable,),
             give_up_on=(DomainError,),
+            check=schemas_of(service).check,
             retrying=settings.retrying(),
         )
         await runner.setup()

@@ -10,9 +10,9 @@ import structlog
 
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer
-from civitas.chassis.service import infrastructure, projecting, reacting, serving
+from civitas.chassis.service import infrastructure, own_projection, projecting, reacting, serving
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
+from civitas.eventkit import Clock, EventStore, ProjectionRunner, SystemClock
 from civitas.eventkit.process import ProcessManagerRunner
 from civitas.kept import kept_services
 
@@ -49,7 +49,7 @@ async def run_funds(
         threshold = int(settings.own("street_threshold_yuan", "20000")) * YUAN
         app = Funds(infra.store, clock or SystemClock(), threshold)
         ledger = await stack.enter_async_context(
-            projecting(ProjectionRunner(Ledger(), StoreFeed(infra.store), infra.read_models))
+            projecting(own_projection(Ledger(), SPEC.name, infra))
         )
         queries = LedgerQueries(infra.read_models)
         processes = [

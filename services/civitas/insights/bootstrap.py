@@ -13,6 +13,7 @@ from civitas.chassis.auth import TokenAuthority
 from civitas.chassis.server import GrpcServer, start_grpc_server
 from civitas.chassis.service import events_of, projecting
 from civitas.chassis.settings import INSIGHTS_HTTP_PORT, ServiceSettings
+from civitas.contracts import schemas_of
 from civitas.eventkit import (
     Clock,
     Projection,
@@ -66,7 +67,9 @@ async def run_insights(
             feed = await stack.enter_async_context(
                 events_of(service, settings, None, projection.name)
             )
-            runner = ProjectionRunner(projection, feed, read_models)
+            runner = ProjectionRunner(
+                projection, feed, read_models, check=schemas_of(service).check
+            )
             runners.append(await stack.enter_async_context(projecting(runner)))
         case_texts = CasesTexts(settings.peer_address("cases"))
         stack.push_async_callback(case_texts.close)

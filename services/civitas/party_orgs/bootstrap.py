@@ -10,9 +10,9 @@ import structlog
 
 from civitas.chassis.outbox import relaying
 from civitas.chassis.server import GrpcServer
-from civitas.chassis.service import infrastructure, projecting, serving
+from civitas.chassis.service import infrastructure, own_projection, projecting, serving
 from civitas.chassis.settings import ServiceSettings
-from civitas.eventkit import Clock, EventStore, ProjectionRunner, StoreFeed, SystemClock
+from civitas.eventkit import Clock, EventStore, ProjectionRunner, SystemClock
 from civitas.kept import kept_services
 
 from .application import PartyOrgs
@@ -45,7 +45,7 @@ async def run_party_orgs(
         infra = await stack.enter_async_context(infrastructure(settings))
         app = PartyOrgs(infra.store, infra.vault, clock or SystemClock())
         directory = await stack.enter_async_context(
-            projecting(ProjectionRunner(Directory(), StoreFeed(infra.store), infra.read_models))
+            projecting(own_projection(Directory(), SPEC.name, infra))
         )
         views = PartyOrgViews(
             app, DirectoryQueries(infra.read_models), directory.wait_until_caught_up
