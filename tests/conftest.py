@@ -20,6 +20,7 @@ from civitas.eventkit import (
     SqliteEventStore,
     open_event_store,
 )
+from tests.support.default_namespace import fail_on_writes, record_before
 
 
 def in_ci(environ: Mapping[str, str]) -> bool:
@@ -141,6 +142,14 @@ def kafka_reachable(bootstrap: str) -> bool:
         return False
     finally:
         admin.close()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    record_before(session, KAFKA_BOOTSTRAP, kafka_reachable)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    fail_on_writes(session, KAFKA_BOOTSTRAP)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,21 @@
+"""The session check that no test writes to the default namespace names what grew."""
+
+from __future__ import annotations
+
+from tests.support.default_namespace import writes_since
+
+
+def test_a_topic_that_grew_and_a_new_one_are_named_with_what_was_written() -> None:
+    before = {"civitas.cases.events.v1": 40, "civitas.funds.events.v1": 7}
+    after = {"civitas.cases.events.v1": 52, "civitas.funds.events.v1": 7, "civitas.dlq.x": 3}
+
+    assert writes_since(before, after) == [
+        "civitas.cases.events.v1: +12 messages",
+        "civitas.dlq.x: a new topic, +3 messages",
+    ]
+
+
+def test_nothing_written_is_nothing_to_say() -> None:
+    sizes = {"civitas.cases.events.v1": 40}
+
+    assert writes_since(sizes, dict(sizes)) == []
