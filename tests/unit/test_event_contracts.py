@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from civitas import catalog
-from civitas.contracts import schemas_of
+from civitas.contracts import breaking, schemas_of
 from civitas.contracts.asyncapi import asyncapi_document
 from civitas.contracts.breaking import breaking_changes
 from civitas.contracts.schemas import current, proposed, publishers, recorded
@@ -215,3 +215,19 @@ def _version_of(event_type: str) -> int:
 def _subclasses(cls: type) -> set[type]:
     found = set(cls.__subclasses__())
     return found | {sub for child in found for sub in _subclasses(child)}
+
+
+def test_the_check_run_by_make_fails_naming_the_service_event_and_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def without_grid_code(service: str) -> dict[SchemaKey, dict[str, Any]]:
+        schemas = current(service)
+        if service == "cases":
+            del schemas[("CaseDispatched", 2)]["properties"]["grid_code"]
+        return schemas
+
+    assert breaking.main() == 0
+    monkeypatch.setattr(breaking, "current", without_grid_code)
+
+    assert breaking.main() == 1
+    assert "cases: CaseDispatched v2: field 'grid_code' removed" in capsys.readouterr().err
