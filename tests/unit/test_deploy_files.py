@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from civitas import catalog
 from civitas.chassis.settings import PORTS
+from civitas.chassis.topics import events_spec
 from tests.conftest import missing_dependency
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,10 +250,13 @@ def test_there_is_a_kafka_topic_for_every_events_topic_in_the_contract(overlay: 
     contract = (ROOT / "docs" / "asyncapi.json").read_text()
     published = set(re.findall(r'"(civitas\.[a-z_]+\.events\.v1)"', contract))
     topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(overlay, "KafkaTopic")}
+    declared = [events_spec(service, "civitas") for service in catalog.event_keepers()]
 
     assert set(topics) == published
-    assert {spec["partitions"] for spec in topics.values()} == {6}
-    assert {str(spec["config"]["retention.ms"]) for spec in topics.values()} == {"-1"}
+    assert {
+        (name, spec["partitions"], int(spec["config"]["retention.ms"]))
+        for name, spec in topics.items()
+    } == {(topic.name, topic.partitions, topic.retention_ms) for topic in declared}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
