@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from civitas.cli import main
 from civitas.eventkit import (
+    EventFilter,
     NewEvent,
     ProjectionRunner,
     RecordedEvent,
@@ -114,6 +116,43 @@ async def test_a_forged_far_ahead_event_is_parked_and_the_genuine_ones_are_appli
     [forged] = parked_of(engine, "account_balances")
     assert (forged.stream_version, forged.reason) == (1000, "gap: version 1000, expected 3")
     assert {row[0]: row[2] for row in balances_of(engine)}["1"] == 1 + 2 + 5 + 6
+    engine.dispose()
+    await store.close()
+
+
+class AccountTimeline(BalancesProjection):
+    """Balances, and every account event in a timeline, handler or not: it reads by
+    category, as insights' case facts read every case event."""
+
+    def __init__(self) -> None:
+        self.timeline: list[str] = []
+
+    @property
+    def filter(self) -> EventFilter:
+        return EventFilter.of(categories=["account"])
+
+    def apply_all(self, events: list[RecordedEvent], conn: sa.Connection) -> None:
+        self.timeline += [event.type for event in events]
+        super().apply_all(events, conn)
+
+
+async def test_on_a_feed_of_whole_streams_the_consumer_s_own_filter_picks_what_it_applies(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=2, movements=1)
+    closed = [NewEvent("AccountWasClosed", {"reason": "moved"})]  # no handler of its own
+    await store.append("account-0", closed, 1)
+    await store.append("other-9", [NewEvent("Noted", {})], StreamState.NO_STREAM)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    projection = AccountTimeline()
+
+    await ProjectionRunner(projection, StoreFeed(store, complete_streams=True), engine).catch_up()
+
+    assert sorted(projection.timeline) == sorted(
+        ["AccountOpened", "MoneyDeposited"] * 2 + ["AccountWasClosed"]
+    )
+    assert not parked_of(engine, "account_balances")
     engine.dispose()
     await store.close()
 

@@ -57,10 +57,6 @@ class ProcessManager(abc.ABC):
     def filter(self) -> EventFilter:
         return EventFilter.of(event_types=sorted(self._reactions))
 
-    def handles_type(self, event_type: str) -> bool:
-        """Whether events of this type have a reaction here."""
-        return event_type in self._reactions
-
     async def react(self, event: RecordedEvent) -> None:
         reaction = self._reactions.get(event.type)
         if reaction is not None:
@@ -104,7 +100,7 @@ class ProcessManagerRunner(TrackedRunner):
             gate = await self._db(self._gate, batch)
             reacted = 0
             for event in batch:
-                verdict = gate.sort(event, self.manager.handles_type)
+                verdict = gate.sort(event)
                 if isinstance(verdict, Parking):
                     gate.park(event, verdict)
                 elif verdict:
@@ -122,7 +118,9 @@ class ProcessManagerRunner(TrackedRunner):
         """No lock: a process manager's effects are in other stores (see the module)."""
 
     def _gate(self, conn: sa.Connection, batch: list[RecordedEvent]) -> Gate:
-        return Gate.load(conn, self.name, batch, complete=self.complete, check=self.check)
+        return Gate.load(
+            conn, self.name, batch, complete=self.complete, check=self.check, wanted=self.filter
+        )
 
     @tracing.traced_reactions
     async def _react(self, event: RecordedEvent) -> Parking | None:
@@ -158,7 +156,7 @@ class ProcessManagerRunner(TrackedRunner):
     async def _retry_event(self, event: RecordedEvent, row: int) -> str | None:
         gate = await self._db(self._gate, [event])
         gate.blocked.pop(event.stream_id, None)  # it heads its stream's parked sequence
-        verdict = gate.sort(event, self.manager.handles_type)
+        verdict = gate.sort(event)
         failure = verdict if isinstance(verdict, Parking) else None
         if verdict is True:
             failure = await self._react(event)

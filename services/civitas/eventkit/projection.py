@@ -208,10 +208,6 @@ class Projection(abc.ABC):
     def clear(self, conn: sa.Connection) -> None:
         """Empty the read model (for a rebuild)."""
 
-    def handles_type(self, event_type: str) -> bool:
-        """Whether events of this type have a handler here."""
-        return event_type in self._handlers
-
     def apply(self, event: RecordedEvent, conn: sa.Connection) -> None:
         """Run the handler for this event's type, if there is one."""
         handler = self._handlers.get(event.type)
@@ -237,8 +233,10 @@ def apply_tracked(
     must not apply (see :class:`Gate`), and record its progress, in ``conn``'s
     transaction, which holds the projection's lock (see :func:`hold_projection`);
     returns how many were applied."""
-    gate = Gate.load(conn, projection.name, batch, complete=complete, check=check)
-    fresh = [event for event in batch if gate.admit(event, projection.handles_type)]
+    gate = Gate.load(
+        conn, projection.name, batch, complete=complete, check=check, wanted=projection.filter
+    )
+    fresh = [event for event in batch if gate.admit(event)]
     projection.apply_all(fresh, conn)
     gate.save(conn)
     return len(fresh)
@@ -274,6 +272,7 @@ class Gate:
     position: int
     complete: bool
     check: Check | None = None
+    wanted: EventFilter | None = None  # on a complete feed, the consumer's own filter
     changed: dict[str, int] = dataclasses.field(default_factory=dict)
     pins: dict[str, str] = dataclasses.field(default_factory=dict)
     parked: list[tuple[RecordedEvent, Parking]] = dataclasses.field(default_factory=list)
@@ -287,6 +286,7 @@ class Gate:
         *,
         complete: bool,
         check: Check | None = None,
+        wanted: EventFilter | None = None,
     ) -> Gate:
         """The consumer's knowledge of ``batch``'s streams, read in ``conn``."""
         origins = parking.pinned_origins(conn, consumer) if any(e.origin for e in batch) else {}
@@ -298,9 +298,10 @@ class Gate:
             tracked_position(conn, consumer),
             complete,
             check,
+            wanted,
         )
 
-    def sort(self, event: RecordedEvent, handles: Callable[[str], bool]) -> bool | Parking:
+    def sort(self, event: RecordedEvent) -> bool | Parking:
         """True: apply it (then call :meth:`done`); False: pass over it; or why to park it."""
         last, position = self.applied.get(event.stream_id, -1), self.position
         self.position = max(position, event.position)
@@ -316,15 +317,15 @@ class Gate:
             return Parking("origin", f"from store {origin}, {event.category} is from {pinned}")
         if self.complete and version > last + 1:
             return Parking("gap", f"version {version}, expected {last + 1}")
-        if not handles(event.type):
+        if self.complete and self.wanted is not None and not self.wanted.matches(event):
             self.done(event)  # seen: the next version of its stream is expected
             return False
         reason = self.check(event) if self.check is not None else None
         return Parking("invalid", reason) if reason else True
 
-    def admit(self, event: RecordedEvent, handles: Callable[[str], bool]) -> bool:
+    def admit(self, event: RecordedEvent) -> bool:
         """Sort ``event``: park it here, or say whether to apply it (marked done)."""
-        verdict = self.sort(event, handles)
+        verdict = self.sort(event)
         if isinstance(verdict, Parking):
             self.park(event, verdict)
             return False
@@ -818,13 +819,15 @@ class ProjectionRunner(TrackedRunner):
 
     def _gate(self, conn: sa.Connection, batch: list[RecordedEvent]) -> Gate:
         self._hold(conn)
-        return Gate.load(conn, self.name, batch, complete=self.complete, check=self.check)
+        return Gate.load(
+            conn, self.name, batch, complete=self.complete, check=self.check, wanted=self.filter
+        )
 
     def _apply_batch(
         self, conn: sa.Connection, batch: list[RecordedEvent]
     ) -> tuple[int, list[tuple[RecordedEvent, Parking]]]:
         gate = self._gate(conn, batch)
-        fresh = [event for event in batch if gate.admit(event, self.projection.handles_type)]
+        fresh = [event for event in batch if gate.admit(event)]
         self.projection.apply_all(fresh, conn)
         gate.save(conn)
         return len(fresh), gate.parked
@@ -846,7 +849,7 @@ class ProjectionRunner(TrackedRunner):
     def _apply_parked(self, conn: sa.Connection, event: RecordedEvent, row: int) -> str | None:
         gate = self._gate(conn, [event])
         gate.blocked.pop(event.stream_id, None)  # it heads its stream's parked sequence
-        verdict = gate.sort(event, self.projection.handles_type)
+        verdict = gate.sort(event)
         if isinstance(verdict, Parking):
             parking.failed_again(conn, row, verdict.reason)
             return verdict.reason
