@@ -1,6 +1,6 @@
 """A consumer written by someone else can read the topics: every event type of every
 service, published by the relay, read with a plain Kafka client and checked against
-the vendored schema files alone, validates."""
+the vendored schema files and the AsyncAPI document alone, validates."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.kafka
 
 NAMESPACE = f"t{uuid.uuid4().hex[:10]}"  # never the default namespace
 CONSUMER = Path(plain_consumer.__file__)
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 
 
 async def publish_every_event(bootstrap: str, tmp_path: Path) -> dict[str, int]:
@@ -78,10 +79,11 @@ async def test_every_event_type_read_with_a_plain_client_validates_against_the_v
 ) -> None:
     published = await publish_every_event(kafka_bootstrap, tmp_path)
     vendored = shutil.copytree(EVENTS, tmp_path / "vendored")
+    document = shutil.copy(ASYNCAPI, tmp_path / "asyncapi.json")
     topics = {service: events_topic(service, NAMESPACE) for service in HISTORIES}
 
     report = await read_as_another_team(
-        kafka_bootstrap, str(vendored), *topics.values(), folder=tmp_path
+        kafka_bootstrap, str(vendored), str(document), *topics.values(), folder=tmp_path
     )
 
     assert report["problems"] == []

@@ -1,11 +1,12 @@
 """A consumer written in another codebase: it reads Civitas's events topics with a plain
 Kafka client (kafka-python) and checks every message's data against the schema files it
-vendored (a copy of ``services/civitas/contracts/events``), with the reference JSON
-Schema validator. It imports no Civitas code: run it as a script, as such a team would.
+vendored (a copy of ``services/civitas/contracts/events``), and every whole message
+against its message in the AsyncAPI document, with the reference JSON Schema validator.
+It imports no Civitas code: run it as a script, as such a team would.
 
-``python plain_consumer.py <bootstrap> <schemas folder> <topic>...`` prints one JSON
-object: the event types seen on each topic, the messages read, the problems found, and
-the Civitas modules it ended up importing (none).
+``python plain_consumer.py <bootstrap> <schemas folder> <asyncapi.json> <topic>...``
+prints one JSON object: the event types seen on each topic, the messages read, the
+problems found, and the Civitas modules it ended up importing (none).
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ def vendored(folder: Path) -> Validators:
     return validators
 
 
+def messages_of(document_path: Path) -> dict[str, jsonschema.Draft202012Validator]:
+    """A validator per message of the AsyncAPI document (named as the event type), for
+    the whole envelope; references resolve within the document."""
+    document = json.loads(document_path.read_text(encoding="utf-8"))
+    return {
+        name: jsonschema.Draft202012Validator(
+            document | {"$ref": f"#/components/messages/{name}/payload"}
+        )
+        for name in document["components"]["messages"]
+    }
+
+
 def every_message(bootstrap: str, topics: list[str]) -> list[tuple[str, bytes]]:
     """Every message on the topics now, from the beginning, without a consumer group."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -53,28 +66,33 @@ def every_message(bootstrap: str, topics: list[str]) -> list[tuple[str, bytes]]:
         consumer.close()
 
 
-def problem(validators: Validators, envelope: dict[str, Any]) -> str | None:
+def problems_of(
+    validators: Validators,
+    messages: dict[str, jsonschema.Draft202012Validator],
+    envelope: dict[str, Any],
+) -> list[str]:
+    """What is wrong with one message: its data by the schema file, its envelope by
+    the AsyncAPI message of its type."""
     key = (envelope["type"], envelope["schema_version"])
-    if key not in validators:
-        return f"no schema for {key[0]} v{key[1]}"
-    error = jsonschema.exceptions.best_match(validators[key].iter_errors(envelope["data"]))
-    return None if error is None else f"{key[0]} v{key[1]}: {error.json_path}: {error.message}"
+    if key not in validators or key[0] not in messages:
+        return [f"no schema for {key[0]} v{key[1]}"]
+    errors = [*validators[key].iter_errors(envelope["data"])]
+    errors += messages[key[0]].iter_errors(envelope)
+    return [f"{key[0]} v{key[1]}: {error.json_path}: {error.message}" for error in errors]
 
 
-def main(bootstrap: str, folder: str, *topics: str) -> None:
-    validators = vendored(Path(folder))
+def main(bootstrap: str, folder: str, document: str, *topics: str) -> None:
+    validators, messages = vendored(Path(folder)), messages_of(Path(document))
     seen: dict[str, set[str]] = {topic: set() for topic in topics}
     problems = []
-    messages = every_message(bootstrap, list(topics))
-    for topic, value in messages:
+    read = every_message(bootstrap, list(topics))
+    for topic, value in read:
         envelope = json.loads(value)
         seen[topic].add(envelope["type"])
-        found = problem(validators, envelope)
-        if found is not None:
-            problems.append(f"{topic}: {found}")
+        problems += [f"{topic}: {found}" for found in problems_of(validators, messages, envelope)]
     report = {
         "seen": {topic: sorted(types) for topic, types in seen.items()},
-        "messages": len(messages),
+        "messages": len(read),
         "problems": problems,
         "civitas_modules": sorted(m for m in sys.modules if m.partition(".")[0] == "civitas"),
     }
