@@ -367,3 +367,10 @@ def test_tracing_is_off_unless_an_exporter_or_endpoint_is_named() -> None:
         TraceSettings.from_env("cases", {"CIVITAS_TRACE_EXPORTER": "otlp"})
     with pytest.raises(ValueError, match="otlp, console, file:<path> or none"):
         TraceSettings.from_env("cases", {"CIVITAS_TRACE_EXPORTER": "jaeger"})
+    sampled = {"CIVITAS_TRACE_EXPORTER": "console", "CIVITAS_TRACE_SAMPLE_RATIO": "0.1"}
+    assert (endpoint.sample_ratio, TraceSettings.from_env("cases", sampled).sample_ratio) == (
+        1.0,
+        0.1,
+    )
+    with pytest.raises(ValueError, match="a number from 0 to 1, not '10%'"):
+        TraceSettings.from_env("cases", {**sampled, "CIVITAS_TRACE_SAMPLE_RATIO": "10%"})

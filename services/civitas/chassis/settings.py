@@ -169,11 +169,15 @@ class TraceSettings:
     """Where a service's spans go: nowhere (the default: no tracer provider at all),
     over OTLP/gRPC to ``CIVITAS_OTLP_ENDPOINT`` (a collector), or for local use to
     stderr (``CIVITAS_TRACE_EXPORTER=console``) or a file of JSON lines
-    (``CIVITAS_TRACE_EXPORTER=file:<path>``). An endpoint alone means OTLP."""
+    (``CIVITAS_TRACE_EXPORTER=file:<path>``). An endpoint alone means OTLP.
+    ``CIVITAS_TRACE_SAMPLE_RATIO`` (1 unless set) is the share of traces a service
+    starts that it records; a call or an event that comes with a trace is recorded
+    when its caller's was."""
 
     exporter: str | None
     otlp_endpoint: str | None = None
     file: Path | None = None
+    sample_ratio: float = 1.0
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> TraceSettings:
@@ -186,18 +190,29 @@ class TraceSettings:
         )
         if chosen in (None, "none", "off"):
             return cls(None)
+        ratio = _ratio(setting("trace_sample_ratio", service, "1", environ=env) or "1")
         if chosen == "otlp" and not endpoint:
             raise ValueError(
                 "CIVITAS_TRACE_EXPORTER=otlp needs CIVITAS_OTLP_ENDPOINT (such as "
                 "http://otel-collector:4317)"
             )
         if chosen.startswith("file:") and chosen != "file:":
-            return cls("file", file=Path(chosen.removeprefix("file:")))
+            return cls("file", file=Path(chosen.removeprefix("file:")), sample_ratio=ratio)
         if chosen not in ("otlp", "console"):
             raise ValueError(
                 f"CIVITAS_TRACE_EXPORTER is otlp, console, file:<path> or none, not {chosen!r}"
             )
-        return cls(chosen, otlp_endpoint=endpoint)
+        return cls(chosen, otlp_endpoint=endpoint, sample_ratio=ratio)
+
+
+def _ratio(text: str) -> float:
+    try:
+        ratio = float(text)
+    except ValueError:
+        ratio = -1.0
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"CIVITAS_TRACE_SAMPLE_RATIO is a number from 0 to 1, not {text!r}")
+    return ratio
 
 
 def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:

@@ -23,6 +23,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from civitas.eventkit.tracing import W3C, context_of
@@ -51,7 +52,8 @@ def configure_tracing(service: str, settings: TraceSettings) -> TracerProvider |
     if settings.exporter is None:
         return None
     provider = TracerProvider(
-        resource=Resource.create({"service.name": service, "service.namespace": "civitas"})
+        sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
+        resource=Resource.create({"service.name": service, "service.namespace": "civitas"}),
     )
     provider.add_span_processor(BatchSpanProcessor(_exporter(service, settings)))
     trace.set_tracer_provider(provider)
