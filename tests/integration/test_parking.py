@@ -213,6 +213,31 @@ async def test_an_invalid_event_is_parked_dropped_with_a_reason_and_the_rest_ret
     await store.close()
 
 
+async def test_a_rebuild_that_meets_a_parked_event_again_parks_it_again_with_its_history(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=2, movements=3)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    projection = BrokenOnOneStream()
+    runner = ProjectionRunner(projection, StoreFeed(store), engine, retrying=QUICK)
+    await runner.catch_up()
+    with engine.begin() as conn:
+        [failed, _] = parking.select(conn, consumer=runner.name)
+        parking.drop(conn, runner.name, BROKEN, "ops", "a bad import", ids=[failed.id])
+
+    await runner.rebuild()  # the handler still fails on account-1
+
+    assert kinds(parked_of(engine, runner.name, parking.OPEN)) == [
+        (BROKEN, 2, "failed", 3),
+        (BROKEN, 3, "behind", 0),
+    ]
+    assert parked_of(engine, runner.name)[0].resolution == "a bad import"  # kept
+    assert {row[0]: row[2] for row in balances_of(engine)} == {"0": 6, "1": 1}
+    engine.dispose()
+    await store.close()
+
+
 class Refused(Exception):
     """A domain refusal: the reaction's answer is no."""
 

@@ -134,7 +134,10 @@ def event_from_json(payload: bytes) -> RecordedEvent:
 
 
 def park(conn: sa.Connection, consumer: str, event: RecordedEvent, why: Parking) -> None:
-    """Keep ``event`` as parked (once: parking it again, redelivered, changes nothing)."""
+    """Keep ``event`` as parked, once: redelivered while parked, it changes nothing; met
+    again after a retry applied it or an operator dropped it (a rebuild replays it),
+    it is parked again, so that its stream stays blocked behind it as the first time
+    (a dropped one is dropped again by the operator: a rebuild decides nothing alone)."""
     _insert_once(
         conn,
         consumer=consumer,
@@ -172,13 +175,16 @@ def _insert_once(conn: sa.Connection, *, why: Parking, **row: Any) -> None:
         "state": PARKED,
         "parked_at": datetime.now(UTC),
     }
-    exists = conn.scalar(
-        sa.select(parked_table.c.id).where(
+    found = conn.execute(
+        sa.select(parked_table.c.id, parked_table.c.state).where(
             parked_table.c.consumer == row["consumer"], parked_table.c.key == row["key"]
         )
-    )
-    if exists is None:
+    ).first()
+    if found is None:
         conn.execute(parked_table.insert().values(**values))
+    elif found.state not in OPEN:  # met again (a rebuild): parked again, its history kept
+        reopened = {k: values[k] for k in ("reason", "error", "attempts", "state", "parked_at")}
+        conn.execute(parked_table.update().where(parked_table.c.id == found.id).values(reopened))
 
 
 def blocked_streams(conn: sa.Connection, consumer: str) -> dict[str, int]:
