@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from civitas import catalog as services
 from civitas.chassis.settings import Locations
+from civitas.contracts import schemas_of
 from civitas.eventkit import (
     CatchUpFeed,
     EventFilter,
@@ -39,6 +40,7 @@ from civitas.eventkit import (
     open_event_store,
 )
 from civitas.eventkit.projection import (
+    Check,
     apply_tracked,
     hold_projection,
     positions_table,
@@ -156,6 +158,7 @@ def swap(
     shadow_db: str,
     projection: Projection,
     events_after: Callable[[int], list[RecordedEvent]],
+    check: Check | None = None,
 ) -> int:
     """Replace the live rows and tracking with the shadow's, then apply what came after
     the replay's last event (``events_after(position)``: the next batch from the source,
@@ -193,7 +196,7 @@ def swap(
                     )
                 reached = tracked_position(conn, projection.name)
                 while batch := events_after(reached):
-                    apply_tracked(conn, projection, batch)
+                    apply_tracked(conn, projection, batch, check=check)
                     reached = batch[-1].position
         finally:
             if sqlite:
@@ -203,7 +206,12 @@ def swap(
 
 
 async def swap_in(
-    projection: Projection, shadow_db: str, shadow: sa.Engine, live: sa.Engine, store: EventStore
+    projection: Projection,
+    shadow_db: str,
+    shadow: sa.Engine,
+    live: sa.Engine,
+    store: EventStore,
+    check: Check | None = None,
 ) -> int:
     """:func:`swap`, caught up from the service's event store, on a worker thread.
 
@@ -211,14 +219,14 @@ async def swap_in(
     few events stored meanwhile: while it holds the lock, the service's projection (on
     SQLite, every writer of its read model) waits."""
     feed = StoreFeed(store, batch_size=5000)
-    await ProjectionRunner(projection, feed, shadow).catch_up()
+    await ProjectionRunner(projection, feed, shadow, check=check).catch_up()
     loop = asyncio.get_running_loop()
 
     def events_after(position: int) -> list[RecordedEvent]:
         batch = feed.read(after=position, filter=projection.filter)
         return asyncio.run_coroutine_threadsafe(batch, loop).result(timeout=60)
 
-    return await asyncio.to_thread(swap, live, shadow_db, projection, events_after)
+    return await asyncio.to_thread(swap, live, shadow_db, projection, events_after, check)
 
 
 class OriginStore:
@@ -254,6 +262,7 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
         create_read_model_engine(shadow_db),
     )
     store = OriginStore(origin.eventstore_url)
+    check = schemas_of(spec.source).check  # as the live consumer checks what it reads
     try:
         with tqdm(desc=f"replay {name} from {source}", unit="ev", file=sys.stderr) as bar:
             if source == "kafka":
@@ -263,14 +272,14 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
             else:
                 bar.total = await (await store.get()).head_position()
                 feed = ProgressFeed(StoreFeed(await store.get(), batch_size=5000), bar, True)
-                replayed = await ProjectionRunner(projection, feed, shadow).rebuild()
+                replayed = await ProjectionRunner(projection, feed, shadow, check=check).rebuild()
         diffs = compare(live, shadow, projection.tables)
         report(name, replayed, diffs)
         if all(d.same for d in diffs):
             print("the live read model equals the replay")
             return 0
         if do_swap:
-            reached = await swap_in(projection, shadow_db, shadow, live, await store.get())
+            reached = await swap_in(projection, shadow_db, shadow, live, await store.get(), check)
             print(f"swapped: {name} now holds the replayed rows, caught up to {reached:,}")
             return 0
         print("differences stay in the live read model (run again with --swap to replace it)")
@@ -313,7 +322,8 @@ async def replay_from_kafka(
     kafka = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
     try:
         feed = ProgressFeed(kafka, bar, by_position=False)
-        reached = await ProjectionRunner(projection, feed, shadow).rebuild()
+        check = schemas_of(service).check
+        reached = await ProjectionRunner(projection, feed, shadow, check=check).rebuild()
     finally:
         await kafka.close()
     if relayed is not None:
