@@ -62,7 +62,9 @@ PROJECTION_EVENTS = Counter(
 )
 CONSUMER_FAILURES = Counter(
     "civitas_consumer_failures_total",
-    "Events a consumer failed on: retried (reason=retry) or passed over (reason=gave_up)",
+    "Events a consumer failed on: retried while a peer says not now (reason=retry), refused "
+    "for good (reason=gave_up), or a handler's failed attempt (reason=failed; parked after "
+    "the last); also batches Kafka redelivers (nack) and loops restarted (restart)",
     ["consumer", "reason"],
 )
 ANCHOR_LAST_SUCCESS = Gauge(

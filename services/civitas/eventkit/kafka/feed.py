@@ -164,7 +164,6 @@ class KafkaFeed:
                     "group": self.group,
                 },
             )
-            DEAD_LETTERS.labels(self.group, "parked").inc()
 
     async def behind(
         self, *, after: int = 0, filter: EventFilter | None = None
