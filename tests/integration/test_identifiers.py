@@ -8,8 +8,8 @@ against every service running in this process.
   or digits, an over-long value. The answer is INVALID_ARGUMENT (or NOT_FOUND for an
   id that is well formed but unknown), and nothing is stored: never a success under
   a mangled id (``QH-01-02\\n`` is not ``QH-01-02``), never INTERNAL.
-- A malformed ``x-correlation-id`` is INVALID_ARGUMENT naming it, and nothing is
-  stored; a garbage or over-long bearer token is UNAUTHENTICATED.
+- A malformed ``x-correlation-id`` or ``x-causation-id`` is INVALID_ARGUMENT naming it,
+  and nothing is stored; a garbage or over-long bearer token is UNAUTHENTICATED.
 """
 
 from __future__ import annotations
@@ -253,19 +253,20 @@ def method_of(platform: Platform, service: str, name: str) -> MethodDescriptor:
 
 @pytest.mark.parametrize("service", list(COMMANDS))
 @pytest.mark.parametrize("correlation_id", BAD_CORRELATION_IDS, ids=lambda v: repr(v[:12]))
+@pytest.mark.parametrize("header", ["x-correlation-id", "x-causation-id"])
 async def test_a_malformed_correlation_id_is_refused_by_name_and_stores_nothing(
-    platform: Platform, service: str, correlation_id: str
+    platform: Platform, service: str, correlation_id: str, header: str
 ) -> None:
     name, request = COMMANDS[service]
     served = platform.services[service]
     head = await served.head()
-    metadata = [*platform.metadata(Role.DISTRICT_ADMIN), ("x-correlation-id", correlation_id)]
+    metadata = [*platform.metadata(Role.DISTRICT_ADMIN), (header, correlation_id)]
 
     code, details = await call(
         served.channel, method_of(platform, service, name), request.SerializeToString(), metadata
     )
 
-    assert (code, "x-correlation-id" in details) == (C.INVALID_ARGUMENT, True), details
+    assert (code, header in details) == (C.INVALID_ARGUMENT, True), details
     assert await served.head() == head
 
 
