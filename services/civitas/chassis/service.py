@@ -29,6 +29,7 @@ from civitas.eventkit.kafka import KafkaFeed, events_topic
 from civitas.eventkit.metrics import CONSUMER_FAILURES
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner
+from civitas.eventkit.projection import RETRYING, Retrying
 
 from .anchoring import anchoring
 from .auth import TokenAuthority
@@ -49,12 +50,14 @@ log = structlog.get_logger("civitas.service")
 
 @dataclass
 class Infrastructure:
-    """A service's own store, read-model database, personal-data vault and token authority."""
+    """A service's own store, read-model database, personal-data vault and token authority,
+    and how its consumers retry a failing handler before they park the event."""
 
     store: EventStore
     read_models: sa.Engine
     vault: PersonalDataVault
     authority: TokenAuthority
+    retrying: Retrying = RETRYING
 
 
 @contextlib.asynccontextmanager
@@ -66,7 +69,8 @@ async def infrastructure(settings: ServiceSettings) -> AsyncIterator[Infrastruct
     try:
         vault = PersonalDataVault(vault_engine)
         await vault.setup()
-        yield Infrastructure(store, read_models, vault, TokenAuthority(settings.auth_secret))
+        authority = TokenAuthority(settings.auth_secret)
+        yield Infrastructure(store, read_models, vault, authority, settings.retrying())
     finally:
         await store.close()
         read_models.dispose()
@@ -150,8 +154,9 @@ async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner
 def own_projection(projection: Projection, service: str, infra: Infrastructure) -> ProjectionRunner:
     """A projection of the service's own events, read from its store, each event
     checked against the schema of its type and version before it is applied."""
-    check = schemas_of(service).check
-    return ProjectionRunner(projection, StoreFeed(infra.store), infra.read_models, check=check)
+    check, retrying = schemas_of(service).check, infra.retrying
+    feed = StoreFeed(infra.store)
+    return ProjectionRunner(projection, feed, infra.read_models, check=check, retrying=retrying)
 
 
 @contextlib.asynccontextmanager

@@ -67,9 +67,8 @@ async def run_insights(
             feed = await stack.enter_async_context(
                 events_of(service, settings, None, projection.name)
             )
-            runner = ProjectionRunner(
-                projection, feed, read_models, check=schemas_of(service).check
-            )
+            check, retrying = schemas_of(service).check, settings.retrying()
+            runner = ProjectionRunner(projection, feed, read_models, check=check, retrying=retrying)
             runners.append(await stack.enter_async_context(projecting(runner)))
         case_texts = CasesTexts(settings.peer_address("cases"))
         stack.push_async_callback(case_texts.close)
