@@ -38,6 +38,7 @@ from civitas.eventkit import (
     StoreFeed,
     create_read_model_engine,
     open_event_store,
+    parking,
 )
 from civitas.eventkit.projection import (
     Check,
@@ -84,6 +85,7 @@ class ProgressFeed:
         self.feed = feed
         self.bar = bar
         self.by_position = by_position
+        self.complete_streams = getattr(feed, "complete_streams", False)
 
     async def run(self, handle: Any, *, after: int, filter: EventFilter | None) -> None:
         raise NotImplementedError("a replay reads until it has caught up")
@@ -194,6 +196,7 @@ def swap(
                         ),
                         {"p": projection.name},
                     )
+                parking.copy_from(conn, source, projection.name)
                 reached = tracked_position(conn, projection.name)
                 while batch := events_after(reached):
                     apply_tracked(conn, projection, batch, check=check)
@@ -218,7 +221,7 @@ async def swap_in(
     The shadow is first caught up outside the lock, so that the swap applies only the
     few events stored meanwhile: while it holds the lock, the service's projection (on
     SQLite, every writer of its read model) waits."""
-    feed = StoreFeed(store, batch_size=5000)
+    feed = StoreFeed(store, batch_size=5000, complete_streams=True)
     await ProjectionRunner(projection, feed, shadow, check=check).catch_up()
     loop = asyncio.get_running_loop()
 
@@ -271,7 +274,8 @@ async def replay(name: str, source: str, do_swap: bool, var: Path) -> int:
                 )
             else:
                 bar.total = await (await store.get()).head_position()
-                feed = ProgressFeed(StoreFeed(await store.get(), batch_size=5000), bar, True)
+                whole = StoreFeed(await store.get(), batch_size=5000, complete_streams=True)
+                feed = ProgressFeed(whole, bar, True)
                 replayed = await ProjectionRunner(projection, feed, shadow, check=check).rebuild()
         diffs = compare(live, shadow, projection.tables)
         report(name, replayed, diffs)

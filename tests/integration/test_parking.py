@@ -27,6 +27,7 @@ from civitas.eventkit import (
     parking,
 )
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner, reacts
+from civitas.replay import swap
 from tests.support.accounts import BalancesProjection
 from tests.support.parking import (
     BROKEN,
@@ -235,6 +236,35 @@ async def test_a_rebuild_that_meets_a_parked_event_again_parks_it_again_with_its
     assert parked_of(engine, runner.name)[0].resolution == "a bad import"  # kept
     assert {row[0]: row[2] for row in balances_of(engine)} == {"0": 6, "1": 1}
     engine.dispose()
+    await store.close()
+
+
+async def test_a_swapped_in_replay_keeps_what_it_parked_and_what_the_live_consumer_parked(
+    tmp_path: Path,
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=2, movements=1)
+    await deposit(store, BROKEN, "lots", 1)
+    live = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    await ProjectionRunner(BalancesProjection(), StoreFeed(store), live).catch_up()  # no check
+    shadow_url = f"sqlite:///{tmp_path}/shadow.db"
+    shadow = create_read_model_engine(shadow_url)
+    replay = ProjectionRunner(
+        BalancesProjection(), StoreFeed(store), shadow, check=amounts_are_integers
+    )
+    with live.begin() as conn:  # something the live consumer parked before
+        [opened] = await store.read_stream("account-0", limit=1)
+        parking.park(conn, "account_balances", opened, parking.Parking("invalid", "earlier"))
+    await replay.rebuild()
+
+    swap(live, shadow_url, BalancesProjection(), lambda position: [])
+
+    assert kinds(parked_of(live, "account_balances")) == [
+        ("account-0", 0, "invalid", 0),
+        (BROKEN, 2, "invalid", 0),
+    ]
+    live.dispose()
+    shadow.dispose()
     await store.close()
 
 

@@ -332,3 +332,22 @@ def reopen(conn: sa.Connection, consumer: str, stream: str) -> None:
         )
         .values(state=PARKED)
     )
+
+
+def copy_from(conn: sa.Connection, source: str, consumer: str) -> None:
+    """Add what ``consumer`` parked (and the origins it pinned) in ``source`` (a
+    replay's shadow: an attached database or a schema, quoted as SQL wants it) that
+    ``conn``'s database lacks, so that a swap loses none of the replay's parked events
+    and keeps the live consumer's."""
+    parking.create_all(conn)
+    for table, key in ((parked_table, "key"), (origins_table, "category")):
+        columns = ", ".join(f'"{c.name}"' for c in table.c if c.name != "id")
+        conn.execute(
+            sa.text(
+                f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
+                f'FROM {source}."{table.name}" AS s WHERE s.consumer = :c AND NOT EXISTS '
+                f'(SELECT 1 FROM "{table.name}" AS l WHERE l.consumer = s.consumer '
+                f'AND l."{key}" = s."{key}")'
+            ),
+            {"c": consumer},
+        )

@@ -19,6 +19,8 @@ from .envelope import UndecodableMessage, decode_message
 class KafkaReplayFeed:
     """Reads ``topics`` from the beginning up to their end offsets at the first read."""
 
+    complete_streams = True  # every message of the topics: the runner sees whole streams
+
     def __init__(self, bootstrap: str, topics: list[str], batch_size: int = 1000) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
