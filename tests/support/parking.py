@@ -21,14 +21,14 @@ from civitas.eventkit import (
     StreamState,
     create_read_model_engine,
 )
-from civitas.eventkit.parking import APPLIED, DROPPED, OPEN, ParkedEvent, select
+from civitas.eventkit.parking import APPLIED, BLOCKING, DROPPED, ParkedEvent, select
 from civitas.eventkit.projection import Retrying, TrackedRunner
 from civitas.eventkit.store import EventStore
 from tests.support.accounts import BalancesProjection, read_balances
 
 BROKEN = "account-1"
 QUICK = Retrying(attempts=3, backoff=0.01)  # a failing handler, tried briefly
-ALL_STATES = (*OPEN, APPLIED, DROPPED)
+ALL_STATES = (*BLOCKING, APPLIED, DROPPED)
 
 
 class BrokenOnOneStream(BalancesProjection):

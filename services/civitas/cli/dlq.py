@@ -83,7 +83,8 @@ def _in_each_store(
 
 
 def _states(args: argparse.Namespace) -> tuple[str, ...]:
-    return (*parking.OPEN, parking.APPLIED, parking.DROPPED) if args.all else parking.OPEN
+    every = (*parking.BLOCKING, parking.APPLIED, parking.DROPPED)
+    return every if args.all else parking.OPEN
 
 
 def _rows(args: argparse.Namespace) -> list[ParkedEvent]:

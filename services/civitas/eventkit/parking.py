@@ -10,9 +10,11 @@ versions still flow: a forged event far ahead blocks only what comes after it.
 
 A row is never deleted. Its ``state`` says what became of it: ``parked``; ``retry``
 (an operator asked the running consumer to run the sequence again); ``applied`` (a
-retry applied it); ``dropped`` (an operator gave it up, with who, why and when). A
-dropped event counts as passed over when the sequence behind it is retried; the
-events behind it stay parked until they are retried or dropped too.
+retry applied it); ``dropping`` then ``dropped`` (an operator gave it up, with who,
+why and when; the running consumer passes it over when it is its stream's next event,
+and its stream waits behind it until then). The events behind a dropped one stay
+parked until they are retried or dropped too: a stream whose parked events were all
+dropped flows again.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from .records import RecordedEvent
 PARKED = "parked"
 RETRY = "retry"
 APPLIED = "applied"
+DROPPING = "dropping"  # dropped by an operator; the consumer has yet to pass it over
 DROPPED = "dropped"
-OPEN = (PARKED, RETRY)  # what blocks a stream
+OPEN = (PARKED, RETRY)  # what the consumer holds parked
+BLOCKING = (*OPEN, DROPPING)  # what its stream waits behind
 
 parking = sa.MetaData()
 parked_table = sa.Table(
@@ -182,7 +186,7 @@ def _insert_once(conn: sa.Connection, *, why: Parking, **row: Any) -> None:
     ).first()
     if found is None:
         conn.execute(parked_table.insert().values(**values))
-    elif found.state not in OPEN:  # met again (a rebuild): parked again, its history kept
+    elif found.state not in BLOCKING:  # met again (a rebuild): parked again, history kept
         reopened = {k: values[k] for k in ("reason", "error", "attempts", "state", "parked_at")}
         conn.execute(parked_table.update().where(parked_table.c.id == found.id).values(reopened))
 
@@ -194,7 +198,7 @@ def blocked_streams(conn: sa.Connection, consumer: str) -> dict[str, int]:
         sa.select(parked_table.c.stream_id, sa.func.min(parked_table.c.stream_version))
         .where(
             parked_table.c.consumer == consumer,
-            parked_table.c.state.in_(OPEN),
+            parked_table.c.state.in_(BLOCKING),
             parked_table.c.stream_version.is_not(None),
         )
         .group_by(parked_table.c.stream_id)
@@ -273,7 +277,7 @@ def drop(
     them with who, why and when; returns how many. A reason is required."""
     if not why.strip():
         raise ValueError("a drop needs a reason")
-    values = {"state": DROPPED, "resolved_at": datetime.now(UTC), "resolved_by": by}
+    values = {"state": DROPPING, "resolved_at": datetime.now(UTC), "resolved_by": by}
     return _resolve(conn, consumer, stream, ids, values | {"resolution": why})
 
 
@@ -295,10 +299,12 @@ def _resolve(
 
 
 def retry_requested(conn: sa.Connection, consumer: str) -> list[str]:
-    """The streams whose parked sequence the consumer is asked to apply again."""
+    """The streams whose parked sequence the consumer is asked to apply again, or to
+    pass a dropped event of over."""
+    asked = parked_table.c.state.in_((RETRY, DROPPING))
     rows = conn.execute(
         sa.select(parked_table.c.stream_id)
-        .where(parked_table.c.consumer == consumer, parked_table.c.state == RETRY)
+        .where(parked_table.c.consumer == consumer, asked)
         .distinct()
     )
     return sorted(rows.scalars())
@@ -306,13 +312,18 @@ def retry_requested(conn: sa.Connection, consumer: str) -> list[str]:
 
 def sequence(conn: sa.Connection, consumer: str, stream: str) -> list[ParkedEvent]:
     """A stream's parked sequence: open and dropped rows, in version order."""
-    return select(conn, consumer=consumer, stream=stream, states=(*OPEN, DROPPED))
+    return select(conn, consumer=consumer, stream=stream, states=(*BLOCKING, DROPPED))
 
 
 def unpark(conn: sa.Connection, row: int) -> None:
     """A retry applied the row's event: it is no longer parked (the row is kept)."""
     values = {"state": APPLIED, "resolved_at": datetime.now(UTC)}
     conn.execute(parked_table.update().where(parked_table.c.id == row).values(**values))
+
+
+def passed_over(conn: sa.Connection, row: int) -> None:
+    """The consumer has passed a dropped event over: the drop is done."""
+    conn.execute(parked_table.update().where(parked_table.c.id == row).values(state=DROPPED))
 
 
 def failed_again(conn: sa.Connection, row: int, error: str | None) -> None:

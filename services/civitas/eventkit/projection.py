@@ -625,9 +625,11 @@ class TrackedRunner(abc.ABC):
             event = row.event()
             if row.state == parking.PARKED:
                 break  # not asked for: what follows waits behind it
-            if row.state == parking.DROPPED:
+            if row.state in (parking.DROPPING, parking.DROPPED):
                 if event is not None:
                     await self._db(self._pass_over, event)
+                if row.state == parking.DROPPING:
+                    await self._db(parking.passed_over, row.id)
                 continue
             if event is None:
                 error = "not an event: it can only be dropped"
