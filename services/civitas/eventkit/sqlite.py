@@ -466,10 +466,18 @@ def _row(
 
 
 def _add_trace_column(conn: sqlite3.Connection) -> None:
-    """A store made before events kept their trace context gets the column on open."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-    if "trace_context" not in columns:
-        conn.execute("ALTER TABLE events ADD COLUMN trace_context TEXT")
+    """A store made before events kept their trace context gets the column on open, in
+    a write transaction: processes opening an old store at once take turns, and those
+    after the first find the column there."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if "trace_context" not in columns:
+            conn.execute("ALTER TABLE events ADD COLUMN trace_context TEXT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _seal(conn: sqlite3.Connection) -> int:
