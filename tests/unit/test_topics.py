@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from civitas import catalog
+from civitas.chassis.settings import ServiceSettings
 from civitas.chassis.topics import declared_topics, platform_topics
-from civitas.eventkit.kafka.topics import FOREVER, TopicSpec
+from civitas.cli import main
+from civitas.eventkit.kafka.topics import FOREVER, TopicSpec, check_namespace
 
 TWO_WEEKS_MS = 14 * 24 * 3600 * 1000
 
@@ -29,3 +35,28 @@ def test_every_topic_of_the_platform_is_in_the_namespace_and_declared_once() -> 
     assert all(name.startswith("ns.") for name in names)
     assert len(names) == len(set(names))
     assert {f"ns.{s}.events.v1" for s in catalog.event_keepers()} <= set(names)
+
+
+@pytest.mark.parametrize(
+    "namespace", ["civitas.staging", "Civitas", "ns:x", "n" * 65, "a b", "ns/x"]
+)
+def test_a_namespace_that_is_not_1_to_64_of_a_z_0_9_dash_underscore_is_refused_naming_it(
+    namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match="1-64 lower-case letters, digits, '_' and '-'"):
+        check_namespace(namespace)
+    env = {"CIVITAS_AUTH_SECRET": "s" * 32, "CIVITAS_KAFKA_NAMESPACE": namespace}
+    named = f"CIVITAS_KAFKA_NAMESPACE: .*not {re.escape(repr(namespace))}"
+    with pytest.raises(ValueError, match=named):
+        ServiceSettings.from_env("cases", env)
+    for command in (["kafka", "delete-topics", "--yes"], ["relay", "--service", "cases"]):
+        with pytest.raises(SystemExit):  # before anything is asked of a broker or a store
+            main([*command, "--namespace", namespace])
+        assert "--namespace: a Kafka namespace is 1-64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("namespace", ["civitas", "t0a1b2c3d4", "staging-2_b", "n" * 64])
+def test_a_namespace_of_1_to_64_of_a_z_0_9_dash_underscore_is_taken(namespace: str) -> None:
+    assert check_namespace(namespace) == namespace
+    env = {"CIVITAS_AUTH_SECRET": "s" * 32, "CIVITAS_KAFKA_NAMESPACE": namespace}
+    assert ServiceSettings.from_env("cases", env).kafka_namespace == namespace

@@ -17,6 +17,7 @@ from pathlib import Path
 from civitas import catalog
 from civitas.eventkit import setting
 from civitas.eventkit.files import private_dirs
+from civitas.eventkit.kafka.topics import check_namespace
 from civitas.eventkit.projection import Retrying
 
 # Each service's default ports, as its spec declares them: gRPC, metrics.
@@ -76,7 +77,7 @@ class Locations:
             read_model_url=urls["read_model"],
             vault_url=urls["vault"],
             kafka_bootstrap=setting("kafka_bootstrap", service, None, environ=env),
-            kafka_namespace=_get(env, "kafka_namespace", service, "civitas"),
+            kafka_namespace=_namespace(_get(env, "kafka_namespace", service, "civitas")),
             var_dir=var,
         )
 
@@ -213,6 +214,13 @@ def _ratio(text: str) -> float:
     if not 0 <= ratio <= 1:
         raise ValueError(f"CIVITAS_TRACE_SAMPLE_RATIO is a number from 0 to 1, not {text!r}")
     return ratio
+
+
+def _namespace(text: str) -> str:
+    try:
+        return check_namespace(text)
+    except ValueError as refused:
+        raise ValueError(f"CIVITAS_KAFKA_NAMESPACE: {refused}") from None
 
 
 def _get(env: Mapping[str, str], name: str, service: str, default: str) -> str:

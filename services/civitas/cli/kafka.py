@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from civitas.chassis.settings import from_environment
-from civitas.cli.options import Commands
+from civitas.cli.options import Commands, confirmed, kafka_namespace
 from civitas.eventkit.kafka.topics import delete_topics, namespace_topics
 
 
@@ -21,7 +21,9 @@ def kafka(commands: Commands, var_default: str) -> None:
         "the event stores were reset, so that their relays start the topics afresh. It "
         "lists the topics and asks before deleting anything.",
     )
-    delete.add_argument("--namespace", required=True, help="e.g. civitas (the default)")
+    delete.add_argument(
+        "--namespace", required=True, type=kafka_namespace, help="e.g. civitas (the default)"
+    )
     delete.add_argument(
         "--kafka",
         default=from_environment("kafka_bootstrap", default="127.0.0.1:9092"),
@@ -39,18 +41,11 @@ def _delete_topics(args: argparse.Namespace) -> int:
     print(f"civitas: {len(topics)} topics of namespace {args.namespace} on {args.kafka}:")
     for topic in topics:
         print(f"  {topic}")
-    if not args.yes and not _confirmed(f"Delete these {len(topics)} topics and every message"):
+    if not args.yes and not confirmed(
+        f"Delete these {len(topics)} topics and every message in them"
+    ):
         print("civitas: nothing deleted", file=sys.stderr)
         return 1
     asyncio.run(delete_topics(args.kafka, topics))
     print(f"civitas: {len(topics)} deleted")
     return 0
-
-
-def _confirmed(question: str) -> bool:
-    """True only for an explicit yes typed in answer (end of input is a no)."""
-    try:
-        answer = input(f"{question} in them? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in {"y", "yes"}

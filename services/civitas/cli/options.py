@@ -10,6 +10,7 @@ from typing import TypeAlias
 
 from civitas import catalog
 from civitas.chassis.settings import from_environment
+from civitas.eventkit.kafka.topics import check_namespace
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Register: TypeAlias = Callable[[Commands, str], None]
@@ -29,6 +30,14 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
+def kafka_namespace(text: str) -> str:
+    """A ``--namespace`` argument: a namespace's name (:func:`check_namespace`)."""
+    try:
+        return check_namespace(text)
+    except ValueError as refused:
+        raise argparse.ArgumentTypeError(str(refused)) from None
+
+
 def address_of(service: str) -> str:
     """Where a service listens: ``$CIVITAS_<SERVICE>_ADDRESS``, else its local port."""
     default = f"127.0.0.1:{catalog.spec(service).grpc_port}"
@@ -44,3 +53,12 @@ def until_interrupted(handler: Handler) -> Handler:
         return 0
 
     return run
+
+
+def confirmed(question: str) -> bool:
+    """True only for an explicit yes typed in answer (end of input is a no)."""
+    try:
+        answer = input(f"{question}? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in {"y", "yes"}

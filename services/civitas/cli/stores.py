@@ -8,7 +8,7 @@ import asyncio
 from civitas import catalog
 from civitas.chassis.logs import redact_text
 from civitas.chassis.settings import Locations, from_environment
-from civitas.cli.options import Commands, until_interrupted
+from civitas.cli.options import Commands, kafka_namespace, until_interrupted
 from civitas.eventkit import open_event_store
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
 
@@ -28,6 +28,7 @@ def relay(commands: Commands, var_default: str) -> None:
     )
     command.add_argument(
         "--namespace",
+        type=kafka_namespace,
         default=from_environment("kafka_namespace", default="civitas"),
         help="of the topic (default: $CIVITAS_KAFKA_NAMESPACE or %(default)s)",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,21 @@ def events_topic(service: str, namespace: str = "civitas") -> str:
     """The topic a service publishes its events on: ``civitas.<service>.events.v1``
     (another namespace lets deployments, or test runs, share a cluster)."""
     return f"{namespace}.{service}.events.v1"
+
+
+_NAMESPACE = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` if it can name a namespace: 1-64 of ``a-z0-9_-``. No dot, so that
+    no namespace's topics start with another's name and a dot (with ``civitas.staging``
+    allowed, deleting namespace ``civitas`` would take staging's topics too)."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(
+            f"a Kafka namespace is 1-64 lower-case letters, digits, '_' and '-', "
+            f"not {namespace[:100]!r}"
+        )
+    return namespace
 
 
 def namespace_of(topic: str) -> str:
@@ -164,7 +180,7 @@ def _delete(bootstrap: str, names: Sequence[str]) -> None:
 
 async def namespace_topics(bootstrap: str, namespace: str) -> list[str]:
     """Every topic of ``namespace`` on the broker, sorted."""
-    return await asyncio.to_thread(_namespace_topics, bootstrap, namespace)
+    return await asyncio.to_thread(_namespace_topics, bootstrap, check_namespace(namespace))
 
 
 async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
