@@ -6,12 +6,19 @@ those rows there, on SQLite or PostgreSQL. ``retry`` only marks: the running con
 applies the marked sequences in order within a few seconds (or when it next starts).
 ``drop`` keeps the rows, marked dropped with who, why and when; the events behind a
 dropped one stay parked until they are retried or dropped too.
+
+Every argument is checked before any database is opened, so a bad one changes nothing
+anywhere. Row ids are each service's database's own, so ``--id`` goes with
+``--consumer``. A ``drop`` of more than the rows named by id lists them and asks first.
+The "who" of a drop is the operating-system account that ran it, next to the name
+``--by`` gives (which nothing can check).
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import os
+import pwd
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +27,14 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from civitas import catalog
+from civitas.chassis.limits import FREE_TEXT_CHARS, check_text
 from civitas.chassis.settings import Locations
-from civitas.cli.options import Commands
+from civitas.cli.options import Commands, confirmed
+from civitas.errors import InvalidInput
 from civitas.eventkit import create_read_model_engine, parking
+from civitas.eventkit.errors import InvalidStreamName
 from civitas.eventkit.parking import ParkedEvent
+from civitas.eventkit.records import MAX_METADATA_LENGTH, split_stream_id
 
 T = TypeVar("T")
 
@@ -43,14 +54,17 @@ def dlq(commands: Commands, var_default: str) -> None:
         action.add_argument("--var", default=var_default)
         action.set_defaults(run=run)
         if name in ("show", "drop"):
-            action.add_argument("--id", type=int, action="append", dest="ids", help="a row id")
+            action.add_argument(
+                "--id", type=int, action="append", dest="ids", help="a row id (with --consumer)"
+            )
         if name in ("list", "show"):
             action.add_argument(
                 "--all", action="store_true", help="also rows applied by a retry or dropped"
             )
         if name == "drop":
             action.add_argument("--reason", required=True, help="why (kept with the row)")
-            action.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
+            action.add_argument("--by", help="who asked for it (kept next to your OS account)")
+            action.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
 
 
 def consumers() -> dict[str, str]:
@@ -59,15 +73,31 @@ def consumers() -> dict[str, str]:
     return found | {r.name: s.name for s in catalog.SERVICES for r in s.process_managers}
 
 
-def _in_each_store(
-    args: argparse.Namespace, work: Callable[[sa.Connection, str | None], T]
-) -> Iterator[T]:
-    """``work(conn, consumer)`` in the store of each service that runs a consumer asked
-    for (every one without ``--consumer``), in a transaction; stores without parked
-    events (never run, or from before parking) are passed over."""
+def _checked(args: argparse.Namespace) -> None:
+    """Raise :class:`LookupError` for the first argument that is not acceptable."""
     known = consumers()
     if args.consumer is not None and args.consumer not in known:
         raise LookupError(f"no consumer {args.consumer!r}: one of {', '.join(sorted(known))}")
+    if getattr(args, "ids", None) and args.consumer is None:
+        raise LookupError("--id needs --consumer (each service's database numbers its own rows)")
+    try:
+        if args.stream is not None:
+            split_stream_id(args.stream)
+        if getattr(args, "reason", None) is not None:
+            check_text("--reason", args.reason, FREE_TEXT_CHARS, free_text=True)
+        if getattr(args, "by", None) is not None:
+            check_text("--by", args.by, MAX_METADATA_LENGTH)
+    except (InvalidStreamName, InvalidInput) as refused:
+        raise LookupError(str(refused)) from None
+
+
+def _in_each_store(
+    args: argparse.Namespace, work: Callable[[sa.Connection, str], T]
+) -> Iterator[T]:
+    """``work(conn, service)`` in the store of each service that runs a consumer asked
+    for (every one without ``--consumer``), in a transaction; stores without parked
+    events (never run, or from before parking) are passed over."""
+    known = consumers()
     services = [known[args.consumer]] if args.consumer else sorted(set(known.values()))
     for service in services:
         url = Locations.of(service, var=Path(args.var)).read_model_url
@@ -77,22 +107,22 @@ def _in_each_store(
         try:
             with engine.begin() as conn:
                 if sa.inspect(conn).has_table(parking.parked_table.name):
-                    yield work(conn, args.consumer)
+                    yield work(conn, service)
         finally:
             engine.dispose()
 
 
 def _states(args: argparse.Namespace) -> tuple[str, ...]:
     every = (*parking.BLOCKING, parking.APPLIED, parking.DROPPED)
-    return every if args.all else parking.OPEN
+    return every if getattr(args, "all", False) else parking.OPEN
 
 
 def _rows(args: argparse.Namespace) -> list[ParkedEvent]:
     ids = getattr(args, "ids", None)
 
-    def select(conn: sa.Connection, consumer: str | None) -> list[ParkedEvent]:
+    def select(conn: sa.Connection, service: str) -> list[ParkedEvent]:
         return parking.select(
-            conn, consumer=consumer, stream=args.stream, states=_states(args), ids=ids
+            conn, consumer=args.consumer, stream=args.stream, states=_states(args), ids=ids
         )
 
     return [row for rows in _in_each_store(args, select) for row in rows]
@@ -103,7 +133,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _print_list(args: argparse.Namespace) -> int:
-    rows = _rows(args)
+    _print_rows(_rows(args))
+    return 0
+
+
+def _print_rows(rows: list[ParkedEvent]) -> None:
     print(
         f"{'id':>5}  {'consumer':<26} {'stream':<30} {'version':>7}  {'type':<24} "
         f"{'state':<8} {'tries':>5}  {'parked at':<20} reason / error"
@@ -117,7 +151,6 @@ def _print_list(args: argparse.Namespace) -> int:
             + (f" / {_one_line(r.error)}" if r.error else "")
         )
     print(f"{len(rows)} parked event(s)", file=sys.stderr)
-    return 0
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -143,8 +176,8 @@ def _print_details(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    def mark(conn: sa.Connection, consumer: str | None) -> int:
-        return parking.request_retry(conn, consumer, args.stream)
+    def mark(conn: sa.Connection, service: str) -> int:
+        return parking.request_retry(conn, args.consumer, args.stream)
 
     return _guarded(args, lambda a: _report(sum(_in_each_store(a, mark)), "marked for retry"))
 
@@ -157,10 +190,37 @@ def _drop(args: argparse.Namespace) -> int:
         print("civitas dlq drop: name --consumer, --stream or --id", file=sys.stderr)
         return 2
 
-    def give_up(conn: sa.Connection, consumer: str | None) -> int:
-        return parking.drop(conn, consumer, args.stream, args.by, args.reason, ids=args.ids)
+    return _guarded(args, _drop_checked)
 
-    return _guarded(args, lambda a: _report(sum(_in_each_store(a, give_up)), "dropped"))
+
+def _drop_checked(args: argparse.Namespace) -> int:
+    """Drop the rows named by id, or after listing them and a yes, those that match."""
+    rows = _rows(args)
+    if not args.ids:
+        _print_rows(rows)
+        if rows and not args.yes and not confirmed(f"Drop these {len(rows)} parked event(s)"):
+            print("civitas dlq: nothing dropped", file=sys.stderr)
+            return 1
+    by, owner = _dropped_by(args.by), consumers()
+
+    def give_up(conn: sa.Connection, service: str) -> int:
+        ids = [row.id for row in rows if owner[row.consumer] == service]
+        return (
+            parking.drop(conn, args.consumer, args.stream, by, args.reason, ids=ids) if ids else 0
+        )
+
+    return _report(sum(_in_each_store(args, give_up)), "dropped")
+
+
+def _dropped_by(claimed: str | None) -> str:
+    """Who dropped: the OS account running the command (from the kernel's user id, not
+    from the environment), with the name ``--by`` claims next to it."""
+    uid = os.getuid()
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:  # an account without a name (a container's bare uid)
+        account = f"uid {uid}"
+    return account if claimed in (None, account) else f"{claimed} (OS account {account})"
 
 
 def _report(count: int, what: str) -> int:
@@ -172,6 +232,7 @@ def _report(count: int, what: str) -> int:
 
 def _guarded(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
     try:
+        _checked(args)
         return run(args)
     except LookupError as refused:
         print(f"civitas dlq: {refused.args[0]}", file=sys.stderr)

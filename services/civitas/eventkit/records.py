@@ -30,8 +30,13 @@ ExpectedVersion = StreamState | int
 _STREAM_RE = re.compile(
     r"^(?P<category>[a-z][a-z0-9_]{0,63})-(?P<id>[A-Za-z0-9][A-Za-z0-9_.:@-]*)$"
 )
-_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$")
+_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*$")
 MAX_STREAM_ID_LENGTH = 255
+MAX_EVENT_TYPE_LENGTH = 200
+MAX_METADATA_LENGTH = 64
+"""An actor, a correlation id or a causation id: the gRPC edge takes each as at most
+64 characters (a token's subject, ``x-correlation-id``, ``x-causation-id``), so an
+event whose metadata is longer did not come through it."""
 
 
 def stream_parts(stream_id: str) -> tuple[str, str]:
@@ -83,10 +88,14 @@ def check_stream_state(stream_id: str, expected: ExpectedVersion, current: int |
 
 def check_event_type(event_type: object) -> str:
     """Return ``event_type`` if it is a valid event type name, else raise."""
-    if not isinstance(event_type, str) or not _TYPE_RE.fullmatch(event_type):
+    if (
+        not isinstance(event_type, str)
+        or len(event_type) > MAX_EVENT_TYPE_LENGTH
+        or not _TYPE_RE.fullmatch(event_type)
+    ):
         raise InvalidEvent(
             f"event type {event_type!r} must start with a letter and hold only letters, digits "
-            "and '_.:-' (at most 200 characters)"
+            f"and '_.:-' (at most {MAX_EVENT_TYPE_LENGTH} characters)"
         )
     return event_type
 
