@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -218,3 +218,40 @@ async def test_a_stalled_kafka_consumer_shows_its_lag_in_messages_and_growing_se
         finally:
             projection.release.set()
     engine.dispose()
+
+
+async def test_envelopes_over_the_stores_bounds_are_parked_undecodable_and_the_next_event_applied(
+    kafka_bootstrap: str, tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    engine = create_read_model_engine(read_model_urls("live"))
+    async with relaying(kafka_bootstrap, tmp_path, 2, 1) as (store, relay, topic):
+        [opened, _] = [
+            v for k, v, _, _ in await messages_on(kafka_bootstrap, topic) if k == b"account-0"
+        ]
+        envelope = orjson.loads(opened or b"") | {"event_id": str(uuid.uuid4())}
+        too_long = "account-" + "9" * 300  # the store takes at most 255 characters
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        await producer.send_and_wait(
+            topic, orjson.dumps(envelope | {"stream_id": too_long}), key=too_long.encode()
+        )
+        await producer.send_and_wait(
+            topic, orjson.dumps(envelope | {"correlation_id": "c" * 65}), key=b"account-0"
+        )
+        await producer.stop()
+        await deposit(store, "account-0", 7, 1)
+        await relay.drain()
+        runner = consumer_of(kafka_bootstrap, topic, engine, BalancesProjection())
+        async with running(runner):
+
+            async def next_applied() -> bool:
+                balances = {row[0]: row[2] for row in balances_of(engine)}
+                return balances == {"0": 8, "1": 1} and len(parked_of(engine, runner.name)) == 2
+
+            await eventually(next_applied, "the event after the over-long envelopes", 60)
+        parked = sorted(parked_of(engine, runner.name), key=lambda row: row.reason)
+    engine.dispose()
+    assert [(row.stream_id, row.stream_version, row.reason.split(": ")[:3]) for row in parked] == [
+        ("account-0", None, ["undecodable", "not an event envelope", "correlation_id"]),
+        (too_long[:255], None, ["undecodable", "not an event envelope", "stream_id"]),
+    ]

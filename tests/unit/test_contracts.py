@@ -76,3 +76,47 @@ def test_a_message_that_is_no_envelope_is_refused_with_the_reason(
 ) -> None:
     with pytest.raises(UndecodableMessage, match=reason):
         decode_message(value)
+
+
+def _envelope(**fields: object) -> bytes:
+    event = RecordedEvent(
+        uuid4(),
+        "case-9",
+        0,
+        1,
+        "CaseOpened",
+        1,
+        datetime(2026, 5, 1, tzinfo=UTC),
+        "staff-2",
+        "corr-9",
+        None,
+        {},
+        bytes(32),
+    )
+    _, value, _ = encode_event(event, str(uuid4()))
+    return json.dumps(json.loads(value) | fields).encode()
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"stream_id": "case-" + "9" * 300}, "stream_id: String should have at most 255"),
+        ({"stream_id": "Case 9"}, "stream_id: .* is not 'category-id'"),
+        ({"type": "9Opened"}, "type: .* must start with a letter"),
+        ({"type": "C" * 201}, "type: String should have at most 200"),
+        ({"correlation_id": "c" * 65}, "correlation_id: String should have at most 64"),
+        ({"causation_id": "c" * 65}, "causation_id: String should have at most 64"),
+        ({"actor": "a" * 65}, "actor: String should have at most 64"),
+        ({"store": "s" * 65}, "store: String should have at most 64"),
+        ({"hash": "not hex"}, "hash: String should match pattern"),
+        ({"trace_context": {"tracestate": "t" * 513}}, "trace_context.tracestate: String"),
+        ({"trace_context": {f"k{n}": "v" for n in range(9)}}, "trace_context: Dictionary"),
+    ],
+)
+def test_an_envelope_over_a_bound_of_the_store_or_the_edge_is_undecodable_naming_the_field(
+    fields: dict[str, object], reason: str
+) -> None:
+    assert decode_message(_envelope()).stream_id == "case-9"  # the same envelope, in bounds
+
+    with pytest.raises(UndecodableMessage, match=f"not an event envelope: {reason}"):
+        decode_message(_envelope(**fields))

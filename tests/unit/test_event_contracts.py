@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import jsonschema
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from civitas import catalog
 from civitas.contracts import breaking, schemas_of
@@ -147,6 +147,32 @@ def test_a_removed_type_fails_and_added_optional_fields_and_types_pass() -> None
     assert breaking_changes(BEFORE, grown, _upcasted) == []
 
 
+class Opened(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as event classes are
+
+    community_code: str
+
+
+class OpenedWithNote(Opened):
+    note: str | None = None
+
+
+def test_an_old_schema_accepts_data_carrying_a_field_added_later_as_optional() -> None:
+    old = marked(Opened.model_json_schema(), "t", "Opened", 1)
+    grown = marked(OpenedWithNote.model_json_schema(), "t", "Opened", 1)
+
+    assert breaking_changes({("Opened", 1): old}, {("Opened", 1): grown}, _upcasted) == []
+    jsonschema.validate({"community_code": "QH-01", "note": "new"}, old)  # the reader's copy
+    with pytest.raises(jsonschema.ValidationError, match="'community_code' is a required"):
+        jsonschema.validate({"note": "new"}, old)  # what it names is still checked
+
+
+def test_no_published_schema_forbids_fields_it_does_not_name() -> None:
+    for service in publishers():
+        for key, schema in recorded(service).items():
+            assert '"additionalProperties": false' not in json.dumps(schema), key
+
+
 def _event(event_type: str, version: int, data: dict[str, Any]) -> RecordedEvent:
     return RecordedEvent(
         uuid4(), "case-9", 0, 1, event_type, version, AT, "staff", None, None, data, bytes(32)
@@ -164,6 +190,7 @@ def test_a_consumer_check_names_the_event_the_field_and_what_is_wrong() -> None:
     }
 
     assert cases.check(_event("CaseDispatched", 2, dispatched)) is None
+    assert cases.check(_event("CaseDispatched", 2, dispatched | {"added_later": 1})) is None
     assert cases.check(_event("CaseDispatched", 2, dispatched | {"grid_code": 7})) == (
         'CaseDispatched v2: data.grid_code: 7 is not of type "string"'
     )
@@ -193,8 +220,9 @@ def test_each_event_type_is_a_message_of_its_topic_that_checks_the_envelope() ->
     assert set(cases["messages"]) == {t for t, _ in recorded("cases")}
     assert document["components"]["messages"]["CaseRegistered"]["name"] == "CaseRegistered"
     _payload_validator(document, "CaseFiled").validate(envelope)
-    with pytest.raises(jsonschema.ValidationError):
-        _payload_validator(document, "CaseFiled").validate(envelope | {"data": {"x": 1}})
+    _payload_validator(document, "CaseFiled").validate(envelope | {"data": {"added": 1}})
+    with pytest.raises(jsonschema.ValidationError):  # data is still an object of its schema
+        _payload_validator(document, "CaseFiled").validate(envelope | {"data": ["x"]})
     with pytest.raises(jsonschema.ValidationError):
         _payload_validator(document, "CaseClosed").validate(envelope)
 

@@ -6,8 +6,11 @@ would not survive needs a new schema version with an upcaster instead: a field r
 retyped, made required or added as required, an enum value removed, or its recorded
 meaning (its description) changed. A new version needs an upcaster from each one before
 it; a type may not disappear; versions never go back. Added optional fields and new
-types pass. ``python -m civitas.contracts.breaking`` runs it for every publisher
-(``make events-breaking``, in ``make check``); ``make events-baseline`` moves the record.
+types pass: no published schema forbids properties it does not name (a tolerant
+reader's, :func:`civitas.eventkit.schemas.tolerant`), so a consumer that holds the
+schema from before a field was added still accepts the data with it.
+``python -m civitas.contracts.breaking`` runs it for every publisher (``make
+events-breaking``, in ``make check``); ``make events-baseline`` moves the record.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from civitas.eventkit.schemas import (
     event_schema,
     file_name,
     read_folder,
+    tolerant,
     with_upcaster,
 )
 
@@ -41,11 +42,12 @@ def current(service: str) -> Schemas:
 
 def proposed(service: str) -> Schemas:
     """What the folder should hold: the current versions, and each older version of a
-    current type as recorded, noting the upcaster that lifts it. A type no class
+    current type as recorded (tolerant of properties it does not name, as every
+    published schema is), noting the upcaster that lifts it. A type no class
     declares any more is left out (moving the baseline accepts its removal)."""
     now = current(service)
     types = {event_type for event_type, _ in now}
-    older = {k: s for k, s in recorded(service).items() if k[0] in types and k not in now}
+    older = {k: tolerant(s) for k, s in recorded(service).items() if k[0] in types and k not in now}
     for (event_type, version), schema in older.items():
         upcaster = registry.upcaster_of(event_type, version)
         if upcaster is not None:

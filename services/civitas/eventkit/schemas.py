@@ -2,10 +2,17 @@
 
 An event's schema is generated from its class (JSON Schema 2020-12, pydantic's
 ``model_json_schema``) and marked with the type and version it describes; older
-versions, whose classes are gone, note the upcaster that lifts them. A consumer loads
-a folder of such files (``<Type>.v<N>.json``, in any subfolders) and checks each event's
-data against the schema of its type and version before handling it: what it cannot
-check it does not trust.
+versions, whose classes are gone, note the upcaster that lifts them.
+
+The schemas are a tolerant reader's: they never forbid properties they do not name
+(the classes do, pydantic's ``additionalProperties: false``, which is left out). So a
+field added as optional to a recorded type and version, which the breaking check lets
+through, reaches a consumer that holds the schema from before it without failing its
+check; a field removed, retyped or made required does not pass that check.
+
+A consumer loads a folder of such files (``<Type>.v<N>.json``, in any subfolders) and
+checks each event's data against the schema of its type and version before handling
+it: what it cannot check it does not trust.
 """
 
 from __future__ import annotations
@@ -52,7 +59,21 @@ def marked(schema: Mapping[str, Any], group: str, event_type: str, version: int)
         TYPE_KEY: event_type,
         VERSION_KEY: version,
     }
-    return head | {k: v for k, v in schema.items() if k not in head}
+    return head | {k: v for k, v in tolerant(schema).items() if k not in head}
+
+
+def tolerant(schema: Any) -> Any:
+    """A schema, with every ``additionalProperties: false`` in it (nested models'
+    included) left out: what it names is checked, what it does not is let through."""
+    if isinstance(schema, list):
+        return [tolerant(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        k: tolerant(v)
+        for k, v in schema.items()
+        if not (k == "additionalProperties" and v is False)
+    }
 
 
 def with_upcaster(schema: Mapping[str, Any], upcaster: Upcaster) -> dict[str, Any]:

@@ -3,18 +3,48 @@
 Key: the stream id (so one stream's events keep their order in one partition).
 Headers: event id, type, correlation id, causation id, and the W3C ``traceparent``
 and ``tracestate`` of the append (for routing and tracing without parsing the value).
+
+Anyone who can write to a topic can put anything on it, so decoding holds a message to
+the rules the store holds an append to (stream id, type) and every string to a bound
+(metadata to what the gRPC edge takes): a message over a bound is undecodable, named by
+its field, and is parked as such, never half-written into a consumer's tables.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
-from ..records import RecordedEvent
+from ..records import (
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_METADATA_LENGTH,
+    MAX_STREAM_ID_LENGTH,
+    RecordedEvent,
+    check_event_type,
+    split_stream_id,
+)
+
+MAX_STORE_LENGTH = 64
+"""A store's identity is a UUID (36 characters)."""
+MAX_TRACE_ENTRIES = 8
+MAX_TRACE_KEY_LENGTH = 64
+MAX_TRACE_VALUE_LENGTH = 512
+"""W3C ``tracestate`` is at most 512 characters; ``traceparent`` 55."""
+
+MetadataText = Annotated[str, StringConstraints(max_length=MAX_METADATA_LENGTH)]
+TraceKey = Annotated[str, StringConstraints(max_length=MAX_TRACE_KEY_LENGTH)]
+TraceValue = Annotated[str, StringConstraints(max_length=MAX_TRACE_VALUE_LENGTH)]
 
 
 class EventEnvelope(BaseModel):
@@ -23,29 +53,47 @@ class EventEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_id: UUID
-    stream_id: str = Field(description="category-id; also the message key")
+    stream_id: str = Field(
+        max_length=MAX_STREAM_ID_LENGTH, description="category-id; also the message key"
+    )
     stream_version: int = Field(ge=0, description="revision of the event in its stream")
     position: int = Field(ge=1, description="global position in the service's event store")
-    type: str
+    type: str = Field(max_length=MAX_EVENT_TYPE_LENGTH)
     schema_version: int = Field(ge=1)
     occurred_at: datetime
-    actor: str | None
-    correlation_id: str | None
-    causation_id: str | None
+    actor: MetadataText | None
+    correlation_id: MetadataText | None
+    causation_id: MetadataText | None
     data: dict[str, Any]
-    hash: str = Field(description="hex SHA-256, chained to the stream's previous event")
+    hash: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="hex SHA-256, chained to the stream's previous event",
+    )
     store: str | None = Field(
         default=None,
+        max_length=MAX_STORE_LENGTH,
         description="identity of the event store the event was published from (one topic "
         "holds one store's history: a reset store's events are told from the old ones); "
         "always set, absent only on messages published before stores had identities",
     )
-    trace_context: dict[str, str] | None = Field(
+    trace_context: dict[TraceKey, TraceValue] | None = Field(
         default=None,
+        max_length=MAX_TRACE_ENTRIES,
         description="W3C traceparent (and tracestate) of the span that appended the event, "
         "also sent as headers: a consumer's span joins the trace of the command that "
         "caused the event",
     )
+
+    @field_validator("stream_id")
+    @classmethod
+    def _stream_id(cls, stream_id: str) -> str:
+        split_stream_id(stream_id)  # the store's rule: an InvalidStreamName is a ValueError
+        return stream_id
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, event_type: str) -> str:
+        return check_event_type(event_type)
 
 
 class UndecodableMessage(ValueError):

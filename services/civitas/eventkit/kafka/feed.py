@@ -26,7 +26,7 @@ from faststream.kafka.annotations import KafkaMessage
 from ..metrics import CONSUMER_FAILURES, CONSUMER_LAG, DEAD_LETTERS
 from ..parking import Parking, Undecodable, event_to_json
 from ..projection import BatchHandler
-from ..records import EventFilter, RecordedEvent
+from ..records import MAX_STREAM_ID_LENGTH, EventFilter, RecordedEvent
 from .envelope import UndecodableMessage, decode_message
 from .topics import dead_letter_spec, ensure_topics
 
@@ -137,7 +137,7 @@ class KafkaFeed:
                     await undecodable(
                         Undecodable(
                             f"{record.topic}[{record.partition}]@{record.offset}",
-                            (record.key or b"").decode("utf-8", "replace"),
+                            _claimed_stream(record.key),
                             record.value or b"",
                             str(exc),
                         )
@@ -245,3 +245,10 @@ async def _oldest_age(reader: AIOKafkaConsumer, unread: dict[TopicPartition, int
 
 def _passes(event: RecordedEvent, filter: EventFilter | None) -> bool:
     return filter is None or filter.matches(event)
+
+
+def _claimed_stream(key: bytes | None) -> str:
+    """The stream an undecodable message's key claims, cut to the store's bound on a
+    stream id: the key is the sender's to choose, and a longer one would not fit where
+    the consumer keeps the message."""
+    return (key or b"").decode("utf-8", "replace")[:MAX_STREAM_ID_LENGTH]
