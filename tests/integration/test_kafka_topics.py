@@ -9,13 +9,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from civitas.chassis.topics import events_spec
 from civitas.eventkit import NewEvent, RecordedEvent, SqliteEventStore, StreamState
 from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, ensure_topics
-from civitas.eventkit.kafka.history import ForeignHistory
+from civitas.eventkit.kafka.history import (
+    LOOK_BACK,
+    ForeignHistory,
+    UnreadableHistory,
+    check_history,
+    owner_of,
+)
 from civitas.eventkit.kafka.topics import FOREVER, TopicMismatch
 from tests.support.platform import run_cli
 from tests.support.processes import eventually
@@ -71,7 +78,7 @@ async def published(store: SqliteEventStore, bootstrap: str, topic: TopicSpec) -
 
 
 async def test_a_consumer_started_before_its_topic_exists_gets_the_declared_topic_and_every_event(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     namespace = fresh_namespace()
     declared = events_spec("cases", namespace)
@@ -89,8 +96,15 @@ async def test_a_consumer_started_before_its_topic_exists_gets_the_declared_topi
             return shape(kafka_bootstrap, feed.dead_letters.name) is not None
 
         await eventually(subscribed, "the consumer to start", 30)
-        await asyncio.sleep(3)  # it asks the broker for its topic: the broker makes none
-        assert shape(kafka_bootstrap, declared.name) is None
+
+        async def told_it_is_missing() -> bool:  # asked for its topic's metadata, answered
+            return any(
+                r.name == "aiokafka.cluster" and f"Topic {declared.name} not found" in r.message
+                for r in caplog.records
+            )
+
+        await eventually(told_it_is_missing, "the consumer to ask the broker for its topic", 30)
+        assert shape(kafka_bootstrap, declared.name) is None  # the broker made none
 
         await published(store, kafka_bootstrap, declared)
 
@@ -175,3 +189,37 @@ async def test_civitas_up_after_a_reset_says_what_to_do_and_delete_topics_asks_f
         return shape(kafka_bootstrap, f"{namespace}.cases.events.v1") is None
 
     await eventually(deleted, "the topic to be deleted", 30)
+
+
+async def test_messages_that_are_no_events_do_not_hide_the_history_before_them(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    declared = TopicSpec(f"{fresh_namespace()}.cases.events.v1", partitions=1)
+    before_reset = await cases_store(tmp_path / "before.db")
+    await published(before_reset, kafka_bootstrap, declared)
+    after_reset = await cases_store(tmp_path / "after.db")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for n in range(LOOK_BACK - 1):  # garbage after the last event, within the look-back
+            await producer.send_and_wait(declared.name, b"not an envelope %d" % n)
+
+        with pytest.raises(ForeignHistory) as refused:
+            await check_history(
+                kafka_bootstrap, declared.name, await owner_of(after_reset, declared.name)
+            )
+        assert not isinstance(refused.value, UnreadableHistory)
+        assert await before_reset.identity() in str(refused.value)  # read past the garbage
+        await check_history(
+            kafka_bootstrap, declared.name, await owner_of(before_reset, declared.name)
+        )
+
+        await producer.send_and_wait(declared.name, b"one more")  # now the last 100 are garbage
+        for store in (after_reset, before_reset):
+            owner = await owner_of(store, declared.name)
+            with pytest.raises(UnreadableHistory, match=rf"\[0\]: none of its last {LOOK_BACK} "):
+                await check_history(kafka_bootstrap, declared.name, owner)
+    finally:
+        await producer.stop()
+        await before_reset.close()
+        await after_reset.close()

@@ -4,14 +4,16 @@ Stream ids are deterministic, so a store that was reset (or another deployment's
 store) writes ``case-<id>`` at version 0 again. Published into a topic that still
 holds the old store's events, an independent reader would see version 0 of a stream
 arrive after its version 1, and a consumer that tracks versions would skip the new
-history as already applied. So before it publishes, a relay reads the last message
-of each partition of its topic and compares the store identity its envelope carries.
+history as already applied. So before it publishes, a relay reads the last event of
+each partition of its topic and compares the store identity its envelope carries. It
+reads back from the end past messages that are no envelopes (anyone who can write to
+the topic can append one, to hide the history before it), at most :data:`LOOK_BACK`
+of them: a partition whose last ones are all garbage is refused, not taken as ours.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +23,6 @@ from kafka import KafkaConsumer, TopicPartition
 from ..store import EventStore
 from .envelope import UndecodableMessage, decode_message
 from .topics import namespace_of
-
-log = logging.getLogger(__name__)
 
 NAMESPACE_SETTING = "CIVITAS_KAFKA_NAMESPACE"
 
@@ -39,6 +39,22 @@ class ForeignHistory(RuntimeError):
             "histories under the same stream ids. Either publish to a new namespace "
             f"({NAMESPACE_SETTING}=<another name>), or delete the old topics: "
             f"civitas kafka delete-topics --namespace {namespace}"
+        )
+
+
+class UnreadableHistory(ForeignHistory):
+    """A partition's last messages are none of them events: whose history the topic
+    holds cannot be told, so it is not taken for this store's."""
+
+    def __init__(self, topic: str, partition: int, read: int) -> None:
+        self.topic, self.partition, self.namespace = topic, partition, namespace_of(topic)
+        RuntimeError.__init__(
+            self,
+            f"{topic}[{partition}]: none of its last {read} messages is an event envelope, "
+            "so whose events the topic holds cannot be told (messages written there can "
+            "hide another store's history): this store does not publish into it. Read "
+            "them, then delete the old topics (civitas kafka delete-topics --namespace "
+            f"{self.namespace}) or publish to a new namespace ({NAMESPACE_SETTING}=<another name>)",
         )
 
 
@@ -74,11 +90,14 @@ async def check_history(bootstrap: str, topic: str, owner: Owner) -> None:
 
 
 READ_WITHIN_MS = 10_000  # to read the last messages of a topic
+LOOK_BACK = 100  # messages read back from a partition's end to find its last event
 
 
 async def last_origins(bootstrap: str, topic: str) -> list[str | None]:
-    """The store identity of the last message of each non-empty partition of ``topic``
-    (None for a message without one); a message that is no envelope tells nothing."""
+    """The store identity of the last event of each non-empty partition of ``topic``
+    (None for an envelope without one), read back past messages that are no envelopes;
+    raises :class:`UnreadableHistory` when none of a partition's last
+    :data:`LOOK_BACK` messages is one."""
     return await asyncio.to_thread(_last_origins, bootstrap, topic)
 
 
@@ -96,28 +115,30 @@ def _last_origins(bootstrap: str, topic: str) -> list[str | None]:
         filled = [tp for tp in partitions if ends[tp] > starts[tp]]
         consumer.assign(filled)
         for tp in filled:
-            consumer.seek(tp, ends[tp] - 1)
-        return _origins(_last_values(consumer, filled))
+            consumer.seek(tp, max(starts[tp], ends[tp] - LOOK_BACK))
+        return [_last_origin(tp, values) for tp, values in _tails(consumer, ends, filled).items()]
     finally:
         consumer.close()
 
 
-def _last_values(consumer: KafkaConsumer, partitions: list[TopicPartition]) -> dict[Any, bytes]:
-    last: dict[Any, bytes] = {}
+def _tails(
+    consumer: KafkaConsumer, ends: dict[Any, int], partitions: list[TopicPartition]
+) -> dict[Any, list[bytes | None]]:
+    """The values from where each partition was sought to its end as it was."""
+    tails: dict[Any, list[bytes | None]] = {tp: [] for tp in partitions}
     deadline = time.monotonic() + READ_WITHIN_MS / 1000
-    while len(last) < len(partitions):
+    while any(consumer.position(tp) < ends[tp] for tp in partitions):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the last messages of {partitions[0].topic} did not arrive")
         for tp, records in consumer.poll(timeout_ms=500).items():
-            last[tp] = records[-1].value
-    return last
+            tails[tp].extend(record.value for record in records if record.offset < ends[tp])
+    return tails
 
 
-def _origins(last: dict[Any, bytes]) -> list[str | None]:
-    origins = []
-    for tp, value in last.items():
+def _last_origin(tp: TopicPartition, values: list[bytes | None]) -> str | None:
+    for value in reversed(values):
         try:
-            origins.append(decode_message(value).origin)
+            return decode_message(value).origin
         except UndecodableMessage:
-            log.warning("the last message of %s[%s] is no event envelope", tp.topic, tp.partition)
-    return origins
+            continue
+    raise UnreadableHistory(tp.topic, tp.partition, len(values))
