@@ -17,12 +17,14 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from civitas.eventkit import (
+    NewEvent,
     ProjectionRunner,
     SqliteEventStore,
     create_read_model_engine,
     parking,
 )
 from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec
+from civitas.eventkit.kafka.envelope import encode_event
 from civitas.eventkit.projection import Check, Projection
 from tests.support.accounts import BalancesProjection
 from tests.support.parking import (
@@ -152,6 +154,105 @@ async def test_a_forged_far_ahead_envelope_is_parked_and_the_genuine_events_are_
         [parked] = parked_of(engine, runner.name)
         assert (parked.stream_version, parked.reason) == (1000, "gap: version 1000, expected 3")
     engine.dispose()
+
+
+async def test_a_dropped_forged_version_1000_never_takes_the_place_of_the_genuine_one(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The README's example: a forged event at version 1000 is parked as a gap, versions
+    3 to 999 flow, the genuine 1000 is parked behind the forged one; the operator drops
+    the forged one and retries the stream: the genuine 1000 is applied."""
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    async with relaying(kafka_bootstrap, tmp_path, 3, 2) as (store, relay, topic):
+        [*_, last] = [
+            v for k, v, _, _ in await messages_on(kafka_bootstrap, topic) if k == b"account-1"
+        ]
+        forged = orjson.loads(last or b"") | {"stream_version": 1000, "event_id": str(uuid.uuid4())}
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        await producer.send_and_wait(topic, orjson.dumps(forged), key=BROKEN.encode())
+        await producer.stop()
+        genuine = [NewEvent("MoneyDeposited", {"amount_fen": 1}) for _ in range(3, 1001)]
+        await store.append(BROKEN, genuine, 2)
+        await relay.drain()
+        runner = consumer_of(kafka_bootstrap, topic, engine, BalancesProjection())
+        async with running(runner):
+
+            async def both_parked() -> bool:
+                return len(parked_of(engine, runner.name)) == 2
+
+            await eventually(both_parked, "the genuine 1000 parked behind the forged one", 60)
+            gap, behind = parked_of(engine, runner.name)
+            assert kinds([gap, behind]) == [(BROKEN, 1000, "gap", 0), (BROKEN, 1000, "behind", 0)]
+            with engine.begin() as conn:
+                parking.drop(conn, runner.name, None, "ops", "forged", ids=[gap.id])
+
+            async def passed_over() -> bool:
+                return parked_of(engine, runner.name)[0].state == parking.DROPPED
+
+            await eventually(passed_over, "the running consumer to pass the drop over", 30)
+            with engine.begin() as conn:
+                assert parking.request_retry(conn, runner.name, BROKEN) == 1
+
+            async def retried() -> bool:
+                return not parked_of(engine, runner.name, parking.OPEN)
+
+            await eventually(retried, "the running consumer to retry the genuine 1000", 30)
+        assert balances_of(engine) == await rebuilt(store, tmp_path)
+        assert [row.state for row in parked_of(engine, runner.name)] == [
+            parking.DROPPED,
+            parking.APPLIED,
+        ]
+    engine.dispose()
+
+
+async def test_a_reset_store_s_events_at_versions_handled_already_are_parked_as_origin(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    reset = SqliteEventStore(tmp_path / "reset.db")  # the same stream ids, a new history
+    await open_accounts(reset, accounts=2, movements=1)
+    async with relaying(kafka_bootstrap, tmp_path, 2, 2) as (_, _, topic):
+        runner = consumer_of(kafka_bootstrap, topic, engine, BalancesProjection())
+        async with running(runner):
+
+            async def applied() -> bool:
+                return {row[0]: row[2] for row in balances_of(engine)} == {"0": 3, "1": 3}
+
+            await eventually(applied, "the first store's events", 60)
+            await publish_history(kafka_bootstrap, topic, reset)  # past the relay's check
+
+            async def parked() -> bool:
+                return len(parked_of(engine, runner.name)) == 4
+
+            await eventually(parked, "the reset store's events parked", 30)
+        assert [
+            (r.stream_id, r.stream_version, r.reason.split(":")[0])
+            for r in parked_of(engine, runner.name)
+        ] == [
+            ("account-0", 0, "origin"),
+            ("account-0", 1, "origin"),
+            (BROKEN, 0, "origin"),
+            (BROKEN, 1, "origin"),
+        ]
+        assert {row[0]: row[2] for row in balances_of(engine)} == {"0": 3, "1": 3}
+    engine.dispose()
+    await reset.close()
+
+
+async def publish_history(bootstrap: str, topic: str, store: SqliteEventStore) -> None:
+    """Every event of ``store`` into ``topic``, as its relay would publish them."""
+    identity = await store.identity()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for event in await store.read_all(after=0, limit=1000):
+            key, value, headers = encode_event(event, identity)
+            await producer.send_and_wait(
+                topic, value, key=key, headers=[(n, t.encode()) for n, t in headers.items()]
+            )
+    finally:
+        await producer.stop()
 
 
 async def test_a_message_that_is_not_json_and_an_invalid_event_are_parked_the_rest_flows(

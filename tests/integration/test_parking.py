@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -34,6 +35,7 @@ from tests.support.parking import (
     QUICK,
     BrokenOnOneStream,
     Stalled,
+    StampedFeed,
     amounts_are_integers,
     balances_of,
     deposit,
@@ -176,6 +178,119 @@ async def test_after_a_forged_event_a_feed_that_filters_types_parks_the_genuine_
     await store.close()
 
 
+async def test_a_retry_never_marks_applied_an_event_whose_version_another_event_took(
+    tmp_path: Path,
+) -> None:
+    store = await forged_after_two_deposits(tmp_path)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    runner = ProjectionRunner(BalancesProjection(), StoreFeed(store), engine)
+    await runner.catch_up()  # the forged 1000 applied, the genuine 3 and 4 parked
+    with engine.begin() as conn:
+        assert parking.request_retry(conn, runner.name, BROKEN) == 2
+
+    assert await runner.retry_parked() == 0
+
+    out_of_order, behind = parked_of(engine, runner.name)
+    assert (out_of_order.state, behind.state) == (parking.PARKED, parking.PARKED)
+    assert out_of_order.error is not None
+    assert "version 3 was handled already" in out_of_order.error
+    engine.dispose()
+    await store.close()
+
+
+async def test_a_rebuild_after_a_store_was_reset_forgets_the_old_store_s_origin(
+    tmp_path: Path,
+) -> None:
+    old = SqliteEventStore(tmp_path / "old.db")
+    await open_accounts(old, accounts=2, movements=1)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    await ProjectionRunner(BalancesProjection(), StampedFeed(old), engine).catch_up()
+    new = SqliteEventStore(tmp_path / "new.db")  # a deliberate reset: new history
+    await open_accounts(new, accounts=2, movements=2)
+
+    await ProjectionRunner(BalancesProjection(), StampedFeed(new), engine).rebuild()
+
+    assert not parked_of(engine, "account_balances")
+    assert balances_of(engine) == await rebuilt(new, tmp_path)
+    with engine.connect() as conn:
+        assert parking.pinned_origins(conn, "account_balances") == {"account": await new.identity()}
+    engine.dispose()
+    await old.close()
+    await new.close()
+
+
+async def test_a_message_never_decoded_never_holds_up_the_retry_of_the_stream_it_claims(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=2, movements=2)
+    engine = create_read_model_engine(read_model_urls("live"))
+    projection = BrokenOnOneStream()
+    runner = ProjectionRunner(projection, StoreFeed(store), engine, retrying=QUICK)
+    await runner.catch_up()  # account-1@2 parked
+    garbage = parking.Undecodable("events[0]@7", BROKEN, b"\xff", "not an event envelope")
+    with engine.begin() as conn:
+        parking.park_undecodable(conn, runner.name, garbage)
+    projection.broken = False
+    with engine.begin() as conn:
+        assert parking.request_retry(conn, runner.name, BROKEN) == 2
+
+    assert await runner.retry_parked() == 1
+
+    assert balances_of(engine) == await rebuilt(store, tmp_path)
+    applied, undecodable = parked_of(engine, runner.name)
+    assert (applied.stream_version, applied.state) == (2, parking.APPLIED)
+    assert (undecodable.stream_version, undecodable.state) == (None, parking.PARKED)
+    assert undecodable.error == "not an event: it can only be dropped"
+    engine.dispose()
+    await store.close()
+
+
+async def test_what_a_message_claims_is_cut_to_the_parking_columns_and_the_row_says_so(
+    read_model_urls: Callable[[str], str],
+) -> None:
+    engine = create_read_model_engine(read_model_urls("live"))
+    claimed = "account-" + "9" * 300
+    with engine.begin() as conn:
+        parking.parking.create_all(conn)
+        message = parking.Undecodable("events[0]@7", claimed, b"\x00", "not\x00 an envelope")
+        parking.park_undecodable(conn, "account_balances", message)
+
+    [row] = parked_of(engine, "account_balances")
+    assert row.stream_id == claimed[:255]
+    assert row.reason == (
+        "undecodable: not\ufffd an envelope (stream_id cut to 255 of its 308 characters)"
+    )
+    engine.dispose()
+
+
+async def test_an_event_that_cannot_be_parked_is_kept_as_a_message_and_the_batch_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=2, movements=2)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/live.db")
+    runner = ProjectionRunner(BrokenOnOneStream(), StoreFeed(store), engine, retrying=QUICK)
+    park = parking.park
+
+    def fits_no_column(conn: sa.Connection, consumer: str, event: RecordedEvent, why: Any) -> None:
+        if event.stream_id == BROKEN:  # as a value a column of PostgreSQL refuses
+            raise sa.exc.DataError("INSERT", {}, ValueError("value too long"))
+        park(conn, consumer, event, why)
+
+    monkeypatch.setattr(parking, "park", fits_no_column)
+
+    await runner.catch_up()
+
+    assert await runner.position() == await store.head_position()
+    assert {row[0]: row[2] for row in balances_of(engine)} == {"0": 3, "1": 1}
+    [kept] = parked_of(engine, runner.name)
+    assert (kept.stream_id, kept.stream_version) == (BROKEN, None)
+    assert kept.reason.startswith("undecodable: could not be parked as an event: DataError")
+    engine.dispose()
+    await store.close()
+
+
 async def test_an_invalid_event_is_parked_dropped_with_a_reason_and_the_rest_retried(
     tmp_path: Path, read_model_urls: Callable[[str], str]
 ) -> None:
@@ -314,6 +429,49 @@ class Recorder(ProcessManager):
         if self.broken and event.stream_id == BROKEN:
             raise RuntimeError("bug")
         self.seen.append((event.stream_id, event.stream_version))
+
+
+class Hesitant(Recorder):
+    """The recorder, fixed; its reaction to ``account-1`` waits for ``go`` (a slow peer),
+    saying so in ``entered``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.go = asyncio.Event(), asyncio.Event()
+
+    @reacts("MoneyDeposited")
+    async def on_deposit(self, event: RecordedEvent) -> None:
+        if not self.broken and event.stream_id == BROKEN:
+            self.entered.set()
+            await self.go.wait()
+        await super().on_deposit(event)
+
+
+async def test_a_drop_during_a_running_retry_stays_a_drop(tmp_path: Path) -> None:
+    store = SqliteEventStore(tmp_path / "events.db")
+    await open_accounts(store, accounts=2, movements=2)
+    engine = create_read_model_engine(f"sqlite:///{tmp_path}/pm.db")
+    manager = Hesitant()
+    runner = ProcessManagerRunner(manager, StoreFeed(store), engine, retrying=QUICK)
+    await runner.catch_up()  # account-1@1 failed, @2 behind it
+    manager.broken = False
+    with engine.begin() as conn:
+        parking.request_retry(conn, "recorder", BROKEN)
+    retrying = asyncio.create_task(runner.retry_parked())
+    await asyncio.wait_for(manager.entered.wait(), 10)
+    with engine.begin() as conn:  # the operator drops the first while it is retried
+        [first, _] = parking.select(conn, consumer="recorder", states=parking.BLOCKING)
+        assert parking.drop(conn, "recorder", None, "ops", "sent twice", ids=[first.id]) == 1
+    manager.go.set()
+    await asyncio.wait_for(retrying, 10)
+
+    await runner.retry_parked()  # the next poll passes the dropped one over
+
+    dropped, behind = parked_of(engine, "recorder")
+    assert (dropped.stream_version, dropped.state) == (1, parking.DROPPED)
+    assert (behind.stream_version, behind.state) == (2, parking.PARKED)
+    engine.dispose()
+    await store.close()
 
 
 async def test_a_process_manager_parks_a_failing_stream_counts_refusals_and_retries_in_order(

@@ -4,6 +4,7 @@ a projection that breaks on one stream until fixed, a check, and forged rows."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 import threading
 import uuid
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from civitas.chassis.service import in_background
 from civitas.eventkit import (
+    EventFilter,
     NewEvent,
     ProjectionRunner,
     RecordedEvent,
@@ -22,7 +24,7 @@ from civitas.eventkit import (
     create_read_model_engine,
 )
 from civitas.eventkit.parking import APPLIED, BLOCKING, DROPPED, ParkedEvent, select
-from civitas.eventkit.projection import Retrying, TrackedRunner
+from civitas.eventkit.projection import BatchHandler, Retrying, TrackedRunner
 from civitas.eventkit.store import EventStore
 from tests.support.accounts import BalancesProjection, read_balances
 
@@ -129,3 +131,23 @@ class Stalled(BalancesProjection):
     def apply_all(self, events: list[RecordedEvent], conn: sa.Connection) -> None:
         self.release.wait(60)
         super().apply_all(events, conn)
+
+
+class StampedFeed(StoreFeed):
+    """The store feed, each event stamped with the store's identity as its origin, as
+    an envelope from Kafka carries it: a feed on which a reset store shows."""
+
+    async def run(self, handle: BatchHandler, *, after: int, filter: EventFilter | None) -> None:
+        origin = await self.store.identity()
+
+        async def stamped(batch: list[RecordedEvent]) -> None:
+            await handle([dataclasses.replace(event, origin=origin) for event in batch])
+
+        await super().run(stamped, after=after, filter=filter)
+
+    async def read(
+        self, *, after: int, filter: EventFilter | None, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        origin = await self.store.identity()
+        batch = await super().read(after=after, filter=filter, limit=limit)
+        return [dataclasses.replace(event, origin=origin) for event in batch]

@@ -155,8 +155,9 @@ class ProcessManagerRunner(TrackedRunner):
 
     async def _retry_event(self, event: RecordedEvent, row: int) -> str | None:
         gate = await self._db(self._gate, [event])
-        gate.blocked.pop(event.stream_id, None)  # it heads its stream's parked sequence
-        verdict = gate.sort(event)
+        verdict = gate.sort_parked(event)
+        if verdict is True and not await self._db(parking.to_retry, row):
+            return "no longer to retry: dropped meanwhile"
         failure = verdict if isinstance(verdict, Parking) else None
         if verdict is True:
             failure = await self._react(event)
@@ -166,10 +167,13 @@ class ProcessManagerRunner(TrackedRunner):
             return error
         if verdict is True:
             gate.done(event)
-        await self._db(self._settled, gate, row)
+        if not await self._db(self._settled, gate, row):
+            return "dropped during its retry: the drop stands (its reaction was made)"
         return None
 
     @staticmethod
-    def _settled(conn: sa.Connection, gate: Gate, row: int) -> None:
+    def _settled(conn: sa.Connection, gate: Gate, row: int) -> bool:
+        """Record the retried event as handled and unpark its row; False when an
+        operator dropped the row meanwhile (the drop stands, the row is not unparked)."""
         gate.save(conn)
-        parking.unpark(conn, row)
+        return parking.unpark(conn, row)

@@ -34,8 +34,8 @@ from .metrics import (
     PROJECTION_EVENTS,
     PROJECTION_LAG,
 )
-from .parking import Parking, Undecodable
-from .records import EventFilter, RecordedEvent
+from .parking import CATEGORY_LENGTH, Parking, Undecodable
+from .records import MAX_STREAM_ID_LENGTH, EventFilter, RecordedEvent
 from .store import EventStore
 
 log = logging.getLogger(__name__)
@@ -250,20 +250,26 @@ class Gate:
     Loaded with one query each (last versions, blocked streams, pinned origins), so a
     rebuild pays three queries per batch, none per event. Events are sorted in order:
 
+    * **invalid**: its stream id is longer than the store allows (255 characters, a
+      category of 64): no column of the consumer's would hold it;
+    * **origin**: it comes from another store than its category's first events (a
+      store that was reset writes the same stream ids at low versions again: checked
+      before versions, so that its events are parked, never passed over as redelivered;
+      each of them parks by itself, so none blocks the stream's own history);
     * **behind**: its stream has an open parked event at or below its version;
     * delivered again: its version is at or below the last handled one; unless its
       position is above every position handled (no redelivery can be), then
       **out_of_order**: an earlier event took its version (a forged one, applied from a
       feed that cannot see gaps);
-    * **origin**: it comes from another store than its category's first events;
     * **gap**: on a ``complete`` feed (every event of each stream reaches the consumer,
       its type filter applied here, after this check), a version beyond the next
       expected one. A feed that filters types itself (the store feed, in SQL) cannot
       tell a gap from a type passed over, and the store keeps versions contiguous;
     * **invalid**: the ``check`` gave a reason.
 
-    Parking an event blocks its stream from that version on; earlier versions still
-    flow, so a forged event far ahead holds back only what comes after it."""
+    Parking an event blocks its stream from that version on (an ``origin`` one
+    excepted); earlier versions still flow, so a forged event far ahead holds back only
+    what comes after it."""
 
     consumer: str
     applied: dict[str, int]
@@ -306,15 +312,17 @@ class Gate:
         last, position = self.applied.get(event.stream_id, -1), self.position
         self.position = max(position, event.position)
         version = event.stream_version
+        if len(event.stream_id) > MAX_STREAM_ID_LENGTH or len(event.category) > CATEGORY_LENGTH:
+            return Parking("invalid", f"stream id of {len(event.stream_id)} characters")
+        origin, pinned = event.origin, self.origins.get(event.category)
+        if origin is not None and pinned is not None and origin != pinned:
+            return Parking("origin", f"from store {origin}, {event.category} is from {pinned}")
         if version >= self.blocked.get(event.stream_id, version + 1):
             return Parking("behind", f"{event.stream_id}@{self.blocked[event.stream_id]} is parked")
         if version <= last:
             if event.position <= position:
                 return False  # delivered again
             return Parking("out_of_order", f"version {version} after version {last} was handled")
-        origin, pinned = event.origin, self.origins.get(event.category)
-        if origin is not None and pinned is not None and origin != pinned:
-            return Parking("origin", f"from store {origin}, {event.category} is from {pinned}")
         if self.complete and version > last + 1:
             return Parking("gap", f"version {version}, expected {last + 1}")
         if self.complete and self.wanted is not None and not self.wanted.matches(event):
@@ -322,6 +330,21 @@ class Gate:
             return False
         reason = self.check(event) if self.check is not None else None
         return Parking("invalid", reason) if reason else True
+
+    def sort_parked(self, event: RecordedEvent) -> bool | Parking:
+        """Sort a parked event an operator asked to retry, as :meth:`sort` does, as the
+        head of its stream's parked sequence (its own parking does not block it). It
+        was never handled, so a version its stream has handled already (another event
+        took it) parks it again: a retry never counts it as delivered again."""
+        self.blocked.pop(event.stream_id, None)
+        last = self.applied.get(event.stream_id, -1)
+        if event.stream_version <= last:
+            return Parking(
+                "out_of_order",
+                f"version {event.stream_version} was handled already (the last handled is "
+                f"{last}), by another event than this one: drop it, or rebuild",
+            )
+        return self.sort(event)
 
     def admit(self, event: RecordedEvent) -> bool:
         """Sort ``event``: park it here, or say whether to apply it (marked done)."""
@@ -342,10 +365,12 @@ class Gate:
             self.origins[event.category] = self.pins[event.category] = origin
 
     def park(self, event: RecordedEvent, why: Parking) -> None:
-        """Park ``event``: its stream is blocked from its version on."""
+        """Park ``event``: its stream is blocked from its version on (unless it is of
+        another store's history: see :attr:`Parking.blocks`)."""
         self.position = max(self.position, event.position)
-        blocked = self.blocked.get(event.stream_id, event.stream_version)
-        self.blocked[event.stream_id] = min(blocked, event.stream_version)
+        if why.blocks:
+            blocked = self.blocked.get(event.stream_id, event.stream_version)
+            self.blocked[event.stream_id] = min(blocked, event.stream_version)
         self.parked.append((event, why))
 
     def save(self, conn: sa.Connection) -> None:
@@ -412,9 +437,10 @@ class StoreFeed:
     By default the consumer's type filter runs in SQL (a rebuild reads only what it
     handles), so a stream's versions legitimately skip and the consumer trusts the
     store to keep them contiguous. With ``complete_streams`` it reads every event of the
-    filter's categories and the runner filters types after checking versions: for a
-    consumer that reads a store it does not own, where a row written behind the
-    store's back (a forged version far ahead) must be parked, not applied."""
+    filter's categories and the runner filters types after checking versions, so that
+    a row written behind the store's back (a forged version far ahead) is parked, not
+    applied: ``civitas replay`` reads so (a service's runners read their own store and
+    their peers' type-filtered: see ``civitas.chassis.service.events_of`` for why)."""
 
     def __init__(
         self, store: EventStore, batch_size: int = 500, *, complete_streams: bool = False
@@ -621,32 +647,38 @@ class TrackedRunner(abc.ABC):
 
     async def _retry_stream(self, stream: str) -> int:
         applied = 0
-        for row in await self._db(parking.sequence, self.name, stream):
+        rows = await self._db(parking.sequence, self.name, stream)
+        for row in rows:
             event = row.event()
             if row.state == parking.PARKED:
-                break  # not asked for: what follows waits behind it
-            if row.state in (parking.DROPPING, parking.DROPPED):
-                if event is not None:
-                    await self._db(self._pass_over, event)
-                if row.state == parking.DROPPING:
-                    await self._db(parking.passed_over, row.id)
-                continue
-            if event is None:
-                error = "not an event: it can only be dropped"
-                await self._db(parking.failed_again, row.id, error)
-                break
-            if await self._retry_event(event, row.id) is not None:
-                break
-            applied += 1
+                if row.blocks:
+                    break  # not asked for: what follows waits behind it
+            elif row.state == parking.DROPPING:
+                counts = row.blocks and _alone(row, rows)
+                await self._db(self._pass_over, row, event if counts else None)
+            elif event is None:  # a message never decoded: its claimed stream waits not
+                await self._db(parking.failed_again, row.id, "not an event: it can only be dropped")
+            elif await self._retry_event(event, row.id) is not None:
+                if row.blocks:  # what follows waits behind it
+                    break
+            else:
+                applied += 1
         await self._db(parking.reopen, self.name, stream)
         return applied
 
-    def _pass_over(self, conn: sa.Connection, event: RecordedEvent) -> None:
-        """A dropped event counts as handled when it is its stream's next one."""
+    def _pass_over(
+        self, conn: sa.Connection, row: parking.ParkedEvent, event: RecordedEvent | None
+    ) -> None:
+        """Pass a dropped row over, once. Its ``event`` (None for a message never decoded,
+        an event of another store's history, or when another event waits parked at its
+        version: a forged one dropped must not take the genuine one's place) counts as
+        handled when it is its stream's next."""
         self._hold(conn)
-        applied = applied_versions(conn, self.name, {event.stream_id}).get(event.stream_id, -1)
-        if event.stream_version == applied + 1:
-            save_tracking(conn, self.name, {event.stream_id: event.stream_version}, event.position)
+        if event is not None:
+            stream, version = event.stream_id, event.stream_version
+            if version == applied_versions(conn, self.name, {stream}).get(stream, -1) + 1:
+                save_tracking(conn, self.name, {stream: version}, event.position)
+        parking.passed_over(conn, row.id)
 
     @abc.abstractmethod
     def _hold(self, conn: sa.Connection) -> None:
@@ -720,6 +752,15 @@ class TrackedRunner(abc.ABC):
         return await asyncio.to_thread(self._in_transaction, work, *args)
 
 
+def _alone(row: parking.ParkedEvent, rows: list[parking.ParkedEvent]) -> bool:
+    """Whether no other row of the sequence waits parked at ``row``'s version."""
+    return not any(
+        r.stream_version == row.stream_version and r.state in parking.OPEN and r.blocks
+        for r in rows
+        if r is not row
+    )
+
+
 async def _every(seconds: float, work: Callable[[], Awaitable[Any]], consumer: str) -> None:
     """Run ``work`` every ``seconds`` until cancelled; a failure is logged, not fatal."""
     while True:
@@ -776,7 +817,9 @@ class ProjectionRunner(TrackedRunner):
                 await asyncio.sleep(poll)
 
     async def rebuild(self) -> int:
-        """Clear the read model and its position, then replay everything.
+        """Clear the read model, its position and its pinned origins, then replay
+        everything (parked rows are kept: an event met again that is still parked keeps
+        its stream blocked until it is retried or dropped).
 
         A rebuild applies history: it counts the events and sets the lag, but records
         no delay per event (days, for history, which would bury the live delays in the
@@ -809,12 +852,34 @@ class ProjectionRunner(TrackedRunner):
             result = await self._attempts(work, (sa.exc.OperationalError,))
             if isinstance(result, Exception):
                 why = self._failed(result)
-                await self._db(self._park, event, why)
+                await self._park_failed(event, why)
                 parked.append((event, why))
             else:
                 applied += result[0]
                 parked += result[1]
         return applied, parked
+
+    async def _park_failed(self, event: RecordedEvent, why: Parking) -> None:
+        """Park an event that failed; if parking it fails too (it fits no column), that
+        is the event's failure, not the database's: it is kept as a message that is not
+        an event (its stream unblocked) and the position moves on, rather than failing
+        its batch for ever."""
+        try:
+            await self._db(self._park, event, why)
+        except sa.exc.OperationalError:
+            raise
+        except Exception as error:
+            log.exception("%s could not park %s as an event", self.name, event.event_id)
+            reason = f"could not be parked as an event: {type(error).__name__}: {error}"
+            raw = parking.event_to_json(event)
+            kept = Undecodable(str(event.event_id), event.stream_id, raw, reason)
+            await self._db(self._keep, kept, event.position)
+            EVENTS_PARKED.labels(self.name, "undecodable").inc()
+
+    def _keep(self, conn: sa.Connection, message: Undecodable, position: int) -> None:
+        self._hold(conn)
+        parking.park_undecodable(conn, self.name, message)
+        save_tracking(conn, self.name, {}, position)
 
     def _hold(self, conn: sa.Connection) -> None:
         hold_projection(conn, self.name)
@@ -849,21 +914,27 @@ class ProjectionRunner(TrackedRunner):
         return result
 
     def _apply_parked(self, conn: sa.Connection, event: RecordedEvent, row: int) -> str | None:
+        """Apply a retried row's event, unparked first in the same transaction (on
+        PostgreSQL the row is locked until it commits), so that an operator's drop
+        either comes before and stands, the event not applied, or finds it applied."""
         gate = self._gate(conn, [event])
-        gate.blocked.pop(event.stream_id, None)  # it heads its stream's parked sequence
-        verdict = gate.sort(event)
+        verdict = gate.sort_parked(event)
         if isinstance(verdict, Parking):
             parking.failed_again(conn, row, verdict.reason)
             return verdict.reason
+        if not parking.unpark(conn, row):
+            return "no longer to retry: dropped meanwhile"
         if verdict:
             self.projection.apply_all([event], conn)
             gate.done(event)
         gate.save(conn)
-        parking.unpark(conn, row)
         return None
 
     def _clear(self, conn: sa.Connection) -> None:
+        """Empty the read model, its tracking and its pinned origins (the replay pins
+        them again from the first events it reads)."""
         hold_projection(conn, self.projection.name)
         self.projection.clear(conn)
         for table in (positions_table, streams_table):
             conn.execute(table.delete().where(table.c.projection == self.projection.name))
+        parking.clear_origins(conn, self.projection.name)
