@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.support.parking import (
     StampedFeed,
     amounts_are_integers,
     balances_of,
+    broken_stream_parked,
     deposit,
     forge_far_ahead,
     kinds,
@@ -223,11 +225,9 @@ async def test_a_message_never_decoded_never_holds_up_the_retry_of_the_stream_it
     tmp_path: Path, read_model_urls: Callable[[str], str]
 ) -> None:
     store = SqliteEventStore(tmp_path / "events.db")
-    await open_accounts(store, accounts=2, movements=2)
     engine = create_read_model_engine(read_model_urls("live"))
     projection = BrokenOnOneStream()
-    runner = ProjectionRunner(projection, StoreFeed(store), engine, retrying=QUICK)
-    await runner.catch_up()  # account-1@2 parked
+    runner = await broken_stream_parked(store, engine, projection)
     garbage = parking.Undecodable("events[0]@7", BROKEN, b"\xff", "not an event envelope")
     with engine.begin() as conn:
         parking.park_undecodable(conn, runner.name, garbage)
@@ -405,6 +405,57 @@ async def test_a_swapped_in_replay_keeps_what_it_parked_and_what_the_live_consum
     ]
     live.dispose()
     shadow.dispose()
+    await store.close()
+
+
+class HeldOnRetry(BrokenOnOneStream):
+    """Broken on ``account-1`` until fixed; fixed, its apply of ``account-1`` holds (a
+    slow statement) until ``release`` is set, saying so in ``entered``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def apply(self, event: RecordedEvent, conn: sa.Connection) -> None:
+        if not self.broken and event.stream_id == BROKEN:
+            self.entered.set()
+            self.release.wait(30)
+        super().apply(event, conn)
+
+
+async def test_a_drop_while_a_projection_applies_the_retried_event_never_ends_half_done(
+    tmp_path: Path, read_model_urls: Callable[[str], str]
+) -> None:
+    """Either the drop comes first and stands (the event not applied), or it finds the
+    event applied and drops nothing: never a drop counted on a row marked applied."""
+    store = SqliteEventStore(tmp_path / "events.db")
+    engine = create_read_model_engine(read_model_urls("live"))
+    projection = HeldOnRetry()
+    runner = await broken_stream_parked(store, engine, projection)
+    projection.broken = False
+    with engine.begin() as conn:
+        [row] = parking.select(conn, consumer=runner.name)
+        parking.request_retry(conn, runner.name, BROKEN)
+    retrying = asyncio.create_task(runner.retry_parked())
+    await asyncio.to_thread(projection.entered.wait, 10)
+
+    def drop() -> int:
+        with engine.begin() as conn:
+            return parking.drop(conn, runner.name, None, "ops", "by hand", ids=[row.id])
+
+    dropping = asyncio.create_task(asyncio.to_thread(drop))
+    await asyncio.wait([dropping], timeout=1)  # done, or waiting for the retry's commit
+    projection.release.set()
+    dropped = await dropping
+    await retrying
+
+    [after] = parked_of(engine, runner.name)
+    balance = {r[0]: r[2] for r in balances_of(engine)}["1"]
+    if dropped:
+        assert (after.state, balance) == (parking.DROPPING, 1)
+    else:
+        assert (after.state, balance) == (parking.APPLIED, 1 + 2)
+    engine.dispose()
     await store.close()
 
 

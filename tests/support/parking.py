@@ -66,6 +66,17 @@ async def deposit(store: EventStore, stream: str, amount: object, expected: int)
     await store.append(stream, [NewEvent("MoneyDeposited", {"amount_fen": amount})], expected)
 
 
+async def broken_stream_parked(
+    store: EventStore, engine: sa.Engine, projection: BrokenOnOneStream
+) -> ProjectionRunner:
+    """Two accounts of two deposits, caught up by a runner of ``projection``: its
+    handler fails on ``account-1``'s second deposit (version 2), which is parked."""
+    await open_accounts(store, accounts=2, movements=2)
+    runner = ProjectionRunner(projection, StoreFeed(store), engine, retrying=QUICK)
+    await runner.catch_up()
+    return runner
+
+
 def forge_far_ahead(path: Path, stream: str, version: int, amount: int) -> None:
     """Write a row into an SQLite store behind its back, as an insider with the file
     would: a copy of the stream's first deposit at a far-ahead version (the store's
