@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Vendor the JSON Schemas of the Strimzi custom resources k8s/ uses (Kafka, KafkaNodePool,
-# KafkaTopic) into k8s/schemas/, for `make deploy-check` to validate against offline.
+# KafkaTopic, KafkaUser) into k8s/schemas/, for `make deploy-check` to validate against offline.
 #
 # Strimzi publishes no CRD files to the package registries, but it does publish its API
 # model (io.strimzi:api) and the CRD generator its own build runs (io.strimzi:crd-generator)
@@ -31,6 +31,7 @@ mvn -q -f k8s/schemas/strimzi/pom.xml dependency:build-classpath -Dmdep.outputFi
     --yaml \
     io.strimzi.api.kafka.model.kafka.Kafka="$work/040-Crd-kafka.yaml" \
     io.strimzi.api.kafka.model.topic.KafkaTopic="$work/043-Crd-kafkatopic.yaml" \
+    io.strimzi.api.kafka.model.user.KafkaUser="$work/044-Crd-kafkauser.yaml" \
     io.strimzi.api.kafka.model.nodepool.KafkaNodePool="$work/045-Crd-kafkanodepool.yaml"
 rm -rf k8s/schemas/kafka.strimzi.io
 python3 scripts/crd_to_jsonschema.py k8s/schemas "$work"/*.yaml
