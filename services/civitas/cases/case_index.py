@@ -21,6 +21,7 @@ from prometheus_client import Gauge
 from civitas.chassis.service import in_background
 from civitas.errors import InvalidInput
 from civitas.eventkit import Clock, Projection, RecordedEvent, handles
+from civitas.eventkit.readmodels import create_tables
 from civitas.geography import street_of
 
 from .lifecycle import OPEN, STATUS_AFTER, UNDISPATCHED, Status, status_after, values
@@ -76,7 +77,7 @@ class CaseIndex(Projection):
     tables = (cases,)
 
     def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn)
+        create_tables(conn, metadata)
 
     def clear(self, conn: sa.Connection) -> None:
         conn.execute(cases.delete())

@@ -49,6 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from civitas.errors import AlreadyExists, InvalidInput
 from civitas.eventkit import KeyedLocks, natural_id
 from civitas.eventkit.ids import parse_uuid
+from civitas.eventkit.readmodels import in_own_transaction
 
 from .auth import Principal
 
@@ -138,7 +139,7 @@ class RequestLog:
     async def setup(self) -> None:
         """Create the table if missing, and key the plain digests an older version
         kept (once: a keyed digest is not keyed again)."""
-        await asyncio.to_thread(_tables.create_all, self.engine)
+        await asyncio.to_thread(in_own_transaction, self.engine, _tables)
         await asyncio.to_thread(self._key_plain_digests)
 
     def _key_plain_digests(self) -> None:

@@ -23,6 +23,7 @@ from .clock import Clock
 from .files import private_file
 from .memory import InMemoryEventStore
 from .postgres import PostgresEventStore
+from .readmodels import ensure_schema
 from .sqlite import SqliteEventStore
 from .store import EventStore
 
@@ -109,7 +110,9 @@ def create_read_model_engine(url: str) -> Engine:
 
     Read models are written by synchronous projection code, a whole batch per call
     on a worker thread (see :class:`ProjectionRunner`), so the engine is a sync one:
-    sqlite3, or psycopg for PostgreSQL (``?schema=name`` sets the search path).
+    sqlite3, or psycopg for PostgreSQL (``?schema=name`` sets the search path, and the
+    schema is made on first use). Its tables are made through
+    :func:`civitas.eventkit.readmodels.create_tables`, one process at a time.
     """
     parsed = _parse(url)
     if parsed.drivername == "sqlite":
@@ -136,8 +139,6 @@ def create_read_model_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _own_schema(dbapi_conn: Any, _record: object) -> None:
-        with dbapi_conn.cursor() as cursor:
-            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        dbapi_conn.commit()
+        ensure_schema(dbapi_conn, schema)  # under the lock its tables are made under
 
     return engine

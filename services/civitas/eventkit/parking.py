@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from .readmodels import create_tables
 from .records import RecordedEvent
 
 PARKED = "parked"
@@ -433,7 +434,7 @@ def copy_from(conn: sa.Connection, source: str, consumer: str) -> None:
     and take the origins the replay pinned instead of the live ones, as its tracking
     replaces the live tracking (after a store's deliberate reset, the replay's first
     events pin the new store)."""
-    parking.create_all(conn)
+    create_tables(conn, parking)
     conn.execute(origins_table.delete().where(origins_table.c.consumer == consumer))
     for table, key in ((parked_table, "key"), (origins_table, "category")):
         columns = ", ".join(f'"{c.name}"' for c in table.c if c.name != "id")

@@ -39,6 +39,7 @@ from civitas.errors import RuleViolation, Unavailable
 
 from .domain import UNSEALED, SealedName
 from .ids import new_uuid
+from .readmodels import in_own_transaction
 
 PREFIX = "pd1"
 ERASED = "[erased]"
@@ -121,7 +122,7 @@ class PersonalDataVault:
     async def setup(self) -> None:
         """Create the tables if they are missing, and the secret of the lookup index.
         Refuses (:class:`VaultCannotErase`) a SQLite that cannot securely delete."""
-        await asyncio.to_thread(_tables.create_all, self.engine)
+        await asyncio.to_thread(in_own_transaction, self.engine, _tables)
         self._index_key = await self._key(_INDEX_KEY_ID, create=True)
 
     async def person_for(self, kind: str, natural_key: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import parking, tracing
+from . import parking, readmodels, tracing
 from .metrics import (
     CONSUMER_BEHIND_MESSAGES,
     CONSUMER_BEHIND_SECONDS,
@@ -185,6 +185,9 @@ class Projection(abc.ABC):
     name: ClassVar[str]
     #: The read model's tables: what a replay compares with its shadow and swaps in.
     tables: ClassVar[tuple[sa.Table, ...]] = ()
+    #: The shape of the read model: raise it when the tables or what handlers write in
+    #: them change, and the read model is dropped and rebuilt from the feed once.
+    version: ClassVar[int] = 1
     _handlers: ClassVar[dict[str, Handler]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -542,8 +545,7 @@ RETRY_POLL = 3.0  # seconds between looks for retry requests (``civitas dlq retr
 
 
 def _create_tables(conn: sa.Connection) -> None:
-    tracking.create_all(conn)
-    parking.parking.create_all(conn)
+    readmodels.create_tables(conn, tracking, parking.parking, readmodels.versions)
 
 
 class TrackedRunner(abc.ABC):
@@ -798,23 +800,58 @@ class ProjectionRunner(TrackedRunner):
         self.projection = projection
 
     async def setup(self) -> None:
-        """Create the tracking tables and the read model's tables."""
+        """Create the tracking tables and the read model's tables; a read model built by
+        an older version of the projection is dropped and made anew, to be rebuilt from
+        the feed (see :mod:`civitas.eventkit.readmodels`)."""
         await super().setup()
-        await self._db(self.projection.create)
+        found = await self._db(self._prepare)
+        if found is not None and found < self.projection.version:
+            log.warning(
+                "%s: read model of version %s dropped; rebuilding it as version %s",
+                self.name,
+                found,
+                self.projection.version,
+            )
+
+    def _prepare(self, conn: sa.Connection) -> int | None:
+        """Make the read model at the projection's version, under its lock and the
+        schema's (one process at a time); returns the version found before."""
+        self._hold(conn)
+        readmodels.hold_schema(conn)
+        projection = self.projection
+        found = readmodels.found_version(conn, self.name, projection.tables)
+        if found is not None and found > projection.version:
+            raise readmodels.ReadModelTooNew(self.name, found, projection.version)
+        if found is not None and found < projection.version:
+            readmodels.drop_tables(conn, projection.tables)
+            self._forget_progress(conn)
+        projection.create(conn)
+        readmodels.record_version(conn, self.name, projection.version)
+        return found
 
     async def wait_until_caught_up(self, within: float = 5.0, poll: float = 0.01) -> None:
         """Wait until this projection has applied every event stored when the call began
         (read-your-writes for queries served from the read model, without waiting for a
-        quiet moment under steady writes); raises TimeoutError."""
+        quiet moment under steady writes); raises TimeoutError (UNAVAILABLE at the edge)
+        after ``within`` seconds. It reads the position the projection tracked in the
+        read-model database against the store's head, never this runner's own state, so
+        a replica that does not run the projection (another holds its lease) waits for
+        the one that does."""
         feed = self._catch_up_feed()
         target = await feed.head()
-        async with asyncio.timeout(within):
-            while True:  # the runner commits in its own transactions: poll its position
-                after = await self.position()
-                left = await feed.read(after=after, filter=self.feed_filter, limit=1)
-                if not left or left[0].position > target:
-                    return
-                await asyncio.sleep(poll)
+        try:
+            async with asyncio.timeout(within):
+                while True:  # the runner commits in its own transactions: poll its position
+                    after = await self.position()
+                    left = await feed.read(after=after, filter=self.feed_filter, limit=1)
+                    if not left or left[0].position > target:
+                        return
+                    await asyncio.sleep(poll)
+        except TimeoutError:
+            raise TimeoutError(
+                f"the read model {self.name} has not caught up with the events stored before "
+                f"this query within {within:g} s: try again"
+            ) from None
 
     async def rebuild(self) -> int:
         """Clear the read model, its position and its pinned origins, then replay
@@ -935,6 +972,10 @@ class ProjectionRunner(TrackedRunner):
         them again from the first events it reads)."""
         hold_projection(conn, self.projection.name)
         self.projection.clear(conn)
+        self._forget_progress(conn)
+
+    def _forget_progress(self, conn: sa.Connection) -> None:
+        """Reset the projection's tracking and pinned origins: it starts from zero."""
         for table in (positions_table, streams_table):
-            conn.execute(table.delete().where(table.c.projection == self.projection.name))
-        parking.clear_origins(conn, self.projection.name)
+            conn.execute(table.delete().where(table.c.projection == self.name))
+        parking.clear_origins(conn, self.name)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from civitas.eventkit import Projection, RecordedEvent, handles
+from civitas.eventkit.readmodels import create_tables
 
 from . import postings
 from .domain.accounts import AccountKind
@@ -48,7 +49,7 @@ class Ledger(Projection):
     )
 
     def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn)
+        create_tables(conn, metadata)
 
     def clear(self, conn: sa.Connection) -> None:
         conn.execute(reservations.delete())

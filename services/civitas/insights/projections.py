@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from civitas.cases import lifecycle
 from civitas.eventkit import EventFilter, Projection, RecordedEvent, handles
 from civitas.eventkit.projection import insert_many
+from civitas.eventkit.readmodels import create_tables
 from civitas.funds import postings
 from civitas.geography import community_of, street_of
 from civitas.sealing import kept_for_timeline
@@ -53,7 +54,7 @@ class FactsProjection(Projection):
     """A projection whose tables are all its own: created and cleared as a set."""
 
     def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn, tables=list(self.tables))
+        create_tables(conn, metadata, tables=self.tables)
 
     def clear(self, conn: sa.Connection) -> None:
         for table in reversed(self.tables):

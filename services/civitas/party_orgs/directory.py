@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from civitas.eventkit import Projection, RecordedEvent, handles
+from civitas.eventkit.readmodels import create_tables
 
 metadata = sa.MetaData()
 units = sa.Table(
@@ -60,7 +61,7 @@ class Directory(Projection):
     )
 
     def create(self, conn: sa.Connection) -> None:
-        metadata.create_all(conn)
+        create_tables(conn, metadata)
 
     def clear(self, conn: sa.Connection) -> None:
         for table in (units, orgs, pairings):
