@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-down prometheus-install prometheus-check deploy-check k8s-rules asyncapi events-breaking events-baseline proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-scram-up kafka-down prometheus-install prometheus-check deploy-check k8s-rules asyncapi events-breaking events-baseline proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ run: $(STAMP)
 postgres-up:
 	bash scripts/postgres-up.sh
 
+# KAFKA_AUTH=scram: with SASL/SCRAM and ACLs, on its own ports (scripts/kafka-up.sh).
 kafka-up: $(STAMP)
 	bash scripts/kafka-up.sh
+
+# The authenticated broker beside the plaintext one: the tests run against both.
+kafka-scram-up: $(STAMP)
+	KAFKA_AUTH=scram bash scripts/kafka-up.sh
 
 kafka-down:
 	bash scripts/kafka-down.sh
@@ -87,7 +92,7 @@ asyncapi: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) postgres-up kafka-up prometheus-install check
+test: $(STAMP) postgres-up kafka-up kafka-scram-up prometheus-install check
 	bash scripts/chromium-install.sh
 	$(BIN)/pytest -q -ra --durations=25
 

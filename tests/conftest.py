@@ -21,6 +21,7 @@ from civitas.eventkit import (
     open_event_store,
 )
 from tests.support.default_namespace import fail_on_writes, record_before
+from tests.support.kafka_auth import ADMIN, ScramBroker
 
 
 def in_ci(environ: Mapping[str, str]) -> bool:
@@ -35,6 +36,14 @@ POSTGRES_URL = os.environ.get(
 )
 
 KAFKA_BOOTSTRAP = os.environ.get("CIVITAS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+KAFKA_SCRAM = ScramBroker(  # `KAFKA_AUTH=scram make kafka-up`: SASL/SCRAM and ACLs
+    os.environ.get("CIVITAS_TEST_KAFKA_SCRAM_BOOTSTRAP", "127.0.0.1:9094"),
+    Path(
+        os.environ.get(
+            "CIVITAS_TEST_KAFKA_SCRAM_SECRETS", Path(__file__).parents[1] / ".kafka/scram-9094"
+        )
+    ),
+)
 
 StoreFactory = Callable[..., Awaitable[EventStore]]
 
@@ -127,12 +136,14 @@ async def store(store_factory: StoreFactory, clock: ManualClock) -> EventStore:
     return await store_factory(clock=clock)
 
 
-def kafka_reachable(bootstrap: str) -> bool:
+def kafka_reachable(bootstrap: str, **client: Any) -> bool:
+    """Whether a broker answers a metadata request (asked as ``client`` says: a SASL
+    principal's settings)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **client)
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -158,6 +169,19 @@ def kafka_bootstrap() -> str:
     if not kafka_reachable(KAFKA_BOOTSTRAP):
         missing_dependency(f"Kafka at {KAFKA_BOOTSTRAP} (run `make kafka-up`)")
     return KAFKA_BOOTSTRAP
+
+
+@pytest.fixture(scope="session")
+def kafka_scram() -> ScramBroker:
+    """The broker with SASL/SCRAM and ACLs that `KAFKA_AUTH=scram make kafka-up` starts
+    beside the plaintext one (`make test` starts both)."""
+    admin = KAFKA_SCRAM.secrets / f"{ADMIN}.password"
+    if not (admin.is_file() and kafka_reachable(**KAFKA_SCRAM.as_admin())):
+        missing_dependency(
+            f"Kafka with SASL/SCRAM at {KAFKA_SCRAM.bootstrap} "
+            "(run `KAFKA_AUTH=scram make kafka-up`)"
+        )
+    return KAFKA_SCRAM
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -17,8 +17,11 @@ from pathlib import Path
 from civitas import catalog
 from civitas.eventkit import setting
 from civitas.eventkit.files import private_dirs
+from civitas.eventkit.kafka.security import PLAINTEXT, KafkaSecurity
 from civitas.eventkit.kafka.topics import check_namespace
 from civitas.eventkit.projection import Retrying
+
+from .kafka_access import principal
 
 # Each service's default ports, as its spec declares them: gRPC, metrics.
 PORTS = {spec.name: (spec.grpc_port, spec.metrics_port) for spec in catalog.SERVICES}
@@ -96,6 +99,7 @@ class ServiceSettings:
     auth_secret: str = field(repr=False)
     kafka_bootstrap: str | None
     kafka_namespace: str
+    kafka_security: KafkaSecurity
     var_dir: Path
     peers: dict[str, str]
     environ: Mapping[str, str] = field(repr=False, compare=False)
@@ -122,6 +126,7 @@ class ServiceSettings:
             auth_secret=secret,
             kafka_bootstrap=where.kafka_bootstrap,
             kafka_namespace=where.kafka_namespace,
+            kafka_security=kafka_security(service, env),
             var_dir=where.var_dir,
             peers={
                 peer: env.get(f"CIVITAS_{peer.upper()}_ADDRESS") or f"127.0.0.1:{ports[0]}"
@@ -163,6 +168,52 @@ class ServiceSettings:
         for a process manager that reads it directly in the embedded default."""
         shared = {"CIVITAS_AUTH_SECRET": self.auth_secret, "CIVITAS_VAR_DIR": str(self.var_dir)}
         return ServiceSettings.from_env(service, {**self.environ, **shared})
+
+
+def kafka_security(service: str | None, environ: Mapping[str, str] | None = None) -> KafkaSecurity:
+    """How ``service`` (None: a command-line tool) authenticates to Kafka.
+
+    ``CIVITAS_KAFKA_SECURITY_PROTOCOL``: PLAINTEXT (the default), SASL_PLAINTEXT or
+    SASL_SSL; with SASL, ``CIVITAS_KAFKA_SASL_MECHANISM`` (SCRAM-SHA-512),
+    ``CIVITAS_KAFKA_USERNAME`` (a service's own principal ``civitas-<service>`` when
+    unset), the password in the file ``CIVITAS_KAFKA_PASSWORD_FILE`` names (a mounted
+    secret; read at start, so a rotated password takes a restart) or, for local use,
+    ``CIVITAS_KAFKA_PASSWORD``, and for SASL_SSL ``CIVITAS_KAFKA_CA_FILE``. Each may be
+    set for one service alone (``CIVITAS_CASES_KAFKA_USERNAME``). A bad value is refused
+    with the variables to set."""
+    env = environment() if environ is None else environ
+
+    def get(name: str, default: str | None = None) -> str | None:
+        return setting(f"kafka_{name}", service, default, environ=env)
+
+    protocol = get("security_protocol", "PLAINTEXT") or "PLAINTEXT"
+    if protocol == "PLAINTEXT":
+        return PLAINTEXT
+    username = get("username") or (principal(service) if service else None)
+    try:
+        return KafkaSecurity(
+            protocol,
+            get("sasl_mechanism", "SCRAM-SHA-512") or "SCRAM-SHA-512",
+            username,
+            _kafka_password(get("password_file"), get("password")),
+            get("ca_file"),
+        )
+    except ValueError as refused:
+        raise ValueError(
+            f"{refused}: set CIVITAS_KAFKA_SECURITY_PROTOCOL, CIVITAS_KAFKA_SASL_MECHANISM, "
+            "CIVITAS_KAFKA_USERNAME and CIVITAS_KAFKA_PASSWORD_FILE (or CIVITAS_KAFKA_PASSWORD)"
+        ) from None
+
+
+def _kafka_password(file: str | None, given: str | None) -> str | None:
+    if not file:
+        return given
+    try:
+        return Path(file).read_text().strip() or None
+    except OSError as unreadable:
+        raise ValueError(
+            f"CIVITAS_KAFKA_PASSWORD_FILE {file} cannot be read ({unreadable.strerror})"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

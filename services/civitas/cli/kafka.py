@@ -1,13 +1,17 @@
-"""``civitas kafka delete-topics``: clear a namespace's topics, after asking."""
+"""``civitas kafka delete-topics``: clear a namespace's topics, after asking;
+``civitas kafka acls``: what each service's principal may do, shown or applied."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 
-from civitas.chassis.settings import from_environment
+from civitas.chassis.kafka_access import platform_grants, strimzi_acls
+from civitas.chassis.settings import from_environment, kafka_security
 from civitas.cli.options import Commands, confirmed, kafka_namespace
+from civitas.eventkit.kafka.acls import create_acls
 from civitas.eventkit.kafka.topics import delete_topics, namespace_topics
 
 
@@ -31,10 +35,34 @@ def kafka(commands: Commands, var_default: str) -> None:
     )
     delete.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     delete.set_defaults(run=_delete_topics)
+    _acls_command(actions)
+
+
+def _acls_command(actions: Commands) -> None:
+    acls = actions.add_parser(
+        "acls",
+        help="each service's Kafka ACLs, from the catalog (printed, or applied)",
+        description="Print, as JSON by principal (civitas-<service>) in the shape of a "
+        "Strimzi KafkaUser's spec.authorization.acls, what each service may do in a "
+        "namespace: write its own topics, read the topics it consumes, use its consumer "
+        "groups. With --apply, create them on the broker, as the principal the "
+        "CIVITAS_KAFKA_* settings name (a super user).",
+    )
+    acls.add_argument("--namespace", default="civitas", type=kafka_namespace)
+    acls.add_argument(
+        "--kafka",
+        default=from_environment("kafka_bootstrap", default="127.0.0.1:9092"),
+        help="bootstrap servers, for --apply (default: $CIVITAS_KAFKA_BOOTSTRAP or %(default)s)",
+    )
+    shown = acls.add_mutually_exclusive_group()
+    shown.add_argument("--apply", action="store_true", help="create them on the broker")
+    shown.add_argument("--principals", action="store_true", help="list the principals only")
+    acls.set_defaults(run=_acls)
 
 
 def _delete_topics(args: argparse.Namespace) -> int:
-    topics = asyncio.run(namespace_topics(args.kafka, args.namespace))
+    security = kafka_security(None)
+    topics = asyncio.run(namespace_topics(args.kafka, args.namespace, security))
     if not topics:
         print(f"civitas: no topics in namespace {args.namespace} on {args.kafka}")
         return 0
@@ -46,6 +74,18 @@ def _delete_topics(args: argparse.Namespace) -> int:
     ):
         print("civitas: nothing deleted", file=sys.stderr)
         return 1
-    asyncio.run(delete_topics(args.kafka, topics))
+    asyncio.run(delete_topics(args.kafka, topics, security))
     print(f"civitas: {len(topics)} deleted")
+    return 0
+
+
+def _acls(args: argparse.Namespace) -> int:
+    granted = platform_grants(args.namespace)
+    if args.principals:
+        print("\n".join(granted))
+    elif args.apply:
+        created = asyncio.run(create_acls(args.kafka, granted, kafka_security(None)))
+        print(f"civitas: {created} ACLs for {len(granted)} principals on {args.kafka}")
+    else:
+        print(json.dumps({who: strimzi_acls(grants) for who, grants in granted.items()}, indent=2))
     return 0

@@ -28,6 +28,7 @@ from ..parking import Parking, Undecodable, event_to_json
 from ..projection import BatchHandler
 from ..records import MAX_STREAM_ID_LENGTH, EventFilter, RecordedEvent
 from .envelope import UndecodableMessage, decode_message
+from .security import PLAINTEXT, KafkaSecurity
 from .topics import dead_letter_spec, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ class KafkaFeed:
         namespace: str,
         batch_size: int = 500,
         batch_timeout_ms: int = 20,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = list(topics)
         self.group = f"{namespace}.{group}"
         self.batch_size = batch_size
@@ -82,7 +85,7 @@ class KafkaFeed:
     ) -> None:
         """Consume until cancelled. A message that is not an event goes to the dead-letter
         topic and, given ``undecodable``, is parked in the consumer's store too."""
-        await ensure_topics(self.bootstrap, [self.dead_letters])
+        await ensure_topics(self.bootstrap, [self.dead_letters], self.security)
         broker = KafkaBroker(
             self.bootstrap,
             enable_idempotence=True,
@@ -90,6 +93,7 @@ class KafkaFeed:
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
             allow_auto_create_topics=False,  # FastStream would make them: 1 partition
             logger=None,
+            security=self.security.faststream(),
         )
 
         @broker.subscriber(
@@ -173,8 +177,10 @@ class KafkaFeed:
         has committed none), and the age of the oldest message it has not committed.
         Sets ``civitas_consumer_lag_messages`` per topic too. ``after`` and ``filter``
         are the store feed's business: a group's offsets say it all."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security.aiokafka())
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.security.aiokafka()
+        )
         await admin.start()
         await reader.start()
         try:

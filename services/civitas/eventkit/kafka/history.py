@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ..store import EventStore
 from .envelope import UndecodableMessage, decode_message
+from .security import PLAINTEXT, KafkaSecurity
 from .topics import namespace_of
 
 NAMESPACE_SETTING = "CIVITAS_KAFKA_NAMESPACE"
@@ -80,10 +81,12 @@ async def owner_of(store: EventStore, topic: str) -> Owner:
     return Owner(await store.identity(), published_before=published > 0)
 
 
-async def check_history(bootstrap: str, topic: str, owner: Owner) -> None:
+async def check_history(
+    bootstrap: str, topic: str, owner: Owner, security: KafkaSecurity = PLAINTEXT
+) -> None:
     """Raise :class:`ForeignHistory` unless every partition's last message came from
     ``owner`` (an empty or missing topic is anyone's)."""
-    for found in await last_origins(bootstrap, topic):
+    for found in await last_origins(bootstrap, topic, security):
         if found == owner.identity or (found is None and owner.published_before):
             continue
         raise ForeignHistory(topic, found, owner.identity, namespace_of(topic))
@@ -93,20 +96,23 @@ READ_WITHIN_MS = 10_000  # to read the last messages of a topic
 LOOK_BACK = 100  # messages read back from a partition's end to find its last event
 
 
-async def last_origins(bootstrap: str, topic: str) -> list[str | None]:
+async def last_origins(
+    bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT
+) -> list[str | None]:
     """The store identity of the last event of each non-empty partition of ``topic``
     (None for an envelope without one), read back past messages that are no envelopes;
     raises :class:`UnreadableHistory` when none of a partition's last
     :data:`LOOK_BACK` messages is one."""
-    return await asyncio.to_thread(_last_origins, bootstrap, topic)
+    return await asyncio.to_thread(_last_origins, bootstrap, topic, security)
 
 
-def _last_origins(bootstrap: str, topic: str) -> list[str | None]:
+def _last_origins(bootstrap: str, topic: str, security: KafkaSecurity) -> list[str | None]:
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         allow_auto_create_topics=False,  # asking about a topic must not make it
         request_timeout_ms=READ_WITHIN_MS,
+        **security.kafka_python(),
     )
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

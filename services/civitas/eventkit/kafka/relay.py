@@ -29,12 +29,13 @@ from ..repository import is_snapshot
 from ..store import EventStore
 from .envelope import encode_event
 from .history import ForeignHistory, check_history, owner_of, relay_checkpoint
+from .security import PLAINTEXT, KafkaSecurity
 from .topics import MAX_MESSAGE_BYTES, TopicMismatch, TopicSpec, ensure_topics
 
 log = logging.getLogger(__name__)
 
 
-def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:
+def idempotent_producer(bootstrap: str, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaProducer:
     """The relay's producer: idempotent, waits for all in-sync replicas, batches briefly.
 
     The relay is the hot path, so it drives aiokafka (the producer FastStream wraps)
@@ -48,6 +49,7 @@ def idempotent_producer(bootstrap: str) -> AIOKafkaProducer:
         max_batch_size=512 * 1024,
         max_request_size=MAX_MESSAGE_BYTES,
         client_id="civitas-relay",
+        **security.aiokafka(),
     )
 
 
@@ -63,10 +65,12 @@ class Relay:
         batch_size: int = 1000,
         window: int = 4,
         retry_delay: float = 1.0,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
-        self.producer = idempotent_producer(bootstrap)
+        self.security = security
+        self.producer = idempotent_producer(bootstrap, security)
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[bytes, int] = {}
         self._partition_count = 0
@@ -85,9 +89,9 @@ class Relay:
         create the topic if it is missing (or refuse one that differs from its
         declaration), and connect the producer."""
         owner = await owner_of(self.store, self.topic.name)
-        await check_history(self.bootstrap, self.topic.name, owner)
+        await check_history(self.bootstrap, self.topic.name, owner, self.security)
         self.identity = owner.identity
-        await ensure_topics(self.bootstrap, [self.topic])
+        await ensure_topics(self.bootstrap, [self.topic], self.security)
         await self.producer.start()
 
     async def stop(self) -> None:

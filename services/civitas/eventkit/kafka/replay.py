@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from ..records import EventFilter, RecordedEvent
 from .envelope import UndecodableMessage, decode_message
+from .security import PLAINTEXT, KafkaSecurity
 
 
 class KafkaReplayFeed:
@@ -21,8 +22,15 @@ class KafkaReplayFeed:
 
     complete_streams = True  # every message of the topics: the runner sees whole streams
 
-    def __init__(self, bootstrap: str, topics: list[str], batch_size: int = 1000) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        batch_size: int = 1000,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = topics
         self.batch_size = batch_size
         self.total = 0  # messages to read, known after the first read
@@ -74,10 +82,13 @@ class KafkaReplayFeed:
         if self._consumer is not None:
             return self._consumer
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            **self.security.aiokafka(),
         )
         await consumer.start()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security.aiokafka())
         await admin.start()
         try:
             described = await admin.describe_topics(self.topics)

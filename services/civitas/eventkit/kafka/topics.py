@@ -13,6 +13,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from .security import PLAINTEXT, KafkaSecurity
+
 FOREVER = -1
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # above the store's 1 MiB events plus their envelope
 
@@ -83,12 +85,13 @@ class TopicMismatch(RuntimeError):
 
 
 @contextlib.contextmanager
-def _admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
+def _admin(bootstrap: str, security: KafkaSecurity) -> Iterator[KafkaAdminClient]:
     admin = KafkaAdminClient(  # bounded waits: the caller retries, a thread must not hang
         bootstrap_servers=bootstrap,
         client_id="civitas-admin",
         bootstrap_timeout_ms=5000,
         request_timeout_ms=10000,
+        **security.kafka_python(),
     )
     try:
         yield admin
@@ -140,8 +143,10 @@ def _partitions(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
     return counts
 
 
-def _ensure(bootstrap: str, specs: Sequence[TopicSpec], create: bool) -> list[str]:
-    with _admin(bootstrap) as admin:
+def _ensure(
+    bootstrap: str, specs: Sequence[TopicSpec], create: bool, security: KafkaSecurity
+) -> list[str]:
+    with _admin(bootstrap, security) as admin:
         existing = set(admin.list_topics())
         _check(admin, [spec for spec in specs if spec.name in existing])
         missing = [spec for spec in specs if spec.name not in existing]
@@ -155,35 +160,46 @@ def _ensure(bootstrap: str, specs: Sequence[TopicSpec], create: bool) -> list[st
         return [spec.name for spec in missing]
 
 
-async def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
+async def ensure_topics(
+    bootstrap: str, specs: Sequence[TopicSpec], security: KafkaSecurity = PLAINTEXT
+) -> None:
     """Create the declared topics that do not exist yet (a publisher's duty: consumers
     never create topics), and raise :class:`TopicMismatch` for one that exists but
     has fewer partitions or another retention than declared."""
-    await asyncio.to_thread(_ensure, bootstrap, specs, True)
+    await asyncio.to_thread(_ensure, bootstrap, specs, True, security)
 
 
-async def check_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> list[str]:
+async def check_topics(
+    bootstrap: str, specs: Sequence[TopicSpec], security: KafkaSecurity = PLAINTEXT
+) -> list[str]:
     """Raise :class:`TopicMismatch` as :func:`ensure_topics` would, creating nothing;
     return the names of the declared topics that do not exist yet."""
-    return await asyncio.to_thread(_ensure, bootstrap, specs, False)
+    return await asyncio.to_thread(_ensure, bootstrap, specs, False, security)
 
 
-def _namespace_topics(bootstrap: str, namespace: str) -> list[str]:
-    with _admin(bootstrap) as admin:
+def _namespace_topics(bootstrap: str, namespace: str, security: KafkaSecurity) -> list[str]:
+    with _admin(bootstrap, security) as admin:
         return sorted(n for n in admin.list_topics() if n.startswith(f"{namespace}."))
 
 
-def _delete(bootstrap: str, names: Sequence[str]) -> None:
-    with _admin(bootstrap) as admin:
+def _delete(bootstrap: str, names: Sequence[str], security: KafkaSecurity) -> None:
+    with _admin(bootstrap, security) as admin:
         admin.delete_topics(list(names))
 
 
-async def namespace_topics(bootstrap: str, namespace: str) -> list[str]:
-    """Every topic of ``namespace`` on the broker, sorted."""
-    return await asyncio.to_thread(_namespace_topics, bootstrap, check_namespace(namespace))
+async def namespace_topics(
+    bootstrap: str, namespace: str, security: KafkaSecurity = PLAINTEXT
+) -> list[str]:
+    """Every topic of ``namespace`` on the broker that ``security``'s principal may see,
+    sorted."""
+    return await asyncio.to_thread(
+        _namespace_topics, bootstrap, check_namespace(namespace), security
+    )
 
 
-async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+async def delete_topics(
+    bootstrap: str, names: Sequence[str], security: KafkaSecurity = PLAINTEXT
+) -> None:
     """Delete the named topics, and every message in them."""
     if names:
-        await asyncio.to_thread(_delete, bootstrap, names)
+        await asyncio.to_thread(_delete, bootstrap, names, security)
