@@ -31,6 +31,8 @@ from civitas.eventkit.anchors import (
 )
 from civitas.eventkit.clock import Clock, SystemClock
 from civitas.eventkit.kafka import TopicSpec, ensure_topics
+from civitas.eventkit.kafka.security import PLAINTEXT, KafkaSecurity
+from civitas.eventkit.lease import lease_at
 from civitas.eventkit.metrics import ANCHOR_LAST_SUCCESS, ANCHORING_REFUSALS
 
 from .settings import ServiceSettings
@@ -198,8 +200,11 @@ class KafkaAnchors:
     """Publishes anchors to ``civitas.<service>.anchors.v1`` (one partition, kept forever).
     A failed publish is logged; the anchors file keeps the anchor either way."""
 
-    def __init__(self, bootstrap: str, topic: TopicSpec) -> None:
+    def __init__(
+        self, bootstrap: str, topic: TopicSpec, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.spec = topic
         self.topic = topic.name
         self._producer: AIOKafkaProducer | None = None
@@ -208,7 +213,10 @@ class KafkaAnchors:
         """The last anchor on the topic (its one partition's last message), or None when
         the topic is empty or not there yet."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=10_000,
+            **self.security.aiokafka(),
         )
         await consumer.start()
         try:
@@ -229,8 +237,10 @@ class KafkaAnchors:
         """Publish one anchor; False (logged) when Kafka did not take it."""
         try:
             if self._producer is None:
-                await ensure_topics(self.bootstrap, [self.spec])
-                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+                await ensure_topics(self.bootstrap, [self.spec], self.security)
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap, acks="all", **self.security.aiokafka()
+                )
                 await producer.start()
                 self._producer = producer
             await self._producer.send_and_wait(
@@ -248,7 +258,10 @@ class KafkaAnchors:
 
 @contextlib.asynccontextmanager
 async def anchoring(store: EventStore, settings: ServiceSettings) -> AsyncIterator[None]:
-    """Run the service's anchoring task while inside (none when its interval is 0)."""
+    """Run the service's anchoring task while inside (none when its interval is 0), on
+    one replica at a time (under the lease ``anchoring-<service>``). Replicas that
+    take it over must share the anchors file (``var``), or each holder's file is
+    behind the topic and it refuses to sign."""
     anchor_settings = AnchorSettings.of(settings.service, settings.var_dir, settings.environ)
     if not anchor_settings.every:
         yield
@@ -256,12 +269,16 @@ async def anchoring(store: EventStore, settings: ServiceSettings) -> AsyncIterat
     kafka = None
     if settings.kafka_bootstrap:
         topic = anchors_spec(settings.service, settings.kafka_namespace)
-        kafka = KafkaAnchors(settings.kafka_bootstrap, topic)
-    anchorer = Anchorer(store, anchor_settings, kafka=kafka)
-    from .service import in_background  # service.py starts this task: imported late
+        kafka = KafkaAnchors(settings.kafka_bootstrap, topic, settings.kafka_security)
+    lease = lease_at(settings.read_model_url, f"anchoring-{settings.service}")
+
+    async def anchor() -> None:  # anew at each lease taken: another may have signed since
+        await Anchorer(store, anchor_settings, kafka=kafka).run()
+
+    from .service import leading  # service.py starts this task: imported late
 
     try:
-        async with in_background(f"anchoring-{settings.service}", anchorer.run):
+        async with leading(lease, anchor):
             yield
     finally:
         if kafka is not None:

@@ -34,10 +34,16 @@ class GrpcServer:
     health: health_aio.HealthServicer
     service_names: tuple[str, ...]
 
+    async def say_serving(self, serving: bool) -> None:
+        """Set the health status of the server and each of its services: SERVING or
+        NOT_SERVING (the replica's readiness: see :mod:`civitas.chassis.readiness`)."""
+        status = health_pb2.HealthCheckResponse
+        for name in ("", *self.service_names):
+            await self.health.set(name, status.SERVING if serving else status.NOT_SERVING)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Say NOT_SERVING, let calls in flight finish (up to ``grace`` seconds), stop."""
-        for name in ("", *self.service_names):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.say_serving(False)
         await self.server.stop(grace)
 
 

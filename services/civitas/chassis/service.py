@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from civitas.eventkit import (
     open_event_store,
 )
 from civitas.eventkit.kafka import KafkaFeed, events_topic
+from civitas.eventkit.lease import Lease, lease_in
 from civitas.eventkit.metrics import CONSUMER_FAILURES
 from civitas.eventkit.personal import PersonalDataVault
 from civitas.eventkit.process import ProcessManager, ProcessManagerRunner
@@ -34,6 +36,16 @@ from civitas.eventkit.projection import RETRYING, Retrying
 from .anchoring import anchoring
 from .auth import TokenAuthority
 from .logs import configure_logging
+from .readiness import (
+    FAILING_AFTER,
+    LEASE_ACQUIRED,
+    LEASE_HELD,
+    LEASE_LOST,
+    STEADY_SECONDS,
+    Readiness,
+    composing,
+    current_readiness,
+)
 from .requests import RequestLog
 from .server import (
     AddServicer,
@@ -58,11 +70,14 @@ class Infrastructure:
     vault: PersonalDataVault
     authority: TokenAuthority
     retrying: Retrying = RETRYING
+    readiness: Readiness = field(default_factory=Readiness)
 
 
 @contextlib.asynccontextmanager
 async def infrastructure(settings: ServiceSettings) -> AsyncIterator[Infrastructure]:
-    """Open what the settings name; close it all on the way out."""
+    """Open what the settings name; close it all on the way out. The works started
+    inside report their health to this replica's readiness (see
+    :mod:`civitas.chassis.readiness`)."""
     store = await open_event_store(settings.eventstore_url)
     read_models = create_read_model_engine(settings.read_model_url)
     vault_engine = create_read_model_engine(settings.vault_url)
@@ -70,7 +85,9 @@ async def infrastructure(settings: ServiceSettings) -> AsyncIterator[Infrastruct
         vault = PersonalDataVault(vault_engine)
         await vault.setup()
         authority = TokenAuthority(settings.auth_secret)
-        yield Infrastructure(store, read_models, vault, authority, settings.retrying())
+        with composing(Readiness()) as readiness:
+            retrying = settings.retrying()
+            yield Infrastructure(store, read_models, vault, authority, retrying, readiness)
     finally:
         await store.close()
         read_models.dispose()
@@ -112,29 +129,67 @@ async def serving(
         requests=requests,
     )
     try:
-        async with anchoring(infra.store, settings):
+        async with (
+            anchoring(infra.store, settings),
+            in_background("readiness", lambda: reporting(infra.readiness, server)),
+        ):
             yield server
     finally:
         await server.stop()
 
 
-async def keep_running(name: str, work: Callable[[], Awaitable[None]], pause: float = 1.0) -> None:
-    """Run ``work`` until cancelled; when it fails, log why and start it again after a
-    pause, so a background loop never dies silently while the service says SERVING."""
+async def reporting(readiness: Readiness, server: GrpcServer, every: float = 0.5) -> None:
+    """Keep the server's health status the replica's readiness, until cancelled."""
+    said = True  # a server starts SERVING
     while True:
+        if readiness.serving != said:
+            said = readiness.serving
+            log.warning("readiness", serving=said, failing=readiness.why_not)
+            await server.say_serving(said)
+        await asyncio.sleep(every)
+
+
+async def keep_running(
+    name: str,
+    work: Callable[[], Awaitable[None]],
+    pause: float = 1.0,
+    readiness: Readiness | None = None,
+) -> None:
+    """Run ``work`` until cancelled; when it fails, log why and start it again after a
+    pause, so a background loop never dies silently. With a ``readiness``, a work that
+    keeps failing makes the replica not ready until a run of it holds (see
+    :mod:`civitas.chassis.readiness`)."""
+    failures = 0
+    loop = asyncio.get_running_loop()
+    while True:
+        started = time.monotonic()
+        steady = loop.call_later(STEADY_SECONDS, readiness.healthy, name) if readiness else None
         try:
             await work()
             return
-        except Exception:
+        except Exception as error:
+            failures = 1 if time.monotonic() - started >= STEADY_SECONDS else failures + 1
             CONSUMER_FAILURES.labels(name, "restart").inc()
             log.exception("background task failed; restarting", task=name)
+            if readiness is not None and failures >= FAILING_AFTER:
+                readiness.failing(name, f"{type(error).__name__}: {error}")
             await asyncio.sleep(pause)
+        finally:
+            if steady is not None:
+                steady.cancel()
 
 
 @contextlib.asynccontextmanager
 async def in_background(name: str, work: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
     """Keep ``work`` running (restarted on failure) while inside."""
-    task = asyncio.create_task(keep_running(name, work), name=name)
+    async with _task(name, keep_running(name, work)):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _task(name: str, work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``work`` as a task while inside; cancelled on the way out."""
+    task = asyncio.create_task(work, name=name)
     try:
         yield
     finally:
@@ -144,10 +199,69 @@ async def in_background(name: str, work: Callable[[], Awaitable[None]]) -> Async
 
 
 @contextlib.asynccontextmanager
+async def leading(lease: Lease, work: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run ``work`` (restarted on failure) while inside, only while this replica holds
+    ``lease``: taken when free, and when lost, the work is cancelled at once and the
+    lease waited for again. Acquisitions and losses are logged and counted."""
+    async with _task(lease.work, _lead(lease, work, current_readiness())):
+        yield
+
+
+async def _lead(lease: Lease, work: Callable[[], Awaitable[None]], readiness: Readiness) -> None:
+    name = lease.work
+    try:
+        while True:
+            await lease.acquire()
+            LEASE_HELD.labels(name).set(1)
+            LEASE_ACQUIRED.labels(name).inc()
+            log.info("lease acquired: running", work=name)
+            if await _until_lost(lease, work, readiness):
+                return
+            LEASE_HELD.labels(name).set(0)
+            LEASE_LOST.labels(name).inc()
+            readiness.healthy(name)  # stopped here: its health is its next holder's
+            log.warning("lease lost: work stopped", work=name)
+    finally:
+        LEASE_HELD.labels(name).set(0)
+        readiness.healthy(name)
+        await lease.release()
+
+
+async def _until_lost(
+    lease: Lease, work: Callable[[], Awaitable[None]], readiness: Readiness
+) -> bool:
+    """Run ``work`` until it returns (True) or the lease is lost (False, work cancelled)."""
+    running = asyncio.create_task(keep_running(lease.work, work, readiness=readiness))
+    losing = asyncio.create_task(lease.lost())
+    try:
+        await asyncio.wait((running, losing), return_when=asyncio.FIRST_COMPLETED)
+        return running.done()
+    finally:
+        running.cancel()
+        losing.cancel()
+        await asyncio.gather(running, losing, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def once(name: str, runner: ProjectionRunner | ProcessManagerRunner) -> AsyncIterator[None]:
+    """Run a consumer while inside: on a store feed, on one replica at a time (under a
+    lease in its read-model database); on Kafka, in every replica, the consumer group
+    assigning each partition to one of them."""
+    if isinstance(runner.feed, StoreFeed):
+        async with leading(await lease_in(runner.engine, name), runner.run):
+            yield
+    else:
+        async with in_background(name, runner.run):
+            yield
+
+
+@contextlib.asynccontextmanager
 async def projecting(runner: ProjectionRunner) -> AsyncIterator[ProjectionRunner]:
-    """Keep a projection following its feed while inside (restarted on failure)."""
+    """Keep a projection following its feed while inside (restarted on failure; on a
+    store feed, on one replica at a time). Every replica can still wait for it
+    (``runner.wait_until_caught_up`` reads its position from the database)."""
     await runner.setup()
-    async with in_background(f"projection-{runner.projection.name}", runner.run):
+    async with once(f"projection-{runner.projection.name}", runner):
         yield runner
 
 
@@ -178,7 +292,10 @@ async def events_of(
     if settings.kafka_bootstrap:
         namespace = settings.kafka_namespace
         topic = events_topic(service, namespace)
-        yield KafkaFeed(settings.kafka_bootstrap, [topic], group, namespace=namespace)
+        security = settings.kafka_security
+        yield KafkaFeed(
+            settings.kafka_bootstrap, [topic], group, namespace=namespace, security=security
+        )
     elif service == settings.service and own_store is not None:
         yield StoreFeed(own_store)
     else:
@@ -193,8 +310,9 @@ async def events_of(
 async def reacting(
     manager: ProcessManager, service: str, settings: ServiceSettings, infra: Infrastructure
 ) -> AsyncIterator[ProcessManagerRunner]:
-    """Keep a process manager following ``service``'s events while inside. A peer that
-    cannot be reached is waited for; a domain refusal passes the event over, logged."""
+    """Keep a process manager following ``service``'s events while inside (on a store
+    feed, on one replica at a time). A peer that cannot be reached is waited for; a
+    domain refusal passes the event over, logged."""
     async with events_of(service, settings, infra.store, manager.name) as feed:
         runner = ProcessManagerRunner(
             manager,
@@ -206,7 +324,7 @@ async def reacting(
             retrying=settings.retrying(),
         )
         await runner.setup()
-        async with in_background(manager.name, runner.run):
+        async with once(manager.name, runner):
             yield runner
 
 
