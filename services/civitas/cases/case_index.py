@@ -18,9 +18,10 @@ import sqlalchemy as sa
 import structlog
 from prometheus_client import Gauge
 
-from civitas.chassis.service import in_background
+from civitas.chassis.service import leading
 from civitas.errors import InvalidInput
 from civitas.eventkit import Clock, Projection, RecordedEvent, handles
+from civitas.eventkit.lease import lease_in
 from civitas.eventkit.readmodels import create_tables
 from civitas.geography import street_of
 
@@ -292,7 +293,9 @@ async def supervising(
     clock: Clock,
     every_seconds: float,
 ) -> AsyncIterator[None]:
-    """Run the supervisor while inside: notices for breached deadlines, and the gauges."""
+    """Run the supervisor while inside, on one replica at a time (under the lease
+    ``cases-supervisor`` in the case index's database): notices for breached
+    deadlines, and the gauges (set by the replica that supervises)."""
 
     async def loop() -> None:
         while True:
@@ -307,5 +310,5 @@ async def supervising(
             OVERDUE_CASES.set(overdue)
             await asyncio.sleep(every_seconds)
 
-    async with in_background("supervisor", loop):
+    async with leading(await lease_in(queries.engine, "cases-supervisor"), loop):
         yield
