@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from civitas import catalog as services
-from civitas.chassis.settings import Locations
+from civitas.chassis.settings import Locations, kafka_security
 from civitas.contracts import schemas_of
 from civitas.eventkit import (
     CatchUpFeed,
@@ -323,7 +323,7 @@ async def replay_from_kafka(
         if swapping_from
         else None
     )
-    kafka = KafkaReplayFeed(origin.kafka_bootstrap, [topic])
+    kafka = KafkaReplayFeed(origin.kafka_bootstrap, [topic], security=kafka_security(service))
     try:
         feed = ProgressFeed(kafka, bar, by_position=False)
         check = schemas_of(service).check

@@ -12,19 +12,26 @@ from collections.abc import Sequence
 
 from civitas.eventkit import open_event_store
 from civitas.eventkit.kafka.history import check_history, owner_of
+from civitas.eventkit.kafka.security import PLAINTEXT, KafkaSecurity
 from civitas.eventkit.kafka.topics import check_topics
 
 from .settings import Locations
 from .topics import events_spec, platform_topics
 
 
-async def check_kafka(bootstrap: str, namespace: str, keepers: Sequence[Locations]) -> None:
+async def check_kafka(
+    bootstrap: str,
+    namespace: str,
+    keepers: Sequence[Locations],
+    security: KafkaSecurity = PLAINTEXT,
+) -> None:
     """Raise :class:`~civitas.eventkit.kafka.topics.TopicMismatch` for a topic of the
     namespace that differs from its declaration, or
     :class:`~civitas.eventkit.kafka.history.ForeignHistory` for an events topic that
     holds another store's events than its service's. Creates nothing on Kafka (a
-    service's store is made if it is missing, as the service would make it)."""
-    await check_topics(bootstrap, platform_topics(namespace))
+    service's store is made if it is missing, as the service would make it). With ACLs,
+    ``security`` names a principal that may describe and read every topic: an admin."""
+    await check_topics(bootstrap, platform_topics(namespace), security)
     for where in keepers:
         topic = events_spec(where.service, namespace).name
         store = await open_event_store(where.eventstore_url)
@@ -32,4 +39,4 @@ async def check_kafka(bootstrap: str, namespace: str, keepers: Sequence[Location
             owner = await owner_of(store, topic)
         finally:
             await store.close()
-        await check_history(bootstrap, topic, owner)
+        await check_history(bootstrap, topic, owner, security)

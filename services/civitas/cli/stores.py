@@ -7,7 +7,7 @@ import asyncio
 
 from civitas import catalog
 from civitas.chassis.logs import redact_text
-from civitas.chassis.settings import Locations, from_environment
+from civitas.chassis.settings import Locations, from_environment, kafka_security
 from civitas.cli.options import Commands, kafka_namespace, until_interrupted
 from civitas.eventkit import open_event_store
 from civitas.eventkit.config import DEFAULT_EVENTSTORE_URL
@@ -65,7 +65,8 @@ async def _publish(args: argparse.Namespace) -> None:
     topic = events_spec(args.service, args.namespace)
     print(f"civitas: relaying {redact_text(url)} to {topic.name} on {bootstrap}", flush=True)
     try:
-        await Relay(store, bootstrap, topic, batch_size=args.batch_size).run()
+        security = kafka_security(args.service)  # its own principal, unless set otherwise
+        await Relay(store, bootstrap, topic, batch_size=args.batch_size, security=security).run()
     finally:
         await store.close()
 
