@@ -5,11 +5,8 @@ Deployment of every overlay is hardened and probed over gRPC health.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,26 +16,20 @@ import pytest
 from civitas import catalog
 from civitas.chassis.settings import PORTS
 from civitas.chassis.topics import events_spec
-from tests.conftest import missing_dependency
+from tests.support.manifests import (
+    OVERLAYS,
+    ROOT,
+    configured,
+    host,
+    load_yaml,
+    of_kind,
+    overlay_named,
+    service_deployments,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "deploy" / "docker"
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
-OVERLAYS = sorted(p for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
 SERVICES = sorted(PORTS)
-
-
-def host(service: str) -> str:
-    """The service's host name in compose and Kubernetes (no underscores in DNS names)."""
-    return service.replace("_", "-")
-
-
-def load_yaml(text: str) -> list[Any]:
-    try:
-        import yaml
-    except ImportError:
-        missing_dependency("PyYAML (make deploy-check installs it into .venv)")
-    return [document for document in yaml.safe_load_all(text) if document is not None]
 
 
 def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
@@ -136,42 +127,12 @@ def test_compose_prometheus_scrapes_every_service_under_its_name_with_the_shippe
     assert "--config.file=/etc/prometheus/compose.yml" in prometheus["command"]
 
 
-@functools.cache
-def rendered(overlay: Path) -> tuple[dict[str, Any], ...]:
-    if shutil.which("kubectl") is None:
-        missing_dependency("kubectl (to render the kustomize overlays)")
-    run = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
-    )
-    return tuple(load_yaml(run.stdout))
-
-
-def of_kind(overlay: Path, kind: str) -> list[dict[str, Any]]:
-    return [resource for resource in rendered(overlay) if resource["kind"] == kind]
-
-
-def configured(overlay: Path, container: dict[str, Any]) -> dict[str, str]:
-    """The settings a container takes from the overlay's ConfigMaps (``envFrom``)."""
-    configs = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(overlay, "ConfigMap")}
-    names = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
-    return {k: v for name in names for k, v in configs[name].items()}
-
-
-def service_deployments(overlay: Path) -> list[dict[str, Any]]:
-    """The services' Deployments (not a component's, such as the tracing collector)."""
-    return [
-        d
-        for d in of_kind(overlay, "Deployment")
-        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "service"
-    ]
-
-
 def test_there_are_dev_and_prod_overlays() -> None:
     assert {"dev", "prod"} <= {overlay.name for overlay in OVERLAYS}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
-def test_every_deployment_is_hardened_bounded_and_probed_over_grpc_health(overlay: Path) -> None:
+def test_every_deployment_is_hardened_bounded_and_probed_on_its_grpc_port(overlay: Path) -> None:
     deployments = service_deployments(overlay)
     assert sorted(d["metadata"]["name"] for d in deployments) == sorted(map(host, SERVICES))
     for deployment in deployments:
@@ -187,20 +148,44 @@ def test_every_deployment_is_hardened_bounded_and_probed_over_grpc_health(overla
         assert security["capabilities"]["drop"] == ["ALL"]
         assert set(resources["requests"]) >= {"cpu", "memory"}
         assert set(resources["limits"]) >= {"cpu", "memory"}
-        assert container["livenessProbe"]["grpc"]["port"] == grpc_port
         assert container["readinessProbe"]["grpc"]["port"] == grpc_port
+        assert container["livenessProbe"]["tcpSocket"]["port"] == grpc_port
+
+
+def mounted(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str]:
+    """The Secret and key a file path of the container comes from."""
+    directory, _, file = path.rpartition("/")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (item,) = [i for i in volume["secret"]["items"] if i["path"] == file]
+    return volume["secret"]["secretName"], item["key"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
-def test_every_service_reads_kafka_from_the_strimzi_cluster(overlay: Path) -> None:
+def test_every_service_signs_in_to_the_strimzi_cluster_as_its_own_user_over_tls(
+    overlay: Path,
+) -> None:
     (kafka,) = of_kind(overlay, "Kafka")
+    cluster = kafka["metadata"]["name"]
+    (tls,) = [listener for listener in kafka["spec"]["kafka"]["listeners"] if listener["tls"]]
     for deployment in service_deployments(overlay):
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
         settings = configured(overlay, container)
+        env = {e["name"]: e["value"] for e in container["env"]}
         secrets = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
 
-        assert settings["CIVITAS_KAFKA_BOOTSTRAP"] == (
-            f"{kafka['metadata']['name']}-kafka-bootstrap:9092"
+        assert settings["CIVITAS_KAFKA_BOOTSTRAP"] == f"{cluster}-kafka-bootstrap:{tls['port']}"
+        assert settings["CIVITAS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert settings["CIVITAS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["CIVITAS_KAFKA_USERNAME"] == f"civitas-{deployment['metadata']['name']}"
+        assert mounted(pod, container, env["CIVITAS_KAFKA_PASSWORD_FILE"]) == (
+            env["CIVITAS_KAFKA_USERNAME"],  # the Secret Strimzi makes for the KafkaUser
+            "password",
+        )
+        assert mounted(pod, container, env["CIVITAS_KAFKA_CA_FILE"]) == (
+            f"{cluster}-cluster-ca-cert",
+            "ca.crt",
         )
         assert settings["CIVITAS_HOST"] == "0.0.0.0"
         assert secrets  # the token secret and the PostgreSQL URLs
@@ -209,7 +194,7 @@ def test_every_service_reads_kafka_from_the_strimzi_cluster(overlay: Path) -> No
 def test_the_dev_overlay_gives_each_service_postgresql_urls_without_a_schema() -> None:
     import base64
 
-    (overlay,) = [o for o in OVERLAYS if o.name == "dev"]
+    overlay = overlay_named("dev")
     (secret,) = [
         s for s in of_kind(overlay, "Secret") if s["metadata"]["name"].startswith("civitas-secrets")
     ]
@@ -288,7 +273,7 @@ def test_compose_tracing_is_wired_but_optional() -> None:
 
 
 def test_the_dev_tracing_overlay_sends_every_services_spans_to_its_collector() -> None:
-    (overlay,) = [o for o in OVERLAYS if o.name == "dev-tracing"]
+    overlay = overlay_named("dev-tracing")
     configs = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(overlay, "ConfigMap")}
     for deployment in service_deployments(overlay):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
