@@ -16,6 +16,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from civitas.chassis.kafka_access import platform_grants, principal
+from civitas.chassis.outbox import relaying
+from civitas.chassis.settings import ServiceSettings
 from civitas.chassis.topics import events_spec
 from civitas.eventkit import NewEvent, RecordedEvent, SqliteEventStore, StreamState
 from civitas.eventkit.kafka import KafkaFeed, Relay
@@ -89,6 +91,30 @@ async def test_a_services_relay_publishes_as_its_principal_and_a_consumer_reads_
         ("case-0", 0),
         ("case-0", 1),
     ]
+    await store.close()
+
+
+async def test_a_service_set_up_by_civitas_kafka_settings_relays_as_its_own_principal(
+    kafka_scram: ScramBroker, namespace: str, tmp_path: Path
+) -> None:
+    env = {
+        "CIVITAS_AUTH_SECRET": "s" * 32,
+        "CIVITAS_VAR_DIR": str(tmp_path),
+        "CIVITAS_KAFKA_BOOTSTRAP": kafka_scram.bootstrap,
+        "CIVITAS_KAFKA_NAMESPACE": namespace,
+        "CIVITAS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CIVITAS_KAFKA_PASSWORD_FILE": str(kafka_scram.secrets / "civitas-volunteers.password"),
+    }
+    settings = ServiceSettings.from_env("volunteers", env)  # no username: civitas-volunteers
+    (tmp_path / "volunteers").mkdir()  # where its read model, and the relay's lease, live
+    store = await cases_store(tmp_path / "volunteers.db")
+    async with relaying(store, settings):
+        topic = events_spec("volunteers", namespace).name
+
+        async def relayed() -> bool:
+            return messages_on(kafka_scram, topic) == 6
+
+        await eventually(relayed, "the volunteers relay to publish 6 events", 20)
     await store.close()
 
 
