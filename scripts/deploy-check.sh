@@ -7,9 +7,12 @@
 #      against the compose specification's schema (check-jsonschema's bundled copy), then
 #      loaded by compose-go, the loader of Docker Compose itself (tools/compose-config).
 #   3. Kubernetes: every overlay in k8s/overlays rendered with `kubectl kustomize` and
-#      validated by scripts/k8s_validate.py (Kubernetes' schemas, Strimzi's vendored
-#      schemas, prometheus-operator's from npm); the PrometheusRules are those of
-#      deploy/prometheus/rules.
+#      validated by scripts/k8s_validate.py (Kubernetes' schemas: Deployments,
+#      PodDisruptionBudgets, NetworkPolicies…; Strimzi's vendored schemas: Kafka,
+#      KafkaUser…; prometheus-operator's from npm); the PrometheusRules are those of
+#      deploy/prometheus/rules; then the topology the overlays promise, asserted on the
+#      rendered manifests (tests/unit/test_k8s_topology.py: replicas, rollouts,
+#      disruption budgets, who reaches whom, each service's Kafka user and ACLs).
 #
 # The Python tools go into the project's venv (.venv), pinned to ranges below; the npm
 # one comes with tools/ (`npm ci`, which the Makefile runs first).
@@ -93,5 +96,8 @@ for overlay in k8s/overlays/*/; do
     overlay="${overlay%/}"
     render "$overlay" | "$VENV/bin/python" scripts/k8s_validate.py --name "$overlay" -
 done
+
+step "the topology the overlays promise (tests/unit/test_k8s_topology.py)"
+"$VENV/bin/pytest" -q -p no:cacheprovider tests/unit/test_k8s_topology.py
 
 printf '\ndeploy-check: all valid in %ss\n' "$((SECONDS - started))"
