@@ -1,0 +1,370 @@
+"""Leases: what must run once runs on one replica at a time, and moves to another
+replica within a few seconds when its holder dies.
+
+The replicas here are processes (``python -m civitas.party_orgs``) on one store and one
+read-model database, killed with SIGKILL: no lease is given back, the kernel (SQLite's
+file lock) or the server (PostgreSQL's session lock) must free it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from civitas.chassis.auth import Role, TokenAuthority
+from civitas.chassis.readiness import Readiness, composing
+from civitas.chassis.server import start_grpc_server
+from civitas.chassis.service import leading, reporting
+from civitas.eventkit import open_event_store
+from civitas.eventkit.lease import (
+    BEAT_SECONDS,
+    BEAT_TIMEOUT,
+    LEASE_LOCK_SPACE,
+    FileLease,
+    HeldLease,
+    PostgresLease,
+    lease_at,
+)
+from civitas.party_orgs.directory import Directory
+from civitas.party_orgs.v1 import party_orgs_pb2 as pb
+from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
+from civitas.runner import wait_healthy
+from tests.conftest import POSTGRES_URL, drop_schema, missing_dependency, postgres_reachable
+from tests.support.platform import ROOT, SECRET, free_port
+from tests.support.processes import eventually
+
+TAKEOVER_BOUND = 5.0
+"""Seconds from a holder's death to its lease held again elsewhere: SQLite's lock is
+freed when the process dies and tried every 0.5 s; PostgreSQL's when the server sees
+the socket close, the same."""
+DIRECTORY_WORK = f"projection-{Directory.name}"
+
+
+@pytest.fixture
+async def postgres() -> AsyncIterator[Callable[[], str]]:
+    """Makes fresh schemas on the test server; drops them after."""
+    if not await postgres_reachable():
+        missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
+    made: list[str] = []
+
+    def schema() -> str:
+        made.append(f"t_{uuid.uuid4().hex[:12]}")
+        return made[-1]
+
+    yield schema
+    for name in made:
+        await drop_schema(name)
+
+
+async def _terminate_lease_sessions(schema: str, work: str) -> int:
+    """End, from the server's side, the session holding ``work``'s lease (an operator's
+    pg_terminate_backend, or a server that lost sight of its client); how many ended."""
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = "
+                "'advisory' AND granted AND objsubid = 2 AND classid = $1 "
+                "AND objid = (hashtext($2)::bigint & 4294967295)::oid",
+                LEASE_LOCK_SPACE,
+                f"{schema}:{work}",
+            )
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_lease_is_held_once_per_schema_and_work(
+    postgres: Callable[[], str],
+) -> None:
+    schema, other = postgres(), postgres()
+    first, second = PostgresLease(POSTGRES_URL, schema, "relay-x"), None
+    elsewhere = PostgresLease(POSTGRES_URL, other, "relay-x")
+    another_work = PostgresLease(POSTGRES_URL, schema, "relay-y")
+    try:
+        await asyncio.wait_for(first.acquire(), 5)
+        await asyncio.wait_for(elsewhere.acquire(), 5)  # another schema: another lease
+        await asyncio.wait_for(another_work.acquire(), 5)
+        second = PostgresLease(POSTGRES_URL, schema, "relay-x")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(second.acquire(), 1.5)
+        await first.release()
+        await asyncio.wait_for(second.acquire(), 2)
+    finally:
+        for lease in (first, second, elsewhere, another_work):
+            if lease is not None:
+                await lease.release()
+
+
+@pytest.mark.postgres
+async def test_a_holder_whose_session_the_server_ended_stops_and_another_takes_the_lease(
+    postgres: Callable[[], str],
+) -> None:
+    """The case where two holders could overlap: the server ended the session, the old
+    holder has not looked yet. It notices within a beat and its timeout."""
+    schema = postgres()
+    holder, waiter = (PostgresLease(POSTGRES_URL, schema, "relay-x") for _ in range(2))
+    try:
+        await holder.acquire()
+        waiting = asyncio.create_task(waiter.acquire())
+        taken_at: list[float] = []
+        waiting.add_done_callback(lambda _: taken_at.append(time.monotonic()))
+        await asyncio.sleep(1)
+        assert not waiting.done()
+        ended = time.monotonic()
+        assert await _terminate_lease_sessions(schema, "relay-x") == 1
+        await asyncio.wait_for(holder.lost(), BEAT_SECONDS + BEAT_TIMEOUT + 1)
+        noticed = time.monotonic() - ended
+        await asyncio.wait_for(waiting, TAKEOVER_BOUND)
+        taken = taken_at[0] - ended
+        assert noticed <= BEAT_SECONDS + BEAT_TIMEOUT + 0.5, noticed
+        assert taken < TAKEOVER_BOUND, taken
+    finally:
+        await holder.release()
+        await waiter.release()
+
+
+async def test_a_file_lease_excludes_a_second_holder_until_released(tmp_path: Path) -> None:
+    path = tmp_path / "read.db.lease-relay-x"
+    first, second = FileLease(path, "relay-x", poll=0.05), FileLease(path, "relay-x", poll=0.05)
+    await first.acquire()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(second.acquire(), 0.5)
+    await first.release()
+    await asyncio.wait_for(second.acquire(), 1)
+    await second.release()
+
+
+def test_leases_are_found_by_the_read_model_url_and_bad_names_are_refused(
+    tmp_path: Path,
+) -> None:
+    lease = lease_at(f"sqlite:///{tmp_path}/read.db", "relay-cases")
+    assert isinstance(lease, FileLease)
+    assert lease.path == Path(f"{tmp_path}/read.db.lease-relay-cases")
+    assert isinstance(lease_at("sqlite://", "relay-cases"), HeldLease)
+    assert isinstance(lease_at(f"{POSTGRES_URL}?schema=cases", "relay-cases"), PostgresLease)
+    for bad in ("", "../etc/passwd", "a b", "x" * 101):
+        with pytest.raises(ValueError, match="lease name"):
+            lease_at(f"sqlite:///{tmp_path}/read.db", bad)
+    with pytest.raises(ValueError, match="no lease"):
+        lease_at("mysql://localhost/db", "relay-cases")
+    assert not list(tmp_path.iterdir())  # nothing was made for a refused name
+
+
+async def _serving(port: int) -> bool:
+    """Whether the gRPC health service at ``port`` says SERVING."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=2
+        )
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _failing() -> None:
+    raise RuntimeError("the broker refuses this topic")
+
+
+@contextlib.asynccontextmanager
+async def _replica_leading(lease: FileLease) -> AsyncIterator[int]:
+    """A server whose health is a readiness, and a failing work led under ``lease``."""
+    server = await start_grpc_server([], [], authority=TokenAuthority(SECRET), port=0)
+    readiness = Readiness()
+    reports = asyncio.create_task(reporting(readiness, server, every=0.1))
+    try:
+        with composing(readiness):
+            async with leading(lease, _failing):
+                yield server.port
+    finally:
+        reports.cancel()
+        await server.stop(0)
+
+
+async def test_a_replica_whose_leased_work_keeps_failing_says_not_serving_and_a_follower_serves(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "read.db.lease-relay-x"
+    async with (
+        _replica_leading(FileLease(path, "relay-x")) as leader,
+        _replica_leading(FileLease(path, "relay-x")) as follower,
+    ):
+
+        async def leader_not_serving() -> bool:
+            return not await _serving(leader)
+
+        await eventually(leader_not_serving, "the failing leader to say NOT_SERVING", 10)
+        assert await _serving(follower)
+
+
+# -- replicas as processes --------------------------------------------------------------
+
+
+@dataclass
+class Replica:
+    process: asyncio.subprocess.Process
+    grpc_port: int
+    metrics_port: int
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """A sample of the replica's /metrics (0 when it has none)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+        for family in text_string_to_metric_families(text.decode()):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return 0.0
+
+    async def holds(self, work: str) -> bool:
+        return await self.metric("civitas_lease_held", work=work) == 1
+
+
+@contextlib.asynccontextmanager
+async def _replicas(
+    env: dict[str, str], logs: Path
+) -> AsyncIterator[Callable[[], Awaitable[Replica]]]:
+    """Starts party_orgs replicas as processes (each once healthy); kills what is left."""
+    started: list[Replica] = []
+
+    async def start() -> Replica:
+        grpc_port, metrics_port = free_port(), free_port()
+        with (logs / f"replica-{len(started)}.log").open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "civitas.party_orgs",
+                env={
+                    **env,
+                    "CIVITAS_PARTY_ORGS_GRPC_PORT": str(grpc_port),
+                    "CIVITAS_PARTY_ORGS_METRICS_PORT": str(metrics_port),
+                },
+                stdout=log,
+                stderr=log,
+            )
+        started.append(Replica(process, grpc_port, metrics_port))
+        await wait_healthy(f"127.0.0.1:{grpc_port}", within=60, name="party_orgs")
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for replica in started:
+            if replica.process.returncode is None:
+                replica.process.send_signal(signal.SIGKILL)
+                await replica.process.wait()
+
+
+def _admin() -> list[tuple[str, str]]:
+    token = TokenAuthority(SECRET).mint("staff-1", (Role.DISTRICT_ADMIN,), ("QH",))
+    return [("authorization", f"Bearer {token}")]
+
+
+async def _register(replica: Replica, code: str) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.grpc_port}") as channel:
+        await pb_grpc.PartyOrgsServiceStub(channel).RegisterAdminUnit(
+            pb.RegisterAdminUnitRequest(code=code, name=f"unit {code}", population=100),
+            metadata=_admin(),
+            timeout=10,
+        )
+
+
+async def _units_under(replica: Replica, parent: str) -> list[str]:
+    """ListAdminUnits: read from the directory, once it has applied every event stored
+    before the call (it waits for the projection's position in the shared database)."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.grpc_port}") as channel:
+        reply = await pb_grpc.PartyOrgsServiceStub(channel).ListAdminUnits(
+            pb.ListAdminUnitsRequest(parent_code=parent), metadata=_admin(), timeout=10
+        )
+    return sorted(unit.code for unit in reply.units)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def replica_env(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[dict[str, str]]:
+    """The settings of party_orgs replicas sharing one store and one read-model
+    database: SQLite files in one var folder, or PostgreSQL schemas."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CIVITAS_VAR_DIR": str(tmp_path / "var"),
+        "CIVITAS_AUTH_SECRET": SECRET,
+        "CIVITAS_ANCHOR_SECONDS": "0",
+    }
+    schemas = []
+    if request.param == "postgres":
+        if not await postgres_reachable():
+            missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
+        schemas = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(3)]
+        for var, schema in zip(
+            ("EVENTSTORE_URL", "READ_MODEL_URL", "VAULT_URL"), schemas, strict=True
+        ):
+            env[f"CIVITAS_{var}"] = f"{POSTGRES_URL}?schema={schema}"
+    yield env
+    for schema in schemas:
+        await drop_schema(schema)
+
+
+async def test_the_directory_runs_on_one_replica_and_moves_when_its_holder_is_killed(
+    replica_env: dict[str, str], tmp_path: Path
+) -> None:
+    async with _replicas(replica_env, tmp_path) as start:
+        first = await start()
+        await eventually(lambda: first.holds(DIRECTORY_WORK), "the first replica to lead", 10)
+        second = await start()
+        await asyncio.sleep(1.5)  # the second tries the lease three times meanwhile
+        assert not await second.holds(DIRECTORY_WORK)
+
+        await _register(first, "QH")
+        await _register(second, "QH-01")  # a command on the replica that does not project
+        assert await _units_under(second, "QH") == ["QH-01"]  # read after write, elsewhere
+        await _register(second, "QH-02")
+        assert await _units_under(first, "QH") == ["QH-01", "QH-02"]
+        applied_by_first = await first.metric(
+            "civitas_projection_events_total", projection=Directory.name
+        )
+
+        first.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        await first.process.wait()
+        await eventually(lambda: second.holds(DIRECTORY_WORK), "the second to lead", 10)
+        took_over = time.monotonic() - killed
+
+        await _register(second, "QH-03")
+        assert await _units_under(second, "QH") == ["QH-01", "QH-02", "QH-03"]
+        applied_by_second = await second.metric(
+            "civitas_projection_events_total", projection=Directory.name
+        )
+        assert took_over < TAKEOVER_BOUND, f"the lease moved after {took_over:.1f} s"
+        await _each_event_applied_once(replica_env, applied_by_first + applied_by_second)
+
+
+async def _each_event_applied_once(env: dict[str, str], applied: float) -> None:
+    """Every event the directory handles was applied once, by one replica or the other."""
+    url = (
+        env.get("CIVITAS_EVENTSTORE_URL")
+        or f"sqlite:///{env['CIVITAS_VAR_DIR']}/party_orgs/events.db"
+    )
+    store = await open_event_store(url)
+    try:
+        handled = await store.read_all(limit=10_000, filter=Directory().filter)
+    finally:
+        await store.close()
+    assert len(handled) == 4
+    assert applied == len(handled)
