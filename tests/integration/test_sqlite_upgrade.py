@@ -43,6 +43,7 @@ async def test_opens_racing_on_a_store_without_the_trace_column_add_it_once_and_
     for _ in range(ROUNDS):
         with sqlite3.connect(path) as conn:  # as stores were made before trace contexts
             conn.execute("ALTER TABLE events DROP COLUMN trace_context")
+            conn.execute("DROP TABLE schema_migrations")
         opened = opened_at_once(path)
         for each in opened:
             assert len(await each.read_stream("case-1")) == 1

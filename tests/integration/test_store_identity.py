@@ -20,6 +20,7 @@ async def test_an_sqlite_store_without_an_identity_gets_one_and_keeps_it(tmp_pat
     await store.close()
     with sqlite3.connect(path) as older:  # as a store made before identities were
         older.execute("DROP TABLE store_identity")
+        older.execute("DROP TABLE schema_migrations")
 
     reopened = SqliteEventStore(path)
     given = await reopened.identity()
@@ -40,7 +41,7 @@ async def test_a_postgres_store_without_an_identity_gets_one_and_keeps_it() -> N
     store = await PostgresEventStore.open(POSTGRES_URL, schema=schema)
     await store.close()
     conn = await asyncpg.connect(POSTGRES_URL)
-    await conn.execute(f"DROP TABLE {schema}.store_identity")
+    await conn.execute(f"DROP TABLE {schema}.store_identity, {schema}.schema_migrations")
     await conn.close()
     try:
         reopened = await PostgresEventStore.open(POSTGRES_URL, schema=schema)

@@ -310,6 +310,7 @@ async def test_a_sqlite_store_from_before_trace_contexts_gets_the_column_on_open
     await old.close()
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE events DROP COLUMN trace_context")  # as stores were made
+        conn.execute("DROP TABLE schema_migrations")
 
     reopened = SqliteEventStore(path)
     try:

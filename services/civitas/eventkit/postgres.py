@@ -2,28 +2,55 @@
 
 Global positions come from a sequence, and a row becomes visible when its
 transaction commits, so a naive reader that resumes "after the last position it
-saw" skips events of a slower transaction that took a lower position. The cure
-here: an append first takes a short advisory lock under which it gets its
-transaction id (``xid8``) and reserves its positions, so transaction ids and
-positions are ordered alike; readers return only rows of transactions older than
-the oldest one still running (``pg_snapshot_xmin(pg_current_snapshot())``). What a
-reader sees is then always a gap-free prefix of the log, while commits (and their
-fsyncs) still run concurrently and PostgreSQL groups them.
+saw" skips events of a slower transaction that took a lower position. Readers here
+see positions only up to a horizon below which no append is still in flight:
 
-A long-running transaction anywhere on the server holds the reader's horizon
-back until it ends: subscribers wait, they never skip.
+- An append, under a short advisory lock that serializes the reservation of
+  positions, first takes its in-flight marker, a shared transaction-level advisory
+  lock keyed by the store's schema and the first position it is about to reserve
+  (the sequence's next value: only holders of the reservation lock call nextval),
+  then reserves its positions. The marker lasts until its transaction ends. One
+  round trip, as before.
+- A reader (``horizon()``) reads the last reserved position ``h`` first (sequences
+  are not bound to snapshots), then the markers of its schema in ``pg_locks``: the
+  horizon is one below the lowest marked position, else ``h``.
+- It reads rows up to the horizon in a later statement, with a newer snapshot.
+
+Why nothing is skipped: an append holding a position up to ``h`` reserved it before
+the reader read ``h``, so it took its marker before that too. Either the reader
+still finds the marker, and the horizon stays below the append's positions; or the
+append's transaction has ended, and PostgreSQL releases a transaction's locks only
+after its commit is visible to new snapshots, so the later statement sees its rows
+(or it aborted and left a gap, which readers pass). Rows up to the horizon are
+final. What a reader sees is always a gap-free prefix of the log, while commits
+(and their fsyncs) still run concurrently and PostgreSQL groups them.
+
+Readers wait only for appends to this store. Before (migration 1) they waited below
+the snapshot's xmin, so any transaction open anywhere on the server (a report, a
+``pg_dump``, a session idle in transaction, in another database too) froze every
+subscriber. Markers carry the low 32 bits of a position (the two-int lock key) and
+are placed near ``h``: right while an append stays in flight for fewer than 2^31
+positions reserved after it. A two-int advisory lock that other software takes with
+a store's schema key would read as an append in flight: readers would wait for it,
+never skip. The horizon needs READ COMMITTED (a new snapshot per statement) and
+refuses other isolation levels.
 
 The ledger (the global chain) follows the same horizon: a row cannot chain to the
 previous position at insert time without serializing writers until commit, so a
-sealer extends the ledger over rows every reader can see, in position order, one
-sealer at a time (``seal``). Each append runs it after its own insert, sealing what
-committed before it; ``verify`` runs it first.
+sealer extends the ledger over rows below the horizon, in position order, one
+sealer at a time (``seal``, a plpgsql function: each of its statements takes a new
+snapshot). Each append runs it after its own insert, sealing what committed before
+it (its own marker keeps its rows out); ``verify`` runs it first.
+
+The schema is versioned (:mod:`.migrations`): migration 1 is the tables as the
+releases before versioning made them, migration 2 the functions above.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import zlib
 from typing import Any
 
 import asyncpg
@@ -33,16 +60,27 @@ from asyncpg.pool import PoolConnectionProxy
 from .audit import LedgerEntry, RawEvent
 from .errors import ConcurrencyError, EventIdConflict
 from .hashing import GENESIS
+from .migrations import Migration, numbered, pending
 from .records import AppendResult, EventFilter, ExpectedVersion, RecordedEvent, StreamState
 from .store import EventStore, PreparedEvent, idempotent_result, stored_trace_context
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _EXPECTED_CODES = {StreamState.NO_STREAM: -1, StreamState.ANY: -2, StreamState.EXISTS: -3}
 _LOCK_KEY = 0x63697669  # "civi": serializes only the reservation of positions
-_SEAL_LOCK = _LOCK_KEY + 2  # one sealer at a time (+1 guards the DDL)
+_SEAL_LOCK = _LOCK_KEY + 2  # one sealer at a time (+1 guards the migrations)
 
-_SCHEMA = """
+_MIGRATIONS_TABLE = """
 CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+    version     integer     PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    description text        NOT NULL
+);
+"""
+
+# Migration 1: the tables as the releases before versioning made them, idempotent, so
+# that it also brings one of their stores (and older ones) under versioning.
+_TABLES = """
 CREATE SEQUENCE IF NOT EXISTS {s}.event_position;
 CREATE TABLE IF NOT EXISTS {s}.events (
     position       bigint      PRIMARY KEY,
@@ -63,7 +101,7 @@ CREATE TABLE IF NOT EXISTS {s}.events (
     UNIQUE (stream_id, stream_version)
 );
 -- A store made before events kept their trace context (not hashed) gets the column,
--- and its append functions give way to the ones that take it.
+-- and its append functions give way to the ones that take it (migration 2).
 ALTER TABLE {s}.events ADD COLUMN IF NOT EXISTS trace_context text;
 DROP FUNCTION IF EXISTS {s}.append_and_seal(text, text, bigint, uuid[], text[], integer[],
     timestamptz[], text[], text[], text[], text[], bytea[]);
@@ -86,6 +124,44 @@ CREATE TABLE IF NOT EXISTS {s}.store_identity (
     identity uuid    NOT NULL
 );
 INSERT INTO {s}.store_identity (identity) VALUES (gen_random_uuid()) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS {s}.ledger (
+    position       bigint PRIMARY KEY,
+    stream_id      text   NOT NULL,
+    stream_version bigint NOT NULL,
+    link           bytea  NOT NULL
+);
+"""
+
+# Migration 2: appends mark themselves in flight; readers and the sealer stop below the
+# lowest mark (the module docstring says why that never skips a late commit).
+_FUNCTIONS = """
+CREATE OR REPLACE FUNCTION {s}.horizon() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_reserved bigint;
+    v_horizon bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'CV002', MESSAGE = 'event store reads need READ '
+            'COMMITTED: rows up to the horizon are read with a snapshot taken after it';
+    END IF;
+    -- 1. The last position reserved (not bound to a snapshot) ...
+    SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END INTO v_reserved
+        FROM {s}.event_position;
+    -- 2. ... then the appends still in flight: each marked with the low 32 bits of its
+    --    first position, placed within 2^31 of v_reserved.
+    SELECT least(v_reserved, min(v_reserved + d - CASE WHEN d > 2147483648
+                                                     THEN 4294967296 ELSE 0 END) - 1)
+      INTO v_horizon
+      FROM (SELECT ((l.objid::bigint - v_reserved) % 4294967296 + 4294967296) % 4294967296
+                   AS d
+              FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.classid = {marker}
+               AND l.database = (SELECT oid FROM pg_database
+                                  WHERE datname = current_database())) AS in_flight;
+    RETURN v_horizon;
+END
+$fn$;
 
 CREATE OR REPLACE FUNCTION {s}.append_events(
     p_stream text, p_category text, p_expected bigint,
@@ -96,18 +172,28 @@ CREATE OR REPLACE FUNCTION {s}.append_events(
 LANGUAGE plpgsql AS $fn$
 DECLARE
     n integer := coalesce(array_length(p_ids, 1), 0);
+    v_first bigint;
     v_positions bigint[];
     v_version bigint;
     v_hash bytea;
     v_hashes bytea[] := '{{}}';
 BEGIN
-    -- 1. Transaction id and positions, taken together under a short lock.
+    -- 1. Under a short lock: the in-flight marker (until this transaction ends, keyed by
+    --    the low 32 bits of the first position, as a signed int4), then the positions.
     IF n > 0 THEN
         PERFORM pg_advisory_lock({lock});
-        PERFORM pg_current_xact_id();
+        SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO v_first
+            FROM {s}.event_position;
+        PERFORM pg_advisory_xact_lock_shared(
+            {marker}, ((v_first + 2147483648) % 4294967296 - 2147483648)::integer);
         SELECT array_agg(nextval('{s}.event_position') ORDER BY g) INTO v_positions
             FROM generate_series(1, n) AS g;
         PERFORM pg_advisory_unlock({lock});
+        IF v_positions[1] <> v_first THEN
+            RAISE EXCEPTION USING ERRCODE = 'CV003', MESSAGE = format(
+                'positions of %s were taken outside append_events: marked %s, reserved %s',
+                '{s}', v_first, v_positions[1]);
+        END IF;
     END IF;
 
     -- 2. Lock the stream's head (a new stream's row is made first, so that a
@@ -133,7 +219,7 @@ BEGIN
         RETURN;
     END IF;
 
-    -- 4. Chain the hashes and insert.
+    -- 4. Chain the hashes and insert (tx_id records the writing transaction).
     v_version := coalesce(v_version, -1);
     FOR i IN 1..n LOOP
         v_hash := sha256(v_hash || p_digests[i]);
@@ -152,21 +238,14 @@ BEGIN
 END
 $fn$;
 
-CREATE TABLE IF NOT EXISTS {s}.ledger (
-    position       bigint PRIMARY KEY,
-    stream_id      text   NOT NULL,
-    stream_version bigint NOT NULL,
-    link           bytea  NOT NULL
-);
-
--- The sealer: extends the ledger over rows every reader can see, in position order,
--- one sealer at a time (-1: another one holds the turn). Called in a transaction
--- that has its xid already (after an append's reservation) or that inserts no event.
+-- The sealer: extends the ledger over rows below the horizon, in position order, one
+-- sealer at a time (-1: another one holds the turn).
 CREATE OR REPLACE FUNCTION {s}.seal(p_limit integer) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_position bigint := 0;
     v_link bytea := '\\x{genesis}'::bytea;
+    v_horizon bigint;
     n integer := 0;
     r record;
 BEGIN
@@ -179,9 +258,9 @@ BEGIN
         v_position := 0;
         v_link := '\\x{genesis}'::bytea;
     END IF;
+    v_horizon := {s}.horizon();
     FOR r IN SELECT e.position, e.stream_id, e.stream_version, e.hash FROM {s}.events e
-              WHERE e.position > v_position
-                AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+              WHERE e.position > v_position AND e.position <= v_horizon
               ORDER BY e.position LIMIT p_limit LOOP
         v_link := sha256(v_link || r.hash || int8send(r.position) || int8send(r.stream_version)
                          || convert_to(r.stream_id, 'UTF8'));
@@ -211,13 +290,31 @@ BEGIN
     END IF;
 END
 $fn$;
+
+-- The releases before versioning ran their whole schema at every open, which would put
+-- back an append without in-flight markers; it inserts the store's identity first, so
+-- refusing that insert stops it there (its transaction rolls back, nothing changes).
+CREATE OR REPLACE FUNCTION {s}.identity_is_made_once() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'CV004', MESSAGE = format(
+        'event store schema %s is versioned (see %s.schema_migrations): code from before '
+        'versioned migrations must not open it', TG_TABLE_SCHEMA, TG_TABLE_SCHEMA);
+END
+$fn$;
+CREATE OR REPLACE TRIGGER identity_is_made_once BEFORE INSERT ON {s}.store_identity
+    FOR EACH ROW EXECUTE FUNCTION {s}.identity_is_made_once();
 """
+
+MIGRATIONS = numbered(
+    Migration(1, "events, streams, checkpoints, ledger and identity tables", _TABLES),
+    Migration(2, "appends mark themselves in flight; readers stop below them", _FUNCTIONS),
+)
 
 _COLUMNS = (
     "event_id, stream_id, stream_version, position, type, schema_version, occurred_at, "
     "actor, correlation_id, causation_id, data, hash, trace_context"
 )
-_VISIBLE = "tx_id < pg_snapshot_xmin(pg_current_snapshot())"
 
 
 class PostgresEventStore(EventStore):
@@ -238,17 +335,18 @@ class PostgresEventStore(EventStore):
         max_size: int = 20,
         **options: Any,
     ) -> PostgresEventStore:
-        """Connect, create the schema and the append function if missing, and return the store."""
+        """Connect, apply the schema's missing migrations, and return the store; a schema
+        migrated by a newer release is refused (:class:`SchemaTooNew`)."""
         if not _IDENT.fullmatch(schema):
             raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, reset=_keep_session
         )
-        ddl = _SCHEMA.format(s=schema, lock=_LOCK_KEY, seal_lock=_SEAL_LOCK, genesis=GENESIS.hex())
-        async with pool.acquire() as conn, conn.transaction():
-            # DDL from several processes at once would race; one at a time.
-            await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY + 1})")
-            await conn.execute(ddl)
+        try:
+            await _migrate(pool, schema)
+        except BaseException:
+            await pool.close()
+            raise
         return cls(pool, schema, **options)
 
     async def _append(
@@ -319,18 +417,28 @@ class PostgresEventStore(EventStore):
         where, params = "", []
         if filter is not None and filter.categories:
             params.append(list(filter.categories))
-            where += f" AND category = ANY(${len(params) + 2})"
+            where += f" AND category = ANY(${len(params) + 3})"
         if filter is not None and filter.event_types:
             params.append(list(filter.event_types))
-            where += f" AND type = ANY(${len(params) + 2})"
-        rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM {self.schema}.events WHERE position > $1 AND {_VISIBLE}"
-            f"{where} ORDER BY position LIMIT $2",
-            after,
-            limit,
-            *params,
-        )
+            where += f" AND type = ANY(${len(params) + 3})"
+        async with self._pool.acquire() as conn:
+            horizon = await self._horizon(conn)
+            if horizon <= after:
+                return []  # nothing new: one round trip for an idle subscriber
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM {self.schema}.events WHERE position > $1 "
+                f"AND position <= $3{where} ORDER BY position LIMIT $2",
+                after,
+                limit,
+                horizon,
+                *params,
+            )
         return [_row_to_event(row) for row in rows]
+
+    async def _horizon(self, conn: PoolConnectionProxy[Any]) -> int:
+        """The position below which no append is in flight. Rows up to it must be read
+        in a later statement (a newer snapshot), never in the same one."""
+        return int(await conn.fetchval(f"SELECT {self.schema}.horizon()"))
 
     async def _read_raw(self, after: int, limit: int) -> list[RawEvent]:
         rows = await self._pool.fetch(
@@ -374,9 +482,12 @@ class PostgresEventStore(EventStore):
         return {row[0]: (row[1], bytes(row[2])) for row in rows}
 
     async def _head_position(self) -> int:
-        value = await self._pool.fetchval(
-            f"SELECT coalesce(max(position), 0) FROM {self.schema}.events WHERE {_VISIBLE}"
-        )
+        async with self._pool.acquire() as conn:
+            horizon = await self._horizon(conn)
+            value = await conn.fetchval(
+                f"SELECT coalesce(max(position), 0) FROM {self.schema}.events WHERE position <= $1",
+                horizon,
+            )
         return int(value)
 
     async def _identity(self) -> str:
@@ -399,6 +510,37 @@ class PostgresEventStore(EventStore):
 
     async def _close(self) -> None:
         await self._pool.close()
+
+
+async def _migrate(pool: asyncpg.Pool, schema: str) -> None:
+    """Apply the schema's missing migrations in one transaction, one process at a time
+    (an advisory lock the releases before versioning took for their DDL too)."""
+    params = {
+        "s": schema,
+        "lock": _LOCK_KEY,
+        "seal_lock": _SEAL_LOCK,
+        "genesis": GENESIS.hex(),
+        "marker": _marker_key(schema),
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY + 1})")
+        await conn.execute(_MIGRATIONS_TABLE.format(s=schema))
+        applied = {
+            r[0] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")
+        }
+        for migration in pending(f"event store schema {schema!r}", MIGRATIONS, applied):
+            await conn.execute(migration.step.format(**params))
+            await conn.execute(
+                f"INSERT INTO {schema}.schema_migrations (version, description) VALUES ($1, $2)",
+                migration.version,
+                migration.description,
+            )
+
+
+def _marker_key(schema: str) -> int:
+    """The first key of a schema's in-flight markers: an int4 > 0, stable for a name,
+    written into the functions of migration 2."""
+    return zlib.crc32(f"civitas.eventkit.postgres:{schema}".encode()) % 0x7FFFFFFF + 1
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

@@ -6,6 +6,10 @@ savepoint (so one failed append does not undo the others), and commits them all
 with one fsync. Readers use their own connections on a small thread pool, and
 because SQLite has one writer at a time, global positions become visible in order.
 The same commit extends the ledger (the global chain) over the events it stores.
+
+The schema is versioned (:mod:`.migrations`); opening a store applies what is
+missing in a write transaction (``BEGIN IMMEDIATE``), so processes opening one file
+at once take turns and those after the first find it done.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from .audit import LedgerEntry, RawEvent
 from .errors import ConcurrencyError, EventIdConflict, EventStoreError
 from .files import private_file
 from .hashing import GENESIS, chain, ledger_links
+from .migrations import Migration, numbered, pending
 from .records import (
     AppendResult,
     EventFilter,
@@ -37,8 +42,18 @@ from .records import (
 )
 from .store import EventStore, PreparedEvent, idempotent_result, stored_trace_context
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    applied_at  TEXT    NOT NULL,
+    description TEXT    NOT NULL
+)
+"""
+
+# Migration 1: the schema as the releases before versioning made it, idempotent, so
+# that it also brings one of their stores (and older ones) under versioning.
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS events (
     position       INTEGER PRIMARY KEY,
     event_id       TEXT    NOT NULL UNIQUE,
     stream_id      TEXT    NOT NULL,
@@ -54,39 +69,64 @@ CREATE TABLE IF NOT EXISTS events (
     hash           BLOB    NOT NULL,
     trace_context  TEXT,
     UNIQUE (stream_id, stream_version)
-);
-CREATE INDEX IF NOT EXISTS events_by_category ON events (category, position);
-CREATE INDEX IF NOT EXISTS events_by_type ON events (type, position);
-CREATE TABLE IF NOT EXISTS checkpoints (
+)""",
+    "CREATE INDEX IF NOT EXISTS events_by_category ON events (category, position)",
+    "CREATE INDEX IF NOT EXISTS events_by_type ON events (type, position)",
+    """CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT    PRIMARY KEY,
     position INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS streams (
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS streams (
     stream_id TEXT PRIMARY KEY,
     version   INTEGER NOT NULL,
     hash      BLOB    NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ledger (
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS ledger (
     position       INTEGER PRIMARY KEY,
     stream_id      TEXT    NOT NULL,
     stream_version INTEGER NOT NULL,
     link           BLOB    NOT NULL
-);
-CREATE TABLE IF NOT EXISTS store_identity (
+)""",
+    """CREATE TABLE IF NOT EXISTS store_identity (
     only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
     identity TEXT    NOT NULL
-);
-"""
+)""",
+)
 
 
-def _schema_script() -> str:
-    """The schema and, in the same transaction, the store's identity: made once, never
-    replaced (a store that has one keeps it; several processes opening a new file at
-    once agree on the first)."""
-    return (
-        f"BEGIN IMMEDIATE;{_SCHEMA}"
-        f"INSERT OR IGNORE INTO store_identity VALUES (1, '{uuid.uuid4()}');COMMIT;"
-    )
+def _create_tables(conn: sqlite3.Connection) -> None:
+    """Migration 1. The store's identity is made with the tables, in their transaction,
+    never replaced. A store made before events kept their trace context gets the column."""
+    for statement in _TABLES:
+        conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO store_identity VALUES (1, ?)", (str(uuid.uuid4()),))
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "trace_context" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN trace_context TEXT")
+
+
+MIGRATIONS = numbered(
+    Migration(1, "events, streams, checkpoints, ledger and identity tables", _create_tables),
+)
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Apply the file's missing migrations in one write transaction: processes opening
+    it at once take turns, and those after the first find them applied."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_MIGRATIONS_TABLE)
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for migration in pending(f"event store {path}", MIGRATIONS, applied):
+            migration.step(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at, description) VALUES (?, ?, ?)",
+                (migration.version, datetime.now(UTC).isoformat(), migration.description),
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 _COLUMNS = (
@@ -175,8 +215,11 @@ class SqliteEventStore(EventStore):
             raise ValueError("SqliteEventStore needs a file: WAL and readers need a path")
         private_file(Path(self.path))  # owner-only before SQLite opens it
         self._writer = _connect(self.path)
-        self._writer.executescript(_schema_script())
-        _add_trace_column(self._writer)
+        try:
+            _migrate(self._writer, self.path)
+        except BaseException:
+            self._writer.close()
+            raise
         self._queue: queue.SimpleQueue[_AppendRequest | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._thread.start()
@@ -463,21 +506,6 @@ def _row(
         digest_chain,
         prepared.trace_column(),
     )
-
-
-def _add_trace_column(conn: sqlite3.Connection) -> None:
-    """A store made before events kept their trace context gets the column on open, in
-    a write transaction: processes opening an old store at once take turns, and those
-    after the first find the column there."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-        if "trace_context" not in columns:
-            conn.execute("ALTER TABLE events ADD COLUMN trace_context TEXT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _seal(conn: sqlite3.Connection) -> int:
