@@ -6,6 +6,7 @@ that lets each service's principal do only what the catalog gives it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from civitas import catalog
 from civitas.chassis.kafka_access import grants, principal, strimzi_acls
 from tests.support.manifests import (
     OVERLAYS,
+    ROOT,
     configured,
     host,
     of_kind,
@@ -113,6 +115,37 @@ def test_readiness_follows_grpc_health_and_liveness_does_not(overlay: Path) -> N
         assert container["readinessProbe"]["grpc"] == {"port": spec.grpc_port}
         # a replica out of rotation for that is not restarted for it
         assert container["livenessProbe"]["tcpSocket"] == {"port": spec.grpc_port}
+
+
+def image_var_dir(service: str) -> str:
+    """The CIVITAS_VAR_DIR the service's image sets."""
+    dockerfile = (ROOT / "deploy" / "docker" / f"{service}.Dockerfile").read_text()
+    found = re.search(r"CIVITAS_VAR_DIR=(\S+)", dockerfile)
+    assert found, service
+    return found.group(1)
+
+
+@each_overlay
+def test_replicas_that_take_over_anchoring_share_what_it_remembers(overlay: Path) -> None:
+    claims = {c["metadata"]["name"]: c for c in of_kind(overlay, "PersistentVolumeClaim")}
+    shared = ["ReadWriteOnce"] if overlay.name.startswith("dev") else ["ReadWriteMany"]
+    for spec in SPECS:
+        if not spec.keeps_events:
+            continue
+        (deployment,) = [
+            d for d in service_deployments(overlay) if d["metadata"]["name"] == host(spec.name)
+        ]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        (mount,) = [
+            m for m in container["volumeMounts"] if m["mountPath"] == image_var_dir(spec.name)
+        ]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        claim = claims[volume["persistentVolumeClaim"]["claimName"]]
+
+        assert claim["spec"]["accessModes"] == shared  # dev: one node
+        # set once: at every start it would open the anchor key to the group
+        assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
 
 
 @each_overlay
