@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -29,7 +30,14 @@ from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.readiness import Readiness, composing
 from civitas.chassis.server import start_grpc_server
 from civitas.chassis.service import leading, reporting
-from civitas.eventkit import open_event_store
+from civitas.eventkit import (
+    NewEvent,
+    RecordedEvent,
+    SqliteEventStore,
+    StreamState,
+    open_event_store,
+)
+from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec
 from civitas.eventkit.lease import (
     BEAT_SECONDS,
     BEAT_TIMEOUT,
@@ -368,3 +376,65 @@ async def _each_event_applied_once(env: dict[str, str], applied: float) -> None:
         await store.close()
     assert len(handled) == 4
     assert applied == len(handled)
+
+
+# -- consumers on Kafka need no lease: the group assigns each partition to one ----------
+
+
+def _group_members(bootstrap: str, group: str) -> int:
+    """How many members a consumer group has once it is stable (0 while rebalancing)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        described = admin.describe_groups([group])[group]
+        return len(described["members"]) if described["group_state"] == "Stable" else 0
+    finally:
+        admin.close()
+
+
+@pytest.mark.kafka
+async def test_two_replicas_in_one_consumer_group_never_both_receive_an_event(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    topic = TopicSpec(f"{namespace}.cases.events.v1", partitions=6)
+    store = SqliteEventStore(tmp_path / "events.db")
+    relay = Relay(store, kafka_bootstrap, topic)
+    await relay.start()
+    received: list[list[RecordedEvent]] = [[], []]
+    feeds = [KafkaFeed(kafka_bootstrap, [topic.name], "index", namespace=namespace) for _ in "ab"]
+    tasks = [
+        asyncio.create_task(feed.run(functools.partial(_keep, seen)))
+        for feed, seen in zip(feeds, received, strict=True)
+    ]
+    try:
+
+        async def both_joined() -> bool:
+            return await asyncio.to_thread(_group_members, kafka_bootstrap, feeds[0].group) == 2
+
+        await eventually(both_joined, "both replicas in the group", 60, poll=0.5)
+        for stream in range(40):
+            for _ in range(3):
+                await store.append(f"case-{stream}", [NewEvent("Noted", {})], StreamState.ANY)
+        await relay.drain()
+
+        async def all_received() -> bool:
+            return sum(map(len, received)) >= 120
+
+        await eventually(all_received, "every event by one replica or the other", 60)
+        first, second = ({e.event_id for e in seen} for seen in received)
+        assert first, "the group gave the first replica no partition"
+        assert second, "the group gave the second replica no partition"
+        assert not first & second
+        assert len(first | second) == 120
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await relay.stop()
+        await store.close()
+
+
+async def _keep(seen: list[RecordedEvent], batch: list[RecordedEvent]) -> None:
+    seen.extend(batch)
