@@ -4,6 +4,7 @@ per test session, and looked up by kind."""
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +22,14 @@ Resource = dict[str, Any]
 def host(service: str) -> str:
     """The service's host name in compose and Kubernetes (no underscores in DNS names)."""
     return service.replace("_", "-")
+
+
+def image_var_dir(service: str) -> str:
+    """The CIVITAS_VAR_DIR the service's image sets (deploy/docker/<service>.Dockerfile)."""
+    dockerfile = (ROOT / "deploy" / "docker" / f"{service}.Dockerfile").read_text()
+    found = re.search(r"CIVITAS_VAR_DIR=(\S+)", dockerfile)
+    assert found, f"{service}'s image sets no CIVITAS_VAR_DIR"
+    return found.group(1)
 
 
 def load_yaml(text: str) -> list[Any]:

@@ -21,6 +21,7 @@ from tests.support.manifests import (
     ROOT,
     configured,
     host,
+    image_var_dir,
     load_yaml,
     of_kind,
     overlay_named,
@@ -108,6 +109,14 @@ def test_compose_runs_each_service_on_kafka_and_postgresql(service: str) -> None
     assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert spec["read_only"] is True
     assert spec["cap_drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("service", catalog.event_keepers())
+def test_compose_keeps_what_anchoring_remembers_in_a_named_volume(service: str) -> None:
+    volumes = [v.split(" ")[0] for v in compose()["services"][host(service)]["volumes"]]
+    (named,) = [v.split(":")[0] for v in volumes if v.split(":")[1] == image_var_dir(service)]
+
+    assert named in compose()["volumes"]  # survives the container; the root is read-only
 
 
 def test_compose_prometheus_scrapes_every_service_under_its_name_with_the_shipped_rules() -> None:

@@ -6,7 +6,6 @@ that lets each service's principal do only what the catalog gives it.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,9 @@ from civitas import catalog
 from civitas.chassis.kafka_access import grants, principal, strimzi_acls
 from tests.support.manifests import (
     OVERLAYS,
-    ROOT,
     configured,
     host,
+    image_var_dir,
     of_kind,
     overlay_named,
     service_deployments,
@@ -115,14 +114,6 @@ def test_readiness_follows_grpc_health_and_liveness_does_not(overlay: Path) -> N
         assert container["readinessProbe"]["grpc"] == {"port": spec.grpc_port}
         # a replica out of rotation for that is not restarted for it
         assert container["livenessProbe"]["tcpSocket"] == {"port": spec.grpc_port}
-
-
-def image_var_dir(service: str) -> str:
-    """The CIVITAS_VAR_DIR the service's image sets."""
-    dockerfile = (ROOT / "deploy" / "docker" / f"{service}.Dockerfile").read_text()
-    found = re.search(r"CIVITAS_VAR_DIR=(\S+)", dockerfile)
-    assert found, service
-    return found.group(1)
 
 
 @each_overlay
