@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,15 @@ def test_bad_kafka_security_settings_are_refused_naming_what_to_set(
 ) -> None:
     with pytest.raises(ValueError, match=named):
         ServiceSettings.from_env("cases", {**SECRET, **env})
+
+
+def test_sasl_ssl_gives_every_client_library_tls_with_the_ca_file() -> None:
+    security = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "civitas-cases", "pw", ca_file=None)
+
+    assert isinstance(security.aiokafka()["ssl_context"], ssl.SSLContext)
+    assert security.kafka_python()["security_protocol"] == "SASL_SSL"
+    broker = security.faststream()
+    assert broker is not None
+    assert broker.use_ssl
+    assert PLAINTEXT.aiokafka() == PLAINTEXT.kafka_python() == {}
+    assert PLAINTEXT.faststream() is None
