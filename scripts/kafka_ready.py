@@ -14,18 +14,16 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from civitas.eventkit.kafka.security import KafkaSecurity
+
 
 def credentials(user: str | None, password_file: Path | None) -> dict[str, Any]:
     if not user:
         return {}
     if password_file is None:
         raise SystemExit("--sasl-user needs --password-file")
-    return {
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": user,
-        "sasl_plain_password": password_file.read_text().strip(),
-    }
+    password = password_file.read_text().strip()
+    return KafkaSecurity("SASL_PLAINTEXT", "SCRAM-SHA-512", user, password).kafka_python()
 
 
 def main() -> int:
