@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -24,12 +25,14 @@ import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.readiness import Readiness, composing
 from civitas.chassis.server import start_grpc_server
 from civitas.chassis.service import leading, reporting
+from civitas.chassis.topics import events_spec
 from civitas.eventkit import (
     NewEvent,
     RecordedEvent,
@@ -37,7 +40,7 @@ from civitas.eventkit import (
     StreamState,
     open_event_store,
 )
-from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec
+from civitas.eventkit.kafka import KafkaFeed, Relay, TopicSpec, ensure_topics
 from civitas.eventkit.lease import (
     BEAT_SECONDS,
     BEAT_TIMEOUT,
@@ -47,11 +50,13 @@ from civitas.eventkit.lease import (
     PostgresLease,
     lease_at,
 )
+from civitas.party_orgs.bootstrap import run_party_orgs
 from civitas.party_orgs.directory import Directory
 from civitas.party_orgs.v1 import party_orgs_pb2 as pb
 from civitas.party_orgs.v1 import party_orgs_pb2_grpc as pb_grpc
 from civitas.runner import wait_healthy
 from tests.conftest import POSTGRES_URL, drop_schema, missing_dependency, postgres_reachable
+from tests.support.cases_platform import settings_for
 from tests.support.platform import ROOT, SECRET, free_port
 from tests.support.processes import eventually
 
@@ -438,3 +443,29 @@ async def test_two_replicas_in_one_consumer_group_never_both_receive_an_event(
 
 async def _keep(seen: list[RecordedEvent], batch: list[RecordedEvent]) -> None:
     seen.extend(batch)
+
+
+@pytest.mark.kafka
+async def test_a_replica_whose_relay_refuses_its_topic_says_not_serving(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The topic exists with fewer partitions than declared: the relay refuses it each
+    time it starts, and the replica that leads it stops saying SERVING."""
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    declared = events_spec("party_orgs", namespace)
+    await ensure_topics(kafka_bootstrap, [dataclasses.replace(declared, partitions=1)])
+    settings = settings_for(
+        "party_orgs",
+        tmp_path,
+        CIVITAS_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        CIVITAS_KAFKA_NAMESPACE=namespace,
+        CIVITAS_ANCHOR_SECONDS="0",
+    )
+    async with run_party_orgs(settings, port=0) as running:
+
+        async def not_serving() -> bool:
+            return not await _serving(running.server.port)
+
+        await eventually(not_serving, "the replica with a refusing relay to say NOT_SERVING", 20)
+        failing = {"work": "relay-party_orgs"}
+        assert REGISTRY.get_sample_value("civitas_leased_work_failing", failing) == 1
