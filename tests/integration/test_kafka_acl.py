@@ -17,11 +17,13 @@ from kafka.errors import KafkaTimeoutError
 
 from civitas.chassis.kafka_access import platform_grants, principal
 from civitas.chassis.outbox import relaying
-from civitas.chassis.settings import ServiceSettings
+from civitas.chassis.preflight import check_kafka
+from civitas.chassis.settings import Locations, ServiceSettings
 from civitas.chassis.topics import events_spec
 from civitas.eventkit import NewEvent, RecordedEvent, SqliteEventStore, StreamState
 from civitas.eventkit.kafka import KafkaFeed, Relay
 from civitas.eventkit.kafka.acls import create_acls, revoke_acls
+from civitas.eventkit.kafka.history import UnreadableHistory
 from civitas.eventkit.kafka.topics import TopicSpec, delete_topics, ensure_topics, namespace_topics
 from tests.support.kafka_auth import ADMIN, ScramBroker
 from tests.support.processes import eventually
@@ -116,6 +118,23 @@ async def test_a_service_set_up_by_civitas_kafka_settings_relays_as_its_own_prin
 
         await eventually(relayed, "the volunteers relay to publish 6 events", 20)
     await store.close()
+
+
+async def test_civitas_ups_preflight_asks_as_the_operators_principal(
+    kafka_scram: ScramBroker, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = events_spec("cases", namespace)
+    await published_once(kafka_scram, cases, principal("cases"))  # not an envelope
+    keepers = [Locations.of("cases", {}, tmp_path)]
+    for name, value in {
+        "CIVITAS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CIVITAS_KAFKA_USERNAME": ADMIN,
+        "CIVITAS_KAFKA_PASSWORD_FILE": str(kafka_scram.secrets / f"{ADMIN}.password"),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(UnreadableHistory):  # it read cases' topic, and said what it found
+        await check_kafka(kafka_scram.bootstrap, namespace, keepers)
 
 
 async def test_a_principal_publishing_to_another_services_topic_is_refused(

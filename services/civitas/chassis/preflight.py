@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from civitas.eventkit import open_event_store
 from civitas.eventkit.kafka.history import check_history, owner_of
-from civitas.eventkit.kafka.security import PLAINTEXT, KafkaSecurity
+from civitas.eventkit.kafka.security import KafkaSecurity
 from civitas.eventkit.kafka.topics import check_topics
 
-from .settings import Locations
+from .settings import Locations, kafka_security
 from .topics import events_spec, platform_topics
 
 
@@ -23,14 +23,16 @@ async def check_kafka(
     bootstrap: str,
     namespace: str,
     keepers: Sequence[Locations],
-    security: KafkaSecurity = PLAINTEXT,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Raise :class:`~civitas.eventkit.kafka.topics.TopicMismatch` for a topic of the
     namespace that differs from its declaration, or
     :class:`~civitas.eventkit.kafka.history.ForeignHistory` for an events topic that
     holds another store's events than its service's. Creates nothing on Kafka (a
-    service's store is made if it is missing, as the service would make it). With ACLs,
-    ``security`` names a principal that may describe and read every topic: an admin."""
+    service's store is made if it is missing, as the service would make it). It asks as
+    ``security`` says, by default as the shared ``CIVITAS_KAFKA_*`` settings say: with
+    ACLs, a principal that may describe and read every topic (an admin)."""
+    security = kafka_security(None) if security is None else security
     await check_topics(bootstrap, platform_topics(namespace), security)
     for where in keepers:
         topic = events_spec(where.service, namespace).name
