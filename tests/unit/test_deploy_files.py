@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from civitas import catalog
+from civitas.chassis.kafka_access import kafka_groups
 from civitas.chassis.settings import PORTS
-from civitas.chassis.topics import events_spec
+from civitas.chassis.topics import anchors_spec, events_spec
+from civitas.eventkit.kafka.topics import dead_letter_spec
 from tests.support.manifests import (
     OVERLAYS,
     ROOT,
@@ -243,7 +245,11 @@ def test_the_prometheus_rules_are_those_of_deploy_prometheus(overlay: Path) -> N
 def test_there_is_a_kafka_topic_for_every_events_topic_in_the_contract(overlay: Path) -> None:
     contract = (ROOT / "docs" / "asyncapi.json").read_text()
     published = set(re.findall(r'"(civitas\.[a-z_]+\.events\.v1)"', contract))
-    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(overlay, "KafkaTopic")}
+    topics = {
+        t["spec"]["topicName"]: t["spec"]
+        for t in of_kind(overlay, "KafkaTopic")
+        if t["spec"]["topicName"].endswith(".events.v1")
+    }
     declared = [events_spec(service, "civitas") for service in catalog.event_keepers()]
 
     assert set(topics) == published
@@ -251,6 +257,20 @@ def test_there_is_a_kafka_topic_for_every_events_topic_in_the_contract(overlay: 
         (name, spec["partitions"], int(spec["config"]["retention.ms"]))
         for name, spec in topics.items()
     } == {(topic.name, topic.partitions, topic.retention_ms) for topic in declared}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_every_topic_a_service_makes_is_a_kafka_topic_as_declared(overlay: Path) -> None:
+    made = [anchors_spec(service, "civitas") for service in catalog.event_keepers()]
+    made += [dead_letter_spec(g, "civitas") for s in catalog.SERVICES for g in kafka_groups(s)]
+    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(overlay, "KafkaTopic")}
+    replicas = {spec["replicas"] for spec in topics.values()}
+
+    for topic in made:
+        spec = topics[topic.name]
+        declared = (topic.partitions, topic.retention_ms)
+        assert (spec["partitions"], int(spec["config"]["retention.ms"])) == declared
+    assert len(replicas) == 1  # the overlay replicates them as it does the events
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
