@@ -288,8 +288,8 @@ def _admin() -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
 
-async def _register(replica: Replica, code: str) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.grpc_port}") as channel:
+async def _register(port: int, code: str) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await pb_grpc.PartyOrgsServiceStub(channel).RegisterAdminUnit(
             pb.RegisterAdminUnitRequest(code=code, name=f"unit {code}", population=100),
             metadata=_admin(),
@@ -297,10 +297,10 @@ async def _register(replica: Replica, code: str) -> None:
         )
 
 
-async def _units_under(replica: Replica, parent: str) -> list[str]:
+async def _units_under(port: int, parent: str) -> list[str]:
     """ListAdminUnits: read from the directory, once it has applied every event stored
     before the call (it waits for the projection's position in the shared database)."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         reply = await pb_grpc.PartyOrgsServiceStub(channel).ListAdminUnits(
             pb.ListAdminUnitsRequest(parent_code=parent), metadata=_admin(), timeout=10
         )
@@ -344,11 +344,13 @@ async def test_the_directory_runs_on_one_replica_and_moves_when_its_holder_is_ki
         await asyncio.sleep(1.5)  # the second tries the lease three times meanwhile
         assert not await second.holds(DIRECTORY_WORK)
 
-        await _register(first, "QH")
-        await _register(second, "QH-01")  # a command on the replica that does not project
-        assert await _units_under(second, "QH") == ["QH-01"]  # read after write, elsewhere
-        await _register(second, "QH-02")
-        assert await _units_under(first, "QH") == ["QH-01", "QH-02"]
+        await _register(first.grpc_port, "QH")
+        await _register(second.grpc_port, "QH-01")  # a command on the replica that does not project
+        assert await _units_under(second.grpc_port, "QH") == [
+            "QH-01"
+        ]  # read after write, elsewhere
+        await _register(second.grpc_port, "QH-02")
+        assert await _units_under(first.grpc_port, "QH") == ["QH-01", "QH-02"]
         applied_by_first = await first.metric(
             "civitas_projection_events_total", projection=Directory.name
         )
@@ -359,8 +361,8 @@ async def test_the_directory_runs_on_one_replica_and_moves_when_its_holder_is_ki
         await eventually(lambda: second.holds(DIRECTORY_WORK), "the second to lead", 10)
         took_over = time.monotonic() - killed
 
-        await _register(second, "QH-03")
-        assert await _units_under(second, "QH") == ["QH-01", "QH-02", "QH-03"]
+        await _register(second.grpc_port, "QH-03")
+        assert await _units_under(second.grpc_port, "QH") == ["QH-01", "QH-02", "QH-03"]
         applied_by_second = await second.metric(
             "civitas_projection_events_total", projection=Directory.name
         )
@@ -469,3 +471,30 @@ async def test_a_replica_whose_relay_refuses_its_topic_says_not_serving(
         await eventually(not_serving, "the replica with a refusing relay to say NOT_SERVING", 20)
         failing = {"work": "relay-party_orgs"}
         assert REGISTRY.get_sample_value("civitas_leased_work_failing", failing) == 1
+
+
+async def test_a_read_nobody_projects_for_is_unavailable_within_its_bound_then_answers(
+    tmp_path: Path,
+) -> None:
+    """Nobody applies the directory (its lease is held by a holder that does nothing):
+    a read after a write waits its bound and answers UNAVAILABLE, saying why; once the
+    lease is free, the replica takes it and the same read answers."""
+    settings = settings_for(
+        "party_orgs", tmp_path, CIVITAS_AUTH_SECRET=SECRET, CIVITAS_ANCHOR_SECONDS="0"
+    )
+    (tmp_path / "party_orgs").mkdir()
+    idle = lease_at(settings.read_model_url, DIRECTORY_WORK)
+    await idle.acquire()
+    try:
+        async with run_party_orgs(settings, port=0) as running:
+            port = running.server.port
+            await _register(port, "QH")
+            await _register(port, "QH-01")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _units_under(port, "QH")
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "has not caught up" in (refused.value.details() or "")
+            await idle.release()
+            assert await _units_under(port, "QH") == ["QH-01"]
+    finally:
+        await idle.release()
