@@ -13,6 +13,8 @@ import pytest
 
 from civitas import catalog
 from civitas.chassis.kafka_access import grants, principal, strimzi_acls
+from civitas.chassis.settings import kafka_security
+from civitas.eventkit.kafka.security import KafkaSecurity
 from tests.support.manifests import (
     OVERLAYS,
     configured,
@@ -173,6 +175,29 @@ def test_each_service_is_a_kafka_user_with_the_acls_kafka_access_grants(overlay:
             "type": "simple",
             "acls": strimzi_acls(grants(spec.name, namespace)),
         }
+
+
+@each_overlay
+def test_the_settings_a_pod_gets_sign_it_in_as_its_kafka_user(
+    overlay: Path, tmp_path: Path
+) -> None:
+    password = tmp_path / "password"  # what the Secret's volume holds in the pod
+    password.write_text("from-strimzi\n")
+    for deployment in service_deployments(overlay):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        service = deployment["metadata"]["name"].replace("-", "_")
+        given = {**configured(overlay, container), **env}
+
+        security = kafka_security(service, {**given, "CIVITAS_KAFKA_PASSWORD_FILE": str(password)})
+
+        assert security == KafkaSecurity(
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            principal(service),
+            "from-strimzi",
+            env["CIVITAS_KAFKA_CA_FILE"],
+        )
 
 
 def cluster_policies(overlay: Path) -> list[dict[str, Any]]:
