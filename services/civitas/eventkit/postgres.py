@@ -25,7 +25,7 @@ after its commit is visible to new snapshots, so the later statement sees its ro
 final. What a reader sees is always a gap-free prefix of the log, while commits
 (and their fsyncs) still run concurrently and PostgreSQL groups them.
 
-Readers wait only for appends to this store. Before (migration 1) they waited below
+Readers wait only for appends to this store. Before migration 2 they waited below
 the snapshot's xmin, so any transaction open anywhere on the server (a report, a
 ``pg_dump``, a session idle in transaction, in another database too) froze every
 subscriber. Markers carry the low 32 bits of a position (the two-int lock key) and
@@ -538,9 +538,12 @@ async def _migrate(pool: asyncpg.Pool, schema: str) -> None:
 
 
 def _marker_key(schema: str) -> int:
-    """The first key of a schema's in-flight markers: an int4 > 0, stable for a name,
-    written into the functions of migration 2."""
-    return zlib.crc32(f"civitas.eventkit.postgres:{schema}".encode()) % 0x7FFFFFFF + 1
+    """The first key of a schema's in-flight markers: an int4 stable for a name, written
+    into the functions of migration 2; at least 2^24, clear of the project's other
+    two-int lock spaces (leases, read models, projections: three-letter tags below it),
+    whose long-held locks would otherwise read as appends in flight."""
+    floor = 1 << 24
+    return floor + zlib.crc32(f"civitas.eventkit.postgres:{schema}".encode()) % (2**31 - floor)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
