@@ -20,7 +20,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import grpc
+import sqlalchemy as sa
 import structlog
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
@@ -74,6 +76,12 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (StoreClosed, grpc.StatusCode.UNAVAILABLE),  # shutting down
     (TimeoutError, grpc.StatusCode.UNAVAILABLE),  # a read model still catching up: retry
+    # A database down, restarting or gone in the middle of a call: a client may send the
+    # command again (its request id answers a retry of what had committed after all).
+    (asyncpg.PostgresConnectionError, grpc.StatusCode.UNAVAILABLE),
+    (asyncpg.exceptions.OperatorInterventionError, grpc.StatusCode.UNAVAILABLE),
+    (sa.exc.OperationalError, grpc.StatusCode.UNAVAILABLE),
+    (ConnectionError, grpc.StatusCode.UNAVAILABLE),
 ]  # any other store error means the service itself asked for something wrong: a bug
 
 OPEN_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
