@@ -815,7 +815,9 @@ class ProjectionRunner(TrackedRunner):
 
     def _prepare(self, conn: sa.Connection) -> int | None:
         """Make the read model at the projection's version, under its lock and the
-        schema's (one process at a time); returns the version found before."""
+        schema's (one process at a time); returns the version found before. The locks
+        are taken in the order a replay's swap takes them (projection, then schema), so
+        that the two never wait for each other."""
         self._hold(conn)
         readmodels.hold_schema(conn)
         projection = self.projection
