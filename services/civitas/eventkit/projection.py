@@ -817,7 +817,7 @@ class ProjectionRunner(TrackedRunner):
         """Make the read model at the projection's version, under its lock and the
         schema's (one process at a time); returns the version found before. The locks
         are taken in the order a replay's swap takes them (projection, then schema), so
-        that the two never wait for each other."""
+        that the two cannot deadlock."""
         self._hold(conn)
         readmodels.hold_schema(conn)
         projection = self.projection
