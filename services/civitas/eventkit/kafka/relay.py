@@ -71,6 +71,7 @@ class Relay:
         self.bootstrap = bootstrap
         self.security = security
         self.producer = idempotent_producer(bootstrap, security)
+        self._stopped = False
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[bytes, int] = {}
         self._partition_count = 0
@@ -92,11 +93,16 @@ class Relay:
         await check_history(self.bootstrap, self.topic.name, owner, self.security)
         self.identity = owner.identity
         await ensure_topics(self.bootstrap, [self.topic], self.security)
+        if self._stopped:  # a stopped aiokafka producer never starts again
+            self.producer = idempotent_producer(self.bootstrap, self.security)
+            self._stopped = False
         await self.producer.start()
 
     async def stop(self) -> None:
-        """Flush and disconnect the producer."""
+        """Flush and disconnect the producer. The relay may be started again (its lease
+        lost, then taken anew): it then connects a new producer."""
         await self.producer.stop()
+        self._stopped = True
 
     async def run(self) -> None:
         """Relay until cancelled. Any failure (the broker not up yet, a lost store
