@@ -1,4 +1,5 @@
-"""``civitas up``: every service as its own process on this machine, until Ctrl-C."""
+"""``civitas up``: every service (or several replicas of each) as its own process on this
+machine, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +19,16 @@ from kafka.errors import KafkaError as AdminError
 from civitas import catalog
 from civitas.chassis.auth import Role, TokenAuthority
 from civitas.chassis.preflight import check_kafka
-from civitas.chassis.settings import (
-    INSIGHTS_HTTP_PORT,
-    Locations,
-    ensure_secret,
-    environment,
-    from_environment,
-    own_setting,
-)
+from civitas.chassis.settings import Locations, ensure_secret, environment, from_environment
 from civitas.eventkit.files import private_dirs
 from civitas.eventkit.kafka.history import ForeignHistory
 from civitas.eventkit.kafka.topics import TopicMismatch
+from civitas.replicas import Replica, layout, shared_store_refusal, targets
+from civitas.restarts import Backoff, Child
 
 SERVICES = catalog.names()  # in start order: insights last, as it reads the others' events
 CONSOLE_TOKEN_HOURS = 8
 """How long the district admin's token ``civitas up`` prints lives: a working day."""
-
-
-@dataclass
-class Child:
-    service: str
-    process: asyncio.subprocess.Process
-    address: str
 
 
 async def wait_healthy(address: str, within: float = 30.0, name: str = "server") -> None:
@@ -59,91 +47,128 @@ async def wait_healthy(address: str, within: float = 30.0, name: str = "server")
             await asyncio.sleep(0.2)
 
 
-def address_of(service: str, env: dict[str, str], host: str) -> str:
-    """Where a service will listen: its port setting in ``env``, or its default port."""
-    port = own_setting(env, service, "grpc_port") or str(catalog.spec(service).grpc_port)
-    return f"{host}:{port}"
+def platform_settings(
+    var_dir: Path, secret: str, postgres: str | None = None, kafka: str | None = None
+) -> dict[str, str]:
+    """The settings every process starts from: this process's, the token secret and the
+    var folder, and with ``postgres`` every store on that server (each service in its
+    own schema) and with ``kafka`` that broker. A service's own setting
+    (``CIVITAS_CASES_EVENTSTORE_URL``) still wins over what these give to all."""
+    env = {**environment(), "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
+    if postgres:
+        for store in ("EVENTSTORE", "READ_MODEL", "VAULT"):
+            env[f"CIVITAS_{store}_URL"] = postgres
+    if kafka:
+        env["CIVITAS_KAFKA_BOOTSTRAP"] = kafka
+    return env
 
 
-async def start(service: str, env: dict[str, str], host: str) -> Child:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", catalog.spec(service).module, env=env
-    )
-    return Child(service, process, address_of(service, env, host))
-
-
-async def up(var_dir: Path, host: str = "127.0.0.1", *, ready_within: float = 30.0) -> int:
-    """Start every service, print how to reach them, stop them all on Ctrl-C or SIGTERM;
-    1 if a service is not healthy within ``ready_within`` seconds or exits on its own."""
+async def up(
+    var_dir: Path,
+    host: str = "127.0.0.1",
+    *,
+    ready_within: float = 30.0,
+    replicas: int = 1,
+    postgres: str | None = None,
+    kafka: str | None = None,
+) -> int:
+    """Start ``replicas`` processes of every service (on ``postgres`` and ``kafka`` when
+    given), print how to reach them, and keep them running until Ctrl-C or SIGTERM
+    stops them all: one that exits once all were ready is started again
+    (:mod:`civitas.restarts`). 1 if the platform cannot start, or a process is not
+    healthy within ``ready_within`` seconds or exits before it is."""
     private_dirs(var_dir)  # 0700 (each service's stores make their folders so too)
     secret = from_environment("auth_secret") or ensure_secret(var_dir)
-    env = {**environment(), "CIVITAS_AUTH_SECRET": secret, "CIVITAS_VAR_DIR": str(var_dir)}
-    for service in SERVICES:  # every service finds the others where they listen
-        env.setdefault(f"CIVITAS_{service.upper()}_ADDRESS", address_of(service, env, host))
-    if refused := await kafka_refusal(env, var_dir):
+    env = platform_settings(var_dir, secret, postgres, kafka)
+    try:
+        processes = layout(env, replicas, host)
+    except ValueError as impossible:
+        print(f"civitas: not starting: {impossible}", file=sys.stderr)
+        return 1
+    for service, where in targets(processes).items():  # each finds the others' replicas
+        env.setdefault(f"CIVITAS_{service.upper()}_ADDRESS", where)
+    refused = shared_store_refusal(env, var_dir, replicas) or await kafka_refusal(env, var_dir)
+    if refused:
         print(f"civitas: not starting: {refused}", file=sys.stderr)
         return 1
     children: list[Child] = []
+    keepers: list[asyncio.Task[None]] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for service in SERVICES:
-            children.append(await start(service, env, host))
+        for replica in processes:
+            module = catalog.spec(replica.service).module
+            children.append(
+                await Child.start(replica.name, replica.address, module, replica.settings(env))
+            )
         print(f"civitas: starting {', '.join(SERVICES)}", flush=True)
-        exited = [asyncio.create_task(c.process.wait()) for c in children]
-        waiting = asyncio.create_task(stop.wait())
-        ready = asyncio.gather(
-            *(wait_healthy(c.address, ready_within, c.service) for c in children)
-        )
-        first: list[asyncio.Future[Any]] = [ready, waiting, *exited]  # ready, stopped, or gone
-        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done() or ready.exception():
-            ready.cancel()
-            await asyncio.gather(ready, return_exceptions=True)
-            if stop.is_set():  # Ctrl-C while starting (a terminal's reaches the services too)
-                return 0
-            gone = [
-                f"{c.service} (exit code {c.process.returncode})"
-                for c in children
-                if c.process.returncode is not None
-            ]
-            why = (
-                f"exited before it was ready: {', '.join(gone)}" if gone else str(ready.exception())
-            )
-            print(f"civitas: {why}; stopping the others", file=sys.stderr)
-            return 1
-        lifetime = CONSOLE_TOKEN_HOURS * 3600
-        token = TokenAuthority(secret).mint(
-            "admin", [Role.DISTRICT_ADMIN], ["QH"], ttl_seconds=lifetime
-        )
-        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + lifetime))
-        for child in children:
-            metrics = own_setting(env, child.service, "metrics_port") or str(
-                catalog.spec(child.service).metrics_port
-            )
-            print(
-                f"  {child.service:<12} grpc {child.address}  metrics http://{host}:{metrics}/metrics"
-            )
-        console = own_setting(env, "insights", "http_port") or str(INSIGHTS_HTTP_PORT)
-        print(
-            f"\nadmin token (district_admin, scope QH, {CONSOLE_TOKEN_HOURS} h: until {until}):"
-            f"\n{token}\n"
-        )
-        print(f"web console: http://{host}:{console}/#token={token}")
-        print(
-            "  (a #fragment never reaches the server; when the token expires, open "
-            f"http://{host}:{console}/#token=<a token from civitas token>)\n"
-        )
-        print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)
-        done, _ = await asyncio.wait([waiting, *exited], return_when=asyncio.FIRST_COMPLETED)
-        if waiting not in done:
-            print("civitas: a service exited on its own; stopping the others", file=sys.stderr)
-            return 1
+        if (failed := await until_ready(children, stop, ready_within)) is not None:
+            return failed
+        announce(list(zip(processes, children, strict=True)), secret, host)
+        keepers = [asyncio.create_task(c.keep_running(stop, Backoff())) for c in children]
+        await asyncio.gather(*keepers)  # each returns once stop is set
         return 0
     finally:
+        for keeper in keepers:
+            keeper.cancel()  # when up itself fails; a keeper that returned ignores it
         await stop_all(children)
+
+
+async def until_ready(children: list[Child], stop: asyncio.Event, within: float) -> int | None:
+    """Wait until every child is healthy (None), Ctrl-C (0), or one exits or is not
+    healthy within ``within`` seconds (1, and why on stderr)."""
+    exited = [asyncio.create_task(c.process.wait()) for c in children]
+    waiting = asyncio.create_task(stop.wait())
+    ready = asyncio.gather(*(wait_healthy(c.address, within, c.name) for c in children))
+    first: list[asyncio.Future[Any]] = [ready, waiting, *exited]  # ready, stopped, or gone
+    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+    for task in (waiting, *exited):
+        task.cancel()
+    if ready.done() and not ready.exception():
+        return None
+    ready.cancel()
+    await asyncio.gather(ready, return_exceptions=True)
+    if stop.is_set():  # Ctrl-C while starting (a terminal's reaches the services too)
+        return 0
+    gone = [
+        f"{c.name} (exit code {c.process.returncode})"
+        for c in children
+        if c.process.returncode is not None
+    ]
+    why = f"exited before it was ready: {', '.join(gone)}" if gone else str(ready.exception())
+    print(f"civitas: {why}; stopping the others", file=sys.stderr)
+    return 1
+
+
+def announce(running: list[tuple[Replica, Child]], secret: str, host: str) -> None:
+    """Print where each process serves (and its pid, for an operator's ``kill``), each
+    service's target when it has replicas, an admin token and the console's address."""
+    processes = [replica for replica, _ in running]
+    lifetime = CONSOLE_TOKEN_HOURS * 3600
+    token = TokenAuthority(secret).mint(
+        "admin", [Role.DISTRICT_ADMIN], ["QH"], ttl_seconds=lifetime
+    )
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + lifetime))
+    for replica, child in running:
+        metrics = f"metrics http://{host}:{replica.ports['metrics_port']}/metrics"
+        print(f"  {replica.name:<12} grpc {replica.address}  {metrics}  pid {child.process.pid}")
+    if len(processes) > len(SERVICES):
+        print("\neach service's replicas as one gRPC target (civitas call --address):")
+        for service, where in targets(processes).items():
+            print(f"  {service:<12} {where}")
+    console = next(r.ports["http_port"] for r in processes if "http_port" in r.ports)
+    print(
+        f"\nadmin token (district_admin, scope QH, {CONSOLE_TOKEN_HOURS} h: until {until}):"
+        f"\n{token}\n"
+    )
+    print(f"web console: http://{host}:{console}/#token={token}")
+    print(
+        "  (a #fragment never reaches the server; when the token expires, open "
+        f"http://{host}:{console}/#token=<a token from civitas token>)\n"
+    )
+    print("Load the demo district with `civitas demo`; Ctrl-C stops everything.", flush=True)
 
 
 async def kafka_refusal(env: dict[str, str], var_dir: Path) -> str | None:
@@ -164,7 +189,8 @@ async def kafka_refusal(env: dict[str, str], var_dir: Path) -> str | None:
 
 
 async def stop_all(children: list[Child], grace: float = 10.0) -> None:
-    """SIGTERM each child, wait for a graceful exit, SIGKILL what remains."""
+    """SIGTERM each child, wait for a graceful exit, SIGKILL what remains; say how often
+    any was restarted."""
     for child in children:
         if child.process.returncode is None:
             child.process.send_signal(signal.SIGTERM)
@@ -174,4 +200,5 @@ async def stop_all(children: list[Child], grace: float = 10.0) -> None:
         except TimeoutError:
             child.process.kill()
             await child.process.wait()
-    print("civitas: all services stopped", flush=True)
+    restarted = ", ".join(f"{c.name} {c.restarts}" for c in children if c.restarts)
+    print(f"civitas: all services stopped{f' (restarts: {restarted})' if restarted else ''}")

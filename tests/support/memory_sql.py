@@ -12,7 +12,7 @@ import sqlite3
 
 from civitas.eventkit import MemoryDatabase
 from civitas.eventkit.audit import LedgerEntry, RawEvent
-from civitas.eventkit.sqlite import _SCHEMA as SQLITE_TABLES
+from civitas.eventkit.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 
 _EVENT_COLUMNS = ", ".join(field.name for field in dataclasses.fields(RawEvent))
 _MARKS = ", ".join("?" * len(dataclasses.fields(RawEvent)))
@@ -23,7 +23,8 @@ def run_sql(database: MemoryDatabase, script: str, *params: object) -> None:
     marks for ``params``) on ``database``'s kept rows."""
     conn = sqlite3.connect(":memory:")
     try:
-        conn.executescript(SQLITE_TABLES)
+        for migration in SQLITE_MIGRATIONS:  # the SQLite store's own tables
+            migration.step(conn)
         with database.lock:
             _load(conn, database)
         if params:

@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import math
 
+from civitas import catalog
 from civitas.chassis.auth import MAX_TOKEN_SECONDS
-from civitas.cli.options import Commands, positive_seconds, until_interrupted
+from civitas.cli.options import Commands, address_of, positive_seconds, until_interrupted
 from civitas.cli.tokens import district_admin
 
 
@@ -17,7 +18,11 @@ def call(commands: Commands, var_default: str) -> None:
     )
     command.add_argument("method", help="SERVICE.Method, e.g. party_orgs.ResolveGrid")
     command.add_argument("request", nargs="?", default="{}", help="the request as JSON")
-    command.add_argument("--address", help="host:port (default: the service's local port)")
+    command.add_argument(
+        "--address",
+        help="host:port, or every replica: ipv4:host:port,host:port or dns:///name:port "
+        "(default: $CIVITAS_<SERVICE>_ADDRESS, else the service's local port)",
+    )
     command.add_argument("--token", help="bearer token (default: a district admin's)")
     command.add_argument(
         "--timeout", type=positive_seconds, default=5.0, help="deadline in seconds (default 5)"
@@ -32,5 +37,7 @@ def _call(args: argparse.Namespace) -> int:
     # without --token, a district admin's, living as long as the call may take
     ttl = min(MAX_TOKEN_SECONDS, max(600, math.ceil(args.timeout) + 60))
     token = args.token or district_admin(args.var, "cli", ttl)
-    print(asyncio.run(call_rpc(args.method, args.request, token, args.address, args.timeout)))
+    service = args.method.partition(".")[0]  # call_rpc names the services when unknown
+    address = args.address or (address_of(service) if service in catalog.names() else None)
+    print(asyncio.run(call_rpc(args.method, args.request, token, address, args.timeout)))
     return 0
