@@ -160,7 +160,11 @@ class ServiceSettings:
         return retrying
 
     def peer_address(self, service: str) -> str:
-        """Where another service listens: ``CIVITAS_<SERVICE>_ADDRESS`` or its default port."""
+        """Where another service listens: ``CIVITAS_<SERVICE>_ADDRESS`` or its default port.
+        The value is a gRPC target, which may name every replica:
+        ``dns:///cases.civitas.svc.cluster.local:50052`` (a Kubernetes headless Service,
+        one A record per ready pod) or ``ipv4:127.0.0.1:50052,127.0.0.1:50152``
+        (``civitas up --replicas``); the chassis channel balances its calls over them."""
         return self.peers[service]
 
     def of_peer(self, service: str) -> ServiceSettings:
