@@ -498,3 +498,20 @@ async def test_a_read_nobody_projects_for_is_unavailable_within_its_bound_then_a
             assert await _units_under(port, "QH") == ["QH-01"]
     finally:
         await idle.release()
+
+
+async def test_a_lease_that_cannot_be_taken_yet_is_tried_again_not_given_up(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "not-yet"
+    ran = asyncio.Event()
+
+    async def work() -> None:
+        ran.set()
+        await asyncio.Event().wait()
+
+    async with leading(FileLease(folder / "read.db.lease-relay-x", "relay-x"), work):
+        await asyncio.sleep(0.5)
+        assert not ran.is_set()
+        folder.mkdir()
+        await asyncio.wait_for(ran.wait(), 5)

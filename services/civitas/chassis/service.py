@@ -211,7 +211,12 @@ async def _lead(lease: Lease, work: Callable[[], Awaitable[None]], readiness: Re
     name = lease.work
     try:
         while True:
-            await lease.acquire()
+            try:
+                await lease.acquire()
+            except Exception:  # a lease file that cannot be made: the work must not die silently
+                log.exception("lease not taken; trying again", work=name)
+                await asyncio.sleep(1.0)
+                continue
             LEASE_HELD.labels(name).set(1)
             LEASE_ACQUIRED.labels(name).inc()
             log.info("lease acquired: running", work=name)
