@@ -515,3 +515,40 @@ async def test_a_lease_that_cannot_be_taken_yet_is_tried_again_not_given_up(
         assert not ran.is_set()
         folder.mkdir()
         await asyncio.wait_for(ran.wait(), 5)
+
+
+@pytest.mark.postgres
+async def test_a_work_whose_lease_is_lost_is_cancelled_and_runs_on_the_other_replica(
+    postgres: Callable[[], str],
+) -> None:
+    schema = postgres()
+    running: list[str] = []
+    stopped: list[str] = []
+
+    def work(replica: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            running.append(replica)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.append(replica)
+
+        return run
+
+    lost = {"work": "relay-x"}
+    lost_before = REGISTRY.get_sample_value("civitas_lease_lost_total", lost) or 0
+    async with leading(PostgresLease(POSTGRES_URL, schema, "relay-x"), work("first")):
+        await eventually(lambda: _truthy(running), "the first replica to run the work", 5)
+        async with leading(PostgresLease(POSTGRES_URL, schema, "relay-x"), work("second")):
+            await asyncio.sleep(1)
+            assert running == ["first"]
+            assert await _terminate_lease_sessions(schema, "relay-x") == 1
+            await eventually(lambda: _truthy(stopped), "the first to stop its work", 5)
+            await eventually(lambda: _truthy(running[1:]), "the other replica to run it", 5)
+            assert running == ["first", "second"]
+            assert stopped == ["first"]
+    assert REGISTRY.get_sample_value("civitas_lease_lost_total", lost) == lost_before + 1
+
+
+async def _truthy(items: list[str]) -> bool:
+    return bool(items)

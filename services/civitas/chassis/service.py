@@ -222,6 +222,7 @@ async def _lead(lease: Lease, work: Callable[[], Awaitable[None]], readiness: Re
             log.info("lease acquired: running", work=name)
             if await _until_lost(lease, work, readiness):
                 return
+            await lease.release()  # once the work has stopped, never before
             LEASE_HELD.labels(name).set(0)
             LEASE_LOST.labels(name).inc()
             readiness.healthy(name)  # stopped here: its health is its next holder's

@@ -24,8 +24,8 @@ Why losing a PostgreSQL lease is safe. The server drops a session's advisory loc
 moment the session ends: a holder that dies (or is killed) frees its lease as soon as
 its socket closes. A holder that is cut off but alive cannot know whether the server
 still sees it, so it checks: ``SELECT 1`` every :data:`BEAT_SECONDS`, given
-:data:`BEAT_TIMEOUT` to answer; on any failure it closes the connection and its work
-is cancelled at once. When the server ends the session first (an operator's
+:data:`BEAT_TIMEOUT` to answer; on any failure its work is cancelled at once, and then
+the connection closed. When the server ends the session first (an operator's
 ``pg_terminate_backend``, a restart), another replica may take the lease while the
 old holder has not noticed yet: the two overlap for at most ``BEAT_SECONDS +
 BEAT_TIMEOUT`` (2 s) plus the time a cancelled step takes to stop. That overlap cannot
@@ -177,8 +177,10 @@ class PostgresLease:
             await asyncio.sleep(self.poll)
 
     async def lost(self) -> None:
-        """Check the session every ``beat`` seconds; return (its connection closed, so
-        the server lets the lock go too) when a check fails or takes too long."""
+        """Check the session every ``beat`` seconds; return when a check fails or takes
+        too long. The holder then stops its work and only then releases the lease
+        (closing the connection): while the server still sees the session, nobody
+        takes the lease before the work has stopped."""
         conn = self._conn
         while conn is not None:
             await asyncio.sleep(self.beat)
@@ -187,8 +189,7 @@ class PostgresLease:
                     await conn.fetchval("SELECT 1")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as why:
                 log.warning("lease %s lost: its session did not answer (%r)", self.work, why)
-                break
-        await self._drop()
+                return
 
     async def release(self) -> None:
         """Close the lease's connection: the server drops the session's lock with it."""
