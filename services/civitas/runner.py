@@ -27,19 +27,22 @@ from civitas.replicas import Replica, layout, shared_store_refusal, targets
 from civitas.restarts import Backoff, Child
 
 SERVICES = catalog.names()  # in start order: insights last, as it reads the others' events
+CHECK_SECONDS = 5.0
 CONSOLE_TOKEN_HOURS = 8
 """How long the district admin's token ``civitas up`` prints lives: a working day."""
 
 
 async def wait_healthy(address: str, within: float = 30.0, name: str = "server") -> None:
     """Wait until the gRPC health service at ``address`` says SERVING; a TimeoutError
-    names the service (``name``) after ``within`` seconds."""
+    names the service (``name``) after ``within`` seconds. Each check may take up to
+    ``CHECK_SECONDS``: a service busy catching up (ten processes starting on two cores)
+    answers late, and late is still up."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = asyncio.get_running_loop().time() + within
         while True:
             with contextlib.suppress(grpc.aio.AioRpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=CHECK_SECONDS)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             if asyncio.get_running_loop().time() > deadline:
