@@ -56,6 +56,7 @@ POLL_SECONDS = 0.5  # how often a replica that does not hold a lease tries it ag
 BEAT_SECONDS = 1.0  # how often a holder checks that its session is alive
 BEAT_TIMEOUT = 1.0  # how long the server has to answer that check
 CONNECT_TIMEOUT = 5.0
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _WORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -171,7 +172,7 @@ class PostgresLease:
                 )
                 if held:
                     return
-            except (OSError, TimeoutError, asyncpg.PostgresError) as unreachable:
+            except _UNREACHABLE as unreachable:
                 log.warning("lease %s: database not reachable (%r)", self.work, unreachable)
                 await self._drop()
             await asyncio.sleep(self.poll)
@@ -187,7 +188,7 @@ class PostgresLease:
             try:
                 async with asyncio.timeout(self.beat_timeout):
                     await conn.fetchval("SELECT 1")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as why:
+            except _UNREACHABLE as why:
                 log.warning("lease %s lost: its session did not answer (%r)", self.work, why)
                 return
 
@@ -198,7 +199,7 @@ class PostgresLease:
             try:
                 async with asyncio.timeout(self.beat_timeout):
                     await conn.close()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except _UNREACHABLE:
                 conn.terminate()
 
     async def _drop(self) -> None:
