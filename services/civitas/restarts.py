@@ -44,6 +44,7 @@ class Child:
 
     @classmethod
     async def start(cls, name: str, address: str, module: str, env: dict[str, str]) -> Child:
+        """``python -m module`` started with the settings ``env``."""
         return cls(name, address, module, env, await _spawn(module, env))
 
     async def keep_running(self, stop: asyncio.Event, backoff: Backoff) -> None:
