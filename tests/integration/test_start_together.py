@@ -1,10 +1,9 @@
 """Every service started at the same moment against fresh databases, several times
 (#19): schemas and tables are made once, under a lock, and none of the processes fails.
 
-On PostgreSQL as the README sets it up: every service's read models in ONE shared
-schema, each event store and vault in a schema of its service's own. Each round takes
-fresh schemas in the test database (the test role may not create databases; what
-races, the catalog of one database, is the same). On SQLite: a fresh var folder.
+On PostgreSQL as the README sets it up, in a new database each round: every service's
+read models in ONE shared schema, each event store and vault in a schema of its
+service's own (a URL without ``?schema=``). On SQLite: a fresh var folder.
 Before #19, one fresh start in ten stopped with ``UniqueViolation ...
 pg_type_typname_nsp_index (projection_positions)``."""
 
@@ -29,6 +28,7 @@ from civitas.eventkit.kafka.topics import check_topics, delete_topics, ensure_to
 from civitas.runner import wait_healthy
 from tests.conftest import POSTGRES_URL, missing_dependency, postgres_reachable
 from tests.support.platform import ROOT, SECRET, free_port
+from tests.support.replicated_platform import fresh_database
 
 ROUNDS = 3
 READY_WITHIN = 120.0  # five processes at once: a minute each when the two cores are shared
@@ -73,15 +73,14 @@ def settings(var: Path, urls: Mapping[str, str]) -> dict[str, str]:
     return env | dict(urls)
 
 
-def postgres_urls(round_name: str) -> dict[str, str]:
-    """The README's PostgreSQL setup in fresh schemas: one shared read-model schema,
-    an event store and a vault per service."""
-    urls = {"CIVITAS_READ_MODEL_URL": f"{POSTGRES_URL}?schema={round_name}_read_models"}
-    for service in catalog.names():
-        prefix = f"CIVITAS_{service.upper()}"
-        urls[f"{prefix}_EVENTSTORE_URL"] = f"{POSTGRES_URL}?schema={round_name}_{service}"
-        urls[f"{prefix}_VAULT_URL"] = f"{POSTGRES_URL}?schema={round_name}_vault_{service}"
-    return urls
+def postgres_urls(database: str) -> dict[str, str]:
+    """The README's PostgreSQL setup: one shared read-model schema; each service's event
+    store and vault in its own schema (the URL names none)."""
+    return {
+        "CIVITAS_EVENTSTORE_URL": database,
+        "CIVITAS_READ_MODEL_URL": f"{database}?schema=read_models",
+        "CIVITAS_VAULT_URL": database,
+    }
 
 
 @contextlib.asynccontextmanager
@@ -147,27 +146,16 @@ async def tables_in(conn: asyncpg.Connection, schema: str) -> set[str]:
 async def test_every_service_starts_at_once_against_a_fresh_postgresql(tmp_path: Path) -> None:
     if not await postgres_reachable():
         missing_dependency(f"PostgreSQL at {POSTGRES_URL}")
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        for number in range(ROUNDS):
-            round_name = f"st_{uuid.uuid4().hex[:10]}"
-            urls = postgres_urls(round_name)
+    for number in range(ROUNDS):
+        async with fresh_database() as database:
+            env = settings(tmp_path / f"var{number}", postgres_urls(database))
+            await start_round(env, tmp_path / f"logs{number}")
+            conn = await asyncpg.connect(database)
             try:
-                await start_round(settings(tmp_path / f"var{number}", urls), tmp_path / round_name)
-                shared = await tables_in(conn, f"{round_name}_read_models")
-                assert shared >= SHARED_TABLES, SHARED_TABLES - shared
+                shared = await tables_in(conn, "read_models")
             finally:
-                await drop_schemas(conn, round_name)
-    finally:
-        await conn.close()
-
-
-async def drop_schemas(conn: asyncpg.Connection, round_name: str) -> None:
-    rows = await conn.fetch(
-        "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", f"{round_name}_"
-    )
-    for row in rows:
-        await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+                await conn.close()
+        assert shared >= SHARED_TABLES, SHARED_TABLES - shared
 
 
 async def test_every_service_starts_at_once_in_a_fresh_sqlite_folder(tmp_path: Path) -> None:
