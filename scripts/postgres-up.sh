@@ -30,6 +30,20 @@ done
 pg_isready -h 127.0.0.1 -p 5432 >/dev/null
 
 psql_admin() { su postgres -c "psql -v ON_ERROR_STOP=1 -qtA -c \"$1\""; }
+
+# Two replicas of every service hold about 120 connections (their pools, leases and
+# request logs; docs/replicas.md), and the tests run such a platform beside others:
+# PostgreSQL's default of 100 is too few. The setting takes a restart, done once.
+connections=${POSTGRES_MAX_CONNECTIONS:-400}
+if [ "$(psql_admin "SHOW max_connections")" -lt "$connections" ]; then
+  psql_admin "ALTER SYSTEM SET max_connections = $connections"
+  pg_ctlcluster "$version" main restart
+  for _ in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.2
+  done
+  pg_isready -h 127.0.0.1 -p 5432 >/dev/null
+fi
 if [ "$(psql_admin "SELECT 1 FROM pg_roles WHERE rolname = '$user'")" != "1" ]; then
   psql_admin "CREATE ROLE $user LOGIN PASSWORD '$password'"
 fi
