@@ -142,6 +142,32 @@ async def test_a_postgres_store_migrated_beyond_this_code_is_refused_naming_both
 
 
 @pytest.mark.postgres
+async def test_a_schema_made_meanwhile_by_a_read_model_engine_does_not_fail_the_open(
+    schema: str,
+) -> None:
+    """A service's event store and its read models share a schema by default; the read
+    models make it under a lock of their own, so the store's CREATE SCHEMA IF NOT EXISTS
+    can wait on theirs and then find it made (a unique violation): the open goes on."""
+    other = await asyncpg.connect(POSTGRES_URL)
+    try:
+        making = other.transaction()
+        await making.start()
+        await other.execute(f"CREATE SCHEMA {schema}")  # not committed yet
+        opening = asyncio.create_task(PostgresEventStore.open(POSTGRES_URL, schema=schema))
+        await asyncio.sleep(0.5)  # the open now waits on the uncommitted schema
+        assert not opening.done()
+        await making.commit()
+        store = await asyncio.wait_for(opening, 30)
+    finally:
+        await other.close()
+    try:
+        await store.append("case-1", [NewEvent("Opened", {})], StreamState.NO_STREAM)
+        assert await pg_versions(schema) == PG_VERSIONS
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize("opens", [2, 8])
 async def test_postgres_stores_opened_at_once_are_migrated_once(schema: str, opens: int) -> None:
     for round_ in range(3):

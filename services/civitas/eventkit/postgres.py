@@ -522,19 +522,29 @@ async def _migrate(pool: asyncpg.Pool, schema: str) -> None:
         "genesis": GENESIS.hex(),
         "marker": _marker_key(schema),
     }
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY + 1})")
-        await conn.execute(_MIGRATIONS_TABLE.format(s=schema))
-        applied = {
-            r[0] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")
-        }
-        for migration in pending(f"event store schema {schema!r}", MIGRATIONS, applied):
-            await conn.execute(migration.step.format(**params))
-            await conn.execute(
-                f"INSERT INTO {schema}.schema_migrations (version, description) VALUES ($1, $2)",
-                migration.version,
-                migration.description,
-            )
+    for attempt in (1, 2):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY + 1})")
+                await conn.execute(_MIGRATIONS_TABLE.format(s=schema))
+                applied = {
+                    r[0]
+                    for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")
+                }
+                for migration in pending(f"event store schema {schema!r}", MIGRATIONS, applied):
+                    await conn.execute(migration.step.format(**params))
+                    await conn.execute(
+                        f"INSERT INTO {schema}.schema_migrations (version, description) "
+                        "VALUES ($1, $2)",
+                        migration.version,
+                        migration.description,
+                    )
+            return
+        except asyncpg.UniqueViolationError:
+            # A read-model or vault engine on the same schema (a service's default) made
+            # it at this moment under its own lock: the schema is there now; once more.
+            if attempt == 2:
+                raise
 
 
 def _marker_key(schema: str) -> int:
