@@ -33,6 +33,7 @@ KERNEL_TABLES = {
     parking.origins_table: "consumer",
     readmodels.versions_table: "name",
     requests.request_log: "service",
+    requests.request_claims: "service",
 }
 
 

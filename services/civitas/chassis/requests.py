@@ -13,9 +13,25 @@ other field) and the ids of what the reply named. Then:
 - the same id with any other digest (another caller, method, account, amount, memo…)
   is refused with ALREADY_EXISTS, and nothing runs.
 
-Requests with one id take turns in a process. Commands that make something under a
-random id take the id from the request id instead (:func:`id_for`), so that a crash
-between the command and the log's write still leaves one thing, found on the retry.
+Requests with one id take turns, across every replica of the service: before the
+command runs, its id is **claimed** in ``request_claims`` (a row with the digest and a
+time it holds until, :data:`CLAIM_SECONDS` ahead), in the read-model database every
+replica shares. Requests with one id take turns in a process as well, so that only
+copies arriving at other replicas meet a claim. A copy that finds the id claimed
+waits for the holder (polling, up to ``wait_seconds``), then replies as the holder's
+row says; still claimed then, it is refused with UNAVAILABLE (nothing done; the
+chassis client retries it). A claim whose time passed is taken over (one conditional
+UPDATE wins): its holder died or lost the database. The bound (30 s) is far beyond a
+command's run (milliseconds; a call's deadline is seconds), so a live holder is not
+overtaken; should one still be, its command's own effects are versioned appends, and
+one that makes something under :func:`id_for` makes it once. The finished command's
+log row and the end of its claim are one write; a failed command's claim is deleted,
+so that its retry runs again. Claims need no change of ``request_log`` (a replica of
+the release before, during a rolling update, still reads only finished rows).
+
+Commands that make something under a random id take the id from the request id
+instead (:func:`id_for`), so that a crash between the command and the log's write
+still leaves one thing, found on the retry.
 The log lives in the service's read-model database, a row per request id, kept for
 good (a row is about 200 bytes). The digest it keeps is keyed (HMAC-SHA256 with a key
 derived from the service's auth secret, which is not in the database): a request
@@ -34,10 +50,11 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, cast
 
 import sqlalchemy as sa
+import structlog
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from google.protobuf import descriptor_pool
@@ -46,14 +63,21 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from sqlalchemy.dialects import postgresql, sqlite
 
-from civitas.errors import AlreadyExists, InvalidInput
+from civitas.errors import AlreadyExists, InvalidInput, Unavailable
 from civitas.eventkit import KeyedLocks, natural_id
 from civitas.eventkit.ids import parse_uuid
 from civitas.eventkit.readmodels import in_own_transaction
 
 from .auth import Principal
 
+log = structlog.get_logger("civitas.requests")
+
 REQUEST_ID = "request_id"
+CLAIM_SECONDS = 30.0
+"""How long a claim holds without its holder finishing (see the module's docstring)."""
+WAIT_SECONDS = 5.0
+"""How long a copy of a request waits for another replica's run before UNAVAILABLE."""
+PENDING: Literal["pending"] = "pending"
 KEYED = b"\x01"
 """The first byte of a keyed digest (33 bytes); a plain one (an older version's) is the
 32 bytes of its SHA-256 alone."""
@@ -67,6 +91,14 @@ request_log = sa.Table(
     sa.Column("digest", sa.LargeBinary, nullable=False),
     sa.Column("named", sa.String(400), nullable=False),  # JSON list of the reply's ids
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+request_claims = sa.Table(
+    "request_claims",
+    _tables,
+    sa.Column("service", sa.String(40), primary_key=True),
+    sa.Column("request_id", sa.String(36), primary_key=True),
+    sa.Column("digest", sa.LargeBinary, nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -125,12 +157,22 @@ def keyed(key: bytes, plain: bytes) -> bytes:
 class RequestLog:
     """The request ids one service has answered, in its read-model database."""
 
-    def __init__(self, engine: sa.Engine, service: str, secret: str) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        service: str,
+        secret: str,
+        *,
+        claim_seconds: float = CLAIM_SECONDS,
+        wait_seconds: float = WAIT_SECONDS,
+    ) -> None:
         """``secret`` is the service's auth secret: its digests are keyed with a key
         derived from it (another secret makes every kept request id refuse its retry
         with ALREADY_EXISTS)."""
         self.engine = engine
         self.service = service
+        self.claim = timedelta(seconds=claim_seconds)
+        self.wait_seconds = wait_seconds
         self._key = digest_key(secret, service)
         self._turns = KeyedLocks()
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -172,32 +214,86 @@ class RequestLog:
             return await run()
         digest = keyed(self._key, digest_of(path, principal, request))
         async with self._turns.hold(request_id):
-            named = await self._recall(request_id, digest)
+            named = await self._claim(request_id, digest)
             if named is not None:
                 return await _reply_again(servicer, _method(path), named)
-            reply = await run()
+            try:
+                reply = await run()
+            except BaseException:  # failed or cancelled: its retry runs again
+                await asyncio.shield(asyncio.to_thread(self._release, request_id))
+                raise
             await self._remember(request_id, digest, _named_by(reply))
             return reply
 
-    async def _recall(self, request_id: str, digest: bytes) -> list[str] | None:
-        def read() -> Any:
-            with self.engine.connect() as conn:
-                return conn.execute(
-                    sa.select(request_log.c.digest, request_log.c.named).where(
-                        request_log.c.service == self.service,
-                        request_log.c.request_id == request_id,
-                    )
-                ).first()
+    async def _claim(self, request_id: str, digest: bytes) -> list[str] | None:
+        """Claim ``request_id`` (None), or what its finished run named; waits while
+        another replica runs it."""
+        pause, waited = 0.02, 0.0
+        while True:
+            found = await asyncio.to_thread(self._try_claim, request_id, digest)
+            if found != PENDING:
+                return found
+            if waited >= self.wait_seconds:
+                raise Unavailable(f"request {request_id} is being run by another replica; retry")
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.25)
 
-        row = await asyncio.to_thread(read)
+    def _try_claim(self, request_id: str, digest: bytes) -> list[str] | Literal["pending"] | None:
+        """One try, in one transaction: what the log kept (the claim made is then rolled
+        back), None when claimed now (new, or taken over after its time), or PENDING."""
+        now = datetime.now(UTC)
+        mine = {"service": self.service, "request_id": request_id}
+        key = (request_claims.c.service == self.service, request_claims.c.request_id == request_id)
+        with self.engine.connect() as conn, conn.begin() as transaction:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            made = conn.execute(
+                dialect.insert(request_claims)
+                .values(**mine, digest=digest, claimed_until=now + self.claim)
+                .on_conflict_do_nothing()
+                .returning(request_claims.c.request_id)
+            ).first()
+            named = self._recall(conn, request_id, digest)
+            if named is not None:
+                transaction.rollback()
+                return named
+            if made is not None:
+                return None
+            held = conn.scalar(sa.select(request_claims.c.digest).where(*key))
+            if held is None:  # released meanwhile (its command failed): try again
+                return PENDING
+            _check_same(request_id, bytes(held), digest)
+            taken = conn.execute(
+                request_claims.update()
+                .where(*key, request_claims.c.claimed_until < now)
+                .values(claimed_until=now + self.claim)
+                .returning(request_claims.c.request_id)
+            ).first()
+            if taken is None:
+                return PENDING
+            log.warning("request claim taken over after its time", request_id=request_id)
+            return None
+
+    def _recall(self, conn: sa.Connection, request_id: str, digest: bytes) -> list[str] | None:
+        row = conn.execute(
+            sa.select(request_log.c.digest, request_log.c.named).where(
+                request_log.c.service == self.service,
+                request_log.c.request_id == request_id,
+            )
+        ).first()
         if row is None:
             return None
-        if not hmac.compare_digest(bytes(row.digest), digest):
-            raise AlreadyExists(
-                f"request_id {request_id} was used for a different request; "
-                "nothing was done (use a new request_id for a new request)"
-            )
+        _check_same(request_id, bytes(row.digest), digest)
         return list(json.loads(row.named))
+
+    def _release(self, request_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                request_claims.delete().where(
+                    request_claims.c.service == self.service,
+                    request_claims.c.request_id == request_id,
+                )
+            )
 
     async def _remember(self, request_id: str, digest: bytes, named: list[str]) -> None:
         """Keep the request id; returns once its row is committed (with whatever other
@@ -234,6 +330,21 @@ class RequestLog:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             # A row there already: another process answered the same id meanwhile.
             conn.execute(dialect.insert(request_log).on_conflict_do_nothing(), rows)
+            conn.execute(
+                request_claims.delete().where(
+                    request_claims.c.service == self.service,
+                    request_claims.c.request_id.in_([row["request_id"] for row in rows]),
+                )
+            )
+
+
+def _check_same(request_id: str, kept: bytes, digest: bytes) -> None:
+    """Refuse a request whose id was used for another request."""
+    if not hmac.compare_digest(kept, digest):
+        raise AlreadyExists(
+            f"request_id {request_id} was used for a different request; "
+            "nothing was done (use a new request_id for a new request)"
+        )
 
 
 def _method(path: str) -> MethodDescriptor:
