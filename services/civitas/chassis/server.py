@@ -23,6 +23,14 @@ log = structlog.get_logger("civitas.server")
 
 AddServicer = Callable[[Any, grpc.aio.Server], None]
 MAX_REQUEST_BYTES = 1 << 20  # as large as an event may be; gRPC's default is 4 MiB
+MAX_CONNECTION_AGE_SECONDS = 300.0
+"""A client's connection is ended (GOAWAY) after about this long (grpc adds +-10%
+jitter), so that clients connect again and re-resolve their target: a ``dns:///``
+name is resolved anew only when a connection drops, and replicas added meanwhile would
+otherwise get no calls from clients connected before them."""
+CONNECTION_AGE_GRACE_SECONDS = 30.0
+"""How long calls in flight on an aged connection may still finish (past any command's
+run; a call's deadline is seconds)."""
 
 
 @dataclass
@@ -55,12 +63,19 @@ async def start_grpc_server(
     host: str = "127.0.0.1",
     port: int = 0,
     requests: RequestLog | None = None,
+    max_connection_age: float = MAX_CONNECTION_AGE_SECONDS,
+    connection_age_grace: float = CONNECTION_AGE_GRACE_SECONDS,
 ) -> GrpcServer:
     """Build and start a grpc.aio server; ``port=0`` binds a free port. With a request
-    log, commands that carry a request id run once per id."""
+    log, commands that carry a request id run once per id. Connections are ended after
+    ``max_connection_age`` seconds, their calls given ``connection_age_grace`` more."""
     server = grpc.aio.server(
         interceptors=[RequestInterceptor(authority, requests)],
-        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(connection_age_grace * 1000)),
+        ],
     )
     for add, servicer in servicers:
         add(servicer, server)
