@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import structlog
 
 from civitas.chassis.auth import TokenAuthority
+from civitas.chassis.readiness import Readiness, composing
 from civitas.chassis.server import GrpcServer, start_grpc_server
-from civitas.chassis.service import events_of, projecting
+from civitas.chassis.service import events_of, in_background, projecting, reporting
 from civitas.chassis.settings import INSIGHTS_HTTP_PORT, ServiceSettings
 from civitas.contracts import schemas_of
 from civitas.eventkit import (
@@ -41,6 +42,7 @@ class RunningInsights:
     server: GrpcServer
     http_port: int
     projections: list[ProjectionRunner]
+    readiness: Readiness
 
 
 def sources() -> list[tuple[str, Projection]]:
@@ -57,8 +59,11 @@ async def run_insights(
     http_port: int | None = None,
 ) -> AsyncIterator[RunningInsights]:
     """Start the projections, gRPC and HTTP; stop them all on exit. insights owns no
-    events: it reads the other services' stores (embedded) or topics (Kafka)."""
+    events: it reads the other services' stores (embedded) or topics (Kafka). Its gRPC
+    health follows the projections it leads, as a service's does (see
+    :mod:`civitas.chassis.readiness`)."""
     async with contextlib.AsyncExitStack() as stack:
+        readiness = stack.enter_context(composing(Readiness()))
         read_models = create_read_model_engine(settings.read_model_url)
         stack.callback(read_models.dispose)
         authority = TokenAuthority(settings.auth_secret)
@@ -87,6 +92,9 @@ async def run_insights(
             port=settings.grpc_port if port is None else port,
         )
         stack.push_async_callback(server.stop)
+        await stack.enter_async_context(
+            in_background("readiness", lambda: reporting(readiness, server))
+        )
         if http_port is None:
             http_port = int(
                 setting("http_port", "insights", str(INSIGHTS_HTTP_PORT), environ=settings.environ)
@@ -96,4 +104,4 @@ async def run_insights(
             serving_http(build_app(views, authority), settings.host, http_port)
         )
         log.info("insights listening", port=server.port, http_port=bound)
-        yield RunningInsights(queries, server, bound, runners)
+        yield RunningInsights(queries, server, bound, runners, readiness)
