@@ -132,3 +132,23 @@ async def test_a_failed_commands_retry_runs_again_on_another_replica(database: s
     reply = await second.once(PATH, ADMIN, request, retried, Servicer())
     assert (failing.runs, retried.runs) == (1, 1)
     assert reply.account.account_id
+
+
+async def test_many_request_ids_on_two_replicas_at_once_each_run_once(database: str) -> None:
+    """Claims made together share a transaction (group commit); each still counts alone."""
+    first, second = await replicas(database)
+    requests = [opening(str(uuid.uuid4())) for _ in range(20)]
+    commands = [Command(seconds=0.05) for _ in requests]
+    replies = await asyncio.gather(
+        *(
+            log.once(PATH, ADMIN, request, command, Servicer())
+            for request, command in zip(requests, commands, strict=True)
+            for log in (first, second)
+        )
+    )
+    assert [command.runs for command in commands] == [1] * len(requests)
+    assert replies[0::2] == replies[1::2]
+    again = await asyncio.gather(
+        *(first.once(PATH, ADMIN, request, Command(), Servicer()) for request in requests)
+    )
+    assert again == replies[0::2]

@@ -26,7 +26,8 @@ command's run (milliseconds; a call's deadline is seconds), so a live holder is 
 overtaken; should one still be, its command's own effects are versioned appends, and
 one that makes something under :func:`id_for` makes it once. The finished command's
 log row and the end of its claim are one write; a failed command's claim is deleted,
-so that its retry runs again. Claims need no change of ``request_log`` (a replica of
+so that its retry runs again. Claims made at once share a transaction, as finished rows
+do (group commit, :class:`Together`). Claims need no change of ``request_log`` (a replica of
 the release before, during a rolling update, still reads only finished rows).
 
 Commands that make something under a random id take the id from the request id
@@ -49,9 +50,9 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 import structlog
@@ -78,6 +79,8 @@ CLAIM_SECONDS = 30.0
 WAIT_SECONDS = 5.0
 """How long a copy of a request waits for another replica's run before UNAVAILABLE."""
 PENDING: Literal["pending"] = "pending"
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 KEYED = b"\x01"
 """The first byte of a keyed digest (33 bytes); a plain one (an older version's) is the
 32 bytes of its SHA-256 alone."""
@@ -175,8 +178,8 @@ class RequestLog:
         self.wait_seconds = wait_seconds
         self._key = digest_key(secret, service)
         self._turns = KeyedLocks()
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._claims = Together(self._claim_all)
+        self._writes = Together(self._insert)
 
     async def setup(self) -> None:
         """Create the table if missing, and key the plain digests an older version
@@ -228,16 +231,22 @@ class RequestLog:
     async def _claim(self, request_id: str, digest: bytes) -> list[str] | None:
         """Claim ``request_id`` (None), or what its finished run named; waits while
         another replica runs it."""
-        pause, waited = 0.02, 0.0
+        made, kept = await self._claims.run((request_id, digest))
+        if kept is not None:
+            _check_same(request_id, bytes(kept.digest), digest)
+            return list(json.loads(kept.named))
+        if made:
+            return None
+        pause, waited = 0.0, 0.0
         while True:
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(max(pause * 2, 0.02), 0.25)
             found = await asyncio.to_thread(self._try_claim, request_id, digest)
             if found != PENDING:
                 return found
             if waited >= self.wait_seconds:
                 raise Unavailable(f"request {request_id} is being run by another replica; retry")
-            await asyncio.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.25)
 
     def _try_claim(self, request_id: str, digest: bytes) -> list[str] | Literal["pending"] | None:
         """One try, in one transaction: what the log kept (the claim made is then rolled
@@ -274,6 +283,39 @@ class RequestLog:
             log.warning("request claim taken over after its time", request_id=request_id)
             return None
 
+    def _claim_all(self, claims: list[tuple[str, bytes]]) -> list[tuple[bool, Any]]:
+        """Claim request ids in one transaction: for each, whether it was claimed now, and
+        its finished row if it has one (whose claim, made in vain, is deleted at once)."""
+        until = datetime.now(UTC) + self.claim
+        rows = [
+            {"service": self.service, "request_id": i, "digest": digest, "claimed_until": until}
+            for i, digest in claims
+        ]
+        ids = [row["request_id"] for row in rows]
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            made = set(
+                conn.scalars(
+                    dialect.insert(request_claims)
+                    .on_conflict_do_nothing()
+                    .returning(request_claims.c.request_id),
+                    rows,
+                )
+            )
+            kept = {
+                row.request_id: row
+                for row in conn.execute(
+                    sa.select(
+                        request_log.c.request_id, request_log.c.digest, request_log.c.named
+                    ).where(
+                        request_log.c.service == self.service, request_log.c.request_id.in_(ids)
+                    )
+                )
+            }
+            if made & kept.keys():
+                self._delete_claims(conn, made & kept.keys())
+        return [(request_id in made, kept.get(request_id)) for request_id in ids]
+
     def _recall(self, conn: sa.Connection, request_id: str, digest: bytes) -> list[str] | None:
         row = conn.execute(
             sa.select(request_log.c.digest, request_log.c.named).where(
@@ -288,12 +330,15 @@ class RequestLog:
 
     def _release(self, request_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                request_claims.delete().where(
-                    request_claims.c.service == self.service,
-                    request_claims.c.request_id == request_id,
-                )
+            self._delete_claims(conn, {request_id})
+
+    def _delete_claims(self, conn: sa.Connection, request_ids: Collection[str]) -> None:
+        conn.execute(
+            request_claims.delete().where(
+                request_claims.c.service == self.service,
+                request_claims.c.request_id.in_(list(request_ids)),
             )
+        )
 
     async def _remember(self, request_id: str, digest: bytes, named: list[str]) -> None:
         """Keep the request id; returns once its row is committed (with whatever other
@@ -305,37 +350,49 @@ class RequestLog:
             "named": json.dumps(named),
             "recorded_at": datetime.now(UTC),
         }
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, written))
+        await self._writes.run(row)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[None]:
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            # A row there already: another process answered the same id meanwhile.
+            conn.execute(dialect.insert(request_log).on_conflict_do_nothing(), rows)
+            self._delete_claims(conn, [row["request_id"] for row in rows])
+        return [None] * len(rows)
+
+
+class Together(Generic[Item, Outcome]):
+    """Group commit: items submitted while a batch is being written go together in the
+    next one, one transaction (and one fsync) for all of them. ``write`` (blocking, run
+    on a thread) returns each item's outcome, in order; when it fails, every item of its
+    batch hears of it."""
+
+    def __init__(self, write: Callable[[list[Item]], list[Outcome]]) -> None:
+        self.write = write
+        self._waiting: list[tuple[Item, asyncio.Future[Outcome]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def run(self, item: Item) -> Outcome:
+        """``item``'s outcome, once its batch is written."""
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_waiting())
-        await asyncio.shield(written)
+        return await asyncio.shield(done)
 
     async def _write_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                await asyncio.to_thread(self._insert, [row for row, _ in batch])
-            except Exception as exc:  # every waiting command hears of it
-                for _, written in batch:
-                    if not written.done():
-                        written.set_exception(exc)
+                outcomes = await asyncio.to_thread(self.write, [item for item, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
                 continue
-            for _, written in batch:
-                if not written.done():
-                    written.set_result(None)
-
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            # A row there already: another process answered the same id meanwhile.
-            conn.execute(dialect.insert(request_log).on_conflict_do_nothing(), rows)
-            conn.execute(
-                request_claims.delete().where(
-                    request_claims.c.service == self.service,
-                    request_claims.c.request_id.in_([row["request_id"] for row in rows]),
-                )
-            )
+            for (_, done), outcome in zip(batch, outcomes, strict=True):
+                if not done.done():
+                    done.set_result(outcome)
 
 
 def _check_same(request_id: str, kept: bytes, digest: bytes) -> None:
