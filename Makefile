@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := tools/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-scram-up kafka-down prometheus-install prometheus-check deploy-check k8s-rules asyncapi events-breaking events-baseline proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay clean
+.PHONY: run test lint typecheck check unit postgres-up kafka-up kafka-scram-up kafka-down prometheus-install prometheus-check deploy-check k8s-rules asyncapi events-breaking events-baseline proto proto-lint proto-breaking proto-baseline bench-eventstore bench-relay bench-grpc bench-funds bench-insights bench-replay bench-failover clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -113,6 +113,11 @@ bench-insights: $(STAMP)
 
 bench-replay: $(STAMP)
 	$(BIN)/python -m benchmarks.replay
+
+# Its own PostgreSQL server and Kafka broker (postgres-up installs the server programs,
+# kafka-up fetches the broker's jars), two replicas of every service, SIGKILLed leaders.
+bench-failover: $(STAMP) postgres-up kafka-up
+	$(BIN)/python -m benchmarks.failover
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -313,7 +313,7 @@ class Replicas:
     def all(self) -> list[Replica]:
         return [r for replicas in self.replicas.values() for r in replicas]
 
-    async def start(self, replica: Replica, within: float = 60) -> None:
+    async def start(self, replica: Replica, within: float = 120) -> None:
         """Start ``replica`` (its output appended to logs/<name>.log) and wait until it
         is healthy."""
         log = os.open(self.folder / "logs" / f"{replica.name}.log", APPEND, 0o600)

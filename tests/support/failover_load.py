@@ -11,6 +11,7 @@ answered, which is what makes "answered once, stored once" checkable."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,7 +24,6 @@ import grpc
 from civitas.cases.v1 import cases_pb2 as cpb
 from civitas.cases.v1 import cases_pb2_grpc as cpb_grpc
 from civitas.chassis.auth import Role, TokenAuthority
-from civitas.chassis.client import open_channel
 from civitas.funds.v1 import funds_pb2 as fpb
 from civitas.funds.v1 import funds_pb2_grpc as fpb_grpc
 from civitas.party_orgs.v1 import party_orgs_pb2 as ppb
@@ -49,6 +49,7 @@ class Answered:
     method: str
     key: str
     subject: str
+    retried: bool = False  # sent again after a failed attempt
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,24 @@ class Window:
 
 @dataclass
 class Load:
-    """The clients' record, shared by them; ``at()`` is the load's clock."""
+    """The clients' record, shared by them; ``at()`` is the load's clock. ``refused``
+    holds the commands whose retry was refused after an earlier attempt had failed."""
 
     began: float = field(default_factory=time.monotonic)
     answered: list[Answered] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
+    refused: list[Answered] = field(default_factory=list)
 
     def at(self) -> float:
         return time.monotonic() - self.began
 
     async def call(
         self, client: str, method: str, send: Callable[[Any], Awaitable[Any]], request: Any
-    ) -> Any:
-        """``send(request)`` until it is answered OK, recording each failure and the
-        client's window without an answer."""
+    ) -> Any | None:
+        """``send(request)`` until it is answered, recording each failure and the
+        client's window without an answer: the reply, or None when it was refused
+        (any status but UNAVAILABLE: sending it again would change nothing)."""
         first: float | None = None
         while True:
             try:
@@ -100,16 +104,31 @@ class Load:
                 first = now if first is None else first
                 code = failed.code().name
                 self.failures.append(Failure(client, method, code, now, failed.details() or ""))
-                if now - first > GIVE_UP_SECONDS:
-                    raise
+                if code != "UNAVAILABLE" or now - first > GIVE_UP_SECONDS:
+                    self.windows.append(Window(client, method, first, now))
+                    return None
                 await asyncio.sleep(0.2)
                 continue
             if first is not None:
                 self.windows.append(Window(client, method, first, self.at()))
             return reply
 
-    def keys(self, method: str) -> list[Answered]:
-        return [a for a in self.answered if a.method == method]
+
+class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """The token on every call, and 10 s to answer."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details._replace(metadata=self.metadata, timeout=10), request)
+
+
+def _balanced(target: str, token: str) -> grpc.aio.Channel:
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    options = [("grpc.enable_retries", 0), ("grpc.service_config", json.dumps(config))]
+    bearer = [_Bearer(token)]
+    return grpc.aio.insecure_channel(target, options=options, interceptors=bearer)  # type: ignore[arg-type]
 
 
 def admin_token(secret: str) -> str:
@@ -117,14 +136,15 @@ def admin_token(secret: str) -> str:
 
 
 class Clients:
-    """Stubs of every service the load calls, over the chassis' channel (balanced over
-    the replicas a target lists, retrying what is safe), and the seed they need."""
+    """Stubs of every service the load calls, balanced over the replicas a target lists,
+    and the seed they need. gRPC never resends a call here by itself (the chassis
+    channel would, for safe commands): the load resends it, the same request, so that
+    every failed attempt is seen, counted and known to have been retried."""
 
     def __init__(self, targets: Mapping[str, str], secret: str) -> None:
         token = admin_token(secret)
         self.channels = [
-            open_channel(targets[s], lambda: token, timeout_seconds=10)
-            for s in ("party_orgs", "cases", "funds", "volunteers")
+            _balanced(targets[s], token) for s in ("party_orgs", "cases", "funds", "volunteers")
         ]
         party, cases, funds, volunteers = self.channels
         self.party_orgs = ppb_grpc.PartyOrgsServiceStub(party)
@@ -188,10 +208,10 @@ async def cases_client(load: Load, clients: Clients, name: str, stop: asyncio.Ev
     """Register a case, classify, file and dispatch it; again until ``stop``."""
     s = clients.cases
     while not stop.is_set():
-        registering = registration()
-        case_id = (
-            await _command(load, name, "RegisterCase", s.RegisterCase, registering)
-        ).case.case_id
+        registered = await _command(load, name, "RegisterCase", s.RegisterCase, registration())
+        if registered is None:
+            continue
+        case_id = registered.case.case_id
         for method, request in (
             (
                 "ClassifyCase",
@@ -203,7 +223,8 @@ async def cases_client(load: Load, clients: Clients, name: str, stop: asyncio.Ev
             ("DispatchCase", cpb.DispatchCaseRequest(case_id=case_id)),
         ):
             request.request_id = new_key()
-            await _command(load, name, method, getattr(s, method), request, case_id)
+            if await _command(load, name, method, getattr(s, method), request, case_id) is None:
+                break  # the case is not where the next step needs it
 
 
 async def funds_client(load: Load, clients: Clients, name: str, stop: asyncio.Event) -> None:
@@ -251,10 +272,17 @@ async def hours_client(load: Load, clients: Clients, name: str, stop: asyncio.Ev
 
 async def _command(
     load: Load, client: str, method: str, send: Any, request: Any, subject: str | None = None
-) -> Any:
+) -> Any | None:
+    """The command sent until answered; recorded as answered, or (a retry refused, when
+    what it names is known) as refused. None when refused."""
+    failed_before = len(load.failures)
     reply = await load.call(client, method, send, request)
     key = request.idempotency_key if method == "Transfer" else request.request_id
-    load.answered.append(Answered(method, key, subject or _made(method, reply)))
+    retried = len(load.failures) > failed_before
+    if reply is not None:
+        load.answered.append(Answered(method, key, subject or _made(method, reply), retried))
+    elif subject is not None and len(load.failures) - failed_before > 1:
+        load.refused.append(Answered(method, key, subject, retried))
     return reply
 
 
