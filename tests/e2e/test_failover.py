@@ -48,8 +48,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.kafka, pytest.
 RECOVERY_BOUND_SECONDS = 20.0
 """The bound stated (printed against, not asserted yet): the longest a client may go
 without an answer, from its first failed attempt at a command to the attempt answered.
-Measured: 4.1 s and 1.4 s at most on two runs, 30.8 s and 30.4 s on two others under a
-load average of 20-35, where a restarted replica took up to a minute to start."""
+Measured: 4.1 s and 1.4 s at most on two runs; 30.8 s and 30.4 s on two others, the
+30 s a request id's claim outlives a replica SIGKILLed while running its command."""
 # KNOWN DEFECT (chassis/requests.py): a command that changes an existing aggregate
 # (ClassifyCase, FileCase, DispatchCase) whose replica dies after its events are stored
 # but before its request id's row is written is run again on the retry: refused
