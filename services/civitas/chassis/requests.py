@@ -32,7 +32,12 @@ the release before, during a rolling update, still reads only finished rows).
 
 Commands that make something under a random id take the id from the request id
 instead (:func:`id_for`), so that a crash between the command and the log's write
-still leaves one thing, found on the retry.
+still leaves one thing, found on the retry. For the same reason the events a command
+appends take ids derived from its request id (:mod:`civitas.eventkit.requested`): a
+retry that runs the command again, after its first run's replica died before the log's
+write, appends the same ids, and the store answers with the events it holds instead of
+storing them twice; a change the aggregate's rules now refuse because the first run made
+it is answered as done.
 The log lives in the service's read-model database, a row per request id, kept for
 good (a row is about 200 bytes). The digest it keeps is keyed (HMAC-SHA256 with a key
 derived from the service's auth secret, which is not in the database): a request
@@ -65,7 +70,7 @@ from google.protobuf.message_factory import GetMessageClass
 from sqlalchemy.dialects import postgresql, sqlite
 
 from civitas.errors import AlreadyExists, InvalidInput, Unavailable
-from civitas.eventkit import KeyedLocks, natural_id
+from civitas.eventkit import KeyedLocks, natural_id, requested
 from civitas.eventkit.ids import parse_uuid
 from civitas.eventkit.readmodels import in_own_transaction
 
@@ -221,7 +226,8 @@ class RequestLog:
             if named is not None:
                 return await _reply_again(servicer, _method(path), named)
             try:
-                reply = await run()
+                with requested.serving(request_id):
+                    reply = await run()
             except BaseException:  # failed or cancelled: its retry runs again
                 await asyncio.shield(asyncio.to_thread(self._release, request_id))
                 raise

@@ -13,10 +13,11 @@ from typing import Generic, TypeVar
 
 from civitas.errors import NotFound
 
-from . import tracing
+from . import requested, tracing
 from .audit import SNAPSHOT_SUFFIX, snapshot_covers
 from .domain import Aggregate, DomainEvent, EventRegistry, registry
 from .errors import AggregateNotFound, ConcurrencyError, EventStoreError
+from .ids import new_uuid
 from .metrics import SNAPSHOTS_REJECTED
 from .records import AppendResult, NewEvent, RecordedEvent, StreamState
 from .store import EventStore
@@ -25,6 +26,9 @@ A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
 
 SNAPSHOT_TYPE = "Snapshot"
+RAN_BEFORE_WINDOW = 100
+"""How many of a stream's latest events are searched for an earlier run's (a retry
+comes seconds after it, so its events are among the stream's latest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +172,14 @@ class Repository(Generic[A]):
         Updates of one aggregate through this repository take turns, so callers in
         this process never conflict with each other (many children attaching to one
         parent at once would otherwise run out of attempts); the retries are for
-        other processes."""
+        other processes.
+
+        Run for a request (:mod:`.requested`), each retry appends the ids the first
+        try would have; a run whose events an earlier run of the request stored already
+        returns the aggregate as stored, and a change refused now but found among the
+        stream's latest events (the earlier run's) is answered as done."""
         async with self._turns.hold(aggregate_id):
+            mark = requested.mark(self.aggregate_class.stream_id_of(aggregate_id))
             for attempt in range(1, attempts + 1):
                 if attempt == 1 and loaded is not None:
                     aggregate = loaded
@@ -177,15 +187,35 @@ class Repository(Generic[A]):
                     aggregate = await self.load(aggregate_id, kind)
                 else:
                     aggregate = await self.get(aggregate_id)
-                change(aggregate)
+                requested.rewind(aggregate.stream_id, mark)
                 try:
-                    await self.save(aggregate, metadata)
-                    return aggregate
+                    change(aggregate)
+                except Exception:  # refused; by the rules, or as a change made already
+                    if await self._ran_before(aggregate):
+                        return aggregate
+                    raise
+                try:
+                    saved = await self.save(aggregate, metadata)
                 except ConcurrencyError:
                     if attempt == attempts:
                         raise
                     await asyncio.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** (attempt - 1))))
+                    continue
+                if saved is not None and saved.stream_version != aggregate.version:
+                    return await self.get(aggregate_id)  # an earlier run's events, stored
+                return aggregate
         raise AssertionError("unreachable")
+
+    async def _ran_before(self, aggregate: A) -> bool:
+        """Whether the request being served changed this aggregate already, in a run
+        whose replica died before the request log kept it: a change its rules now
+        refuse (a case filed twice) is then the first run's, and answered as done."""
+        if requested.mark(aggregate.stream_id) is None:
+            return False
+        recent = await self.store.read_stream(
+            aggregate.stream_id, backwards=True, limit=RAN_BEFORE_WINDOW
+        )
+        return requested.skip_stored(aggregate.stream_id, {e.event_id for e in recent})
 
     async def save(self, aggregate: A, metadata: Metadata | None = None) -> AppendResult | None:
         """Append the aggregate's pending events; returns None when there were none."""
@@ -195,9 +225,11 @@ class Repository(Generic[A]):
         meta = metadata or Metadata()
         loaded_at = aggregate.version - len(pending)
         expected = StreamState.NO_STREAM if loaded_at < 0 else loaded_at
+        ids = requested.next_ids(aggregate.stream_id, len(pending)) or [new_uuid() for _ in pending]
         with tracing.appending(aggregate.stream_id, len(pending)) as trace_context:
             new_events = [
                 NewEvent(
+                    event_id=event_id,
                     type=event.event_type,
                     data=event.to_data(),
                     schema_version=event.schema_version,
@@ -206,7 +238,7 @@ class Repository(Generic[A]):
                     causation_id=meta.causation_id or tracing.current_causation_id(),
                     trace_context=trace_context,
                 )
-                for event in pending
+                for event, event_id in zip(pending, ids, strict=True)
             ]
             result = await self.store.append(aggregate.stream_id, new_events, expected)
         aggregate.mark_saved()
