@@ -105,3 +105,50 @@ async def test_a_command_its_rules_refuse_on_the_rerun_is_answered_as_done(
     assert len(await store.read_stream("account-a1")) == 3
     with pytest.raises(InsufficientFunds):  # another request's withdrawal is still refused
         await log.once(PATH, ADMIN, request(str(uuid.uuid4())), withdraw, Servicer())
+
+
+async def test_a_command_checked_before_its_update_is_answered_as_done_on_the_rerun(
+    store: EventStore, log: RequestLog
+) -> None:
+    """As DispatchCase: the application checks the loaded aggregate, then updates it."""
+    repository = await opened(store)
+    await repository.update("a1", lambda a: a.deposit(100))
+
+    async def withdraw_all() -> funds_pb2.OpenAccountResponse:
+        account = await repository.load("a1", "account")
+        if account.balance_fen < 100:
+            raise InsufficientFunds("checked before the update")
+        account = await repository.update("a1", lambda a: a.withdraw(100), loaded=account)
+        return funds_pb2.OpenAccountResponse(
+            account=funds_pb2.Account(account_id=account.id, name=str(account.balance_fen))
+        )
+
+    request_id = str(uuid.uuid4())
+    await log.once(PATH, ADMIN, request(request_id), withdraw_all, Servicer())
+    crash_before_the_log(log, request_id)
+    await repository.update("a1", lambda a: a.deposit(5))
+
+    reply = await log.once(PATH, ADMIN, request(request_id), withdraw_all, Servicer())
+
+    assert reply.account.name == "5"  # the account as it is now, withdrawn once
+    assert [e.type for e in await store.read_stream("account-a1")].count("MoneyWithdrawn") == 1
+
+
+async def test_a_refused_rerun_whose_first_run_a_snapshot_covers_is_answered_as_done(
+    store: EventStore, log: RequestLog
+) -> None:
+    """The loaded state cannot leave out what a snapshot covers: the refusal is checked
+    against the stream's latest events instead."""
+    repository = await opened(store)
+    await repository.update("a1", lambda a: a.deposit(100))
+    request_id, withdraw = str(uuid.uuid4()), command(repository, lambda a: a.withdraw(100))
+    await log.once(PATH, ADMIN, request(request_id), withdraw, Servicer())
+    crash_before_the_log(log, request_id)
+    for _ in range(60):  # past a snapshot (every 50 events)
+        await repository.update("a1", lambda a: a.deposit(1))
+
+    reply = await log.once(PATH, ADMIN, request(request_id), withdraw, Servicer())
+
+    assert reply.account.name == "60"
+    assert await store.read_stream("account_snapshot-a1")
+    assert [e.type for e in await store.read_stream("account-a1")].count("MoneyWithdrawn") == 1

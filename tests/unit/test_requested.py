@@ -49,3 +49,13 @@ async def test_stored_ids_of_an_earlier_run_count_as_given() -> None:
         assert requested.skip_stored("case-1", stored)
         assert requested.mark("case-1") == 1
         assert not requested.skip_stored("case-1", stored)
+
+
+async def test_an_earlier_runs_events_are_found_where_they_are_and_marked() -> None:
+    with requested.serving(REQUEST):
+        stored = [uuid.uuid4(), requested.event_id(REQUEST, "case-1", 0), uuid.uuid4()]
+        assert requested.earlier_run("case-2", stored) is None
+        assert not requested.reran("case-1")
+        assert requested.earlier_run("case-1", stored) == 1
+        assert requested.reran("case-1")
+    assert requested.earlier_run("case-1", stored) is None  # outside the request

@@ -30,6 +30,7 @@ class _Request:
     request_id: str
     task: asyncio.Task[object] | None
     appended: dict[str, int] = field(default_factory=dict)  # stream -> events given ids
+    rerun: set[str] = field(default_factory=set)  # streams an earlier run appended to
 
 
 _current: ContextVar[_Request | None] = ContextVar("civitas_request", default=None)
@@ -99,3 +100,22 @@ def skip_stored(stream_id: str, stored: set[uuid.UUID]) -> bool:
         n += 1
     request.appended[stream_id] = n
     return n > start
+
+
+def earlier_run(stream_id: str, stored: list[uuid.UUID]) -> int | None:
+    """Where, among a stream's events in order, an earlier run of the request being
+    served appended the events this run is to append next (None if none did)."""
+    request = _mine()
+    if request is None:
+        return None
+    next_id = event_id(request.request_id, stream_id, request.appended.get(stream_id, 0))
+    if next_id not in stored:
+        return None
+    request.rerun.add(stream_id)
+    return stored.index(next_id)
+
+
+def reran(stream_id: str) -> bool:
+    """Whether an earlier run of the request being served appended to the stream."""
+    request = _mine()
+    return request is not None and stream_id in request.rerun
