@@ -20,12 +20,8 @@ replica shares. Requests with one id take turns in a process as well, so that on
 copies arriving at other replicas meet a claim. A copy that finds the id claimed
 waits for the holder (polling, up to ``wait_seconds``), then replies as the holder's
 row says; still claimed then, it is refused with UNAVAILABLE (nothing done; the
-chassis client retries it). A claim names its holder, the process that made it; every
-process holds a liveness lease (``requests-<instance>``, :mod:`civitas.eventkit.lease`)
-for its life, so a copy that can take the holder's lease knows the holder died and
-takes the claim over at once (one conditional UPDATE wins), instead of after its
-time. A claim whose time passed is taken over too: its holder lost the database, or
-it is an older release's claim, which names no holder. The bound (30 s) is far beyond a
+chassis client retries it). A claim whose time passed is taken over (one conditional
+UPDATE wins): its holder died or lost the database. The bound (30 s) is far beyond a
 command's run (milliseconds; a call's deadline is seconds), so a live holder is not
 overtaken; should one still be, its command's own effects are versioned appends, and
 one that makes something under :func:`id_for` makes it once. The finished command's
@@ -75,8 +71,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from civitas.errors import AlreadyExists, InvalidInput, Unavailable
 from civitas.eventkit import KeyedLocks, natural_id, requested
-from civitas.eventkit.ids import new_uuid, parse_uuid
-from civitas.eventkit.lease import HeldLease, Lease, lease_in
+from civitas.eventkit.ids import parse_uuid
 from civitas.eventkit.readmodels import in_own_transaction
 
 from .auth import Principal
@@ -88,8 +83,6 @@ CLAIM_SECONDS = 30.0
 """How long a claim holds without its holder finishing (see the module's docstring)."""
 WAIT_SECONDS = 5.0
 """How long a copy of a request waits for another replica's run before UNAVAILABLE."""
-LIVENESS_SECONDS = 1.0
-"""How long a copy tries a claim's holder's liveness lease: taken, the holder is gone."""
 PENDING: Literal["pending"] = "pending"
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
@@ -114,7 +107,6 @@ request_claims = sa.Table(
     sa.Column("request_id", sa.String(36), primary_key=True),
     sa.Column("digest", sa.LargeBinary, nullable=False),
     sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("holder", sa.String(36)),  # the claiming process; None from older releases
 )
 
 
@@ -193,36 +185,12 @@ class RequestLog:
         self._turns = KeyedLocks()
         self._claims = Together(self._claim_all)
         self._writes = Together(self._insert)
-        self.instance = new_uuid().hex
-        self._alive: asyncio.Task[None] | None = None
 
     async def setup(self) -> None:
         """Create the table if missing, and key the plain digests an older version
         kept (once: a keyed digest is not keyed again)."""
         await asyncio.to_thread(in_own_transaction, self.engine, _tables)
-        await asyncio.to_thread(self._add_holder_column)
         await asyncio.to_thread(self._key_plain_digests)
-        liveness = await lease_in(self.engine, f"requests-{self.instance}")
-        await liveness.acquire()
-        self._alive = asyncio.create_task(_hold(liveness), name=f"requests-{self.instance}")
-
-    async def close(self) -> None:
-        """Let this process's liveness lease go (its claims then look abandoned)."""
-        if self._alive is not None:
-            self._alive.cancel()
-            await asyncio.gather(self._alive, return_exceptions=True)
-
-    def _add_holder_column(self) -> None:
-        """``request_claims`` as the release before made it lacks ``holder``: add it
-        (a claim without one is waited out, as that release did)."""
-        with self.engine.begin() as conn:
-            columns = {c["name"] for c in sa.inspect(conn).get_columns("request_claims")}
-            if "holder" in columns:
-                return
-            exists = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
-            conn.execute(
-                sa.text(f"ALTER TABLE request_claims ADD COLUMN {exists}holder VARCHAR(36)")
-            )
 
     def _key_plain_digests(self) -> None:
         plain = request_log.c.service == self.service, sa.func.length(request_log.c.digest) == 32
@@ -283,54 +251,8 @@ class RequestLog:
             found = await asyncio.to_thread(self._try_claim, request_id, digest)
             if found != PENDING:
                 return found
-            if not waited and await self._holder_gone(request_id):
-                return None  # taken over from a process that died holding it
             if waited >= self.wait_seconds:
                 raise Unavailable(f"request {request_id} is being run by another replica; retry")
-
-    async def _holder_gone(self, request_id: str) -> bool:
-        """Whether the claim's holder died: its liveness lease can be taken. If so the
-        claim is taken over (one conditional UPDATE wins) and True returned."""
-        holder = await asyncio.to_thread(self._holder_of, request_id)
-        if holder is None or holder == self.instance:
-            return False
-        lease = await lease_in(self.engine, f"requests-{holder}")
-        if isinstance(lease, HeldLease):  # a database only this process sees
-            return False
-        try:
-            async with asyncio.timeout(min(LIVENESS_SECONDS, self.wait_seconds)):
-                await lease.acquire()
-        except TimeoutError:
-            return False  # held: the holder lives (or its database cannot tell yet)
-        finally:
-            await lease.release()
-        taken = await asyncio.to_thread(self._take_over, request_id, holder)
-        if taken:
-            log.warning("request claim taken over from a dead process", request_id=request_id)
-        return taken
-
-    def _holder_of(self, request_id: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.scalar(
-                sa.select(request_claims.c.holder).where(
-                    request_claims.c.service == self.service,
-                    request_claims.c.request_id == request_id,
-                )
-            )
-
-    def _take_over(self, request_id: str, holder: str) -> bool:
-        with self.engine.begin() as conn:
-            taken = conn.execute(
-                request_claims.update()
-                .where(
-                    request_claims.c.service == self.service,
-                    request_claims.c.request_id == request_id,
-                    request_claims.c.holder == holder,
-                )
-                .values(holder=self.instance, claimed_until=datetime.now(UTC) + self.claim)
-                .returning(request_claims.c.request_id)
-            ).first()
-        return taken is not None
 
     def _try_claim(self, request_id: str, digest: bytes) -> list[str] | Literal["pending"] | None:
         """One try, in one transaction: what the log kept (the claim made is then rolled
@@ -342,7 +264,7 @@ class RequestLog:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             made = conn.execute(
                 dialect.insert(request_claims)
-                .values(**mine, digest=digest, claimed_until=now + self.claim, holder=self.instance)
+                .values(**mine, digest=digest, claimed_until=now + self.claim)
                 .on_conflict_do_nothing()
                 .returning(request_claims.c.request_id)
             ).first()
@@ -359,7 +281,7 @@ class RequestLog:
             taken = conn.execute(
                 request_claims.update()
                 .where(*key, request_claims.c.claimed_until < now)
-                .values(claimed_until=now + self.claim, holder=self.instance)
+                .values(claimed_until=now + self.claim)
                 .returning(request_claims.c.request_id)
             ).first()
             if taken is None:
@@ -372,13 +294,7 @@ class RequestLog:
         its finished row if it has one (whose claim, made in vain, is deleted at once)."""
         until = datetime.now(UTC) + self.claim
         rows = [
-            {
-                "service": self.service,
-                "request_id": i,
-                "digest": digest,
-                "claimed_until": until,
-                "holder": self.instance,
-            }
+            {"service": self.service, "request_id": i, "digest": digest, "claimed_until": until}
             for i, digest in claims
         ]
         ids = [row["request_id"] for row in rows]
@@ -449,18 +365,6 @@ class RequestLog:
             conn.execute(dialect.insert(request_log).on_conflict_do_nothing(), rows)
             self._delete_claims(conn, [row["request_id"] for row in rows])
         return [None] * len(rows)
-
-
-async def _hold(liveness: Lease) -> None:
-    """Hold a process's liveness lease for its life: taken again after it was lost
-    (its database restarted), so that its claims do not look abandoned for long."""
-    try:
-        while True:
-            await liveness.lost()
-            await liveness.release()
-            await liveness.acquire()
-    finally:
-        await asyncio.shield(liveness.release())
 
 
 class Together(Generic[Item, Outcome]):
