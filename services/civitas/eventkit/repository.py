@@ -307,6 +307,8 @@ class Repository(Generic[A]):
 
 
 def _before_earlier_run(stream_id: str, recorded: list[RecordedEvent]) -> list[RecordedEvent]:
+    if not requested.active():  # no request: nothing to look for on a load's path
+        return recorded
     at = requested.earlier_run(stream_id, [event.event_id for event in recorded])
     return recorded if at is None else recorded[:at]
 

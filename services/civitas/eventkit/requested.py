@@ -102,6 +102,11 @@ def skip_stored(stream_id: str, stored: set[uuid.UUID]) -> bool:
     return n > start
 
 
+def active() -> bool:
+    """Whether this task is running a command for a request."""
+    return _mine() is not None
+
+
 def earlier_run(stream_id: str, stored: list[uuid.UUID]) -> int | None:
     """Where, among a stream's events in order, an earlier run of the request being
     served appended the events this run is to append next (None if none did)."""
