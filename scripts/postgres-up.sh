@@ -23,11 +23,14 @@ if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "o
   pg_ctlcluster "$version" main start
 fi
 
-for _ in $(seq 1 50); do
-  pg_isready -q -h 127.0.0.1 -p 5432 && break
-  sleep 0.2
-done
-pg_isready -h 127.0.0.1 -p 5432 >/dev/null
+wait_ready() {
+  for _ in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return
+    sleep 0.2
+  done
+  pg_isready -h 127.0.0.1 -p 5432 >/dev/null
+}
+wait_ready
 
 psql_admin() { su postgres -c "psql -v ON_ERROR_STOP=1 -qtA -c \"$1\""; }
 
@@ -38,11 +41,7 @@ connections=${POSTGRES_MAX_CONNECTIONS:-400}
 if [ "$(psql_admin "SHOW max_connections")" -lt "$connections" ]; then
   psql_admin "ALTER SYSTEM SET max_connections = $connections"
   pg_ctlcluster "$version" main restart
-  for _ in $(seq 1 50); do
-    pg_isready -q -h 127.0.0.1 -p 5432 && break
-    sleep 0.2
-  done
-  pg_isready -h 127.0.0.1 -p 5432 >/dev/null
+  wait_ready
 fi
 if [ "$(psql_admin "SELECT 1 FROM pg_roles WHERE rolname = '$user'")" != "1" ]; then
   psql_admin "CREATE ROLE $user LOGIN PASSWORD '$password'"
